@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The README's test command. Installs (only if missing) and starts RabbitMQ and PostgreSQL on
+# loopback, creates the test logins, builds the solution, runs every test project and prints one
+# summary line last: `tests: N passed, N failed, N skipped`. Exits non-zero on any failure or skip.
+# Safe to re-run: every step checks before it acts.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CONFIGURATION=${CONFIGURATION:-Release}
+RESULTS=$ROOT/artifacts/test-results
+
+export DW_TEST_RABBITMQ_HOST=${DW_TEST_RABBITMQ_HOST:-127.0.0.1}
+export DW_TEST_RABBITMQ_USER=${DW_TEST_RABBITMQ_USER:-dw}
+export DW_TEST_RABBITMQ_PASSWORD=${DW_TEST_RABBITMQ_PASSWORD:-dw}
+export DW_TEST_POSTGRES=${DW_TEST_POSTGRES:-"Host=127.0.0.1;Port=5432;Username=dw;Password=dw;Database=postgres"}
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+
+log() { printf '[test.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { printf '[test.sh] FAILED: %s\n' "$*" >&2; echo "tests: 0 passed, 1 failed, 0 skipped"; exit 1; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND once a second until it succeeds or the deadline passes.
+wait_for() {
+  local what=$1 seconds=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "$what did not answer within ${seconds}s"
+    sleep 1
+  done
+  log "$what is up"
+}
+
+ensure_packages() {
+  command -v dotnet >/dev/null || die "the .NET SDK is a prerequisite (dotnet not on PATH)"
+  local missing=()
+  dpkg -s rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+  dpkg -s postgresql >/dev/null 2>&1 || missing+=(postgresql)
+  command -v curl >/dev/null || missing+=(curl)
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]} with apt"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || die "apt-get update"
+    apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]}"
+  fi
+}
+
+start_rabbitmq() {
+  if ! rabbitmq-diagnostics -q check_running >/dev/null 2>&1; then
+    log "starting RabbitMQ"
+    rabbitmq-plugins enable --offline rabbitmq_management >/dev/null
+    # Loopback only: tests never need the broker reachable from elsewhere.
+    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 rabbitmq-server -detached >/dev/null 2>&1 || true
+  fi
+  wait_for "RabbitMQ" 120 rabbitmq-diagnostics -q check_running
+  rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_management \
+    || rabbitmq-plugins enable rabbitmq_management >/dev/null
+  if ! rabbitmqctl -q list_users 2>/dev/null | awk '{print $1}' | grep -qx "$DW_TEST_RABBITMQ_USER"; then
+    log "creating RabbitMQ user $DW_TEST_RABBITMQ_USER"
+    rabbitmqctl -q add_user "$DW_TEST_RABBITMQ_USER" "$DW_TEST_RABBITMQ_PASSWORD" >/dev/null
+    rabbitmqctl -q set_user_tags "$DW_TEST_RABBITMQ_USER" administrator >/dev/null
+    rabbitmqctl -q set_permissions -p / "$DW_TEST_RABBITMQ_USER" '.*' '.*' '.*' >/dev/null
+  fi
+  wait_for "RabbitMQ management API" 60 curl -fsS -u "$DW_TEST_RABBITMQ_USER:$DW_TEST_RABBITMQ_PASSWORD" http://127.0.0.1:15672/api/overview
+}
+
+start_postgres() {
+  local version
+  version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+  [ -n "$version" ] || die "PostgreSQL binaries not found under /usr/lib/postgresql"
+  if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$version main"; then
+    log "creating PostgreSQL cluster $version/main"
+    pg_createcluster "$version" main >/dev/null
+  fi
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    log "starting PostgreSQL $version"
+    pg_ctlcluster "$version" main start || true
+  fi
+  wait_for "PostgreSQL" 60 pg_isready -q -h 127.0.0.1 -p 5432
+  if [ "$(runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_roles WHERE rolname='dw'" 2>/dev/null)" != 1 ]; then
+    log "creating PostgreSQL role dw"
+    (cd /tmp && runuser -u postgres -- psql -q -c "CREATE ROLE dw LOGIN PASSWORD 'dw' CREATEDB") || die "create role dw"
+  fi
+}
+
+ensure_packages
+start_rabbitmq
+start_postgres
+
+log "restoring tools and building ($CONFIGURATION)"
+dotnet tool restore >/dev/null || die "dotnet tool restore"
+dotnet build DynamicWorkers.sln -c "$CONFIGURATION" -nologo -v quiet -clp:ErrorsOnly || die "build"
+
+# The checked-in migrations must match the model, for both production providers.
+for context in PostgresDynamicWorkersDbContext SqlServerDynamicWorkersDbContext; do
+  dotnet ef migrations has-pending-model-changes --project src/LeaseSaga --context "$context" \
+    --configuration "$CONFIGURATION" --no-build >/dev/null 2>&1 \
+    || die "the model has changes without a migration for $context (dotnet ef migrations add ... --context $context)"
+done
+log "migrations match the model"
+
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+log "running tests"
+status=0
+dotnet test DynamicWorkers.sln -c "$CONFIGURATION" --no-build -nologo -v quiet \
+  --results-directory "$RESULTS" --logger "trx" --logger "console;verbosity=normal" || status=$?
+
+# One summary over every test project's TRX file; a skipped test counts against the run.
+passed=0 failed=0 skipped=0 files=0
+for trx in "$RESULTS"/*.trx; do
+  [ -e "$trx" ] || continue
+  files=$((files + 1))
+  counters=$(grep -o '<Counters [^>]*>' "$trx" | head -1)
+  get() { sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p" <<<"$counters"; }
+  passed=$((passed + $(get passed)))
+  failed=$((failed + $(get failed) + $(get error) + $(get timeout) + $(get aborted)))
+  skipped=$((skipped + $(get notExecuted)))
+done
+((files > 0)) || { log "no test results were written"; failed=$((failed + 1)); }
+((passed > 0)) || { log "no test passed"; failed=$((failed + 1)); }
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+if ((status != 0 || failed > 0 || skipped > 0)); then exit 1; fi

@@ -1,0 +1,51 @@
+using MassTransit;
+
+namespace DynamicWorkers.Contracts;
+
+/// <summary>Overrides the lifecycle limits of one instance; a <c>null</c> field leaves that limit unchanged.</summary>
+[MessageUrn("DynamicWorkers.Contracts:SetInstanceLifecycle")]
+public sealed record SetInstanceLifecycle(
+    string InstanceId,
+    TimeSpan? IdleTimeout,
+    TimeSpan? MaxWorkerAge,
+    TimeSpan? MaxLeaseDuration);
+
+/// <summary>Changes a pool's size at run time; takes effect at once and is persisted.</summary>
+[MessageUrn("DynamicWorkers.Contracts:SetPoolSize")]
+public sealed record SetPoolSize(
+    string Pool,
+    int HotTarget,
+    int MaxWorkers);
+
+/// <summary>Asks for the status of one pool, or of all pools when <see cref="Pool"/> is null. Answered with <see cref="PoolStatus"/>.</summary>
+[MessageUrn("DynamicWorkers.Contracts:GetPoolStatus")]
+public sealed record GetPoolStatus(string? Pool);
+
+[MessageUrn("DynamicWorkers.Contracts:PoolStatus")]
+public sealed record PoolStatus(IReadOnlyList<PoolSummary> Pools);
+
+public sealed record PoolSummary(
+    string Pool,
+    IReadOnlyDictionary<string, int> WorkersByState,
+    int HotTarget,
+    int MaxWorkers,
+    int WaitingLeases,
+    string Image,
+    IReadOnlyList<string> Tools);
+
+/// <summary>Lists workers, optionally of one pool and/or trusting one instance. Answered with <see cref="WorkerList"/>.</summary>
+[MessageUrn("DynamicWorkers.Contracts:GetWorkers")]
+public sealed record GetWorkers(string? Pool, string? InstanceId);
+
+[MessageUrn("DynamicWorkers.Contracts:WorkerList")]
+public sealed record WorkerList(IReadOnlyList<WorkerSummary> Workers);
+
+public sealed record WorkerSummary(
+    Guid WorkerId,
+    string Pool,
+    string State,
+    string? TrustedInstanceId,
+    Guid? CurrentLeaseId,
+    DateTimeOffset ProvisionedAt,
+    DateTimeOffset? LastLeaseEndedAt,
+    int LeaseCount);

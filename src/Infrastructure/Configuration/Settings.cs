@@ -1,0 +1,92 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace DynamicWorkers.Infrastructure.Configuration;
+
+public enum TransportKind
+{
+    RabbitMq,
+    InMemory,
+}
+
+public enum DatabaseProvider
+{
+    SqlServer,
+    Postgres,
+    Sqlite,
+}
+
+/// <summary>Root key <c>Transport</c>: which broker the bus talks to.</summary>
+public sealed class TransportOptions
+{
+    public TransportKind Transport { get; set; } = TransportKind.RabbitMq;
+}
+
+/// <summary>Section <c>RabbitMq</c>.</summary>
+public sealed class RabbitMqOptions
+{
+    public const string Section = "RabbitMq";
+
+    [Required(AllowEmptyStrings = false)]
+    public string Host { get; set; } = "localhost";
+
+    [Range(1, 65535)]
+    public int Port { get; set; } = 5672;
+
+    [Required(AllowEmptyStrings = false)]
+    public string VirtualHost { get; set; } = "/";
+
+    [Required(AllowEmptyStrings = false)]
+    public string Username { get; set; } = "guest";
+
+    [Required(AllowEmptyStrings = false)]
+    public string Password { get; set; } = "guest";
+
+    /// <summary>Messages fetched ahead per receive endpoint.</summary>
+    [Range(1, 1000)]
+    public int PrefetchCount { get; set; } = 32;
+}
+
+/// <summary>Section <c>Database</c> plus <c>ConnectionStrings:Default</c>.</summary>
+public sealed class DatabaseOptions
+{
+    public const string Section = "Database";
+
+    public DatabaseProvider Provider { get; set; } = DatabaseProvider.Sqlite;
+
+    /// <summary>Bound from <c>ConnectionStrings:Default</c>, not from the <c>Database</c> section.</summary>
+    [Required(AllowEmptyStrings = false, ErrorMessage = "ConnectionStrings:Default is required")]
+    public string ConnectionString { get; set; } = "";
+}
+
+public enum SchedulerStore
+{
+    /// <summary>Quartz's clustered ADO.NET job store in the configured database: survives restarts.</summary>
+    Database,
+
+    /// <summary>Quartz's RAM store: timers die with the process. Only for throwaway runs.</summary>
+    Memory,
+}
+
+/// <summary>Section <c>Scheduler</c>: the Quartz endpoint that delivers every scheduled message.</summary>
+public sealed class SchedulerOptions
+{
+    public const string Section = "Scheduler";
+
+    /// <summary>The queue the scheduler endpoint consumes; every host sends schedules there.</summary>
+    [Required(AllowEmptyStrings = false)]
+    public string QueueName { get; set; } = "quartz";
+
+    public SchedulerStore Store { get; set; } = SchedulerStore.Database;
+
+    /// <summary>How often a clustered node checks in; a dead node's timers are taken over after about this plus 7.5 s.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.5", "00:10:00")]
+    public TimeSpan ClusterCheckinInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>A timer overdue by more than this is treated as misfired and fires at once on recovery.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
+    public TimeSpan MisfireThreshold { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Jobs fired in parallel by one node.</summary>
+    [Range(1, 256)]
+    public int MaxConcurrency { get; set; } = 16;
+}

@@ -1,0 +1,111 @@
+using DynamicWorkers.Infrastructure.Configuration;
+using DynamicWorkers.Infrastructure.Persistence;
+using DynamicWorkers.Infrastructure.Scheduling;
+using DynamicWorkers.Infrastructure.Telemetry;
+using MassTransit;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace DynamicWorkers.Infrastructure.Messaging;
+
+public static class BusRegistration
+{
+    /// <summary>
+    /// The one MassTransit setup every host uses: the configured transport (<c>Transport</c> = RabbitMq |
+    /// InMemory), kebab-case queue names, message retry and an in-memory outbox on every endpoint,
+    /// OpenTelemetry hooks, and scheduling through the durable Quartz endpoint (queue <c>Scheduler:QueueName</c>).
+    /// With <paramref name="hostScheduler"/> this host also runs that endpoint and its Quartz scheduler.
+    /// </summary>
+    public static IServiceCollection AddDynamicWorkersBus(
+        this IServiceCollection services,
+        IConfiguration configuration,
+        Action<IBusRegistrationConfigurator> configure,
+        bool hostScheduler = false)
+    {
+        services.AddTransportOptions(configuration);
+        services.AddValidatedOptions<RabbitMqOptions>(configuration.GetSection(RabbitMqOptions.Section));
+        services.AddValidatedOptions<SchedulerOptions>(configuration.GetSection(SchedulerOptions.Section));
+        services.AddDynamicWorkersTelemetry();
+
+        var transport = configuration.GetValidated<TransportOptions>().Transport;
+        var schedulerAddress = SchedulerAddress(configuration);
+
+        services.AddMassTransit(x =>
+        {
+            x.SetKebabCaseEndpointNameFormatter();
+            x.AddMessageScheduler(schedulerAddress);
+            x.AddConfigureEndpointsCallback((context, _, endpoint) => ApplyEndpointDefaults(endpoint, context));
+            if (hostScheduler)
+            {
+                x.AddSchedulerEndpoint(configuration);
+            }
+
+            configure(x);
+
+            switch (transport)
+            {
+                case TransportKind.InMemory:
+                    x.UsingInMemory((context, cfg) =>
+                    {
+                        cfg.UseMessageScheduler(schedulerAddress);
+                        cfg.ConfigureEndpoints(context);
+                    });
+                    break;
+                default:
+                    x.UsingRabbitMq((context, cfg) =>
+                    {
+                        var rabbit = context.GetRequiredService<IOptions<RabbitMqOptions>>().Value;
+                        cfg.Host(rabbit.Host, (ushort)rabbit.Port, rabbit.VirtualHost, h =>
+                        {
+                            h.Username(rabbit.Username);
+                            h.Password(rabbit.Password);
+                        });
+                        cfg.PrefetchCount = rabbit.PrefetchCount;
+                        cfg.UseMessageScheduler(schedulerAddress);
+                        cfg.ConfigureEndpoints(context);
+                    });
+                    break;
+            }
+        });
+
+        // "Application started" then means connected, with every queue and binding declared: nothing
+        // published right after start-up can fall into an exchange that has no queue bound yet.
+        services.Configure<MassTransitHostOptions>(o =>
+        {
+            o.WaitUntilStarted = true;
+            o.StartTimeout = TimeSpan.FromMinutes(2);
+            o.StopTimeout = TimeSpan.FromSeconds(30);
+        });
+
+        if (hostScheduler)
+        {
+            services.AddQuartzScheduler(configuration);
+        }
+
+        return services;
+    }
+
+    /// <summary>The scheduler endpoint every host sends <c>ScheduleMessage</c>/<c>CancelScheduledMessage</c> to.</summary>
+    public static Uri SchedulerAddress(IConfiguration configuration)
+        => new($"queue:{configuration.GetSection(SchedulerOptions.Section).GetValidated<SchedulerOptions>().QueueName}");
+
+    /// <summary>
+    /// Retry and outbox on every endpoint. Optimistic-concurrency losers (and duplicate-key inserts) retry
+    /// quickly and often, backing off, since a conflict means another message made progress and the next
+    /// attempt reloads the saga; any other failure gets a few spaced retries and then lands in the
+    /// endpoint's <c>_error</c> queue.
+    /// The outbox holds sends, publishes and schedules until the consumer (and the saga save) succeeded.
+    /// </summary>
+    public static void ApplyEndpointDefaults(IReceiveEndpointConfigurator endpoint, IRegistrationContext context)
+    {
+        endpoint.UseMessageRetry(r => r.Intervals(
+            TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)));
+        endpoint.UseMessageRetry(r =>
+        {
+            r.Handle<Exception>(e => DbConflicts.IsConflict(e));
+            r.Exponential(100, TimeSpan.FromMilliseconds(5), TimeSpan.FromSeconds(1), TimeSpan.FromMilliseconds(10));
+        });
+        endpoint.UseInMemoryOutbox(context);
+    }
+}

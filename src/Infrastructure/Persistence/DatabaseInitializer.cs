@@ -1,0 +1,48 @@
+using DynamicWorkers.Infrastructure.Configuration;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace DynamicWorkers.Infrastructure.Persistence;
+
+/// <summary>
+/// Brings the schema up to date before any hosted service starts (the bus and the scheduler need the tables):
+/// a context with migrations (SQL Server, PostgreSQL) is migrated, and EF Core's migration lock lets several
+/// processes start at once; one without (SQLite, the embedded single-process store) is created from its model.
+/// </summary>
+public sealed class DatabaseInitializer<TContext>(
+    IServiceScopeFactory scopes,
+    IOptions<DatabaseOptions> options,
+    ILogger<DatabaseInitializer<TContext>> logger) : IHostedLifecycleService
+    where TContext : DbContext
+{
+    public async Task StartingAsync(CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<TContext>();
+        if (options.Value.Provider == DatabaseProvider.Sqlite)
+        {
+            // Readers no longer wait for the writer.
+            await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+        }
+
+        if (db.Database.GetMigrations().Any())
+        {
+            await db.Database.MigrateAsync(cancellationToken);
+        }
+        else
+        {
+            await db.Database.EnsureCreatedAsync(cancellationToken);
+        }
+
+        logger.LogInformation("Database schema of {Context} is up to date ({Provider})", typeof(TContext).Name, options.Value.Provider);
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

@@ -1,0 +1,45 @@
+using DynamicWorkers.Infrastructure.Configuration;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace DynamicWorkers.Infrastructure.Persistence;
+
+public static class DatabaseRegistration
+{
+    /// <summary>
+    /// Registers <typeparamref name="TContext"/> (scoped) on the configured provider (<c>Database:Provider</c>,
+    /// <c>ConnectionStrings:Default</c>) and a start-up step that brings its schema up to date: migrations on
+    /// SQL Server and PostgreSQL, create-if-missing on SQLite. <paramref name="create"/> picks the concrete
+    /// context for a provider, so each provider's migrations (kept under their own context subclass) are found.
+    /// </summary>
+    public static IServiceCollection AddDynamicWorkersDatabase<TContext>(
+        this IServiceCollection services,
+        IConfiguration configuration,
+        Func<DatabaseProvider, DbContextOptions<TContext>, TContext> create)
+        where TContext : DbContext
+    {
+        services.AddDatabaseOptions(configuration);
+        services.AddSingleton(sp =>
+        {
+            var builder = new DbContextOptionsBuilder<TContext>();
+            builder.UseDynamicWorkersDatabase(sp.GetRequiredService<IOptions<DatabaseOptions>>().Value);
+            return builder.Options;
+        });
+        services.AddScoped(sp => create(
+            sp.GetRequiredService<IOptions<DatabaseOptions>>().Value.Provider,
+            sp.GetRequiredService<DbContextOptions<TContext>>()));
+        services.AddHostedService<DatabaseInitializer<TContext>>();
+        return services;
+    }
+
+    public static DbContextOptionsBuilder UseDynamicWorkersDatabase(this DbContextOptionsBuilder builder, DatabaseOptions options)
+        => options.Provider switch
+        {
+            DatabaseProvider.SqlServer => builder.UseSqlServer(options.ConnectionString),
+            DatabaseProvider.Postgres => builder.UseNpgsql(options.ConnectionString),
+            DatabaseProvider.Sqlite => builder.UseSqlite(options.ConnectionString).AddInterceptors(SqliteBusyTimeout.Instance),
+            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Provider, "unknown database provider"),
+        };
+}

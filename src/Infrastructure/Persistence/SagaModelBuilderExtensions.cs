@@ -1,0 +1,20 @@
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace DynamicWorkers.Infrastructure.Persistence;
+
+public static class SagaModelBuilderExtensions
+{
+    /// <summary>Maps a saga: key = correlation id (never generated), <c>Version</c> = optimistic concurrency token.</summary>
+    public static EntityTypeBuilder<TSaga> MapSaga<TSaga>(this ModelBuilder modelBuilder, string table)
+        where TSaga : class, ISagaVersion
+    {
+        var entity = modelBuilder.Entity<TSaga>();
+        entity.ToTable(table);
+        entity.HasKey(x => x.CorrelationId);
+        entity.Property(x => x.CorrelationId).ValueGeneratedNever();
+        entity.Property(x => x.Version).IsConcurrencyToken();
+        return entity;
+    }
+}

@@ -1,0 +1,49 @@
+using DynamicWorkers.Infrastructure.Configuration;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Design;
+
+namespace DynamicWorkers.LeaseSaga.Persistence;
+
+/// <summary>
+/// The service's own state (sagas and the settings ops change at run time). Quartz keeps its job store in
+/// the same database, in its own <c>qrtz_</c> tables, which it creates itself.
+/// </summary>
+public class DynamicWorkersDbContext(DbContextOptions options) : DbContext(options)
+{
+    /// <summary>
+    /// The context for a provider. SQL Server and PostgreSQL each have their own migrations, kept under a
+    /// subclass so EF Core finds the right set; SQLite (embedded, single process) is created from the model.
+    /// </summary>
+    public static DynamicWorkersDbContext Create(DatabaseProvider provider, DbContextOptions<DynamicWorkersDbContext> options)
+        => provider switch
+        {
+            DatabaseProvider.SqlServer => new SqlServerDynamicWorkersDbContext(options),
+            DatabaseProvider.Postgres => new PostgresDynamicWorkersDbContext(options),
+            _ => new DynamicWorkersDbContext(options),
+        };
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        modelBuilder.ApplyConfigurationsFromAssembly(typeof(DynamicWorkersDbContext).Assembly);
+    }
+}
+
+/// <summary>Owns the SQL Server migrations (Persistence/Migrations/SqlServer).</summary>
+public sealed class SqlServerDynamicWorkersDbContext(DbContextOptions options) : DynamicWorkersDbContext(options);
+
+/// <summary>Owns the PostgreSQL migrations (Persistence/Migrations/Postgres).</summary>
+public sealed class PostgresDynamicWorkersDbContext(DbContextOptions options) : DynamicWorkersDbContext(options);
+
+/// <summary>For <c>dotnet ef migrations add</c>: no database is contacted.</summary>
+public sealed class SqlServerDesignTimeFactory : IDesignTimeDbContextFactory<SqlServerDynamicWorkersDbContext>
+{
+    public SqlServerDynamicWorkersDbContext CreateDbContext(string[] args)
+        => new(new DbContextOptionsBuilder<DynamicWorkersDbContext>().UseSqlServer("Server=design-time").Options);
+}
+
+/// <summary>For <c>dotnet ef migrations add</c>: no database is contacted.</summary>
+public sealed class PostgresDesignTimeFactory : IDesignTimeDbContextFactory<PostgresDynamicWorkersDbContext>
+{
+    public PostgresDynamicWorkersDbContext CreateDbContext(string[] args)
+        => new(new DbContextOptionsBuilder<DynamicWorkersDbContext>().UseNpgsql("Host=design-time").Options);
+}

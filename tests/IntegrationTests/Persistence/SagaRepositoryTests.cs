@@ -1,0 +1,131 @@
+using DynamicWorkers.Infrastructure.Messaging;
+using DynamicWorkers.Infrastructure.Persistence;
+using DynamicWorkers.IntegrationTests.Support;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace DynamicWorkers.IntegrationTests.Persistence;
+
+/// <summary>
+/// The EF Core saga repository under contention, on the real broker: two hosts (two buses, competing
+/// consumers on one saga queue, as two processes would be) hammer a single saga.
+/// </summary>
+public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsyncLifetime
+{
+    readonly List<IHost> _hosts = [];
+
+    protected abstract IReadOnlyDictionary<string, string?> DatabaseSettings { get; }
+
+    public async Task InitializeAsync()
+    {
+        // One after the other: the first creates the schema.
+        _hosts.Add(await StartHostAsync());
+        _hosts.Add(await StartHostAsync());
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var host in _hosts)
+        {
+            await host.StopAsync();
+            host.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task Two_times_500_concurrent_increments_on_one_saga_end_at_exactly_1000()
+    {
+        var id = NewId.NextGuid();
+
+        await Task.WhenAll(_hosts.Select(host => PublishAsync(host, Enumerable.Range(0, 500).Select(_ => new Increment(id)))));
+
+        CounterSaga? saga = null;
+        await Eventually.True(
+            async () => (saga = await LoadAsync(id))?.Count >= 1000,
+            TimeSpan.FromSeconds(180),
+            "1,000 increments",
+            () => $"count {saga?.Count}");
+        await Eventually.True(async () => await IdleAsync(), TimeSpan.FromSeconds(60), "the saga queue to drain");
+
+        saga = await LoadAsync(id);
+        Assert.Equal(1000, saga!.Count);
+        Assert.Equal(0, await broker.QueueDepthAsync("counter_error"));
+        // The race did happen: some attempts lost on the version check (or the first insert) and ran again.
+        Assert.True(Attempts > 1000, $"expected optimistic-concurrency retries, saw {Attempts} attempts for 1,000 messages");
+    }
+
+    [Fact]
+    public async Task Duplicate_creation_of_one_correlation_id_yields_one_saga()
+    {
+        var id = NewId.NextGuid();
+
+        await Task.WhenAll(_hosts.Select(host => PublishAsync(host, Enumerable.Range(0, 25).Select(_ => new CreateCounter(id)))));
+
+        CounterSaga? saga = null;
+        await Eventually.True(
+            async () => (saga = await LoadAsync(id)) is { } s && s.Creations + s.Duplicates >= 50,
+            TimeSpan.FromSeconds(120),
+            "50 creations handled",
+            () => $"creations {saga?.Creations}, duplicates {saga?.Duplicates}");
+
+        Assert.Equal(1, saga!.Creations);
+        Assert.Equal(49, saga.Duplicates);
+        Assert.Equal(1, await CountAsync(id));
+        Assert.Equal(0, await broker.QueueDepthAsync("counter_error"));
+    }
+
+    int Attempts => _hosts.Sum(h => h.Services.GetRequiredService<AttemptCounter>().Attempts);
+
+    async Task<IHost> StartHostAsync()
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Configuration.AddInMemoryCollection(broker.Settings);
+        builder.Configuration.AddInMemoryCollection(DatabaseSettings);
+        builder.Services.AddSingleton<AttemptCounter>();
+        builder.Services.AddDynamicWorkersDatabase<CounterDbContext>(builder.Configuration, (_, options) => new CounterDbContext(options));
+        builder.Services.AddDynamicWorkersBus(builder.Configuration, bus =>
+            bus.AddSagaStateMachine<CounterStateMachine, CounterSaga, CounterSagaDefinition>().EfCoreRepository<CounterSaga, CounterDbContext>());
+        var host = builder.Build();
+        await host.StartAsync();
+        return host;
+    }
+
+    static async Task PublishAsync<T>(IHost host, IEnumerable<T> messages)
+        where T : class
+    {
+        var bus = host.Services.GetRequiredService<IBus>();
+        await Task.WhenAll(messages.Select(m => bus.Publish(m)));
+    }
+
+    async Task<CounterSaga?> LoadAsync(Guid id)
+    {
+        await using var scope = _hosts[0].Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CounterDbContext>();
+        return await db.Set<CounterSaga>().AsNoTracking().SingleOrDefaultAsync(x => x.CorrelationId == id);
+    }
+
+    async Task<int> CountAsync(Guid id)
+    {
+        await using var scope = _hosts[0].Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Set<CounterSaga>().CountAsync(x => x.CorrelationId == id);
+    }
+
+    async Task<bool> IdleAsync() => await broker.QueueDepthAsync("counter") == 0;
+}
+
+public sealed class PostgresSagaRepositoryTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database)
+    : SagaRepositoryTests(broker), IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>
+{
+    protected override IReadOnlyDictionary<string, string?> DatabaseSettings => database.Settings;
+}
+
+public sealed class SqliteSagaRepositoryTests(RabbitMqTestVirtualHost broker, SqliteTestDatabase database)
+    : SagaRepositoryTests(broker), IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<SqliteTestDatabase>
+{
+    protected override IReadOnlyDictionary<string, string?> DatabaseSettings => database.Settings;
+}

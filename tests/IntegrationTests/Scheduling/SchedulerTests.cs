@@ -1,0 +1,178 @@
+using System.Collections.Concurrent;
+using DynamicWorkers.Infrastructure.Messaging;
+using DynamicWorkers.IntegrationTests.Support;
+using MassTransit;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace DynamicWorkers.IntegrationTests.Scheduling;
+
+public sealed record Probe(Guid Id, string Label);
+
+public sealed record ProbeArrival(Guid Id, string Label, Guid? TokenId, DateTime ReceivedAt);
+
+public sealed class ProbeArrivals
+{
+    public ConcurrentQueue<ProbeArrival> All { get; } = new();
+
+    public int CountOf(Guid id) => All.Count(a => a.Id == id);
+}
+
+public sealed class ProbeConsumer(ProbeArrivals arrivals) : IConsumer<Probe>
+{
+    public Task Consume(ConsumeContext<Probe> context)
+    {
+        arrivals.All.Enqueue(new ProbeArrival(context.Message.Id, context.Message.Label, context.GetSchedulingTokenId(), DateTime.UtcNow));
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// The durable scheduler as deployed: the LeaseSaga host, a separate OS process, on real RabbitMQ and
+/// PostgreSQL (Quartz's clustered job store). This test process schedules through the <c>quartz</c> queue
+/// like any other service and receives the messages on a queue of its own.
+/// </summary>
+public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database)
+    : IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>, IAsyncLifetime
+{
+    static readonly Uri ProbeQueue = new("queue:probe");
+    static readonly TimeSpan StartDeadline = TimeSpan.FromSeconds(60);
+
+    readonly List<ServiceProcess> _schedulers = [];
+    IHost _client = null!;
+
+    ProbeArrivals Arrivals => _client.Services.GetRequiredService<ProbeArrivals>();
+
+    public async Task InitializeAsync()
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Configuration.AddInMemoryCollection(broker.Settings);
+        builder.Services.AddSingleton<ProbeArrivals>();
+        builder.Services.AddDynamicWorkersBus(builder.Configuration, bus => bus.AddConsumer<ProbeConsumer>().Endpoint(e => e.Name = "probe"));
+        _client = builder.Build();
+        await _client.StartAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var scheduler in _schedulers)
+        {
+            await scheduler.DisposeAsync();
+        }
+
+        await _client.StopAsync();
+        _client.Dispose();
+    }
+
+    [Fact]
+    public async Task A_message_scheduled_2_s_ahead_arrives_once_on_time_with_its_token()
+    {
+        await StartSchedulerAsync();
+        var due = DateTime.UtcNow.AddSeconds(2);
+
+        var handle = await ScheduleAsync(due, "on-time");
+
+        var arrival = await ArrivalAsync(handle.Payload.Id, TimeSpan.FromSeconds(30));
+        await DrainedAsync();
+        Assert.Equal(1, Arrivals.CountOf(handle.Payload.Id));
+        Assert.True(arrival.ReceivedAt >= due.AddMilliseconds(-50), $"arrived {(due - arrival.ReceivedAt).TotalMilliseconds:0} ms early");
+        Assert.Equal(handle.TokenId, arrival.TokenId);
+    }
+
+    [Fact]
+    public async Task A_cancelled_message_never_arrives()
+    {
+        await StartSchedulerAsync();
+        var cancelled = await ScheduleAsync(DateTime.UtcNow.AddSeconds(2), "cancelled");
+        await Scheduler.CancelScheduledSend(ProbeQueue, cancelled.TokenId);
+
+        // A later message through the same scheduler: once it is here, the cancelled one would have come first.
+        var later = await ScheduleAsync(DateTime.UtcNow.AddSeconds(3), "later");
+        await ArrivalAsync(later.Payload.Id, TimeSpan.FromSeconds(30));
+        await DrainedAsync();
+
+        Assert.Equal(0, Arrivals.CountOf(cancelled.Payload.Id));
+        Assert.Equal(0, await TriggersAsync());
+    }
+
+    [Fact]
+    public async Task A_scheduled_message_still_arrives_after_the_scheduler_is_killed_9_and_started_again()
+    {
+        var first = await StartSchedulerAsync();
+        var due = DateTime.UtcNow.AddSeconds(4);
+        var handle = await ScheduleAsync(due, "survivor");
+        await Eventually.True(async () => await TriggersAsync() == 1, TimeSpan.FromSeconds(30), "the trigger to be stored", () => first.Output);
+
+        first.KillHard();
+        // Let it fall due while no scheduler runs at all.
+        await Eventually.True(() => DateTime.UtcNow > due.AddSeconds(1), TimeSpan.FromSeconds(30), "the due time to pass");
+        Assert.Equal(0, Arrivals.CountOf(handle.Payload.Id));
+
+        await StartSchedulerAsync();
+        var arrival = await ArrivalAsync(handle.Payload.Id, TimeSpan.FromSeconds(60));
+        await DrainedAsync();
+
+        Assert.Equal(1, Arrivals.CountOf(handle.Payload.Id));
+        Assert.Equal(handle.TokenId, arrival.TokenId);
+    }
+
+    [Fact]
+    public async Task Two_scheduler_processes_deliver_each_message_exactly_once()
+    {
+        await Task.WhenAll(StartSchedulerAsync(), StartSchedulerAsync());
+        var start = DateTime.UtcNow.AddSeconds(2);
+        var handles = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => ScheduleAsync(start.AddMilliseconds(100 * i), $"pair-{i}")));
+
+        await Eventually.True(
+            () => handles.All(h => Arrivals.CountOf(h.Payload.Id) > 0),
+            TimeSpan.FromSeconds(60),
+            "all 20 messages",
+            () => $"{handles.Count(h => Arrivals.CountOf(h.Payload.Id) > 0)} arrived\n{string.Join("\n----\n", _schedulers.Select(s => s.Output))}");
+        await DrainedAsync();
+
+        Assert.All(handles, h => Assert.Equal(1, Arrivals.CountOf(h.Payload.Id)));
+    }
+
+    IMessageScheduler Scheduler => _client.Services.CreateScope().ServiceProvider.GetRequiredService<IMessageScheduler>();
+
+    Task<ScheduledMessage<Probe>> ScheduleAsync(DateTime due, string label)
+        => Scheduler.ScheduleSend(ProbeQueue, due, new Probe(NewId.NextGuid(), label));
+
+    async Task<ServiceProcess> StartSchedulerAsync()
+    {
+        var settings = broker.Settings.Concat(database.Settings).Append(new("Scheduler:ClusterCheckinInterval", "00:00:01"));
+        var scheduler = ServiceProcess.Start("LeaseSaga", settings);
+        lock (_schedulers)
+        {
+            _schedulers.Add(scheduler);
+        }
+
+        await scheduler.WaitUntilStartedAsync(StartDeadline);
+        return scheduler;
+    }
+
+    async Task<ProbeArrival> ArrivalAsync(Guid id, TimeSpan deadline)
+    {
+        await Eventually.True(() => Arrivals.CountOf(id) > 0, deadline, $"message {id}", () => string.Join("\n----\n", _schedulers.Select(s => s.Output)));
+        return Arrivals.All.First(a => a.Id == id);
+    }
+
+    /// <summary>
+    /// Every trigger has fired and finished (a job sends before Quartz removes its trigger), and a message sent
+    /// straight to the probe queue afterwards has come through: any duplicate would have arrived before it.
+    /// </summary>
+    async Task DrainedAsync()
+    {
+        await Eventually.True(async () => await TriggersAsync() == 0 && await FiringAsync() == 0, TimeSpan.FromSeconds(60), "every trigger to finish");
+        var sentinel = new Probe(NewId.NextGuid(), "sentinel");
+        await (await _client.Services.GetRequiredService<IBus>().GetSendEndpoint(ProbeQueue)).Send(sentinel);
+        await ArrivalAsync(sentinel.Id, TimeSpan.FromSeconds(30));
+    }
+
+    Task<long> TriggersAsync() => database.ScalarAsync("SELECT count(*) FROM qrtz_triggers WHERE job_name = 'dw-send-scheduled-message'");
+
+    Task<long> FiringAsync() => database.ScalarAsync("SELECT count(*) FROM qrtz_fired_triggers");
+}

@@ -1,0 +1,139 @@
+using System.Net.Http.Headers;
+using System.Text;
+using Npgsql;
+
+namespace DynamicWorkers.IntegrationTests.Support;
+
+/// <summary>Where the real servers are: environment variables, with <c>scripts/test.sh</c>'s values as defaults.</summary>
+public static class TestServers
+{
+    public static string RabbitMqHost => Env("DW_TEST_RABBITMQ_HOST", "127.0.0.1");
+    public static string RabbitMqUser => Env("DW_TEST_RABBITMQ_USER", "dw");
+    public static string RabbitMqPassword => Env("DW_TEST_RABBITMQ_PASSWORD", "dw");
+    public static string RabbitMqManagement => Env("DW_TEST_RABBITMQ_MANAGEMENT", "http://127.0.0.1:15672");
+
+    /// <summary>A login that may create databases; each test run makes its own database with it.</summary>
+    public static string PostgresAdmin => Env("DW_TEST_POSTGRES", "Host=127.0.0.1;Port=5432;Username=dw;Password=dw;Database=postgres");
+
+    static string Env(string name, string fallback)
+        => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : fallback;
+}
+
+/// <summary>A RabbitMQ virtual host of its own for one test class: no queue or exchange is shared with another run.</summary>
+public sealed class RabbitMqTestVirtualHost : IAsyncLifetime
+{
+    readonly HttpClient _http = new() { BaseAddress = new Uri(TestServers.RabbitMqManagement) };
+
+    public string Name { get; } = $"dw-test-{Guid.NewGuid():N}";
+
+    public RabbitMqTestVirtualHost()
+    {
+        _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue(
+            "Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{TestServers.RabbitMqUser}:{TestServers.RabbitMqPassword}")));
+    }
+
+    /// <summary>The <c>RabbitMq:*</c> settings a host needs to join this virtual host.</summary>
+    public IReadOnlyDictionary<string, string?> Settings => new Dictionary<string, string?>
+    {
+        ["Transport"] = "RabbitMq",
+        ["RabbitMq:Host"] = TestServers.RabbitMqHost,
+        ["RabbitMq:VirtualHost"] = Name,
+        ["RabbitMq:Username"] = TestServers.RabbitMqUser,
+        ["RabbitMq:Password"] = TestServers.RabbitMqPassword,
+    };
+
+    public async Task InitializeAsync()
+    {
+        var vhost = Uri.EscapeDataString(Name);
+        (await _http.PutAsync($"/api/vhosts/{vhost}", null)).EnsureSuccessStatusCode();
+        var permissions = new StringContent("""{"configure":".*","write":".*","read":".*"}""", Encoding.UTF8, "application/json");
+        (await _http.PutAsync($"/api/permissions/{vhost}/{Uri.EscapeDataString(TestServers.RabbitMqUser)}", permissions)).EnsureSuccessStatusCode();
+    }
+
+    /// <summary>Messages ready plus unacknowledged in a queue, as the management API last sampled them.</summary>
+    public async Task<long> QueueDepthAsync(string queue)
+    {
+        using var response = await _http.GetAsync($"/api/queues/{Uri.EscapeDataString(Name)}/{Uri.EscapeDataString(queue)}");
+        if (!response.IsSuccessStatusCode)
+        {
+            return 0;
+        }
+
+        using var json = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        return json.RootElement.TryGetProperty("messages", out var messages) && messages.ValueKind == System.Text.Json.JsonValueKind.Number
+            ? messages.GetInt64()
+            : 0;
+    }
+
+    public async Task<bool> ExchangeExistsAsync(string exchange)
+    {
+        using var response = await _http.GetAsync($"/api/exchanges/{Uri.EscapeDataString(Name)}/{Uri.EscapeDataString(exchange)}");
+        return response.IsSuccessStatusCode;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _http.DeleteAsync($"/api/vhosts/{Uri.EscapeDataString(Name)}");
+        _http.Dispose();
+    }
+}
+
+/// <summary>A PostgreSQL database of its own for one test class, dropped afterwards.</summary>
+public sealed class PostgresTestDatabase : IAsyncLifetime
+{
+    public string Name { get; } = $"dw_test_{Guid.NewGuid():N}";
+
+    public string ConnectionString => new NpgsqlConnectionStringBuilder(TestServers.PostgresAdmin) { Database = Name }.ConnectionString;
+
+    public IReadOnlyDictionary<string, string?> Settings => new Dictionary<string, string?>
+    {
+        ["Database:Provider"] = "Postgres",
+        ["ConnectionStrings:Default"] = ConnectionString,
+    };
+
+    public async Task InitializeAsync()
+    {
+        await using var connection = new NpgsqlConnection(TestServers.PostgresAdmin);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand($"CREATE DATABASE \"{Name}\"", connection);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    public async Task<long> ScalarAsync(string sql)
+    {
+        await using var connection = new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        return Convert.ToInt64(await command.ExecuteScalarAsync());
+    }
+
+    public async Task DisposeAsync()
+    {
+        NpgsqlConnection.ClearAllPools();
+        await using var connection = new NpgsqlConnection(TestServers.PostgresAdmin);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{Name}\" WITH (FORCE)", connection);
+        await command.ExecuteNonQueryAsync();
+    }
+}
+
+/// <summary>A SQLite file of its own for one test class, deleted afterwards.</summary>
+public sealed class SqliteTestDatabase : IDisposable
+{
+    readonly string _path = Path.Combine(Path.GetTempPath(), $"dw-test-{Guid.NewGuid():N}.db");
+
+    public IReadOnlyDictionary<string, string?> Settings => new Dictionary<string, string?>
+    {
+        ["Database:Provider"] = "Sqlite",
+        ["ConnectionStrings:Default"] = $"Data Source={_path}",
+    };
+
+    public void Dispose()
+    {
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        foreach (var file in new[] { _path, _path + "-wal", _path + "-shm" })
+        {
+            File.Delete(file);
+        }
+    }
+}
