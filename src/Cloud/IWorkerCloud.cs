@@ -7,18 +7,38 @@ namespace DynamicWorkers.Cloud;
 /// </summary>
 public interface IWorkerCloud
 {
-    /// <summary>Creates (or finds, if it already exists) the VM of a worker and returns its agent's address and thumbprint.</summary>
-    Task<CloudVm> CreateAsync(Guid workerId, string pool, CancellationToken cancellationToken);
+    /// <summary>Creates (or finds, if it already exists) the VM of a worker; returns it once it runs.</summary>
+    Task<CloudVm> CreateAsync(Guid workerId, VmSpec spec, CancellationToken cancellationToken);
 
-    /// <summary>Makes the worker's agent trust exactly one thumbprint; returns the agent's own thumbprint.</summary>
-    Task<string> TrustAsync(Guid workerId, string thumbprint, CancellationToken cancellationToken);
+    /// <summary>Makes the worker's agent trust exactly one instance's thumbprint; returns the agent's own thumbprint.</summary>
+    Task<string> TrustAsync(Guid workerId, string instanceId, string thumbprint, CancellationToken cancellationToken);
 
     /// <summary>Deletes the VM; deleting one that is already gone succeeds.</summary>
     Task DeleteAsync(Guid workerId, CancellationToken cancellationToken);
 
-    /// <summary>Every VM this service created that still exists.</summary>
+    /// <summary>Every VM this service created that still exists (the reaper's sweep compares it with the live workers).</summary>
     Task<IReadOnlyList<CloudVm>> ListAsync(CancellationToken cancellationToken);
 }
 
+/// <summary>What to create: the pool's image and VM size.</summary>
+public sealed record VmSpec(string Pool, string Image, string Size);
+
 /// <summary>A VM as the cloud sees it.</summary>
-public sealed record CloudVm(Guid WorkerId, string Pool, string Address, string AgentThumbprint, DateTimeOffset CreatedAt, bool Provisioning);
+public sealed record CloudVm(
+    Guid WorkerId,
+    string Pool,
+    string Address,
+    string AgentThumbprint,
+    DateTimeOffset CreatedAt,
+    bool Provisioning,
+    string? TrustedInstanceId);
+
+/// <summary>
+/// The cloud refused for a reason that retrying the same call will not fix (quota, bad image, the VM
+/// failed to start): the caller reports the failure so the lifecycle replaces the worker.
+/// Transient errors are thrown as anything else and retried.
+/// </summary>
+public sealed class WorkerCloudException(string reason, Exception? inner = null) : Exception(reason, inner)
+{
+    public string Reason { get; } = reason;
+}
