@@ -1,18 +1,51 @@
+using DynamicWorkers.Infrastructure.Configuration;
 using DynamicWorkers.Infrastructure.Persistence;
+using DynamicWorkers.LeaseSaga.Configuration;
+using DynamicWorkers.LeaseSaga.Instances;
+using DynamicWorkers.LeaseSaga.Leases;
 using DynamicWorkers.LeaseSaga.Persistence;
+using DynamicWorkers.LeaseSaga.Pools;
+using DynamicWorkers.LeaseSaga.Queries;
+using DynamicWorkers.LeaseSaga.Workers;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
 
 namespace DynamicWorkers.LeaseSaga;
 
-/// <summary>What the lease-saga service adds to a host: its database and its endpoints. Standalone uses it too.</summary>
+/// <summary>What the lease-saga service adds to a host: its database, pools, lifecycle and endpoints. Standalone uses it too.</summary>
 public static class LeaseSagaModule
 {
     public static IServiceCollection AddLeaseSagaServices(this IServiceCollection services, IConfiguration configuration)
-        => services.AddDynamicWorkersDatabase<DynamicWorkersDbContext>(configuration, DynamicWorkersDbContext.Create);
+    {
+        services.AddDynamicWorkersDatabase<DynamicWorkersDbContext>(configuration, DynamicWorkersDbContext.Create);
+        services.AddLeaseSagaOptions(configuration);
+        services.AddScoped<InstanceLifecycles>();
+        services.AddHostedService<PoolReconciler>();
+        return services;
+    }
+
+    /// <summary>Pools and lifecycle settings, validated at start.</summary>
+    public static IServiceCollection AddLeaseSagaOptions(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddOptions<PoolsOptions>()
+            .Configure(o => configuration.GetSection(PoolsOptions.Section).Bind(o.Pools))
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<PoolsOptions>, PoolsOptionsValidator>();
+        services.AddValidatedOptions<LifecycleOptions>(configuration.GetSection(LifecycleOptions.Section));
+        return services;
+    }
 
     public static void AddLeaseSagaEndpoints(this IBusRegistrationConfigurator bus)
     {
+        bus.AddSagaStateMachine<LeaseStateMachine, LeaseState, LeaseStateDefinition>().EfCoreRepository<LeaseState, DynamicWorkersDbContext>();
+        bus.AddSagaStateMachine<WorkerStateMachine, WorkerState, WorkerStateDefinition>().EfCoreRepository<WorkerState, DynamicWorkersDbContext>();
+        bus.AddSagaStateMachine<PoolStateMachine, PoolState, PoolStateDefinition>().EfCoreRepository<PoolState, DynamicWorkersDbContext>();
+        bus.AddConsumer<SetInstanceLifecycleConsumer>();
+        bus.AddConsumer<GetPoolStatusConsumer>();
+        bus.AddConsumer<GetWorkersConsumer>();
     }
 }

@@ -1,0 +1,98 @@
+using System.ComponentModel.DataAnnotations;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Options;
+
+namespace DynamicWorkers.LeaseSaga.Configuration;
+
+/// <summary>One pool: <c>Pools:&lt;name&gt;:*</c>. Sizes are start-up values; <c>SetPoolSize</c> changes them at run time.</summary>
+public sealed class PoolOptions
+{
+    /// <summary>Workers kept provisioned, ready and trusting no one.</summary>
+    [Range(0, 1000)]
+    public int HotTarget { get; set; } = 2;
+
+    /// <summary>Live workers of the pool, whatever their state, never exceed this.</summary>
+    [Range(1, 10000)]
+    public int MaxWorkers { get; set; } = 10;
+
+    /// <summary>Marketplace reference (publisher:offer:sku:version) or gallery image id.</summary>
+    [Required(AllowEmptyStrings = false)]
+    public string Image { get; set; } = "";
+
+    [Required(AllowEmptyStrings = false)]
+    public string Size { get; set; } = "Standard_D2s_v5";
+
+    /// <summary>The tool baseline the image carries, shown in pool status.</summary>
+    public List<string> Tools { get; set; } = [];
+
+    /// <summary>A lease still without a worker after this gets <c>NoCapacity</c>.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan AllocationTimeout { get; set; } = TimeSpan.FromMinutes(30);
+}
+
+/// <summary>Section <c>Pools</c>: pool name → definition.</summary>
+public sealed partial class PoolsOptions
+{
+    public const string Section = "Pools";
+
+    public Dictionary<string, PoolOptions> Pools { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9.-]{0,62}$")]
+    public static partial Regex ValidName();
+}
+
+public sealed class PoolsOptionsValidator : IValidateOptions<PoolsOptions>
+{
+    public ValidateOptionsResult Validate(string? name, PoolsOptions options)
+    {
+        var failures = new List<string>();
+        if (options.Pools.Count == 0)
+        {
+            failures.Add("Pools: at least one pool must be configured");
+        }
+
+        foreach (var (pool, definition) in options.Pools)
+        {
+            if (!PoolsOptions.ValidName().IsMatch(pool))
+            {
+                failures.Add($"Pools:{pool}: a pool name is lower-case letters, digits, '.' and '-'");
+            }
+
+            var results = new List<ValidationResult>();
+            Validator.TryValidateObject(definition, new ValidationContext(definition), results, validateAllProperties: true);
+            failures.AddRange(results.Select(r => $"Pools:{pool}:{string.Join(",", r.MemberNames)}: {r.ErrorMessage}"));
+            if (definition.HotTarget > definition.MaxWorkers)
+            {
+                failures.Add($"Pools:{pool}: HotTarget ({definition.HotTarget}) exceeds MaxWorkers ({definition.MaxWorkers})");
+            }
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}
+
+/// <summary>Section <c>Lifecycle</c>: defaults that <c>SetInstanceLifecycle</c> overrides per instance, and the cloud timeouts.</summary>
+public sealed class LifecycleOptions
+{
+    public const string Section = "Lifecycle";
+
+    /// <summary>An idle worker is deprovisioned this long after its last lease ended.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "365.00:00:00")]
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(60);
+
+    /// <summary>A worker is deprovisioned this long after it was provisioned, even if leased (the lease is revoked).</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "365.00:00:00")]
+    public TimeSpan MaxWorkerAge { get; set; } = TimeSpan.FromHours(72);
+
+    /// <summary>A lease never released is revoked, and its worker deprovisioned, after this.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "365.00:00:00")]
+    public TimeSpan MaxLeaseDuration { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>A VM not running after this is given up and replaced.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan ProvisioningTimeout { get; set; } = TimeSpan.FromMinutes(30);
+
+    /// <summary>A worker that has not confirmed trust after this is given up and replaced.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan TrustTimeout { get; set; } = TimeSpan.FromMinutes(5);
+}

@@ -1,0 +1,249 @@
+using DynamicWorkers.Contracts;
+using DynamicWorkers.Contracts.Internal;
+using DynamicWorkers.Infrastructure.Telemetry;
+using DynamicWorkers.LeaseSaga.Configuration;
+using DynamicWorkers.LeaseSaga.Instances;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace DynamicWorkers.LeaseSaga.Leases;
+
+/// <summary>
+/// One per <c>LeaseId</c>: validate, ask the pool for a worker, wait (at most the pool's allocation timeout),
+/// grant, then end on release, max lease duration or the worker's max age. Every request gets exactly one
+/// outcome; a repeat with the same id gets the same one again and re-runs nothing; the same id from another
+/// instance gets <c>LeaseIdConflict</c> and changes nothing.
+/// </summary>
+public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
+{
+    readonly IOptionsMonitor<PoolsOptions> _pools;
+    readonly TimeProvider _clock;
+    readonly ILogger<LeaseStateMachine> _logger;
+
+    public LeaseStateMachine(IOptionsMonitor<PoolsOptions> pools, TimeProvider clock, ILogger<LeaseStateMachine> logger)
+    {
+        _pools = pools;
+        _clock = clock;
+        _logger = logger;
+
+        InstanceState(x => x.CurrentState);
+        Event(() => Requested, e => e.CorrelateById(m => m.Message.LeaseId));
+        Event(() => Release, e => Existing(e, m => m.LeaseId, "release of an unknown lease"));
+        Event(() => Queued, e => Existing(e, m => m.LeaseId, "queued notice for an unknown lease"));
+        Event(() => WorkerGranted, e => Existing(e, m => m.LeaseId, "worker for an unknown lease"));
+        Event(() => Revocation, e => Existing(e, m => m.LeaseId, "revocation of an unknown lease"));
+        Schedule(() => AllocationTimeout, x => x.AllocationTimeoutToken, s => s.Received = e => e.CorrelateById(m => m.Message.LeaseId));
+        Schedule(() => MaxDuration, x => x.MaxDurationToken, s => s.Received = e => e.CorrelateById(m => m.Message.LeaseId));
+        OnUnhandledEvent(c =>
+        {
+            _logger.LogInformation("Lease {LeaseId} in {State} ignores {Event}", c.Saga.CorrelationId, c.Saga.CurrentState, c.Event.Name);
+            return Task.CompletedTask;
+        });
+
+        Initially(
+            When(Requested)
+                .Then(c => Record(c))
+                .IfElse(c => Validate(c.Message) is null,
+                    valid => valid
+                        .Then(c => _logger.LogInformation(
+                            "Lease {LeaseId} requested by {InstanceId} in {Pool} (task {TaskId})",
+                            c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.Pool, c.Saga.TaskId))
+                        .Publish(c => new AllocateWorker(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.ServerThumbprint, c.Saga.RequestedAt))
+                        .Schedule(AllocationTimeout, c => new LeaseAllocationTimedOut(c.Saga.CorrelationId), c => Definition(c.Saga.Pool).AllocationTimeout)
+                        .TransitionTo(Allocating),
+                    invalid => invalid
+                        .ThenAsync(c =>
+                        {
+                            var (reason, detail) = Validate(c.Message)!.Value;
+                            return Reject(c, reason, detail);
+                        })
+                        .TransitionTo(Rejected)));
+
+        // A repeat of a known lease id.
+        DuringAny(
+            When(Requested, c => c.Message.InstanceId != c.Saga.InstanceId)
+                .ThenAsync(c => Answer(c, new LeaseRejected(
+                    c.Message.LeaseId, c.Message.InstanceId, LeaseRejectionReasons.LeaseIdConflict,
+                    "this LeaseId belongs to another instance's lease; choose a new LeaseId"),
+                    c.ResponseAddress, c.RequestId)),
+            When(Requested, c => c.Message.InstanceId == c.Saga.InstanceId)
+                .Then(c =>
+                {
+                    // A retry may come from a new client: answer there from now on.
+                    c.Saga.ResponseAddress = c.ResponseAddress ?? c.Saga.ResponseAddress;
+                    c.Saga.RequestId = c.ResponseAddress is null ? c.Saga.RequestId : c.RequestId;
+                })
+                .ThenAsync(AnswerAgain));
+
+        During(Allocating, WaitingForWorker,
+            When(Queued)
+                .Then(c => c.Saga.Waited = true)
+                .TransitionTo(WaitingForWorker),
+            When(WorkerGranted)
+                .Unschedule(AllocationTimeout)
+                .ThenAsync(Grant)
+                .Schedule(MaxDuration, c => new LeaseMaxDurationReached(c.Saga.CorrelationId), c => c.Saga.ExpiresAt!.Value - _clock.GetUtcNow())
+                .TransitionTo(Granted)
+                .If(c => c.Saga.ReleaseRequested, released => released
+                    .Unschedule(MaxDuration)
+                    .ThenAsync(EndLease)
+                    .TransitionTo(Released)),
+            When(Release, c => c.Message.InstanceId == c.Saga.InstanceId)
+                .Then(c =>
+                {
+                    c.Saga.ReleaseRequested = true;
+                    _logger.LogInformation("Lease {LeaseId} released before it was granted; it ends once granted", c.Saga.CorrelationId);
+                }),
+            When(AllocationTimeout.Received)
+                .Publish(c => new CancelAllocation(c.Saga.Pool, c.Saga.CorrelationId))
+                .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity,
+                    $"no worker of pool '{c.Saga.Pool}' became available within {Definition(c.Saga.Pool).AllocationTimeout}; the pool is at its maximum or its workers fail to start"))
+                .TransitionTo(Rejected));
+
+        During(Granted,
+            When(Release, c => c.Message.InstanceId == c.Saga.InstanceId)
+                .Unschedule(MaxDuration)
+                .ThenAsync(EndLease)
+                .TransitionTo(Released),
+            When(MaxDuration.Received)
+                .ThenAsync(c => Revoke(c, LeaseRevocationReasons.MaxLeaseDuration))
+                .Publish(c => new EndLease(c.Saga.WorkerId!.Value, c.Saga.CorrelationId, Deprovision: true))
+                .TransitionTo(Revoked),
+            When(Revocation, c => c.Message.WorkerId == c.Saga.WorkerId)
+                .Unschedule(MaxDuration)
+                .ThenAsync(c => Revoke(c, c.Message.Reason))
+                .TransitionTo(Revoked));
+
+        // A worker that arrives after the lease ended goes idle for its instance, unused.
+        During(Rejected, Released, Revoked,
+            When(WorkerGranted, c => c.Message.WorkerId != c.Saga.WorkerId)
+                .Publish(c => new EndLease(c.Message.WorkerId, c.Saga.CorrelationId, Deprovision: false)));
+
+        DuringAny(
+            When(Release, c => c.Message.InstanceId != c.Saga.InstanceId)
+                .Then(c => _logger.LogWarning(
+                    "Lease {LeaseId} of {InstanceId}: release from {OtherInstanceId} ignored (not its lease)",
+                    c.Saga.CorrelationId, c.Saga.InstanceId, c.Message.InstanceId)));
+    }
+
+    public State Allocating { get; private set; } = null!;
+    public State WaitingForWorker { get; private set; } = null!;
+    public State Granted { get; private set; } = null!;
+    public State Released { get; private set; } = null!;
+    public State Revoked { get; private set; } = null!;
+    public State Rejected { get; private set; } = null!;
+
+    public Event<LeaseRequested> Requested { get; private set; } = null!;
+    public Event<LeaseReleased> Release { get; private set; } = null!;
+    public Event<LeaseQueued> Queued { get; private set; } = null!;
+    public Event<WorkerLeased> WorkerGranted { get; private set; } = null!;
+    public Event<RevokeLease> Revocation { get; private set; } = null!;
+
+    public Schedule<LeaseState, LeaseAllocationTimedOut> AllocationTimeout { get; private set; } = null!;
+    public Schedule<LeaseState, LeaseMaxDurationReached> MaxDuration { get; private set; } = null!;
+
+    void Existing<T>(IEventCorrelationConfigurator<LeaseState, T> e, Func<T, Guid> id, string what)
+        where T : class
+    {
+        e.CorrelateById(m => id(m.Message));
+        e.OnMissingInstance(m => m.ExecuteAsync(c =>
+        {
+            _logger.LogInformation("Ignored {What}: lease {LeaseId}", what, id(c.Message));
+            return Task.CompletedTask;
+        }));
+    }
+
+    (string Reason, string Detail)? Validate(LeaseRequested request) => LeaseRequestValidation.Check(request, _pools.CurrentValue.Pools.Keys);
+
+    PoolOptions Definition(string pool) => _pools.CurrentValue.Pools[pool];
+
+    void Record(BehaviorContext<LeaseState, LeaseRequested> c)
+    {
+        var m = c.Message;
+        var lease = c.Saga;
+        lease.InstanceId = m.InstanceId ?? "";
+        lease.ServerThumbprint = m.ServerThumbprint ?? "";
+        lease.Pool = (m.Pool ?? "").ToLowerInvariant();
+        lease.TaskId = m.TaskId;
+        lease.RequestedAt = m.RequestedAt;
+        lease.ReceivedAt = _clock.GetUtcNow();
+        lease.ResponseAddress = c.ResponseAddress;
+        lease.RequestId = c.RequestId;
+    }
+
+    async Task Grant(BehaviorContext<LeaseState, WorkerLeased> c)
+    {
+        var lease = c.Saga;
+        var limits = await c.GetServiceOrCreateInstance<InstanceLifecycles>().ForAsync(lease.InstanceId, c.CancellationToken);
+        var now = _clock.GetUtcNow();
+        lease.WorkerId = c.Message.WorkerId;
+        lease.WorkerAddress = c.Message.Address;
+        lease.WorkerThumbprint = c.Message.AgentThumbprint;
+        lease.Reused = c.Message.Reused;
+        lease.GrantedAt = now;
+        lease.ExpiresAt = now + limits.MaxLeaseDuration;
+        var path = lease.Reused ? "reuse" : lease.Waited ? "cold" : "hot";
+        DwTelemetry.LeaseWait.Record((now - lease.ReceivedAt).TotalSeconds, new("pool", lease.Pool), new("path", path));
+        _logger.LogInformation(
+            "Lease {LeaseId} of {InstanceId} granted worker {WorkerId} ({Path}, {Wait:0.###} s)",
+            lease.CorrelationId, lease.InstanceId, lease.WorkerId, path, (now - lease.ReceivedAt).TotalSeconds);
+        await Answer(c, GrantOf(lease), lease.ResponseAddress, lease.RequestId);
+    }
+
+    async Task Reject<T>(BehaviorContext<LeaseState, T> c, string reason, string detail)
+        where T : class
+    {
+        var lease = c.Saga;
+        lease.RejectReason = reason;
+        lease.RejectDetail = detail;
+        lease.EndedAt = _clock.GetUtcNow();
+        _logger.LogInformation("Lease {LeaseId} of {InstanceId} rejected: {Reason}: {Detail}", lease.CorrelationId, lease.InstanceId, reason, detail);
+        await Answer(c, new LeaseRejected(lease.CorrelationId, lease.InstanceId, reason, detail), lease.ResponseAddress, lease.RequestId);
+    }
+
+    async Task Revoke<T>(BehaviorContext<LeaseState, T> c, string reason)
+        where T : class
+    {
+        var lease = c.Saga;
+        lease.RevokeReason = reason;
+        lease.EndedAt = _clock.GetUtcNow();
+        _logger.LogInformation("Lease {LeaseId} of {InstanceId} revoked: {Reason}", lease.CorrelationId, lease.InstanceId, reason);
+        await c.Publish(new LeaseRevoked(lease.CorrelationId, lease.InstanceId, lease.WorkerId!.Value, reason));
+    }
+
+    async Task EndLease<T>(BehaviorContext<LeaseState, T> c)
+        where T : class
+    {
+        var lease = c.Saga;
+        lease.EndedAt = _clock.GetUtcNow();
+        _logger.LogInformation("Lease {LeaseId} of {InstanceId} released worker {WorkerId}", lease.CorrelationId, lease.InstanceId, lease.WorkerId);
+        await c.Publish(new EndLease(lease.WorkerId!.Value, lease.CorrelationId, Deprovision: false));
+    }
+
+    /// <summary>The recorded outcome once more; nothing is re-run. A lease still being allocated answers when it is.</summary>
+    Task AnswerAgain(BehaviorContext<LeaseState, LeaseRequested> c)
+    {
+        var lease = c.Saga;
+        object? outcome = lease.RejectReason is not null
+            ? new LeaseRejected(lease.CorrelationId, lease.InstanceId, lease.RejectReason, lease.RejectDetail ?? "")
+            : lease.GrantedAt is not null ? GrantOf(lease) : null;
+        return outcome is null ? Task.CompletedTask : Answer(c, outcome, c.ResponseAddress, c.RequestId);
+    }
+
+    static LeaseGranted GrantOf(LeaseState lease)
+        => new(lease.CorrelationId, lease.InstanceId, lease.WorkerId!.Value, lease.WorkerAddress!, lease.WorkerThumbprint!,
+            lease.Reused, lease.GrantedAt!.Value, lease.ExpiresAt!.Value);
+
+    /// <summary>Answers go to the request's response address when there is one, and are always published.</summary>
+    static async Task Answer(BehaviorContext<LeaseState> c, object answer, Uri? responseAddress, Guid? requestId)
+    {
+        await c.Publish(answer, answer.GetType());
+        if (responseAddress is not null)
+        {
+            var endpoint = await c.GetSendEndpoint(responseAddress);
+            await endpoint.Send(answer, answer.GetType(), Pipe.Execute<SendContext>(s => s.RequestId = requestId));
+        }
+    }
+}

@@ -1,0 +1,135 @@
+namespace DynamicWorkers.LeaseSaga.Pools;
+
+/// <summary>A lease waiting for a worker, in arrival order.</summary>
+public sealed record WaitingLease(Guid LeaseId, string InstanceId, string Thumbprint, DateTimeOffset RequestedAt);
+
+/// <summary>A worker whose lease ended: available only to the instance it trusts.</summary>
+public sealed record IdleWorker(Guid WorkerId, string InstanceId);
+
+/// <summary>A worker handed to a lease (reserved, trusting or leased).</summary>
+public sealed record AssignedWorker(Guid WorkerId, Guid LeaseId, string InstanceId, string Thumbprint, DateTimeOffset RequestedAt);
+
+/// <summary>A decision: this worker serves this lease; <see cref="Reuse"/> when it already trusts the instance.</summary>
+public sealed record Assignment(Guid WorkerId, Guid LeaseId, string InstanceId, string Thumbprint, bool Reuse);
+
+/// <summary>
+/// The pool's ledger of who is where, kept by the pool saga, the single writer of allocation decisions
+/// for its pool (optimistic concurrency serialises them). Plain data and rules, so they can be tested alone.
+/// Every operation is idempotent: the messages that drive it may be redelivered.
+/// </summary>
+public sealed class PoolBook
+{
+    public List<WaitingLease> Waiting { get; set; } = [];
+    public List<Guid> Provisioning { get; set; } = [];
+    public List<Guid> Ready { get; set; } = [];
+    public List<IdleWorker> Idle { get; set; } = [];
+    public List<AssignedWorker> Assigned { get; set; } = [];
+
+    /// <summary>Workers that count against <c>MaxWorkers</c>: every one not yet gone.</summary>
+    public int Live => Provisioning.Count + Ready.Count + Idle.Count + Assigned.Count;
+
+    /// <summary>Queues a lease unless it is already waiting or already has a worker (a redelivered request).</summary>
+    public bool Enqueue(WaitingLease lease)
+    {
+        if (Waiting.Any(w => w.LeaseId == lease.LeaseId) || Assigned.Any(a => a.LeaseId == lease.LeaseId))
+        {
+            return false;
+        }
+
+        Waiting.Add(lease);
+        return true;
+    }
+
+    /// <summary>Puts a lease whose worker failed back at the head of the line.</summary>
+    public void Requeue(Guid leaseId)
+    {
+        var assigned = Assigned.FirstOrDefault(a => a.LeaseId == leaseId);
+        if (assigned is null || Waiting.Any(w => w.LeaseId == leaseId))
+        {
+            return;
+        }
+
+        Assigned.Remove(assigned);
+        Waiting.Insert(0, new WaitingLease(leaseId, assigned.InstanceId, assigned.Thumbprint, assigned.RequestedAt));
+    }
+
+    public bool Cancel(Guid leaseId) => Waiting.RemoveAll(w => w.LeaseId == leaseId) > 0;
+
+    public int PositionOf(Guid leaseId) => Waiting.FindIndex(w => w.LeaseId == leaseId) + 1;
+
+    public void Started(Guid workerId)
+    {
+        if (!Provisioning.Contains(workerId))
+        {
+            Provisioning.Add(workerId);
+        }
+    }
+
+    public void BecameReady(Guid workerId)
+    {
+        if (Provisioning.Remove(workerId) && !Ready.Contains(workerId))
+        {
+            Ready.Add(workerId);
+        }
+    }
+
+    public void BecameIdle(Guid workerId, string instanceId)
+    {
+        if (Assigned.RemoveAll(a => a.WorkerId == workerId) > 0 && Idle.All(i => i.WorkerId != workerId))
+        {
+            Idle.Add(new IdleWorker(workerId, instanceId));
+        }
+    }
+
+    /// <summary>Takes a hot or idle worker off the lists so it can retire; false if it was handed to a lease meanwhile.</summary>
+    public bool Retire(Guid workerId) => Ready.Remove(workerId) | Idle.RemoveAll(i => i.WorkerId == workerId) > 0;
+
+    public void Gone(Guid workerId)
+    {
+        Provisioning.Remove(workerId);
+        Ready.Remove(workerId);
+        Idle.RemoveAll(i => i.WorkerId == workerId);
+        Assigned.RemoveAll(a => a.WorkerId == workerId);
+    }
+
+    /// <summary>
+    /// Serves waiting leases: a lease whose instance has an idle worker gets it (re-use, whatever its place in
+    /// line, since that worker can serve no one else); hot workers go strictly first come, first served.
+    /// </summary>
+    public List<Assignment> Assign()
+    {
+        var assignments = new List<Assignment>();
+        foreach (var lease in Waiting.ToList())
+        {
+            var idle = Idle.FirstOrDefault(i => i.InstanceId == lease.InstanceId);
+            Guid workerId;
+            if (idle is not null)
+            {
+                Idle.Remove(idle);
+                workerId = idle.WorkerId;
+            }
+            else if (Ready.Count > 0)
+            {
+                workerId = Ready[0];
+                Ready.RemoveAt(0);
+            }
+            else
+            {
+                continue;
+            }
+
+            Waiting.Remove(lease);
+            Assigned.Add(new AssignedWorker(workerId, lease.LeaseId, lease.InstanceId, lease.Thumbprint, lease.RequestedAt));
+            assignments.Add(new Assignment(workerId, lease.LeaseId, lease.InstanceId, lease.Thumbprint, idle is not null));
+        }
+
+        return assignments;
+    }
+
+    /// <summary>How many workers to start: enough for the hot target plus every lease still waiting, never above the maximum.</summary>
+    public int WorkersToStart(int hotTarget, int maxWorkers)
+    {
+        var wanted = hotTarget + Waiting.Count - Ready.Count - Provisioning.Count;
+        return Math.Max(0, Math.Min(wanted, maxWorkers - Live));
+    }
+}

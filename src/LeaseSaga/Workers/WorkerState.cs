@@ -1,0 +1,37 @@
+using MassTransit;
+
+namespace DynamicWorkers.LeaseSaga.Workers;
+
+/// <summary>One worker VM, from the request to provision it until it is deleted.</summary>
+public sealed class WorkerState : SagaStateMachineInstance, ISagaVersion
+{
+    public Guid CorrelationId { get; set; }
+    public int Version { get; set; }
+    public string CurrentState { get; set; } = "";
+
+    public string Pool { get; set; } = "";
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset? ProvisionedAt { get; set; }
+    public string? Address { get; set; }
+    public string? AgentThumbprint { get; set; }
+
+    /// <summary>Set once, at the first reservation, and never changed: a worker trusts one instance for its whole life.</summary>
+    public string? TrustedInstanceId { get; set; }
+    public string? TrustedThumbprint { get; set; }
+
+    public Guid? CurrentLeaseId { get; set; }
+    public DateTimeOffset? LastLeaseEndedAt { get; set; }
+    public int LeaseCount { get; set; }
+
+    /// <summary>When the idle and max-age timers are due; the reaper's sweep uses them if a timer was missed.</summary>
+    public DateTimeOffset? IdleDeadline { get; set; }
+    public DateTimeOffset? MaxAgeDeadline { get; set; }
+
+    /// <summary>Why it is being deleted: idle, max_age, max_lease, failed, orphan.</summary>
+    public string? ReapReason { get; set; }
+
+    public Guid? ProvisioningTimeoutToken { get; set; }
+    public Guid? TrustTimeoutToken { get; set; }
+    public Guid? IdleTimeoutToken { get; set; }
+    public Guid? MaxAgeToken { get; set; }
+}

@@ -1,0 +1,269 @@
+using DynamicWorkers.Contracts;
+using DynamicWorkers.Contracts.Internal;
+using DynamicWorkers.Infrastructure.Telemetry;
+using DynamicWorkers.LeaseSaga.Configuration;
+using DynamicWorkers.LeaseSaga.Instances;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace DynamicWorkers.LeaseSaga.Workers;
+
+/// <summary>
+/// One per VM: Provisioning → Ready → Trusting → Leased → Idle → Leased (re-use: no trust step) … →
+/// Retiring → Reaping → gone. Max age counts from provisioning (the instance's own limit once it trusts
+/// one); every entry into Leased re-arms it, and a deadline already past fires at once. It accepts a lease only while Ready (trusting no one) or Idle for the very
+/// instance it trusts, so it never serves two leases at once nor trusts two instances.
+/// </summary>
+public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
+{
+    readonly TimeProvider _clock;
+    readonly ILogger<WorkerStateMachine> _logger;
+
+    public WorkerStateMachine(IOptionsMonitor<LifecycleOptions> lifecycle, TimeProvider clock, ILogger<WorkerStateMachine> logger)
+    {
+        _clock = clock;
+        _logger = logger;
+
+        InstanceState(x => x.CurrentState);
+        Event(() => Started, e => e.CorrelateById(m => m.Message.WorkerId));
+        Event(() => Provisioned, e => Existing(e, m => m.WorkerId));
+        Event(() => ProvisioningFailed, e => Existing(e, m => m.WorkerId));
+        Event(() => Reserved, e => Existing(e, m => m.WorkerId));
+        Event(() => Trusted, e => Existing(e, m => m.WorkerId));
+        Event(() => TrustFailed, e => Existing(e, m => m.WorkerId));
+        Event(() => LeaseEnded, e => Existing(e, m => m.WorkerId));
+        Event(() => RetirementApproved, e => Existing(e, m => m.WorkerId));
+        Event(() => Deprovisioned, e => Existing(e, m => m.WorkerId));
+        Schedule(() => ProvisioningTimeout, x => x.ProvisioningTimeoutToken, s => s.Received = e => e.CorrelateById(m => m.Message.WorkerId));
+        Schedule(() => TrustTimeout, x => x.TrustTimeoutToken, s => s.Received = e => e.CorrelateById(m => m.Message.WorkerId));
+        Schedule(() => IdleTimeout, x => x.IdleTimeoutToken, s => s.Received = e => e.CorrelateById(m => m.Message.WorkerId));
+        Schedule(() => MaxAge, x => x.MaxAgeToken, s => s.Received = e => e.CorrelateById(m => m.Message.WorkerId));
+        OnUnhandledEvent(c =>
+        {
+            _logger.LogInformation("Worker {WorkerId} in {State} ignores {Event}", c.Saga.CorrelationId, c.Saga.CurrentState, c.Event.Name);
+            return Task.CompletedTask;
+        });
+
+        Initially(
+            When(Started)
+                .Then(c =>
+                {
+                    c.Saga.Pool = c.Message.Pool;
+                    c.Saga.CreatedAt = _clock.GetUtcNow();
+                    Log(c.Saga, "provisioning");
+                })
+                .Publish(c => new ProvisionWorker(c.Saga.CorrelationId, c.Message.Pool, c.Message.Image, c.Message.Size))
+                .Schedule(ProvisioningTimeout, c => new WorkerProvisioningTimedOut(c.Saga.CorrelationId), _ => lifecycle.CurrentValue.ProvisioningTimeout)
+                .TransitionTo(Provisioning));
+
+        During(Provisioning,
+            When(Provisioned)
+                .Unschedule(ProvisioningTimeout)
+                .Then(c =>
+                {
+                    c.Saga.Address = c.Message.Address;
+                    c.Saga.AgentThumbprint = c.Message.AgentThumbprint;
+                    c.Saga.ProvisionedAt = c.Message.ProvisionedAt;
+                    c.Saga.MaxAgeDeadline = c.Message.ProvisionedAt + lifecycle.CurrentValue.MaxWorkerAge;
+                    DwTelemetry.ProvisionDuration.Record((c.Message.ProvisionedAt - c.Saga.CreatedAt).TotalSeconds, PoolTag(c.Saga));
+                    Log(c.Saga, "ready");
+                })
+                .Schedule(MaxAge, c => new WorkerMaxAgeReached(c.Saga.CorrelationId), c => Until(c.Saga.MaxAgeDeadline))
+                .Publish(c => new WorkerReady(c.Saga.Pool, c.Saga.CorrelationId))
+                .TransitionTo(Ready),
+            When(ProvisioningFailed)
+                .Unschedule(ProvisioningTimeout)
+                .Then(c => DwTelemetry.ProvisionFailures.Add(1, PoolTag(c.Saga)))
+                .ThenAsync(c => Reap(c, "failed", $"provisioning failed: {c.Message.Reason}", failed: true))
+                .TransitionTo(Reaping),
+            When(ProvisioningTimeout.Received)
+                .Then(c => DwTelemetry.ProvisionFailures.Add(1, PoolTag(c.Saga)))
+                .ThenAsync(c => Reap(c, "failed", "provisioning timed out", failed: true))
+                .TransitionTo(Reaping));
+
+        During(Ready,
+            When(Reserved)
+                .Then(c => Reserve(c.Saga, c.Message))
+                .Publish(c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint))
+                .Schedule(TrustTimeout, c => new WorkerTrustTimedOut(c.Saga.CorrelationId), _ => lifecycle.CurrentValue.TrustTimeout)
+                .TransitionTo(Trusting),
+            When(MaxAge.Received)
+                .Then(c => c.Saga.ReapReason = "max_age")
+                .Publish(c => new WorkerRetirementRequested(c.Saga.Pool, c.Saga.CorrelationId))
+                .TransitionTo(Retiring));
+
+        During(Trusting,
+            When(Trusted)
+                .Unschedule(TrustTimeout)
+                .ThenAsync(async c =>
+                {
+                    // From now on the instance's own max worker age applies.
+                    var limits = await Limits(c, c.Saga.TrustedInstanceId);
+                    c.Saga.MaxAgeDeadline = c.Saga.ProvisionedAt + limits.MaxWorkerAge;
+                    c.Saga.AgentThumbprint = c.Message.AgentThumbprint;
+                })
+                .ThenAsync(c => StartLease(c, reused: false))
+                .Schedule(MaxAge, c => new WorkerMaxAgeReached(c.Saga.CorrelationId), c => Until(c.Saga.MaxAgeDeadline))
+                .TransitionTo(Leased),
+            When(TrustFailed)
+                .Unschedule(TrustTimeout)
+                .Then(c => DwTelemetry.TrustFailures.Add(1, PoolTag(c.Saga)))
+                .ThenAsync(c => Reap(c, "failed", $"trust failed: {c.Message.Reason}", failed: true, requeue: c.Saga.CurrentLeaseId))
+                .TransitionTo(Reaping),
+            When(TrustTimeout.Received)
+                .Then(c => DwTelemetry.TrustFailures.Add(1, PoolTag(c.Saga)))
+                .ThenAsync(c => Reap(c, "failed", "trust timed out", failed: true, requeue: c.Saga.CurrentLeaseId))
+                .TransitionTo(Reaping));
+
+        During(Leased,
+            When(LeaseEnded, c => c.Message.LeaseId == c.Saga.CurrentLeaseId && !c.Message.Deprovision)
+                .ThenAsync(async c =>
+                {
+                    var limits = await Limits(c, c.Saga.TrustedInstanceId);
+                    var now = _clock.GetUtcNow();
+                    c.Saga.CurrentLeaseId = null;
+                    c.Saga.LastLeaseEndedAt = now;
+                    c.Saga.IdleDeadline = now + limits.IdleTimeout;
+                    Log(c.Saga, "idle");
+                })
+                .Schedule(IdleTimeout, c => new WorkerIdleTimedOut(c.Saga.CorrelationId), c => Until(c.Saga.IdleDeadline))
+                .Publish(c => new WorkerIdle(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.TrustedInstanceId!))
+                .TransitionTo(Idle),
+            When(LeaseEnded, c => c.Message.LeaseId == c.Saga.CurrentLeaseId && c.Message.Deprovision)
+                .Unschedule(MaxAge)
+                .ThenAsync(c => Reap(c, "max_lease", "the lease reached its max duration", failed: false))
+                .TransitionTo(Reaping),
+            When(MaxAge.Received)
+                .Publish(c => new RevokeLease(c.Saga.CurrentLeaseId!.Value, c.Saga.CorrelationId, LeaseRevocationReasons.MaxWorkerAge))
+                .ThenAsync(c => Reap(c, "max_age", "max worker age reached while leased", failed: false))
+                .TransitionTo(Reaping));
+
+        During(Idle,
+            When(Reserved, c => c.Message.InstanceId == c.Saga.TrustedInstanceId)
+                .Unschedule(IdleTimeout)
+                .Then(c => Reserve(c.Saga, c.Message))
+                .ThenAsync(c => StartLease(c, reused: true))
+                .Schedule(MaxAge, c => new WorkerMaxAgeReached(c.Saga.CorrelationId), c => Until(c.Saga.MaxAgeDeadline))
+                .TransitionTo(Leased),
+            When(IdleTimeout.Received)
+                .Then(c => c.Saga.ReapReason = "idle")
+                .Publish(c => new WorkerRetirementRequested(c.Saga.Pool, c.Saga.CorrelationId))
+                .TransitionTo(Retiring),
+            When(MaxAge.Received)
+                .Unschedule(IdleTimeout)
+                .Then(c => c.Saga.ReapReason = "max_age")
+                .Publish(c => new WorkerRetirementRequested(c.Saga.Pool, c.Saga.CorrelationId))
+                .TransitionTo(Retiring));
+
+        // The pool handed the worker to a lease before it saw the retirement request: serve the lease.
+        During(Retiring,
+            When(RetirementApproved)
+                .ThenAsync(c => Reap(c, c.Saga.ReapReason ?? "idle", "retired", failed: false))
+                .TransitionTo(Reaping),
+            When(Reserved, c => c.Saga.TrustedInstanceId is null)
+                .Then(c => c.Saga.ReapReason = null)
+                .Then(c => Reserve(c.Saga, c.Message))
+                .Publish(c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint))
+                .Schedule(TrustTimeout, c => new WorkerTrustTimedOut(c.Saga.CorrelationId), _ => lifecycle.CurrentValue.TrustTimeout)
+                .TransitionTo(Trusting),
+            When(Reserved, c => c.Message.InstanceId == c.Saga.TrustedInstanceId)
+                .Then(c => c.Saga.ReapReason = null)
+                .Then(c => Reserve(c.Saga, c.Message))
+                .ThenAsync(c => StartLease(c, reused: true))
+                .Schedule(MaxAge, c => new WorkerMaxAgeReached(c.Saga.CorrelationId), c => Until(c.Saga.MaxAgeDeadline))
+                .TransitionTo(Leased));
+
+        // A reservation that would break isolation is refused loudly; the pool never sends one.
+        DuringAny(
+            When(Reserved, c => c.Saga.TrustedInstanceId is not null && c.Message.InstanceId != c.Saga.TrustedInstanceId)
+                .Then(c => _logger.LogError(
+                    "Worker {WorkerId} trusts {TrustedInstanceId} and refuses lease {LeaseId} of {InstanceId}",
+                    c.Saga.CorrelationId, c.Saga.TrustedInstanceId, c.Message.LeaseId, c.Message.InstanceId)));
+
+        During(Reaping,
+            When(Deprovisioned)
+                .Then(c =>
+                {
+                    DwTelemetry.WorkersReaped.Add(1, new KeyValuePair<string, object?>("reason", c.Saga.ReapReason ?? "failed"));
+                    Log(c.Saga, "deprovisioned");
+                })
+                .Finalize());
+
+        SetCompletedWhenFinalized();
+    }
+
+    public State Provisioning { get; private set; } = null!;
+    public State Ready { get; private set; } = null!;
+    public State Trusting { get; private set; } = null!;
+    public State Leased { get; private set; } = null!;
+    public State Idle { get; private set; } = null!;
+    public State Retiring { get; private set; } = null!;
+    public State Reaping { get; private set; } = null!;
+
+    public Event<StartWorker> Started { get; private set; } = null!;
+    public Event<WorkerProvisioned> Provisioned { get; private set; } = null!;
+    public Event<WorkerProvisioningFailed> ProvisioningFailed { get; private set; } = null!;
+    public Event<ReserveWorker> Reserved { get; private set; } = null!;
+    public Event<WorkerTrusted> Trusted { get; private set; } = null!;
+    public Event<WorkerTrustFailed> TrustFailed { get; private set; } = null!;
+    public Event<EndLease> LeaseEnded { get; private set; } = null!;
+    public Event<WorkerRetirementApproved> RetirementApproved { get; private set; } = null!;
+    public Event<WorkerDeprovisioned> Deprovisioned { get; private set; } = null!;
+
+    public Schedule<WorkerState, WorkerProvisioningTimedOut> ProvisioningTimeout { get; private set; } = null!;
+    public Schedule<WorkerState, WorkerTrustTimedOut> TrustTimeout { get; private set; } = null!;
+    public Schedule<WorkerState, WorkerIdleTimedOut> IdleTimeout { get; private set; } = null!;
+    public Schedule<WorkerState, WorkerMaxAgeReached> MaxAge { get; private set; } = null!;
+
+    /// <summary>Messages about a worker that is already gone are dropped, not faulted.</summary>
+    static void Existing<T>(IEventCorrelationConfigurator<WorkerState, T> e, Func<T, Guid> id)
+        where T : class
+    {
+        e.CorrelateById(m => id(m.Message));
+        e.OnMissingInstance(m => m.Discard());
+    }
+
+    static void Reserve(WorkerState worker, ReserveWorker reservation)
+    {
+        worker.CurrentLeaseId = reservation.LeaseId;
+        worker.TrustedInstanceId = reservation.InstanceId;
+        worker.TrustedThumbprint = reservation.Thumbprint;
+        worker.IdleDeadline = null;
+    }
+
+    async Task StartLease<T>(BehaviorContext<WorkerState, T> c, bool reused)
+        where T : class
+    {
+        var worker = c.Saga;
+        worker.LeaseCount++;
+        Log(worker, reused ? "leased again" : "leased");
+        await c.Publish(new WorkerLeased(worker.CurrentLeaseId!.Value, worker.CorrelationId, worker.Address!, worker.AgentThumbprint!, reused));
+    }
+
+    async Task Reap<T>(BehaviorContext<WorkerState, T> c, string reason, string detail, bool failed, Guid? requeue = null)
+        where T : class
+    {
+        var worker = c.Saga;
+        worker.ReapReason = reason;
+        _logger.LogInformation(
+            "Worker {WorkerId} of {Pool} is deprovisioned ({Reason}: {Detail})", worker.CorrelationId, worker.Pool, reason, detail);
+        await c.Publish(new DeprovisionWorker(worker.CorrelationId, reason));
+        await c.Publish(new WorkerGone(worker.Pool, worker.CorrelationId, failed, detail, requeue));
+    }
+
+    static Task<EffectiveLifecycle> Limits<T>(BehaviorContext<WorkerState, T> c, string? instanceId)
+        where T : class
+        => c.GetServiceOrCreateInstance<InstanceLifecycles>().ForAsync(instanceId, c.CancellationToken);
+
+    TimeSpan Until(DateTimeOffset? deadline)
+        => deadline is { } d && d > _clock.GetUtcNow() ? d - _clock.GetUtcNow() : TimeSpan.Zero;
+
+    static KeyValuePair<string, object?> PoolTag(WorkerState worker) => new("pool", worker.Pool);
+
+    void Log(WorkerState worker, string what)
+        => _logger.LogInformation(
+            "Worker {WorkerId} of {Pool} {What} (instance {InstanceId}, lease {LeaseId})",
+            worker.CorrelationId, worker.Pool, what, worker.TrustedInstanceId, worker.CurrentLeaseId);
+}

@@ -1,0 +1,60 @@
+using System.Collections.Concurrent;
+using DynamicWorkers.Contracts.Internal;
+using MassTransit;
+
+namespace DynamicWorkers.UnitTests.Lifecycle;
+
+/// <summary>An instant cloud for the harness: answers at once, fails when told to, and remembers what it was asked.</summary>
+public sealed class FakeCloud
+{
+    public volatile bool FailProvisioning;
+    public volatile bool FailTrust;
+
+    /// <summary>Provisioning requests are held (no answer) while set: the VM "takes long".</summary>
+    public volatile bool HoldProvisioning;
+
+    public ConcurrentQueue<ProvisionWorker> Provisioned { get; } = new();
+    public ConcurrentQueue<TrustWorker> Trusted { get; } = new();
+    public ConcurrentQueue<DeprovisionWorker> Deprovisioned { get; } = new();
+    public ConcurrentQueue<ProvisionWorker> Held { get; } = new();
+}
+
+public sealed class FakeProvisionConsumer(FakeCloud cloud, ManualClock clock) : IConsumer<ProvisionWorker>
+{
+    public async Task Consume(ConsumeContext<ProvisionWorker> context)
+    {
+        cloud.Provisioned.Enqueue(context.Message);
+        if (cloud.HoldProvisioning)
+        {
+            cloud.Held.Enqueue(context.Message);
+        }
+        else if (cloud.FailProvisioning)
+        {
+            await context.Publish(new WorkerProvisioningFailed(context.Message.WorkerId, "QuotaExceeded"));
+        }
+        else
+        {
+            await context.Publish(new WorkerProvisioned(context.Message.WorkerId, $"10.0.0.{cloud.Provisioned.Count}:10933", new string('A', 40), clock.GetUtcNow()));
+        }
+    }
+}
+
+public sealed class FakeTrustConsumer(FakeCloud cloud) : IConsumer<TrustWorker>
+{
+    public Task Consume(ConsumeContext<TrustWorker> context)
+    {
+        cloud.Trusted.Enqueue(context.Message);
+        return cloud.FailTrust
+            ? context.Publish(new WorkerTrustFailed(context.Message.WorkerId, context.Message.InstanceId, "RunCommandFailed"))
+            : context.Publish(new WorkerTrusted(context.Message.WorkerId, context.Message.InstanceId, new string('B', 40)));
+    }
+}
+
+public sealed class FakeDeprovisionConsumer(FakeCloud cloud) : IConsumer<DeprovisionWorker>
+{
+    public Task Consume(ConsumeContext<DeprovisionWorker> context)
+    {
+        cloud.Deprovisioned.Enqueue(context.Message);
+        return context.Publish(new WorkerDeprovisioned(context.Message.WorkerId));
+    }
+}

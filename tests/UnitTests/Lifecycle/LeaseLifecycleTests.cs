@@ -1,0 +1,283 @@
+using DynamicWorkers.Contracts;
+using DynamicWorkers.Contracts.Internal;
+using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
+
+namespace DynamicWorkers.UnitTests.Lifecycle;
+
+/// <summary>The rules of DESIGN.md, one test each, on the in-memory harness with a manual clock.</summary>
+public sealed class LeaseLifecycleTests
+{
+    [Theory]
+    [InlineData("", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "InstanceId is empty")]
+    [InlineData("instance-1", "abc; rm -rf /", "ServerThumbprint must be")]
+    [InlineData("instance-1", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "ServerThumbprint must be")]
+    public async Task An_invalid_request_is_rejected_with_a_detail_a_person_can_act_on(string instance, string thumbprint, string detail)
+    {
+        await using var bed = await StartAsync(hotTarget: 0);
+
+        var outcome = Assert.IsType<LeaseRejected>(await bed.RequestAsync(Guid.NewGuid(), instance, thumbprint));
+
+        Assert.Equal(LeaseRejectionReasons.InvalidRequest, outcome.Reason);
+        Assert.Contains(detail, outcome.Detail);
+        Assert.Empty(bed.PublishedOf<AllocateWorker>());
+    }
+
+    [Fact]
+    public async Task An_unknown_pool_is_rejected_naming_the_known_ones()
+    {
+        await using var bed = await StartAsync(hotTarget: 0);
+
+        var outcome = Assert.IsType<LeaseRejected>(await bed.RequestAsync(Guid.NewGuid(), "instance-1", pool: "macos-14"));
+
+        Assert.Equal(LeaseRejectionReasons.UnknownPool, outcome.Reason);
+        Assert.Contains("known pools: linux", outcome.Detail);
+    }
+
+    [Fact]
+    public async Task A_hot_worker_is_reserved_told_to_trust_the_thumbprint_and_granted()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var leaseId = Guid.NewGuid();
+
+        var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(leaseId, "instance-1"));
+
+        Assert.False(granted.Reused);
+        var trust = Assert.Single(bed.Cloud.Trusted);
+        Assert.Equal((granted.WorkerId, "instance-1", ThumbprintA), (trust.WorkerId, trust.InstanceId, trust.Thumbprint));
+        Assert.Equal(bed.Clock.GetUtcNow() + TimeSpan.FromHours(24), granted.ExpiresAt);
+        // The pool refills the moment a worker leaves it.
+        await bed.UntilWorkersAsync("Ready", 1);
+    }
+
+    [Fact]
+    public async Task A_repeated_request_gets_the_same_outcome_and_re_runs_nothing()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var leaseId = Guid.NewGuid();
+        var first = Assert.IsType<LeaseGranted>(await bed.RequestAsync(leaseId, "instance-1"));
+
+        var again = Assert.IsType<LeaseGranted>(await bed.RequestAsync(leaseId, "instance-1"));
+
+        Assert.Equal(first, again);
+        await bed.SettledAsync();
+        Assert.Single(bed.Cloud.Trusted);
+        Assert.Single(bed.PublishedOf<AllocateWorker>());
+    }
+
+    [Fact]
+    public async Task The_same_lease_id_from_another_instance_is_a_conflict_and_changes_nothing()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var leaseId = Guid.NewGuid();
+        var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(leaseId, "instance-1"));
+
+        var conflict = Assert.IsType<LeaseRejected>(await bed.RequestAsync(leaseId, "instance-2"));
+
+        Assert.Equal(LeaseRejectionReasons.LeaseIdConflict, conflict.Reason);
+        Assert.Equal("instance-2", conflict.InstanceId);
+        var lease = await bed.LeaseAsync(leaseId);
+        Assert.Equal(("Granted", "instance-1", granted.WorkerId), (lease!.CurrentState, lease.InstanceId, lease.WorkerId!.Value));
+    }
+
+    [Fact]
+    public async Task An_idle_worker_trusting_the_instance_is_reused_without_a_trust_step()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var first = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        await bed.ReleaseAsync(first.LeaseId, "instance-1");
+        await bed.UntilWorkersAsync("Idle", 1);
+
+        var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+
+        Assert.True(second.Reused);
+        Assert.Equal(first.WorkerId, second.WorkerId);
+        Assert.Single(bed.Cloud.Trusted);
+    }
+
+    [Fact]
+    public async Task A_worker_that_trusted_one_instance_is_never_granted_to_another()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var a = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-a"));
+        await bed.ReleaseAsync(a.LeaseId, "instance-a");
+        await bed.UntilWorkersAsync("Idle", 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+
+        var b = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-b", ThumbprintB));
+
+        Assert.NotEqual(a.WorkerId, b.WorkerId);
+        Assert.False(b.Reused);
+        Assert.All(await bed.WorkersAsync(), w => Assert.True(w.TrustedInstanceId is null or "instance-a" or "instance-b"));
+        Assert.Equal("instance-a", (await bed.WorkersAsync()).Single(w => w.CorrelationId == a.WorkerId).TrustedInstanceId);
+    }
+
+    [Fact]
+    public async Task Waiting_leases_are_served_first_come_first_served_while_the_pool_provisions()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true);
+        var first = Guid.NewGuid();
+        var second = Guid.NewGuid();
+        await bed.Bus.Publish(new LeaseRequested(first, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == first), "the first lease to queue");
+        await bed.Bus.Publish(new LeaseRequested(second, "instance-2", ThumbprintB, Pool, null, bed.Clock.GetUtcNow()));
+        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == second), "the second lease to queue");
+
+        // Max 1 worker: only one is started, and it goes to the lease that came first.
+        var held = Assert.Single(bed.Cloud.Held);
+        await bed.Bus.Publish(new WorkerProvisioned(held.WorkerId, "10.0.0.9:10933", new string('C', 40), bed.Clock.GetUtcNow()));
+        await Until(() => bed.Outcomes(first).Count == 1, "the first lease's grant");
+
+        Assert.IsType<LeaseGranted>(bed.Outcomes(first)[0]);
+        Assert.Empty(bed.Outcomes(second));
+        Assert.Equal("WaitingForWorker", (await bed.LeaseAsync(second))!.CurrentState);
+    }
+
+    [Fact]
+    public async Task A_lease_still_waiting_after_the_allocation_timeout_gets_NoCapacity()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true);
+        var leaseId = Guid.NewGuid();
+        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == leaseId), "the lease to queue");
+
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(4));
+        Assert.Empty(bed.Outcomes(leaseId));
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
+        await Until(() => bed.Outcomes(leaseId).Count == 1, "the NoCapacity rejection");
+
+        var rejected = Assert.IsType<LeaseRejected>(bed.Outcomes(leaseId)[0]);
+        Assert.Equal(LeaseRejectionReasons.NoCapacity, rejected.Reason);
+        Assert.Contains("00:05:00", rejected.Detail);
+        await Until(async () => (await bed.PoolAsync())!.Book.Waiting.Count == 0, "the pool to drop the lease from its line");
+    }
+
+    [Fact]
+    public async Task Two_leases_racing_for_the_last_hot_worker_never_both_get_it()
+    {
+        await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+
+        var leases = new[] { Guid.NewGuid(), Guid.NewGuid() };
+        await Task.WhenAll(leases.Select((id, i) => bed.Bus.Publish(new LeaseRequested(id, $"instance-{i}", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()))));
+        await Until(() => leases.Sum(l => bed.Outcomes(l).Count) == 1, "one grant");
+        await bed.SettledAsync();
+
+        Assert.Single(leases.SelectMany(bed.Outcomes).OfType<LeaseGranted>());
+        Assert.Single(bed.Cloud.Trusted);
+    }
+
+    [Fact]
+    public async Task An_idle_worker_is_reaped_after_the_default_idle_timeout()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
+        var granted = await GrantColdAsync(bed, "instance-1");
+        await bed.ReleaseAsync(granted.LeaseId, "instance-1");
+        await bed.UntilWorkersAsync("Idle", 1);
+
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(59));
+        Assert.Empty(bed.Cloud.Deprovisioned);
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId), "the idle worker's deprovisioning");
+
+        Assert.Equal("idle", bed.Cloud.Deprovisioned.Single(d => d.WorkerId == granted.WorkerId).Reason);
+        await Until(async () => (await bed.WorkersAsync()).All(w => w.CorrelationId != granted.WorkerId), "the worker to be gone");
+    }
+
+    [Fact]
+    public async Task SetInstanceLifecycle_changes_the_idle_timeout_of_that_instance_from_then_on()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
+        await bed.Bus.Publish(new SetInstanceLifecycle("instance-1", TimeSpan.FromMinutes(5), null, null));
+        await bed.SettledAsync();
+        var granted = await GrantColdAsync(bed, "instance-1");
+        await bed.ReleaseAsync(granted.LeaseId, "instance-1");
+        await bed.UntilWorkersAsync("Idle", 1);
+
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId), "the idle worker's deprovisioning after 5 minutes");
+    }
+
+    [Fact]
+    public async Task A_lease_never_released_is_revoked_at_max_lease_duration_and_its_worker_deprovisioned()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
+        var granted = await GrantColdAsync(bed, "instance-1");
+
+        await bed.AdvanceAsync(TimeSpan.FromHours(24));
+        await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId), "the revocation");
+
+        Assert.Equal(LeaseRevocationReasons.MaxLeaseDuration, bed.PublishedOf<LeaseRevoked>().Single().Reason);
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId && d.Reason == "max_lease"), "the worker's deprovisioning");
+        Assert.Equal("Revoked", (await bed.LeaseAsync(granted.LeaseId))!.CurrentState);
+    }
+
+    [Fact]
+    public async Task A_leased_worker_reaching_max_age_has_its_lease_revoked()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
+        await bed.Bus.Publish(new SetInstanceLifecycle("instance-1", null, TimeSpan.FromHours(2), TimeSpan.FromHours(10)));
+        await bed.SettledAsync();
+        var granted = await GrantColdAsync(bed, "instance-1");
+
+        await bed.AdvanceAsync(TimeSpan.FromHours(2));
+        await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId), "the revocation");
+
+        Assert.Equal(LeaseRevocationReasons.MaxWorkerAge, bed.PublishedOf<LeaseRevoked>().Single().Reason);
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId && d.Reason == "max_age"), "the worker's deprovisioning");
+    }
+
+    [Fact]
+    public async Task A_hot_worker_reaching_max_age_is_replaced()
+    {
+        await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 2);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var old = (await bed.WorkersAsync()).Single().CorrelationId;
+
+        await bed.AdvanceAsync(TimeSpan.FromHours(72));
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == old && d.Reason == "max_age"), "the old worker's deprovisioning");
+        await Until(async () => (await bed.WorkersAsync()).Any(w => w.CorrelationId != old && w.CurrentState == "Ready"), "a fresh hot worker");
+    }
+
+    [Fact]
+    public async Task A_failed_trust_gets_the_worker_deprovisioned_and_the_lease_served_by_a_replacement()
+    {
+        await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 3, cloud: c => c.FailTrust = true);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var first = (await bed.WorkersAsync()).Single().CorrelationId;
+        var leaseId = Guid.NewGuid();
+        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == first), "the failed worker's deprovisioning");
+
+        bed.Cloud.FailTrust = false;
+        await Until(() => bed.Outcomes(leaseId).Count == 1, "the grant by a replacement");
+
+        var granted = Assert.IsType<LeaseGranted>(bed.Outcomes(leaseId)[0]);
+        Assert.NotEqual(first, granted.WorkerId);
+    }
+
+    [Fact]
+    public async Task Repeated_provisioning_failures_back_the_pool_off_instead_of_burning_money()
+    {
+        await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 3, cloud: c => c.FailProvisioning = true);
+
+        await Until(() => bed.Cloud.Provisioned.Count >= 3, "three provisioning attempts");
+        await bed.SettledAsync();
+        var pool = await bed.PoolAsync();
+        Assert.Equal(3, bed.Cloud.Provisioned.Count);
+        Assert.NotNull(pool!.BackoffUntil);
+
+        bed.Cloud.FailProvisioning = false;
+        await bed.AdvanceAsync(TimeSpan.FromSeconds(30));
+        await bed.UntilWorkersAsync("Ready", 1);
+        Assert.Equal(4, bed.Cloud.Provisioned.Count);
+    }
+
+    /// <summary>A grant on an empty pool: the worker is provisioned for the lease.</summary>
+    static async Task<LeaseGranted> GrantColdAsync(LifecycleBed bed, string instance)
+        => Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), instance));
+}

@@ -1,0 +1,170 @@
+using DynamicWorkers.Contracts;
+using DynamicWorkers.Infrastructure.Messaging;
+using DynamicWorkers.LeaseSaga;
+using DynamicWorkers.LeaseSaga.Leases;
+using DynamicWorkers.LeaseSaga.Persistence;
+using DynamicWorkers.LeaseSaga.Pools;
+using DynamicWorkers.LeaseSaga.Workers;
+using MassTransit;
+using MassTransit.Testing;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace DynamicWorkers.UnitTests.Lifecycle;
+
+/// <summary>
+/// The three state machines on MassTransit's in-memory test harness, persisted by the real EF Core
+/// repository (a SQLite file per test), with a manual clock driving every timeout and an instant fake cloud.
+/// </summary>
+public sealed class LifecycleBed : IAsyncDisposable
+{
+    public const string Pool = "linux";
+    public static readonly string ThumbprintA = new('a', 40);
+    public static readonly string ThumbprintB = new('b', 64);
+
+    readonly string _file = Path.Combine(Path.GetTempPath(), $"dw-unit-{Guid.NewGuid():N}.db");
+    IHost _host = null!;
+
+    public ITestHarness Harness { get; private set; } = null!;
+    public FakeCloud Cloud { get; } = new();
+    public ManualClock Clock { get; } = new();
+    public ManualScheduler Scheduler { get; private set; } = null!;
+
+    public static async Task<LifecycleBed> StartAsync(int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null)
+    {
+        var bed = new LifecycleBed();
+        cloud?.Invoke(bed.Cloud);
+        await bed.StartHostAsync(hotTarget, maxWorkers);
+        return bed;
+    }
+
+    async Task StartHostAsync(int hotTarget, int maxWorkers)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Database:Provider"] = "Sqlite",
+            ["ConnectionStrings:Default"] = $"Data Source={_file}",
+            [$"Pools:{Pool}:HotTarget"] = hotTarget.ToString(),
+            [$"Pools:{Pool}:MaxWorkers"] = maxWorkers.ToString(),
+            [$"Pools:{Pool}:Image"] = "test-image",
+            [$"Pools:{Pool}:AllocationTimeout"] = "00:05:00",
+        });
+        builder.Services.AddSingleton(Clock);
+        builder.Services.AddSingleton<TimeProvider>(Clock);
+        builder.Services.AddSingleton(Cloud);
+        builder.Services.AddSingleton<ManualScheduler>();
+        builder.Services.AddLeaseSagaServices(builder.Configuration);
+        var scheduler = new Uri("queue:quartz");
+        builder.Services.AddMassTransitTestHarness(x =>
+        {
+            x.SetKebabCaseEndpointNameFormatter();
+            x.AddMessageScheduler(scheduler);
+            x.AddConfigureEndpointsCallback((context, _, endpoint) => BusRegistration.ApplyEndpointDefaults(endpoint, context));
+            x.AddLeaseSagaEndpoints();
+            x.AddConsumer<FakeProvisionConsumer>();
+            x.AddConsumer<FakeTrustConsumer>();
+            x.AddConsumer<FakeDeprovisionConsumer>();
+            x.AddConsumer<ManualScheduleConsumer>().Endpoint(e => e.Name = "quartz");
+            x.AddConsumer<ManualCancelConsumer>().Endpoint(e => e.Name = "quartz");
+            x.UsingInMemory((context, cfg) =>
+            {
+                cfg.UseMessageScheduler(scheduler);
+                cfg.ConfigureEndpoints(context);
+            });
+        });
+        _host = builder.Build();
+        await _host.StartAsync();
+        Harness = _host.Services.GetRequiredService<ITestHarness>();
+        Scheduler = _host.Services.GetRequiredService<ManualScheduler>();
+    }
+
+    public IBus Bus => _host.Services.GetRequiredService<IBus>();
+
+    /// <summary>Publishes a request and returns its first outcome (granted or rejected).</summary>
+    public async Task<object> RequestAsync(Guid leaseId, string instance, string? thumbprint = null, string pool = Pool)
+    {
+        var before = Outcomes(leaseId).Count;
+        await Bus.Publish(new LeaseRequested(leaseId, instance, thumbprint ?? ThumbprintA, pool, "task-1", Clock.GetUtcNow()));
+        await Until(() => Outcomes(leaseId).Count > before, $"an outcome for lease {leaseId}");
+        return Outcomes(leaseId)[before];
+    }
+
+    public Task ReleaseAsync(Guid leaseId, string instance) => Bus.Publish(new LeaseReleased(leaseId, instance));
+
+    /// <summary>Every LeaseGranted / LeaseRejected published for a lease, in order.</summary>
+    public List<object> Outcomes(Guid leaseId)
+        => Harness.Published.Select(x => x.MessageObject is LeaseGranted g && g.LeaseId == leaseId || x.MessageObject is LeaseRejected r && r.LeaseId == leaseId)
+            .OrderBy(x => x.Context.SentTime)
+            .Select(x => x.MessageObject)
+            .ToList();
+
+    public List<T> PublishedOf<T>()
+        where T : class
+        => Harness.Published.Select<T>().Select(x => x.Context.Message).ToList();
+
+    public async Task<List<WorkerState>> WorkersAsync()
+    {
+        await using var scope = _host.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<WorkerState>().AsNoTracking().ToListAsync();
+    }
+
+    public async Task<LeaseState?> LeaseAsync(Guid leaseId)
+    {
+        await using var scope = _host.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<LeaseState>().AsNoTracking().SingleOrDefaultAsync(x => x.CorrelationId == leaseId);
+    }
+
+    public async Task<PoolState?> PoolAsync()
+    {
+        await using var scope = _host.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<PoolState>().AsNoTracking().SingleOrDefaultAsync(x => x.Name == Pool);
+    }
+
+    public async Task<int> WorkersInAsync(string state) => (await WorkersAsync()).Count(w => w.CurrentState == state);
+
+    public Task UntilWorkersAsync(string state, int count)
+        => Until(async () => await WorkersInAsync(state) == count, $"{count} worker(s) {state}");
+
+    /// <summary>Moves the manual clock and delivers the timeouts that fell due, then lets the system settle.</summary>
+    public async Task AdvanceAsync(TimeSpan by)
+    {
+        await Harness.InactivityTask;
+        await Scheduler.AdvanceAsync(by, Bus);
+    }
+
+    public Task SettledAsync() => Harness.InactivityTask;
+
+    public static Task Until(Func<bool> condition, string what) => Until(() => Task.FromResult(condition()), what);
+
+    /// <summary>Waits on a condition with a deadline; fails with what was awaited.</summary>
+    public static async Task Until(Func<Task<bool>> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"not within 20 s: {what}");
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _host.StopAsync();
+        _host.Dispose();
+        SqliteConnection.ClearAllPools();
+        foreach (var file in new[] { _file, _file + "-wal", _file + "-shm" })
+        {
+            File.Delete(file);
+        }
+    }
+}
