@@ -126,6 +126,19 @@ public sealed class PoolBook
         return assignments;
     }
 
+    /// <summary>Hot workers beyond what the pool wants now (its target was lowered): taken off the list to retire, newest first.</summary>
+    public List<Guid> Surplus(int hotTarget)
+    {
+        var surplus = new List<Guid>();
+        while (Ready.Count > 0 && Ready.Count + Provisioning.Count > hotTarget + Waiting.Count)
+        {
+            surplus.Add(Ready[^1]);
+            Ready.RemoveAt(Ready.Count - 1);
+        }
+
+        return surplus;
+    }
+
     /// <summary>How many workers to start: enough for the hot target plus every lease still waiting, never above the maximum.</summary>
     public int WorkersToStart(int hotTarget, int maxWorkers)
     {

@@ -179,7 +179,7 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
             ? definition
             : throw new InvalidOperationException($"pool '{name}' is not configured (Pools:{name})");
 
-    /// <summary>Hands waiting leases their workers, then starts the workers the pool is short of.</summary>
+    /// <summary>Hands waiting leases their workers, retires hot workers beyond the target, then starts the workers the pool is short of.</summary>
     async Task Rebalance(BehaviorContext<PoolState> context)
     {
         var pool = context.Saga;
@@ -189,6 +189,12 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
                 "Pool {Pool}: lease {LeaseId} of {InstanceId} gets worker {WorkerId} ({Kind})",
                 pool.Name, assignment.LeaseId, assignment.InstanceId, assignment.WorkerId, assignment.Reuse ? "re-use" : "hot");
             await context.Publish(new ReserveWorker(assignment.WorkerId, assignment.LeaseId, assignment.InstanceId, assignment.Thumbprint));
+        }
+
+        foreach (var workerId in pool.Book.Surplus(pool.HotTarget))
+        {
+            _logger.LogInformation("Pool {Pool}: retiring surplus hot worker {WorkerId} (hot target {HotTarget})", pool.Name, workerId, pool.HotTarget);
+            await context.Publish(new WorkerRetirementApproved(workerId));
         }
 
         if (pool.BackoffUntil is { } until && until > _clock.GetUtcNow())

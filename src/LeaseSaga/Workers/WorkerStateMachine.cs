@@ -92,7 +92,12 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
             When(MaxAge.Received)
                 .Then(c => c.Saga.ReapReason = "max_age")
                 .Publish(c => new WorkerRetirementRequested(c.Saga.Pool, c.Saga.CorrelationId))
-                .TransitionTo(Retiring));
+                .TransitionTo(Retiring),
+            // The pool's hot target was lowered: an unneeded hot worker is deleted like an idle one.
+            When(RetirementApproved)
+                .Unschedule(MaxAge)
+                .ThenAsync(c => Reap(c, "idle", "surplus hot worker", failed: false))
+                .TransitionTo(Reaping));
 
         During(Trusting,
             When(Trusted)
@@ -109,10 +114,12 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                 .TransitionTo(Leased),
             When(TrustFailed)
                 .Unschedule(TrustTimeout)
+                .Unschedule(MaxAge)
                 .Then(c => DwTelemetry.TrustFailures.Add(1, PoolTag(c.Saga)))
                 .ThenAsync(c => Reap(c, "failed", $"trust failed: {c.Message.Reason}", failed: true, requeue: c.Saga.CurrentLeaseId))
                 .TransitionTo(Reaping),
             When(TrustTimeout.Received)
+                .Unschedule(MaxAge)
                 .Then(c => DwTelemetry.TrustFailures.Add(1, PoolTag(c.Saga)))
                 .ThenAsync(c => Reap(c, "failed", "trust timed out", failed: true, requeue: c.Saga.CurrentLeaseId))
                 .TransitionTo(Reaping));
@@ -160,6 +167,8 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         // The pool handed the worker to a lease before it saw the retirement request: serve the lease.
         During(Retiring,
             When(RetirementApproved)
+                .Unschedule(MaxAge)
+                .Unschedule(IdleTimeout)
                 .ThenAsync(c => Reap(c, c.Saga.ReapReason ?? "idle", "retired", failed: false))
                 .TransitionTo(Reaping),
             When(Reserved, c => c.Saga.TrustedInstanceId is null)

@@ -143,7 +143,13 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
 
     async Task<ServiceProcess> StartSchedulerAsync()
     {
-        var settings = broker.Settings.Concat(database.Settings).Append(new("Scheduler:ClusterCheckinInterval", "00:00:01"));
+        // No hot workers: only this test's own timers are in the store.
+        var settings = broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
+        {
+            ["Scheduler:ClusterCheckinInterval"] = "00:00:01",
+            ["Pools:ubuntu-22.04:HotTarget"] = "0",
+            ["Pools:windows-2022:HotTarget"] = "0",
+        });
         var scheduler = ServiceProcess.Start("LeaseSaga", settings);
         lock (_schedulers)
         {

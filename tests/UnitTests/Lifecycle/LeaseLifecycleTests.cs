@@ -277,6 +277,21 @@ public sealed class LeaseLifecycleTests
         Assert.Equal(4, bed.Cloud.Provisioned.Count);
     }
 
+    [Fact]
+    public async Task SetPoolSize_takes_effect_at_once_both_ways_and_is_persisted()
+    {
+        await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 3);
+        await bed.UntilWorkersAsync("Ready", 1);
+
+        await bed.Bus.Publish(new SetPoolSize(Pool, 3, 5));
+        await bed.UntilWorkersAsync("Ready", 3);
+        Assert.Equal((3, 5), ((await bed.PoolAsync())!.HotTarget, (await bed.PoolAsync())!.MaxWorkers));
+
+        await bed.Bus.Publish(new SetPoolSize(Pool, 0, 5));
+        await Until(async () => (await bed.WorkersAsync()).Count == 0, "every hot worker to be retired");
+        Assert.Equal(3, bed.Cloud.Deprovisioned.Count(d => d.Reason == "idle"));
+    }
+
     /// <summary>A grant on an empty pool: the worker is provisioned for the lease.</summary>
     static async Task<LeaseGranted> GrantColdAsync(LifecycleBed bed, string instance)
         => Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), instance));

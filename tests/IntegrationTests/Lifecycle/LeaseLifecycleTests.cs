@@ -1,0 +1,164 @@
+using DynamicWorkers.Cloud.Simulated;
+using DynamicWorkers.Contracts;
+using DynamicWorkers.Infrastructure.Configuration;
+using DynamicWorkers.Infrastructure.Messaging;
+using DynamicWorkers.IntegrationTests.Support;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace DynamicWorkers.IntegrationTests.Lifecycle;
+
+public sealed class OutcomeRecorder(LeaseLedger ledger) : IConsumer<LeaseGranted>, IConsumer<LeaseRejected>
+{
+    public Task Consume(ConsumeContext<LeaseGranted> context)
+    {
+        ledger.Answered(context.Message);
+        return Task.CompletedTask;
+    }
+
+    public Task Consume(ConsumeContext<LeaseRejected> context)
+    {
+        ledger.Answered(context.Message);
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// The whole lifecycle across separate OS processes on the real broker and database: two LeaseSaga, two
+/// Provisioner, one Trust and one Reaper, with the simulated cloud and timeouts in seconds. Instances
+/// publish <c>LeaseRequested</c> (some twice) and <c>LeaseReleased</c> exactly as a product instance would.
+/// </summary>
+public sealed class LeaseLifecycleTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database)
+    : IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>, IAsyncLifetime
+{
+    const string Pool = "ubuntu-22.04";
+    const int Instances = 20;
+    const int LeasesPerInstance = 10;
+
+    readonly List<ServiceProcess> _services = [];
+    readonly LeaseLedger _ledger = new();
+    IHost _client = null!;
+
+    IReadOnlyDictionary<string, string?> Settings => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
+    {
+        [$"Pools:{Pool}:HotTarget"] = "5",
+        [$"Pools:{Pool}:MaxWorkers"] = "30",
+        [$"Pools:{Pool}:AllocationTimeout"] = "00:02:00",
+        ["Pools:windows-2022:HotTarget"] = "0",
+        ["Lifecycle:IdleTimeout"] = "00:00:05",
+        ["Lifecycle:MaxWorkerAge"] = "01:00:00",
+        ["Lifecycle:MaxLeaseDuration"] = "00:10:00",
+        ["Lifecycle:ProvisioningTimeout"] = "00:01:00",
+        ["Lifecycle:TrustTimeout"] = "00:00:30",
+        ["Scheduler:ClusterCheckinInterval"] = "00:00:01",
+        ["Cloud:Simulated:ProvisionDelay"] = "00:00:01",
+        ["Cloud:Simulated:TrustDelay"] = "00:00:00.200",
+        ["Cloud:Simulated:DeleteDelay"] = "00:00:00.100",
+    }).ToDictionary();
+
+    public async Task InitializeAsync()
+    {
+        // The first LeaseSaga migrates the database; the rest may then start together.
+        await StartAsync("LeaseSaga");
+        await Task.WhenAll(StartAsync("LeaseSaga"), StartAsync("Provisioner"), StartAsync("Provisioner"), StartAsync("Trust"), StartAsync("Reaper"));
+
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Configuration.AddInMemoryCollection(broker.Settings);
+        builder.Services.AddSingleton(_ledger);
+        builder.Services.AddDynamicWorkersBus(builder.Configuration, bus => bus.AddConsumer<OutcomeRecorder>());
+        _client = builder.Build();
+        await _client.StartAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _client.StopAsync();
+        _client.Dispose();
+        foreach (var service in _services)
+        {
+            await service.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Two_hundred_leases_from_twenty_instances_keep_every_invariant_and_leave_no_vm_behind()
+    {
+        var bus = _client.Services.GetRequiredService<IBus>();
+
+        await Task.WhenAll(Enumerable.Range(0, Instances).Select(i => PlayInstanceAsync(bus, $"instance-{i:00}", i)));
+
+        var grants = _ledger.Outcomes.Select(o => o.Outcome).OfType<LeaseGranted>().DistinctBy(g => g.LeaseId).ToList();
+        Assert.Equal(Instances * LeasesPerInstance, grants.Count);
+        Assert.Contains(grants, g => g.Reused);
+        Assert.Contains(grants, g => !g.Reused);
+
+        // Drain the hot pool too, then every VM the simulator created must be deleted.
+        await bus.Publish(new SetPoolSize(Pool, 0, 30));
+        await Eventually.True(
+            async () => (await CloudAsync()).All(v => v.Deleted) && await database.ScalarAsync("SELECT count(*) FROM workers") == 0,
+            TimeSpan.FromSeconds(120),
+            "every VM deleted and every worker gone after the idle timeout",
+            Diagnostics);
+
+        var violations = InvariantChecker.Check(_ledger, await CloudAsync(), expectAllDeleted: true);
+        Assert.True(violations.Count == 0, string.Join("\n", violations));
+    }
+
+    /// <summary>One instance: ten leases one after another, every third request published twice, each released after use.</summary>
+    async Task PlayInstanceAsync(IBus bus, string instance, int seed)
+    {
+        var random = new Random(seed);
+        var thumbprint = Convert.ToHexString(System.Security.Cryptography.SHA1.HashData(System.Text.Encoding.UTF8.GetBytes(instance)));
+        for (var n = 0; n < LeasesPerInstance; n++)
+        {
+            var request = new LeaseRequested(NewId.NextGuid(), instance, thumbprint, Pool, $"task-{n}", DateTimeOffset.UtcNow);
+            _ledger.Requested(request);
+            await bus.Publish(request);
+            if (n % 3 == 0)
+            {
+                await bus.Publish(request);
+            }
+
+            await Eventually.True(() => _ledger.OutcomesOf(request.LeaseId).Count > 0, TimeSpan.FromSeconds(120), $"an outcome for {instance}'s lease {n}", Diagnostics);
+            if (_ledger.OutcomesOf(request.LeaseId)[0] is LeaseGranted)
+            {
+                await Task.Delay(random.Next(0, 150)); // the task runs
+                _ledger.Released(request.LeaseId);
+                await bus.Publish(new LeaseReleased(request.LeaseId, instance));
+            }
+        }
+    }
+
+    async Task<IReadOnlyList<CloudRecord>> CloudAsync()
+    {
+        var options = new DbContextOptionsBuilder<SimulatedCloudDbContext>();
+        options.UseDynamicWorkersDatabase(new DatabaseOptions { Provider = DatabaseProvider.Postgres, ConnectionString = database.ConnectionString });
+        await using var db = new SimulatedCloudDbContext(options.Options);
+        var vms = await db.Vms.AsNoTracking().ToListAsync();
+        var trusts = await db.Trusts.AsNoTracking().ToListAsync();
+        return vms.Select(v => new CloudRecord(
+            v.WorkerId,
+            v.DeletedAt is not null,
+            trusts.Where(t => t.WorkerId == v.WorkerId).Select(t => t.InstanceId).ToList())).ToList();
+    }
+
+    string Diagnostics()
+        => $"{_ledger.Outcomes.Count} outcomes for {_ledger.Requests.Count} requests\n"
+           + string.Join("\n----\n", _services.Select(s => s.Output.Length > 4000 ? s.Output[^4000..] : s.Output));
+
+    async Task StartAsync(string project)
+    {
+        var service = ServiceProcess.Start(project, Settings);
+        lock (_services)
+        {
+            _services.Add(service);
+        }
+
+        await service.WaitUntilStartedAsync(TimeSpan.FromSeconds(90));
+    }
+}
