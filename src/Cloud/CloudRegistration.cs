@@ -24,7 +24,9 @@ public static class CloudRegistration
 {
     /// <summary>
     /// Registers the <see cref="IWorkerCloud"/> chosen by <c>Cloud:Provider</c>. The simulated cloud keeps its
-    /// VMs in the shared database (<c>Database:Provider</c>, <c>ConnectionStrings:Default</c>).
+    /// VMs in the shared database (<c>Database:Provider</c>, <c>ConnectionStrings:Default</c>) and creates its
+    /// tables at start. In a host that also owns the product's database, call this after registering that
+    /// database: on SQLite the product's schema is made with EnsureCreated, which skips a database holding any table.
     /// </summary>
     public static IServiceCollection AddWorkerCloud(this IServiceCollection services, IConfiguration configuration)
     {
