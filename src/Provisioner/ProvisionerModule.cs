@@ -7,5 +7,6 @@ public static class ProvisionerModule
 {
     public static void AddProvisionerEndpoints(this IBusRegistrationConfigurator bus)
     {
+        bus.AddConsumer<ProvisionWorkerConsumer, ProvisionWorkerConsumerDefinition>();
     }
 }

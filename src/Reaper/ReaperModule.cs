@@ -7,5 +7,6 @@ public static class ReaperModule
 {
     public static void AddReaperEndpoints(this IBusRegistrationConfigurator bus)
     {
+        bus.AddConsumer<DeprovisionWorkerConsumer, DeprovisionWorkerConsumerDefinition>();
     }
 }

@@ -1,3 +1,4 @@
+using DynamicWorkers.Cloud;
 using DynamicWorkers.Infrastructure.Hosting;
 using DynamicWorkers.Infrastructure.Messaging;
 using DynamicWorkers.LeaseSaga;
@@ -21,6 +22,7 @@ return await HostRunner.RunAsync("standalone", args, builder =>
 {
     builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = defaults });
     builder.Services.AddLeaseSagaServices(builder.Configuration);
+    builder.Services.AddWorkerCloud(builder.Configuration);
     builder.Services.AddDynamicWorkersBus(
         builder.Configuration,
         bus =>

@@ -7,5 +7,6 @@ public static class TrustModule
 {
     public static void AddTrustEndpoints(this IBusRegistrationConfigurator bus)
     {
+        bus.AddConsumer<TrustWorkerConsumer, TrustWorkerConsumerDefinition>();
     }
 }
