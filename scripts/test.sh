@@ -76,7 +76,14 @@ start_postgres() {
     pg_ctlcluster "$version" main start || true
   fi
   wait_for "PostgreSQL" 60 pg_isready -q -h 127.0.0.1 -p 5432
-  if [ "$(runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_roles WHERE rolname='dw'" 2>/dev/null)" != 1 ]; then
+  # Six services plus the tests each keep a connection pool: the default 100 connections is too few.
+  if [ "$(cd /tmp && runuser -u postgres -- psql -tAc "SHOW max_connections")" -lt 300 ]; then
+    log "raising PostgreSQL max_connections to 300 (restart)"
+    (cd /tmp && runuser -u postgres -- psql -q -c "ALTER SYSTEM SET max_connections = 300") || die "set max_connections"
+    pg_ctlcluster "$version" main restart || die "restart PostgreSQL"
+    wait_for "PostgreSQL" 60 pg_isready -q -h 127.0.0.1 -p 5432
+  fi
+  if [ "$(cd /tmp && runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_roles WHERE rolname='dw'" 2>/dev/null)" != 1 ]; then
     log "creating PostgreSQL role dw"
     (cd /tmp && runuser -u postgres -- psql -q -c "CREATE ROLE dw LOGIN PASSWORD 'dw' CREATEDB") || die "create role dw"
   fi
@@ -90,8 +97,8 @@ log "restoring tools and building ($CONFIGURATION)"
 dotnet tool restore >/dev/null || die "dotnet tool restore"
 dotnet build DynamicWorkers.sln -c "$CONFIGURATION" -nologo -v quiet -clp:ErrorsOnly || die "build"
 
-# The checked-in migrations must match the model, for both production providers.
-for context in PostgresDynamicWorkersDbContext SqlServerDynamicWorkersDbContext; do
+# The checked-in migrations must match the model, for every provider.
+for context in PostgresDynamicWorkersDbContext SqlServerDynamicWorkersDbContext SqliteDynamicWorkersDbContext; do
   dotnet ef migrations has-pending-model-changes --project src/LeaseSaga --context "$context" \
     --configuration "$CONFIGURATION" --no-build >/dev/null 2>&1 \
     || die "the model has changes without a migration for $context (dotnet ef migrations add ... --context $context)"

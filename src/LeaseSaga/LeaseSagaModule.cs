@@ -47,5 +47,6 @@ public static class LeaseSagaModule
         bus.AddConsumer<SetInstanceLifecycleConsumer>();
         bus.AddConsumer<GetPoolStatusConsumer>();
         bus.AddConsumer<GetWorkersConsumer>();
+        bus.AddConsumer<SweepOverdueTimersConsumer>();
     }
 }

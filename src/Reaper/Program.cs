@@ -7,5 +7,6 @@ using DynamicWorkers.Reaper;
 return await HostRunner.RunAsync("reaper", args, builder =>
 {
     builder.Services.AddWorkerCloud(builder.Configuration);
+    builder.Services.AddReaperServices(builder.Configuration);
     builder.Services.AddDynamicWorkersBus(builder.Configuration, bus => bus.AddReaperEndpoints());
 });

@@ -23,6 +23,7 @@ return await HostRunner.RunAsync("standalone", args, builder =>
     builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = defaults });
     builder.Services.AddLeaseSagaServices(builder.Configuration);
     builder.Services.AddWorkerCloud(builder.Configuration);
+    builder.Services.AddReaperServices(builder.Configuration);
     builder.Services.AddDynamicWorkersBus(
         builder.Configuration,
         bus =>

@@ -1,4 +1,5 @@
 using DynamicWorkers.Cloud;
+using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using MassTransit;
 
@@ -12,7 +13,7 @@ public sealed class TrustWorkerConsumer(IWorkerCloud cloud) : IConsumer<TrustWor
     public async Task Consume(ConsumeContext<TrustWorker> context)
     {
         var message = context.Message;
-        if (!Thumbprints.IsValid(message.Thumbprint))
+        if (!Thumbprint.IsValid(message.Thumbprint))
         {
             // It would end up in a command run on the worker: refuse rather than pass it on.
             await context.Publish(new WorkerTrustFailed(message.WorkerId, message.InstanceId, InvalidThumbprint), context.CancellationToken);

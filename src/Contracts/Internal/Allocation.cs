@@ -87,3 +87,10 @@ public sealed record WorkerMaxAgeReached(Guid WorkerId);
 
 [MessageUrn("DynamicWorkers.Internal:PoolBackoffEnded")]
 public sealed record PoolBackoffEnded(string Pool);
+
+/// <summary>
+/// Reaper → LeaseSaga, on every sweep: re-deliver every timeout whose deadline passed more than
+/// <see cref="Grace"/> ago without its timer firing (the durable scheduler's safety net).
+/// </summary>
+[MessageUrn("DynamicWorkers.Internal:SweepOverdueTimers")]
+public sealed record SweepOverdueTimers(TimeSpan Grace);

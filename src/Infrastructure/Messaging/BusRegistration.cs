@@ -93,19 +93,44 @@ public static class BusRegistration
     /// <summary>
     /// Retry and outbox on every endpoint. Optimistic-concurrency losers (and duplicate-key inserts) retry
     /// quickly and often, backing off, since a conflict means another message made progress and the next
-    /// attempt reloads the saga; any other failure gets a few spaced retries and then lands in the
-    /// endpoint's <c>_error</c> queue.
+    /// attempt reloads the saga; any other failure gets a few spaced retries, then five scheduled
+    /// redeliveries over about four minutes, and only then lands in the endpoint's <c>_error</c> queue.
+    /// An <see cref="ArgumentException"/> (bad input) goes to <c>_error</c> at once.
     /// The outbox holds sends, publishes and schedules until the consumer (and the saga save) succeeded.
     /// </summary>
     public static void ApplyEndpointDefaults(IReceiveEndpointConfigurator endpoint, IRegistrationContext context)
     {
-        endpoint.UseMessageRetry(r => r.Intervals(
-            TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)));
+        // Outermost: a message that still fails (database or broker restarting) is redelivered later through
+        // the durable scheduler instead of going to _error at once. Bad input is not retried at all.
+        endpoint.UseScheduledRedelivery(r =>
+        {
+            r.Ignore<Exception>(IsBadInput);
+            r.Intervals(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(2));
+        });
         endpoint.UseMessageRetry(r =>
         {
-            r.Handle<Exception>(e => DbConflicts.IsConflict(e));
+            r.Ignore<Exception>(IsBadInput);
+            r.Intervals(TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3));
+        });
+        endpoint.UseMessageRetry(r =>
+        {
+            r.Handle<Exception>(e => DbConflicts.IsConflict(e.GetBaseException()) || DbConflicts.IsConflict(e));
             r.Exponential(100, TimeSpan.FromMilliseconds(5), TimeSpan.FromSeconds(1), TimeSpan.FromMilliseconds(10));
         });
         endpoint.UseInMemoryOutbox(context);
+    }
+
+    /// <summary>Bad input does not get better by trying again (MassTransit wraps a saga activity's exception, so look inside).</summary>
+    static bool IsBadInput(Exception e)
+    {
+        for (Exception? inner = e; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is ArgumentException)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }

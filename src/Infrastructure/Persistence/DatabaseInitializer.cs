@@ -9,8 +9,8 @@ namespace DynamicWorkers.Infrastructure.Persistence;
 
 /// <summary>
 /// Brings the schema up to date before any hosted service starts (the bus and the scheduler need the tables):
-/// a context with migrations (SQL Server, PostgreSQL) is migrated, and EF Core's migration lock lets several
-/// processes start at once; one without (SQLite, the embedded single-process store) is created from its model.
+/// a context with migrations is migrated, and EF Core's migration lock lets several processes start at once.
+/// A context without migrations (a test's) is created from its model in an empty database.
 /// </summary>
 public sealed class DatabaseInitializer<TContext>(
     IServiceScopeFactory scopes,

@@ -11,15 +11,16 @@ namespace DynamicWorkers.LeaseSaga.Persistence;
 public class DynamicWorkersDbContext(DbContextOptions options) : DbContext(options)
 {
     /// <summary>
-    /// The context for a provider. SQL Server and PostgreSQL each have their own migrations, kept under a
-    /// subclass so EF Core finds the right set; SQLite (embedded, single process) is created from the model.
+    /// The context for a provider. Each provider has its own migrations, kept under a subclass so EF Core
+    /// finds the right set (SQLite's too, so an existing Standalone file is upgraded, not left behind).
     /// </summary>
     public static DynamicWorkersDbContext Create(DatabaseProvider provider, DbContextOptions<DynamicWorkersDbContext> options)
         => provider switch
         {
             DatabaseProvider.SqlServer => new SqlServerDynamicWorkersDbContext(options),
             DatabaseProvider.Postgres => new PostgresDynamicWorkersDbContext(options),
-            _ => new DynamicWorkersDbContext(options),
+            DatabaseProvider.Sqlite => new SqliteDynamicWorkersDbContext(options),
+            _ => throw new ArgumentOutOfRangeException(nameof(provider), provider, "unknown database provider"),
         };
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
@@ -33,6 +34,16 @@ public sealed class SqlServerDynamicWorkersDbContext(DbContextOptions options) :
 
 /// <summary>Owns the PostgreSQL migrations (Persistence/Migrations/Postgres).</summary>
 public sealed class PostgresDynamicWorkersDbContext(DbContextOptions options) : DynamicWorkersDbContext(options);
+
+/// <summary>Owns the SQLite migrations (Persistence/Migrations/Sqlite).</summary>
+public sealed class SqliteDynamicWorkersDbContext(DbContextOptions options) : DynamicWorkersDbContext(options);
+
+/// <summary>For <c>dotnet ef migrations add</c>: no database is contacted.</summary>
+public sealed class SqliteDesignTimeFactory : IDesignTimeDbContextFactory<SqliteDynamicWorkersDbContext>
+{
+    public SqliteDynamicWorkersDbContext CreateDbContext(string[] args)
+        => new(new DbContextOptionsBuilder<DynamicWorkersDbContext>().UseSqlite("Data Source=design-time.db").Options);
+}
 
 /// <summary>For <c>dotnet ef migrations add</c>: no database is contacted.</summary>
 public sealed class SqlServerDesignTimeFactory : IDesignTimeDbContextFactory<SqlServerDynamicWorkersDbContext>

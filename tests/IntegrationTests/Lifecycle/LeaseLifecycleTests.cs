@@ -93,7 +93,8 @@ public sealed class LeaseLifecycleTests(RabbitMqTestVirtualHost broker, Postgres
         await Task.WhenAll(Enumerable.Range(0, Instances).Select(i => PlayInstanceAsync(bus, $"instance-{i:00}", i)));
 
         var grants = _ledger.Outcomes.Select(o => o.Outcome).OfType<LeaseGranted>().DistinctBy(g => g.LeaseId).ToList();
-        Assert.Equal(Instances * LeasesPerInstance, grants.Count);
+        var rejections = _ledger.Outcomes.Select(o => o.Outcome).OfType<LeaseRejected>().ToList();
+        Assert.True(grants.Count == Instances * LeasesPerInstance, $"{grants.Count} grants; rejections: {string.Join("; ", rejections)}\n{Diagnostics()}");
         Assert.Contains(grants, g => g.Reused);
         Assert.Contains(grants, g => !g.Reused);
 
@@ -136,9 +137,8 @@ public sealed class LeaseLifecycleTests(RabbitMqTestVirtualHost broker, Postgres
 
     async Task<IReadOnlyList<CloudRecord>> CloudAsync()
     {
-        var options = new DbContextOptionsBuilder<SimulatedCloudDbContext>();
-        options.UseDynamicWorkersDatabase(new DatabaseOptions { Provider = DatabaseProvider.Postgres, ConnectionString = database.ConnectionString });
-        await using var db = new SimulatedCloudDbContext(options.Options);
+        await using var db = new SimulatedCloudDbContext(SimulatedCloudDbContext.CreateOptions(
+            new DatabaseOptions { Provider = DatabaseProvider.Postgres, ConnectionString = database.ConnectionString }));
         var vms = await db.Vms.AsNoTracking().ToListAsync();
         var trusts = await db.Trusts.AsNoTracking().ToListAsync();
         return vms.Select(v => new CloudRecord(
@@ -148,8 +148,16 @@ public sealed class LeaseLifecycleTests(RabbitMqTestVirtualHost broker, Postgres
     }
 
     string Diagnostics()
-        => $"{_ledger.Outcomes.Count} outcomes for {_ledger.Requests.Count} requests\n"
-           + string.Join("\n----\n", _services.Select(s => s.Output.Length > 4000 ? s.Output[^4000..] : s.Output));
+    {
+        var unanswered = _ledger.Requests.Select(r => r.LeaseId).Distinct().Where(id => _ledger.OutcomesOf(id).Count == 0).ToList();
+        var rows = database.RowsAsync(
+            "SELECT 'lease ' || \"CorrelationId\" || ' ' || \"CurrentState\" || ' worker ' || coalesce(\"WorkerId\"::text, '-') FROM leases WHERE \"CurrentState\" NOT IN ('Released', 'Rejected', 'Revoked') "
+            + "UNION ALL SELECT 'worker ' || \"CorrelationId\" || ' ' || \"CurrentState\" || ' ' || coalesce(\"TrustedInstanceId\", '-') || ' lease ' || coalesce(\"CurrentLeaseId\"::text, '-') FROM workers "
+            + "UNION ALL SELECT 'pool ' || \"Name\" || ' ' || \"Book\" FROM pools").GetAwaiter().GetResult();
+        var errors = _services.SelectMany(s => s.Output.Split('\n')).Where(l => l.StartsWith("fail:") || l.Contains("Exception:")).Distinct().Take(20);
+        return $"{_ledger.Outcomes.Count} outcomes for {_ledger.Requests.Count} requests; unanswered: {string.Join(", ", unanswered)}\n"
+               + string.Join("\n", rows) + "\n" + string.Join("\n", errors);
+    }
 
     async Task StartAsync(string project)
     {

@@ -83,7 +83,8 @@ public sealed class PostgresTestDatabase : IAsyncLifetime
 {
     public string Name { get; } = $"dw_test_{Guid.NewGuid():N}";
 
-    public string ConnectionString => new NpgsqlConnectionStringBuilder(TestServers.PostgresAdmin) { Database = Name }.ConnectionString;
+    /// <summary>A modest pool per process: a test may run six services and itself against one server.</summary>
+    public string ConnectionString => new NpgsqlConnectionStringBuilder(TestServers.PostgresAdmin) { Database = Name, MaxPoolSize = 20 }.ConnectionString;
 
     public IReadOnlyDictionary<string, string?> Settings => new Dictionary<string, string?>
     {
@@ -105,6 +106,21 @@ public sealed class PostgresTestDatabase : IAsyncLifetime
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand(sql, connection);
         return Convert.ToInt64(await command.ExecuteScalarAsync());
+    }
+
+    public async Task<IReadOnlyList<string>> RowsAsync(string sql)
+    {
+        await using var connection = new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        var rows = new List<string>();
+        while (await reader.ReadAsync())
+        {
+            rows.Add(reader.IsDBNull(0) ? "" : reader.GetString(0));
+        }
+
+        return rows;
     }
 
     public async Task DisposeAsync()

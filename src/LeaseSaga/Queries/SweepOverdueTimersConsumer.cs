@@ -1,0 +1,83 @@
+using DynamicWorkers.Contracts.Internal;
+using DynamicWorkers.LeaseSaga.Configuration;
+using DynamicWorkers.LeaseSaga.Leases;
+using DynamicWorkers.LeaseSaga.Persistence;
+using DynamicWorkers.LeaseSaga.Workers;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace DynamicWorkers.LeaseSaga.Queries;
+
+/// <summary>
+/// The safety net behind the durable scheduler: a saga whose deadline passed (by more than the grace) while
+/// its timer still holds a token gets that timeout again, with the token, exactly as the scheduler would have
+/// sent it. If the real timer fires too, the saga has already moved on and ignores it.
+/// </summary>
+public sealed class SweepOverdueTimersConsumer(
+    DynamicWorkersDbContext db,
+    IOptionsMonitor<LifecycleOptions> lifecycle,
+    IOptionsMonitor<PoolsOptions> pools,
+    TimeProvider clock,
+    ILogger<SweepOverdueTimersConsumer> logger) : IConsumer<SweepOverdueTimers>
+{
+    public async Task Consume(ConsumeContext<SweepOverdueTimers> context)
+    {
+        var cutoff = clock.GetUtcNow() - context.Message.Grace;
+        var provisioningCutoff = cutoff - lifecycle.CurrentValue.ProvisioningTimeout;
+        var workers = await db.Set<WorkerState>().AsNoTracking()
+            .Where(w => (w.IdleTimeoutToken != null && w.IdleDeadline < cutoff)
+                || (w.MaxAgeToken != null && w.MaxAgeDeadline < cutoff)
+                || (w.ProvisioningTimeoutToken != null && w.CreatedAt < provisioningCutoff))
+            .ToListAsync(context.CancellationToken);
+        var leases = await db.Set<LeaseState>().AsNoTracking()
+            .Where(l => l.AllocationTimeoutToken != null || (l.MaxDurationToken != null && l.ExpiresAt < cutoff))
+            .ToListAsync(context.CancellationToken);
+
+        var count = 0;
+        foreach (var w in workers)
+        {
+            if (w.IdleTimeoutToken is { } idle && w.IdleDeadline < cutoff)
+            {
+                count += await Resend(context, new WorkerIdleTimedOut(w.CorrelationId), idle);
+            }
+
+            if (w.MaxAgeToken is { } age && w.MaxAgeDeadline < cutoff)
+            {
+                count += await Resend(context, new WorkerMaxAgeReached(w.CorrelationId), age);
+            }
+
+            if (w.ProvisioningTimeoutToken is { } provisioning && w.CreatedAt < provisioningCutoff)
+            {
+                count += await Resend(context, new WorkerProvisioningTimedOut(w.CorrelationId), provisioning);
+            }
+        }
+
+        foreach (var l in leases)
+        {
+            var allocationDeadline = pools.CurrentValue.Pools.TryGetValue(l.Pool, out var pool) ? l.ReceivedAt + pool.AllocationTimeout : (DateTimeOffset?)null;
+            if (l.AllocationTimeoutToken is { } allocation && allocationDeadline < cutoff)
+            {
+                count += await Resend(context, new LeaseAllocationTimedOut(l.CorrelationId), allocation);
+            }
+
+            if (l.MaxDurationToken is { } duration && l.ExpiresAt < cutoff)
+            {
+                count += await Resend(context, new LeaseMaxDurationReached(l.CorrelationId), duration);
+            }
+        }
+
+        if (count > 0)
+        {
+            logger.LogWarning("Sweep re-delivered {Count} overdue timeout(s) whose timers did not fire", count);
+        }
+    }
+
+    static async Task<int> Resend<T>(ConsumeContext context, T timeout, Guid token)
+        where T : class
+    {
+        await context.Publish(timeout, c => c.Headers.Set(MessageHeaders.SchedulingTokenId, token.ToString("N")));
+        return 1;
+    }
+}
