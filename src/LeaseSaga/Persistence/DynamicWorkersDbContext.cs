@@ -1,6 +1,7 @@
 using DynamicWorkers.Infrastructure.Configuration;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Design;
+using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 namespace DynamicWorkers.LeaseSaga.Persistence;
 
@@ -36,7 +37,14 @@ public sealed class SqlServerDynamicWorkersDbContext(DbContextOptions options) :
 public sealed class PostgresDynamicWorkersDbContext(DbContextOptions options) : DynamicWorkersDbContext(options);
 
 /// <summary>Owns the SQLite migrations (Persistence/Migrations/Sqlite).</summary>
-public sealed class SqliteDynamicWorkersDbContext(DbContextOptions options) : DynamicWorkersDbContext(options);
+public sealed class SqliteDynamicWorkersDbContext(DbContextOptions options) : DynamicWorkersDbContext(options)
+{
+    /// <summary>SQLite cannot compare DateTimeOffset text; as numbers (all UTC here) deadlines sort and compare in SQL.</summary>
+    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
+    {
+        configurationBuilder.Properties<DateTimeOffset>().HaveConversion<DateTimeOffsetToBinaryConverter>();
+    }
+}
 
 /// <summary>For <c>dotnet ef migrations add</c>: no database is contacted.</summary>
 public sealed class SqliteDesignTimeFactory : IDesignTimeDbContextFactory<SqliteDynamicWorkersDbContext>

@@ -292,6 +292,101 @@ public sealed class LeaseLifecycleTests
         Assert.Equal(3, bed.Cloud.Deprovisioned.Count(d => d.Reason == "idle"));
     }
 
+    [Fact]
+    public async Task A_release_from_an_instance_that_does_not_own_the_lease_changes_nothing()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+
+        await bed.ReleaseAsync(granted.LeaseId, "instance-2");
+        await bed.SettledAsync();
+
+        Assert.Equal("Granted", (await bed.LeaseAsync(granted.LeaseId))!.CurrentState);
+        Assert.Equal("Leased", (await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId).CurrentState);
+    }
+
+    [Fact]
+    public async Task A_release_before_the_grant_still_gives_one_outcome_and_then_ends_the_lease()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true);
+        var leaseId = Guid.NewGuid();
+        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == leaseId), "the lease to queue");
+        await bed.ReleaseAsync(leaseId, "instance-1");
+        await bed.SettledAsync();
+
+        var held = Assert.Single(bed.Cloud.Held);
+        await bed.Bus.Publish(new WorkerProvisioned(held.WorkerId, "10.0.0.9:10933", new string('C', 40), bed.Clock.GetUtcNow()));
+        await Until(async () => (await bed.LeaseAsync(leaseId))!.CurrentState == "Released", "the lease to end");
+
+        Assert.IsType<LeaseGranted>(Assert.Single(bed.Outcomes(leaseId)));
+        await bed.UntilWorkersAsync("Idle", 1);
+    }
+
+    [Fact]
+    public async Task A_per_instance_max_lease_duration_applies_to_that_instance_s_next_lease()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
+        await bed.Bus.Publish(new SetInstanceLifecycle("instance-1", null, null, TimeSpan.FromMinutes(30)));
+        await bed.SettledAsync();
+        var granted = await GrantColdAsync(bed, "instance-1");
+
+        Assert.Equal(bed.Clock.GetUtcNow() + TimeSpan.FromMinutes(30), granted.ExpiresAt);
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(30));
+        await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId && r.Reason == LeaseRevocationReasons.MaxLeaseDuration), "the revocation");
+    }
+
+    [Fact]
+    public async Task A_provisioning_that_times_out_is_given_up_and_replaced()
+    {
+        await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 2, cloud: c => c.HoldProvisioning = true);
+        await Until(() => bed.Cloud.Held.Count == 1, "the first provisioning");
+        var stuck = bed.Cloud.Held.Single().WorkerId;
+        bed.Cloud.HoldProvisioning = false;
+
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(30));
+
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == stuck && d.Reason == "failed"), "the stuck VM's deletion");
+        await Until(async () => (await bed.WorkersAsync()).Any(w => w.CorrelationId != stuck && w.CurrentState == "Ready"), "a replacement");
+    }
+
+    [Fact]
+    public async Task Pool_status_and_worker_list_are_answered_from_the_database()
+    {
+        await using var bed = await StartAsync(hotTarget: 2, maxWorkers: 4);
+        await bed.UntilWorkersAsync("Ready", 2);
+        var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        await bed.UntilWorkersAsync("Ready", 2);
+
+        var status = (await bed.Harness.GetRequestClient<GetPoolStatus>().GetResponse<PoolStatus>(new GetPoolStatus(Pool))).Message;
+        var workers = (await bed.Harness.GetRequestClient<GetWorkers>().GetResponse<WorkerList>(new GetWorkers(Pool, "instance-1"))).Message;
+
+        var pool = Assert.Single(status.Pools);
+        Assert.Equal((Pool, 2, 4, "test-image"), (pool.Pool, pool.HotTarget, pool.MaxWorkers, pool.Image));
+        Assert.Equal(2, pool.WorkersByState["Ready"]);
+        Assert.Equal(1, pool.WorkersByState["Leased"]);
+        var mine = Assert.Single(workers.Workers);
+        Assert.Equal((granted.WorkerId, "Leased", "instance-1", granted.LeaseId, 1), (mine.WorkerId, mine.State, mine.TrustedInstanceId, mine.CurrentLeaseId!.Value, mine.LeaseCount));
+    }
+
+    [Fact]
+    public async Task The_sweep_reaps_a_worker_whose_idle_timer_was_lost()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
+        var granted = await GrantColdAsync(bed, "instance-1");
+        await bed.ReleaseAsync(granted.LeaseId, "instance-1");
+        await bed.UntilWorkersAsync("Idle", 1);
+        await bed.SettledAsync();
+        bed.Scheduler.DropAll();
+
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(62));
+        Assert.Empty(bed.Cloud.Deprovisioned);
+        await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
+
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId && d.Reason == "idle"), "the sweep to reap the idle worker");
+    }
+
     /// <summary>A grant on an empty pool: the worker is provisioned for the lease.</summary>
     static async Task<LeaseGranted> GrantColdAsync(LifecycleBed bed, string instance)
         => Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), instance));

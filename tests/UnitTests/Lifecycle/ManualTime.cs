@@ -74,6 +74,15 @@ public sealed class ManualScheduler(ManualClock clock)
         }
     }
 
+    /// <summary>Loses every pending timer, as a scheduler with a wiped store would.</summary>
+    public void DropAll()
+    {
+        lock (_pending)
+        {
+            _pending.Clear();
+        }
+    }
+
     /// <summary>Moves the clock and sends every message that fell due, in due order.</summary>
     public async Task AdvanceAsync(TimeSpan by, ISendEndpointProvider sender)
     {

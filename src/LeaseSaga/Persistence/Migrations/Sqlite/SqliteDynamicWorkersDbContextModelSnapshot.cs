@@ -32,8 +32,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<TimeSpan?>("MaxWorkerAge")
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset>("UpdatedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long>("UpdatedAt")
+                        .HasColumnType("INTEGER");
 
                     b.HasKey("InstanceId");
 
@@ -53,14 +53,14 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset?>("EndedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("EndedAt")
+                        .HasColumnType("INTEGER");
 
-                    b.Property<DateTimeOffset?>("ExpiresAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("ExpiresAt")
+                        .HasColumnType("INTEGER");
 
-                    b.Property<DateTimeOffset?>("GrantedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("GrantedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("InstanceId")
                         .IsRequired()
@@ -75,8 +75,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset>("ReceivedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long>("ReceivedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("RejectDetail")
                         .HasMaxLength(1024)
@@ -92,8 +92,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<Guid?>("RequestId")
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset>("RequestedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long>("RequestedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("ResponseAddress")
                         .HasMaxLength(512)
@@ -148,8 +148,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<Guid?>("BackoffToken")
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset?>("BackoffUntil")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("BackoffUntil")
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("Book")
                         .IsRequired()
@@ -199,8 +199,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset>("CreatedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<Guid?>("CurrentLeaseId")
                         .HasColumnType("TEXT");
@@ -210,20 +210,20 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset?>("IdleDeadline")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("IdleDeadline")
+                        .HasColumnType("INTEGER");
 
                     b.Property<Guid?>("IdleTimeoutToken")
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset?>("LastLeaseEndedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("LastLeaseEndedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<int>("LeaseCount")
                         .HasColumnType("INTEGER");
 
-                    b.Property<DateTimeOffset?>("MaxAgeDeadline")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("MaxAgeDeadline")
+                        .HasColumnType("INTEGER");
 
                     b.Property<Guid?>("MaxAgeToken")
                         .HasColumnType("TEXT");
@@ -233,8 +233,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset?>("ProvisionedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("ProvisionedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<Guid?>("ProvisioningTimeoutToken")
                         .HasColumnType("TEXT");

@@ -11,7 +11,7 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
 {
     [DbContext(typeof(SqliteDynamicWorkersDbContext))]
-    [Migration("20261123142229_InitialCreate")]
+    [Migration("20261123143615_InitialCreate")]
     partial class InitialCreate
     {
         /// <inheritdoc />
@@ -35,8 +35,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<TimeSpan?>("MaxWorkerAge")
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset>("UpdatedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long>("UpdatedAt")
+                        .HasColumnType("INTEGER");
 
                     b.HasKey("InstanceId");
 
@@ -56,14 +56,14 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset?>("EndedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("EndedAt")
+                        .HasColumnType("INTEGER");
 
-                    b.Property<DateTimeOffset?>("ExpiresAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("ExpiresAt")
+                        .HasColumnType("INTEGER");
 
-                    b.Property<DateTimeOffset?>("GrantedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("GrantedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("InstanceId")
                         .IsRequired()
@@ -78,8 +78,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset>("ReceivedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long>("ReceivedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("RejectDetail")
                         .HasMaxLength(1024)
@@ -95,8 +95,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<Guid?>("RequestId")
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset>("RequestedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long>("RequestedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("ResponseAddress")
                         .HasMaxLength(512)
@@ -151,8 +151,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<Guid?>("BackoffToken")
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset?>("BackoffUntil")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("BackoffUntil")
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("Book")
                         .IsRequired()
@@ -202,8 +202,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset>("CreatedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<Guid?>("CurrentLeaseId")
                         .HasColumnType("TEXT");
@@ -213,20 +213,20 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset?>("IdleDeadline")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("IdleDeadline")
+                        .HasColumnType("INTEGER");
 
                     b.Property<Guid?>("IdleTimeoutToken")
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset?>("LastLeaseEndedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("LastLeaseEndedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<int>("LeaseCount")
                         .HasColumnType("INTEGER");
 
-                    b.Property<DateTimeOffset?>("MaxAgeDeadline")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("MaxAgeDeadline")
+                        .HasColumnType("INTEGER");
 
                     b.Property<Guid?>("MaxAgeToken")
                         .HasColumnType("TEXT");
@@ -236,8 +236,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
-                    b.Property<DateTimeOffset?>("ProvisionedAt")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("ProvisionedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<Guid?>("ProvisioningTimeoutToken")
                         .HasColumnType("TEXT");
