@@ -177,7 +177,7 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
     PoolOptions Definition(string name)
         => _pools.CurrentValue.Pools.TryGetValue(name, out var definition)
             ? definition
-            : throw new InvalidOperationException($"pool '{name}' is not configured (Pools:{name})");
+            : throw new ArgumentException($"pool '{name}' is not configured (Pools:{name})");
 
     /// <summary>Hands waiting leases their workers, retires hot workers beyond the target, then starts the workers the pool is short of.</summary>
     async Task Rebalance(BehaviorContext<PoolState> context)

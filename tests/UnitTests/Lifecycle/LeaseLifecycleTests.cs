@@ -1,5 +1,6 @@
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
+using MassTransit;
 using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
@@ -48,6 +49,26 @@ public sealed class LeaseLifecycleTests
         Assert.Equal(bed.Clock.GetUtcNow() + TimeSpan.FromHours(24), granted.ExpiresAt);
         // The pool refills the moment a worker leaves it.
         await bed.UntilWorkersAsync("Ready", 1);
+    }
+
+    [Fact]
+    public async Task A_request_with_a_response_address_is_answered_there_as_well_as_published()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var client = bed.Harness.GetRequestClient<LeaseRequested>();
+        var leaseId = Guid.NewGuid();
+
+        var response = await client.GetResponse<LeaseGranted, LeaseRejected>(
+            new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        var rejected = await client.GetResponse<LeaseGranted, LeaseRejected>(
+            new LeaseRequested(Guid.NewGuid(), "instance-1", ThumbprintA, "no-such-pool", null, bed.Clock.GetUtcNow()));
+
+        Assert.True(response.Is(out Response<LeaseGranted>? granted));
+        Assert.Equal(leaseId, granted!.Message.LeaseId);
+        Assert.Contains(bed.PublishedOf<LeaseGranted>(), g => g.LeaseId == leaseId);
+        Assert.True(rejected.Is(out Response<LeaseRejected>? unknown));
+        Assert.Equal(LeaseRejectionReasons.UnknownPool, unknown!.Message.Reason);
     }
 
     [Fact]
