@@ -14,9 +14,7 @@ sealed class LeaseMapping : IEntityTypeConfiguration<LeaseState>
 {
     public void Configure(EntityTypeBuilder<LeaseState> entity)
     {
-        entity.ToTable("leases").HasKey(x => x.CorrelationId);
-        entity.Property(x => x.CorrelationId).ValueGeneratedNever();
-        entity.Property(x => x.Version).IsConcurrencyToken();
+        entity.MapSaga("leases");
         entity.Property(x => x.CurrentState).HasMaxLength(64);
         entity.Property(x => x.InstanceId).HasMaxLength(LeaseRequestValidation.MaxInstanceIdLength);
         entity.Property(x => x.ServerThumbprint).HasMaxLength(64);
@@ -36,9 +34,7 @@ sealed class WorkerMapping : IEntityTypeConfiguration<WorkerState>
 {
     public void Configure(EntityTypeBuilder<WorkerState> entity)
     {
-        entity.ToTable("workers").HasKey(x => x.CorrelationId);
-        entity.Property(x => x.CorrelationId).ValueGeneratedNever();
-        entity.Property(x => x.Version).IsConcurrencyToken();
+        entity.MapSaga("workers");
         entity.Property(x => x.CurrentState).HasMaxLength(64);
         entity.Property(x => x.Pool).HasMaxLength(64);
         entity.Property(x => x.Address).HasMaxLength(256);
@@ -57,9 +53,7 @@ sealed class PoolMapping : IEntityTypeConfiguration<PoolState>
 
     public void Configure(EntityTypeBuilder<PoolState> entity)
     {
-        entity.ToTable("pools").HasKey(x => x.CorrelationId);
-        entity.Property(x => x.CorrelationId).ValueGeneratedNever();
-        entity.Property(x => x.Version).IsConcurrencyToken();
+        entity.MapSaga("pools");
         entity.Property(x => x.CurrentState).HasMaxLength(64);
         entity.Property(x => x.Name).HasMaxLength(64);
         entity.HasIndex(x => x.Name).IsUnique();

@@ -70,13 +70,10 @@ public sealed class CloudHostsTests(RabbitMqTestVirtualHost broker, PostgresTest
 
         await Task.WhenAll(_services.Select(s => s.WaitUntilStartedAsync(StartDeadline)));
 
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Configuration.AddInMemoryCollection(broker.Settings);
-        builder.Services.AddSingleton<CloudEvents>();
-        builder.Services.AddDynamicWorkersBus(builder.Configuration, bus => bus.AddConsumer<CloudEventsConsumer>().Endpoint(e => e.Name = "cloud-events"));
-        _client = builder.Build();
-        await _client.StartAsync();
+        _client = await TestBus.StartAsync(
+            broker.Settings,
+            bus => bus.AddConsumer<CloudEventsConsumer>().Endpoint(e => e.Name = "cloud-events"),
+            services => services.AddSingleton<CloudEvents>());
     }
 
     public async Task DisposeAsync()

@@ -15,12 +15,7 @@ public sealed class WireNameTests(RabbitMqTestVirtualHost broker) : IClassFixtur
     [Fact]
     public async Task Published_messages_go_to_exchanges_named_after_their_urns()
     {
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Configuration.AddInMemoryCollection(broker.Settings);
-        builder.Services.AddDynamicWorkersBus(builder.Configuration, _ => { });
-        using var host = builder.Build();
-        await host.StartAsync();
+        using var host = await TestBus.StartAsync(broker.Settings, _ => { });
         var bus = host.Services.GetRequiredService<IBus>();
 
         object[] messages =

@@ -66,13 +66,7 @@ public sealed class LeaseLifecycleTests(RabbitMqTestVirtualHost broker, Postgres
         await StartAsync("LeaseSaga");
         await Task.WhenAll(StartAsync("LeaseSaga"), StartAsync("Provisioner"), StartAsync("Provisioner"), StartAsync("Trust"), StartAsync("Reaper"));
 
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Configuration.AddInMemoryCollection(broker.Settings);
-        builder.Services.AddSingleton(_ledger);
-        builder.Services.AddDynamicWorkersBus(builder.Configuration, bus => bus.AddConsumer<OutcomeRecorder>());
-        _client = builder.Build();
-        await _client.StartAsync();
+        _client = await TestBus.StartAsync(broker.Settings, bus => bus.AddConsumer<OutcomeRecorder>(), services => services.AddSingleton(_ledger));
     }
 
     public async Task DisposeAsync()

@@ -14,14 +14,11 @@ public sealed class EmbeddedSchedulerTests(SqliteTestDatabase database) : IClass
     [Fact]
     public async Task Scheduled_messages_arrive_and_cancelled_ones_do_not_on_sqlite_and_the_in_memory_transport()
     {
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Configuration.AddInMemoryCollection(database.Settings);
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Transport"] = "InMemory" });
-        builder.Services.AddSingleton<ProbeArrivals>();
-        builder.Services.AddDynamicWorkersBus(builder.Configuration, bus => bus.AddConsumer<ProbeConsumer>().Endpoint(e => e.Name = "probe"), hostScheduler: true);
-        using var host = builder.Build();
-        await host.StartAsync();
+        using var host = await TestBus.StartAsync(
+            database.Settings.Append(new("Transport", "InMemory")),
+            bus => bus.AddConsumer<ProbeConsumer>().Endpoint(e => e.Name = "probe"),
+            services => services.AddSingleton<ProbeArrivals>(),
+            hostScheduler: true);
         var arrivals = host.Services.GetRequiredService<ProbeArrivals>();
         var scheduler = host.Services.CreateScope().ServiceProvider.GetRequiredService<IMessageScheduler>();
         var queue = new Uri("queue:probe");

@@ -47,13 +47,10 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
 
     public async Task InitializeAsync()
     {
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Configuration.AddInMemoryCollection(broker.Settings);
-        builder.Services.AddSingleton<ProbeArrivals>();
-        builder.Services.AddDynamicWorkersBus(builder.Configuration, bus => bus.AddConsumer<ProbeConsumer>().Endpoint(e => e.Name = "probe"));
-        _client = builder.Build();
-        await _client.StartAsync();
+        _client = await TestBus.StartAsync(
+            broker.Settings,
+            bus => bus.AddConsumer<ProbeConsumer>().Endpoint(e => e.Name = "probe"),
+            services => services.AddSingleton<ProbeArrivals>());
     }
 
     public async Task DisposeAsync()
