@@ -49,9 +49,13 @@ public sealed record WorkerReady(string Pool, Guid WorkerId);
 [MessageUrn("DynamicWorkers.Internal:WorkerIdle")]
 public sealed record WorkerIdle(string Pool, Guid WorkerId, string InstanceId);
 
-/// <summary>Worker → pool: an idle or hot worker reached its idle timeout or max age and asks to be taken off the lists.</summary>
+/// <summary>
+/// Worker → pool: an idle or hot worker reached its idle timeout or max age and asks to be taken off the
+/// lists. <see cref="LastLeaseId"/> is the lease it last served (already ended), so the pool can tell an old
+/// assignment from a new one still on its way.
+/// </summary>
 [MessageUrn("DynamicWorkers.Internal:WorkerRetirementRequested")]
-public sealed record WorkerRetirementRequested(string Pool, Guid WorkerId);
+public sealed record WorkerRetirementRequested(string Pool, Guid WorkerId, Guid? LastLeaseId);
 
 /// <summary>
 /// Worker → pool: the worker no longer counts (it is being deleted). <see cref="Failed"/> when it failed to

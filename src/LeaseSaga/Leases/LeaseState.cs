@@ -20,6 +20,9 @@ public sealed class LeaseState : SagaStateMachineInstance, ISagaVersion
     public Uri? ResponseAddress { get; set; }
     public Guid? RequestId { get; set; }
 
+    /// <summary>The pool's allocation timeout when the lease arrived (a later configuration change does not strand it).</summary>
+    public TimeSpan AllocationTimeout { get; set; }
+
     /// <summary>The pool had no worker at once: the lease waited for one to be provisioned.</summary>
     public bool Waited { get; set; }
 

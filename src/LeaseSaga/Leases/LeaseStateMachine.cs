@@ -30,7 +30,21 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
 
         InstanceState(x => x.CurrentState);
         Event(() => Requested, e => e.CorrelateById(m => m.Message.LeaseId));
-        Event(() => Release, e => Existing(e, m => m.LeaseId, "release of an unknown lease"));
+        // A release can overtake its own request (both in the queue at once): try again a little later
+        // before calling the lease unknown.
+        Event(() => Release, e =>
+        {
+            e.CorrelateById(m => m.Message.LeaseId);
+            e.OnMissingInstance(m => m.Redeliver(r =>
+            {
+                r.Intervals(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15));
+                r.OnRedeliveryLimitReached(n => n.ExecuteAsync(c =>
+                {
+                    _logger.LogInformation("Ignored release of an unknown lease {LeaseId} from {InstanceId}", c.Message.LeaseId, c.Message.InstanceId);
+                    return Task.CompletedTask;
+                }));
+            }));
+        });
         Event(() => Queued, e => Existing(e, m => m.LeaseId, "queued notice for an unknown lease"));
         Event(() => WorkerGranted, e => Existing(e, m => m.LeaseId, "worker for an unknown lease"));
         Event(() => Revocation, e => Existing(e, m => m.LeaseId, "revocation of an unknown lease"));
@@ -51,7 +65,8 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                             "Lease {LeaseId} requested by {InstanceId} in {Pool} (task {TaskId})",
                             c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.Pool, c.Saga.TaskId))
                         .Publish(c => new AllocateWorker(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.ServerThumbprint, c.Saga.RequestedAt))
-                        .Schedule(AllocationTimeout, c => new LeaseAllocationTimedOut(c.Saga.CorrelationId), c => Definition(c.Saga.Pool).AllocationTimeout)
+                        .Then(c => c.Saga.AllocationTimeout = Definition(c.Saga.Pool).AllocationTimeout)
+                        .Schedule(AllocationTimeout, c => new LeaseAllocationTimedOut(c.Saga.CorrelationId), c => c.Saga.AllocationTimeout)
                         .TransitionTo(Allocating),
                     invalid => invalid
                         .ThenAsync(c =>
@@ -99,7 +114,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             When(AllocationTimeout.Received)
                 .Publish(c => new CancelAllocation(c.Saga.Pool, c.Saga.CorrelationId))
                 .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity,
-                    $"no worker of pool '{c.Saga.Pool}' became available within {Definition(c.Saga.Pool).AllocationTimeout}; the pool is at its maximum or its workers fail to start"))
+                    $"no worker of pool '{c.Saga.Pool}' became available within {c.Saga.AllocationTimeout}; the pool is at its maximum or its workers fail to start"))
                 .TransitionTo(Rejected));
 
         During(Granted,
@@ -116,9 +131,10 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                 .ThenAsync(c => Revoke(c, c.Message.Reason))
                 .TransitionTo(Revoked));
 
-        // A worker that arrives after the lease ended goes idle for its instance, unused.
+        // A worker that arrives after the lease ended goes idle for its instance, unused (the worker ignores
+        // an EndLease for a lease it no longer holds, so a late duplicate is harmless).
         During(Rejected, Released, Revoked,
-            When(WorkerGranted, c => c.Message.WorkerId != c.Saga.WorkerId)
+            When(WorkerGranted)
                 .Publish(c => new EndLease(c.Message.WorkerId, c.Saga.CorrelationId, Deprovision: false)));
 
         DuringAny(

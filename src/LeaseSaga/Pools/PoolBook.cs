@@ -3,11 +3,11 @@ namespace DynamicWorkers.LeaseSaga.Pools;
 /// <summary>A lease waiting for a worker, in arrival order.</summary>
 public sealed record WaitingLease(Guid LeaseId, string InstanceId, string Thumbprint, DateTimeOffset RequestedAt);
 
-/// <summary>A worker whose lease ended: available only to the instance it trusts.</summary>
-public sealed record IdleWorker(Guid WorkerId, string InstanceId);
+/// <summary>A worker whose lease ended: available only to the instance (and certificate) it trusts.</summary>
+public sealed record IdleWorker(Guid WorkerId, string InstanceId, string Thumbprint);
 
-/// <summary>A worker handed to a lease (reserved, trusting or leased).</summary>
-public sealed record AssignedWorker(Guid WorkerId, Guid LeaseId, string InstanceId, string Thumbprint, DateTimeOffset RequestedAt);
+/// <summary>A worker handed to a lease (reserved, trusting or leased); <see cref="Cancelled"/> once the lease gave up waiting.</summary>
+public sealed record AssignedWorker(Guid WorkerId, Guid LeaseId, string InstanceId, string Thumbprint, DateTimeOffset RequestedAt, bool Cancelled = false);
 
 /// <summary>A decision: this worker serves this lease; <see cref="Reuse"/> when it already trusts the instance.</summary>
 public sealed record Assignment(Guid WorkerId, Guid LeaseId, string InstanceId, string Thumbprint, bool Reuse);
@@ -25,8 +25,11 @@ public sealed class PoolBook
     public List<IdleWorker> Idle { get; set; } = [];
     public List<AssignedWorker> Assigned { get; set; } = [];
 
+    /// <summary>Taken off the lists to be deleted, but their VMs still exist until the worker reports gone.</summary>
+    public List<Guid> Retiring { get; set; } = [];
+
     /// <summary>Workers that count against <c>MaxWorkers</c>: every one not yet gone.</summary>
-    public int Live => Provisioning.Count + Ready.Count + Idle.Count + Assigned.Count;
+    public int Live => Provisioning.Count + Ready.Count + Idle.Count + Assigned.Count + Retiring.Count;
 
     /// <summary>Queues a lease unless it is already waiting or already has a worker (a redelivered request).</summary>
     public bool Enqueue(WaitingLease lease)
@@ -40,7 +43,7 @@ public sealed class PoolBook
         return true;
     }
 
-    /// <summary>Puts a lease whose worker failed back at the head of the line.</summary>
+    /// <summary>Puts a lease whose worker failed back at the head of the line, unless it gave up waiting meanwhile.</summary>
     public void Requeue(Guid leaseId)
     {
         var assigned = Assigned.FirstOrDefault(a => a.LeaseId == leaseId);
@@ -50,10 +53,22 @@ public sealed class PoolBook
         }
 
         Assigned.Remove(assigned);
-        Waiting.Insert(0, new WaitingLease(leaseId, assigned.InstanceId, assigned.Thumbprint, assigned.RequestedAt));
+        if (!assigned.Cancelled)
+        {
+            Waiting.Insert(0, new WaitingLease(leaseId, assigned.InstanceId, assigned.Thumbprint, assigned.RequestedAt));
+        }
     }
 
-    public bool Cancel(Guid leaseId) => Waiting.RemoveAll(w => w.LeaseId == leaseId) > 0;
+    /// <summary>The lease stopped waiting: out of the line, and never put back in it if its worker fails.</summary>
+    public void Cancel(Guid leaseId)
+    {
+        Waiting.RemoveAll(w => w.LeaseId == leaseId);
+        var index = Assigned.FindIndex(a => a.LeaseId == leaseId);
+        if (index >= 0)
+        {
+            Assigned[index] = Assigned[index] with { Cancelled = true };
+        }
+    }
 
     public int PositionOf(Guid leaseId) => Waiting.FindIndex(w => w.LeaseId == leaseId) + 1;
 
@@ -73,23 +88,43 @@ public sealed class PoolBook
         }
     }
 
-    public void BecameIdle(Guid workerId, string instanceId)
+    public void BecameIdle(Guid workerId)
     {
-        if (Assigned.RemoveAll(a => a.WorkerId == workerId) > 0 && Idle.All(i => i.WorkerId != workerId))
+        var assigned = Assigned.FirstOrDefault(a => a.WorkerId == workerId);
+        if (assigned is not null && Idle.All(i => i.WorkerId != workerId))
         {
-            Idle.Add(new IdleWorker(workerId, instanceId));
+            Assigned.Remove(assigned);
+            Idle.Add(new IdleWorker(workerId, assigned.InstanceId, assigned.Thumbprint));
         }
     }
 
-    /// <summary>Takes a hot or idle worker off the lists so it can retire; false if it was handed to a lease meanwhile.</summary>
-    public bool Retire(Guid workerId) => Ready.Remove(workerId) | Idle.RemoveAll(i => i.WorkerId == workerId) > 0;
+    /// <summary>
+    /// Takes a hot or idle worker off the lists so it can retire. False only when it was handed to a new lease
+    /// meanwhile (it then serves that lease); an assignment to the lease it last served, whose idle notice is
+    /// still on its way, or a worker the ledger does not know, does not hold it back.
+    /// </summary>
+    public bool Retire(Guid workerId, Guid? lastLeaseId)
+    {
+        var assigned = Assigned.FirstOrDefault(a => a.WorkerId == workerId);
+        if (assigned is not null && assigned.LeaseId != lastLeaseId)
+        {
+            return false;
+        }
 
-    public void Gone(Guid workerId)
+        Forget(workerId);
+        Retiring.Add(workerId);
+        return true;
+    }
+
+    public void Gone(Guid workerId) => Forget(workerId);
+
+    void Forget(Guid workerId)
     {
         Provisioning.Remove(workerId);
         Ready.Remove(workerId);
         Idle.RemoveAll(i => i.WorkerId == workerId);
         Assigned.RemoveAll(a => a.WorkerId == workerId);
+        Retiring.Remove(workerId);
     }
 
     /// <summary>
@@ -101,7 +136,7 @@ public sealed class PoolBook
         var assignments = new List<Assignment>();
         foreach (var lease in Waiting.ToList())
         {
-            var idle = Idle.FirstOrDefault(i => i.InstanceId == lease.InstanceId);
+            var idle = Idle.FirstOrDefault(i => i.InstanceId == lease.InstanceId && string.Equals(i.Thumbprint, lease.Thumbprint, StringComparison.OrdinalIgnoreCase));
             Guid workerId;
             if (idle is not null)
             {
@@ -135,6 +170,8 @@ public sealed class PoolBook
             surplus.Add(Ready[^1]);
             Ready.RemoveAt(Ready.Count - 1);
         }
+
+        Retiring.AddRange(surplus);
 
         return surplus;
     }

@@ -80,7 +80,7 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
                 .TransitionTo(Active),
             When(WorkerBecameIdle)
                 .Then(c => Open(c.Saga, c.Message.Pool))
-                .Then(c => c.Saga.Book.BecameIdle(c.Message.WorkerId, c.Message.InstanceId))
+                .Then(c => c.Saga.Book.BecameIdle(c.Message.WorkerId))
                 .ThenAsync(Rebalance)
                 .TransitionTo(Active),
             When(RetirementRequested)
@@ -88,7 +88,7 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
                 .ThenAsync(async c =>
                 {
                     // Not on the lists any more means a lease got it meanwhile: the worker serves that lease instead.
-                    if (c.Saga.Book.Retire(c.Message.WorkerId))
+                    if (c.Saga.Book.Retire(c.Message.WorkerId, c.Message.LastLeaseId))
                     {
                         await c.Publish(new WorkerRetirementApproved(c.Message.WorkerId));
                     }
@@ -111,7 +111,7 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
                         c.Saga.ConsecutiveFailures++;
                     }
                 })
-                .If(c => c.Saga.ConsecutiveFailures >= FailuresBeforeBackoff && c.Saga.BackoffUntil is null, backoff => backoff
+                .If(c => c.Saga.ConsecutiveFailures >= FailuresBeforeBackoff && !(c.Saga.BackoffUntil > _clock.GetUtcNow()), backoff => backoff
                     .Then(c =>
                     {
                         c.Saga.BackoffUntil = _clock.GetUtcNow() + BackoffDelay(c.Saga.ConsecutiveFailures);

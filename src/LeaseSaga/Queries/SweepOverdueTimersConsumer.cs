@@ -2,6 +2,7 @@ using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.LeaseSaga.Configuration;
 using DynamicWorkers.LeaseSaga.Leases;
 using DynamicWorkers.LeaseSaga.Persistence;
+using DynamicWorkers.LeaseSaga.Pools;
 using DynamicWorkers.LeaseSaga.Workers;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
@@ -18,7 +19,6 @@ namespace DynamicWorkers.LeaseSaga.Queries;
 public sealed class SweepOverdueTimersConsumer(
     DynamicWorkersDbContext db,
     IOptionsMonitor<LifecycleOptions> lifecycle,
-    IOptionsMonitor<PoolsOptions> pools,
     TimeProvider clock,
     ILogger<SweepOverdueTimersConsumer> logger) : IConsumer<SweepOverdueTimers>
 {
@@ -26,13 +26,21 @@ public sealed class SweepOverdueTimersConsumer(
     {
         var cutoff = clock.GetUtcNow() - context.Message.Grace;
         var provisioningCutoff = cutoff - lifecycle.CurrentValue.ProvisioningTimeout;
+        var trustCutoff = cutoff - lifecycle.CurrentValue.TrustTimeout;
+        // Deleting a VM takes minutes at most; one still not confirmed after this is asked for again.
+        var reapCutoff = cutoff - TimeSpan.FromMinutes(10);
         var workers = await db.Set<WorkerState>().AsNoTracking()
             .Where(w => (w.IdleTimeoutToken != null && w.IdleDeadline < cutoff)
                 || (w.MaxAgeToken != null && w.MaxAgeDeadline < cutoff)
-                || (w.ProvisioningTimeoutToken != null && w.CreatedAt < provisioningCutoff))
+                || (w.ProvisioningTimeoutToken != null && w.CreatedAt < provisioningCutoff)
+                || (w.TrustTimeoutToken != null && w.TrustStartedAt < trustCutoff)
+                || (w.CurrentState == "Reaping" && w.ReapStartedAt < reapCutoff))
             .ToListAsync(context.CancellationToken);
         var leases = await db.Set<LeaseState>().AsNoTracking()
             .Where(l => l.AllocationTimeoutToken != null || (l.MaxDurationToken != null && l.ExpiresAt < cutoff))
+            .ToListAsync(context.CancellationToken);
+        var pools = await db.Set<PoolState>().AsNoTracking()
+            .Where(p => p.BackoffToken != null && p.BackoffUntil < cutoff)
             .ToListAsync(context.CancellationToken);
 
         var count = 0;
@@ -52,12 +60,28 @@ public sealed class SweepOverdueTimersConsumer(
             {
                 count += await Resend(context, new WorkerProvisioningTimedOut(w.CorrelationId), provisioning);
             }
+
+            if (w.TrustTimeoutToken is { } trust && w.TrustStartedAt < trustCutoff)
+            {
+                count += await Resend(context, new WorkerTrustTimedOut(w.CorrelationId), trust);
+            }
+
+            if (w.CurrentState == "Reaping" && w.ReapStartedAt < reapCutoff)
+            {
+                // Deleting is idempotent: a lost command or confirmation is simply repeated.
+                await context.Publish(new DeprovisionWorker(w.CorrelationId, w.ReapReason ?? "failed"));
+                count++;
+            }
+        }
+
+        foreach (var p in pools)
+        {
+            count += await Resend(context, new PoolBackoffEnded(p.Name), p.BackoffToken!.Value);
         }
 
         foreach (var l in leases)
         {
-            var allocationDeadline = pools.CurrentValue.Pools.TryGetValue(l.Pool, out var pool) ? l.ReceivedAt + pool.AllocationTimeout : (DateTimeOffset?)null;
-            if (l.AllocationTimeoutToken is { } allocation && allocationDeadline < cutoff)
+            if (l.AllocationTimeoutToken is { } allocation && l.ReceivedAt + l.AllocationTimeout < cutoff)
             {
                 count += await Resend(context, new LeaseAllocationTimedOut(l.CorrelationId), allocation);
             }

@@ -20,12 +20,19 @@ public sealed class WorkerState : SagaStateMachineInstance, ISagaVersion
     public string? TrustedThumbprint { get; set; }
 
     public Guid? CurrentLeaseId { get; set; }
+
+    /// <summary>The lease it served last, once that lease ended.</summary>
+    public Guid? LastLeaseId { get; set; }
     public DateTimeOffset? LastLeaseEndedAt { get; set; }
     public int LeaseCount { get; set; }
 
     /// <summary>When the idle and max-age timers are due; the reaper's sweep uses them if a timer was missed.</summary>
     public DateTimeOffset? IdleDeadline { get; set; }
     public DateTimeOffset? MaxAgeDeadline { get; set; }
+
+    /// <summary>When the trust step began, and when deletion began: the sweep re-drives either if it stalls.</summary>
+    public DateTimeOffset? TrustStartedAt { get; set; }
+    public DateTimeOffset? ReapStartedAt { get; set; }
 
     /// <summary>Why it is being deleted: idle, max_age, max_lease, failed, orphan.</summary>
     public string? ReapReason { get; set; }

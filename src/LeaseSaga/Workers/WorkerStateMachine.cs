@@ -91,7 +91,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                 .TransitionTo(Trusting),
             When(MaxAge.Received)
                 .Then(c => c.Saga.ReapReason = "max_age")
-                .Publish(c => new WorkerRetirementRequested(c.Saga.Pool, c.Saga.CorrelationId))
+                .Publish(c => new WorkerRetirementRequested(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.LastLeaseId))
                 .TransitionTo(Retiring),
             // The pool's hot target was lowered: an unneeded hot worker is deleted like an idle one.
             When(RetirementApproved)
@@ -130,6 +130,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                 {
                     var limits = await Limits(c, c.Saga.TrustedInstanceId);
                     var now = _clock.GetUtcNow();
+                    c.Saga.LastLeaseId = c.Saga.CurrentLeaseId;
                     c.Saga.CurrentLeaseId = null;
                     c.Saga.LastLeaseEndedAt = now;
                     c.Saga.IdleDeadline = now + limits.IdleTimeout;
@@ -148,7 +149,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                 .TransitionTo(Reaping));
 
         During(Idle,
-            When(Reserved, c => c.Message.InstanceId == c.Saga.TrustedInstanceId)
+            When(Reserved, c => TrustsAlready(c.Saga, c.Message))
                 .Unschedule(IdleTimeout)
                 .Then(c => Reserve(c.Saga, c.Message))
                 .ThenAsync(c => StartLease(c, reused: true))
@@ -156,12 +157,12 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                 .TransitionTo(Leased),
             When(IdleTimeout.Received)
                 .Then(c => c.Saga.ReapReason = "idle")
-                .Publish(c => new WorkerRetirementRequested(c.Saga.Pool, c.Saga.CorrelationId))
+                .Publish(c => new WorkerRetirementRequested(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.LastLeaseId))
                 .TransitionTo(Retiring),
             When(MaxAge.Received)
                 .Unschedule(IdleTimeout)
                 .Then(c => c.Saga.ReapReason = "max_age")
-                .Publish(c => new WorkerRetirementRequested(c.Saga.Pool, c.Saga.CorrelationId))
+                .Publish(c => new WorkerRetirementRequested(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.LastLeaseId))
                 .TransitionTo(Retiring));
 
         // The pool handed the worker to a lease before it saw the retirement request: serve the lease.
@@ -171,13 +172,18 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                 .Unschedule(IdleTimeout)
                 .ThenAsync(c => Reap(c, c.Saga.ReapReason ?? "idle", "retired", failed: false))
                 .TransitionTo(Reaping),
-            When(Reserved, c => c.Saga.TrustedInstanceId is null)
+            // Past its max age it serves no one: the lease goes back in line and the worker is deleted.
+            When(Reserved, c => c.Saga.ReapReason == "max_age")
+                .Unschedule(IdleTimeout)
+                .ThenAsync(c => Reap(c, "max_age", "max age reached before the lease could start", failed: false, requeue: c.Message.LeaseId))
+                .TransitionTo(Reaping),
+            When(Reserved, c => c.Saga.ReapReason != "max_age" && c.Saga.TrustedInstanceId is null)
                 .Then(c => c.Saga.ReapReason = null)
                 .Then(c => Reserve(c.Saga, c.Message))
                 .Publish(c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint))
                 .Schedule(TrustTimeout, c => new WorkerTrustTimedOut(c.Saga.CorrelationId), _ => lifecycle.CurrentValue.TrustTimeout)
                 .TransitionTo(Trusting),
-            When(Reserved, c => c.Message.InstanceId == c.Saga.TrustedInstanceId)
+            When(Reserved, c => c.Saga.ReapReason != "max_age" && TrustsAlready(c.Saga, c.Message))
                 .Then(c => c.Saga.ReapReason = null)
                 .Then(c => Reserve(c.Saga, c.Message))
                 .ThenAsync(c => StartLease(c, reused: true))
@@ -186,7 +192,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 
         // A reservation that would break isolation is refused loudly; the pool never sends one.
         DuringAny(
-            When(Reserved, c => c.Saga.TrustedInstanceId is not null && c.Message.InstanceId != c.Saga.TrustedInstanceId)
+            When(Reserved, c => c.Saga.TrustedInstanceId is not null && !TrustsAlready(c.Saga, c.Message))
                 .Then(c => _logger.LogError(
                     "Worker {WorkerId} trusts {TrustedInstanceId} and refuses lease {LeaseId} of {InstanceId}",
                     c.Saga.CorrelationId, c.Saga.TrustedInstanceId, c.Message.LeaseId, c.Message.InstanceId)));
@@ -234,13 +240,19 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         e.OnMissingInstance(m => m.Discard());
     }
 
-    static void Reserve(WorkerState worker, ReserveWorker reservation)
+    void Reserve(WorkerState worker, ReserveWorker reservation)
     {
+        worker.TrustStartedAt = worker.TrustedInstanceId is null ? _clock.GetUtcNow() : worker.TrustStartedAt;
         worker.CurrentLeaseId = reservation.LeaseId;
         worker.TrustedInstanceId = reservation.InstanceId;
         worker.TrustedThumbprint = reservation.Thumbprint;
         worker.IdleDeadline = null;
     }
+
+    /// <summary>Re-use only for the very instance and certificate the worker already trusts.</summary>
+    static bool TrustsAlready(WorkerState worker, ReserveWorker reservation)
+        => reservation.InstanceId == worker.TrustedInstanceId
+           && string.Equals(reservation.Thumbprint, worker.TrustedThumbprint, StringComparison.OrdinalIgnoreCase);
 
     async Task StartLease<T>(BehaviorContext<WorkerState, T> c, bool reused)
         where T : class
@@ -256,6 +268,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
     {
         var worker = c.Saga;
         worker.ReapReason = reason;
+        worker.ReapStartedAt = _clock.GetUtcNow();
         _logger.LogInformation(
             "Worker {WorkerId} of {Pool} is deprovisioned ({Reason}: {Detail})", worker.CorrelationId, worker.Pool, reason, detail);
         await c.Publish(new DeprovisionWorker(worker.CorrelationId, reason));

@@ -346,6 +346,23 @@ public sealed class LeaseLifecycleTests
     }
 
     [Fact]
+    public async Task A_release_that_overtakes_its_own_request_still_ends_the_lease()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var leaseId = Guid.NewGuid();
+
+        await bed.ReleaseAsync(leaseId, "instance-1");
+        await bed.SettledAsync();
+        var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(leaseId, "instance-1"));
+        await bed.AdvanceAsync(TimeSpan.FromSeconds(1));
+
+        await Until(async () => (await bed.LeaseAsync(leaseId))!.CurrentState == "Released", "the redelivered release to end the lease");
+        await bed.UntilWorkersAsync("Idle", 1);
+        Assert.Equal(granted.WorkerId, (await bed.WorkersAsync()).Single(w => w.CurrentState == "Idle").CorrelationId);
+    }
+
+    [Fact]
     public async Task A_per_instance_max_lease_duration_applies_to_that_instance_s_next_lease()
     {
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);

@@ -50,6 +50,9 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
                     b.Property<Guid>("CorrelationId")
                         .HasColumnType("uuid");
 
+                    b.Property<TimeSpan>("AllocationTimeout")
+                        .HasColumnType("interval");
+
                     b.Property<Guid?>("AllocationTimeoutToken")
                         .HasColumnType("uuid");
 
@@ -224,6 +227,9 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
                     b.Property<DateTimeOffset?>("LastLeaseEndedAt")
                         .HasColumnType("timestamp with time zone");
 
+                    b.Property<Guid?>("LastLeaseId")
+                        .HasColumnType("uuid");
+
                     b.Property<int>("LeaseCount")
                         .HasColumnType("integer");
 
@@ -247,6 +253,12 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
                     b.Property<string>("ReapReason")
                         .HasMaxLength(32)
                         .HasColumnType("character varying(32)");
+
+                    b.Property<DateTimeOffset?>("ReapStartedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<DateTimeOffset?>("TrustStartedAt")
+                        .HasColumnType("timestamp with time zone");
 
                     b.Property<Guid?>("TrustTimeoutToken")
                         .HasColumnType("uuid");

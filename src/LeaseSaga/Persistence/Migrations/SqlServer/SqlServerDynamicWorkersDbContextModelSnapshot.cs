@@ -50,6 +50,9 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
                     b.Property<Guid>("CorrelationId")
                         .HasColumnType("uniqueidentifier");
 
+                    b.Property<TimeSpan>("AllocationTimeout")
+                        .HasColumnType("time");
+
                     b.Property<Guid?>("AllocationTimeoutToken")
                         .HasColumnType("uniqueidentifier");
 
@@ -224,6 +227,9 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
                     b.Property<DateTimeOffset?>("LastLeaseEndedAt")
                         .HasColumnType("datetimeoffset");
 
+                    b.Property<Guid?>("LastLeaseId")
+                        .HasColumnType("uniqueidentifier");
+
                     b.Property<int>("LeaseCount")
                         .HasColumnType("int");
 
@@ -247,6 +253,12 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
                     b.Property<string>("ReapReason")
                         .HasMaxLength(32)
                         .HasColumnType("nvarchar(32)");
+
+                    b.Property<DateTimeOffset?>("ReapStartedAt")
+                        .HasColumnType("datetimeoffset");
+
+                    b.Property<DateTimeOffset?>("TrustStartedAt")
+                        .HasColumnType("datetimeoffset");
 
                     b.Property<Guid?>("TrustTimeoutToken")
                         .HasColumnType("uniqueidentifier");

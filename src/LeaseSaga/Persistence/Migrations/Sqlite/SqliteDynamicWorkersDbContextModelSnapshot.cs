@@ -45,6 +45,9 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<Guid>("CorrelationId")
                         .HasColumnType("TEXT");
 
+                    b.Property<TimeSpan>("AllocationTimeout")
+                        .HasColumnType("TEXT");
+
                     b.Property<Guid?>("AllocationTimeoutToken")
                         .HasColumnType("TEXT");
 
@@ -219,6 +222,9 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<long?>("LastLeaseEndedAt")
                         .HasColumnType("INTEGER");
 
+                    b.Property<Guid?>("LastLeaseId")
+                        .HasColumnType("TEXT");
+
                     b.Property<int>("LeaseCount")
                         .HasColumnType("INTEGER");
 
@@ -242,6 +248,12 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<string>("ReapReason")
                         .HasMaxLength(32)
                         .HasColumnType("TEXT");
+
+                    b.Property<long?>("ReapStartedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long?>("TrustStartedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<Guid?>("TrustTimeoutToken")
                         .HasColumnType("TEXT");

@@ -1,0 +1,101 @@
+using DynamicWorkers.LeaseSaga.Pools;
+
+namespace DynamicWorkers.UnitTests.Lifecycle;
+
+/// <summary>The pool ledger's rules on their own, including the message orderings that are hard to force on a bus.</summary>
+public sealed class PoolBookTests
+{
+    static readonly DateTimeOffset At = new(2026, 1, 5, 9, 0, 0, TimeSpan.Zero);
+    static readonly string ThumbA = new('a', 40);
+
+    static (PoolBook Book, Guid Worker, Guid Lease) WithAssignedWorker()
+    {
+        var book = new PoolBook();
+        var worker = Guid.NewGuid();
+        book.Started(worker);
+        book.BecameReady(worker);
+        var lease = Guid.NewGuid();
+        book.Enqueue(new WaitingLease(lease, "instance-1", ThumbA, At));
+        Assert.Single(book.Assign());
+        return (book, worker, lease);
+    }
+
+    [Fact]
+    public void A_retirement_request_that_overtakes_the_idle_notice_of_the_same_lease_is_approved()
+    {
+        var (book, worker, lease) = WithAssignedWorker();
+
+        Assert.True(book.Retire(worker, lastLeaseId: lease));
+        book.BecameIdle(worker); // the late idle notice changes nothing
+
+        Assert.Empty(book.Idle);
+        Assert.Empty(book.Assigned);
+        Assert.Equal(1, book.Live); // still counted while its VM is deleted
+        book.Gone(worker);
+        Assert.Equal(0, book.Live);
+    }
+
+    [Fact]
+    public void A_retirement_request_is_refused_when_the_worker_was_just_handed_to_a_new_lease()
+    {
+        var (book, worker, lease) = WithAssignedWorker();
+        book.BecameIdle(worker);
+        book.Enqueue(new WaitingLease(Guid.NewGuid(), "instance-1", ThumbA, At));
+        Assert.True(Assert.Single(book.Assign()).Reuse);
+
+        Assert.False(book.Retire(worker, lastLeaseId: lease));
+        Assert.Single(book.Assigned);
+    }
+
+    [Fact]
+    public void A_lease_that_gave_up_is_not_put_back_in_line_when_its_worker_fails()
+    {
+        var (book, worker, lease) = WithAssignedWorker();
+
+        book.Cancel(lease);
+        book.Requeue(lease);
+        book.Gone(worker);
+
+        Assert.Empty(book.Waiting);
+        Assert.Equal(0, book.Live);
+    }
+
+    [Fact]
+    public void A_lease_whose_worker_failed_goes_back_to_the_head_of_the_line()
+    {
+        var (book, worker, lease) = WithAssignedWorker();
+        book.Enqueue(new WaitingLease(Guid.NewGuid(), "instance-2", ThumbA, At.AddSeconds(1)));
+
+        book.Requeue(lease);
+        book.Gone(worker);
+
+        Assert.Equal(lease, book.Waiting[0].LeaseId);
+    }
+
+    [Fact]
+    public void An_idle_worker_is_reused_only_for_the_same_instance_and_certificate()
+    {
+        var (book, worker, _) = WithAssignedWorker();
+        book.BecameIdle(worker);
+
+        book.Enqueue(new WaitingLease(Guid.NewGuid(), "instance-1", new string('b', 40), At));
+        Assert.Empty(book.Assign());
+        book.Enqueue(new WaitingLease(Guid.NewGuid(), "instance-1", ThumbA.ToUpperInvariant(), At));
+
+        var reuse = Assert.Single(book.Assign());
+        Assert.Equal((worker, true), (reuse.WorkerId, reuse.Reuse));
+    }
+
+    [Fact]
+    public void Workers_being_retired_still_count_against_the_maximum()
+    {
+        var book = new PoolBook();
+        var workers = Enumerable.Range(0, 3).Select(_ => Guid.NewGuid()).ToList();
+        workers.ForEach(w => { book.Started(w); book.BecameReady(w); });
+
+        Assert.Equal(2, book.Surplus(hotTarget: 1).Count);
+
+        Assert.Equal(3, book.Live);
+        Assert.Equal(0, book.WorkersToStart(hotTarget: 3, maxWorkers: 3));
+    }
+}
