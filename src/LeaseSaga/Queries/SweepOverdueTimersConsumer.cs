@@ -34,7 +34,8 @@ public sealed class SweepOverdueTimersConsumer(
                 || (w.MaxAgeToken != null && w.MaxAgeDeadline < cutoff)
                 || (w.ProvisioningTimeoutToken != null && w.CreatedAt < provisioningCutoff)
                 || (w.TrustTimeoutToken != null && w.TrustStartedAt < trustCutoff)
-                || (w.CurrentState == "Reaping" && w.ReapStartedAt < reapCutoff))
+                || (w.CurrentState == "Reaping" && w.ReapStartedAt < reapCutoff)
+                || (w.CurrentState == "Retiring" && (w.IdleDeadline < reapCutoff || w.MaxAgeDeadline < reapCutoff)))
             .ToListAsync(context.CancellationToken);
         var leases = await db.Set<LeaseState>().AsNoTracking()
             .Where(l => l.AllocationTimeoutToken != null || (l.MaxDurationToken != null && l.ExpiresAt < cutoff))
@@ -72,6 +73,13 @@ public sealed class SweepOverdueTimersConsumer(
                 await context.Publish(new DeprovisionWorker(w.CorrelationId, w.ReapReason ?? "failed"));
                 count++;
             }
+        }
+
+        foreach (var w in workers.Where(w => w.CurrentState == "Retiring" && (w.IdleDeadline < reapCutoff || w.MaxAgeDeadline < reapCutoff)))
+        {
+            // The pool's answer to its retirement request never came: ask again (the pool's answer is idempotent).
+            await context.Publish(new WorkerRetirementRequested(w.Pool, w.CorrelationId, w.LastLeaseId));
+            count++;
         }
 
         foreach (var p in pools)

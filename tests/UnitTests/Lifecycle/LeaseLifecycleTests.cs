@@ -166,6 +166,7 @@ public sealed class LeaseLifecycleTests
         await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == leaseId), "the lease to queue");
 
+        await bed.UntilTimerAsync<LeaseAllocationTimedOut>(TimeSpan.FromMinutes(5));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(4));
         Assert.Empty(bed.Outcomes(leaseId));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
@@ -200,6 +201,7 @@ public sealed class LeaseLifecycleTests
         await bed.ReleaseAsync(granted.LeaseId, "instance-1");
         await bed.UntilWorkersAsync("Idle", 1);
 
+        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(59));
         Assert.Empty(bed.Cloud.Deprovisioned);
         await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
@@ -219,6 +221,7 @@ public sealed class LeaseLifecycleTests
         await bed.ReleaseAsync(granted.LeaseId, "instance-1");
         await bed.UntilWorkersAsync("Idle", 1);
 
+        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(5));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
         await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId), "the idle worker's deprovisioning after 5 minutes");
     }
@@ -229,6 +232,7 @@ public sealed class LeaseLifecycleTests
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
         var granted = await GrantColdAsync(bed, "instance-1");
 
+        await bed.UntilTimerAsync<LeaseMaxDurationReached>(TimeSpan.FromHours(24));
         await bed.AdvanceAsync(TimeSpan.FromHours(24));
         await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId), "the revocation");
 
@@ -245,6 +249,7 @@ public sealed class LeaseLifecycleTests
         await bed.SettledAsync();
         var granted = await GrantColdAsync(bed, "instance-1");
 
+        await bed.UntilTimerAsync<WorkerMaxAgeReached>(TimeSpan.FromHours(2));
         await bed.AdvanceAsync(TimeSpan.FromHours(2));
         await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId), "the revocation");
 
@@ -259,6 +264,7 @@ public sealed class LeaseLifecycleTests
         await bed.UntilWorkersAsync("Ready", 1);
         var old = (await bed.WorkersAsync()).Single().CorrelationId;
 
+        await bed.UntilTimerAsync<WorkerMaxAgeReached>(TimeSpan.FromHours(72));
         await bed.AdvanceAsync(TimeSpan.FromHours(72));
         await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == old && d.Reason == "max_age"), "the old worker's deprovisioning");
         await Until(async () => (await bed.WorkersAsync()).Any(w => w.CorrelationId != old && w.CurrentState == "Ready"), "a fresh hot worker");
@@ -293,6 +299,7 @@ public sealed class LeaseLifecycleTests
         Assert.NotNull(pool!.BackoffUntil);
 
         bed.Cloud.FailProvisioning = false;
+        await bed.UntilTimerAsync<PoolBackoffEnded>(TimeSpan.FromSeconds(30));
         await bed.AdvanceAsync(TimeSpan.FromSeconds(30));
         await bed.UntilWorkersAsync("Ready", 1);
         Assert.Equal(4, bed.Cloud.Provisioned.Count);
@@ -355,6 +362,7 @@ public sealed class LeaseLifecycleTests
         await bed.ReleaseAsync(leaseId, "instance-1");
         await bed.SettledAsync();
         var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(leaseId, "instance-1"));
+        await bed.UntilTimerAsync<LeaseReleased>(TimeSpan.FromSeconds(1));
         await bed.AdvanceAsync(TimeSpan.FromSeconds(1));
 
         await Until(async () => (await bed.LeaseAsync(leaseId))!.CurrentState == "Released", "the redelivered release to end the lease");
@@ -371,6 +379,7 @@ public sealed class LeaseLifecycleTests
         var granted = await GrantColdAsync(bed, "instance-1");
 
         Assert.Equal(bed.Clock.GetUtcNow() + TimeSpan.FromMinutes(30), granted.ExpiresAt);
+        await bed.UntilTimerAsync<LeaseMaxDurationReached>(TimeSpan.FromMinutes(30));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(30));
         await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId && r.Reason == LeaseRevocationReasons.MaxLeaseDuration), "the revocation");
     }
@@ -383,6 +392,7 @@ public sealed class LeaseLifecycleTests
         var stuck = bed.Cloud.Held.Single().WorkerId;
         bed.Cloud.HoldProvisioning = false;
 
+        await bed.UntilTimerAsync<WorkerProvisioningTimedOut>(TimeSpan.FromMinutes(30));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(30));
 
         await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == stuck && d.Reason == "failed"), "the stuck VM's deletion");
@@ -416,6 +426,7 @@ public sealed class LeaseLifecycleTests
         await bed.ReleaseAsync(granted.LeaseId, "instance-1");
         await bed.UntilWorkersAsync("Idle", 1);
         await bed.SettledAsync();
+        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
         bed.Scheduler.DropAll();
 
         await bed.AdvanceAsync(TimeSpan.FromMinutes(62));

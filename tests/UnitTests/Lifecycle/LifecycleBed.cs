@@ -131,6 +131,13 @@ public sealed class LifecycleBed : IAsyncDisposable
     public Task UntilWorkersAsync(string state, int count)
         => Until(async () => await WorkersInAsync(state) == count, $"{count} worker(s) {state}");
 
+    /// <summary>
+    /// Waits until a timer of type <typeparamref name="T"/>, due within <paramref name="within"/>, is armed: the
+    /// schedule travels as a message, so a saga's new state can be visible before its timer is stored.
+    /// </summary>
+    public Task UntilTimerAsync<T>(TimeSpan within)
+        => Until(() => Scheduler.HasPending(typeof(T), Clock.GetUtcNow() + within), $"a {typeof(T).Name} timer due within {within}");
+
     /// <summary>Moves the manual clock and delivers the timeouts that fell due, then lets the system settle.</summary>
     public async Task AdvanceAsync(TimeSpan by)
     {

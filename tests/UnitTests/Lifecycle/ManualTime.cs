@@ -74,6 +74,15 @@ public sealed class ManualScheduler(ManualClock clock)
         }
     }
 
+    /// <summary>Whether a timer of this message type is armed and due by then.</summary>
+    public bool HasPending(Type messageType, DateTimeOffset dueBy)
+    {
+        lock (_pending)
+        {
+            return _pending.Any(e => e.MessageType == messageType && e.Due <= dueBy);
+        }
+    }
+
     /// <summary>Loses every pending timer, as a scheduler with a wiped store would.</summary>
     public void DropAll()
     {

@@ -36,6 +36,19 @@ public sealed class PoolBookTests
     }
 
     [Fact]
+    public void A_repeated_retirement_request_is_approved_again_without_counting_the_worker_twice()
+    {
+        var (book, worker, lease) = WithAssignedWorker();
+        book.BecameIdle(worker);
+
+        Assert.True(book.Retire(worker, lastLeaseId: lease));
+        Assert.True(book.Retire(worker, lastLeaseId: lease));
+
+        Assert.Equal([worker], book.Retiring);
+        Assert.Equal(1, book.Live);
+    }
+
+    [Fact]
     public void A_retirement_request_is_refused_when_the_worker_was_just_handed_to_a_new_lease()
     {
         var (book, worker, lease) = WithAssignedWorker();
