@@ -25,8 +25,7 @@ public static class CloudRegistration
     /// <summary>
     /// Registers the <see cref="IWorkerCloud"/> chosen by <c>Cloud:Provider</c>. The simulated cloud keeps its
     /// VMs in the shared database (<c>Database:Provider</c>, <c>ConnectionStrings:Default</c>) and creates its
-    /// tables at start. In a host that also owns the product's database, call this after registering that
-    /// database: on SQLite the product's schema is made with EnsureCreated, which skips a database holding any table.
+    /// tables at start, beside whatever else the database holds.
     /// </summary>
     public static IServiceCollection AddWorkerCloud(this IServiceCollection services, IConfiguration configuration)
     {
@@ -38,11 +37,7 @@ public static class CloudRegistration
                 CloudOptions.Section, typeof(CloudOptions), [$"Cloud:Provider {provider} is not available yet: use Simulated"]);
         }
 
-        // Standalone registers these for the product's database already; twice would repeat every failure line.
-        if (!services.Any(d => d.ServiceType == typeof(IValidateOptions<DatabaseOptions>)))
-        {
-            services.AddDatabaseOptions(configuration);
-        }
+        services.AddDatabaseOptions(configuration);
 
         services.AddValidatedOptions<SimulatedCloudOptions>(configuration.GetSection(SimulatedCloudOptions.Section));
         // Options of its own type: no clash with the product's DbContext registration.

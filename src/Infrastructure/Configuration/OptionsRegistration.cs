@@ -20,9 +20,17 @@ public static class OptionsRegistration
     public static OptionsBuilder<TransportOptions> AddTransportOptions(this IServiceCollection services, IConfiguration configuration)
         => services.AddValidatedOptions<TransportOptions>(configuration);
 
-    /// <summary><c>Database:Provider</c> and <c>ConnectionStrings:Default</c>.</summary>
+    /// <summary>
+    /// <c>Database:Provider</c> and <c>ConnectionStrings:Default</c>. Registered once per container: several
+    /// modules of one host (Standalone) need it, and a second registration would repeat every failure line.
+    /// </summary>
     public static OptionsBuilder<DatabaseOptions> AddDatabaseOptions(this IServiceCollection services, IConfiguration configuration)
     {
+        if (services.Any(d => d.ServiceType == typeof(IValidateOptions<DatabaseOptions>)))
+        {
+            return services.AddOptions<DatabaseOptions>();
+        }
+
         return services.AddValidatedOptions<DatabaseOptions>(configuration.GetSection(DatabaseOptions.Section))
             .Configure(o => o.ConnectionString = configuration.GetConnectionString("Default") ?? "");
     }

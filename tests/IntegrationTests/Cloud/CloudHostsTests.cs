@@ -73,7 +73,7 @@ public sealed class CloudHostsTests(RabbitMqTestVirtualHost broker, PostgresTest
         _client = await TestBus.StartAsync(
             broker.Settings,
             bus => bus.AddConsumer<CloudEventsConsumer>().Endpoint(e => e.Name = "cloud-events"),
-            services => services.AddSingleton<CloudEvents>());
+            (services, _) => services.AddSingleton<CloudEvents>());
     }
 
     public async Task DisposeAsync()

@@ -66,7 +66,7 @@ public sealed class LeaseLifecycleTests(RabbitMqTestVirtualHost broker, Postgres
         await StartAsync("LeaseSaga");
         await Task.WhenAll(StartAsync("LeaseSaga"), StartAsync("Provisioner"), StartAsync("Provisioner"), StartAsync("Trust"), StartAsync("Reaper"));
 
-        _client = await TestBus.StartAsync(broker.Settings, bus => bus.AddConsumer<OutcomeRecorder>(), services => services.AddSingleton(_ledger));
+        _client = await TestBus.StartAsync(broker.Settings, bus => bus.AddConsumer<OutcomeRecorder>(), (services, _) => services.AddSingleton(_ledger));
     }
 
     public async Task DisposeAsync()

@@ -80,20 +80,13 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
 
     int Attempts => _hosts.Sum(h => h.Services.GetRequiredService<AttemptCounter>().Attempts);
 
-    async Task<IHost> StartHostAsync()
-    {
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Configuration.AddInMemoryCollection(broker.Settings);
-        builder.Configuration.AddInMemoryCollection(DatabaseSettings);
-        builder.Services.AddSingleton<AttemptCounter>();
-        builder.Services.AddDynamicWorkersDatabase<CounterDbContext>(builder.Configuration, (_, options) => new CounterDbContext(options));
-        builder.Services.AddDynamicWorkersBus(builder.Configuration, bus =>
-            bus.AddSagaStateMachine<CounterStateMachine, CounterSaga, CounterSagaDefinition>().EfCoreRepository<CounterSaga, CounterDbContext>());
-        var host = builder.Build();
-        await host.StartAsync();
-        return host;
-    }
+    Task<IHost> StartHostAsync()
+        => TestBus.StartAsync(
+            broker.Settings.Concat(DatabaseSettings),
+            bus => bus.AddSagaStateMachine<CounterStateMachine, CounterSaga, CounterSagaDefinition>().EfCoreRepository<CounterSaga, CounterDbContext>(),
+            (services, configuration) => services
+                .AddSingleton<AttemptCounter>()
+                .AddDynamicWorkersDatabase<CounterDbContext>(configuration, (_, options) => new CounterDbContext(options)));
 
     static async Task PublishAsync<T>(IHost host, IEnumerable<T> messages)
         where T : class

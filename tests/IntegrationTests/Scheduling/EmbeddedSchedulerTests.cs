@@ -17,7 +17,7 @@ public sealed class EmbeddedSchedulerTests(SqliteTestDatabase database) : IClass
         using var host = await TestBus.StartAsync(
             database.Settings.Append(new("Transport", "InMemory")),
             bus => bus.AddConsumer<ProbeConsumer>().Endpoint(e => e.Name = "probe"),
-            services => services.AddSingleton<ProbeArrivals>(),
+            (services, _) => services.AddSingleton<ProbeArrivals>(),
             hostScheduler: true);
         var arrivals = host.Services.GetRequiredService<ProbeArrivals>();
         var scheduler = host.Services.CreateScope().ServiceProvider.GetRequiredService<IMessageScheduler>();

@@ -50,7 +50,7 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
         _client = await TestBus.StartAsync(
             broker.Settings,
             bus => bus.AddConsumer<ProbeConsumer>().Endpoint(e => e.Name = "probe"),
-            services => services.AddSingleton<ProbeArrivals>());
+            (services, _) => services.AddSingleton<ProbeArrivals>());
     }
 
     public async Task DisposeAsync()

@@ -13,13 +13,13 @@ public static class TestBus
     public static async Task<IHost> StartAsync(
         IEnumerable<KeyValuePair<string, string?>> settings,
         Action<IBusRegistrationConfigurator> endpoints,
-        Action<IServiceCollection>? services = null,
+        Action<IServiceCollection, IConfiguration>? services = null,
         bool hostScheduler = false)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Configuration.AddInMemoryCollection(settings);
-        services?.Invoke(builder.Services);
+        services?.Invoke(builder.Services, builder.Configuration);
         builder.Services.AddDynamicWorkersBus(builder.Configuration, endpoints, hostScheduler);
         var host = builder.Build();
         await host.StartAsync();
