@@ -6,6 +6,9 @@ namespace DynamicWorkers.LeaseSaga.Leases;
 public static class LeaseRequestValidation
 {
     public const int MaxInstanceIdLength = 200;
+    public const int MaxTaskIdLength = 200;
+    public const int MaxPoolLength = 64;
+    public const int MaxThumbprintLength = 64;
 
     /// <summary>The rejection, or null when the request is fine. Details say what to fix.</summary>
     public static (string Reason, string Detail)? Check(LeaseRequested request, IReadOnlyCollection<string> pools)
@@ -31,6 +34,11 @@ public static class LeaseRequestValidation
                 "ServerThumbprint must be the SHA-1 (40) or SHA-256 (64) hex thumbprint of the instance's certificate, with no separators");
         }
 
+        if (request.TaskId is { Length: > MaxTaskIdLength })
+        {
+            return (LeaseRejectionReasons.InvalidRequest, $"TaskId is {request.TaskId.Length} characters; at most {MaxTaskIdLength} are allowed");
+        }
+
         if (string.IsNullOrWhiteSpace(request.Pool) || !pools.Contains(request.Pool, StringComparer.OrdinalIgnoreCase))
         {
             var known = string.Join(", ", pools.Order());
@@ -39,6 +47,13 @@ public static class LeaseRequestValidation
 
         return null;
     }
+
+    /// <summary>
+    /// A field of a request as it may be stored: cut to its column's length. Only a request that is rejected
+    /// anyway carries a longer one, and storing it whole would fail the save (and retry it for minutes)
+    /// instead of answering with the rejection.
+    /// </summary>
+    public static string Clip(string? value, int maxLength) => value is null ? "" : value.Length <= maxLength ? value : value[..maxLength];
 
     static string Shorten(string? value) => value is null ? "" : value.Length <= 64 ? value : value[..64] + "…";
 }

@@ -179,10 +179,10 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
     {
         var m = c.Message;
         var lease = c.Saga;
-        lease.InstanceId = m.InstanceId ?? "";
-        lease.ServerThumbprint = m.ServerThumbprint ?? "";
-        lease.Pool = (m.Pool ?? "").ToLowerInvariant();
-        lease.TaskId = m.TaskId;
+        lease.InstanceId = LeaseRequestValidation.Clip(m.InstanceId, LeaseRequestValidation.MaxInstanceIdLength);
+        lease.ServerThumbprint = LeaseRequestValidation.Clip(m.ServerThumbprint, LeaseRequestValidation.MaxThumbprintLength);
+        lease.Pool = LeaseRequestValidation.Clip(m.Pool, LeaseRequestValidation.MaxPoolLength).ToLowerInvariant();
+        lease.TaskId = m.TaskId is null ? null : LeaseRequestValidation.Clip(m.TaskId, LeaseRequestValidation.MaxTaskIdLength);
         lease.RequestedAt = m.RequestedAt;
         lease.ReceivedAt = _clock.GetUtcNow();
         lease.ResponseAddress = c.ResponseAddress;

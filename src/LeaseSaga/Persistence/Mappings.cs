@@ -17,9 +17,9 @@ sealed class LeaseMapping : IEntityTypeConfiguration<LeaseState>
         entity.MapSaga("leases");
         entity.Property(x => x.CurrentState).HasMaxLength(64);
         entity.Property(x => x.InstanceId).HasMaxLength(LeaseRequestValidation.MaxInstanceIdLength);
-        entity.Property(x => x.ServerThumbprint).HasMaxLength(64);
-        entity.Property(x => x.Pool).HasMaxLength(64);
-        entity.Property(x => x.TaskId).HasMaxLength(200);
+        entity.Property(x => x.ServerThumbprint).HasMaxLength(LeaseRequestValidation.MaxThumbprintLength);
+        entity.Property(x => x.Pool).HasMaxLength(LeaseRequestValidation.MaxPoolLength);
+        entity.Property(x => x.TaskId).HasMaxLength(LeaseRequestValidation.MaxTaskIdLength);
         entity.Property(x => x.ResponseAddress).HasMaxLength(512);
         entity.Property(x => x.WorkerAddress).HasMaxLength(256);
         entity.Property(x => x.WorkerThumbprint).HasMaxLength(64);

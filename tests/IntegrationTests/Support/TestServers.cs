@@ -81,10 +81,25 @@ public sealed class RabbitMqTestVirtualHost : IAsyncLifetime
 /// <summary>A PostgreSQL database of its own for one test class, dropped afterwards.</summary>
 public sealed class PostgresTestDatabase : IAsyncLifetime
 {
+    readonly string _admin;
+
+    public PostgresTestDatabase()
+        : this(TestServers.PostgresAdmin)
+    {
+    }
+
+    PostgresTestDatabase(string admin)
+    {
+        _admin = admin;
+    }
+
+    /// <summary>A database on another server than the shared one (the chaos run's private cluster), given its admin login.</summary>
+    public static PostgresTestDatabase On(string admin) => new(admin);
+
     public string Name { get; } = $"dw_test_{Guid.NewGuid():N}";
 
     /// <summary>A modest pool per process: a test may run six services and itself against one server.</summary>
-    public string ConnectionString => new NpgsqlConnectionStringBuilder(TestServers.PostgresAdmin) { Database = Name, MaxPoolSize = 20 }.ConnectionString;
+    public string ConnectionString => new NpgsqlConnectionStringBuilder(_admin) { Database = Name, MaxPoolSize = 20 }.ConnectionString;
 
     public IReadOnlyDictionary<string, string?> Settings => new Dictionary<string, string?>
     {
@@ -94,7 +109,7 @@ public sealed class PostgresTestDatabase : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        await using var connection = new NpgsqlConnection(TestServers.PostgresAdmin);
+        await using var connection = new NpgsqlConnection(_admin);
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand($"CREATE DATABASE \"{Name}\"", connection);
         await command.ExecuteNonQueryAsync();
@@ -126,7 +141,7 @@ public sealed class PostgresTestDatabase : IAsyncLifetime
     public async Task DisposeAsync()
     {
         NpgsqlConnection.ClearAllPools();
-        await using var connection = new NpgsqlConnection(TestServers.PostgresAdmin);
+        await using var connection = new NpgsqlConnection(_admin);
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{Name}\" WITH (FORCE)", connection);
         await command.ExecuteNonQueryAsync();

@@ -23,6 +23,29 @@ public sealed class LeaseLifecycleTests
         Assert.Empty(bed.PublishedOf<AllocateWorker>());
     }
 
+    [Theory]
+    [InlineData(1024 * 1024, 5, 5, "InstanceId is 1048576 characters", LeaseRejectionReasons.InvalidRequest)]
+    [InlineData(5, 10_000, 5, "TaskId is 10000 characters", LeaseRejectionReasons.InvalidRequest)]
+    [InlineData(5, 5, 10_000, "does not exist", LeaseRejectionReasons.UnknownPool)]
+    public async Task An_oversized_field_is_rejected_and_stored_cut_to_its_column(int instanceLength, int taskLength, int poolLength, string detail, string reason)
+    {
+        // PostgreSQL and SQL Server refuse a value longer than its column: storing it whole failed the save
+        // (retried for minutes, then _error) instead of answering. Found by the hostile input test.
+        await using var bed = await StartAsync(hotTarget: 0);
+        var leaseId = Guid.NewGuid();
+
+        await bed.Bus.Publish(new LeaseRequested(
+            leaseId, new string('i', instanceLength), ThumbprintA, new string('p', poolLength), new string('t', taskLength), bed.Clock.GetUtcNow()));
+        await Until(() => bed.Outcomes(leaseId).Count > 0, "the rejection");
+
+        var outcome = Assert.IsType<LeaseRejected>(bed.Outcomes(leaseId)[0]);
+        Assert.Equal(reason, outcome.Reason);
+        Assert.Contains(detail, outcome.Detail);
+        var row = await bed.LeaseAsync(leaseId);
+        Assert.NotNull(row);
+        Assert.True(row.InstanceId.Length <= 200 && row.Pool.Length <= 64 && (row.TaskId?.Length ?? 0) <= 200);
+    }
+
     [Fact]
     public async Task An_unknown_pool_is_rejected_naming_the_known_ones()
     {

@@ -1,0 +1,226 @@
+using DynamicWorkers.Cloud.Simulated;
+using DynamicWorkers.Contracts;
+using DynamicWorkers.Infrastructure.Configuration;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Npgsql;
+
+namespace DynamicWorkers.IntegrationTests.Support;
+
+/// <summary>Records every <c>LeaseGranted</c>/<c>LeaseRejected</c> the test's bus sees into the run's ledger.</summary>
+public sealed class OutcomeRecorder(LeaseLedger ledger) : IConsumer<LeaseGranted>, IConsumer<LeaseRejected>
+{
+    public Task Consume(ConsumeContext<LeaseGranted> context)
+    {
+        ledger.Answered(context.Message);
+        return Task.CompletedTask;
+    }
+
+    public Task Consume(ConsumeContext<LeaseRejected> context)
+    {
+        ledger.Answered(context.Message);
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// The whole service as separate OS processes (by default two LeaseSaga, two Provisioner, one Trust, one
+/// Reaper) on one broker and one PostgreSQL database, plus the test's own bus that plays instances and
+/// records every answer in a <see cref="LeaseLedger"/>. Shared by the lifecycle, hostile-input, overload and
+/// chaos tests; services can be killed (<c>kill -9</c>) and started again.
+/// </summary>
+public sealed class LifecycleCluster : IAsyncDisposable
+{
+    public static readonly string[] AllServices = ["LeaseSaga", "LeaseSaga", "Provisioner", "Provisioner", "Trust", "Reaper"];
+
+    readonly List<ServiceProcess> _services = [];
+    readonly List<ServiceProcess> _stopped = [];
+    readonly IReadOnlyDictionary<string, string?> _settings;
+    readonly string _connectionString;
+    IHost _client = null!;
+
+    LifecycleCluster(IReadOnlyDictionary<string, string?> settings, string connectionString)
+    {
+        _settings = settings;
+        _connectionString = connectionString;
+    }
+
+    public LeaseLedger Ledger { get; } = new();
+
+    public IBus Bus => _client.Services.GetRequiredService<IBus>();
+
+    /// <summary>The services running now (a killed one is replaced by its restart).</summary>
+    public IReadOnlyList<ServiceProcess> Services { get { lock (_services) { return _services.ToList(); } } }
+
+    /// <summary>
+    /// Starts the services (the first LeaseSaga alone, since it migrates the database; the rest together)
+    /// and the test's bus. <paramref name="settings"/> holds every setting, broker and database included.
+    /// </summary>
+    public static async Task<LifecycleCluster> StartAsync(
+        IReadOnlyDictionary<string, string?> settings, string connectionString, IReadOnlyList<string>? services = null)
+    {
+        var cluster = new LifecycleCluster(settings, connectionString);
+        services ??= AllServices;
+        await cluster.StartAsync(services[0]);
+        await Task.WhenAll(services.Skip(1).Select(cluster.StartAsync));
+        cluster._client = await TestBus.StartAsync(
+            settings.Where(s => s.Key.StartsWith("RabbitMq:", StringComparison.Ordinal) || s.Key == "Transport"),
+            bus => bus.AddConsumer<OutcomeRecorder>(),
+            (s, _) => s.AddSingleton(cluster.Ledger));
+        return cluster;
+    }
+
+    public async Task<ServiceProcess> StartAsync(string project)
+    {
+        var service = ServiceProcess.Start(project, _settings);
+        lock (_services)
+        {
+            _services.Add(service);
+        }
+
+        await service.WaitUntilStartedAsync(TimeSpan.FromSeconds(90));
+        return service;
+    }
+
+    /// <summary>kill -9 the service, then start the same project again; returns the new process.</summary>
+    public async Task<ServiceProcess> KillAndRestartAsync(ServiceProcess service, string project)
+    {
+        service.KillHard();
+        lock (_services)
+        {
+            _services.Remove(service);
+            _stopped.Add(service);
+        }
+
+        return await StartAsync(project);
+    }
+
+    /// <summary>
+    /// One instance playing leases one after another: publishes each request (twice when <paramref name="twice"/>
+    /// says so), waits for its outcome, holds a granted worker for a moment and releases it.
+    /// </summary>
+    public async Task PlayInstanceAsync(string instance, string pool, int leases, Func<int, bool> twice, TimeSpan outcomeDeadline, int seed)
+    {
+        var random = new Random(seed);
+        for (var n = 0; n < leases; n++)
+        {
+            var request = new LeaseRequested(NewId.NextGuid(), instance, ThumbprintOf(instance), pool, $"task-{n}", DateTimeOffset.UtcNow);
+            Ledger.Requested(request);
+            await PublishWithRetryAsync(request);
+            if (twice(n))
+            {
+                await PublishWithRetryAsync(request);
+            }
+
+            await Eventually.True(() => Ledger.OutcomesOf(request.LeaseId).Count > 0, outcomeDeadline, $"an outcome for {instance}'s lease {n}", Diagnostics);
+            if (Ledger.OutcomesOf(request.LeaseId)[0] is LeaseGranted)
+            {
+                await Task.Delay(random.Next(0, 150)); // the task runs
+                Ledger.Released(request.LeaseId);
+                await PublishWithRetryAsync(new LeaseReleased(request.LeaseId, instance));
+            }
+        }
+    }
+
+    /// <summary>A publish during a broker restart fails; an instance tries again, as a real one would.</summary>
+    public async Task PublishWithRetryAsync<T>(T message)
+        where T : class
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+                await Bus.Publish(message, timeout.Token);
+                return;
+            }
+            catch (Exception) when (attempt < 30)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1));
+            }
+        }
+    }
+
+    public static string ThumbprintOf(string instance)
+        => Convert.ToHexString(System.Security.Cryptography.SHA1.HashData(System.Text.Encoding.UTF8.GetBytes(instance)));
+
+    /// <summary>Every VM the simulated cloud created, whether it is deleted, and whom it trusted.</summary>
+    public async Task<IReadOnlyList<CloudRecord>> CloudAsync()
+    {
+        await using var db = new SimulatedCloudDbContext(SimulatedCloudDbContext.CreateOptions(
+            new DatabaseOptions { Provider = DatabaseProvider.Postgres, ConnectionString = _connectionString }));
+        var vms = await db.Vms.AsNoTracking().ToListAsync();
+        var trusts = await db.Trusts.AsNoTracking().ToListAsync();
+        return vms.Select(v => new CloudRecord(
+            v.WorkerId,
+            v.DeletedAt is not null,
+            trusts.Where(t => t.WorkerId == v.WorkerId).Select(t => t.InstanceId).ToList())).ToList();
+    }
+
+    public async Task<long> ScalarAsync(string sql)
+    {
+        await using var connection = new NpgsqlConnection(_connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        return Convert.ToInt64(await command.ExecuteScalarAsync());
+    }
+
+    public async Task<IReadOnlyList<string>> RowsAsync(string sql)
+    {
+        await using var connection = new NpgsqlConnection(_connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        var rows = new List<string>();
+        while (await reader.ReadAsync())
+        {
+            rows.Add(reader.IsDBNull(0) ? "" : reader.GetString(0));
+        }
+
+        return rows;
+    }
+
+    /// <summary>What a failed wait prints: unanswered leases, live saga rows, the services' errors.</summary>
+    public string Diagnostics()
+    {
+        var unanswered = Ledger.Requests.Select(r => r.LeaseId).Distinct().Where(id => Ledger.OutcomesOf(id).Count == 0).Take(50).ToList();
+        IReadOnlyList<string> rows;
+        try
+        {
+            rows = RowsAsync(
+                "SELECT 'lease ' || \"CorrelationId\" || ' ' || \"CurrentState\" || ' worker ' || coalesce(\"WorkerId\"::text, '-') FROM leases WHERE \"CurrentState\" NOT IN ('Released', 'Rejected', 'Revoked') "
+                + "UNION ALL SELECT 'worker ' || \"CorrelationId\" || ' ' || \"CurrentState\" || ' ' || coalesce(\"TrustedInstanceId\", '-') || ' lease ' || coalesce(\"CurrentLeaseId\"::text, '-') FROM workers "
+                + "UNION ALL SELECT 'pool ' || \"Name\" || ' ' || \"Book\" FROM pools").GetAwaiter().GetResult();
+        }
+        catch (Exception e)
+        {
+            rows = [$"(database not readable: {e.Message})"];
+        }
+
+        List<ServiceProcess> all;
+        lock (_services)
+        {
+            all = [.. _services, .. _stopped];
+        }
+
+        var errors = all.SelectMany(s => s.Output.Split('\n')).Where(l => l.StartsWith("fail:") || l.Contains("Exception:")).Distinct().Take(20);
+        return $"{Ledger.Outcomes.Count} outcomes for {Ledger.Requests.Count} requests; unanswered: {string.Join(", ", unanswered)}\n"
+               + string.Join("\n", rows.Take(200)) + "\n" + string.Join("\n", errors);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_client is not null)
+        {
+            await _client.StopAsync();
+            _client.Dispose();
+        }
+
+        foreach (var service in Services.Concat(_stopped))
+        {
+            await service.DisposeAsync();
+        }
+    }
+}
