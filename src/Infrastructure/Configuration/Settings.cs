@@ -46,6 +46,26 @@ public sealed class RabbitMqOptions
     public int PrefetchCount { get; set; } = 32;
 }
 
+/// <summary>
+/// Section <c>Retry</c>: how often a failing message is tried before it goes to its endpoint's <c>_error</c>
+/// queue. Unset lists keep the defaults (arrays, since the configuration binder would append to a default list).
+/// </summary>
+public sealed class RetryOptions
+{
+    public const string Section = "Retry";
+
+    /// <summary>Retries in place, right after a failure (default 0.2 s, 1 s, 3 s).</summary>
+    public TimeSpan[]? Intervals { get; set; }
+
+    /// <summary>Then redeliveries later, through the durable scheduler (default 5 s, 15 s, 30 s, 1 min, 2 min).</summary>
+    public TimeSpan[]? Redeliveries { get; set; }
+
+    public TimeSpan[] EffectiveIntervals => Intervals is { Length: > 0 } i ? i : [TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)];
+
+    public TimeSpan[] EffectiveRedeliveries => Redeliveries is { Length: > 0 } r ? r
+        : [TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(2)];
+}
+
 /// <summary>Section <c>Database</c> plus <c>ConnectionStrings:Default</c>.</summary>
 public sealed class DatabaseOptions
 {

@@ -26,6 +26,7 @@ public static class BusRegistration
         services.AddTransportOptions(configuration);
         services.AddValidatedOptions<RabbitMqOptions>(configuration.GetSection(RabbitMqOptions.Section));
         services.AddValidatedOptions<SchedulerOptions>(configuration.GetSection(SchedulerOptions.Section));
+        services.AddValidatedOptions<RetryOptions>(configuration.GetSection(RetryOptions.Section));
         services.AddDynamicWorkersTelemetry();
 
         var transport = configuration.GetValidated<TransportOptions>().Transport;
@@ -102,15 +103,16 @@ public static class BusRegistration
     {
         // Outermost: a message that still fails (database or broker restarting) is redelivered later through
         // the durable scheduler instead of going to _error at once. Bad input is not retried at all.
+        var retry = context.GetService<IOptions<RetryOptions>>()?.Value ?? new RetryOptions();
         endpoint.UseScheduledRedelivery(r =>
         {
             r.Ignore<Exception>(IsBadInput);
-            r.Intervals(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(2));
+            r.Intervals(retry.EffectiveRedeliveries);
         });
         endpoint.UseMessageRetry(r =>
         {
             r.Ignore<Exception>(IsBadInput);
-            r.Intervals(TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3));
+            r.Intervals(retry.EffectiveIntervals);
         });
         endpoint.UseMessageRetry(r =>
         {

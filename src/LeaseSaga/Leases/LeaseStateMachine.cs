@@ -122,6 +122,9 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                 .Unschedule(MaxDuration)
                 .ThenAsync(EndLease)
                 .TransitionTo(Released),
+            // Redelivered: the process that granted may have died after saving and before publishing the grant.
+            When(WorkerGranted, c => c.Message.WorkerId == c.Saga.WorkerId)
+                .ThenAsync(c => Answer(c, GrantOf(c.Saga), c.Saga.ResponseAddress, c.Saga.RequestId)),
             When(MaxDuration.Received)
                 .ThenAsync(c => Revoke(c, LeaseRevocationReasons.MaxLeaseDuration))
                 .Publish(c => new EndLease(c.Saga.WorkerId!.Value, c.Saga.CorrelationId, Deprovision: true))
@@ -136,6 +139,11 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         During(Rejected, Released, Revoked,
             When(WorkerGranted)
                 .Publish(c => new EndLease(c.Message.WorkerId, c.Saga.CorrelationId, Deprovision: false)));
+
+        // Redelivered: the EndLease of the first delivery may have died with its process (the worker ignores a second one).
+        During(Released,
+            When(Release, c => c.Message.InstanceId == c.Saga.InstanceId)
+                .Publish(c => new EndLease(c.Saga.WorkerId!.Value, c.Saga.CorrelationId, Deprovision: false)));
 
         DuringAny(
             When(Release, c => c.Message.InstanceId != c.Saga.InstanceId)
@@ -245,6 +253,14 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         object? outcome = lease.RejectReason is not null
             ? new LeaseRejected(lease.CorrelationId, lease.InstanceId, lease.RejectReason, lease.RejectDetail ?? "")
             : lease.GrantedAt is not null ? GrantOf(lease) : null;
+        if (outcome is null && lease.EndedAt is null)
+        {
+            // Still allocating: ask the pool again, in case the first AllocateWorker died with the process that
+            // saved this lease (a kill between the save and the outbox's publish). The pool queues a lease once
+            // and re-sends the reservation of a lease it already gave a worker, so a repeat re-drives, never doubles.
+            return c.Publish(new AllocateWorker(lease.Pool, lease.CorrelationId, lease.InstanceId, lease.ServerThumbprint, lease.RequestedAt));
+        }
+
         return outcome is null ? Task.CompletedTask : Answer(c, outcome, c.ResponseAddress, c.RequestId);
     }
 

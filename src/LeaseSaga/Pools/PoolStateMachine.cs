@@ -56,7 +56,15 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
                 .ThenAsync(async c =>
                 {
                     var m = c.Message;
-                    c.Saga.Book.Enqueue(new WaitingLease(m.LeaseId, m.InstanceId, m.Thumbprint, m.RequestedAt));
+                    if (!c.Saga.Book.Enqueue(new WaitingLease(m.LeaseId, m.InstanceId, m.Thumbprint, m.RequestedAt))
+                        && c.Saga.Book.Assigned.FirstOrDefault(a => a.LeaseId == m.LeaseId && !a.Cancelled) is { } assigned)
+                    {
+                        // Asked again for a lease that already has a worker: the reservation may have died with the
+                        // process that decided it. The worker takes a repeated reservation of the same lease as a no-op
+                        // that re-sends its next step.
+                        await c.Publish(new ReserveWorker(assigned.WorkerId, assigned.LeaseId, assigned.InstanceId, assigned.Thumbprint));
+                    }
+
                     await Rebalance(c);
                     if (c.Saga.Book.PositionOf(m.LeaseId) is > 0 and var position)
                     {

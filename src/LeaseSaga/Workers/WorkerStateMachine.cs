@@ -204,7 +204,36 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                     DwTelemetry.WorkersReaped.Add(1, new KeyValuePair<string, object?>("reason", c.Saga.ReapReason ?? "failed"));
                     Log(c.Saga, "deprovisioned");
                 })
+                // Again, now that the VM is gone: the first notice may have died with the process (the pool forgets once).
+                .Publish(c => new WorkerGone(c.Saga.Pool, c.Saga.CorrelationId, Failed: false, "deprovisioned", RequeueLeaseId: null))
                 .Finalize());
+
+        // Redeliveries. Delivery is at least once, and the outbox publishes only after the saga is saved: a process
+        // killed in between loses what the first delivery published, and the broker redelivers the message to a
+        // saga that has already moved on. Each such message re-sends the step it should have triggered (every
+        // receiver takes a repeat as a no-op), so the chain picks up again instead of stalling.
+        During(Provisioning,
+            When(Started)
+                .Publish(c => new ProvisionWorker(c.Saga.CorrelationId, c.Message.Pool, c.Message.Image, c.Message.Size)));
+        During(Ready,
+            When(Provisioned)
+                .Publish(c => new WorkerReady(c.Saga.Pool, c.Saga.CorrelationId)));
+        During(Trusting,
+            When(Reserved, c => c.Message.LeaseId == c.Saga.CurrentLeaseId)
+                .Publish(c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint)));
+        During(Leased,
+            When(Trusted, c => c.Message.InstanceId == c.Saga.TrustedInstanceId)
+                .ThenAsync(c => RepeatLease(c)),
+            When(Reserved, c => c.Message.LeaseId == c.Saga.CurrentLeaseId)
+                .ThenAsync(c => RepeatLease(c)));
+        During(Idle,
+            When(LeaseEnded, c => c.Message.LeaseId == c.Saga.LastLeaseId)
+                .Publish(c => new WorkerIdle(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.TrustedInstanceId!)));
+        During(Reaping,
+            When(ProvisioningFailed).ThenAsync(RepeatReap),
+            When(TrustFailed).ThenAsync(RepeatReap),
+            When(LeaseEnded).ThenAsync(RepeatReap),
+            When(RetirementApproved).ThenAsync(RepeatReap));
 
         SetCompletedWhenFinalized();
     }
@@ -273,6 +302,23 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
             "Worker {WorkerId} of {Pool} is deprovisioned ({Reason}: {Detail})", worker.CorrelationId, worker.Pool, reason, detail);
         await c.Publish(new DeprovisionWorker(worker.CorrelationId, reason));
         await c.Publish(new WorkerGone(worker.Pool, worker.CorrelationId, failed, detail, requeue));
+    }
+
+    /// <summary>The grant of the current lease once more (the lease saga answers a repeat with the same grant).</summary>
+    static Task RepeatLease<T>(BehaviorContext<WorkerState, T> c)
+        where T : class
+    {
+        var worker = c.Saga;
+        return c.Publish(new WorkerLeased(worker.CurrentLeaseId!.Value, worker.CorrelationId, worker.Address!, worker.AgentThumbprint!, Reused: worker.LeaseCount > 1));
+    }
+
+    /// <summary>The delete once more (idempotent in the cloud), and the pool told again that the worker is leaving.</summary>
+    static async Task RepeatReap<T>(BehaviorContext<WorkerState, T> c)
+        where T : class
+    {
+        var worker = c.Saga;
+        await c.Publish(new DeprovisionWorker(worker.CorrelationId, worker.ReapReason ?? "failed"));
+        await c.Publish(new WorkerGone(worker.Pool, worker.CorrelationId, Failed: false, "deprovisioning", RequeueLeaseId: null));
     }
 
     static Task<EffectiveLifecycle> Limits<T>(BehaviorContext<WorkerState, T> c, string? instanceId)

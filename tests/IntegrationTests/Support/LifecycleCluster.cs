@@ -84,18 +84,23 @@ public sealed class LifecycleCluster : IAsyncDisposable
         return service;
     }
 
-    /// <summary>kill -9 the service, then start the same project again; returns the new process.</summary>
-    public async Task<ServiceProcess> KillAndRestartAsync(ServiceProcess service, string project)
+    /// <summary>kill -9 the service and start the same project again at once; returns the new process (still starting).</summary>
+    public ServiceProcess KillAndStart(ServiceProcess service)
     {
         service.KillHard();
+        var restarted = ServiceProcess.Start(service.Project, _settings);
         lock (_services)
         {
             _services.Remove(service);
             _stopped.Add(service);
+            _services.Add(restarted);
         }
 
-        return await StartAsync(project);
+        return restarted;
     }
+
+    /// <summary>The processes killed so far (their output stays readable).</summary>
+    public IReadOnlyList<ServiceProcess> Stopped { get { lock (_services) { return _stopped.ToList(); } } }
 
     /// <summary>
     /// One instance playing leases one after another: publishes each request (twice when <paramref name="twice"/>
@@ -205,7 +210,7 @@ public sealed class LifecycleCluster : IAsyncDisposable
             all = [.. _services, .. _stopped];
         }
 
-        var errors = all.SelectMany(s => s.Output.Split('\n')).Where(l => l.StartsWith("fail:") || l.Contains("Exception:")).Distinct().Take(20);
+        var errors = all.SelectMany(s => s.Output.Split('\n')).Where(l => l.Contains("fail:") || l.Contains("Exception:")).Distinct().Take(20);
         return $"{Ledger.Outcomes.Count} outcomes for {Ledger.Requests.Count} requests; unanswered: {string.Join(", ", unanswered)}\n"
                + string.Join("\n", rows.Take(200)) + "\n" + string.Join("\n", errors);
     }
@@ -218,7 +223,7 @@ public sealed class LifecycleCluster : IAsyncDisposable
             _client.Dispose();
         }
 
-        foreach (var service in Services.Concat(_stopped))
+        foreach (var service in Services.Concat(Stopped))
         {
             await service.DisposeAsync();
         }

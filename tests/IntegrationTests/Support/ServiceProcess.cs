@@ -13,10 +13,14 @@ public sealed class ServiceProcess : IAsyncDisposable
     readonly Process _process;
     readonly StringBuilder _output = new();
 
-    ServiceProcess(Process process)
+    ServiceProcess(Process process, string project)
     {
         _process = process;
+        Project = project;
     }
+
+    /// <summary>The deployable, e.g. <c>LeaseSaga</c>.</summary>
+    public string Project { get; }
 
     public int Id => _process.Id;
 
@@ -60,7 +64,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         }
 
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
-        var service = new ServiceProcess(process);
+        var service = new ServiceProcess(process, project);
         process.OutputDataReceived += (_, e) => service.Append(e.Data);
         process.ErrorDataReceived += (_, e) => service.Append(e.Data);
         process.Start();

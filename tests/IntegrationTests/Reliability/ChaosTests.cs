@@ -1,0 +1,260 @@
+using System.Diagnostics;
+using System.Text;
+using DynamicWorkers.Contracts;
+using DynamicWorkers.IntegrationTests.Support;
+using Xunit.Abstractions;
+
+namespace DynamicWorkers.IntegrationTests.Reliability;
+
+/// <summary>
+/// Invariants 1–5 while things break. Two LeaseSaga, two Provisioner, one Trust and one Reaper as processes on a
+/// PRIVATE RabbitMQ node and PostgreSQL cluster (<c>scripts/chaos-servers.sh</c>: the shared servers are never
+/// restarted), simulated cloud with small delays and 5 % provisioning and trust failures, lifecycle timeouts in
+/// seconds. Instances lease and release, publishing every request twice; meanwhile a random service is killed
+/// with <c>kill -9</c> every few seconds and started again, RabbitMQ is restarted once and PostgreSQL once. Then,
+/// with a deadline, the system must go quiet: every lease answered and ended, every worker gone, every VM deleted,
+/// the pool's ledger empty, no timer left overdue. The figures go to the test output and to
+/// <c>artifacts/chaos-report.txt</c>; any violation fails the test.
+/// The short variant runs in <c>scripts/test.sh</c>; <c>scripts/chaos.sh</c> runs a longer one
+/// (<c>DW_CHAOS_LOAD_SECONDS</c>, <c>DW_CHAOS_INSTANCES</c>, <c>DW_CHAOS_KILL_EVERY_SECONDS</c>).
+/// </summary>
+public sealed class ChaosTests(ITestOutputHelper output)
+{
+    const string Pool = "ubuntu-22.04";
+    const string RabbitMqPort = "5673";
+    const string PostgresAdmin = "Host=127.0.0.1;Port=5433;Username=dw;Password=dw;Database=postgres";
+
+    static int Setting(string name, int fallback)
+        => int.TryParse(Environment.GetEnvironmentVariable(name), out var value) && value > 0 ? value : fallback;
+
+    [Fact]
+    public async Task Kills_and_server_restarts_under_load_break_no_invariant()
+    {
+        var loadFor = TimeSpan.FromSeconds(Setting("DW_CHAOS_LOAD_SECONDS", 60));
+        var instances = Setting("DW_CHAOS_INSTANCES", 10);
+        var killEvery = TimeSpan.FromSeconds(Setting("DW_CHAOS_KILL_EVERY_SECONDS", 4));
+        var started = Stopwatch.StartNew();
+
+        await ServersAsync("start");
+        var database = PostgresTestDatabase.On(PostgresAdmin);
+        await database.InitializeAsync();
+        var settings = new Dictionary<string, string?>
+        {
+            ["Transport"] = "RabbitMq",
+            ["RabbitMq:Host"] = "127.0.0.1",
+            ["RabbitMq:Port"] = RabbitMqPort,
+            ["RabbitMq:VirtualHost"] = "/",
+            ["RabbitMq:Username"] = "dw",
+            ["RabbitMq:Password"] = "dw",
+            ["Database:Provider"] = "Postgres",
+            ["ConnectionStrings:Default"] = database.ConnectionString,
+            [$"Pools:{Pool}:HotTarget"] = "4",
+            [$"Pools:{Pool}:MaxWorkers"] = "30",
+            [$"Pools:{Pool}:AllocationTimeout"] = "00:01:00",
+            ["Pools:windows-2022:HotTarget"] = "0",
+            ["Lifecycle:IdleTimeout"] = "00:00:05",
+            ["Lifecycle:MaxWorkerAge"] = "00:10:00",
+            ["Lifecycle:MaxLeaseDuration"] = "00:01:00",
+            ["Lifecycle:ProvisioningTimeout"] = "00:00:30",
+            ["Lifecycle:TrustTimeout"] = "00:00:15",
+            ["Scheduler:ClusterCheckinInterval"] = "00:00:01",
+            ["Reaper:SweepInterval"] = "00:00:05",
+            ["Reaper:OverdueGrace"] = "00:00:10",
+            ["Reaper:OrphanGrace"] = "00:00:30",
+            ["Cloud:Simulated:ProvisionDelay"] = "00:00:00.500",
+            ["Cloud:Simulated:TrustDelay"] = "00:00:00.200",
+            ["Cloud:Simulated:DeleteDelay"] = "00:00:00.100",
+            ["Cloud:Simulated:ProvisionFailureRate"] = "0.05",
+            ["Cloud:Simulated:TrustFailureRate"] = "0.05",
+            ["Logging:Console:TimestampFormat"] = "HH:mm:ss.fff ",
+        };
+
+        var report = new StringBuilder();
+        var events = new List<string>();
+        void Note(string line)
+        {
+            lock (events)
+            {
+                events.Add($"{started.Elapsed.TotalSeconds,6:0.0}s {line}");
+            }
+        }
+
+        var cluster = await LifecycleCluster.StartAsync(settings, database.ConnectionString);
+        try
+        {
+            // The load: instances lease and release until the load time is over, every request published twice.
+            using var stopLoad = new CancellationTokenSource(loadFor);
+            var loadTime = Stopwatch.StartNew();
+            var stuck = new List<string>();
+            var load = Task.WhenAll(Enumerable.Range(0, instances).Select(i => Task.Run(async () =>
+            {
+                var n = 0;
+                while (!stopLoad.IsCancellationRequested)
+                {
+                    try
+                    {
+                        await cluster.PlayInstanceAsync($"chaos-{i:00}", Pool, 1, _ => true, TimeSpan.FromMinutes(3), seed: i * 1000 + n++);
+                    }
+                    catch (TimeoutException e)
+                    {
+                        // An unanswered lease is a violation the checker reports; this instance stops here.
+                        lock (stuck)
+                        {
+                            stuck.Add(e.Message.Split('\n')[0]);
+                        }
+
+                        return;
+                    }
+                }
+            })));
+
+            // The chaos, one act at a time: kill -9 and restart a random service every few seconds, and restart
+            // the broker (at a third of the load) and the database (at two thirds) once each.
+            var random = new Random(20261123);
+            var kills = new Dictionary<string, int>();
+            var brokerRestarted = false;
+            var databaseRestarted = false;
+            while (!stopLoad.IsCancellationRequested)
+            {
+                await Task.Delay(killEvery);
+                var elapsed = loadTime.Elapsed;
+                if (!brokerRestarted && elapsed > loadFor / 3)
+                {
+                    Note("restart RabbitMQ");
+                    await ServersAsync("restart-rabbitmq");
+                    brokerRestarted = true;
+                    continue;
+                }
+
+                if (!databaseRestarted && elapsed > loadFor * 2 / 3)
+                {
+                    Note("restart PostgreSQL");
+                    await ServersAsync("restart-postgres");
+                    databaseRestarted = true;
+                    continue;
+                }
+
+                var victim = cluster.Services[random.Next(cluster.Services.Count)];
+                var project = victim.Project;
+                Note($"kill -9 {project} (pid {victim.Id})");
+                kills[project] = kills.GetValueOrDefault(project) + 1;
+                cluster.KillAndStart(victim);
+            }
+
+            await load;
+            Note("load over");
+            foreach (var service in cluster.Services)
+            {
+                await service.WaitUntilStartedAsync(TimeSpan.FromSeconds(90));
+            }
+
+            // Quiescence: every lease answered (a lease still granted ends by release or its max duration), then
+            // the hot pool drained: every worker, VM and ledger entry must go, and no timer may be left behind.
+            await Eventually.True(
+                () => cluster.Ledger.Requests.All(r => cluster.Ledger.OutcomesOf(r.LeaseId).Count > 0),
+                TimeSpan.FromMinutes(3), "an outcome for every lease", cluster.Diagnostics);
+            await cluster.PublishWithRetryAsync(new SetPoolSize(Pool, 0, 30));
+            var quiet = true;
+            try
+            {
+                await Eventually.True(
+                    async () => await cluster.ScalarAsync("SELECT count(*) FROM workers") == 0
+                                && await cluster.ScalarAsync("SELECT count(*) FROM leases WHERE \"CurrentState\" NOT IN ('Released', 'Rejected', 'Revoked')") == 0
+                                && (await cluster.CloudAsync()).All(v => v.Deleted)
+                                && await cluster.ScalarAsync("SELECT count(*) FROM pools WHERE \"Book\"::jsonb->>'live' <> '0' OR jsonb_array_length(\"Book\"::jsonb->'waiting') > 0") == 0,
+                    TimeSpan.FromMinutes(4), "quiescence: every lease ended, every worker and VM gone, the pool's ledger empty");
+            }
+            catch (TimeoutException)
+            {
+                quiet = false;
+            }
+
+            Note(quiet ? "quiet" : "NOT quiet within the deadline");
+            var cloud = await cluster.CloudAsync();
+            var violations = InvariantChecker.Check(cluster.Ledger, cloud, expectAllDeleted: true).ToList();
+            violations.AddRange(stuck.Select(s => "unanswered: " + s));
+            if (!quiet)
+            {
+                violations.Add("the system did not go quiet:\n" + cluster.Diagnostics());
+            }
+
+            // Every timer fired: no saga is left holding a timer token (the sweep would re-deliver an overdue one).
+            var heldTimers = await cluster.ScalarAsync(
+                "SELECT (SELECT count(*) FROM leases WHERE \"AllocationTimeoutToken\" IS NOT NULL OR \"MaxDurationToken\" IS NOT NULL) + (SELECT count(*) FROM workers)");
+            if (heldTimers > 0)
+            {
+                violations.Add($"{heldTimers} saga(s) still hold a timer");
+            }
+
+            var outcomes = cluster.Ledger.Requests.Select(r => r.LeaseId).Distinct().Select(id => cluster.Ledger.OutcomesOf(id).FirstOrDefault()).ToList();
+            var logs = cluster.Services.Concat(cluster.Stopped).Select(s => s.Output).ToList();
+            report.AppendLine($"chaos run: {loadFor.TotalSeconds:0} s of load, {instances} instances, a kill every {killEvery.TotalSeconds:0} s, total {started.Elapsed.TotalSeconds:0} s");
+            report.AppendLine($"leases: {outcomes.Count} requested (each published twice), {outcomes.OfType<LeaseGranted>().Count()} granted "
+                              + $"({outcomes.OfType<LeaseGranted>().Count(g => g.Reused)} re-used), "
+                              + string.Join(", ", outcomes.OfType<LeaseRejected>().GroupBy(r => r.Reason).Select(g => $"{g.Count()} rejected {g.Key}"))
+                              + $", {outcomes.Count(o => o is null)} unanswered");
+            report.AppendLine($"kills: {kills.Values.Sum()} ({string.Join(", ", kills.OrderBy(k => k.Key).Select(k => $"{k.Key} {k.Value}"))}); restarts: RabbitMQ {(brokerRestarted ? 1 : 0)}, PostgreSQL {(databaseRestarted ? 1 : 0)}");
+            report.AppendLine($"VMs: {cloud.Count} created, {cloud.Count(v => v.Deleted)} deleted; "
+                              + $"sweep re-deliveries logged: {logs.Sum(o => CountOf(o, "Sweep re-delivered"))}; orphan VMs deleted by the sweep: {logs.Sum(o => CountOf(o, "Deleting orphan VM"))}");
+            // A run that grants nothing proves nothing: most leases must get a worker despite the chaos.
+            if (outcomes.OfType<LeaseGranted>().Count() < outcomes.Count / 2)
+            {
+                violations.Add($"only {outcomes.OfType<LeaseGranted>().Count()} of {outcomes.Count} leases were granted");
+            }
+
+            report.AppendLine($"violations: {violations.Count}");
+            foreach (var violation in violations)
+            {
+                report.AppendLine("  " + violation);
+            }
+
+            report.AppendLine("timeline:");
+            foreach (var e in events)
+            {
+                report.AppendLine("  " + e);
+            }
+
+            output.WriteLine(report.ToString());
+            var artifacts = Path.Combine(ServiceProcess.RepositoryRoot, "artifacts", "chaos-logs");
+            Directory.CreateDirectory(artifacts);
+            await File.WriteAllTextAsync(Path.Combine(artifacts, "..", "chaos-report.txt"), report.ToString());
+            foreach (var service in cluster.Services.Concat(cluster.Stopped))
+            {
+                await File.WriteAllTextAsync(Path.Combine(artifacts, $"{service.Project}-{service.Id}.log"), service.Output);
+            }
+            Assert.True(violations.Count == 0, report.ToString());
+        }
+        finally
+        {
+            await cluster.DisposeAsync();
+            await database.DisposeAsync();
+        }
+    }
+
+    static int CountOf(string text, string what)
+    {
+        var count = 0;
+        for (var i = text.IndexOf(what, StringComparison.Ordinal); i >= 0; i = text.IndexOf(what, i + what.Length, StringComparison.Ordinal))
+        {
+            count++;
+        }
+
+        return count;
+    }
+
+    /// <summary>Runs <c>scripts/chaos-servers.sh</c> (start, restart-rabbitmq, restart-postgres) and waits for it.</summary>
+    static async Task ServersAsync(string command)
+    {
+        var info = new ProcessStartInfo("bash", [Path.Combine(ServiceProcess.RepositoryRoot, "scripts", "chaos-servers.sh"), command])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        await process.WaitForExitAsync(deadline.Token);
+        Assert.True(process.ExitCode == 0, $"chaos-servers.sh {command} failed ({process.ExitCode}): {await stdout}{await stderr}");
+    }
+}

@@ -1,0 +1,123 @@
+using DynamicWorkers.Contracts;
+using DynamicWorkers.Contracts.Internal;
+using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
+
+namespace DynamicWorkers.UnitTests.Lifecycle;
+
+/// <summary>
+/// A process killed after saving a saga and before its outbox published loses those messages, and the broker
+/// redelivers the message that caused them to a saga that has already moved on. Each test delivers a message a
+/// second time (as the redelivery would) and checks that the step it should have triggered is sent again, and
+/// that nothing is done twice. Found by reasoning over the chaos run's kill -9; see README "Guarantees".
+/// </summary>
+public sealed class RedeliveryTests
+{
+    [Fact]
+    public async Task A_repeated_request_still_allocating_asks_the_pool_again_and_is_granted_once()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true);
+        var request = new LeaseRequested(Guid.NewGuid(), "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow());
+        await bed.Bus.Publish(request);
+        await Until(() => bed.Cloud.Held.Count == 1, "a worker provisioning for the lease");
+        await bed.SettledAsync();
+
+        await bed.Bus.Publish(request);
+        await bed.SettledAsync();
+        var held = Assert.Single(bed.Cloud.Held);
+        await bed.Bus.Publish(new WorkerProvisioned(held.WorkerId, "10.0.0.1:10933", new string('A', 40), bed.Clock.GetUtcNow()));
+        await Until(() => bed.Outcomes(request.LeaseId).Count > 0, "the grant");
+        await bed.SettledAsync();
+
+        Assert.True(bed.PublishedOf<AllocateWorker>().Count(a => a.LeaseId == request.LeaseId) >= 2, "the repeat asked the pool again");
+        var grants = bed.Outcomes(request.LeaseId).OfType<LeaseGranted>().Distinct().ToList();
+        Assert.Single(grants);
+        // A repeated reservation may ask the cloud to trust the same instance again: idempotent, one worker, one instance.
+        Assert.Single(bed.Cloud.Trusted.Select(t => (t.WorkerId, t.InstanceId)).Distinct());
+        Assert.Equal(1, (await bed.PoolAsync())!.Book.Live);
+    }
+
+    [Fact]
+    public async Task A_repeated_allocation_of_a_lease_that_has_a_worker_re_sends_the_reservation()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        var allocation = bed.PublishedOf<AllocateWorker>().Single(a => a.LeaseId == granted.LeaseId);
+
+        await bed.Bus.Publish(allocation);
+        await Until(() => bed.PublishedOf<ReserveWorker>().Count(r => r.LeaseId == granted.LeaseId) == 2, "the reservation sent again");
+        await Until(() => bed.Outcomes(granted.LeaseId).Count == 2, "the grant answered again");
+        await bed.SettledAsync();
+
+        Assert.Equal(granted, bed.Outcomes(granted.LeaseId)[1]);
+        Assert.Single(bed.Cloud.Trusted);
+        Assert.Equal("Leased", (await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId).CurrentState);
+    }
+
+    [Fact]
+    public async Task A_redelivered_provisioned_notice_tells_the_pool_again_that_the_worker_is_ready()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var worker = (await bed.WorkersAsync()).Single();
+        await bed.SettledAsync();
+
+        await bed.Bus.Publish(new WorkerProvisioned(worker.CorrelationId, worker.Address!, worker.AgentThumbprint!, worker.ProvisionedAt!.Value));
+        await Until(() => bed.PublishedOf<WorkerReady>().Count(r => r.WorkerId == worker.CorrelationId) == 2, "WorkerReady sent again");
+        await bed.SettledAsync();
+
+        var book = (await bed.PoolAsync())!.Book;
+        Assert.Equal([worker.CorrelationId], book.Ready);
+        Assert.Equal(1, book.Live);
+    }
+
+    [Fact]
+    public async Task A_redelivered_trust_confirmation_re_sends_the_grant_and_trusts_nothing_new()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+
+        await bed.Bus.Publish(new WorkerTrusted(granted.WorkerId, "instance-1", granted.WorkerThumbprint));
+        await Until(() => bed.Outcomes(granted.LeaseId).Count == 2, "the grant answered again");
+        await bed.SettledAsync();
+
+        Assert.Equal(granted, bed.Outcomes(granted.LeaseId)[1]);
+        Assert.Single(bed.Cloud.Trusted);
+        Assert.Equal(1, (await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId).LeaseCount);
+    }
+
+    [Fact]
+    public async Task A_redelivered_release_ends_the_worker_s_lease_again_and_the_worker_goes_idle_once()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        await bed.ReleaseAsync(granted.LeaseId, "instance-1");
+        await bed.UntilWorkersAsync("Idle", 1);
+        await bed.SettledAsync();
+
+        await bed.ReleaseAsync(granted.LeaseId, "instance-1");
+        await Until(() => bed.PublishedOf<EndLease>().Count(e => e.LeaseId == granted.LeaseId) == 2, "EndLease sent again");
+        await Until(() => bed.PublishedOf<WorkerIdle>().Count(e => e.WorkerId == granted.WorkerId) == 2, "WorkerIdle sent again");
+        await bed.SettledAsync();
+
+        Assert.Equal("Idle", (await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId).CurrentState);
+        Assert.Single((await bed.PoolAsync())!.Book.Idle);
+    }
+
+    [Fact]
+    public async Task A_deleted_worker_tells_the_pool_it_is_gone_once_more_so_a_lost_notice_cannot_keep_it_counted()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var worker = (await bed.WorkersAsync()).Single();
+
+        await bed.Bus.Publish(new SetPoolSize(Pool, 0, 3));
+        await Until(async () => (await bed.WorkersAsync()).Count == 0, "the hot worker retired and deleted");
+        await bed.SettledAsync();
+
+        Assert.Equal(2, bed.PublishedOf<WorkerGone>().Count(g => g.WorkerId == worker.CorrelationId));
+        Assert.Equal(0, (await bed.PoolAsync())!.Book.Live);
+    }
+}
