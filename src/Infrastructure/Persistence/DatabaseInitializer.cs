@@ -18,7 +18,9 @@ public sealed class DatabaseInitializer<TContext>(
     ILogger<DatabaseInitializer<TContext>> logger) : IHostedLifecycleService
     where TContext : DbContext
 {
-    public async Task StartingAsync(CancellationToken cancellationToken)
+    public Task StartingAsync(CancellationToken cancellationToken) => DatabaseStartup.WhenReachableAsync(InitializeAsync, logger, cancellationToken);
+
+    async Task InitializeAsync(CancellationToken cancellationToken)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<TContext>();

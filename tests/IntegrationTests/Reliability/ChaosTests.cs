@@ -228,6 +228,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
         {
             await cluster.DisposeAsync();
             await database.DisposeAsync();
+            await ServersAsync("stop");
         }
     }
 

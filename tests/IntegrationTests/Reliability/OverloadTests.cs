@@ -1,0 +1,131 @@
+using System.Diagnostics;
+using DynamicWorkers.Contracts;
+using DynamicWorkers.IntegrationTests.Support;
+using MassTransit;
+using Xunit.Abstractions;
+
+namespace DynamicWorkers.IntegrationTests.Reliability;
+
+/// <summary>
+/// A flood against a pool already at its maximum: every request ends in a grant (a worker freed by its own
+/// instance is re-used) or a <c>NoCapacity</c> rejection, within the allocation timeout plus a margin for the
+/// queue, while the LeaseSaga process's memory stays bounded. <c>DW_FLOOD_REQUESTS</c> sets the size (default
+/// 1,000 here; <c>scripts/chaos.sh</c> runs 5,000). Figures go to the test output and <c>artifacts/flood-report.txt</c>.
+/// </summary>
+public sealed class OverloadTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database, ITestOutputHelper output)
+    : IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>, IAsyncLifetime
+{
+    const string Pool = "ubuntu-22.04";
+    const int MaxWorkers = 5;
+    static readonly TimeSpan AllocationTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>Answers must come within the allocation timeout plus this: the timer fires on time, its answer queues behind the flood.</summary>
+    static readonly TimeSpan QueueMargin = TimeSpan.FromSeconds(90);
+
+    /// <summary>The LeaseSaga process may grow to this (resident), never beyond, however many leases wait.</summary>
+    const long MemoryLimitBytes = 1024L * 1024 * 1024;
+
+    LifecycleCluster _cluster = null!;
+
+    IReadOnlyDictionary<string, string?> Settings => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
+    {
+        [$"Pools:{Pool}:HotTarget"] = $"{MaxWorkers}",
+        [$"Pools:{Pool}:MaxWorkers"] = $"{MaxWorkers}",
+        [$"Pools:{Pool}:AllocationTimeout"] = AllocationTimeout.ToString(),
+        ["Pools:windows-2022:HotTarget"] = "0",
+        ["Lifecycle:IdleTimeout"] = "00:05:00",
+        ["Scheduler:ClusterCheckinInterval"] = "00:00:02",
+        ["Cloud:Simulated:ProvisionDelay"] = "00:00:00.200",
+        ["Cloud:Simulated:TrustDelay"] = "00:00:00.050",
+        ["Cloud:Simulated:DeleteDelay"] = "00:00:00.050",
+    }).ToDictionary();
+
+    public async Task InitializeAsync()
+        => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString, ["LeaseSaga", "Provisioner", "Trust"]);
+
+    public async Task DisposeAsync() => await _cluster.DisposeAsync();
+
+    [Fact]
+    public async Task A_flood_against_a_full_pool_ends_in_grants_and_NoCapacity_within_the_allocation_timeout_with_memory_bounded()
+    {
+        var requests = int.TryParse(Environment.GetEnvironmentVariable("DW_FLOOD_REQUESTS"), out var n) && n > 0 ? n : 1000;
+        var ledger = _cluster.Ledger;
+        var leaseSaga = _cluster.Services.Single(s => s.Project == "LeaseSaga");
+        var instances = Enumerable.Range(0, MaxWorkers).Select(i => $"flood-{i}").ToList();
+
+        // Fill the pool: one held lease per instance, MaxWorkers in all.
+        var holders = new List<LeaseRequested>();
+        foreach (var instance in instances)
+        {
+            var hold = new LeaseRequested(NewId.NextGuid(), instance, LifecycleCluster.ThumbprintOf(instance), Pool, "hold", DateTimeOffset.UtcNow);
+            holders.Add(hold);
+            ledger.Requested(hold);
+            await _cluster.Bus.Publish(hold);
+        }
+
+        await Eventually.True(() => holders.All(h => ledger.OutcomesOf(h.LeaseId).FirstOrDefault() is LeaseGranted), TimeSpan.FromSeconds(60), "the pool full", _cluster.Diagnostics);
+
+        // The flood, from the same instances (so a freed worker can serve the next of its instance's leases).
+        var memory = new List<long> { ResidentBytes(leaseSaga.Id) };
+        var sentAt = new Dictionary<Guid, DateTime>();
+        var clock = Stopwatch.StartNew();
+        for (var i = 0; i < requests; i++)
+        {
+            var instance = instances[i % instances.Count];
+            var request = new LeaseRequested(NewId.NextGuid(), instance, LifecycleCluster.ThumbprintOf(instance), Pool, $"flood-{i}", DateTimeOffset.UtcNow);
+            ledger.Requested(request);
+            sentAt[request.LeaseId] = DateTime.UtcNow;
+            await _cluster.Bus.Publish(request);
+        }
+
+        var published = clock.Elapsed;
+
+        // Release the holders and every grant as it comes, as tasks that end at once would; sample memory meanwhile.
+        var released = new HashSet<Guid>();
+        await Eventually.True(
+            async () =>
+            {
+                foreach (var grant in ledger.Outcomes.Select(o => o.Outcome).OfType<LeaseGranted>().Where(g => released.Add(g.LeaseId)))
+                {
+                    ledger.Released(grant.LeaseId);
+                    await _cluster.Bus.Publish(new LeaseReleased(grant.LeaseId, grant.InstanceId));
+                }
+
+                memory.Add(ResidentBytes(leaseSaga.Id));
+                var answered = ledger.Outcomes.Select(o => LeaseLedger.LeaseIdOf(o.Outcome)).ToHashSet();
+                return sentAt.Keys.All(answered.Contains);
+            },
+            AllocationTimeout + QueueMargin + published,
+            $"an outcome for each of {requests} flooded requests",
+            _cluster.Diagnostics);
+        var done = clock.Elapsed;
+
+        var first = ledger.Outcomes.GroupBy(o => LeaseLedger.LeaseIdOf(o.Outcome)).ToDictionary(g => g.Key, g => g.First());
+        var outcomes = sentAt.ToDictionary(s => s.Key, s => first[s.Key]);
+        var grants = outcomes.Values.Count(o => o.Outcome is LeaseGranted);
+        var noCapacity = outcomes.Values.Count(o => o.Outcome is LeaseRejected { Reason: LeaseRejectionReasons.NoCapacity });
+        var slowest = outcomes.Max(o => o.Value.At - sentAt[o.Key]);
+        var report = $"flood: {requests} requests against a pool at MaxWorkers {MaxWorkers} (allocation timeout {AllocationTimeout.TotalSeconds:0} s): "
+                     + $"published in {published.TotalSeconds:0.0} s, all answered after {done.TotalSeconds:0.0} s; {grants} granted, {noCapacity} NoCapacity, "
+                     + $"{requests - grants - noCapacity} other; slowest answer {slowest.TotalSeconds:0.0} s after its request; "
+                     + $"LeaseSaga resident memory {memory[0] / 1048576} MB before, at most {memory.Max() / 1048576} MB during";
+        output.WriteLine(report);
+        Directory.CreateDirectory(Path.Combine(ServiceProcess.RepositoryRoot, "artifacts"));
+        await File.WriteAllTextAsync(Path.Combine(ServiceProcess.RepositoryRoot, "artifacts", "flood-report.txt"), report + "\n");
+
+        Assert.True(grants + noCapacity == requests, report);
+        Assert.True(grants > 0 && noCapacity > 0, report);
+        Assert.True(slowest < AllocationTimeout + QueueMargin, report);
+        Assert.True(memory.Max() < MemoryLimitBytes, report);
+        Assert.False(leaseSaga.HasExited, leaseSaga.Output);
+        var violations = InvariantChecker.Check(ledger, await _cluster.CloudAsync(), expectAllDeleted: false);
+        Assert.True(violations.Count == 0, string.Join("\n", violations));
+    }
+
+    /// <summary>VmRSS of a process, from /proc.</summary>
+    static long ResidentBytes(int pid)
+    {
+        var line = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+    }
+}

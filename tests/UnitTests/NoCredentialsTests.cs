@@ -1,0 +1,88 @@
+using System.Text.RegularExpressions;
+
+namespace DynamicWorkers.UnitTests;
+
+/// <summary>
+/// Operational security: the repository holds no credentials. The only passwords in it are RabbitMQ's built-in
+/// <c>guest</c> (which the broker accepts on loopback only) and the test logins <c>dw</c>/<c>dw</c> that
+/// <c>scripts/test.sh</c> creates on the loopback servers; anything else must come from the environment
+/// (<c>Section__Key</c>, <c>${VAR}</c> in compose) or user secrets.
+/// </summary>
+public sealed partial class NoCredentialsTests
+{
+    static readonly HashSet<string> AllowedPasswords = ["guest", "dw"];
+
+    [Fact]
+    public void No_file_in_the_repository_holds_a_password_key_or_secret()
+    {
+        var root = RepositoryRoot();
+        var findings = new List<string>();
+        foreach (var file in Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories).Where(IsScanned).Where(f => Path.GetFileName(f) != "NoCredentialsTests.cs"))
+        {
+            var text = File.ReadAllText(file);
+            var where = Path.GetRelativePath(root, file);
+            foreach (Match m in PasswordValue().Matches(text))
+            {
+                var value = m.Groups["value"].Value.Trim('"', '\'');
+                if (value.Length > 0 && !AllowedPasswords.Contains(value) && !IsReference(value))
+                {
+                    findings.Add($"{where}: password '{value}'");
+                }
+            }
+
+            if (SecretMaterial().IsMatch(text))
+            {
+                findings.Add($"{where}: key material ({SecretMaterial().Match(text).Value})");
+            }
+        }
+
+        Assert.True(findings.Count == 0, "credentials in the repository (take them from the environment or user secrets):\n" + string.Join("\n", findings));
+    }
+
+    [Theory]
+    [InlineData("\"Password\": \"hunter2\"")]
+    [InlineData("Host=db;Username=sa;Password=S3cret!;")]
+    [InlineData("RABBITMQ_DEFAULT_PASS: hunter2")]
+    [InlineData("CREATE ROLE app LOGIN PASSWORD 'hunter2'")]
+    public void The_scan_catches_a_real_password(string line)
+    {
+        var m = PasswordValue().Match(line);
+        Assert.True(m.Success && !AllowedPasswords.Contains(m.Groups["value"].Value.Trim('"', '\'')));
+    }
+
+    /// <summary>A value taken from elsewhere: <c>${VAR}</c>, <c>$VAR</c>, <c>%VAR%</c>, a <c>&lt;placeholder&gt;</c>, or code (a variable or a call).</summary>
+    static bool IsReference(string value)
+        => value[0] is '$' or '%' or '<' or '{' || value.Contains('(') || value.Contains('.') && !value.Contains(' ') && char.IsUpper(value[0]) && value.All(c => char.IsLetterOrDigit(c) || c == '.');
+
+    static bool IsScanned(string path)
+    {
+        var parts = path.Split(Path.DirectorySeparatorChar);
+        if (parts.Any(p => p is "bin" or "obj" or ".git" or "artifacts" or "node_modules" or "TestResults"))
+        {
+            return false;
+        }
+
+        return Path.GetExtension(path) is ".json" or ".yml" or ".yaml" or ".sh" or ".env" or ".config" or ".xml" or ".props" or ".md" or ".cs"
+               || Path.GetFileName(path) is "Dockerfile" or ".env";
+    }
+
+    static string RepositoryRoot()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "DynamicWorkers.sln")))
+            {
+                return directory.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("DynamicWorkers.sln not found above " + AppContext.BaseDirectory);
+    }
+
+    // "Password": "x" (JSON), Password=x; (connection strings), PASSWORD: x / _PASS=x (compose, env, shell), PASSWORD 'x' (SQL).
+    [GeneratedRegex("""(?i)(?:password|passwd|_pass|pwd)["']?\s*[:=](?![=>])\s*(?<value>"[^"\r\n]*"|'[^'\r\n]*'|[^\s;,"'\r\n]+)|PASSWORD\s+'(?<value>[^'\r\n]*)'""")]
+    private static partial Regex PasswordValue();
+
+    [GeneratedRegex("""-----BEGIN [A-Z ]*PRIVATE KEY-----|AccountKey=[A-Za-z0-9+/=]{20,}|SharedAccessKey=[A-Za-z0-9+/=]{20,}|(?:AKIA|ASIA)[A-Z0-9]{16}""")]
+    private static partial Regex SecretMaterial();
+}
