@@ -55,16 +55,21 @@ public sealed class LifecycleCluster : IAsyncDisposable
     public IReadOnlyList<ServiceProcess> Services { get { lock (_services) { return _services.ToList(); } } }
 
     /// <summary>
-    /// Starts the services (the first LeaseSaga alone, since it migrates the database; the rest together)
-    /// and the test's bus. <paramref name="settings"/> holds every setting, broker and database included.
+    /// Starts the services and the test's bus. <paramref name="settings"/> holds every setting, broker and database
+    /// included. The cloud services go first, so their queues are bound before the first LeaseSaga fills the hot
+    /// pool (a command published to an exchange with no queue bound yet is dropped by the broker: on a fresh
+    /// broker the first StartWorkers would only be recovered by the provisioning timeout); then one LeaseSaga
+    /// alone, since it migrates the database; then the other LeaseSagas.
     /// </summary>
     public static async Task<LifecycleCluster> StartAsync(
         IReadOnlyDictionary<string, string?> settings, string connectionString, IReadOnlyList<string>? services = null)
     {
         var cluster = new LifecycleCluster(settings, connectionString);
         services ??= AllServices;
-        await cluster.StartAsync(services[0]);
-        await Task.WhenAll(services.Skip(1).Select(cluster.StartAsync));
+        var sagas = services.Where(s => s == "LeaseSaga").ToList();
+        await Task.WhenAll(services.Where(s => s != "LeaseSaga").Select(cluster.StartAsync));
+        await cluster.StartAsync(sagas[0]);
+        await Task.WhenAll(sagas.Skip(1).Select(cluster.StartAsync));
         cluster._client = await TestBus.StartAsync(
             settings.Where(s => s.Key.StartsWith("RabbitMq:", StringComparison.Ordinal) || s.Key == "Transport"),
             bus => bus.AddConsumer<OutcomeRecorder>(),
@@ -223,9 +228,14 @@ public sealed class LifecycleCluster : IAsyncDisposable
             _client.Dispose();
         }
 
+        // Every service's output stays behind for whoever investigates a failure.
+        var logs = Path.Combine(ServiceProcess.RepositoryRoot, "artifacts", "service-logs");
+        Directory.CreateDirectory(logs);
         foreach (var service in Services.Concat(Stopped))
         {
+            var name = $"{DateTime.UtcNow:HHmmss}-{service.Project}-{service.Id}.log";
             await service.DisposeAsync();
+            await File.WriteAllTextAsync(Path.Combine(logs, name), service.Output);
         }
     }
 }
