@@ -201,7 +201,10 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
     {
         var lease = c.Saga;
         var limits = await c.GetServiceOrCreateInstance<InstanceLifecycles>().ForAsync(lease.InstanceId, c.CancellationToken);
+        // Whole milliseconds: the database keeps less than .NET's 100 ns ticks (PostgreSQL: microseconds), and a
+        // repeat answers from the stored row, so it must be the very grant the first answer was (found by the chaos run).
         var now = _clock.GetUtcNow();
+        now = now.AddTicks(-(now.Ticks % TimeSpan.TicksPerMillisecond));
         lease.WorkerId = c.Message.WorkerId;
         lease.WorkerAddress = c.Message.Address;
         lease.WorkerThumbprint = c.Message.AgentThumbprint;

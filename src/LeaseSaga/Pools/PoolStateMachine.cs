@@ -74,6 +74,17 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
                 .TransitionTo(Active),
             When(AllocationCancelled)
                 .Then(c => Open(c.Saga, c.Message.Pool))
+                .ThenAsync(async c =>
+                {
+                    // The lease gave up while it had a worker: that worker may never have heard of it (its
+                    // reservation died with the process that decided it), and would then sit reserved for good.
+                    // Reserving it again is a no-op if it did hear; if not, it serves the ended lease, which sends it
+                    // idle for its instance (the path of any worker that arrives after its lease ended).
+                    if (c.Saga.Book.Assigned.FirstOrDefault(a => a.LeaseId == c.Message.LeaseId && !a.Cancelled) is { } assigned)
+                    {
+                        await c.Publish(new ReserveWorker(assigned.WorkerId, assigned.LeaseId, assigned.InstanceId, assigned.Thumbprint));
+                    }
+                })
                 .Then(c => c.Saga.Book.Cancel(c.Message.LeaseId))
                 .ThenAsync(Rebalance)
                 .TransitionTo(Active),

@@ -78,7 +78,8 @@ public static class InvariantChecker
             }
         }
 
-        var grants = ledger.Outcomes.Select(o => o.Outcome).OfType<LeaseGranted>().Distinct().ToList();
+        // One grant per lease (check 4 above reports a lease granted twice differently).
+        var grants = ledger.Outcomes.Select(o => o.Outcome).OfType<LeaseGranted>().DistinctBy(g => g.LeaseId).ToList();
 
         // 1. A worker serves at most one lease at a time: each grant on a worker comes after the previous lease on it was released.
         foreach (var worker in grants.GroupBy(g => g.WorkerId))

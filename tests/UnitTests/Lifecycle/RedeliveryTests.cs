@@ -120,4 +120,44 @@ public sealed class RedeliveryTests
         Assert.Equal(2, bed.PublishedOf<WorkerGone>().Count(g => g.WorkerId == worker.CorrelationId));
         Assert.Equal(0, (await bed.PoolAsync())!.Book.Live);
     }
+
+    [Fact]
+    public async Task A_lease_that_gives_up_re_sends_the_reservation_of_the_worker_it_was_given()
+    {
+        // The pool believes its worker is ready (the notice is delivered while the worker saga is still
+        // provisioning), so the reservation reaches a worker that cannot take it: a lost reservation, as far as the
+        // lease can tell. When the lease gives up, the pool reserves that worker again instead of leaving it assigned.
+        await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 1, cloud: c => c.HoldProvisioning = true);
+        await Until(() => bed.Cloud.Held.Count == 1, "a worker provisioning");
+        var workerId = bed.Cloud.Held.Single().WorkerId;
+        await bed.Bus.Publish(new WorkerReady(Pool, workerId));
+        await Until(async () => (await bed.PoolAsync())!.Book.Ready.Contains(workerId), "the pool to count the worker ready");
+        var leaseId = Guid.NewGuid();
+        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await Until(() => bed.PublishedOf<ReserveWorker>().Any(r => r.LeaseId == leaseId), "the reservation");
+
+        await bed.UntilTimerAsync<LeaseAllocationTimedOut>(TimeSpan.FromMinutes(5));
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
+        await Until(() => bed.Outcomes(leaseId).Count == 1, "the NoCapacity rejection");
+        await Until(() => bed.PublishedOf<ReserveWorker>().Count(r => r.LeaseId == leaseId && r.WorkerId == workerId) == 2, "the reservation sent again");
+
+        Assert.Equal(LeaseRejectionReasons.NoCapacity, Assert.IsType<LeaseRejected>(bed.Outcomes(leaseId)[0]).Reason);
+        Assert.Contains((await bed.PoolAsync())!.Book.Assigned, a => a.LeaseId == leaseId && a.Cancelled);
+    }
+
+    [Fact]
+    public async Task A_repeated_request_gets_the_very_grant_even_when_the_clock_has_sub_millisecond_ticks()
+    {
+        // The database keeps less than 100 ns ticks; the repeat answers from the stored row. Found by the chaos run.
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        bed.Clock.Advance(TimeSpan.FromTicks(1234567));
+        var leaseId = Guid.NewGuid();
+
+        var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(leaseId, "instance-1"));
+
+        Assert.Equal(0, granted.GrantedAt.Ticks % TimeSpan.TicksPerMillisecond);
+        Assert.Equal(0, granted.ExpiresAt.Ticks % TimeSpan.TicksPerMillisecond);
+        Assert.Equal(granted, await bed.RequestAsync(leaseId, "instance-1"));
+    }
 }
