@@ -16,7 +16,8 @@ namespace DynamicWorkers.IntegrationTests.Reliability;
 /// the pool's ledger empty, no timer left overdue. The figures go to the test output and to
 /// <c>artifacts/chaos-report.txt</c>; any violation fails the test.
 /// The short variant runs in <c>scripts/test.sh</c>; <c>scripts/chaos.sh</c> runs a longer one
-/// (<c>DW_CHAOS_LOAD_SECONDS</c>, <c>DW_CHAOS_INSTANCES</c>, <c>DW_CHAOS_KILL_EVERY_SECONDS</c>).
+/// (<c>DW_CHAOS_LOAD_SECONDS</c>, <c>DW_CHAOS_INSTANCES</c>, <c>DW_CHAOS_KILL_EVERY_SECONDS</c>; <c>DW_CHAOS_SEED</c>
+/// repeats a run's choice of victims).
 /// </summary>
 public sealed class ChaosTests(ITestOutputHelper output)
 {
@@ -110,7 +111,8 @@ public sealed class ChaosTests(ITestOutputHelper output)
 
             // The chaos, one act at a time: kill -9 and restart a random service every few seconds, and restart
             // the broker (at a third of the load) and the database (at two thirds) once each.
-            var random = new Random(20261123);
+            var seed = Setting("DW_CHAOS_SEED", Environment.TickCount & int.MaxValue);
+            var random = new Random(seed);
             var kills = new Dictionary<string, int>();
             var brokerRestarted = false;
             var databaseRestarted = false;
@@ -191,8 +193,9 @@ public sealed class ChaosTests(ITestOutputHelper output)
             report.AppendLine($"chaos run: {loadFor.TotalSeconds:0} s of load, {instances} instances, a kill every {killEvery.TotalSeconds:0} s, total {started.Elapsed.TotalSeconds:0} s");
             report.AppendLine($"leases: {outcomes.Count} requested (each published twice), {outcomes.OfType<LeaseGranted>().Count()} granted "
                               + $"({outcomes.OfType<LeaseGranted>().Count(g => g.Reused)} re-used), "
-                              + string.Join(", ", outcomes.OfType<LeaseRejected>().GroupBy(r => r.Reason).Select(g => $"{g.Count()} rejected {g.Key}"))
-                              + $", {outcomes.Count(o => o is null)} unanswered");
+                              + string.Join("", outcomes.OfType<LeaseRejected>().GroupBy(r => r.Reason).Select(g => $"{g.Count()} rejected {g.Key}, "))
+                              + $"{outcomes.Count(o => o is null)} unanswered");
+            report.AppendLine($"victims chosen with DW_CHAOS_SEED={seed}");
             report.AppendLine($"kills: {kills.Values.Sum()} ({string.Join(", ", kills.OrderBy(k => k.Key).Select(k => $"{k.Key} {k.Value}"))}); restarts: RabbitMQ {(brokerRestarted ? 1 : 0)}, PostgreSQL {(databaseRestarted ? 1 : 0)}");
             report.AppendLine($"VMs: {cloud.Count} created, {cloud.Count(v => v.Deleted)} deleted; "
                               + $"sweep re-deliveries logged: {logs.Sum(o => CountOf(o, "Sweep re-delivered"))}; orphan VMs deleted by the sweep: {logs.Sum(o => CountOf(o, "Deleting orphan VM"))}");
