@@ -22,7 +22,7 @@ public sealed class IsolationTests(RabbitMqTestVirtualHost broker, PostgresTestD
     {
         [$"Pools:{Pool}:HotTarget"] = "1",
         [$"Pools:{Pool}:MaxWorkers"] = "2",
-        [$"Pools:{Pool}:AllocationTimeout"] = "00:00:10",
+        [$"Pools:{Pool}:AllocationTimeout"] = "00:00:30",
         ["Pools:windows-2022:HotTarget"] = "0",
         ["Lifecycle:IdleTimeout"] = "00:10:00",
         ["Scheduler:ClusterCheckinInterval"] = "00:00:01",
@@ -96,7 +96,8 @@ public sealed class IsolationTests(RabbitMqTestVirtualHost broker, PostgresTestD
         _cluster.Ledger.Requested(request);
         await _cluster.Bus.Publish(request);
         await Eventually.True(() => _cluster.Ledger.OutcomesOf(request.LeaseId).Count > 0, TimeSpan.FromSeconds(60), $"{instance}'s outcome", _cluster.Diagnostics);
-        return Assert.IsType<LeaseGranted>(_cluster.Ledger.OutcomesOf(request.LeaseId)[0]);
+        var outcome = _cluster.Ledger.OutcomesOf(request.LeaseId)[0];
+        return outcome as LeaseGranted ?? throw new Xunit.Sdk.XunitException($"{instance}: {outcome}\n{_cluster.Diagnostics()}");
     }
 
     async Task ReleaseAsync(LeaseGranted grant)

@@ -7,8 +7,8 @@ using Xunit.Abstractions;
 namespace DynamicWorkers.IntegrationTests.Reliability;
 
 /// <summary>
-/// A flood against a pool already at its maximum: every request ends in a grant (a worker freed by its own
-/// instance is re-used) or a <c>NoCapacity</c> rejection, within the allocation timeout plus a margin for the
+/// A flood against a pool already at its maximum (every worker idle for its own instance): every request ends in a
+/// grant (an instance's idle worker serves its next lease, released at once) or a <c>NoCapacity</c> rejection, within the allocation timeout plus a margin for the
 /// queue, while the LeaseSaga process's memory stays bounded. <c>DW_FLOOD_REQUESTS</c> sets the size (default
 /// 1,000 here; <c>scripts/chaos.sh</c> runs 5,000). Figures go to the test output and <c>artifacts/flood-report.txt</c>.
 /// </summary>
@@ -51,11 +51,13 @@ public sealed class OverloadTests(RabbitMqTestVirtualHost broker, PostgresTestDa
         var requests = int.TryParse(Environment.GetEnvironmentVariable("DW_FLOOD_REQUESTS"), out var n) && n > 0 ? n : 1000;
         var ledger = _cluster.Ledger;
         var leaseSaga = _cluster.Services.Single(s => s.Project == "LeaseSaga");
-        var instances = Enumerable.Range(0, MaxWorkers).Select(i => $"flood-{i}").ToList();
+        // Half the flood comes from the instances whose idle workers fill the pool, half from instances with none.
+        var instances = Enumerable.Range(0, 2 * MaxWorkers).Select(i => $"flood-{i}").ToList();
 
-        // Fill the pool: one held lease per instance, MaxWorkers in all.
+        // Fill the pool: one lease per owner instance, MaxWorkers in all, then released: the pool stays at its
+        // maximum with every worker idle for its own instance (an idle worker of one instance never serves another).
         var holders = new List<LeaseRequested>();
-        foreach (var instance in instances)
+        foreach (var instance in instances.Take(MaxWorkers))
         {
             var hold = new LeaseRequested(NewId.NextGuid(), instance, LifecycleCluster.ThumbprintOf(instance), Pool, "hold", DateTimeOffset.UtcNow);
             holders.Add(hold);
@@ -64,7 +66,6 @@ public sealed class OverloadTests(RabbitMqTestVirtualHost broker, PostgresTestDa
         }
 
         await Eventually.True(() => holders.All(h => ledger.OutcomesOf(h.LeaseId).FirstOrDefault() is LeaseGranted), TimeSpan.FromSeconds(60), "the pool full", _cluster.Diagnostics);
-
         var released = new HashSet<Guid>();
         async Task ReleaseNewGrantsAsync()
         {
@@ -75,7 +76,11 @@ public sealed class OverloadTests(RabbitMqTestVirtualHost broker, PostgresTestDa
             }
         }
 
-        // The flood, from the same instances (so a freed worker can serve the next of its instance's leases).
+        await ReleaseNewGrantsAsync();
+        await Eventually.True(async () => await _cluster.ScalarAsync("SELECT count(*) FROM workers WHERE \"CurrentState\" = 'Idle'") == MaxWorkers,
+            TimeSpan.FromSeconds(60), "every worker idle", _cluster.Diagnostics);
+
+        // The flood.
         var memory = new List<long> { ResidentBytes(leaseSaga.Id) };
         var sentAt = new Dictionary<Guid, DateTime>();
         var clock = Stopwatch.StartNew();
@@ -86,11 +91,6 @@ public sealed class OverloadTests(RabbitMqTestVirtualHost broker, PostgresTestDa
             ledger.Requested(request);
             sentAt[request.LeaseId] = DateTime.UtcNow;
             await _cluster.Bus.Publish(request);
-            if (i == Math.Min(requests / 10, 100))
-            {
-                // The holders' tasks end early in the flood: their workers go idle and serve their instances' next leases.
-                await ReleaseNewGrantsAsync();
-            }
         }
 
         var published = clock.Elapsed;
