@@ -67,6 +67,9 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
         return server;
     }
 
+    /// <summary>Until the process is told to stop (Ctrl+C, SIGTERM): the host's console lifetime handles both.</summary>
+    public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();
+
     public void ClearRequests()
     {
         lock (_requests)

@@ -7,11 +7,4 @@ var port = args.Length == 2 && args[0] == "--port" && int.TryParse(args[1], out 
 await using var server = await ArmEmulatorServer.StartAsync(port);
 Console.WriteLine($"ARM emulator listening on {server.Uri} certificate-sha256 {server.CertificateThumbprint}");
 
-var stopped = new TaskCompletionSource();
-Console.CancelKeyPress += (_, e) =>
-{
-    e.Cancel = true;
-    stopped.TrySetResult();
-};
-AppDomain.CurrentDomain.ProcessExit += (_, _) => stopped.TrySetResult();
-await stopped.Task;
+await server.WaitForShutdownAsync();

@@ -19,7 +19,10 @@ public sealed class ArmEmulatorFixture : IAsyncLifetime
     /// The <c>Cloud:*</c> settings of a host pointed at this emulator, exactly as an operator would set them
     /// (the thumbprint pin and the emulator credential are the only test-only parts).
     /// </summary>
-    public IReadOnlyDictionary<string, string?> Settings => new Dictionary<string, string?>
+    public IReadOnlyDictionary<string, string?> Settings => SettingsFor(Server.Uri, Server.CertificateThumbprint);
+
+    /// <summary>The same for an emulator anywhere (e.g. running as its own process).</summary>
+    public static IReadOnlyDictionary<string, string?> SettingsFor(Uri endpoint, string certificateThumbprint) => new Dictionary<string, string?>
     {
         ["Cloud:Provider"] = "Azure",
         ["Cloud:Azure:SubscriptionId"] = SubscriptionId,
@@ -29,8 +32,8 @@ public sealed class ArmEmulatorFixture : IAsyncLifetime
         ["Cloud:Azure:AdminUsername"] = "dwadmin",
         ["Cloud:Azure:AdminPassword"] = "Emulator-Only-Passw0rd!",
         ["Cloud:Azure:Credential"] = "Emulator",
-        ["Cloud:Azure:Endpoint"] = Server.Uri.ToString(),
-        ["Cloud:Azure:TrustedCertificateThumbprint"] = Server.CertificateThumbprint,
+        ["Cloud:Azure:Endpoint"] = endpoint.ToString(),
+        ["Cloud:Azure:TrustedCertificateThumbprint"] = certificateThumbprint,
     };
 
     /// <summary>The adapter in this process, built from <see cref="Settings"/> plus overrides, through the real SDK.</summary>

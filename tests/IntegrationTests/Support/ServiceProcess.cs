@@ -37,15 +37,19 @@ public sealed class ServiceProcess : IAsyncDisposable
 
     /// <summary>Starts <c>src/{project}</c>'s build output with the given settings (keys as in appsettings, e.g. <c>RabbitMq:Host</c>).</summary>
     public static ServiceProcess Start(string project, IEnumerable<KeyValuePair<string, string?>> settings)
+        => Start("src", project, settings);
+
+    /// <summary>Starts the build output of <c>{folder}/{project}</c> (e.g. <c>tests/ArmEmulator</c>) with settings and command-line arguments.</summary>
+    public static ServiceProcess Start(string folder, string project, IEnumerable<KeyValuePair<string, string?>> settings, params string[] arguments)
     {
-        var directory = Path.Combine(RepositoryRoot, "src", project, "bin", BuildConfiguration, "net10.0");
+        var directory = Path.Combine(RepositoryRoot, folder, project, "bin", BuildConfiguration, "net10.0");
         var dll = Path.Combine(directory, $"DynamicWorkers.{project}.dll");
         if (!File.Exists(dll))
         {
             throw new FileNotFoundException($"{dll} is missing: build the solution first");
         }
 
-        var info = new ProcessStartInfo("dotnet", [dll])
+        var info = new ProcessStartInfo("dotnet", [dll, .. arguments])
         {
             WorkingDirectory = directory,
             RedirectStandardOutput = true,
