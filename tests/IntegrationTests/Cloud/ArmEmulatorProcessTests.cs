@@ -27,7 +27,7 @@ public sealed partial class ArmEmulatorProcessTests(RabbitMqTestVirtualHost brok
 
     public async Task InitializeAsync()
     {
-        _emulator = ServiceProcess.Start("tests", "ArmEmulator", []);
+        _emulator = ServiceProcess.StartFrom("tests", "ArmEmulator", []);
         await Eventually.True(() => Listening().Success || _emulator.HasExited, Deadline, "the emulator to listen", () => _emulator.Output);
         var endpoint = new Uri(Listening().Groups["uri"].Value);
         var thumbprint = Listening().Groups["thumbprint"].Value;
