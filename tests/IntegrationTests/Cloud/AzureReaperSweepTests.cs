@@ -1,10 +1,11 @@
+using System.Text.RegularExpressions;
 using DynamicWorkers.Cloud.Azure;
 using DynamicWorkers.IntegrationTests.Support;
 
 namespace DynamicWorkers.IntegrationTests.Cloud;
 
 /// <summary>The Reaper's orphan sweep as a process with <c>Cloud:Provider = Azure</c>, against the ARM emulator.</summary>
-public sealed class AzureReaperSweepTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database, ArmEmulatorFixture emulator)
+public sealed partial class AzureReaperSweepTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database, ArmEmulatorFixture emulator)
     : IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>, IClassFixture<ArmEmulatorFixture>, IAsyncLifetime
 {
     readonly List<ServiceProcess> _services = [];
@@ -51,7 +52,15 @@ public sealed class AzureReaperSweepTests(RabbitMqTestVirtualHost broker, Postgr
         Assert.Contains(emulator.Server.State.Vms, v => v.WorkerId == foreign);
         Assert.Contains("Deleting orphan VM of worker " + orphan, _services[1].Output);
         Assert.Single(emulator.Server.Requests, r => r.Method == "DELETE");
+        using var http = new HttpClient();
+        await Eventually.True(
+            async () => OrphanCount().IsMatch(await http.GetStringAsync(new Uri(_services[1].HttpAddress, "/metrics"))),
+            TimeSpan.FromSeconds(15),
+            "dw_workers_reaped_total{reason=\"orphan\"} 1 on the reaper's /metrics");
     }
+
+    [GeneratedRegex(@"(?m)^dw_workers_reaped_total\{[^}]*reason=""orphan""[^}]*\} 1(\s|$)")]
+    private static partial Regex OrphanCount();
 
     Guid Seed(string managedBy, string state)
     {
