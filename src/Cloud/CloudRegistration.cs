@@ -1,8 +1,10 @@
 using DynamicWorkers.Cloud.Azure;
 using DynamicWorkers.Cloud.Simulated;
 using DynamicWorkers.Infrastructure.Configuration;
+using DynamicWorkers.Infrastructure.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
 namespace DynamicWorkers.Cloud;
@@ -37,6 +39,10 @@ public static class CloudRegistration
             // One ArmClient per process: it holds the credential's token cache and the HTTP connections.
             services.AddSingleton(sp => AzureArm.CreateClient(sp.GetRequiredService<IOptions<AzureCloudOptions>>().Value));
             services.AddSingleton<IWorkerCloud, AzureWorkerCloud>();
+            services.TryAddSingleton(TimeProvider.System);
+            // A singleton, so the check's 30-second memory survives between probes.
+            services.AddSingleton<AzureHealthCheck>();
+            services.AddHealthChecks().AddCheck<AzureHealthCheck>("azure", tags: [HttpSurface.ReadyTag], timeout: TimeSpan.FromSeconds(15));
             return services;
         }
 

@@ -18,7 +18,7 @@ public sealed record RecordedRequest(DateTimeOffset At, string Method, string Pa
 
 /// <summary>
 /// Just enough Azure Resource Manager for the Azure adapter, over HTTPS on 127.0.0.1 with a self-signed
-/// certificate made at start: VM PUT/GET/DELETE/list with async operations, Run Command, NIC GET, and a token
+/// certificate made at start: VM PUT/GET/DELETE/list with async operations, Run Command, NIC GET, resource group GET, and a token
 /// endpoint for the test credential. Paths match case-insensitively, as ARM does. It records every request and
 /// takes faults (<see cref="Faults"/>). Start it in-process, or as its own process (<c>Program.cs</c>).
 /// </summary>
@@ -168,6 +168,21 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
             return State.GetNic(nic.Groups["sub"].Value, nic.Groups["rg"].Value, nic.Groups["name"].Value);
         }
 
+        if (ResourceGroupPath().Match(path) is { Success: true } resourceGroup && method == "GET")
+        {
+            var name = resourceGroup.Groups["rg"].Value;
+            return Faults.ResourceGroupsMissing
+                ? ArmResponse.Error(404, "ResourceGroupNotFound", $"Resource group '{name}' could not be found.")
+                : new ArmResponse(200, new JsonObject
+                {
+                    ["id"] = $"/subscriptions/{resourceGroup.Groups["sub"].Value}/resourceGroups/{name}",
+                    ["name"] = name,
+                    ["type"] = "Microsoft.Resources/resourceGroups",
+                    ["location"] = "westeurope",
+                    ["properties"] = new JsonObject { ["provisioningState"] = "Succeeded" },
+                });
+        }
+
         if (OperationPath().Match(path) is { Success: true } operation && method == "GET")
         {
             return operation.Groups["kind"].Value.Equals("operations", StringComparison.OrdinalIgnoreCase)
@@ -206,6 +221,9 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
 
     [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.network/networkinterfaces/(?<name>[^/]+)$", RegexOptions.IgnoreCase)]
     private static partial Regex NicPath();
+
+    [GeneratedRegex(@"^/subscriptions/(?<sub>[^/]+)/resourcegroups/(?<rg>[^/]+)$", RegexOptions.IgnoreCase)]
+    private static partial Regex ResourceGroupPath();
 
     [GeneratedRegex(@"^/subscriptions/[^/]+/providers/microsoft\.compute/locations/[^/]+/(?<kind>operations|operationresults)/(?<id>[^/]+)$", RegexOptions.IgnoreCase)]
     private static partial Regex OperationPath();

@@ -18,6 +18,9 @@ public sealed class EmulatorFaults
     /// <summary>Creates end <c>Failed</c> with this ARM error code (e.g. <c>AllocationFailed</c>).</summary>
     public string? CreateFailureCode { get; set; }
 
+    /// <summary>Every resource group answers 404 <c>ResourceGroupNotFound</c> (as when the setting names the wrong one).</summary>
+    public bool ResourceGroupsMissing { get; set; }
+
     /// <summary>The trust script "fails" on the VM: the Run Command succeeds but prints only to stderr.</summary>
     public bool TrustScriptsFail { get; set; }
 
@@ -46,6 +49,7 @@ public sealed class EmulatorFaults
         CreatesNeverFinish = false;
         CreateFailureCode = null;
         TrustScriptsFail = false;
+        ResourceGroupsMissing = false;
     }
 
     internal InjectedFault? Take(string method, string path)

@@ -66,6 +66,12 @@ public sealed partial class ArmEmulatorProcessTests(RabbitMqTestVirtualHost brok
     {
         var workerId = Guid.NewGuid();
         var instanceThumbprint = new string('D', 64);
+        using (var http = new HttpClient())
+        {
+            // Ready only once the credential works and the resource group can be read.
+            var ready = await http.GetStringAsync(new Uri(_services[0].HttpAddress, "/readyz"));
+            Assert.Equal("Healthy", (string?)JsonNode.Parse(ready)!["checks"]!["azure"]!["status"]);
+        }
 
         await SendAsync("provision-worker", new ProvisionWorker(workerId, "ubuntu-22.04", "Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:latest", "Standard_D2s_v5"));
         var provisioned = await EventAsync<WorkerProvisioned>(e => e.WorkerId == workerId);

@@ -4,6 +4,8 @@ using DynamicWorkers.ArmEmulator;
 using DynamicWorkers.Cloud;
 using DynamicWorkers.Cloud.Azure;
 using DynamicWorkers.IntegrationTests.Support;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
 
 namespace DynamicWorkers.IntegrationTests.Cloud;
 
@@ -284,6 +286,21 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         Assert.DoesNotContain(listed, v => v.WorkerId == theirs);
         Assert.Equal("pool-a", listed.Single(v => v.WorkerId == ours).Pool);
         Assert.Equal(DateTimeOffset.UtcNow.AddHours(-1), listed.Single(v => v.WorkerId == ours).CreatedAt, TimeSpan.FromMinutes(1));
+    }
+
+    [Fact]
+    public async Task Readiness_reads_the_resource_group_and_reports_a_missing_one_with_the_arm_code()
+    {
+        var options = _emulator.CreateOptions();
+
+        var healthy = await new AzureHealthCheck(AzureArm.CreateClient(options), Options.Create(options), TimeProvider.System).CheckHealthAsync(new HealthCheckContext());
+        Server.Faults.ResourceGroupsMissing = true;
+        var missing = await new AzureHealthCheck(AzureArm.CreateClient(options), Options.Create(options), TimeProvider.System).CheckHealthAsync(new HealthCheckContext());
+
+        Assert.Equal(HealthStatus.Healthy, healthy.Status);
+        Assert.Equal(HealthStatus.Unhealthy, missing.Status);
+        Assert.Contains("ResourceGroupNotFound", missing.Description);
+        Assert.All(ArmRequests("GET"), r => Assert.EndsWith($"/resourceGroups/{ArmEmulatorFixture.ResourceGroup}", r.Path, StringComparison.OrdinalIgnoreCase));
     }
 
     void Seed(Guid workerId, string managedBy, string state) => Server.State.Seed(

@@ -39,13 +39,20 @@ public sealed class ArmEmulatorFixture : IAsyncLifetime
     /// <summary>The adapter in this process, built from <see cref="Settings"/> plus overrides, through the real SDK.</summary>
     public AzureWorkerCloud CreateCloud(IReadOnlyDictionary<string, string?>? overrides = null)
     {
+        var options = CreateOptions(overrides);
+        return new AzureWorkerCloud(AzureArm.CreateClient(options), Options.Create(options), NullLogger<AzureWorkerCloud>.Instance);
+    }
+
+    /// <summary><c>Cloud:Azure</c> as a host would bind and validate it from <see cref="Settings"/> plus overrides.</summary>
+    public AzureCloudOptions CreateOptions(IReadOnlyDictionary<string, string?>? overrides = null)
+    {
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(Settings).AddInMemoryCollection(overrides ?? new Dictionary<string, string?>()).Build();
         var options = configuration.GetSection(AzureCloudOptions.Section).Get<AzureCloudOptions>()!;
         var results = new List<System.ComponentModel.DataAnnotations.ValidationResult>();
         Assert.True(
             System.ComponentModel.DataAnnotations.Validator.TryValidateObject(options, new(options), results, validateAllProperties: true),
             string.Join("; ", results.Select(r => r.ErrorMessage)));
-        return new AzureWorkerCloud(AzureArm.CreateClient(options), Options.Create(options), NullLogger<AzureWorkerCloud>.Instance);
+        return options;
     }
 
     public async Task InitializeAsync() => Server = await ArmEmulatorServer.StartAsync();
