@@ -128,6 +128,30 @@ public sealed partial class ArmState(EmulatorFaults faults)
         }
     }
 
+    /// <summary>An update: only tags are taken (they replace the VM's tags, as in ARM); answered at once.</summary>
+    public ArmResponse PatchVm(string subscription, string resourceGroup, string name, JsonObject? body)
+    {
+        lock (_gate)
+        {
+            Settle();
+            if (!_vms.TryGetValue(Key(subscription, resourceGroup, name), out var vm))
+            {
+                return NotFound("Microsoft.Compute/virtualMachines", name, resourceGroup);
+            }
+
+            if (body?["tags"] is JsonObject tags)
+            {
+                vm.Tags.Clear();
+                foreach (var (key, value) in tags)
+                {
+                    vm.Tags[key] = value?.GetValue<string>() ?? "";
+                }
+            }
+
+            return new ArmResponse(200, VmJson(vm));
+        }
+    }
+
     public ArmResponse GetVm(string subscription, string resourceGroup, string name)
     {
         lock (_gate)

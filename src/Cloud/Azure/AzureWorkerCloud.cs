@@ -25,6 +25,8 @@ public sealed class AzureWorkerCloud : IWorkerCloud
     public const string WorkerIdTag = "dw-worker-id";
     public const string PoolTag = "dw-pool";
     public const string CreatedAtTag = "dw-created-at";
+    public const string TrustedInstanceTag = "dw-trusted-instance";
+    public const string TrustedThumbprintTag = "dw-trusted-thumbprint";
 
     public const string InvalidThumbprint = "InvalidThumbprint";
     public const string InvalidImage = "InvalidImage";
@@ -34,6 +36,7 @@ public sealed class AzureWorkerCloud : IWorkerCloud
     public const string TrustTimedOut = "TrustTimedOut";
     public const string NoAgentThumbprint = "TrustScriptPrintedNoThumbprint";
     public const string NoPrivateAddress = "NoPrivateAddress";
+    public const string AlreadyTrustsAnotherInstance = "AlreadyTrustsAnotherInstance";
 
     readonly ArmClient _arm;
     readonly AzureCloudOptions _options;
@@ -101,6 +104,7 @@ public sealed class AzureWorkerCloud : IWorkerCloud
                 throw new WorkerCloudException(VmNotReady);
             }
 
+            vm = await ClaimAsync(vm, instanceId, thumbprint, timeout.Token);
             var pool = vm.Data.Tags.TryGetValue(PoolTag, out var p) ? p : "";
             var poolOptions = _options.Pools.GetValueOrDefault(pool);
             var os = poolOptions?.OsType
@@ -168,6 +172,32 @@ public sealed class AzureWorkerCloud : IWorkerCloud
         }
 
         return vms;
+    }
+
+    /// <summary>
+    /// Records on the VM, as tags, whom it trusts before the script runs, and refuses a VM already claimed by
+    /// another instance or thumbprint: the worker saga decides isolation, this is the cloud-side second guard
+    /// (and what an operator sees in the portal). A repeat for the same instance re-runs the script, which is
+    /// idempotent. Two different instances racing within one PATCH are not caught here (ARM has no tag ETag).
+    /// </summary>
+    async Task<VirtualMachineResource> ClaimAsync(VirtualMachineResource vm, string instanceId, string thumbprint, CancellationToken cancellationToken)
+    {
+        if (vm.Data.Tags.TryGetValue(TrustedInstanceTag, out var trustedInstance))
+        {
+            var sameThumbprint = vm.Data.Tags.TryGetValue(TrustedThumbprintTag, out var trusted)
+                                 && string.Equals(trusted, thumbprint, StringComparison.OrdinalIgnoreCase);
+            return trustedInstance == instanceId && sameThumbprint ? vm : throw new WorkerCloudException(AlreadyTrustsAnotherInstance);
+        }
+
+        var patch = new VirtualMachinePatch();
+        foreach (var (key, value) in vm.Data.Tags)
+        {
+            patch.Tags[key] = value;
+        }
+
+        patch.Tags[TrustedInstanceTag] = instanceId;
+        patch.Tags[TrustedThumbprintTag] = thumbprint.ToUpperInvariant();
+        return (await vm.UpdateAsync(WaitUntil.Completed, patch, cancellationToken: cancellationToken)).Value;
     }
 
     async Task<VirtualMachineResource?> FindAsync(Guid workerId, CancellationToken cancellationToken)
@@ -333,7 +363,7 @@ public sealed class AzureWorkerCloud : IWorkerCloud
             ? parsed
             : DateTimeOffset.UtcNow;
         var pool = vm.Tags.TryGetValue(PoolTag, out var p) ? p : "";
-        return new CloudVm(workerId, pool, "", "", createdAt, IsProvisioning(vm), TrustedInstanceId: null);
+        return new CloudVm(workerId, pool, "", "", createdAt, IsProvisioning(vm), vm.Tags.TryGetValue(TrustedInstanceTag, out var trusted) ? trusted : null);
     }
 
     static bool IsState(VirtualMachineData vm, string state) => string.Equals(vm.ProvisioningState, state, StringComparison.OrdinalIgnoreCase);

@@ -199,6 +199,32 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     }
 
     [Fact]
+    public async Task A_vm_records_whom_it_trusts_in_tags_and_refuses_a_second_instance_before_running_anything()
+    {
+        var cloud = _emulator.CreateCloud();
+        var workerId = Guid.NewGuid();
+        await cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None);
+        var thumbprint = new string('e', 40);
+
+        var first = await cloud.TrustAsync(workerId, "instance-1", thumbprint, CancellationToken.None);
+        var again = await cloud.TrustAsync(workerId, "instance-1", thumbprint.ToUpperInvariant(), CancellationToken.None);
+        var other = await Assert.ThrowsAsync<WorkerCloudException>(() => cloud.TrustAsync(workerId, "instance-2", new string('f', 40), CancellationToken.None));
+        var otherThumbprint = await Assert.ThrowsAsync<WorkerCloudException>(() => cloud.TrustAsync(workerId, "instance-1", new string('f', 40), CancellationToken.None));
+
+        Assert.Equal(first, again);
+        Assert.Equal(AzureWorkerCloud.AlreadyTrustsAnotherInstance, other.Reason);
+        Assert.Equal(AzureWorkerCloud.AlreadyTrustsAnotherInstance, otherThumbprint.Reason);
+        var emulated = Server.State.Vms.Single(v => v.WorkerId == workerId);
+        Assert.Equal("instance-1", emulated.Tags["dw-trusted-instance"]);
+        Assert.Equal(thumbprint.ToUpperInvariant(), emulated.Tags["dw-trusted-thumbprint"]);
+        Assert.Equal("dynamic-workers", emulated.Tags["dw-managed-by"]);
+        Assert.Equal([thumbprint.ToUpperInvariant()], emulated.TrustedThumbprints.Distinct());
+        Assert.Equal(2, Server.State.RunCommands.Count(c => c.WorkerId == workerId));
+        Assert.Single(ArmRequests("PATCH"));
+        Assert.Equal("instance-1", (await cloud.ListAsync(CancellationToken.None)).Single(v => v.WorkerId == workerId).TrustedInstanceId);
+    }
+
+    [Fact]
     public async Task A_pool_can_bring_its_own_trust_script()
     {
         var cloud = _emulator.CreateCloud(new Dictionary<string, string?>
