@@ -19,8 +19,9 @@ public sealed record RecordedRequest(DateTimeOffset At, string Method, string Pa
 /// <summary>
 /// Just enough Azure Resource Manager for the Azure adapter, over HTTPS on 127.0.0.1 with a self-signed
 /// certificate made at start: VM PUT/PATCH/GET/DELETE/list with async operations, Run Command, NIC GET,
-/// resource group GET, and a token endpoint for the test credential. Paths match case-insensitively, as ARM does. It records every request and
-/// takes faults (<see cref="Faults"/>). Start it in-process, or as its own process (<c>Program.cs</c>).
+/// resource group GET, and a token endpoint for the test credential. Paths match case-insensitively, as ARM
+/// does. It records every request and takes faults (<see cref="Faults"/>). Start it in-process, or as its own
+/// process (<c>Program.cs</c>).
 /// </summary>
 public sealed partial class ArmEmulatorServer : IAsyncDisposable
 {
