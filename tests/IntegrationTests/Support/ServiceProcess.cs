@@ -119,7 +119,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         }
     }
 
-    static string BuildConfiguration { get; } = typeof(ServiceProcess).Assembly
+    public static string BuildConfiguration { get; } = typeof(ServiceProcess).Assembly
         .GetCustomAttributes<AssemblyMetadataAttribute>()
         .Single(a => a.Key == "Configuration").Value!;
 
