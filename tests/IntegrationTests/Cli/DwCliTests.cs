@@ -7,7 +7,8 @@ namespace DynamicWorkers.IntegrationTests.Cli;
 /// The built <c>dw</c> as an OS process against the real broker and a running system (four service processes):
 /// what an instance's script and an operator would type, checked by exit code and <c>--json</c> output.
 /// </summary>
-public sealed class DwCliTests(DwSystem system) : IClassFixture<DwSystem>
+[Collection(RunningSystemCollection.Name)]
+public sealed class DwCliTests(DwSystem system)
 {
     static readonly string Thumbprint = new('c', 40);
 
@@ -36,14 +37,15 @@ public sealed class DwCliTests(DwSystem system) : IClassFixture<DwSystem>
         var status = await Dw("pool", "status", "--json");
         Assert.True(status.ExitCode == 0, status.ToString());
         var pool = status.Json.GetProperty("pools").EnumerateArray().Single(p => p.GetProperty("pool").GetString() == DwSystem.Pool);
-        Assert.Equal(1, pool.GetProperty("workersByState").GetProperty("Leased").GetInt32());
+        // Other tests of the collection may hold leases of this pool at the same time.
+        Assert.True(pool.GetProperty("workersByState").GetProperty("Leased").GetInt32() >= 1, status.Stdout);
         Assert.NotEmpty(pool.GetProperty("tools").EnumerateArray());
 
         var table = await Dw("pool", "status");
         Assert.True(table.ExitCode == 0, table.ToString());
         Assert.StartsWith("POOL", table.Stdout);
         Assert.Contains(DwSystem.Pool, table.Stdout);
-        Assert.Contains("Leased=1", table.Stdout);
+        Assert.Contains("Leased=", table.Stdout);
 
         var workers = await Dw("workers", "--instance", "instance-a", "--json");
         Assert.True(workers.ExitCode == 0, workers.ToString());

@@ -2,8 +2,15 @@ using DynamicWorkers.IntegrationTests.Support;
 
 namespace DynamicWorkers.IntegrationTests.Cli;
 
+/// <summary>The <c>dw</c> and wire-format tests share one running system.</summary>
+[CollectionDefinition(Name)]
+public sealed class RunningSystemCollection : ICollectionFixture<DwSystem>
+{
+    public const string Name = "running system";
+}
+
 /// <summary>
-/// A running system for the <c>dw</c> tests, started once per test class: LeaseSaga, Provisioner, Trust and Reaper
+/// A running system for the <c>dw</c> and wire-format tests, started once for the collection: LeaseSaga, Provisioner, Trust and Reaper
 /// as OS processes on their own RabbitMQ virtual host and PostgreSQL database, simulated cloud without delays.
 /// </summary>
 public sealed class DwSystem : IAsyncLifetime
