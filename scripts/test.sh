@@ -36,6 +36,9 @@ ensure_packages() {
   dpkg -s rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
   dpkg -s postgresql >/dev/null 2>&1 || missing+=(postgresql)
   command -v curl >/dev/null || missing+=(curl)
+  # The dashboard test drives Debian's Chromium through its matching chromedriver.
+  dpkg -s chromium >/dev/null 2>&1 || missing+=(chromium)
+  dpkg -s chromium-driver >/dev/null 2>&1 || missing+=(chromium-driver)
   if ((${#missing[@]})); then
     log "installing ${missing[*]} with apt"
     export DEBIAN_FRONTEND=noninteractive

@@ -242,6 +242,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 
     void Reserve(WorkerState worker, ReserveWorker reservation)
     {
+        RecordIdleTime(worker);
         worker.TrustStartedAt = worker.TrustedInstanceId is null ? _clock.GetUtcNow() : worker.TrustStartedAt;
         worker.CurrentLeaseId = reservation.LeaseId;
         worker.TrustedInstanceId = reservation.InstanceId;
@@ -267,6 +268,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         where T : class
     {
         var worker = c.Saga;
+        RecordIdleTime(worker);
         worker.ReapReason = reason;
         worker.ReapStartedAt = _clock.GetUtcNow();
         _logger.LogInformation(
@@ -281,6 +283,15 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 
     TimeSpan Until(DateTimeOffset? deadline)
         => deadline is { } d && d > _clock.GetUtcNow() ? d - _clock.GetUtcNow() : TimeSpan.Zero;
+
+    /// <summary>A worker with no lease stops idling (it is reserved or deleted): count the time since it became ready or idle.</summary>
+    void RecordIdleTime(WorkerState worker)
+    {
+        if (worker.CurrentLeaseId is null && (worker.LastLeaseEndedAt ?? worker.ProvisionedAt) is { } since)
+        {
+            DwTelemetry.WorkerIdleSeconds.Add(Math.Max(0, (_clock.GetUtcNow() - since).TotalSeconds), PoolTag(worker));
+        }
+    }
 
     static KeyValuePair<string, object?> PoolTag(WorkerState worker) => new("pool", worker.Pool);
 
