@@ -46,7 +46,11 @@ public sealed class DynamicWorkersClientTests : IAsyncLifetime
     ServiceProvider _provider = null!;
     ITestHarness _harness = null!;
 
+    /// <summary>As an app gets it from DI: attempts long enough that no answer is ever missed under load.</summary>
     DynamicWorkersClient Client => _provider.GetRequiredService<DynamicWorkersClient>();
+
+    /// <summary>Tiny attempts, for the retry and deadline tests.</summary>
+    DynamicWorkersClient Impatient => new(_harness.Bus, new DynamicWorkersClientOptions { AttemptTimeout = TimeSpan.FromMilliseconds(100) });
 
     public async Task InitializeAsync()
     {
@@ -55,7 +59,7 @@ public sealed class DynamicWorkersClientTests : IAsyncLifetime
             .AddMassTransitTestHarness(x => x.AddConsumer<FakeLeaseServiceConsumer>())
             .AddDynamicWorkersClient(o =>
             {
-                o.AttemptTimeout = TimeSpan.FromMilliseconds(100);
+                o.AttemptTimeout = TimeSpan.FromSeconds(10);
                 o.LeaseDeadline = TimeSpan.FromSeconds(20);
                 o.QueryDeadline = TimeSpan.FromSeconds(20);
             })
@@ -106,14 +110,15 @@ public sealed class DynamicWorkersClientTests : IAsyncLifetime
         var leaseId = Guid.NewGuid();
         _service.Answer = (r, attempt) => attempt < 3 ? null : GrantFor(r);
 
-        var result = await Client.RequestLeaseAsync("instance-1", Thumbprint, "ubuntu-22.04", leaseId);
+        var result = await Impatient.RequestLeaseAsync("instance-1", Thumbprint, "ubuntu-22.04", leaseId, deadline: TimeSpan.FromSeconds(20));
 
         Assert.Equal(leaseId, Assert.IsType<LeaseResult.Granted>(result).LeaseId);
         var attempts = _service.Attempts.ToList();
-        Assert.Equal(3, attempts.Count);
+        // Three unless a loaded machine delayed an answer past its attempt, which adds another.
+        Assert.True(attempts.Count >= 3, $"{attempts.Count} attempts");
         Assert.All(attempts, a => Assert.Equal(leaseId, a.Message.LeaseId));
         Assert.Single(attempts.Select(a => a.Message).Distinct());
-        Assert.Equal(3, attempts.Select(a => a.RequestId).Distinct().Count());
+        Assert.Equal(attempts.Count, attempts.Select(a => a.RequestId).Distinct().Count());
     }
 
     [Fact]
@@ -122,7 +127,7 @@ public sealed class DynamicWorkersClientTests : IAsyncLifetime
         var leaseId = Guid.NewGuid();
 
         var e = await Assert.ThrowsAsync<DynamicWorkersTimeoutException>(
-            () => Client.RequestLeaseAsync("instance-1", Thumbprint, "ubuntu-22.04", leaseId, deadline: TimeSpan.FromMilliseconds(350)));
+            () => Impatient.RequestLeaseAsync("instance-1", Thumbprint, "ubuntu-22.04", leaseId, deadline: TimeSpan.FromMilliseconds(600)));
 
         Assert.Equal(leaseId, e.LeaseId);
         Assert.True(_service.Attempts.Count >= 2, $"{_service.Attempts.Count} attempts: the request should have been repeated");
