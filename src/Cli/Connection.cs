@@ -88,5 +88,11 @@ public static class Connection
             output.Error("cancelled");
             return ExitCodes.Failed;
         }
+        catch (MassTransit.RequestFaultException e)
+        {
+            // The service took the request and failed on it (its log has the details).
+            output.Error($"the service failed to answer: {e.Fault?.Exceptions.FirstOrDefault()?.Message ?? e.Message}");
+            return ExitCodes.Failed;
+        }
     }
 }

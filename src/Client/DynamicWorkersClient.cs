@@ -40,6 +40,10 @@ public sealed class DynamicWorkersClient : IAsyncDisposable
         return new DynamicWorkersClient(bus, bus, options);
     }
 
+    /// <inheritdoc cref="ConnectAsync(Uri, DynamicWorkersClientOptions?, CancellationToken)"/>
+    public static Task<DynamicWorkersClient> ConnectAsync(string rabbitMqUri, DynamicWorkersClientOptions? options = null, CancellationToken cancellationToken = default)
+        => ConnectAsync(new Uri(rabbitMqUri), options, cancellationToken);
+
     /// <summary>
     /// Asks for a worker and waits for the answer. The request is published with a response address and, if no
     /// answer comes within <see cref="DynamicWorkersClientOptions.AttemptTimeout"/>, published again with the
