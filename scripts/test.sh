@@ -45,6 +45,14 @@ ensure_packages() {
     apt-get update -qq || die "apt-get update"
     apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]}"
   fi
+  # Only to validate docker-compose.yml (no engine here); without --no-install-recommends it pulls in docker.io.
+  if ! dpkg -s docker-compose >/dev/null 2>&1; then
+    log "installing docker-compose"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
+      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; } \
+      || die "apt-get install docker-compose"
+  fi
 }
 
 start_rabbitmq() {
