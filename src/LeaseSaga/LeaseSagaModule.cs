@@ -23,6 +23,8 @@ public static class LeaseSagaModule
         services.AddDynamicWorkersDatabase<DynamicWorkersDbContext>(configuration, DynamicWorkersDbContext.Create);
         services.AddLeaseSagaOptions(configuration);
         services.AddScoped<InstanceLifecycles>();
+        services.AddScoped<OpsQueries>();
+        services.AddHostedService<PoolGauges>();
         services.AddHostedService<PoolReconciler>();
         return services;
     }

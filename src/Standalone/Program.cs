@@ -2,13 +2,19 @@ using DynamicWorkers.Cloud;
 using DynamicWorkers.Infrastructure.Hosting;
 using DynamicWorkers.Infrastructure.Messaging;
 using DynamicWorkers.LeaseSaga;
+using DynamicWorkers.LeaseSaga.Http;
 using DynamicWorkers.Provisioner;
 using DynamicWorkers.Reaper;
+using DynamicWorkers.Standalone;
 using DynamicWorkers.Trust;
 using Microsoft.Extensions.Configuration.Memory;
+using Microsoft.Extensions.DependencyInjection;
 
-// Every service in one process: in-memory transport, SQLite under the user's data directory.
+// Every service in one process: in-memory transport, SQLite under the user's data directory, the simulated
+// cloud, the dashboard on http://127.0.0.1:8080/. `--demo` also plays a few instances with compressed timeouts.
 // appsettings.json, environment variables and the command line override these defaults.
+var demo = args.Contains(DemoInstances.Switch);
+args = args.Where(a => a != DemoInstances.Switch).ToArray();
 var dataDirectory = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "dynamic-workers");
 Directory.CreateDirectory(dataDirectory);
 var defaults = new Dictionary<string, string?>
@@ -16,7 +22,13 @@ var defaults = new Dictionary<string, string?>
     ["Transport"] = "InMemory",
     ["Database:Provider"] = "Sqlite",
     ["ConnectionStrings:Default"] = $"Data Source={Path.Combine(dataDirectory, "dynamic-workers.db")}",
+    // A single-user tool: the dashboard is not offered to the network unless asked for.
+    ["Http:Host"] = "127.0.0.1",
 };
+if (demo)
+{
+    DemoInstances.AddDefaults(defaults, dataDirectory);
+}
 
 return await HostRunner.RunAsync("standalone", args, builder =>
 {
@@ -34,4 +46,16 @@ return await HostRunner.RunAsync("standalone", args, builder =>
             bus.AddReaperEndpoints();
         },
         hostScheduler: true);
+    if (demo)
+    {
+        builder.Services.AddHostedService<DemoInstances>();
+    }
+}, app =>
+{
+    app.MapLeaseSagaHttp();
+    app.Lifetime.ApplicationStarted.Register(() =>
+    {
+        var address = app.Urls.First();
+        Console.WriteLine($"Dynamic Workers is running. Dashboard: {address}/  (Ctrl+C to stop)");
+    });
 });

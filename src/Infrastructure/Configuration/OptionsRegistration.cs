@@ -1,3 +1,5 @@
+using DynamicWorkers.Infrastructure.Hosting;
+using DynamicWorkers.Infrastructure.Persistence;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -31,6 +33,8 @@ public static class OptionsRegistration
             return services.AddOptions<DatabaseOptions>();
         }
 
+        // Every host that uses the database is ready only while it answers.
+        services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: [HttpSurface.ReadyTag], timeout: TimeSpan.FromSeconds(5));
         return services.AddValidatedOptions<DatabaseOptions>(configuration.GetSection(DatabaseOptions.Section))
             .Configure(o => o.ConnectionString = configuration.GetConnectionString("Default") ?? "");
     }

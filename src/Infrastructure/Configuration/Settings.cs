@@ -110,3 +110,17 @@ public sealed class SchedulerOptions
     [Range(1, 256)]
     public int MaxConcurrency { get; set; } = 16;
 }
+
+/// <summary>Section <c>Http</c>: the one port serving health, metrics (and, on the lease-saga host, the API and dashboard).</summary>
+public sealed class HttpOptions
+{
+    public const string Section = "Http";
+
+    /// <summary>0 picks a free port (tests); the chosen address is logged at start.</summary>
+    [Range(0, 65535)]
+    public int Port { get; set; } = 8080;
+
+    /// <summary>Interface to listen on: every interface by default (containers); Standalone uses loopback.</summary>
+    [Required(AllowEmptyStrings = false)]
+    public string Host { get; set; } = "0.0.0.0";
+}

@@ -1,3 +1,5 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
@@ -10,20 +12,26 @@ public static class HostRunner
     public const int InvalidConfiguration = 2;
 
     /// <summary>
-    /// Builds and runs a Generic Host (appsettings.json, then <c>Section__Key</c> environment variables, then
-    /// the command line). A configuration error stops start-up with one clear line on stderr and exit code 2,
-    /// so an operator sees at once which key to fix.
+    /// Builds and runs a host (appsettings.json, then <c>Section__Key</c> environment variables, then the command
+    /// line) that serves <see cref="HttpSurface"/> plus whatever <paramref name="map"/> adds. A configuration error
+    /// (or a port already taken) stops start-up with one clear line on stderr and exit code 2, so an operator sees
+    /// at once which key to fix.
     /// </summary>
-    public static async Task<int> RunAsync(string name, string[] args, Action<HostApplicationBuilder> configure)
+    public static async Task<int> RunAsync(
+        string name, string[] args, Action<WebApplicationBuilder> configure, Action<WebApplication>? map = null)
     {
         try
         {
-            var builder = Host.CreateApplicationBuilder(args);
+            var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
             configure(builder);
-            using var host = builder.Build();
+            // After configure: a host may add configuration defaults (Standalone listens on loopback).
+            builder.AddHttpSurface();
+            await using var app = builder.Build();
             // Validate every ValidateOnStart option now, before the host would log the failure as a crash.
-            host.Services.GetService<IStartupValidator>()?.Validate();
-            await host.RunAsync();
+            app.Services.GetService<IStartupValidator>()?.Validate();
+            app.MapHttpSurface();
+            map?.Invoke(app);
+            await app.RunAsync();
             return 0;
         }
         catch (OptionsValidationException e)
@@ -35,6 +43,11 @@ public static class HostRunner
         {
             // A value of the wrong type, e.g. Database:Provider=Oracle.
             await Console.Error.WriteLineAsync($"{name}: invalid configuration: {e.Message}");
+            return InvalidConfiguration;
+        }
+        catch (IOException e) when (e.InnerException is AddressInUseException)
+        {
+            await Console.Error.WriteLineAsync($"{name}: cannot serve HTTP: {e.Message} (set Http:Port to a free port)");
             return InvalidConfiguration;
         }
     }

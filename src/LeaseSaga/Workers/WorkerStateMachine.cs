@@ -18,6 +18,10 @@ namespace DynamicWorkers.LeaseSaga.Workers;
 /// </summary>
 public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 {
+    static readonly Uri ProvisionQueue = CloudQueues.Address(CloudQueues.ProvisionWorker);
+    static readonly Uri TrustQueue = CloudQueues.Address(CloudQueues.TrustWorker);
+    internal static readonly Uri DeprovisionQueue = CloudQueues.Address(CloudQueues.DeprovisionWorker);
+
     readonly TimeProvider _clock;
     readonly ILogger<WorkerStateMachine> _logger;
 
@@ -54,7 +58,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                     c.Saga.CreatedAt = _clock.GetUtcNow();
                     Log(c.Saga, "provisioning");
                 })
-                .Publish(c => new ProvisionWorker(c.Saga.CorrelationId, c.Message.Pool, c.Message.Image, c.Message.Size))
+                .Send(ProvisionQueue, c => new ProvisionWorker(c.Saga.CorrelationId, c.Message.Pool, c.Message.Image, c.Message.Size))
                 .Schedule(ProvisioningTimeout, c => new WorkerProvisioningTimedOut(c.Saga.CorrelationId), _ => lifecycle.CurrentValue.ProvisioningTimeout)
                 .TransitionTo(Provisioning));
 
@@ -86,7 +90,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         During(Ready,
             When(Reserved)
                 .Then(c => Reserve(c.Saga, c.Message))
-                .Publish(c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint))
+                .Send(TrustQueue, c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint))
                 .Schedule(TrustTimeout, c => new WorkerTrustTimedOut(c.Saga.CorrelationId), _ => lifecycle.CurrentValue.TrustTimeout)
                 .TransitionTo(Trusting),
             When(MaxAge.Received)
@@ -180,7 +184,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
             When(Reserved, c => c.Saga.ReapReason != "max_age" && c.Saga.TrustedInstanceId is null)
                 .Then(c => c.Saga.ReapReason = null)
                 .Then(c => Reserve(c.Saga, c.Message))
-                .Publish(c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint))
+                .Send(TrustQueue, c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint))
                 .Schedule(TrustTimeout, c => new WorkerTrustTimedOut(c.Saga.CorrelationId), _ => lifecycle.CurrentValue.TrustTimeout)
                 .TransitionTo(Trusting),
             When(Reserved, c => c.Saga.ReapReason != "max_age" && TrustsAlready(c.Saga, c.Message))
@@ -271,6 +275,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 
     void Reserve(WorkerState worker, ReserveWorker reservation)
     {
+        RecordIdleTime(worker);
         worker.TrustStartedAt = worker.TrustedInstanceId is null ? _clock.GetUtcNow() : worker.TrustStartedAt;
         worker.CurrentLeaseId = reservation.LeaseId;
         worker.TrustedInstanceId = reservation.InstanceId;
@@ -296,11 +301,12 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         where T : class
     {
         var worker = c.Saga;
+        RecordIdleTime(worker);
         worker.ReapReason = reason;
         worker.ReapStartedAt = _clock.GetUtcNow();
         _logger.LogInformation(
             "Worker {WorkerId} of {Pool} is deprovisioned ({Reason}: {Detail})", worker.CorrelationId, worker.Pool, reason, detail);
-        await c.Publish(new DeprovisionWorker(worker.CorrelationId, reason));
+        await c.Send(DeprovisionQueue, new DeprovisionWorker(worker.CorrelationId, reason));
         await c.Publish(new WorkerGone(worker.Pool, worker.CorrelationId, failed, detail, requeue));
     }
 
@@ -327,6 +333,15 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 
     TimeSpan Until(DateTimeOffset? deadline)
         => deadline is { } d && d > _clock.GetUtcNow() ? d - _clock.GetUtcNow() : TimeSpan.Zero;
+
+    /// <summary>A worker with no lease stops idling (it is reserved or deleted): count the time since it became ready or idle.</summary>
+    void RecordIdleTime(WorkerState worker)
+    {
+        if (worker.CurrentLeaseId is null && (worker.LastLeaseEndedAt ?? worker.ProvisionedAt) is { } since)
+        {
+            DwTelemetry.WorkerIdleSeconds.Add(Math.Max(0, (_clock.GetUtcNow() - since).TotalSeconds), PoolTag(worker));
+        }
+    }
 
     static KeyValuePair<string, object?> PoolTag(WorkerState worker) => new("pool", worker.Pool);
 

@@ -12,6 +12,8 @@ public sealed class HostStartupTests
         { "LeaseSaga", "Scheduler:ClusterCheckinInterval", "00:00:00", "ClusterCheckinInterval" },
         { "LeaseSaga", "RabbitMq:Port", "0", "Port" },
         { "LeaseSaga", "Transport", "Carrier pigeon", "Transport" },
+        { "Provisioner", "Http:Port", "70000", "Port" },
+        { "Reaper", "Http:Host", "localhost", "Http:Host must be an IP address" },
     };
 
     [Theory]

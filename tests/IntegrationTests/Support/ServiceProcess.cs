@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Reflection;
 using System.Text;
+using System.Text.RegularExpressions;
 
 namespace DynamicWorkers.IntegrationTests.Support;
 
@@ -8,7 +9,7 @@ namespace DynamicWorkers.IntegrationTests.Support;
 /// One of the deployables running as its own OS process (<c>dotnet</c> of its built output), configured
 /// through <c>Section__Key</c> environment variables exactly as an operator would. Output is kept for diagnostics.
 /// </summary>
-public sealed class ServiceProcess : IAsyncDisposable
+public sealed partial class ServiceProcess : IAsyncDisposable
 {
     readonly Process _process;
     readonly StringBuilder _output = new();
@@ -39,17 +40,25 @@ public sealed class ServiceProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts <c>src/{project}</c>'s build output with the given settings (keys as in appsettings, e.g. <c>RabbitMq:Host</c>).</summary>
-    public static ServiceProcess Start(string project, IEnumerable<KeyValuePair<string, string?>> settings)
+    /// <summary>
+    /// Starts <c>src/{project}</c>'s build output with the given settings (keys as in appsettings, e.g.
+    /// <c>RabbitMq:Host</c>) and command-line arguments. It serves HTTP on a free loopback port unless the
+    /// settings say otherwise; <see cref="HttpAddress"/> tells which.
+    /// </summary>
+    public static ServiceProcess Start(string project, IEnumerable<KeyValuePair<string, string?>> settings, params string[] args)
+        => StartFrom("src", project, settings, args);
+
+    /// <summary>The same for the build output of <c>{folder}/{project}</c>, e.g. <c>tests/ArmEmulator</c>.</summary>
+    public static ServiceProcess StartFrom(string folder, string project, IEnumerable<KeyValuePair<string, string?>> settings, params string[] args)
     {
-        var directory = Path.Combine(RepositoryRoot, "src", project, "bin", BuildConfiguration, "net10.0");
+        var directory = Path.Combine(RepositoryRoot, folder, project, "bin", BuildConfiguration, "net10.0");
         var dll = Path.Combine(directory, $"DynamicWorkers.{project}.dll");
         if (!File.Exists(dll))
         {
             throw new FileNotFoundException($"{dll} is missing: build the solution first");
         }
 
-        var info = new ProcessStartInfo("dotnet", [dll])
+        var info = new ProcessStartInfo("dotnet", [dll, .. args])
         {
             WorkingDirectory = directory,
             RedirectStandardOutput = true,
@@ -58,6 +67,9 @@ public sealed class ServiceProcess : IAsyncDisposable
         };
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
         info.Environment["Logging__Console__FormatterName"] = "simple";
+        // Several services run side by side: each on a port of its own.
+        info.Environment["Http__Port"] = "0";
+        info.Environment["Http__Host"] = "127.0.0.1";
         foreach (var (key, value) in settings)
         {
             info.Environment[key.Replace(":", "__")] = value ?? "";
@@ -86,6 +98,19 @@ public sealed class ServiceProcess : IAsyncDisposable
             throw new InvalidOperationException($"the service exited with {ExitCode}:\n{Output}");
         }
     }
+
+    /// <summary>Where the started service serves HTTP (from Kestrel's "Now listening on" line).</summary>
+    public Uri HttpAddress
+    {
+        get
+        {
+            var match = ListeningLine().Match(Output);
+            return match.Success ? new Uri(match.Groups[1].Value) : throw new InvalidOperationException($"the service has not logged its HTTP address:\n{Output}");
+        }
+    }
+
+    [GeneratedRegex(@"Now listening on: (http://\S+)")]
+    private static partial Regex ListeningLine();
 
     public Task WaitForExitAsync(TimeSpan deadline)
     {
@@ -123,7 +148,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         }
     }
 
-    static string BuildConfiguration { get; } = typeof(ServiceProcess).Assembly
+    public static string BuildConfiguration { get; } = typeof(ServiceProcess).Assembly
         .GetCustomAttributes<AssemblyMetadataAttribute>()
         .Single(a => a.Key == "Configuration").Value!;
 

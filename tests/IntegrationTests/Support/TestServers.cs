@@ -71,6 +71,9 @@ public sealed class RabbitMqTestVirtualHost : IAsyncLifetime
         return response.IsSuccessStatusCode;
     }
 
+    /// <summary>Deletes the virtual host now, closing every connection to it, as a lost broker would.</summary>
+    public async Task DropAsync() => (await _http.DeleteAsync($"/api/vhosts/{Uri.EscapeDataString(Name)}")).EnsureSuccessStatusCode();
+
     public async Task DisposeAsync()
     {
         await _http.DeleteAsync($"/api/vhosts/{Uri.EscapeDataString(Name)}");

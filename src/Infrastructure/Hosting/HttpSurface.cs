@@ -1,0 +1,70 @@
+using System.Net;
+using System.Text.Json;
+using DynamicWorkers.Infrastructure.Configuration;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+using OpenTelemetry.Metrics;
+
+namespace DynamicWorkers.Infrastructure.Hosting;
+
+/// <summary>
+/// What every host serves on <c>Http:Port</c>: <c>/healthz</c> (the process answers), <c>/readyz</c> (every check
+/// tagged <see cref="ReadyTag"/>: the bus, the database) and <c>/metrics</c> (Prometheus text of the
+/// <c>DynamicWorkers</c> meter and MassTransit's).
+/// </summary>
+public static class HttpSurface
+{
+    /// <summary>Health checks with this tag decide readiness.</summary>
+    public const string ReadyTag = "ready";
+
+    public static void AddHttpSurface(this WebApplicationBuilder builder)
+    {
+        var http = builder.Configuration.GetSection(HttpOptions.Section).GetValidated<HttpOptions>();
+        if (!IPAddress.TryParse(http.Host, out var address))
+        {
+            throw new OptionsValidationException(HttpOptions.Section, typeof(HttpOptions), [$"Http:Host must be an IP address, not '{http.Host}'"]);
+        }
+
+        // The one listening address; ASPNETCORE_URLS and launch profiles do not apply.
+        builder.WebHost.ConfigureKestrel(k => k.Listen(address, http.Port));
+        builder.Services.AddHealthChecks();
+        builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddPrometheusExporter());
+    }
+
+    public static void MapHttpSurface(this WebApplication app)
+    {
+        app.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteJson });
+        app.MapHealthChecks("/readyz", new HealthCheckOptions
+        {
+            Predicate = c => c.Tags.Contains(ReadyTag),
+            ResponseWriter = WriteJson,
+            // A bus still connecting reports Degraded: not ready for traffic yet.
+            ResultStatusCodes =
+            {
+                [HealthStatus.Healthy] = StatusCodes.Status200OK,
+                [HealthStatus.Degraded] = StatusCodes.Status503ServiceUnavailable,
+                [HealthStatus.Unhealthy] = StatusCodes.Status503ServiceUnavailable,
+            },
+        });
+        app.MapPrometheusScrapingEndpoint("/metrics");
+    }
+
+    /// <summary>One JSON object per check, so an operator sees which dependency is down and why.</summary>
+    static Task WriteJson(HttpContext context, HealthReport report)
+    {
+        context.Response.ContentType = "application/json";
+        return context.Response.WriteAsync(JsonSerializer.Serialize(new
+        {
+            status = report.Status.ToString(),
+            checks = report.Entries.ToDictionary(
+                e => e.Key,
+                e => new { status = e.Value.Status.ToString(), description = e.Value.Description ?? e.Value.Exception?.Message }),
+        }));
+    }
+}

@@ -1,0 +1,116 @@
+using DynamicWorkers.Contracts;
+using DynamicWorkers.LeaseSaga.Configuration;
+using DynamicWorkers.LeaseSaga.Leases;
+using DynamicWorkers.LeaseSaga.Persistence;
+using DynamicWorkers.LeaseSaga.Pools;
+using DynamicWorkers.LeaseSaga.Workers;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace DynamicWorkers.LeaseSaga.Queries;
+
+/// <summary>A lease as ops see it on <c>/api/leases</c> and the dashboard.</summary>
+public sealed record LeaseSummary(
+    Guid LeaseId,
+    string InstanceId,
+    string Pool,
+    string State,
+    string? TaskId,
+    DateTimeOffset ReceivedAt,
+    bool Waited,
+    Guid? WorkerId,
+    bool Reused,
+    DateTimeOffset? GrantedAt,
+    DateTimeOffset? ExpiresAt,
+    DateTimeOffset? EndedAt,
+    string? Reason);
+
+/// <summary>
+/// The read side every ops surface shares (the bus queries, <c>/api/*</c>, the gauges): straight from the
+/// saga tables, never through the sagas, so looking never slows leasing down.
+/// </summary>
+public sealed class OpsQueries(DynamicWorkersDbContext db, IOptionsMonitor<PoolsOptions> pools)
+{
+    /// <summary>Lease states that still wait for a worker.</summary>
+    static readonly string[] WaitingStates = ["Allocating", "WaitingForWorker"];
+
+    public async Task<IReadOnlyList<PoolSummary>> PoolsAsync(string? pool, CancellationToken cancellationToken)
+    {
+        var names = pools.CurrentValue.Pools.Keys
+            .Where(p => pool is null || string.Equals(p, pool, StringComparison.OrdinalIgnoreCase))
+            .Select(p => p.ToLowerInvariant())
+            .ToList();
+        var saved = await db.Set<PoolState>().AsNoTracking().Where(p => names.Contains(p.Name)).ToListAsync(cancellationToken);
+        var counts = await db.Set<WorkerState>().AsNoTracking()
+            .Where(w => names.Contains(w.Pool))
+            .GroupBy(w => new { w.Pool, w.CurrentState })
+            .Select(g => new { g.Key.Pool, g.Key.CurrentState, Count = g.Count() })
+            .ToListAsync(cancellationToken);
+        var waiting = await db.Set<LeaseState>().AsNoTracking()
+            .Where(l => names.Contains(l.Pool) && WaitingStates.Contains(l.CurrentState))
+            .GroupBy(l => l.Pool)
+            .Select(g => new { Pool = g.Key, Count = g.Count() })
+            .ToListAsync(cancellationToken);
+
+        return names.Order().Select(name =>
+        {
+            var definition = pools.CurrentValue.Pools[name];
+            var state = saved.FirstOrDefault(p => p.Name == name);
+            return new PoolSummary(
+                name,
+                counts.Where(c => c.Pool == name).ToDictionary(c => c.CurrentState, c => c.Count),
+                state?.HotTarget ?? definition.HotTarget,
+                state?.MaxWorkers ?? definition.MaxWorkers,
+                waiting.FirstOrDefault(w => w.Pool == name)?.Count ?? 0,
+                definition.Image,
+                definition.Tools);
+        }).ToList();
+    }
+
+    public async Task<IReadOnlyList<WorkerSummary>> WorkersAsync(string? pool, string? instanceId, CancellationToken cancellationToken)
+    {
+        var query = db.Set<WorkerState>().AsNoTracking();
+        if (pool is not null)
+        {
+            query = query.Where(w => w.Pool == pool.ToLowerInvariant());
+        }
+
+        if (instanceId is not null)
+        {
+            query = query.Where(w => w.TrustedInstanceId == instanceId);
+        }
+
+        var workers = await query.ToListAsync(cancellationToken);
+        return workers
+            .OrderBy(w => w.CreatedAt)
+            .Select(w => new WorkerSummary(
+                w.CorrelationId, w.Pool, w.CurrentState, w.TrustedInstanceId, w.CurrentLeaseId,
+                w.ProvisionedAt ?? w.CreatedAt, w.LastLeaseEndedAt, w.LeaseCount))
+            .ToList();
+    }
+
+    /// <summary>Leases still open (waiting or granted), then the most recent ended ones, newest first, up to <paramref name="limit"/>.</summary>
+    public async Task<IReadOnlyList<LeaseSummary>> LeasesAsync(string? pool, string? instanceId, int limit, CancellationToken cancellationToken)
+    {
+        var query = db.Set<LeaseState>().AsNoTracking();
+        if (pool is not null)
+        {
+            query = query.Where(l => l.Pool == pool.ToLowerInvariant());
+        }
+
+        if (instanceId is not null)
+        {
+            query = query.Where(l => l.InstanceId == instanceId);
+        }
+
+        var open = await query.Where(l => l.EndedAt == null).Take(limit).ToListAsync(cancellationToken);
+        var ended = open.Count >= limit
+            ? []
+            : await query.Where(l => l.EndedAt != null).OrderByDescending(l => l.EndedAt).Take(limit - open.Count).ToListAsync(cancellationToken);
+        return open.OrderByDescending(l => l.ReceivedAt).Concat(ended)
+            .Select(l => new LeaseSummary(
+                l.CorrelationId, l.InstanceId, l.Pool, l.CurrentState, l.TaskId, l.ReceivedAt, l.Waited, l.WorkerId, l.Reused,
+                l.GrantedAt, l.ExpiresAt, l.EndedAt, l.RejectReason ?? l.RevokeReason))
+            .ToList();
+    }
+}

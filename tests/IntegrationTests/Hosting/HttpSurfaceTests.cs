@@ -1,0 +1,101 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using DynamicWorkers.IntegrationTests.Support;
+
+namespace DynamicWorkers.IntegrationTests.Hosting;
+
+/// <summary>
+/// Every deployable, run as its own process, serves <c>/healthz</c>, <c>/readyz</c> (its broker and database
+/// checks) and <c>/metrics</c>; the lease-saga host also serves the ops API and the dashboard page.
+/// </summary>
+public sealed class HttpSurfaceTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database)
+    : IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>
+{
+    static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(10) };
+
+    IReadOnlyDictionary<string, string?> Settings => broker.Settings.Concat(database.Settings).ToDictionary();
+
+    [Fact]
+    public async Task Every_deployable_serves_health_readiness_and_metrics_and_the_lease_saga_serves_the_api()
+    {
+        await using var leaseSaga = await StartAsync("LeaseSaga");
+        await using var provisioner = await StartAsync("Provisioner");
+        await using var trust = await StartAsync("Trust");
+        await using var reaper = await StartAsync("Reaper");
+
+        foreach (var service in new[] { leaseSaga, provisioner, trust, reaper })
+        {
+            Assert.Equal(HttpStatusCode.OK, (await Http.GetAsync(new Uri(service.HttpAddress, "/healthz"))).StatusCode);
+
+            // Ready means both dependencies answer, and the report says which is which.
+            var ready = await Http.GetAsync(new Uri(service.HttpAddress, "/readyz"));
+            var report = await ready.Content.ReadAsStringAsync();
+            Assert.True(ready.StatusCode == HttpStatusCode.OK, report);
+            using var json = JsonDocument.Parse(report);
+            var checks = json.RootElement.GetProperty("checks");
+            Assert.Equal("Healthy", checks.GetProperty("database").GetProperty("status").GetString());
+            Assert.Equal("Healthy", checks.GetProperty("masstransit-bus").GetProperty("status").GetString());
+
+            var metrics = await Http.GetAsync(new Uri(service.HttpAddress, "/metrics"));
+            Assert.Equal(HttpStatusCode.OK, metrics.StatusCode);
+            Assert.StartsWith("text/plain", metrics.Content.Headers.ContentType?.MediaType);
+        }
+
+        // The pool keeper's gauges appear once it sampled the pools.
+        await Eventually.True(
+            async () => (await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics"))).Contains("dw_leases_waiting{", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(30),
+            "the dw_leases_waiting gauge on /metrics");
+
+        using var pools = JsonDocument.Parse(await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/api/pools")));
+        Assert.Contains(pools.RootElement.EnumerateArray(), p => p.GetProperty("pool").GetString() == "ubuntu-22.04");
+        using var workers = JsonDocument.Parse(await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/api/workers?pool=ubuntu-22.04")));
+        Assert.Equal(JsonValueKind.Array, workers.RootElement.ValueKind);
+        using var leases = JsonDocument.Parse(await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/api/leases?limit=10")));
+        Assert.Equal(JsonValueKind.Array, leases.RootElement.ValueKind);
+        Assert.Equal(HttpStatusCode.BadRequest, (await Http.GetAsync(new Uri(leaseSaga.HttpAddress, "/api/leases?limit=0"))).StatusCode);
+
+        var page = await Http.GetAsync(leaseSaga.HttpAddress);
+        Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
+        Assert.Contains("api/pools", await page.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Readiness_fails_while_the_broker_is_lost_and_liveness_does_not()
+    {
+        await using var provisioner = await StartAsync("Provisioner");
+
+        await broker.DropAsync();
+
+        await Eventually.True(
+            async () => (await Http.GetAsync(new Uri(provisioner.HttpAddress, "/readyz"))).StatusCode == HttpStatusCode.ServiceUnavailable,
+            TimeSpan.FromSeconds(30),
+            "/readyz to report the lost broker",
+            () => provisioner.Output);
+        Assert.Equal(HttpStatusCode.OK, (await Http.GetAsync(new Uri(provisioner.HttpAddress, "/healthz"))).StatusCode);
+        await broker.InitializeAsync();
+    }
+
+    [Fact]
+    public async Task A_port_already_taken_stops_start_up_with_a_clear_line()
+    {
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+        await using var service = ServiceProcess.Start("Provisioner", Settings.Concat([new("Http:Port", port.ToString())]));
+
+        await service.WaitForExitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal(2, service.ExitCode);
+        Assert.Contains($"provisioner: cannot serve HTTP", service.Output);
+        Assert.Contains("Http:Port", service.Output);
+    }
+
+    async Task<ServiceProcess> StartAsync(string project)
+    {
+        var service = ServiceProcess.Start(project, Settings);
+        await service.WaitUntilStartedAsync(TimeSpan.FromSeconds(90));
+        return service;
+    }
+}
