@@ -218,13 +218,13 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         // receiver takes a repeat as a no-op), so the chain picks up again instead of stalling.
         During(Provisioning,
             When(Started)
-                .Publish(c => new ProvisionWorker(c.Saga.CorrelationId, c.Message.Pool, c.Message.Image, c.Message.Size)));
+                .Send(ProvisionQueue, c => new ProvisionWorker(c.Saga.CorrelationId, c.Message.Pool, c.Message.Image, c.Message.Size)));
         During(Ready,
             When(Provisioned)
                 .Publish(c => new WorkerReady(c.Saga.Pool, c.Saga.CorrelationId)));
         During(Trusting,
             When(Reserved, c => c.Message.LeaseId == c.Saga.CurrentLeaseId)
-                .Publish(c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint)));
+                .Send(TrustQueue, c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint)));
         During(Leased,
             When(Trusted, c => c.Message.InstanceId == c.Saga.TrustedInstanceId)
                 .ThenAsync(c => RepeatLease(c)),
@@ -323,7 +323,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         where T : class
     {
         var worker = c.Saga;
-        await c.Publish(new DeprovisionWorker(worker.CorrelationId, worker.ReapReason ?? "failed"));
+        await c.Send(DeprovisionQueue, new DeprovisionWorker(worker.CorrelationId, worker.ReapReason ?? "failed"));
         await c.Publish(new WorkerGone(worker.Pool, worker.CorrelationId, Failed: false, "deprovisioning", RequeueLeaseId: null));
     }
 
