@@ -140,7 +140,7 @@ public sealed partial class ServiceProcess : IAsyncDisposable
         }
     }
 
-    static string BuildConfiguration { get; } = typeof(ServiceProcess).Assembly
+    public static string BuildConfiguration { get; } = typeof(ServiceProcess).Assembly
         .GetCustomAttributes<AssemblyMetadataAttribute>()
         .Single(a => a.Key == "Configuration").Value!;
 

@@ -1,0 +1,196 @@
+using System.Diagnostics;
+using DynamicWorkers.Bench;
+using DynamicWorkers.Infrastructure.Messaging;
+using MassTransit;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+// The benchmark (scripts/bench.sh runs it): one run, on its own RabbitMQ vhost and PostgreSQL database, of the
+// broker's own limit, hot and re-use lease latency, sustained lifecycle throughput, footprint and scale-out,
+// printed as one table and written as markdown. `--smoke` runs every section for a second or so (scripts/test.sh).
+
+var smoke = args.Contains("--smoke");
+var output = args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault()
+             ?? Path.Combine(Paths.RepositoryRoot, smoke ? "artifacts/bench/smoke.md" : "bench/results/latest.md");
+var plan = smoke ? BenchPlan.Smoke : BenchPlan.Full;
+var logs = Path.Combine(Paths.RepositoryRoot, "artifacts", "bench", "logs");
+var clock = Stopwatch.StartNew();
+void Say(string line) => Console.Error.WriteLine($"[bench {clock.Elapsed:mm\\:ss}] {line}");
+
+var report = new Report(smoke);
+await report.CollectMachineFactsAsync();
+
+await using var vhost = await BenchVirtualHost.CreateAsync();
+await using var database = await BenchDatabase.CreateAsync();
+report.Fact("RabbitMQ", await vhost.BrokerVersionAsync());
+report.Fact("PostgreSQL", await database.ScalarAsync("SHOW server_version"));
+Say($"vhost {vhost.Name}, database {database.Name}, service logs in {logs}");
+// Named for scripts/bench.sh, which removes them if the run is killed at its time limit before it can.
+var runFile = Path.Combine(Paths.RepositoryRoot, "artifacts", "bench", "run.env");
+Directory.CreateDirectory(Path.GetDirectoryName(runFile)!);
+await File.WriteAllTextAsync(runFile, $"VHOST={vhost.Name}\nDATABASE={database.Name}\n");
+
+// 1. The broker's own limit, before anything else runs on it.
+Say("raw broker: RabbitMQ.Client");
+var rawClient = await RawBroker.RabbitMqClientAsync(vhost, plan.Raw);
+Say($"raw broker: {rawClient:0} msg/s; MassTransit");
+var rawMassTransit = await RawBroker.MassTransitAsync(vhost, plan.Raw);
+Say($"MassTransit: {rawMassTransit:0} msg/s");
+report.Raw(rawClient, rawMassTransit);
+
+// 2. The services, each its own process, the simulated cloud at zero latency.
+var settings = vhost.Settings.Concat(new Dictionary<string, string?>
+{
+    ["Database:Provider"] = "Postgres",
+    ["ConnectionStrings:Default"] = database.ConnectionString(20),
+    [$"Pools:{BenchPlan.HotPool}:Image"] = "bench-image",
+    [$"Pools:{BenchPlan.HotPool}:HotTarget"] = plan.HotTarget.ToString(),
+    [$"Pools:{BenchPlan.HotPool}:MaxWorkers"] = "5000",
+    [$"Pools:{BenchPlan.ReusePool}:Image"] = "bench-image",
+    [$"Pools:{BenchPlan.ReusePool}:HotTarget"] = "20",
+    [$"Pools:{BenchPlan.ReusePool}:MaxWorkers"] = "5000",
+    [$"Pools:{BenchPlan.CyclePool}:Image"] = "bench-image",
+    [$"Pools:{BenchPlan.CyclePool}:HotTarget"] = "20",
+    [$"Pools:{BenchPlan.CyclePool}:MaxWorkers"] = "5000",
+    ["Lifecycle:IdleTimeout"] = "00:00:05",
+    ["Lifecycle:ProvisioningTimeout"] = "00:01:00",
+    ["Scheduler:ClusterCheckinInterval"] = "00:00:02",
+    ["Cloud:Simulated:ProvisionDelay"] = "00:00:00",
+    ["Cloud:Simulated:TrustDelay"] = "00:00:00",
+    ["Cloud:Simulated:DeleteDelay"] = "00:00:00",
+}).ToList();
+
+var services = new List<Service>();
+try
+{
+    // Provisioner, Trust and Reaper first: a message published before its consumer's queue is bound is lost, and
+    // LeaseSaga starts provisioning the hot pools the moment it is up. LeaseSaga then migrates the empty database.
+    Say("starting Provisioner, Trust, Reaper, then LeaseSaga (migrates the database)");
+    var others = new[] { "Provisioner", "Trust", "Reaper" }.Select(p => Service.Start(p, p, settings, logs)).ToList();
+    services.AddRange(others);
+    await Task.WhenAll(others.Select(s => s.WaitUntilReadyAsync(TimeSpan.FromSeconds(120))));
+    var leaseSaga = Service.Start("LeaseSaga", "LeaseSaga", settings, logs);
+    services.Add(leaseSaga);
+    await leaseSaga.WaitUntilReadyAsync(TimeSpan.FromSeconds(120));
+    foreach (var service in services)
+    {
+        Say($"{service.Name} ready after {service.ReadyAfter.TotalMilliseconds:0} ms");
+    }
+
+    var book = new LeaseBook();
+    var clientBuilder = Host.CreateApplicationBuilder();
+    clientBuilder.Logging.SetMinimumLevel(LogLevel.Warning);
+    clientBuilder.Configuration.AddInMemoryCollection(vhost.Settings);
+    clientBuilder.Services.AddSingleton(book);
+    clientBuilder.Services.AddDynamicWorkersBus(clientBuilder.Configuration, bus => bus.AddConsumer<OutcomeConsumer>());
+    using var client = clientBuilder.Build();
+    await client.StartAsync();
+    var load = new LeaseLoad(client.Services.GetRequiredService<IBus>(), book);
+
+    async Task WaitForHotWorkersAsync(string pool, int count)
+    {
+        await RawBroker.WaitForAsync(
+            () => int.Parse(database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"Pool\" = '{pool}' AND \"CurrentState\" = 'Ready'").GetAwaiter().GetResult()) >= count,
+            TimeSpan.FromSeconds(120),
+            $"{count} hot workers in {pool}",
+            pollMilliseconds: 200);
+    }
+
+    // 3. Hot-pool latency: every lease from a new instance, so it needs a hot worker and a trust step.
+    foreach (var rate in plan.Rates)
+    {
+        await WaitForHotWorkersAsync(BenchPlan.HotPool, plan.HotTarget);
+        Say($"hot leases at {rate}/s for {plan.Latency.TotalSeconds:0} s");
+        var result = await load.OpenLoopAsync(BenchPlan.HotPool, rate, plan.Latency, n => $"hot-{rate}-{n:00000}");
+        report.Latency("hot", rate, result);
+        Say(Report.Describe(result));
+    }
+
+    // Re-use: `rate` instances, each already holding an idle worker, each leasing again about once a second.
+    foreach (var rate in plan.Rates)
+    {
+        Say($"re-use leases at {rate}/s: warming {rate} instances");
+        await load.OpenLoopAsync(BenchPlan.ReusePool, rate, TimeSpan.FromSeconds(1), n => $"reuse-{rate}-{n:000}");
+        await Task.Delay(TimeSpan.FromSeconds(1)); // the warm-up releases reach the pool; not a synchronisation of the result
+        Say($"re-use leases at {rate}/s for {plan.Latency.TotalSeconds:0} s");
+        var result = await load.OpenLoopAsync(BenchPlan.ReusePool, rate, plan.Latency, n => $"reuse-{rate}-{n % rate:000}");
+        report.Latency("re-use", rate, result);
+        Say(Report.Describe(result));
+    }
+
+    // 4. Lifecycle throughput: closed loop to find the ceiling (and count messages per lifecycle), then an open-loop hold.
+    await WaitForHotWorkersAsync(BenchPlan.CyclePool, 20);
+    await Task.Delay(plan.StatsSettle);
+    var deliveredBefore = await vhost.DeliveredAsync();
+    Say($"lifecycle ceiling: {plan.ClosedLoopInstances} instances in a closed loop for {plan.Closed.TotalSeconds:0} s");
+    var ceiling = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, "cycle");
+    Say(Report.Describe(ceiling));
+    await Task.Delay(plan.StatsSettle);
+    var messagesPerLifecycle = (await vhost.DeliveredAsync() - deliveredBefore) / (double)Math.Max(1, ceiling.Granted);
+    Say($"{messagesPerLifecycle:0.0} messages delivered per lifecycle");
+
+    HoldResult? held = null;
+    foreach (var share in plan.HoldShares)
+    {
+        var rate = Math.Max(1, Math.Floor(ceiling.CyclesPerSecond * share));
+        Say($"holding {rate}/s for {plan.Hold.TotalSeconds:0} s ({share:P0} of the closed-loop ceiling)");
+        var hold = await HoldResult.RunAsync(load, vhost, BenchPlan.CyclePool, rate, plan.Hold, plan.ClosedLoopInstances);
+        Say(hold.Describe());
+        report.Hold(hold);
+        if (hold.Held)
+        {
+            held = hold;
+            break;
+        }
+    }
+
+    report.Lifecycle(ceiling, messagesPerLifecycle, held, rawClient);
+
+    // 5. Footprint after the load.
+    foreach (var service in services)
+    {
+        report.Footprint(service.Name, service.RssBytes(), service.ReadyAfter);
+    }
+
+    // 6. Scale-out: a second LeaseSaga on the same database and queues, the same closed loop again.
+    Say("scale-out: starting a second LeaseSaga");
+    var second = Service.Start("LeaseSaga", "LeaseSaga-2", settings, logs);
+    services.Add(second);
+    await second.WaitUntilReadyAsync(TimeSpan.FromSeconds(120));
+    var scaled = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, "scaled");
+    Say(Report.Describe(scaled));
+    report.Footprint(second.Name + " (joins a migrated database)", second.RssBytes(), second.ReadyAfter);
+    report.ScaleOut(ceiling, scaled);
+
+    var errors = (await vhost.QueueDepthsAsync()).Where(q => q.Key.EndsWith("_error", StringComparison.Ordinal)).Sum(q => q.Value);
+    report.Errors(errors);
+    await client.StopAsync();
+}
+finally
+{
+    foreach (var service in services)
+    {
+        await service.DisposeAsync();
+    }
+
+    File.Delete(runFile);
+}
+
+var table = report.Render();
+Console.WriteLine(table);
+Directory.CreateDirectory(Path.GetDirectoryName(output)!);
+await File.WriteAllTextAsync(output, table);
+Say($"written to {output}");
+return report.Failures.Count == 0 ? 0 : Fail(report.Failures);
+
+static int Fail(IEnumerable<string> failures)
+{
+    foreach (var failure in failures)
+    {
+        Console.Error.WriteLine($"bench: FAILED: {failure}");
+    }
+
+    return 1;
+}
