@@ -124,12 +124,16 @@ try
     await WaitForHotWorkersAsync(BenchPlan.CyclePool, 20);
     await Task.Delay(plan.StatsSettle);
     var deliveredBefore = await vhost.DeliveredAsync();
+    var queuesBefore = await vhost.DeliveredByQueueAsync();
+    var tablesBefore = await database.RowWritesByTableAsync();
     Say($"lifecycle ceiling: {plan.ClosedLoopInstances} instances in a closed loop for {plan.Closed.TotalSeconds:0} s");
     var ceiling = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, "cycle");
     Say(Report.Describe(ceiling));
     await Task.Delay(plan.StatsSettle);
     var messagesPerLifecycle = (await vhost.DeliveredAsync() - deliveredBefore) / (double)Math.Max(1, ceiling.Granted);
     Say($"{messagesPerLifecycle:0.0} messages delivered per lifecycle");
+    report.Profile("deliveries per lifecycle by queue", PerLifecycle(queuesBefore, await vhost.DeliveredByQueueAsync(), ceiling.Granted));
+    report.Profile("rows written per lifecycle by table", PerLifecycle(tablesBefore, await database.RowWritesByTableAsync(), ceiling.Granted));
 
     HoldResult? held = null;
     foreach (var share in plan.HoldShares)
@@ -184,6 +188,11 @@ Directory.CreateDirectory(Path.GetDirectoryName(output)!);
 await File.WriteAllTextAsync(output, table);
 Say($"written to {output}");
 return report.Failures.Count == 0 ? 0 : Fail(report.Failures);
+
+static IEnumerable<(string Name, double PerLifecycle)> PerLifecycle(IReadOnlyDictionary<string, long> before, IReadOnlyDictionary<string, long> after, int lifecycles)
+    => after.Select(a => (a.Key, (a.Value - before.GetValueOrDefault(a.Key)) / (double)Math.Max(1, lifecycles)))
+        .Where(x => x.Item2 >= 0.05)
+        .OrderByDescending(x => x.Item2);
 
 static int Fail(IEnumerable<string> failures)
 {

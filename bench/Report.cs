@@ -107,6 +107,10 @@ public sealed class Report(bool smoke)
 
     public void Note(string note) => _notes.Add(note);
 
+    /// <summary>Where a lifecycle's cost goes (measured during the closed-loop run), as one note line.</summary>
+    public void Profile(string what, IEnumerable<(string Name, double PerLifecycle)> items)
+        => Note($"{what} (closed-loop run): " + string.Join(", ", items.Select(i => $"{i.Name} {i.PerLifecycle:0.0}")));
+
     public static string Describe(LoadResult r)
         => $"{r.Sent} sent, {r.Granted} granted ({r.Reused} re-used, {r.Queued} waited), {r.Rejected} rejected, {r.Unanswered} unanswered, "
            + $"{r.CyclesPerSecond:0.0}/s, p50 {Ms(r.Percentile(50))} p99 {Ms(r.Percentile(99))} max {Ms(r.Max)} ms";

@@ -80,6 +80,23 @@ public sealed class BenchVirtualHost : IAsyncDisposable
             : 0;
     }
 
+    /// <summary>Messages delivered so far per queue: where the messages of a lifecycle go.</summary>
+    public async Task<IReadOnlyDictionary<string, long>> DeliveredByQueueAsync()
+    {
+        using var json = JsonDocument.Parse(await _http.GetStringAsync($"/api/queues/{Uri.EscapeDataString(Name)}?columns=name,message_stats"));
+        var delivered = new Dictionary<string, long>();
+        foreach (var queue in json.RootElement.EnumerateArray())
+        {
+            delivered[queue.GetProperty("name").GetString()!] =
+                queue.TryGetProperty("message_stats", out var stats) && stats.ValueKind == JsonValueKind.Object
+                && stats.TryGetProperty("deliver_get", out var d) && d.ValueKind == JsonValueKind.Number
+                    ? d.GetInt64()
+                    : 0;
+        }
+
+        return delivered;
+    }
+
     public async ValueTask DisposeAsync()
     {
         try
@@ -121,6 +138,22 @@ public sealed class BenchDatabase : IAsyncDisposable
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand(sql, connection);
         return Convert.ToString(await command.ExecuteScalarAsync()) ?? "";
+    }
+
+    /// <summary>Rows inserted, updated and deleted so far per table (PostgreSQL's statistics, flushed within a second or so).</summary>
+    public async Task<IReadOnlyDictionary<string, long>> RowWritesByTableAsync()
+    {
+        await using var connection = new NpgsqlConnection(ConnectionString(2));
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables", connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        var writes = new Dictionary<string, long>();
+        while (await reader.ReadAsync())
+        {
+            writes[reader.GetString(0)] = reader.GetInt64(1);
+        }
+
+        return writes;
     }
 
     public async ValueTask DisposeAsync()
