@@ -12,15 +12,31 @@ using Microsoft.Extensions.Logging;
 // printed as one table and written as markdown. `--smoke` runs every section for a second or so (scripts/test.sh).
 
 var smoke = args.Contains("--smoke");
+// --profile: only the closed-loop lifecycle run and where its cost goes (for before/after comparisons of a change).
+var profileOnly = args.Contains("--profile");
 var output = args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault()
-             ?? Path.Combine(Paths.RepositoryRoot, smoke ? "artifacts/bench/smoke.md" : "bench/results/latest.md");
+             ?? Path.Combine(Paths.RepositoryRoot, smoke ? "artifacts/bench/smoke.md" : profileOnly ? "artifacts/bench/profile.md" : "bench/results/latest.md");
 var plan = smoke ? BenchPlan.Smoke : BenchPlan.Full;
+// Sections not started by then are skipped (and reported), so scripts/bench.sh's 10-minute limit is never the one that stops the run.
+var budget = TimeSpan.FromMinutes(8);
 var logs = Path.Combine(Paths.RepositoryRoot, "artifacts", "bench", "logs");
 var clock = Stopwatch.StartNew();
 void Say(string line) => Console.Error.WriteLine($"[bench {clock.Elapsed:mm\\:ss}] {line}");
 
 var report = new Report(smoke);
 await report.CollectMachineFactsAsync();
+
+bool TimeLeft(string section)
+{
+    if (clock.Elapsed < budget)
+    {
+        return true;
+    }
+
+    Say($"skipping {section}: past the {budget.TotalMinutes:0}-minute budget");
+    report.Skipped(section);
+    return false;
+}
 
 await using var vhost = await BenchVirtualHost.CreateAsync();
 await using var database = await BenchDatabase.CreateAsync();
@@ -33,12 +49,16 @@ Directory.CreateDirectory(Path.GetDirectoryName(runFile)!);
 await File.WriteAllTextAsync(runFile, $"VHOST={vhost.Name}\nDATABASE={database.Name}\n");
 
 // 1. The broker's own limit, before anything else runs on it.
-Say("raw broker: RabbitMQ.Client");
-var rawClient = await RawBroker.RabbitMqClientAsync(vhost, plan.Raw);
-Say($"raw broker: {rawClient:0} msg/s; MassTransit");
-var rawMassTransit = await RawBroker.MassTransitAsync(vhost, plan.Raw);
-Say($"MassTransit: {rawMassTransit:0} msg/s");
-report.Raw(rawClient, rawMassTransit);
+var rawClient = double.NaN;
+if (!profileOnly)
+{
+    Say("raw broker: RabbitMQ.Client");
+    rawClient = await RawBroker.RabbitMqClientAsync(vhost, plan.Raw);
+    Say($"raw broker: {rawClient:0} msg/s; MassTransit");
+    var rawMassTransit = await RawBroker.MassTransitAsync(vhost, plan.Raw);
+    Say($"MassTransit: {rawMassTransit:0} msg/s");
+    report.Raw(rawClient, rawMassTransit);
+}
 
 // 2. The services, each its own process, the simulated cloud at zero latency.
 var settings = vhost.Settings.Concat(new Dictionary<string, string?>
@@ -99,8 +119,13 @@ try
     }
 
     // 3. Hot-pool latency: every lease from a new instance, so it needs a hot worker and a trust step.
-    foreach (var rate in plan.Rates)
+    foreach (var rate in profileOnly ? [] : plan.Rates)
     {
+        if (!TimeLeft($"hot leases at {rate}/s"))
+        {
+            continue;
+        }
+
         await WaitForHotWorkersAsync(BenchPlan.HotPool, plan.HotTarget);
         Say($"hot leases at {rate}/s for {plan.Latency.TotalSeconds:0} s");
         var result = await load.OpenLoopAsync(BenchPlan.HotPool, rate, plan.Latency, n => $"hot-{rate}-{n:00000}");
@@ -109,8 +134,13 @@ try
     }
 
     // Re-use: `rate` instances, each already holding an idle worker, each leasing again about once a second.
-    foreach (var rate in plan.Rates)
+    foreach (var rate in profileOnly ? [] : plan.Rates)
     {
+        if (!TimeLeft($"re-use leases at {rate}/s"))
+        {
+            continue;
+        }
+
         Say($"re-use leases at {rate}/s: warming {rate} instances");
         await load.OpenLoopAsync(BenchPlan.ReusePool, rate, TimeSpan.FromSeconds(1), n => $"reuse-{rate}-{n:000}");
         await Task.Delay(TimeSpan.FromSeconds(1)); // the warm-up releases reach the pool; not a synchronisation of the result
@@ -126,6 +156,7 @@ try
     var deliveredBefore = await vhost.DeliveredAsync();
     var queuesBefore = await vhost.DeliveredByQueueAsync();
     var tablesBefore = await database.RowWritesByTableAsync();
+    var cpuBefore = services.ToDictionary(x => x.Name, x => x.CpuMilliseconds());
     Say($"lifecycle ceiling: {plan.ClosedLoopInstances} instances in a closed loop for {plan.Closed.TotalSeconds:0} s");
     var ceiling = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, "cycle");
     Say(Report.Describe(ceiling));
@@ -134,10 +165,22 @@ try
     Say($"{messagesPerLifecycle:0.0} messages delivered per lifecycle");
     report.Profile("deliveries per lifecycle by queue", PerLifecycle(queuesBefore, await vhost.DeliveredByQueueAsync(), ceiling.Granted));
     report.Profile("rows written per lifecycle by table", PerLifecycle(tablesBefore, await database.RowWritesByTableAsync(), ceiling.Granted));
+    report.Profile("CPU ms per lifecycle by service", PerLifecycle(cpuBefore, services.ToDictionary(x => x.Name, x => x.CpuMilliseconds()), ceiling.Granted));
+    if (profileOnly)
+    {
+        report.Lifecycle(ceiling, messagesPerLifecycle, null, rawClient);
+        await client.StopAsync();
+        return Finish();
+    }
 
     HoldResult? held = null;
     foreach (var share in plan.HoldShares)
     {
+        if (!TimeLeft($"the lifecycle hold at {share:P0} of the ceiling"))
+        {
+            break;
+        }
+
         var rate = Math.Max(1, Math.Floor(ceiling.CyclesPerSecond * share));
         Say($"holding {rate}/s for {plan.Hold.TotalSeconds:0} s ({share:P0} of the closed-loop ceiling)");
         var hold = await HoldResult.RunAsync(load, vhost, BenchPlan.CyclePool, rate, plan.Hold, plan.ClosedLoopInstances);
@@ -159,14 +202,17 @@ try
     }
 
     // 6. Scale-out: a second LeaseSaga on the same database and queues, the same closed loop again.
-    Say("scale-out: starting a second LeaseSaga");
-    var second = Service.Start("LeaseSaga", "LeaseSaga-2", settings, logs);
-    services.Add(second);
-    await second.WaitUntilReadyAsync(TimeSpan.FromSeconds(120));
-    var scaled = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, "scaled");
-    Say(Report.Describe(scaled));
-    report.Footprint(second.Name + " (joins a migrated database)", second.RssBytes(), second.ReadyAfter);
-    report.ScaleOut(ceiling, scaled);
+    if (TimeLeft("scale-out"))
+    {
+        Say("scale-out: starting a second LeaseSaga");
+        var second = Service.Start("LeaseSaga", "LeaseSaga-2", settings, logs);
+        services.Add(second);
+        await second.WaitUntilReadyAsync(TimeSpan.FromSeconds(120));
+        var scaled = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, "scaled");
+        Say(Report.Describe(scaled));
+        report.Footprint(second.Name + " (joins a migrated database)", second.RssBytes(), second.ReadyAfter);
+        report.ScaleOut(ceiling, scaled);
+    }
 
     var errors = (await vhost.QueueDepthsAsync()).Where(q => q.Key.EndsWith("_error", StringComparison.Ordinal)).Sum(q => q.Value);
     report.Errors(errors);
@@ -182,12 +228,17 @@ finally
     File.Delete(runFile);
 }
 
-var table = report.Render();
-Console.WriteLine(table);
-Directory.CreateDirectory(Path.GetDirectoryName(output)!);
-await File.WriteAllTextAsync(output, table);
-Say($"written to {output}");
-return report.Failures.Count == 0 ? 0 : Fail(report.Failures);
+return Finish();
+
+int Finish()
+{
+    var table = report.Render();
+    Console.WriteLine(table);
+    Directory.CreateDirectory(Path.GetDirectoryName(output)!);
+    File.WriteAllText(output, table);
+    Say($"written to {output}");
+    return report.Failures.Count == 0 ? 0 : Fail(report.Failures);
+}
 
 static IEnumerable<(string Name, double PerLifecycle)> PerLifecycle(IReadOnlyDictionary<string, long> before, IReadOnlyDictionary<string, long> after, int lifecycles)
     => after.Select(a => (a.Key, (a.Value - before.GetValueOrDefault(a.Key)) / (double)Math.Max(1, lifecycles)))

@@ -107,6 +107,12 @@ public sealed class Report(bool smoke)
 
     public void Note(string note) => _notes.Add(note);
 
+    public void Skipped(string section)
+    {
+        Row("skipped", section, "not run: past the time budget", "", "");
+        Failures.Add($"{section} skipped: past the time budget");
+    }
+
     /// <summary>Where a lifecycle's cost goes (measured during the closed-loop run), as one note line.</summary>
     public void Profile(string what, IEnumerable<(string Name, double PerLifecycle)> items)
         => Note($"{what} (closed-loop run): " + string.Join(", ", items.Select(i => $"{i.Name} {i.PerLifecycle:0.0}")));

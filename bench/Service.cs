@@ -110,6 +110,15 @@ public sealed partial class Service : IAsyncDisposable
         return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
     }
 
+    /// <summary>User plus system CPU time used so far, from /proc (Linux; clock ticks of 10 ms).</summary>
+    public long CpuMilliseconds()
+    {
+        // Fields after the command name, which is in parentheses and may hold spaces: utime and stime are the 12th and 13th.
+        var stat = File.ReadAllText($"/proc/{_process.Id}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(fields[11]) + long.Parse(fields[12])) * 10;
+    }
+
     public bool HasExited => _process.HasExited;
 
     public async ValueTask DisposeAsync()
