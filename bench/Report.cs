@@ -57,6 +57,12 @@ public sealed class Report(bool smoke)
         Check(result, $"{kind} leases at {rate}/s");
     }
 
+    public void NotRun(string kind, int rate, string why)
+    {
+        var goal = kind == "hot" && rate == 100 ? $"p99 ≤ {HotP99GoalMs:0} ms" : "";
+        Row($"{kind} lease latency", $"{rate} leases/s open loop", $"not run: {why}", goal, goal.Length == 0 ? "" : Met(false));
+    }
+
     public void Hold(HoldResult hold) => Row(
         "lifecycle hold",
         $"{hold.Rate:0} lifecycles/s open loop for {hold.Load.Elapsed.TotalSeconds:0} s",
