@@ -1,5 +1,5 @@
-# Shared by scripts/test.sh and scripts/bench.sh: installs (only if missing) and starts RabbitMQ and
-# PostgreSQL on loopback and creates the dw logins. Every step checks before it acts.
+# Shared by scripts/test.sh and scripts/bench.sh: installs what the tests need (only if missing), starts RabbitMQ
+# and PostgreSQL on loopback and creates the dw logins. Every step checks before it acts.
 # The sourcing script defines log (one line to stderr) and die (report and exit) first.
 
 # wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND once a second until it succeeds or the deadline passes.
@@ -19,11 +19,22 @@ ensure_packages() {
   dpkg -s rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
   dpkg -s postgresql >/dev/null 2>&1 || missing+=(postgresql)
   command -v curl >/dev/null || missing+=(curl)
+  # The dashboard test drives Debian's Chromium through its matching chromedriver.
+  dpkg -s chromium >/dev/null 2>&1 || missing+=(chromium)
+  dpkg -s chromium-driver >/dev/null 2>&1 || missing+=(chromium-driver)
   if ((${#missing[@]})); then
     log "installing ${missing[*]} with apt"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq || die "apt-get update"
     apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]}"
+  fi
+  # Only to validate docker-compose.yml (no engine here); without --no-install-recommends it pulls in docker.io.
+  if ! dpkg -s docker-compose >/dev/null 2>&1; then
+    log "installing docker-compose"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
+      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; } \
+      || die "apt-get install docker-compose"
   fi
 }
 

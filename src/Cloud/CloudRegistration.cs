@@ -1,7 +1,10 @@
+using DynamicWorkers.Cloud.Azure;
 using DynamicWorkers.Cloud.Simulated;
 using DynamicWorkers.Infrastructure.Configuration;
+using DynamicWorkers.Infrastructure.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
 namespace DynamicWorkers.Cloud;
@@ -23,18 +26,24 @@ public sealed class CloudOptions
 public static class CloudRegistration
 {
     /// <summary>
-    /// Registers the <see cref="IWorkerCloud"/> chosen by <c>Cloud:Provider</c>. The simulated cloud keeps its
-    /// VMs in the shared database (<c>Database:Provider</c>, <c>ConnectionStrings:Default</c>) and creates its
-    /// tables at start, beside whatever else the database holds.
+    /// Registers the <see cref="IWorkerCloud"/> chosen by <c>Cloud:Provider</c>. Azure reads <c>Cloud:Azure:*</c>,
+    /// validated at start. The simulated cloud keeps its VMs in the shared database (<c>Database:Provider</c>,
+    /// <c>ConnectionStrings:Default</c>) and creates its tables at start, beside whatever else the database holds.
     /// </summary>
     public static IServiceCollection AddWorkerCloud(this IServiceCollection services, IConfiguration configuration)
     {
         var provider = configuration.GetSection(CloudOptions.Section).GetValidated<CloudOptions>().Provider;
-        if (provider != CloudProvider.Simulated)
+        if (provider == CloudProvider.Azure)
         {
-            // Stops start-up with one line (HostRunner prints it) instead of failing at the first command.
-            throw new OptionsValidationException(
-                CloudOptions.Section, typeof(CloudOptions), [$"Cloud:Provider {provider} is not available yet: use Simulated"]);
+            services.AddValidatedOptions<AzureCloudOptions>(configuration.GetSection(AzureCloudOptions.Section));
+            // One ArmClient per process: it holds the credential's token cache and the HTTP connections.
+            services.AddSingleton(sp => AzureArm.CreateClient(sp.GetRequiredService<IOptions<AzureCloudOptions>>().Value));
+            services.AddSingleton<IWorkerCloud, AzureWorkerCloud>();
+            services.TryAddSingleton(TimeProvider.System);
+            // A singleton, so the check's 30-second memory survives between probes.
+            services.AddSingleton<AzureHealthCheck>();
+            services.AddHealthChecks().AddCheck<AzureHealthCheck>("azure", tags: [HttpSurface.ReadyTag], timeout: TimeSpan.FromSeconds(15));
+            return services;
         }
 
         services.AddDatabaseOptions(configuration);

@@ -30,6 +30,7 @@ public sealed class ProvisionWorkerConsumerDefinition : ConsumerDefinition<Provi
     public ProvisionWorkerConsumerDefinition()
     {
         // Creating a VM mostly waits on the cloud: several at once per process, bounded so one copy cannot hog the quota.
+        EndpointName = CloudQueues.ProvisionWorker;
         ConcurrentMessageLimit = 8;
     }
 }

@@ -18,6 +18,7 @@ public sealed class DeprovisionWorkerConsumerDefinition : ConsumerDefinition<Dep
 {
     public DeprovisionWorkerConsumerDefinition()
     {
+        EndpointName = CloudQueues.DeprovisionWorker;
         ConcurrentMessageLimit = 8;
     }
 }

@@ -39,6 +39,7 @@ public sealed class TrustWorkerConsumerDefinition : ConsumerDefinition<TrustWork
 {
     public TrustWorkerConsumerDefinition()
     {
+        EndpointName = CloudQueues.TrustWorker;
         ConcurrentMessageLimit = 8;
     }
 }

@@ -6,6 +6,20 @@ namespace DynamicWorkers.Contracts.Internal;
 // (Provisioner, Trust, Reaper). Not part of the instance-facing contract, but pinned all the same so a
 // rolling upgrade never strands a message.
 
+/// <summary>
+/// The cloud consumers' queues. Their commands are sent to these queues, not published: a command sent before
+/// its consumer ever started (a fresh deployment) waits in the queue instead of vanishing into an exchange
+/// with nothing bound to it.
+/// </summary>
+public static class CloudQueues
+{
+    public const string ProvisionWorker = "provision-worker";
+    public const string TrustWorker = "trust-worker";
+    public const string DeprovisionWorker = "deprovision-worker";
+
+    public static Uri Address(string queue) => new($"queue:{queue}");
+}
+
 /// <summary>Create the VM of a worker (idempotent per worker id: a redelivery finds the VM it already started).</summary>
 [MessageUrn("DynamicWorkers.Internal:ProvisionWorker")]
 public sealed record ProvisionWorker(Guid WorkerId, string Pool, string Image, string Size);

@@ -70,7 +70,7 @@ public sealed class SweepOverdueTimersConsumer(
             if (w.CurrentState == "Reaping" && w.ReapStartedAt < reapCutoff)
             {
                 // Deleting is idempotent: a lost command or confirmation is simply repeated.
-                await context.Publish(new DeprovisionWorker(w.CorrelationId, w.ReapReason ?? "failed"));
+                await context.Send(WorkerStateMachine.DeprovisionQueue, new DeprovisionWorker(w.CorrelationId, w.ReapReason ?? "failed"));
                 count++;
             }
         }

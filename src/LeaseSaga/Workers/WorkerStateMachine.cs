@@ -20,6 +20,10 @@ namespace DynamicWorkers.LeaseSaga.Workers;
 /// </summary>
 public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 {
+    static readonly Uri ProvisionQueue = CloudQueues.Address(CloudQueues.ProvisionWorker);
+    static readonly Uri TrustQueue = CloudQueues.Address(CloudQueues.TrustWorker);
+    internal static readonly Uri DeprovisionQueue = CloudQueues.Address(CloudQueues.DeprovisionWorker);
+
     readonly TimeProvider _clock;
     readonly ILogger<WorkerStateMachine> _logger;
 
@@ -56,7 +60,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                     c.Saga.CreatedAt = _clock.GetUtcNow();
                     Log(c.Saga, "provisioning");
                 })
-                .Publish(c => new ProvisionWorker(c.Saga.CorrelationId, c.Message.Pool, c.Message.Image, c.Message.Size))
+                .Send(ProvisionQueue, c => new ProvisionWorker(c.Saga.CorrelationId, c.Message.Pool, c.Message.Image, c.Message.Size))
                 .Schedule(ProvisioningTimeout, c => new WorkerProvisioningTimedOut(c.Saga.CorrelationId), _ => lifecycle.CurrentValue.ProvisioningTimeout)
                 .TransitionTo(Provisioning));
 
@@ -88,7 +92,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         During(Ready,
             When(Reserved)
                 .Then(c => Reserve(c.Saga, c.Message))
-                .Publish(c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint))
+                .Send(TrustQueue, c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint))
                 .Schedule(TrustTimeout, c => new WorkerTrustTimedOut(c.Saga.CorrelationId), _ => lifecycle.CurrentValue.TrustTimeout)
                 .TransitionTo(Trusting),
             When(MaxAge.Received)
@@ -183,7 +187,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
             When(Reserved, c => c.Saga.ReapReason != "max_age" && c.Saga.TrustedInstanceId is null)
                 .Then(c => c.Saga.ReapReason = null)
                 .Then(c => Reserve(c.Saga, c.Message))
-                .Publish(c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint))
+                .Send(TrustQueue, c => new TrustWorker(c.Saga.CorrelationId, c.Message.InstanceId, c.Message.Thumbprint))
                 .Schedule(TrustTimeout, c => new WorkerTrustTimedOut(c.Saga.CorrelationId), _ => lifecycle.CurrentValue.TrustTimeout)
                 .TransitionTo(Trusting),
             When(Reserved, c => c.Saga.ReapReason != "max_age" && TrustsAlready(c.Saga, c.Message))
@@ -277,7 +281,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         worker.ReapStartedAt = _clock.GetUtcNow();
         _logger.LogInformation(
             "Worker {WorkerId} of {Pool} is deprovisioned ({Reason}: {Detail})", worker.CorrelationId, worker.Pool, reason, detail);
-        await c.Publish(new DeprovisionWorker(worker.CorrelationId, reason));
+        await c.Send(DeprovisionQueue, new DeprovisionWorker(worker.CorrelationId, reason));
         await c.Publish(new WorkerGone(worker.Pool, worker.CorrelationId, failed, detail, requeue));
     }
 

@@ -42,8 +42,12 @@ public sealed partial class ServiceProcess : IAsyncDisposable
     /// settings say otherwise; <see cref="HttpAddress"/> tells which.
     /// </summary>
     public static ServiceProcess Start(string project, IEnumerable<KeyValuePair<string, string?>> settings, params string[] args)
+        => StartFrom("src", project, settings, args);
+
+    /// <summary>The same for the build output of <c>{folder}/{project}</c>, e.g. <c>tests/ArmEmulator</c>.</summary>
+    public static ServiceProcess StartFrom(string folder, string project, IEnumerable<KeyValuePair<string, string?>> settings, params string[] args)
     {
-        var directory = Path.Combine(RepositoryRoot, "src", project, "bin", BuildConfiguration, "net10.0");
+        var directory = Path.Combine(RepositoryRoot, folder, project, "bin", BuildConfiguration, "net10.0");
         var dll = Path.Combine(directory, $"DynamicWorkers.{project}.dll");
         if (!File.Exists(dll))
         {

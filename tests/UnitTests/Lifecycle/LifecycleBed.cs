@@ -1,4 +1,5 @@
 using DynamicWorkers.Contracts;
+using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.Infrastructure.Messaging;
 using DynamicWorkers.LeaseSaga;
 using DynamicWorkers.LeaseSaga.Leases;
@@ -67,9 +68,9 @@ public sealed class LifecycleBed : IAsyncDisposable
             x.AddMessageScheduler(scheduler);
             x.AddConfigureEndpointsCallback((context, _, endpoint) => BusRegistration.ApplyEndpointDefaults(endpoint, context));
             x.AddLeaseSagaEndpoints();
-            x.AddConsumer<FakeProvisionConsumer>();
-            x.AddConsumer<FakeTrustConsumer>();
-            x.AddConsumer<FakeDeprovisionConsumer>();
+            x.AddConsumer<FakeProvisionConsumer>().Endpoint(e => e.Name = CloudQueues.ProvisionWorker);
+            x.AddConsumer<FakeTrustConsumer>().Endpoint(e => e.Name = CloudQueues.TrustWorker);
+            x.AddConsumer<FakeDeprovisionConsumer>().Endpoint(e => e.Name = CloudQueues.DeprovisionWorker);
             x.AddConsumer<ManualScheduleConsumer>().Endpoint(e => e.Name = "quartz");
             x.AddConsumer<ManualCancelConsumer>().Endpoint(e => e.Name = "quartz");
             x.UsingInMemory((context, cfg) =>

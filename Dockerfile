@@ -1,0 +1,28 @@
+# One image per deployable, chosen by a build argument:
+#   docker build --build-arg PROJECT=LeaseSaga -t dynamic-workers/lease-saga .
+# PROJECT is one of LeaseSaga, Provisioner, Trust, Reaper (a folder under src/). docker-compose.yml builds all four.
+ARG PROJECT=LeaseSaga
+
+FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+ARG PROJECT
+WORKDIR /repo
+# global.json is left out on purpose: the image's .NET 10 SDK builds the solution whatever its patch level.
+COPY Directory.Build.props Directory.Build.targets Directory.Packages.props ./
+COPY src/ src/
+RUN dotnet publish "src/${PROJECT}/${PROJECT}.csproj" -c Release -o /app -nologo
+
+FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime
+ARG PROJECT
+# The aspnet image has no HTTP client; the compose health checks call /readyz with curl.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends curl \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY --from=build /app ./
+ENV DOTNET_ENVIRONMENT=Production \
+    Http__Port=8080 \
+    DW_ASSEMBLY=DynamicWorkers.${PROJECT}.dll
+EXPOSE 8080
+# The non-root user the .NET images ship with.
+USER app
+ENTRYPOINT ["sh", "-c", "exec dotnet \"/app/$DW_ASSEMBLY\" \"$@\"", "--"]

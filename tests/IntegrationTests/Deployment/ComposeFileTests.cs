@@ -1,0 +1,184 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using DynamicWorkers.IntegrationTests.Support;
+using YamlDotNet.Serialization;
+
+namespace DynamicWorkers.IntegrationTests.Deployment;
+
+/// <summary>
+/// docker-compose.yml checked without a Docker engine: Debian's docker-compose 1.29 validates it (`config -q`)
+/// and renders it (`config`), and the rendered file is held to what the deployment promises. What the validator
+/// misses (a missing Dockerfile or project, durations) is checked here directly.
+/// </summary>
+public sealed class ComposeFileTests
+{
+    static readonly string Root = ServiceProcess.RepositoryRoot;
+    static readonly string[] Deployables = ["lease-saga", "provisioner", "trust", "reaper"];
+    static readonly string[] Scalable = ["provisioner", "trust", "reaper"];
+
+    /// <summary>Placeholder secrets, as an operator's .env would give them.</summary>
+    static readonly Dictionary<string, string> Secrets = new()
+    {
+        ["RABBITMQ_USER"] = "ops-user",
+        ["RABBITMQ_PASSWORD"] = "rabbit-secret-from-env",
+        ["MSSQL_SA_PASSWORD"] = "Sa-secret-from-env-1",
+        ["DW_DB_USER"] = "dw_service",
+        ["DW_DB_PASSWORD"] = "Db-secret-from-env-1",
+    };
+
+    [Fact]
+    public async Task The_file_is_valid_for_docker_compose()
+    {
+        var (exit, _, stderr) = await ComposeAsync(Secrets, "config", "-q");
+        Assert.True(exit == 0, stderr);
+    }
+
+    [Fact]
+    public async Task A_missing_secret_stops_docker_compose_with_a_message()
+    {
+        await Task.WhenAll(Secrets.Keys.Select(async name =>
+        {
+            var (exit, _, stderr) = await ComposeAsync(Secrets.Where(s => s.Key != name).ToDictionary(), "config", "-q");
+            Assert.True(exit != 0, $"{name} missing, yet config succeeded");
+            Assert.Contains($"set {name} in .env", stderr);
+        }));
+    }
+
+    [Fact]
+    public async Task Every_service_is_built_configured_health_checked_and_started_in_order()
+    {
+        var services = await RenderedServicesAsync();
+
+        Assert.Equal("rabbitmq:3-management", Text(services["rabbitmq"], "image"));
+        Assert.Equal("mcr.microsoft.com/mssql/server:2022-latest", Text(services["sqlserver"], "image"));
+        foreach (var name in new[] { "rabbitmq", "sqlserver" }.Concat(Deployables))
+        {
+            var test = Map(services[name], "healthcheck")["test"] as List<object>;
+            Assert.True(test is { Count: > 1 }, $"{name} has no health check");
+        }
+
+        foreach (var name in Deployables)
+        {
+            var service = services[name];
+            var build = Map(service, "build");
+            Assert.Equal(Root, Path.GetFullPath((string)build["context"]));
+            Assert.True(File.Exists(Path.Combine(Root, (string)build["dockerfile"])), $"{name}: Dockerfile missing");
+            var project = (string)Map(build, "args")["PROJECT"];
+            Assert.True(File.Exists(Path.Combine(Root, "src", project, $"{project}.csproj")), $"{name}: src/{project} is not a project");
+
+            var env = Map(service, "environment");
+            Assert.Equal("SqlServer", env["Database__Provider"]);
+            Assert.StartsWith("Server=sqlserver,1433;", (string)env["ConnectionStrings__Default"]);
+            Assert.Contains("User Id=dw_service;Password=Db-secret-from-env-1;", (string)env["ConnectionStrings__Default"]);
+            Assert.Equal(("RabbitMq", "rabbitmq", "ops-user", "rabbit-secret-from-env"),
+                ((string)env["Transport"], (string)env["RabbitMq__Host"], (string)env["RabbitMq__Username"], (string)env["RabbitMq__Password"]));
+            Assert.Equal("Simulated", env["Cloud__Provider"]);
+            Assert.Contains("/readyz", string.Join(" ", (List<object>)Map(service, "healthcheck")["test"]));
+
+            var dependsOn = Map(service, "depends_on");
+            Assert.Equal("service_healthy", Map(dependsOn, "rabbitmq")["condition"]);
+            Assert.Equal("service_completed_successfully", Map(dependsOn, "db-init")["condition"]);
+        }
+
+        Assert.Equal("service_healthy", Map(Map(services["lease-saga"], "depends_on"), "sqlserver")["condition"]);
+        Assert.Equal("service_healthy", Map(Map(services["db-init"], "depends_on"), "sqlserver")["condition"]);
+        foreach (var name in Scalable)
+        {
+            Assert.Equal("service_healthy", Map(Map(services[name], "depends_on"), "lease-saga")["condition"]);
+            // --scale needs both: a fixed container name or host port would collide on the second copy.
+            Assert.False(services[name].ContainsKey("container_name"), $"{name} has a container_name");
+            Assert.False(services[name].ContainsKey("ports"), $"{name} publishes host ports");
+        }
+
+        var rabbit = Map(services["rabbitmq"], "environment");
+        Assert.Equal(("ops-user", "rabbit-secret-from-env"), ((string)rabbit["RABBITMQ_DEFAULT_USER"], (string)rabbit["RABBITMQ_DEFAULT_PASS"]));
+    }
+
+    [Fact]
+    public void No_credential_is_written_in_the_repository_files()
+    {
+        var compose = File.ReadAllText(Path.Combine(Root, "docker-compose.yml"));
+        Assert.DoesNotMatch(new Regex("guest", RegexOptions.IgnoreCase), compose);
+        // Every password-like value is an environment reference that must be set.
+        var values = Regex.Matches(compose, @"^\s*\w*(PASSWORD|PASS|Password)\s*:\s*(.+)$", RegexOptions.Multiline)
+            .Concat(Regex.Matches(compose, @"Password=([^;]+);"))
+            .Select(m => m.Groups[m.Groups.Count - 1].Value.Trim())
+            .ToList();
+        Assert.True(values.Count >= 4, $"found only {values.Count} password values");
+        Assert.All(values, v => Assert.Matches(@"^\$\{\w+:\?[^}]+\}$", v));
+
+        Assert.Contains(".env", File.ReadAllLines(Path.Combine(Root, ".gitignore")));
+        var example = File.ReadAllText(Path.Combine(Root, ".env.example"));
+        foreach (var name in Secrets.Keys)
+        {
+            Assert.Matches(new Regex($"^{name}=", RegexOptions.Multiline), example);
+        }
+
+        var dockerfile = File.ReadAllText(Path.Combine(Root, "Dockerfile"));
+        Assert.Contains("install -y --no-install-recommends curl", dockerfile);
+        Assert.Contains("USER app", dockerfile);
+    }
+
+    static async Task<Dictionary<string, Dictionary<object, object>>> RenderedServicesAsync()
+    {
+        var (exit, stdout, stderr) = await ComposeAsync(Secrets, "config");
+        Assert.True(exit == 0, stderr);
+        var document = new DeserializerBuilder().Build().Deserialize<Dictionary<object, object>>(stdout);
+        return Map(document, "services").ToDictionary(s => (string)s.Key, s => (Dictionary<object, object>)s.Value);
+    }
+
+    static Dictionary<object, object> Map(Dictionary<object, object> parent, string key)
+        => parent.TryGetValue(key, out var value) && value is Dictionary<object, object> map
+            ? map
+            : throw new Xunit.Sdk.XunitException($"'{key}' is missing or not a mapping");
+
+    static string Text(Dictionary<object, object> parent, string key) => (string)parent[key];
+
+    /// <summary>An empty env file, so an operator's own .env in the repository root cannot change what is tested.</summary>
+    static readonly string NoEnvFile = CreateEmptyFile();
+
+    static string CreateEmptyFile()
+    {
+        var path = Path.GetTempFileName();
+        File.WriteAllText(path, "");
+        return path;
+    }
+
+    /// <summary>Runs docker-compose in the repository root with exactly the given variables (no .env, no inherited ones).</summary>
+    static async Task<(int Exit, string Stdout, string Stderr)> ComposeAsync(IReadOnlyDictionary<string, string> variables, params string[] args)
+    {
+        var info = new ProcessStartInfo("docker-compose", ["-f", Path.Combine(Root, "docker-compose.yml"), "--env-file", NoEnvFile, .. args])
+        {
+            WorkingDirectory = Root,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.Environment.Clear();
+        info.Environment["PATH"] = Environment.GetEnvironmentVariable("PATH");
+        info.Environment["HOME"] = Path.GetTempPath();
+        foreach (var (key, value) in variables)
+        {
+            info.Environment[key] = value;
+        }
+
+        Process process;
+        try
+        {
+            process = Process.Start(info)!;
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException("docker-compose is not installed: apt-get install -y --no-install-recommends docker-compose (scripts/test.sh does)", e);
+        }
+
+        using (process)
+        {
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            await process.WaitForExitAsync(deadline.Token);
+            return (process.ExitCode, await stdout, await stderr);
+        }
+    }
+}

@@ -1,0 +1,86 @@
+using DynamicWorkers.IntegrationTests.Support;
+using OpenQA.Selenium;
+using OpenQA.Selenium.Chrome;
+
+namespace DynamicWorkers.IntegrationTests.Standalone;
+
+/// <summary>
+/// The README's first command, <c>Standalone --demo</c>, as a newcomer runs it: nothing but the built app (its
+/// SQLite file under a fresh data directory), the dashboard watched in a real headless Chromium, and
+/// <c>/metrics</c> read afterwards.
+/// </summary>
+public sealed class StandaloneDemoTests : IAsyncLifetime
+{
+    static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(10) };
+
+    readonly string _dataHome = Directory.CreateTempSubdirectory("dw-standalone-").FullName;
+    ServiceProcess _standalone = null!;
+
+    public async Task InitializeAsync()
+    {
+        // LocalApplicationData is $XDG_DATA_HOME on Linux: the demo's database lands in this test's own directory.
+        _standalone = ServiceProcess.Start("Standalone", [new("XDG_DATA_HOME", _dataHome)], "--demo");
+        await _standalone.WaitUntilStartedAsync(TimeSpan.FromSeconds(90));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _standalone.DisposeAsync();
+        Directory.Delete(_dataHome, recursive: true);
+    }
+
+    [Fact]
+    public async Task The_dashboard_shows_pools_and_leases_as_they_change_and_metrics_show_all_three_grant_paths()
+    {
+        Assert.Contains($"Dashboard: {_standalone.HttpAddress}", _standalone.Output);
+        Assert.True(File.Exists(Path.Combine(_dataHome, "dynamic-workers", "dynamic-workers-demo.db")), "the demo database is under the user's data directory");
+
+        using var browser = StartChromium();
+        browser.Navigate().GoToUrl(_standalone.HttpAddress);
+
+        await Eventually.True(
+            () => browser.FindElements(By.CssSelector("#pools .pool[data-pool='ubuntu-22.04'] [data-count='hot']")).Count == 1,
+            TimeSpan.FromSeconds(30),
+            "the ubuntu-22.04 pool card",
+            () => browser.PageSource);
+        await Eventually.True(
+            () => browser.FindElements(By.CssSelector("#leases tr[data-lease-id][data-state='Granted']")).Count > 0,
+            TimeSpan.FromSeconds(60),
+            "a granted lease in the dashboard",
+            () => browser.PageSource + "\n" + _standalone.Output);
+
+        // The page polls: the same page, never reloaded, later shows that lease released and a worker serving the instance.
+        var leaseId = browser.FindElements(By.CssSelector("#leases tr[data-lease-id][data-state='Granted']"))[0].GetAttribute("data-lease-id");
+        await Eventually.True(
+            () => browser.FindElements(By.CssSelector($"#leases tr[data-lease-id='{leaseId}'][data-state='Released']")).Count == 1,
+            TimeSpan.FromSeconds(60),
+            $"lease {leaseId} shown released without a reload",
+            () => browser.PageSource);
+        Assert.NotEmpty(browser.FindElements(By.CssSelector("#workers tr[data-worker-id]")));
+
+        // A hot grant, a re-use and cold grants after the burst drained the hot pool.
+        await Eventually.True(
+            async () =>
+            {
+                var metrics = await Http.GetStringAsync(new Uri(_standalone.HttpAddress, "/metrics"));
+                return new[] { "hot", "reuse", "cold" }.All(path =>
+                    metrics.Contains($"dw_lease_wait_seconds_count{{otel_scope_name=\"DynamicWorkers\",path=\"{path}\",pool=\"ubuntu-22.04\"}}", StringComparison.Ordinal));
+            },
+            TimeSpan.FromSeconds(90),
+            "dw_lease_wait_seconds with path hot, reuse and cold",
+            () => _standalone.Output);
+        Assert.Contains("same answer", _standalone.Output);
+        Assert.Contains("initech was refused: InvalidRequest", _standalone.Output);
+    }
+
+    static ChromeDriver StartChromium()
+    {
+        // Debian's chromium and chromedriver (scripts/test.sh installs them); never a downloaded driver.
+        var service = ChromeDriverService.CreateDefaultService("/usr/bin", "chromedriver");
+        service.HideCommandPromptWindow = true;
+        service.SuppressInitialDiagnosticInformation = true;
+        var options = new ChromeOptions { BinaryLocation = "/usr/bin/chromium" };
+        options.AddArguments("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu");
+        return new ChromeDriver(service, options, TimeSpan.FromSeconds(60));
+    }
+}
