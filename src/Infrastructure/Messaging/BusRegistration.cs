@@ -35,6 +35,8 @@ public static class BusRegistration
         services.AddMassTransit(x =>
         {
             x.SetKebabCaseEndpointNameFormatter();
+            // A production service does not report usage to MassTransit's servers (and here could not reach them).
+            x.DisableUsageTelemetry();
             x.AddMessageScheduler(schedulerAddress);
             x.AddConfigureEndpointsCallback((context, _, endpoint) => ApplyEndpointDefaults(endpoint, context));
             if (hostScheduler)

@@ -13,7 +13,9 @@ namespace DynamicWorkers.LeaseSaga.Workers;
 /// <summary>
 /// One per VM: Provisioning → Ready → Trusting → Leased → Idle → Leased (re-use: no trust step) … →
 /// Retiring → Reaping → gone. Max age counts from provisioning (the instance's own limit once it trusts
-/// one); every entry into Leased re-arms it, and a deadline already past fires at once. It accepts a lease only while Ready (trusting no one) or Idle for the very
+/// one); entering Leased arms it unless it is still armed (a re-use: the deadline only moves when the worker starts
+/// trusting an instance, and re-arming would cost a cancel and a schedule per lease), and a deadline already past
+/// fires at once. It accepts a lease only while Ready (trusting no one) or Idle for the very
 /// instance it trusts, so it never serves two leases at once nor trusts two instances.
 /// </summary>
 public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
@@ -157,7 +159,8 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                 .Unschedule(IdleTimeout)
                 .Then(c => Reserve(c.Saga, c.Message))
                 .ThenAsync(c => StartLease(c, reused: true))
-                .Schedule(MaxAge, c => new WorkerMaxAgeReached(c.Saga.CorrelationId), c => Until(c.Saga.MaxAgeDeadline))
+                .If(c => c.Saga.MaxAgeToken is null, unarmed => unarmed
+                    .Schedule(MaxAge, c => new WorkerMaxAgeReached(c.Saga.CorrelationId), c => Until(c.Saga.MaxAgeDeadline)))
                 .TransitionTo(Leased),
             When(IdleTimeout.Received)
                 .Then(c => c.Saga.ReapReason = "idle")
@@ -191,7 +194,8 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                 .Then(c => c.Saga.ReapReason = null)
                 .Then(c => Reserve(c.Saga, c.Message))
                 .ThenAsync(c => StartLease(c, reused: true))
-                .Schedule(MaxAge, c => new WorkerMaxAgeReached(c.Saga.CorrelationId), c => Until(c.Saga.MaxAgeDeadline))
+                .If(c => c.Saga.MaxAgeToken is null, unarmed => unarmed
+                    .Schedule(MaxAge, c => new WorkerMaxAgeReached(c.Saga.CorrelationId), c => Until(c.Saga.MaxAgeDeadline)))
                 .TransitionTo(Leased));
 
         // A reservation that would break isolation is refused loudly; the pool never sends one.

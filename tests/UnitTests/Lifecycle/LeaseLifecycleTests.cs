@@ -1,6 +1,7 @@
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using MassTransit;
+using MassTransit.Scheduling;
 using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
@@ -141,6 +142,33 @@ public sealed class LeaseLifecycleTests
         Assert.Equal(first.WorkerId, second.WorkerId);
         Assert.Single(bed.Cloud.Trusted);
     }
+
+    [Fact]
+    public async Task A_reused_worker_keeps_its_max_age_timer_and_is_still_revoked_at_max_age()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await bed.Bus.Publish(new SetInstanceLifecycle("instance-1", null, TimeSpan.FromHours(2), TimeSpan.FromHours(10)));
+        await bed.UntilWorkersAsync("Ready", 1);
+        var first = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        await bed.ReleaseAsync(first.LeaseId, "instance-1");
+        await bed.UntilWorkersAsync("Idle", 1);
+        await bed.UntilTimerAsync<WorkerMaxAgeReached>(TimeSpan.FromHours(2));
+        await bed.SettledAsync();
+        var armed = MaxAgeSchedules(bed);
+
+        var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        await bed.SettledAsync();
+
+        // The benchmark's cost: a re-use used to cancel and re-send an unchanged max-age timer.
+        Assert.True(second.Reused);
+        Assert.Equal(armed, MaxAgeSchedules(bed));
+        await bed.AdvanceAsync(TimeSpan.FromHours(2));
+        await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == second.LeaseId), "the revocation");
+        Assert.Equal(LeaseRevocationReasons.MaxWorkerAge, bed.PublishedOf<LeaseRevoked>().Single().Reason);
+    }
+
+    static int MaxAgeSchedules(LifecycleBed bed)
+        => bed.Harness.Sent.Select<ScheduleMessage>().Count(m => m.Context.Message.PayloadType.Any(t => t.Contains(nameof(WorkerMaxAgeReached), StringComparison.Ordinal)));
 
     [Fact]
     public async Task A_worker_that_trusted_one_instance_is_never_granted_to_another()

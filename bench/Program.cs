@@ -1,0 +1,298 @@
+using System.Diagnostics;
+using DynamicWorkers.Bench;
+using DynamicWorkers.Infrastructure.Messaging;
+using MassTransit;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+// The benchmark (scripts/bench.sh runs it): one run, on its own RabbitMQ vhost and PostgreSQL database, of the
+// broker's own limit, hot and re-use lease latency, sustained lifecycle throughput, footprint and scale-out,
+// printed as one table and written as markdown. `--smoke` runs every section for a second or so (scripts/test.sh).
+
+// Loopback only: MassTransit would otherwise try to post usage telemetry to the internet (the services inherit this).
+Environment.SetEnvironmentVariable("MASSTRANSIT_USAGE_TELEMETRY", "false");
+var smoke = args.Contains("--smoke");
+// --profile: only the closed-loop lifecycle run and where its cost goes (for before/after comparisons of a change).
+var profileOnly = args.Contains("--profile");
+var output = args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault()
+             ?? Path.Combine(Paths.RepositoryRoot, smoke ? "artifacts/bench/smoke.md" : profileOnly ? "artifacts/bench/profile.md" : "bench/results/latest.md");
+var plan = smoke ? BenchPlan.Smoke : BenchPlan.Full;
+// Sections not started by then are skipped (and reported), so scripts/bench.sh's 10-minute limit is never the one that stops the run.
+var budget = TimeSpan.FromMinutes(8);
+var logs = Path.Combine(Paths.RepositoryRoot, "artifacts", "bench", "logs");
+var clock = Stopwatch.StartNew();
+void Say(string line) => Console.Error.WriteLine($"[bench {clock.Elapsed:mm\\:ss}] {line}");
+
+var report = new Report(smoke);
+await report.CollectMachineFactsAsync();
+
+bool TimeLeft(string section)
+{
+    if (clock.Elapsed < budget)
+    {
+        return true;
+    }
+
+    Say($"skipping {section}: past the {budget.TotalMinutes:0}-minute budget");
+    report.Skipped(section);
+    return false;
+}
+
+await using var vhost = await BenchVirtualHost.CreateAsync();
+await using var database = await BenchDatabase.CreateAsync();
+report.Fact("RabbitMQ", await vhost.BrokerVersionAsync());
+report.Fact("PostgreSQL", await database.ScalarAsync("SHOW server_version"));
+Say($"vhost {vhost.Name}, database {database.Name}, service logs in {logs}");
+// Named for scripts/bench.sh, which removes them if the run is killed at its time limit before it can.
+var runFile = Path.Combine(Paths.RepositoryRoot, "artifacts", "bench", "run.env");
+Directory.CreateDirectory(Path.GetDirectoryName(runFile)!);
+await File.WriteAllTextAsync(runFile, $"VHOST={vhost.Name}\nDATABASE={database.Name}\n");
+
+// 1. The broker's own limit, before anything else runs on it.
+var rawClient = double.NaN;
+if (!profileOnly)
+{
+    Say("raw broker: RabbitMQ.Client");
+    rawClient = await RawBroker.RabbitMqClientAsync(vhost, plan.Raw);
+    Say($"raw broker: {rawClient:0} msg/s; MassTransit");
+    var rawMassTransit = await RawBroker.MassTransitAsync(vhost, plan.Raw);
+    Say($"MassTransit: {rawMassTransit:0} msg/s");
+    report.Raw(rawClient, rawMassTransit);
+}
+
+// 2. The services, each its own process, the simulated cloud at zero latency.
+var settings = vhost.Settings.Concat(new Dictionary<string, string?>
+{
+    ["Database:Provider"] = "Postgres",
+    ["ConnectionStrings:Default"] = database.ConnectionString(20),
+    [$"Pools:{BenchPlan.HotPool}:Image"] = "bench-image",
+    [$"Pools:{BenchPlan.HotPool}:HotTarget"] = profileOnly ? "0" : plan.HotTarget.ToString(),
+    [$"Pools:{BenchPlan.HotPool}:MaxWorkers"] = "5000",
+    [$"Pools:{BenchPlan.ReusePool}:Image"] = "bench-image",
+    [$"Pools:{BenchPlan.ReusePool}:HotTarget"] = profileOnly ? "0" : "20",
+    [$"Pools:{BenchPlan.ReusePool}:MaxWorkers"] = "5000",
+    [$"Pools:{BenchPlan.CyclePool}:Image"] = "bench-image",
+    [$"Pools:{BenchPlan.CyclePool}:HotTarget"] = "20",
+    [$"Pools:{BenchPlan.CyclePool}:MaxWorkers"] = "5000",
+    ["Lifecycle:IdleTimeout"] = "00:00:05",
+    ["Lifecycle:ProvisioningTimeout"] = "00:01:00",
+    ["Scheduler:ClusterCheckinInterval"] = "00:00:02",
+    ["Cloud:Simulated:ProvisionDelay"] = "00:00:00",
+    ["Cloud:Simulated:TrustDelay"] = "00:00:00",
+    ["Cloud:Simulated:DeleteDelay"] = "00:00:00",
+}).ToList();
+
+var services = new List<Service>();
+try
+{
+    // Provisioner, Trust and Reaper first: a message published before its consumer's queue is bound is lost, and
+    // LeaseSaga starts provisioning the hot pools the moment it is up. LeaseSaga then migrates the empty database.
+    Say("starting Provisioner, Trust, Reaper, then LeaseSaga (migrates the database)");
+    var others = new[] { "Provisioner", "Trust", "Reaper" }.Select(p => Service.Start(p, p, settings, logs)).ToList();
+    services.AddRange(others);
+    await Task.WhenAll(others.Select(s => s.WaitUntilReadyAsync(TimeSpan.FromSeconds(120))));
+    var leaseSaga = Service.Start("LeaseSaga", "LeaseSaga", settings, logs);
+    services.Add(leaseSaga);
+    await leaseSaga.WaitUntilReadyAsync(TimeSpan.FromSeconds(120));
+    foreach (var service in services)
+    {
+        Say($"{service.Name} ready after {service.ReadyAfter.TotalMilliseconds:0} ms");
+    }
+
+    var book = new LeaseBook();
+    var clientBuilder = Host.CreateApplicationBuilder();
+    clientBuilder.Logging.SetMinimumLevel(LogLevel.Warning);
+    clientBuilder.Configuration.AddInMemoryCollection(vhost.Settings);
+    clientBuilder.Services.AddSingleton(book);
+    clientBuilder.Services.AddDynamicWorkersBus(clientBuilder.Configuration, bus => bus.AddConsumer<OutcomeConsumer>());
+    using var client = clientBuilder.Build();
+    await client.StartAsync();
+    var load = new LeaseLoad(client.Services.GetRequiredService<IBus>(), book);
+
+    async Task WaitForHotWorkersAsync(string pool, int count)
+    {
+        await RawBroker.WaitForAsync(
+            () => int.Parse(database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"Pool\" = '{pool}' AND \"CurrentState\" = 'Ready'").GetAwaiter().GetResult()) >= count,
+            TimeSpan.FromSeconds(120),
+            $"{count} hot workers in {pool}",
+            pollMilliseconds: 200);
+    }
+
+    // Waits (at most a minute) until no message is queued, so one section's backlog is not measured in the next.
+    async Task DrainAsync(string before)
+    {
+        try
+        {
+            await RawBroker.WaitForAsync(
+                () => vhost.QueueDepthsAsync().GetAwaiter().GetResult().Where(q => !q.Key.EndsWith("_error", StringComparison.Ordinal)).Sum(q => q.Value) == 0,
+                TimeSpan.FromSeconds(60),
+                $"every queue to drain before {before}",
+                pollMilliseconds: 1000);
+        }
+        catch (TimeoutException e)
+        {
+            Say(e.Message);
+            report.Note($"{before} started with messages still queued: its figures include some of the earlier load.");
+        }
+    }
+
+    // A rate that lost leases, or answered them seconds late, is past what the system sustains here: higher rates
+    // would only pile up a backlog and eat the time budget, so they are not run.
+    bool Overloaded(string kind, int rate, LoadResult? lower)
+    {
+        if (lower is null || (lower.Clean && lower.Percentile(99) <= 5000))
+        {
+            return false;
+        }
+
+        Say($"not running {kind} leases at {rate}/s: a lower rate was not sustained");
+        report.NotRun(kind, rate, "a lower rate was not sustained (leases lost or p99 over 5 s)");
+        return true;
+    }
+
+    // 3. Hot-pool latency: every lease from a new instance, so it needs a hot worker and a trust step.
+    LoadResult? lowerHot = null;
+    foreach (var rate in profileOnly ? [] : plan.Rates)
+    {
+        if (!TimeLeft($"hot leases at {rate}/s") || Overloaded("hot", rate, lowerHot))
+        {
+            continue;
+        }
+
+        await DrainAsync($"hot leases at {rate}/s");
+
+        await WaitForHotWorkersAsync(BenchPlan.HotPool, plan.HotTarget);
+        Say($"hot leases at {rate}/s for {plan.Latency.TotalSeconds:0} s");
+        var result = lowerHot = await load.OpenLoopAsync(BenchPlan.HotPool, rate, plan.Latency, n => $"hot-{rate}-{n:00000}");
+        report.Latency("hot", rate, result);
+        Say(Report.Describe(result));
+    }
+
+    // Re-use: `rate` instances, each already holding an idle worker, each leasing again about once a second.
+    LoadResult? lowerReuse = null;
+    foreach (var rate in profileOnly ? [] : plan.Rates)
+    {
+        if (!TimeLeft($"re-use leases at {rate}/s") || Overloaded("re-use", rate, lowerReuse))
+        {
+            continue;
+        }
+
+        await DrainAsync($"re-use leases at {rate}/s");
+
+        Say($"re-use leases at {rate}/s: warming {rate} instances");
+        await load.OpenLoopAsync(BenchPlan.ReusePool, rate, TimeSpan.FromSeconds(1), n => $"reuse-{rate}-{n:000}");
+        await Task.Delay(TimeSpan.FromSeconds(1)); // the warm-up releases reach the pool; not a synchronisation of the result
+        Say($"re-use leases at {rate}/s for {plan.Latency.TotalSeconds:0} s");
+        var result = lowerReuse = await load.OpenLoopAsync(BenchPlan.ReusePool, rate, plan.Latency, n => $"reuse-{rate}-{n % rate:000}");
+        report.Latency("re-use", rate, result);
+        Say(Report.Describe(result));
+    }
+
+    // 4. Lifecycle throughput: closed loop to find the ceiling (and count messages per lifecycle), then an open-loop hold.
+    await WaitForHotWorkersAsync(BenchPlan.CyclePool, 20);
+    // The earlier sections' tail (idle workers retiring, timers) must not be counted against this run.
+    await DrainAsync("the lifecycle run");
+    await Task.Delay(plan.StatsSettle);
+    var deliveredBefore = await vhost.DeliveredAsync();
+    var queuesBefore = await vhost.DeliveredByQueueAsync();
+    var tablesBefore = await database.RowWritesByTableAsync();
+    var cpuBefore = services.ToDictionary(x => x.Name, x => x.CpuMilliseconds());
+    Say($"lifecycle ceiling: {plan.ClosedLoopInstances} instances in a closed loop for {plan.Closed.TotalSeconds:0} s");
+    var ceiling = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, "cycle");
+    Say(Report.Describe(ceiling));
+    await Task.Delay(plan.StatsSettle);
+    var messagesPerLifecycle = (await vhost.DeliveredAsync() - deliveredBefore) / (double)Math.Max(1, ceiling.Granted);
+    Say($"{messagesPerLifecycle:0.0} messages delivered per lifecycle");
+    report.Profile("deliveries per lifecycle by queue", PerLifecycle(queuesBefore, await vhost.DeliveredByQueueAsync(), ceiling.Granted));
+    report.Profile("rows written per lifecycle by table", PerLifecycle(tablesBefore, await database.RowWritesByTableAsync(), ceiling.Granted));
+    report.Profile("CPU ms per lifecycle by service", PerLifecycle(cpuBefore, services.ToDictionary(x => x.Name, x => x.CpuMilliseconds()), ceiling.Granted));
+    if (profileOnly)
+    {
+        report.Lifecycle(ceiling, messagesPerLifecycle, null, rawClient);
+        await client.StopAsync();
+        return Finish();
+    }
+
+    HoldResult? held = null;
+    foreach (var share in plan.HoldShares)
+    {
+        if (!TimeLeft($"the lifecycle hold at {share:P0} of the ceiling"))
+        {
+            break;
+        }
+
+        var rate = Math.Max(1, Math.Floor(ceiling.CyclesPerSecond * share));
+        Say($"holding {rate}/s for {plan.Hold.TotalSeconds:0} s ({share:P0} of the closed-loop ceiling)");
+        var hold = await HoldResult.RunAsync(load, vhost, BenchPlan.CyclePool, rate, plan.Hold, plan.ClosedLoopInstances);
+        Say(hold.Describe());
+        report.Hold(hold);
+        if (hold.Held)
+        {
+            held = hold;
+            break;
+        }
+    }
+
+    report.Lifecycle(ceiling, messagesPerLifecycle, held, rawClient);
+
+    // 5. Footprint after the load.
+    foreach (var service in services)
+    {
+        report.Footprint(service.Name, service.RssBytes(), service.ReadyAfter);
+    }
+
+    // 6. Scale-out: a second LeaseSaga on the same database and queues, the same closed loop again.
+    if (TimeLeft("scale-out"))
+    {
+        Say("scale-out: starting a second LeaseSaga");
+        var second = Service.Start("LeaseSaga", "LeaseSaga-2", settings, logs);
+        services.Add(second);
+        await second.WaitUntilReadyAsync(TimeSpan.FromSeconds(120));
+        var scaled = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, "scaled");
+        Say(Report.Describe(scaled));
+        report.Footprint(second.Name + " (joins a migrated database)", second.RssBytes(), second.ReadyAfter);
+        report.ScaleOut(ceiling, scaled);
+    }
+
+    var errors = (await vhost.QueueDepthsAsync()).Where(q => q.Key.EndsWith("_error", StringComparison.Ordinal)).Sum(q => q.Value);
+    report.Errors(errors);
+    await client.StopAsync();
+}
+finally
+{
+    foreach (var service in services)
+    {
+        await service.DisposeAsync();
+    }
+
+    File.Delete(runFile);
+}
+
+return Finish();
+
+int Finish()
+{
+    var table = report.Render();
+    Console.WriteLine(table);
+    Directory.CreateDirectory(Path.GetDirectoryName(output)!);
+    File.WriteAllText(output, table);
+    Say($"written to {output}");
+    return report.Failures.Count == 0 ? 0 : Fail(report.Failures);
+}
+
+static IEnumerable<(string Name, double PerLifecycle)> PerLifecycle(IReadOnlyDictionary<string, long> before, IReadOnlyDictionary<string, long> after, int lifecycles)
+    => after.Select(a => (a.Key, (a.Value - before.GetValueOrDefault(a.Key)) / (double)Math.Max(1, lifecycles)))
+        .Where(x => x.Item2 >= 0.05)
+        .OrderByDescending(x => x.Item2);
+
+static int Fail(IEnumerable<string> failures)
+{
+    foreach (var failure in failures)
+    {
+        Console.Error.WriteLine($"bench: FAILED: {failure}");
+    }
+
+    return 1;
+}
