@@ -60,7 +60,7 @@ public sealed partial class ConfigurationReferenceTests
     /// <summary>First-column keys of the README's Configuration table; <c>`A:B`, `:C`</c> means A:B and A:C.</summary>
     static HashSet<string> DocumentedKeys()
     {
-        var readme = File.ReadAllText(Path.Combine(RepositoryRoot(), "README.md"));
+        var readme = File.ReadAllText(Path.Combine(RepositoryFiles.Root, "README.md"));
         var table = readme[readme.IndexOf("\n## Configuration", StringComparison.Ordinal)..];
         table = table[..table.IndexOf("\n## ", 5, StringComparison.Ordinal)];
         var keys = new HashSet<string>(StringComparer.Ordinal);
@@ -87,17 +87,4 @@ public sealed partial class ConfigurationReferenceTests
 
     [GeneratedRegex("`([^`]+)`")]
     private static partial Regex CodeSpan();
-
-    static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "DynamicWorkers.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("DynamicWorkers.sln not found above " + AppContext.BaseDirectory);
-    }
 }

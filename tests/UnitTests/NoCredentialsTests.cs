@@ -15,7 +15,7 @@ public sealed partial class NoCredentialsTests
     [Fact]
     public void No_configuration_deployment_file_or_script_holds_a_password_key_or_secret()
     {
-        var root = RepositoryRoot();
+        var root = RepositoryFiles.Root;
         var findings = new List<string>();
         foreach (var file in Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories).Where(IsScanned).Where(f => Path.GetFileName(f) != "NoCredentialsTests.cs"))
         {
@@ -67,19 +67,6 @@ public sealed partial class NoCredentialsTests
         // name settings and test fixtures make up fake ones; those are not credentials).
         return Path.GetExtension(path) is ".json" or ".yml" or ".yaml" or ".sh" or ".env" or ".example" or ".config" or ".xml" or ".props" or ".sql" or ".ini" or ".conf"
                || Path.GetFileName(path).StartsWith("Dockerfile", StringComparison.Ordinal);
-    }
-
-    static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "DynamicWorkers.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("DynamicWorkers.sln not found above " + AppContext.BaseDirectory);
     }
 
     // "Password": "x" (JSON), Password=x; (connection strings), PASSWORD: x / _PASS=x (compose, env, shell), PASSWORD 'x' (SQL).

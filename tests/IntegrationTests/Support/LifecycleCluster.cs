@@ -169,28 +169,9 @@ public sealed class LifecycleCluster : IAsyncDisposable
             trusts.Where(t => t.WorkerId == v.WorkerId).Select(t => t.InstanceId).ToList())).ToList();
     }
 
-    public async Task<long> ScalarAsync(string sql)
-    {
-        await using var connection = new NpgsqlConnection(_connectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        return Convert.ToInt64(await command.ExecuteScalarAsync());
-    }
+    public Task<long> ScalarAsync(string sql) => PostgresQueries.ScalarAsync(_connectionString, sql);
 
-    public async Task<IReadOnlyList<string>> RowsAsync(string sql)
-    {
-        await using var connection = new NpgsqlConnection(_connectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await using var reader = await command.ExecuteReaderAsync();
-        var rows = new List<string>();
-        while (await reader.ReadAsync())
-        {
-            rows.Add(reader.IsDBNull(0) ? "" : reader.GetString(0));
-        }
-
-        return rows;
-    }
+    public Task<IReadOnlyList<string>> RowsAsync(string sql) => PostgresQueries.RowsAsync(_connectionString, sql);
 
     /// <summary>What a failed wait prints: unanswered leases, live saga rows, the services' errors.</summary>
     public string Diagnostics()

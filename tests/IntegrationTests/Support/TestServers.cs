@@ -118,28 +118,9 @@ public sealed class PostgresTestDatabase : IAsyncLifetime
         await command.ExecuteNonQueryAsync();
     }
 
-    public async Task<long> ScalarAsync(string sql)
-    {
-        await using var connection = new NpgsqlConnection(ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        return Convert.ToInt64(await command.ExecuteScalarAsync());
-    }
+    public Task<long> ScalarAsync(string sql) => PostgresQueries.ScalarAsync(ConnectionString, sql);
 
-    public async Task<IReadOnlyList<string>> RowsAsync(string sql)
-    {
-        await using var connection = new NpgsqlConnection(ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await using var reader = await command.ExecuteReaderAsync();
-        var rows = new List<string>();
-        while (await reader.ReadAsync())
-        {
-            rows.Add(reader.IsDBNull(0) ? "" : reader.GetString(0));
-        }
-
-        return rows;
-    }
+    public Task<IReadOnlyList<string>> RowsAsync(string sql) => PostgresQueries.RowsAsync(ConnectionString, sql);
 
     public async Task DisposeAsync()
     {
@@ -169,5 +150,32 @@ public sealed class SqliteTestDatabase : IDisposable
         {
             File.Delete(file);
         }
+    }
+}
+
+/// <summary>One-off queries a test asserts on: a number, or the first column of every row.</summary>
+public static class PostgresQueries
+{
+    public static async Task<long> ScalarAsync(string connectionString, string sql)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        return Convert.ToInt64(await command.ExecuteScalarAsync());
+    }
+
+    public static async Task<IReadOnlyList<string>> RowsAsync(string connectionString, string sql)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        var rows = new List<string>();
+        while (await reader.ReadAsync())
+        {
+            rows.Add(reader.IsDBNull(0) ? "" : reader.GetString(0));
+        }
+
+        return rows;
     }
 }
