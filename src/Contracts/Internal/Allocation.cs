@@ -17,6 +17,10 @@ public sealed record CancelAllocation(string Pool, Guid LeaseId);
 [MessageUrn("DynamicWorkers.Internal:LeaseQueued")]
 public sealed record LeaseQueued(Guid LeaseId, int Position);
 
+/// <summary>Pool → lease: the pool's waiting line is full and no worker can serve the lease at once: reject it now.</summary>
+[MessageUrn("DynamicWorkers.Internal:AllocationRefused")]
+public sealed record AllocationRefused(Guid LeaseId, string Detail);
+
 /// <summary>Pool → worker: you are this lease's; trust its instance (or, if you already do, go straight to work).</summary>
 [MessageUrn("DynamicWorkers.Internal:ReserveWorker")]
 public sealed record ReserveWorker(Guid WorkerId, Guid LeaseId, string InstanceId, string Thumbprint);
@@ -45,9 +49,12 @@ public sealed record EndLease(Guid WorkerId, Guid LeaseId, bool Deprovision);
 [MessageUrn("DynamicWorkers.Internal:WorkerReady")]
 public sealed record WorkerReady(string Pool, Guid WorkerId);
 
-/// <summary>Worker → pool: its lease ended; it stays available to the instance it trusts.</summary>
+/// <summary>
+/// Worker → pool: its lease <see cref="LeaseId"/> ended; it stays available to the instance it trusts. The lease id
+/// lets the pool tell a late repeat of this notice from the end of the worker's next lease.
+/// </summary>
 [MessageUrn("DynamicWorkers.Internal:WorkerIdle")]
-public sealed record WorkerIdle(string Pool, Guid WorkerId, string InstanceId);
+public sealed record WorkerIdle(string Pool, Guid WorkerId, string InstanceId, Guid LeaseId);
 
 /// <summary>
 /// Worker → pool: an idle or hot worker reached its idle timeout or max age and asks to be taken off the

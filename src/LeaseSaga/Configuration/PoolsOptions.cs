@@ -28,6 +28,13 @@ public sealed class PoolOptions
     /// <summary>A lease still without a worker after this gets <c>NoCapacity</c>.</summary>
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan AllocationTimeout { get; set; } = TimeSpan.FromMinutes(30);
+
+    /// <summary>
+    /// Leases that may wait in line at once; one more that no idle worker of its instance can serve at once gets
+    /// <c>NoCapacity</c> straight away. Bounds the pool's ledger (and so the cost of every allocation decision) in a flood.
+    /// </summary>
+    [Range(1, 100000)]
+    public int MaxWaiting { get; set; } = 1000;
 }
 
 /// <summary>Section <c>Pools</c>: pool name → definition.</summary>

@@ -47,6 +47,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         });
         Event(() => Queued, e => Existing(e, m => m.LeaseId, "queued notice for an unknown lease"));
         Event(() => WorkerGranted, e => Existing(e, m => m.LeaseId, "worker for an unknown lease"));
+        Event(() => Refused, e => Existing(e, m => m.LeaseId, "refusal of an unknown lease"));
         Event(() => Revocation, e => Existing(e, m => m.LeaseId, "revocation of an unknown lease"));
         Schedule(() => AllocationTimeout, x => x.AllocationTimeoutToken, s => s.Received = e => e.CorrelateById(m => m.Message.LeaseId));
         Schedule(() => MaxDuration, x => x.MaxDurationToken, s => s.Received = e => e.CorrelateById(m => m.Message.LeaseId));
@@ -111,6 +112,10 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                     c.Saga.ReleaseRequested = true;
                     _logger.LogInformation("Lease {LeaseId} released before it was granted; it ends once granted", c.Saga.CorrelationId);
                 }),
+            When(Refused)
+                .Unschedule(AllocationTimeout)
+                .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity, c.Message.Detail))
+                .TransitionTo(Rejected),
             When(AllocationTimeout.Received)
                 .Publish(c => new CancelAllocation(c.Saga.Pool, c.Saga.CorrelationId))
                 .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity,
@@ -125,6 +130,13 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             // Redelivered: the process that granted may have died after saving and before publishing the grant.
             When(WorkerGranted, c => c.Message.WorkerId == c.Saga.WorkerId)
                 .ThenAsync(c => Answer(c, GrantOf(c.Saga), c.Saga.ResponseAddress, c.Saga.RequestId)),
+            // A second worker for a lease that already has one (the pool served a late repeat of the request): the
+            // lease keeps the first; the second is sent idle for its instance rather than held leased for nothing.
+            When(WorkerGranted, c => c.Message.WorkerId != c.Saga.WorkerId)
+                .Then(c => _logger.LogWarning(
+                    "Lease {LeaseId} of {InstanceId} already has worker {WorkerId}; worker {OtherWorkerId} is sent idle",
+                    c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.WorkerId, c.Message.WorkerId))
+                .Publish(c => new EndLease(c.Message.WorkerId, c.Saga.CorrelationId, Deprovision: false)),
             When(MaxDuration.Received)
                 .ThenAsync(c => Revoke(c, LeaseRevocationReasons.MaxLeaseDuration))
                 .Publish(c => new EndLease(c.Saga.WorkerId!.Value, c.Saga.CorrelationId, Deprovision: true))
@@ -162,6 +174,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
     public Event<LeaseRequested> Requested { get; private set; } = null!;
     public Event<LeaseReleased> Release { get; private set; } = null!;
     public Event<LeaseQueued> Queued { get; private set; } = null!;
+    public Event<AllocationRefused> Refused { get; private set; } = null!;
     public Event<WorkerLeased> WorkerGranted { get; private set; } = null!;
     public Event<RevokeLease> Revocation { get; private set; } = null!;
 

@@ -70,6 +70,28 @@ public sealed class PoolBook
         }
     }
 
+    /// <summary>
+    /// Takes a lease back out of a line longer than <paramref name="maxWaiting"/> when it stands beyond that limit
+    /// and no idle worker of its instance could serve it at once. True when it was turned away.
+    /// </summary>
+    public bool TurnAway(Guid leaseId, int maxWaiting)
+    {
+        var position = PositionOf(leaseId);
+        if (position <= maxWaiting)
+        {
+            return false;
+        }
+
+        var lease = Waiting[position - 1];
+        if (Idle.Any(i => i.InstanceId == lease.InstanceId && string.Equals(i.Thumbprint, lease.Thumbprint, StringComparison.OrdinalIgnoreCase)))
+        {
+            return false;
+        }
+
+        Waiting.RemoveAt(position - 1);
+        return true;
+    }
+
     public int PositionOf(Guid leaseId) => Waiting.FindIndex(w => w.LeaseId == leaseId) + 1;
 
     public void Started(Guid workerId)
@@ -88,9 +110,13 @@ public sealed class PoolBook
         }
     }
 
-    public void BecameIdle(Guid workerId)
+    /// <summary>
+    /// The worker's lease <paramref name="leaseId"/> ended. A late repeat of the notice for an earlier lease changes
+    /// nothing: the worker may already serve its next one (found by the chaos run).
+    /// </summary>
+    public void BecameIdle(Guid workerId, Guid leaseId)
     {
-        var assigned = Assigned.FirstOrDefault(a => a.WorkerId == workerId);
+        var assigned = Assigned.FirstOrDefault(a => a.WorkerId == workerId && a.LeaseId == leaseId);
         if (assigned is not null && Idle.All(i => i.WorkerId != workerId))
         {
             Assigned.Remove(assigned);

@@ -56,7 +56,17 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
                 .ThenAsync(async c =>
                 {
                     var m = c.Message;
-                    if (!c.Saga.Book.Enqueue(new WaitingLease(m.LeaseId, m.InstanceId, m.Thumbprint, m.RequestedAt))
+                    var queued = c.Saga.Book.Enqueue(new WaitingLease(m.LeaseId, m.InstanceId, m.Thumbprint, m.RequestedAt));
+                    var maxWaiting = Definition(c.Saga.Name).MaxWaiting;
+                    if (queued && c.Saga.Book.TurnAway(m.LeaseId, maxWaiting))
+                    {
+                        _logger.LogWarning("Pool {Pool}: lease {LeaseId} of {InstanceId} turned away, {MaxWaiting} leases already wait", c.Saga.Name, m.LeaseId, m.InstanceId, maxWaiting);
+                        await c.Publish(new AllocationRefused(m.LeaseId,
+                            $"pool '{c.Saga.Name}' already has {maxWaiting} leases waiting (Pools:{c.Saga.Name}:MaxWaiting) and no idle worker of this instance"));
+                        return;
+                    }
+
+                    if (!queued
                         && c.Saga.Book.Assigned.FirstOrDefault(a => a.LeaseId == m.LeaseId && !a.Cancelled) is { } assigned)
                     {
                         // Asked again for a lease that already has a worker: the reservation may have died with the
@@ -99,7 +109,7 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
                 .TransitionTo(Active),
             When(WorkerBecameIdle)
                 .Then(c => Open(c.Saga, c.Message.Pool))
-                .Then(c => c.Saga.Book.BecameIdle(c.Message.WorkerId))
+                .Then(c => c.Saga.Book.BecameIdle(c.Message.WorkerId, c.Message.LeaseId))
                 .ThenAsync(Rebalance)
                 .TransitionTo(Active),
             When(RetirementRequested)

@@ -143,7 +143,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                     Log(c.Saga, "idle");
                 })
                 .Schedule(IdleTimeout, c => new WorkerIdleTimedOut(c.Saga.CorrelationId), c => Until(c.Saga.IdleDeadline))
-                .Publish(c => new WorkerIdle(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.TrustedInstanceId!))
+                .Publish(c => new WorkerIdle(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.TrustedInstanceId!, c.Saga.LastLeaseId!.Value))
                 .TransitionTo(Idle),
             When(LeaseEnded, c => c.Message.LeaseId == c.Saga.CurrentLeaseId && c.Message.Deprovision)
                 .Unschedule(MaxAge)
@@ -236,7 +236,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                 .ThenAsync(c => RepeatLease(c)));
         During(Idle,
             When(LeaseEnded, c => c.Message.LeaseId == c.Saga.LastLeaseId)
-                .Publish(c => new WorkerIdle(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.TrustedInstanceId!)));
+                .Publish(c => new WorkerIdle(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.TrustedInstanceId!, c.Saga.LastLeaseId!.Value)));
         During(Reaping,
             When(ProvisioningFailed).ThenAsync(RepeatReap),
             When(TrustFailed).ThenAsync(RepeatReap),

@@ -230,6 +230,32 @@ public sealed class LeaseLifecycleTests
     }
 
     [Fact]
+    public async Task A_lease_beyond_a_full_waiting_line_gets_NoCapacity_at_once_and_the_line_keeps_its_place()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true, maxWaiting: 1);
+        var first = Guid.NewGuid();
+        var second = Guid.NewGuid();
+        await bed.Bus.Publish(new LeaseRequested(first, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == first), "the first lease to queue");
+        await bed.Bus.Publish(new LeaseRequested(second, "instance-2", ThumbprintB, Pool, null, bed.Clock.GetUtcNow()));
+
+        // No time passes: the second is turned away by the pool, not by its allocation timer.
+        await Until(() => bed.Outcomes(second).Count == 1, "the second lease's rejection");
+        var rejected = Assert.IsType<LeaseRejected>(bed.Outcomes(second)[0]);
+        Assert.Equal(LeaseRejectionReasons.NoCapacity, rejected.Reason);
+        Assert.Contains("MaxWaiting", rejected.Detail);
+        Assert.Equal("Rejected", (await bed.LeaseAsync(second))!.CurrentState);
+        Assert.Null((await bed.LeaseAsync(second))!.AllocationTimeoutToken);
+        Assert.Equal([first], (await bed.PoolAsync())!.Book.Waiting.Select(w => w.LeaseId));
+
+        // The lease that waits is still served.
+        var held = Assert.Single(bed.Cloud.Held);
+        await bed.Bus.Publish(new WorkerProvisioned(held.WorkerId, "10.0.0.9:10933", new string('C', 40), bed.Clock.GetUtcNow()));
+        await Until(() => bed.Outcomes(first).Count == 1, "the first lease's grant");
+        Assert.IsType<LeaseGranted>(bed.Outcomes(first)[0]);
+    }
+
+    [Fact]
     public async Task Two_leases_racing_for_the_last_hot_worker_never_both_get_it()
     {
         await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 1);

@@ -35,15 +35,15 @@ public sealed class LifecycleBed : IAsyncDisposable
     public ManualClock Clock { get; } = new();
     public ManualScheduler Scheduler { get; private set; } = null!;
 
-    public static async Task<LifecycleBed> StartAsync(int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null)
+    public static async Task<LifecycleBed> StartAsync(int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null, int maxWaiting = 1000)
     {
         var bed = new LifecycleBed();
         cloud?.Invoke(bed.Cloud);
-        await bed.StartHostAsync(hotTarget, maxWorkers);
+        await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting);
         return bed;
     }
 
-    async Task StartHostAsync(int hotTarget, int maxWorkers)
+    async Task StartHostAsync(int hotTarget, int maxWorkers, int maxWaiting)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(Environment.GetEnvironmentVariable("DW_TEST_VERBOSE") is null ? LogLevel.Warning : LogLevel.Information);
@@ -55,6 +55,7 @@ public sealed class LifecycleBed : IAsyncDisposable
             [$"Pools:{Pool}:MaxWorkers"] = maxWorkers.ToString(),
             [$"Pools:{Pool}:Image"] = "test-image",
             [$"Pools:{Pool}:AllocationTimeout"] = "00:05:00",
+            [$"Pools:{Pool}:MaxWaiting"] = maxWaiting.ToString(),
         });
         builder.Services.AddSingleton(Clock);
         builder.Services.AddSingleton<TimeProvider>(Clock);

@@ -21,12 +21,47 @@ public sealed class PoolBookTests
     }
 
     [Fact]
+    public void A_lease_beyond_the_line_s_limit_is_turned_away_unless_an_idle_worker_of_its_instance_can_serve_it()
+    {
+        var (book, worker, lease) = WithAssignedWorker();
+        book.BecameIdle(worker, lease);
+        var waiting = new WaitingLease(Guid.NewGuid(), "instance-2", ThumbA, At);
+        var beyond = new WaitingLease(Guid.NewGuid(), "instance-3", ThumbA, At);
+        var reuse = new WaitingLease(Guid.NewGuid(), "instance-1", ThumbA, At);
+        book.Enqueue(waiting);
+        book.Enqueue(beyond);
+        book.Enqueue(reuse);
+
+        Assert.False(book.TurnAway(waiting.LeaseId, maxWaiting: 1));
+        Assert.True(book.TurnAway(beyond.LeaseId, maxWaiting: 1));
+        Assert.False(book.TurnAway(reuse.LeaseId, maxWaiting: 1)); // its instance's idle worker serves it now
+        Assert.Equal([waiting.LeaseId, reuse.LeaseId], book.Waiting.Select(w => w.LeaseId));
+        Assert.Equal(reuse.LeaseId, Assert.Single(book.Assign()).LeaseId);
+    }
+
+    [Fact]
+    public void A_late_repeat_of_the_idle_notice_of_a_worker_s_last_lease_leaves_its_next_lease_assigned()
+    {
+        var (book, worker, first) = WithAssignedWorker();
+        book.BecameIdle(worker, first);
+        var second = new WaitingLease(Guid.NewGuid(), "instance-1", ThumbA, At);
+        book.Enqueue(second);
+        Assert.True(Assert.Single(book.Assign()).Reuse);
+
+        book.BecameIdle(worker, first); // re-sent after a redelivery, overtaken by the next lease
+
+        Assert.Equal((worker, second.LeaseId), (Assert.Single(book.Assigned).WorkerId, book.Assigned[0].LeaseId));
+        Assert.Empty(book.Idle);
+        Assert.False(book.Enqueue(second)); // a repeated request for the second lease does not queue it again
+    }
+
+    [Fact]
     public void A_retirement_request_that_overtakes_the_idle_notice_of_the_same_lease_is_approved()
     {
         var (book, worker, lease) = WithAssignedWorker();
 
         Assert.True(book.Retire(worker, lastLeaseId: lease));
-        book.BecameIdle(worker); // the late idle notice changes nothing
+        book.BecameIdle(worker, lease); // the late idle notice changes nothing
 
         Assert.Empty(book.Idle);
         Assert.Empty(book.Assigned);
@@ -39,7 +74,7 @@ public sealed class PoolBookTests
     public void A_repeated_retirement_request_is_approved_again_without_counting_the_worker_twice()
     {
         var (book, worker, lease) = WithAssignedWorker();
-        book.BecameIdle(worker);
+        book.BecameIdle(worker, lease);
 
         Assert.True(book.Retire(worker, lastLeaseId: lease));
         Assert.True(book.Retire(worker, lastLeaseId: lease));
@@ -52,7 +87,7 @@ public sealed class PoolBookTests
     public void A_retirement_request_is_refused_when_the_worker_was_just_handed_to_a_new_lease()
     {
         var (book, worker, lease) = WithAssignedWorker();
-        book.BecameIdle(worker);
+        book.BecameIdle(worker, lease);
         book.Enqueue(new WaitingLease(Guid.NewGuid(), "instance-1", ThumbA, At));
         Assert.True(Assert.Single(book.Assign()).Reuse);
 
@@ -88,8 +123,8 @@ public sealed class PoolBookTests
     [Fact]
     public void An_idle_worker_is_reused_only_for_the_same_instance_and_certificate()
     {
-        var (book, worker, _) = WithAssignedWorker();
-        book.BecameIdle(worker);
+        var (book, worker, lease) = WithAssignedWorker();
+        book.BecameIdle(worker, lease);
 
         book.Enqueue(new WaitingLease(Guid.NewGuid(), "instance-1", new string('b', 40), At));
         Assert.Empty(book.Assign());

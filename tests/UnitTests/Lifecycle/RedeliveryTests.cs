@@ -55,6 +55,43 @@ public sealed class RedeliveryTests
     }
 
     [Fact]
+    public async Task A_late_idle_notice_and_a_late_allocation_never_give_a_served_lease_a_second_worker_for_good()
+    {
+        // Found by the chaos run: an instance with two idle workers; the idle notice of one worker's previous lease,
+        // re-sent after a redelivery, reached the pool after that worker had started its next lease, and freed that
+        // lease's assignment; a late repeat of the lease's allocation then got it a second worker, which the lease
+        // (already granted) ignored, so the second worker stayed leased for nothing.
+        await using var bed = await StartAsync(hotTarget: 2, maxWorkers: 2);
+        await bed.UntilWorkersAsync("Ready", 2);
+        var first = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        var other = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        await bed.ReleaseAsync(first.LeaseId, "instance-1");
+        await bed.ReleaseAsync(other.LeaseId, "instance-1");
+        await bed.UntilWorkersAsync("Idle", 2);
+        var next = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        var previousLease = next.WorkerId == first.WorkerId ? first.LeaseId : other.LeaseId;
+        await bed.SettledAsync();
+
+        await bed.Bus.Publish(new WorkerIdle(Pool, next.WorkerId, "instance-1", previousLease));
+        await bed.SettledAsync();
+        Assert.Contains((await bed.PoolAsync())!.Book.Assigned, a => a.WorkerId == next.WorkerId && a.LeaseId == next.LeaseId);
+
+        await bed.Bus.Publish(bed.PublishedOf<AllocateWorker>().First(a => a.LeaseId == next.LeaseId));
+        await bed.SettledAsync();
+        Assert.All(bed.PublishedOf<ReserveWorker>().Where(r => r.LeaseId == next.LeaseId), r => Assert.Equal(next.WorkerId, r.WorkerId));
+
+        // Should a second worker still reach the granted lease, the lease keeps its own and sends the other idle.
+        var spare = next.WorkerId == first.WorkerId ? other.WorkerId : first.WorkerId;
+        await bed.Bus.Publish(new ReserveWorker(spare, next.LeaseId, "instance-1", ThumbprintA));
+        await Until(() => bed.PublishedOf<EndLease>().Any(e => e.WorkerId == spare && e.LeaseId == next.LeaseId), "the second worker sent idle");
+        await bed.SettledAsync();
+
+        Assert.Equal("Idle", (await bed.WorkersAsync()).Single(w => w.CorrelationId == spare).CurrentState);
+        Assert.Equal(next.WorkerId, (await bed.LeaseAsync(next.LeaseId))!.WorkerId);
+        Assert.Equal("Granted", (await bed.LeaseAsync(next.LeaseId))!.CurrentState);
+    }
+
+    [Fact]
     public async Task A_redelivered_provisioned_notice_tells_the_pool_again_that_the_worker_is_ready()
     {
         await using var bed = await StartAsync(hotTarget: 1);
