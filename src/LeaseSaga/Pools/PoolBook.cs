@@ -21,6 +21,9 @@ public sealed class PoolBook
 {
     public List<WaitingLease> Waiting { get; set; } = [];
     public List<Guid> Provisioning { get; set; } = [];
+
+    /// <summary>When the pool started each worker still provisioning (lets the sweep tell a lost start from a slow one).</summary>
+    public Dictionary<Guid, DateTimeOffset> StartedAt { get; set; } = [];
     public List<Guid> Ready { get; set; } = [];
     public List<IdleWorker> Idle { get; set; } = [];
     public List<AssignedWorker> Assigned { get; set; } = [];
@@ -94,20 +97,32 @@ public sealed class PoolBook
 
     public int PositionOf(Guid leaseId) => Waiting.FindIndex(w => w.LeaseId == leaseId) + 1;
 
-    public void Started(Guid workerId)
+    public void Started(Guid workerId, DateTimeOffset at)
     {
         if (!Provisioning.Contains(workerId))
         {
             Provisioning.Add(workerId);
+            StartedAt[workerId] = at;
         }
     }
 
-    public void BecameReady(Guid workerId)
+    /// <summary>Workers still provisioning that the pool started before <paramref name="cutoff"/> (or at a time it did not record).</summary>
+    public IEnumerable<Guid> ProvisioningSince(DateTimeOffset cutoff)
+        => Provisioning.Where(id => !StartedAt.TryGetValue(id, out var at) || at < cutoff);
+
+    /// <summary>
+    /// A started worker is ready: a hot worker from now on. False for a worker the ledger does not know at all (the
+    /// sweep had it forgotten as never started, and its start came late after all).
+    /// </summary>
+    public bool BecameReady(Guid workerId)
     {
+        StartedAt.Remove(workerId);
         if (Provisioning.Remove(workerId) && !Ready.Contains(workerId))
         {
             Ready.Add(workerId);
         }
+
+        return Ready.Contains(workerId) || Idle.Any(i => i.WorkerId == workerId) || Assigned.Any(a => a.WorkerId == workerId) || Retiring.Contains(workerId);
     }
 
     /// <summary>
@@ -147,6 +162,7 @@ public sealed class PoolBook
     void Forget(Guid workerId)
     {
         Provisioning.Remove(workerId);
+        StartedAt.Remove(workerId);
         Ready.Remove(workerId);
         Idle.RemoveAll(i => i.WorkerId == workerId);
         Assigned.RemoveAll(a => a.WorkerId == workerId);

@@ -100,10 +100,15 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
                 .TransitionTo(Active),
             When(WorkerBecameReady)
                 .Then(c => Open(c.Saga, c.Message.Pool))
-                .Then(c =>
+                .ThenAsync(async c =>
                 {
-                    c.Saga.Book.BecameReady(c.Message.WorkerId);
                     c.Saga.ConsecutiveFailures = 0;
+                    if (!c.Saga.Book.BecameReady(c.Message.WorkerId))
+                    {
+                        // Forgotten as never started (see the sweep), then started late after all: nobody counts on it.
+                        _logger.LogWarning("Pool {Pool}: worker {WorkerId} is ready but no longer counted; it is deleted", c.Saga.Name, c.Message.WorkerId);
+                        await c.Publish(new WorkerRetirementApproved(c.Message.WorkerId));
+                    }
                 })
                 .ThenAsync(Rebalance)
                 .TransitionTo(Active),
@@ -236,7 +241,7 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
         for (var i = 0; i < count; i++)
         {
             var workerId = NewId.NextGuid();
-            pool.Book.Started(workerId);
+            pool.Book.Started(workerId, _clock.GetUtcNow());
             await context.Publish(new StartWorker(workerId, pool.Name, definition.Image, definition.Size));
         }
 

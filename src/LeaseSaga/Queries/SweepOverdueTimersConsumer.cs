@@ -40,9 +40,7 @@ public sealed class SweepOverdueTimersConsumer(
         var leases = await db.Set<LeaseState>().AsNoTracking()
             .Where(l => l.AllocationTimeoutToken != null || (l.MaxDurationToken != null && l.ExpiresAt < cutoff))
             .ToListAsync(context.CancellationToken);
-        var pools = await db.Set<PoolState>().AsNoTracking()
-            .Where(p => p.BackoffToken != null && p.BackoffUntil < cutoff)
-            .ToListAsync(context.CancellationToken);
+        var pools = await db.Set<PoolState>().AsNoTracking().ToListAsync(context.CancellationToken);
 
         var count = 0;
         foreach (var w in workers)
@@ -82,10 +80,12 @@ public sealed class SweepOverdueTimersConsumer(
             count++;
         }
 
-        foreach (var p in pools)
+        foreach (var p in pools.Where(p => p.BackoffToken != null && p.BackoffUntil < cutoff))
         {
             count += await Resend(context, new PoolBackoffEnded(p.Name), p.BackoffToken!.Value);
         }
+
+        count += await RepeatLostPoolDecisions(context, pools, provisioningCutoff);
 
         foreach (var l in leases)
         {
@@ -104,6 +104,41 @@ public sealed class SweepOverdueTimersConsumer(
         {
             logger.LogWarning("Sweep re-delivered {Count} overdue timeout(s) whose timers did not fire", count);
         }
+    }
+
+    /// <summary>
+    /// The pool's decisions that no redelivery repeats (the message that caused them finds them already counted):
+    /// a worker the pool started whose <c>StartWorker</c> died with its process has no saga, so no timer; once older
+    /// than a provisioning timeout the pool is told it is gone, and replaces it. A hot worker the pool retired as
+    /// surplus whose approval was lost is still ready: it is approved again (a repeat is harmless).
+    /// </summary>
+    async Task<int> RepeatLostPoolDecisions(ConsumeContext context, List<PoolState> pools, DateTimeOffset provisioningCutoff)
+    {
+        var started = pools.SelectMany(p => p.Book.ProvisioningSince(provisioningCutoff).Select(id => (Pool: p.Name, WorkerId: id))).ToList();
+        var retired = pools.SelectMany(p => p.Book.Retiring).ToList();
+        var ids = started.Select(s => s.WorkerId).Concat(retired).ToList();
+        if (ids.Count == 0)
+        {
+            return 0;
+        }
+
+        var states = await db.Set<WorkerState>().AsNoTracking().Where(w => ids.Contains(w.CorrelationId))
+            .ToDictionaryAsync(w => w.CorrelationId, w => w.CurrentState, context.CancellationToken);
+        var count = 0;
+        foreach (var (pool, workerId) in started.Where(s => !states.ContainsKey(s.WorkerId)))
+        {
+            logger.LogWarning("Pool {Pool}: worker {WorkerId} was started but never provisioned (its StartWorker was lost); the pool forgets it", pool, workerId);
+            await context.Publish(new WorkerGone(pool, workerId, Failed: false, "never started: its StartWorker was lost", RequeueLeaseId: null));
+            count++;
+        }
+
+        foreach (var workerId in retired.Where(id => states.GetValueOrDefault(id) == "Ready"))
+        {
+            await context.Publish(new WorkerRetirementApproved(workerId));
+            count++;
+        }
+
+        return count;
     }
 
     static async Task<int> Resend<T>(ConsumeContext context, T timeout, Guid token)

@@ -513,6 +513,50 @@ public sealed class LeaseLifecycleTests
         await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId && d.Reason == "idle"), "the sweep to reap the idle worker");
     }
 
+    [Fact]
+    public async Task The_sweep_makes_the_pool_forget_a_worker_whose_StartWorker_was_lost_and_replace_it()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1);
+        await Until(async () => await bed.PoolAsync() is not null, "the pool");
+        await bed.SettledAsync();
+        // As if the pool had started a worker and its StartWorker had died with its process: the pool is at its maximum.
+        var lost = Guid.NewGuid();
+        await bed.UpdatePoolAsync(book => book.Started(lost, bed.Clock.GetUtcNow()));
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(32));
+        var leaseId = Guid.NewGuid();
+        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == leaseId), "the lease to queue");
+        await bed.SettledAsync();
+        Assert.Empty(bed.PublishedOf<StartWorker>());
+
+        await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
+
+        await Until(() => bed.Outcomes(leaseId).Count == 1, "the lease served by a replacement");
+        Assert.IsType<LeaseGranted>(bed.Outcomes(leaseId)[0]);
+        Assert.Contains(bed.PublishedOf<WorkerGone>(), g => g.WorkerId == lost && !g.Failed);
+        Assert.DoesNotContain(lost, (await bed.PoolAsync())!.Book.Provisioning);
+
+        // Had the start only been late, the worker comes up unknown to the pool and is deleted, not kept for nothing.
+        await bed.Bus.Publish(new StartWorker(lost, Pool, "test-image", "Standard_D2s_v5"));
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == lost), "the late worker deleted");
+        await bed.SettledAsync();
+        Assert.Equal(1, (await bed.PoolAsync())!.Book.Live);
+    }
+
+    [Fact]
+    public async Task The_sweep_approves_again_the_retirement_of_a_surplus_hot_worker_whose_approval_was_lost()
+    {
+        await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 2);
+        await bed.UntilWorkersAsync("Ready", 1);
+        await bed.SettledAsync();
+        var worker = (await bed.WorkersAsync()).Single().CorrelationId;
+        // As if the pool had retired it as surplus (target lowered to 0) and the approval had died with its process.
+        await bed.UpdatePoolAsync(book => Assert.Equal([worker], book.Surplus(hotTarget: 0)));
+        await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
+
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == worker), "the surplus worker deleted");
+    }
+
     /// <summary>A grant on an empty pool: the worker is provisioned for the lease.</summary>
     static async Task<LeaseGranted> GrantColdAsync(LifecycleBed bed, string instance)
         => Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), instance));

@@ -128,6 +128,16 @@ public sealed class LifecycleBed : IAsyncDisposable
         return await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<PoolState>().AsNoTracking().SingleOrDefaultAsync(x => x.Name == Pool);
     }
 
+    /// <summary>Changes the pool's ledger behind the state machine's back, as a lost message would leave it.</summary>
+    public async Task UpdatePoolAsync(Action<PoolBook> change)
+    {
+        await using var scope = _host.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>();
+        var pool = await db.Set<PoolState>().AsTracking().SingleAsync(x => x.Name == Pool);
+        change(pool.Book);
+        await db.SaveChangesAsync();
+    }
+
     public async Task<int> WorkersInAsync(string state) => (await WorkersAsync()).Count(w => w.CurrentState == state);
 
     public Task UntilWorkersAsync(string state, int count)

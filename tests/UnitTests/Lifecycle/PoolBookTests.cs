@@ -12,7 +12,7 @@ public sealed class PoolBookTests
     {
         var book = new PoolBook();
         var worker = Guid.NewGuid();
-        book.Started(worker);
+        book.Started(worker, At);
         book.BecameReady(worker);
         var lease = Guid.NewGuid();
         book.Enqueue(new WaitingLease(lease, "instance-1", ThumbA, At));
@@ -53,6 +53,23 @@ public sealed class PoolBookTests
         Assert.Equal((worker, second.LeaseId), (Assert.Single(book.Assigned).WorkerId, book.Assigned[0].LeaseId));
         Assert.Empty(book.Idle);
         Assert.False(book.Enqueue(second)); // a repeated request for the second lease does not queue it again
+    }
+
+    [Fact]
+    public void Workers_provisioning_since_before_a_cutoff_are_those_started_before_it_or_at_an_unrecorded_time()
+    {
+        var book = new PoolBook();
+        var (old, young, unrecorded, ready) = (Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid());
+        book.Started(old, At);
+        book.Started(young, At.AddMinutes(40));
+        book.Provisioning.Add(unrecorded); // a ledger saved before start times were kept
+        book.Started(ready, At);
+        book.BecameReady(ready);
+
+        Assert.Equal([old, unrecorded], book.ProvisioningSince(At.AddMinutes(30)));
+        book.Gone(old);
+        Assert.DoesNotContain(old, book.StartedAt.Keys);
+        Assert.Equal([young], book.StartedAt.Keys);
     }
 
     [Fact]
@@ -139,7 +156,7 @@ public sealed class PoolBookTests
     {
         var book = new PoolBook();
         var workers = Enumerable.Range(0, 3).Select(_ => Guid.NewGuid()).ToList();
-        workers.ForEach(w => { book.Started(w); book.BecameReady(w); });
+        workers.ForEach(w => { book.Started(w, At); book.BecameReady(w); });
 
         Assert.Equal(2, book.Surplus(hotTarget: 1).Count);
 

@@ -26,7 +26,7 @@ public sealed class PoolPersistenceTests
         await using (var db = new DynamicWorkersDbContext(options))
         {
             var pool = await db.Set<PoolState>().AsTracking().SingleAsync(p => p.CorrelationId == id);
-            pool.Book.Started(worker);
+            pool.Book.Started(worker, DateTimeOffset.UtcNow);
             await db.SaveChangesAsync();
             pool.Book.BecameReady(worker);
             await db.SaveChangesAsync();
