@@ -16,8 +16,11 @@ Environment.SetEnvironmentVariable("MASSTRANSIT_USAGE_TELEMETRY", "false");
 var smoke = args.Contains("--smoke");
 // --profile: only the closed-loop lifecycle run and where its cost goes (for before/after comparisons of a change).
 var profileOnly = args.Contains("--profile");
+// --only hot,reuse,lifecycle,scale-out,raw: just those sections (quick before/after runs of one figure).
+var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+bool Wanted(string section) => only is null || only.Contains(section);
 var output = args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault()
-             ?? Path.Combine(Paths.RepositoryRoot, smoke ? "artifacts/bench/smoke.md" : profileOnly ? "artifacts/bench/profile.md" : "bench/results/latest.md");
+             ?? Path.Combine(Paths.RepositoryRoot, smoke ? "artifacts/bench/smoke.md" : profileOnly ? "artifacts/bench/profile.md" : only is not null ? "artifacts/bench/only.md" : "bench/results/latest.md");
 var plan = smoke ? BenchPlan.Smoke : BenchPlan.Full;
 // Sections not started by then are skipped (and reported), so scripts/bench.sh's 10-minute limit is never the one that stops the run.
 var budget = TimeSpan.FromMinutes(8);
@@ -52,7 +55,7 @@ await File.WriteAllTextAsync(runFile, $"VHOST={vhost.Name}\nDATABASE={database.N
 
 // 1. The broker's own limit, before anything else runs on it.
 var rawClient = double.NaN;
-if (!profileOnly)
+if (!profileOnly && Wanted("raw"))
 {
     Say("raw broker: RabbitMQ.Client");
     rawClient = await RawBroker.RabbitMqClientAsync(vhost, plan.Raw);
@@ -154,7 +157,7 @@ try
 
     // 3. Hot-pool latency: every lease from a new instance, so it needs a hot worker and a trust step.
     LoadResult? lowerHot = null;
-    foreach (var rate in profileOnly ? [] : plan.Rates)
+    foreach (var rate in profileOnly || !Wanted("hot") ? [] : plan.Rates)
     {
         if (!TimeLeft($"hot leases at {rate}/s") || Overloaded("hot", rate, lowerHot))
         {
@@ -165,14 +168,17 @@ try
 
         await WaitForHotWorkersAsync(BenchPlan.HotPool, plan.HotTarget);
         Say($"hot leases at {rate}/s for {plan.Latency.TotalSeconds:0} s");
+        var timingsBefore = await ConsumeTimings.ReadAsync(leaseSaga);
         var result = lowerHot = await load.OpenLoopAsync(BenchPlan.HotPool, rate, plan.Latency, n => $"hot-{rate}-{n:00000}");
         report.Latency("hot", rate, result);
+        report.Note($"LeaseSaga's busiest consumers during hot leases at {rate}/s (MassTransit's consume timings): "
+                    + string.Join(", ", ConsumeTimings.Between(timingsBefore, await ConsumeTimings.ReadAsync(leaseSaga))));
         Say(Report.Describe(result));
     }
 
     // Re-use: `rate` instances, each already holding an idle worker, each leasing again about once a second.
     LoadResult? lowerReuse = null;
-    foreach (var rate in profileOnly ? [] : plan.Rates)
+    foreach (var rate in profileOnly || !Wanted("reuse") ? [] : plan.Rates)
     {
         if (!TimeLeft($"re-use leases at {rate}/s") || Overloaded("re-use", rate, lowerReuse))
         {
@@ -188,6 +194,17 @@ try
         var result = lowerReuse = await load.OpenLoopAsync(BenchPlan.ReusePool, rate, plan.Latency, n => $"reuse-{rate}-{n % rate:000}");
         report.Latency("re-use", rate, result);
         Say(Report.Describe(result));
+    }
+
+    if (!Wanted("lifecycle"))
+    {
+        foreach (var service in services)
+        {
+            report.Footprint(service.Name, service.RssBytes(), service.ReadyAfter);
+        }
+
+        await client.StopAsync();
+        return Finish();
     }
 
     // 4. Lifecycle throughput: closed loop to find the ceiling (and count messages per lifecycle), then an open-loop hold.
@@ -244,7 +261,7 @@ try
     }
 
     // 6. Scale-out: a second LeaseSaga on the same database and queues, the same closed loop again.
-    if (TimeLeft("scale-out"))
+    if (Wanted("scale-out") && TimeLeft("scale-out"))
     {
         Say("scale-out: starting a second LeaseSaga");
         var second = Service.Start("LeaseSaga", "LeaseSaga-2", settings, logs);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Reflection;
 using System.Text.RegularExpressions;
 
@@ -102,6 +103,9 @@ public sealed partial class Service : IAsyncDisposable
         }
     }
 
+    /// <summary>Where it serves HTTP (known once it said so in its log).</summary>
+    public Uri Address => _address.Task.IsCompletedSuccessfully ? _address.Task.Result : throw new InvalidOperationException($"{Name} has not said where it listens yet");
+
     /// <summary>Resident set size now, from /proc (Linux).</summary>
     public long RssBytes()
     {
@@ -178,4 +182,44 @@ public static class Paths
 
         throw new InvalidOperationException("DynamicWorkers.sln not found above " + AppContext.BaseDirectory);
     }
+}
+
+/// <summary>
+/// MassTransit's own consume timings from a service's <c>/metrics</c>: total milliseconds and count per consumer
+/// (saga or consumer type) and message type, so a section's share of each can be taken as a difference.
+/// </summary>
+public static partial class ConsumeTimings
+{
+    static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
+
+    public static async Task<IReadOnlyDictionary<string, (double Ms, double Count)>> ReadAsync(Service service)
+    {
+        var text = await Http.GetStringAsync(new Uri(service.Address, "/metrics"));
+        var totals = new Dictionary<string, (double Ms, double Count)>();
+        foreach (Match m in Line().Matches(text))
+        {
+            var labels = Label().Matches(m.Groups["labels"].Value).ToDictionary(l => l.Groups[1].Value, l => l.Groups[2].Value);
+            var key = $"{labels.GetValueOrDefault("messaging_masstransit_consumer_type")} ← {labels.GetValueOrDefault("messaging_masstransit_message_type")?.Split(':').Last()}";
+            var value = double.Parse(m.Groups["value"].Value, CultureInfo.InvariantCulture);
+            var (ms, count) = totals.GetValueOrDefault(key);
+            totals[key] = m.Groups["part"].Value == "sum" ? (ms + value, count) : (ms, count + value);
+        }
+
+        return totals;
+    }
+
+    /// <summary>Average milliseconds and messages per consumer and message type between two readings, busiest first.</summary>
+    public static IEnumerable<string> Between(IReadOnlyDictionary<string, (double Ms, double Count)> before, IReadOnlyDictionary<string, (double Ms, double Count)> after)
+        => after.Select(a => (a.Key, Ms: a.Value.Ms - before.GetValueOrDefault(a.Key).Ms, Count: a.Value.Count - before.GetValueOrDefault(a.Key).Count))
+            .Where(x => x.Count > 0)
+            .OrderByDescending(x => x.Ms)
+            .Take(8)
+            .Select(x => $"{x.Key} {x.Count:0} × {x.Ms / x.Count:0.0} ms");
+
+    // Saga messages are timed as saga_duration, consumer messages as consume_duration.
+    [GeneratedRegex("""^messaging_masstransit_(?:saga|consume)_duration_milliseconds_(?<part>sum|count)\{(?<labels>[^}]*)\} (?<value>[0-9.eE+-]+)$""", RegexOptions.Multiline)]
+    private static partial Regex Line();
+
+    [GeneratedRegex(@"(\w+)=""([^""]*)""")]
+    private static partial Regex Label();
 }

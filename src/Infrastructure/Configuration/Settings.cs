@@ -109,6 +109,13 @@ public sealed class SchedulerOptions
     /// <summary>Jobs fired in parallel by one node.</summary>
     [Range(1, 256)]
     public int MaxConcurrency { get; set; } = 16;
+
+    /// <summary>
+    /// Database connections of the scheduler, in a pool of its own: its work queues on one cluster lock, and waiting
+    /// schedules must not hold the connections the sagas need. Also how many schedule/cancel messages run at once.
+    /// </summary>
+    [Range(2, 100)]
+    public int MaxConnections { get; set; } = 6;
 }
 
 /// <summary>Section <c>Http</c>: the one port serving health, metrics (and, on the lease-saga host, the API and dashboard).</summary>

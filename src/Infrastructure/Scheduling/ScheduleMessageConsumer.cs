@@ -66,7 +66,16 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory) 
         }
 
         var scheduler = await schedulerFactory.GetScheduler(context.CancellationToken);
-        await scheduler.ScheduleTrigger(trigger.Build(), TriggerConflict.Keep, context.CancellationToken);
+        try
+        {
+            // A plain insert, not ScheduleTrigger(…, Keep), which decides under the cluster lock: on PostgreSQL an
+            // insert takes no lock (LockOnInsert), and "the name is taken" is the answer Keep would have given.
+            await scheduler.ScheduleJob(trigger.Build(), cancellationToken: context.CancellationToken);
+        }
+        catch (ObjectAlreadyExistsException)
+        {
+            // This schedule redelivered, or the tombstone of a cancel that overtook it: keep what is there.
+        }
     }
 
     /// <summary>MassTransit sends UTC; an unspecified kind must not be read as local time.</summary>

@@ -2,12 +2,17 @@ using DynamicWorkers.Infrastructure.Configuration;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Data.SqlClient;
+using Npgsql;
 using Quartz;
 
 namespace DynamicWorkers.Infrastructure.Scheduling;
 
 public static class SchedulerRegistration
 {
+    /// <summary>The scheduler's own connection pool (and how its sessions show in the database's activity view).</summary>
+    const string PoolName = "dynamic-workers-scheduler";
+
     /// <summary>
     /// The scheduler endpoint: consumers of <c>ScheduleMessage</c>/<c>CancelScheduledMessage</c> on queue
     /// <c>Scheduler:QueueName</c>, and a Quartz scheduler whose job store lives in the configured database
@@ -16,9 +21,16 @@ public static class SchedulerRegistration
     /// </summary>
     internal static void AddSchedulerEndpoint(this IBusRegistrationConfigurator bus, IConfiguration configuration)
     {
-        var queue = configuration.GetSection(SchedulerOptions.Section).GetValidated<SchedulerOptions>().QueueName;
-        bus.AddConsumer<ScheduleMessageConsumer, SchedulerConsumerDefinition<ScheduleMessageConsumer>>().Endpoint(e => e.Name = queue);
-        bus.AddConsumer<CancelScheduledMessageConsumer, SchedulerConsumerDefinition<CancelScheduledMessageConsumer>>().Endpoint(e => e.Name = queue);
+        var options = configuration.GetSection(SchedulerOptions.Section).GetValidated<SchedulerOptions>();
+        void Endpoint(IEndpointRegistrationConfigurator e)
+        {
+            e.Name = options.QueueName;
+            // More at once than the scheduler has connections would only wait for one.
+            e.ConcurrentMessageLimit = options.MaxConnections;
+        }
+
+        bus.AddConsumer<ScheduleMessageConsumer>().Endpoint(Endpoint);
+        bus.AddConsumer<CancelScheduledMessageConsumer>().Endpoint(Endpoint);
     }
 
     /// <summary>Quartz itself; registered after MassTransit so that it stops (and drains its jobs) before the bus does.</summary>
@@ -51,10 +63,18 @@ public static class SchedulerRegistration
                 switch (database.Provider)
                 {
                     case DatabaseProvider.SqlServer:
-                        store.UseSqlServer(database.ConnectionString);
+                        store.UseSqlServer(new SqlConnectionStringBuilder(database.ConnectionString)
+                        {
+                            ApplicationName = PoolName,
+                            MaxPoolSize = options.MaxConnections,
+                        }.ConnectionString);
                         break;
                     case DatabaseProvider.Postgres:
-                        store.UsePostgres(database.ConnectionString);
+                        store.UsePostgres(new NpgsqlConnectionStringBuilder(database.ConnectionString)
+                        {
+                            ApplicationName = PoolName,
+                            MaxPoolSize = options.MaxConnections,
+                        }.ConnectionString);
                         break;
                     case DatabaseProvider.Sqlite:
                         store.UseSqlite(database.ConnectionString);
@@ -67,6 +87,9 @@ public static class SchedulerRegistration
                 {
                     o.StoreJobDataAsStrings = true;
                     o.MisfireThreshold = options.MisfireThreshold;
+                    // Most timers are scheduled and cancelled, never fired: on PostgreSQL a new trigger needs no cluster
+                    // lock (firing still takes it). Quartz keeps the lock on SQL Server, where inserts can deadlock without it.
+                    o.LockOnInsert = database.Provider != DatabaseProvider.Postgres;
                 });
                 if (database.Provider != DatabaseProvider.Sqlite)
                 {
@@ -80,11 +103,4 @@ public static class SchedulerRegistration
         });
         services.AddQuartzHostedService(o => o.WaitForJobsToComplete = true);
     }
-}
-
-/// <summary>Scheduler endpoint consumers: bounded concurrency; retry and outbox come from the bus defaults.</summary>
-public sealed class SchedulerConsumerDefinition<TConsumer> : ConsumerDefinition<TConsumer>
-    where TConsumer : class, IConsumer
-{
-    public SchedulerConsumerDefinition() => ConcurrentMessageLimit = 16;
 }
