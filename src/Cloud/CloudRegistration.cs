@@ -23,6 +23,13 @@ public sealed class CloudOptions
     public CloudProvider Provider { get; set; } = CloudProvider.Simulated;
 }
 
+/// <summary>How many creates the chosen cloud takes at once per process; the Provisioner consumes that many <c>ProvisionWorker</c> at a time.</summary>
+public sealed record CloudLimits(int ConcurrentCreates)
+{
+    /// <summary>The simulated cloud has no cap of its own: the consumer limit it always had.</summary>
+    public static readonly CloudLimits Simulated = new(8);
+}
+
 public static class CloudRegistration
 {
     /// <summary>
@@ -38,6 +45,7 @@ public static class CloudRegistration
             services.AddValidatedOptions<AzureCloudOptions>(configuration.GetSection(AzureCloudOptions.Section));
             // One ArmClient per process: it holds the credential's token cache and the HTTP connections.
             services.AddSingleton(sp => AzureArm.CreateClient(sp.GetRequiredService<IOptions<AzureCloudOptions>>().Value));
+            services.AddSingleton(sp => new CloudLimits(sp.GetRequiredService<IOptions<AzureCloudOptions>>().Value.MaxConcurrentCreates));
             services.AddSingleton<IWorkerCloud, AzureWorkerCloud>();
             services.TryAddSingleton(TimeProvider.System);
             // A singleton, so the check's 30-second memory survives between probes.
@@ -52,6 +60,7 @@ public static class CloudRegistration
         // Options of its own type: no clash with the product's DbContext registration.
         services.AddSingleton(sp => SimulatedCloudDbContext.CreateOptions(sp.GetRequiredService<IOptions<DatabaseOptions>>().Value));
         services.AddSingleton<SimulatedCloud>();
+        services.AddSingleton(CloudLimits.Simulated);
         services.AddSingleton<IWorkerCloud>(sp => sp.GetRequiredService<SimulatedCloud>());
         services.AddHostedService<SimulatedCloudSchemaInitializer>();
         return services;

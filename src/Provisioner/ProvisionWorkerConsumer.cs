@@ -27,10 +27,11 @@ public sealed class ProvisionWorkerConsumer(IWorkerCloud cloud) : IConsumer<Prov
 
 public sealed class ProvisionWorkerConsumerDefinition : ConsumerDefinition<ProvisionWorkerConsumer>
 {
-    public ProvisionWorkerConsumerDefinition()
+    public ProvisionWorkerConsumerDefinition(CloudLimits limits)
     {
-        // Creating a VM mostly waits on the cloud: several at once per process, bounded so one copy cannot hog the quota.
+        // Creating a VM mostly waits on the cloud: as many at once as the cloud's create cap
+        // (Cloud:Azure:MaxConcurrentCreates), so that cap is what bounds one copy, not a lower number here.
         EndpointName = CloudQueues.ProvisionWorker;
-        ConcurrentMessageLimit = 8;
+        ConcurrentMessageLimit = limits.ConcurrentCreates;
     }
 }

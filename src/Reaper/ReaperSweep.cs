@@ -33,7 +33,8 @@ public sealed class ReaperOptions
 /// The safety net, never the primary timer: every interval it asks the LeaseSaga service to re-deliver
 /// overdue timeouts, and deletes cloud VMs of this service that no live worker owns (orphans), counting
 /// them as <c>dw_workers_reaped_total{reason="orphan"}</c>. A VM still provisioning is never touched, and if
-/// the list of live workers cannot be had, nothing is deleted.
+/// the list of live workers cannot be had, nothing is deleted. Each delete stands alone: one that fails is
+/// logged and tried again next sweep, and does not keep the others from going.
 /// </summary>
 public sealed class ReaperSweep(
     IServiceScopeFactory scopes,
@@ -76,14 +77,26 @@ public sealed class ReaperSweep(
         var live = (await client.GetResponse<WorkerList>(new GetWorkers(null, null), cancellationToken)).Message.Workers
             .Select(w => w.WorkerId)
             .ToHashSet();
-        var orphans = candidates.Where(v => !live.Contains(v.WorkerId)).ToList();
-        foreach (var vm in orphans)
+        var deleted = 0;
+        foreach (var vm in candidates.Where(v => !live.Contains(v.WorkerId)))
         {
             logger.LogWarning("Deleting orphan VM of worker {WorkerId} in {Pool}, created {CreatedAt:O}: no live worker owns it", vm.WorkerId, vm.Pool, vm.CreatedAt);
-            await cloud.DeleteAsync(vm.WorkerId, cancellationToken);
+            try
+            {
+                await cloud.DeleteAsync(vm.WorkerId, cancellationToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                logger.LogWarning(e, "Deleting orphan VM of worker {WorkerId} failed; the next sweep tries again", vm.WorkerId);
+                continue;
+            }
+
+            // Counted once the delete succeeded. The cloud cannot say whether it removed the VM or found it gone
+            // already (another delete won the race), so such a VM is counted too.
             DwTelemetry.WorkersReaped.Add(1, new KeyValuePair<string, object?>("reason", "orphan"));
+            deleted++;
         }
 
-        return orphans.Count;
+        return deleted;
     }
 }

@@ -13,13 +13,13 @@ using Microsoft.Extensions.Logging;
 
 namespace DynamicWorkers.ArmEmulator;
 
-/// <summary>One request as the emulator received it, with the status it answered.</summary>
-public sealed record RecordedRequest(DateTimeOffset At, string Method, string Path, string Query, string Body, int Status);
+/// <summary>One request as the emulator received it, with the status it answered: <see cref="At"/> when answered, <see cref="ReceivedAt"/> when it came in.</summary>
+public sealed record RecordedRequest(DateTimeOffset At, string Method, string Path, string Query, string Body, int Status, DateTimeOffset ReceivedAt);
 
 /// <summary>
 /// Just enough Azure Resource Manager for the Azure adapter, over HTTPS on 127.0.0.1 with a self-signed
 /// certificate made at start: VM PUT/PATCH/GET/DELETE/list with async operations, Run Command, NIC GET,
-/// resource group GET, and a token endpoint for the test credential. Paths match case-insensitively, as ARM
+/// resource group GET, the generic resource list with ARM's tag filter, and a token endpoint for the test credential. Paths match case-insensitively, as ARM
 /// does. It records every request and takes faults (<see cref="Faults"/>). Start it in-process, or as its own
 /// process (<c>Program.cs</c>).
 /// </summary>
@@ -88,13 +88,14 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
     async Task HandleAsync(HttpContext context)
     {
         var request = context.Request;
+        var receivedAt = DateTimeOffset.UtcNow;
         var path = request.Path.Value ?? "/";
         var body = await new StreamReader(request.Body).ReadToEndAsync(context.RequestAborted);
 
-        var response = await AnswerAsync(request.Method, path, request.Headers.Authorization.ToString(), body, context.RequestAborted);
+        var response = await AnswerAsync(request.Method, path, request.Query["$filter"].ToString(), request.Headers.Authorization.ToString(), body, context.RequestAborted);
         lock (_requests)
         {
-            _requests.Add(new RecordedRequest(DateTimeOffset.UtcNow, request.Method, path, request.QueryString.Value ?? "", body, response.Status));
+            _requests.Add(new RecordedRequest(DateTimeOffset.UtcNow, request.Method, path, request.QueryString.Value ?? "", body, response.Status, receivedAt));
         }
 
         context.Response.StatusCode = response.Status;
@@ -111,7 +112,7 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
         }
     }
 
-    async Task<ArmResponse> AnswerAsync(string method, string path, string authorization, string body, CancellationToken cancellationToken)
+    async Task<ArmResponse> AnswerAsync(string method, string path, string filter, string authorization, string body, CancellationToken cancellationToken)
     {
         if (path.Equals("/emulator/token", StringComparison.OrdinalIgnoreCase) && method == "POST")
         {
@@ -158,6 +159,11 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
         if (VmListPath().Match(path) is { Success: true } list && method == "GET")
         {
             return State.ListVms(list.Groups["sub"].Value, list.Groups["rg"].Value);
+        }
+
+        if (ResourceListPath().Match(path) is { Success: true } resources && method == "GET")
+        {
+            return State.ListResources(resources.Groups["sub"].Value, resources.Groups["rg"].Value, filter);
         }
 
         if (RunCommandPath().Match(path) is { Success: true } run && method == "POST")
@@ -223,6 +229,9 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
 
     [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.network/networkinterfaces/(?<name>[^/]+)$", RegexOptions.IgnoreCase)]
     private static partial Regex NicPath();
+
+    [GeneratedRegex(@"^/subscriptions/(?<sub>[^/]+)/resourcegroups/(?<rg>[^/]+)/resources/?$", RegexOptions.IgnoreCase)]
+    private static partial Regex ResourceListPath();
 
     [GeneratedRegex(@"^/subscriptions/(?<sub>[^/]+)/resourcegroups/(?<rg>[^/]+)$", RegexOptions.IgnoreCase)]
     private static partial Regex ResourceGroupPath();

@@ -163,17 +163,76 @@ public sealed partial class ArmState(EmulatorFaults faults)
         }
     }
 
+    /// <summary>In creation order, so a test can know which VM a caller sees first.</summary>
     public ArmResponse ListVms(string subscription, string resourceGroup)
     {
         lock (_gate)
         {
             Settle();
-            var value = new JsonArray(_vms.Values
-                .Where(v => string.Equals(v.Subscription, subscription, StringComparison.OrdinalIgnoreCase)
-                            && string.Equals(v.ResourceGroup, resourceGroup, StringComparison.OrdinalIgnoreCase))
-                .Select(v => (JsonNode)VmJson(v))
-                .ToArray());
+            var value = new JsonArray(LiveVms(subscription, resourceGroup).Select(v => (JsonNode)VmJson(v)).ToArray());
             return new ArmResponse(200, new JsonObject { ["value"] = value });
+        }
+    }
+
+    /// <summary>
+    /// The generic resource list of a resource group (the VMs and their NICs), with the <c>$filter</c> forms ARM
+    /// takes here: <c>tagName eq 'n'</c>, <c>tagName eq 'n' and tagValue eq 'v'</c> (tag names match in any case,
+    /// values exactly) and <c>resourceType eq 't'</c>. As in ARM, a tag filter drops the tags from the answer.
+    /// Any other filter is refused rather than ignored, so a caller cannot believe it filtered.
+    /// </summary>
+    public ArmResponse ListResources(string subscription, string resourceGroup, string filter)
+    {
+        lock (_gate)
+        {
+            Settle();
+            var resources = LiveVms(subscription, resourceGroup)
+                .SelectMany(v => new[]
+                {
+                    (Id: v.Id, Type: "Microsoft.Compute/virtualMachines", v.Location, v.Tags),
+                    (Id: v.NicId, Type: "Microsoft.Network/networkInterfaces", v.Location, Tags: new Dictionary<string, string>()),
+                })
+                .Where(r => _nics.ContainsKey(r.Id) || r.Type == "Microsoft.Compute/virtualMachines")
+                .ToList();
+            var withTags = true;
+            if (filter.Length > 0)
+            {
+                if (TagFilter().Match(filter) is { Success: true } tag)
+                {
+                    var name = tag.Groups["name"].Value;
+                    var value = tag.Groups["value"];
+                    resources = resources.Where(r => r.Tags.Any(t => string.Equals(t.Key, name, StringComparison.OrdinalIgnoreCase)
+                                                                     && (!value.Success || t.Value == value.Value))).ToList();
+                    withTags = false;
+                }
+                else if (TypeFilter().Match(filter) is { Success: true } type)
+                {
+                    resources = resources.Where(r => string.Equals(r.Type, type.Groups["type"].Value, StringComparison.OrdinalIgnoreCase)).ToList();
+                }
+                else
+                {
+                    return ArmResponse.Error(400, "NotEmulated", $"The $filter '{filter}' is not part of the emulator.");
+                }
+            }
+
+            var list = new JsonArray();
+            foreach (var resource in resources)
+            {
+                var item = new JsonObject
+                {
+                    ["id"] = resource.Id,
+                    ["name"] = resource.Id[(resource.Id.LastIndexOf('/') + 1)..],
+                    ["type"] = resource.Type,
+                    ["location"] = resource.Location,
+                };
+                if (withTags)
+                {
+                    item["tags"] = new JsonObject(resource.Tags.Select(t => KeyValuePair.Create(t.Key, (JsonNode?)t.Value)));
+                }
+
+                list.Add(item);
+            }
+
+            return new ArmResponse(200, new JsonObject { ["value"] = list });
         }
     }
 
@@ -309,6 +368,11 @@ public sealed partial class ArmState(EmulatorFaults faults)
         }
     }
 
+    IEnumerable<EmulatedVm> LiveVms(string subscription, string resourceGroup)
+        => _history.Where(v => string.Equals(v.Subscription, subscription, StringComparison.OrdinalIgnoreCase)
+                               && string.Equals(v.ResourceGroup, resourceGroup, StringComparison.OrdinalIgnoreCase)
+                               && _vms.TryGetValue(Key(v.Subscription, v.ResourceGroup, v.Name), out var live) && live == v);
+
     EmulatedVm NewVm(string subscription, string resourceGroup, string name, string location, JsonObject body, Dictionary<string, string> tags)
     {
         var n = _addresses++;
@@ -443,6 +507,12 @@ public sealed partial class ArmState(EmulatorFaults faults)
 
     [GeneratedRegex(@"\b(?:[0-9A-Fa-f]{64}|[0-9A-Fa-f]{40})\b")]
     private static partial Regex HexWord();
+
+    [GeneratedRegex(@"^\s*tagName eq '(?<name>[^']*)'(?:\s+and\s+tagValue eq '(?<value>[^']*)')?\s*$", RegexOptions.IgnoreCase)]
+    private static partial Regex TagFilter();
+
+    [GeneratedRegex(@"^\s*resourceType eq '(?<type>[^']*)'\s*$", RegexOptions.IgnoreCase)]
+    private static partial Regex TypeFilter();
 
     enum OperationKind
     {

@@ -4,6 +4,7 @@ using DynamicWorkers.ArmEmulator;
 using DynamicWorkers.Cloud;
 using DynamicWorkers.Cloud.Azure;
 using DynamicWorkers.IntegrationTests.Support;
+using global::Azure.ResourceManager.Resources;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 
@@ -90,6 +91,43 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     }
 
     [Fact]
+    public async Task A_create_still_in_progress_is_polled_until_it_finishes()
+    {
+        var cloud = _emulator.CreateCloud();
+        var workerId = Guid.NewGuid();
+        Server.Faults.CreateDuration = TimeSpan.FromSeconds(1.5);
+
+        var vm = await cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None);
+
+        var put = Assert.Single(ArmRequests("PUT"));
+        var polls = ArmRequests("GET").Where(r => r.Path.Contains("/operations/", StringComparison.OrdinalIgnoreCase)).ToList();
+        Assert.True(polls.Count > 1, $"{polls.Count} poll(s) of the async operation");
+        // Polled while the VM was still Creating, and again once it had finished.
+        Assert.Contains(polls, p => p.At < put.At + Server.Faults.CreateDuration);
+        Assert.Contains(polls, p => p.ReceivedAt >= put.At + Server.Faults.CreateDuration);
+        Assert.Equal("Succeeded", Server.State.Vms.Single(v => v.WorkerId == workerId).ProvisioningState);
+        Assert.False(vm.Provisioning);
+        Assert.EndsWith(":10933", vm.Address, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task No_more_vm_puts_are_in_flight_at_once_than_MaxConcurrentCreates()
+    {
+        const int cap = 2;
+        var cloud = _emulator.CreateCloud(new Dictionary<string, string?> { ["Cloud:Azure:MaxConcurrentCreates"] = cap.ToString() });
+        // Every answer takes a while, so creates that were let through together overlap at the emulator.
+        Server.Faults.Latency = TimeSpan.FromMilliseconds(300);
+
+        await Task.WhenAll(Enumerable.Range(0, 3 * cap).Select(_ =>
+            cloud.CreateAsync(Guid.NewGuid(), new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None)));
+
+        var puts = ArmRequests("PUT");
+        Assert.Equal(3 * cap, puts.Count);
+        var inFlight = puts.Max(p => puts.Count(o => o.ReceivedAt <= p.ReceivedAt && p.ReceivedAt < o.At));
+        Assert.Equal(cap, inFlight);
+    }
+
+    [Fact]
     public async Task A_gallery_image_id_is_sent_as_the_image_reference_id()
     {
         var cloud = _emulator.CreateCloud();
@@ -105,15 +143,17 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     [Fact]
     public async Task A_429_is_retried_after_its_Retry_After()
     {
-        var cloud = _emulator.CreateCloud();
-        Server.Faults.Inject("PUT", "/virtualMachines/", 429, count: 1, retryAfterSeconds: 1);
+        // The SDK's own back-off is cut to 50 ms: a retry 2 s later can only come from the Retry-After header.
+        var cloud = _emulator.CreateCloud(new Dictionary<string, string?> { ["Cloud:Azure:RetryDelay"] = "00:00:00.050" });
+        Server.Faults.Inject("PUT", "/virtualMachines/", 429, count: 1, retryAfterSeconds: 2);
 
         await cloud.CreateAsync(Guid.NewGuid(), new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None);
 
         var puts = ArmRequests("PUT");
         Assert.Equal([429, 201], puts.Select(p => p.Status));
         var pause = puts[1].At - puts[0].At;
-        Assert.True(pause >= TimeSpan.FromSeconds(0.9) && pause < TimeSpan.FromSeconds(5), $"retried after {pause.TotalSeconds:0.00} s");
+        // The first timestamp is taken before the 429 is sent, so the pause measured includes the whole Retry-After.
+        Assert.True(pause >= TimeSpan.FromSeconds(2) && pause < TimeSpan.FromSeconds(5), $"retried after {pause.TotalSeconds:0.000} s");
     }
 
     [Fact]
@@ -313,6 +353,34 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         Assert.DoesNotContain(listed, v => v.WorkerId == theirs);
         Assert.Equal("pool-a", listed.Single(v => v.WorkerId == ours).Pool);
         Assert.Equal(DateTimeOffset.UtcNow.AddHours(-1), listed.Single(v => v.WorkerId == ours).CreatedAt, TimeSpan.FromMinutes(1));
+    }
+
+    [Fact]
+    public async Task The_generic_resource_list_filters_by_tag_as_arm_does_and_then_leaves_the_tags_out()
+    {
+        var ours = Guid.NewGuid();
+        var theirs = Guid.NewGuid();
+        Seed(ours, "dynamic-workers", "Succeeded");
+        Seed(theirs, "someone-else", "Succeeded");
+        var resourceGroup = AzureArm.CreateClient(_emulator.CreateOptions())
+            .GetResourceGroupResource(ResourceGroupResource.CreateResourceIdentifier(ArmEmulatorFixture.SubscriptionId, ArmEmulatorFixture.ResourceGroup));
+
+        var all = await resourceGroup.GetGenericResourcesAsync().ToListAsync();
+        var tagged = await resourceGroup.GetGenericResourcesAsync(filter: "tagName eq 'dw-managed-by' and tagValue eq 'dynamic-workers'").ToListAsync();
+        var named = await resourceGroup.GetGenericResourcesAsync(filter: "tagName eq 'DW-MANAGED-BY'").ToListAsync();
+        var wrongCase = await resourceGroup.GetGenericResourcesAsync(filter: "tagName eq 'dw-managed-by' and tagValue eq 'Dynamic-Workers'").ToListAsync();
+
+        var ourVm = AzureWorkerCloud.VmName(ours);
+        var theirVm = AzureWorkerCloud.VmName(theirs);
+        Assert.Contains(all, r => r.Data.Name == ourVm && r.Data.Tags["dw-managed-by"] == "dynamic-workers");
+        Assert.Contains(all, r => r.Data.ResourceType == "Microsoft.Network/networkInterfaces" && r.Data.Name.StartsWith(ourVm, StringComparison.Ordinal));
+        Assert.Contains(tagged, r => r.Data.Name == ourVm && r.Data.ResourceType == "Microsoft.Compute/virtualMachines");
+        Assert.DoesNotContain(tagged, r => r.Data.Name == theirVm || r.Data.ResourceType != "Microsoft.Compute/virtualMachines");
+        Assert.All(tagged, r => Assert.Empty(r.Data.Tags));
+        Assert.Contains(named, r => r.Data.Name == ourVm);
+        Assert.Contains(named, r => r.Data.Name == theirVm);
+        Assert.Empty(wrongCase);
+        Assert.All(ArmRequests("GET").Where(r => r.Path.EndsWith("/resources", StringComparison.OrdinalIgnoreCase)), r => Assert.Equal(200, r.Status));
     }
 
     [Fact]
