@@ -45,6 +45,12 @@ public sealed class StandaloneDemoTests : IAsyncLifetime
             TimeSpan.FromSeconds(30),
             "the ubuntu-22.04 pool card",
             () => browser.PageSource);
+        // Trusting workers have their own column: hot means Ready (trusting no one), leased means Leased.
+        foreach (var column in new[] { "trusting", "leased", "idle", "provisioning", "waiting" })
+        {
+            Assert.Single(browser.FindElements(By.CssSelector($"#pools .pool[data-pool='ubuntu-22.04'] [data-count='{column}']")));
+        }
+
         await Eventually.True(
             () => browser.FindElements(By.CssSelector("#leases tr[data-lease-id][data-state='Granted']")).Count > 0,
             TimeSpan.FromSeconds(60),
