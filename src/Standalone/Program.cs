@@ -7,6 +7,7 @@ using DynamicWorkers.Provisioner;
 using DynamicWorkers.Reaper;
 using DynamicWorkers.Standalone;
 using DynamicWorkers.Trust;
+using Microsoft.Extensions.Configuration.Json;
 using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -25,14 +26,22 @@ var defaults = new Dictionary<string, string?>
     // A single-user tool: the dashboard is not offered to the network unless asked for.
     ["Http:Host"] = "127.0.0.1",
 };
+var demoSettings = new Dictionary<string, string?>();
 if (demo)
 {
-    DemoInstances.AddDefaults(defaults, dataDirectory);
+    DemoInstances.AddDefaults(demoSettings, dataDirectory);
 }
 
 return await HostRunner.RunAsync("standalone", args, builder =>
 {
     builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = defaults });
+    if (demo)
+    {
+        // appsettings.json sets production timeouts: the demo's shrunk ones go after it, still under the environment and command line.
+        var afterJson = builder.Configuration.Sources.ToList().FindLastIndex(s => s is JsonConfigurationSource) + 1;
+        builder.Configuration.Sources.Insert(afterJson, new MemoryConfigurationSource { InitialData = demoSettings });
+    }
+
     builder.Services.AddLeaseSagaServices(builder.Configuration);
     builder.Services.AddWorkerCloud(builder.Configuration);
     builder.Services.AddReaperServices(builder.Configuration);

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Text.Json;
 using DynamicWorkers.IntegrationTests.Support;
 using OpenQA.Selenium;
 using OpenQA.Selenium.Chrome;
@@ -30,7 +32,7 @@ public sealed class StandaloneDemoTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task The_dashboard_shows_pools_and_leases_as_they_change_and_metrics_show_all_three_grant_paths()
+    public async Task The_dashboard_shows_pools_and_leases_as_they_change_and_metrics_show_the_grant_paths_and_idle_reaping()
     {
         Assert.Contains($"Dashboard: {_standalone.HttpAddress}", _standalone.Output);
         Assert.True(File.Exists(Path.Combine(_dataHome, "dynamic-workers", "dynamic-workers-demo.db")), "the demo database is under the user's data directory");
@@ -43,6 +45,12 @@ public sealed class StandaloneDemoTests : IAsyncLifetime
             TimeSpan.FromSeconds(30),
             "the ubuntu-22.04 pool card",
             () => browser.PageSource);
+        // Trusting workers have their own column: hot means Ready (trusting no one), leased means Leased.
+        foreach (var column in new[] { "trusting", "leased", "idle", "provisioning", "waiting" })
+        {
+            Assert.Single(browser.FindElements(By.CssSelector($"#pools .pool[data-pool='ubuntu-22.04'] [data-count='{column}']")));
+        }
+
         await Eventually.True(
             () => browser.FindElements(By.CssSelector("#leases tr[data-lease-id][data-state='Granted']")).Count > 0,
             TimeSpan.FromSeconds(60),
@@ -58,6 +66,13 @@ public sealed class StandaloneDemoTests : IAsyncLifetime
             () => browser.PageSource);
         Assert.NotEmpty(browser.FindElements(By.CssSelector("#workers tr[data-worker-id]")));
 
+        // globex's four at once drain the hot pool: the card shows leases waiting while new VMs are provisioned.
+        await Eventually.True(
+            () => browser.FindElements(By.CssSelector("#pools .pool[data-pool='ubuntu-22.04'] [data-count='waiting']")) is [var waiting] && int.TryParse(waiting.Text, out var n) && n > 0,
+            TimeSpan.FromSeconds(60),
+            "waiting leases on the ubuntu-22.04 card",
+            () => browser.PageSource + "\n" + _standalone.Output);
+
         // A hot grant, a re-use and cold grants after the burst drained the hot pool.
         await Eventually.True(
             async () =>
@@ -71,6 +86,43 @@ public sealed class StandaloneDemoTests : IAsyncLifetime
             () => _standalone.Output);
         Assert.Contains("same answer", _standalone.Output);
         Assert.Contains("initech was refused: InvalidRequest", _standalone.Output);
+
+        // In the first burst globex holds one idle worker and the hot pool two at most: a lease waited for a new VM.
+        var burst = new List<JsonElement>();
+        await Eventually.True(
+            async () =>
+            {
+                using var leases = JsonDocument.Parse(await Http.GetStringAsync(new Uri(_standalone.HttpAddress, "/api/leases?instanceId=globex&limit=500")));
+                burst = leases.RootElement.EnumerateArray()
+                    .Where(l => l.GetProperty("taskId").GetString()!.StartsWith("release-1-", StringComparison.Ordinal) && l.GetProperty("grantedAt").ValueKind == JsonValueKind.String)
+                    .Select(l => l.Clone())
+                    .ToList();
+                return burst.Count == 4;
+            },
+            TimeSpan.FromSeconds(60),
+            "globex's four burst leases granted",
+            () => string.Join("\n", burst));
+        Assert.True(burst.Count(l => l.GetProperty("waited").GetBoolean()) >= 1, $"no cold grant in globex's first burst:\n{string.Join("\n", burst)}");
+
+        // The demo's 20 s idle timeout deletes the idle workers, and the time they idled is counted.
+        var exposition = "";
+        await Eventually.True(
+            async () => (exposition = await Http.GetStringAsync(new Uri(_standalone.HttpAddress, "/metrics")))
+                .Contains("dw_workers_reaped_total{otel_scope_name=\"DynamicWorkers\",reason=\"idle\"}", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(60),
+            "dw_workers_reaped_total with reason idle",
+            () => _standalone.Output);
+        Assert.Matches(@"dw_worker_idle_seconds_total\{otel_scope_name=""DynamicWorkers"",pool=""ubuntu-22\.04""\} [1-9]", exposition);
+        Assert.Contains("is deprovisioned (idle: retired)", _standalone.Output);
+
+        // Standalone's own readiness: its in-memory bus and its SQLite file.
+        var ready = await Http.GetAsync(new Uri(_standalone.HttpAddress, "/readyz"));
+        var report = await ready.Content.ReadAsStringAsync();
+        Assert.True(ready.StatusCode == HttpStatusCode.OK, report);
+        using var json = JsonDocument.Parse(report);
+        var checks = json.RootElement.GetProperty("checks");
+        Assert.Equal("Healthy", checks.GetProperty("database").GetProperty("status").GetString());
+        Assert.Equal("Healthy", checks.GetProperty("masstransit-bus").GetProperty("status").GetString());
     }
 
     static ChromeDriver StartChromium()

@@ -13,6 +13,9 @@ public sealed class FakeCloud
     /// <summary>Provisioning requests are held (no answer) while set: the VM "takes long".</summary>
     public volatile bool HoldProvisioning;
 
+    /// <summary>Trust requests get no answer while set: the Run Command "hangs".</summary>
+    public volatile bool HoldTrust;
+
     public ConcurrentQueue<ProvisionWorker> Provisioned { get; } = new();
     public ConcurrentQueue<TrustWorker> Trusted { get; } = new();
     public ConcurrentQueue<DeprovisionWorker> Deprovisioned { get; } = new();
@@ -44,6 +47,11 @@ public sealed class FakeTrustConsumer(FakeCloud cloud) : IConsumer<TrustWorker>
     public Task Consume(ConsumeContext<TrustWorker> context)
     {
         cloud.Trusted.Enqueue(context.Message);
+        if (cloud.HoldTrust)
+        {
+            return Task.CompletedTask;
+        }
+
         return cloud.FailTrust
             ? context.Publish(new WorkerTrustFailed(context.Message.WorkerId, context.Message.InstanceId, "RunCommandFailed"))
             : context.Publish(new WorkerTrusted(context.Message.WorkerId, context.Message.InstanceId, new string('B', 40)));

@@ -35,18 +35,26 @@ public sealed class LifecycleBed : IAsyncDisposable
     public ManualClock Clock { get; } = new();
     public ManualScheduler Scheduler { get; private set; } = null!;
 
-    public static async Task<LifecycleBed> StartAsync(int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null, int maxWaiting = 1000)
+    /// <param name="logs">also receives every record from Information up, whatever the console shows</param>
+    public static async Task<LifecycleBed> StartAsync(int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null, int maxWaiting = 1000, LogCapture? logs = null)
     {
         var bed = new LifecycleBed();
         cloud?.Invoke(bed.Cloud);
-        await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting);
+        await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting, logs);
         return bed;
     }
 
-    async Task StartHostAsync(int hotTarget, int maxWorkers, int maxWaiting)
+    async Task StartHostAsync(int hotTarget, int maxWorkers, int maxWaiting, LogCapture? logs)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(Environment.GetEnvironmentVariable("DW_TEST_VERBOSE") is null ? LogLevel.Warning : LogLevel.Information);
+        if (logs is not null)
+        {
+            // A provider-specific rule wins over the minimum level, so the console stays quiet.
+            builder.Logging.AddProvider(logs);
+            builder.Logging.AddFilter<LogCapture>(null, LogLevel.Information);
+        }
+
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
             ["Database:Provider"] = "Sqlite",
