@@ -12,7 +12,8 @@ public sealed record BenchPlan(
     int ClosedLoopInstances,
     TimeSpan Hold,
     double[] HoldShares,
-    TimeSpan StatsSettle)
+    TimeSpan StatsSettle,
+    TimeSpan Warmup)
 {
     public const string HotPool = "bench-hot";
     public const string ReusePool = "bench-reuse";
@@ -28,7 +29,8 @@ public sealed record BenchPlan(
         ClosedLoopInstances: 32,
         Hold: TimeSpan.FromSeconds(60),
         HoldShares: [0.85, 0.6],
-        StatsSettle: TimeSpan.FromSeconds(6));
+        StatsSettle: TimeSpan.FromSeconds(6),
+        Warmup: TimeSpan.FromSeconds(20));
 
     // Low rates: the smoke run proves every section works end to end, on a CI machine that may be busy.
     public static readonly BenchPlan Smoke = new(
@@ -40,7 +42,8 @@ public sealed record BenchPlan(
         ClosedLoopInstances: 4,
         Hold: TimeSpan.FromSeconds(2),
         HoldShares: [0.5],
-        StatsSettle: TimeSpan.FromSeconds(6));
+        StatsSettle: TimeSpan.FromSeconds(6),
+        Warmup: TimeSpan.FromSeconds(1));
 }
 
 /// <summary>

@@ -155,6 +155,12 @@ try
         return true;
     }
 
+    // Services that just started still compile their code paths as they first run them (the JIT): a closed loop of
+    // whole lifecycles first, so the figures below are of services that have run, as in production.
+    await WaitForHotWorkersAsync(BenchPlan.CyclePool, 20);
+    Say($"warm-up: closed-loop lifecycles for {plan.Warmup.TotalSeconds:0} s");
+    Say("warm-up: " + Report.Describe(await load.ClosedLoopAsync(BenchPlan.CyclePool, 8, plan.Warmup, "warmup")));
+
     // 3. Hot-pool latency: every lease from a new instance, so it needs a hot worker and a trust step.
     LoadResult? lowerHot = null;
     foreach (var rate in profileOnly || !Wanted("hot") ? [] : plan.Rates)
@@ -164,9 +170,9 @@ try
             continue;
         }
 
-        await DrainAsync($"hot leases at {rate}/s");
-
+        // Workers count as ready before the pool has read all their WorkerReady notices: drain after, not before.
         await WaitForHotWorkersAsync(BenchPlan.HotPool, plan.HotTarget);
+        await DrainAsync($"hot leases at {rate}/s");
         Say($"hot leases at {rate}/s for {plan.Latency.TotalSeconds:0} s");
         var timingsBefore = await ConsumeTimings.ReadAsync(leaseSaga);
         var result = lowerHot = await load.OpenLoopAsync(BenchPlan.HotPool, rate, plan.Latency, n => $"hot-{rate}-{n:00000}");

@@ -18,8 +18,11 @@ public sealed class WorkerStateDefinition : SagaDefinition<WorkerState>
     public WorkerStateDefinition() => ConcurrentMessageLimit = 32;
 }
 
-/// <summary>Few pools, many messages each: one at a time per process avoids pointless version conflicts.</summary>
+/// <summary>
+/// Few pools, many messages each: they take turns through the pool saga's gate (SagaGate, one at a time per process,
+/// which avoids pointless version conflicts), while the messages before still publish what they decided.
+/// </summary>
 public sealed class PoolStateDefinition : SagaDefinition<PoolState>
 {
-    public PoolStateDefinition() => ConcurrentMessageLimit = 1;
+    public PoolStateDefinition() => ConcurrentMessageLimit = 8;
 }

@@ -46,6 +46,7 @@ public static class LeaseSagaModule
         bus.AddSagaStateMachine<LeaseStateMachine, LeaseState, LeaseStateDefinition>().EfCoreRepository<LeaseState, DynamicWorkersDbContext>();
         bus.AddSagaStateMachine<WorkerStateMachine, WorkerState, WorkerStateDefinition>().EfCoreRepository<WorkerState, DynamicWorkersDbContext>();
         bus.AddSagaStateMachine<PoolStateMachine, PoolState, PoolStateDefinition>().EfCoreRepository<PoolState, DynamicWorkersDbContext>();
+        bus.TryAddSingleton<SagaGate<PoolState>>();
         bus.AddConsumer<SetInstanceLifecycleConsumer>();
         bus.AddConsumer<GetPoolStatusConsumer>();
         bus.AddConsumer<GetWorkersConsumer>();

@@ -12,7 +12,8 @@ namespace DynamicWorkers.Infrastructure.Persistence;
 /// </summary>
 public sealed class EfSagaRepositoryContextFactory<TSaga, TDbContext>(
     TDbContext db,
-    ISagaConsumeContextFactory<DbContext, TSaga> consumeContextFactory) :
+    ISagaConsumeContextFactory<DbContext, TSaga> consumeContextFactory,
+    SagaGate<TSaga>? gate = null) :
     ISagaRepositoryContextFactory<TSaga>,
     IQuerySagaRepositoryContextFactory<TSaga>,
     ILoadSagaRepositoryContextFactory<TSaga>
@@ -21,10 +22,24 @@ public sealed class EfSagaRepositoryContextFactory<TSaga, TDbContext>(
 {
     public void Probe(ProbeContext context) => context.Add("persistence", "entity-framework-core-optimistic");
 
-    public Task Send<T>(ConsumeContext<T> context, IPipe<SagaRepositoryContext<TSaga, T>> next)
+    public async Task Send<T>(ConsumeContext<T> context, IPipe<SagaRepositoryContext<TSaga, T>> next)
         where T : class
     {
-        return next.Send(new EfSagaRepositoryContext<TSaga, T>(db, context, consumeContextFactory));
+        if (gate is null)
+        {
+            await next.Send(new EfSagaRepositoryContext<TSaga, T>(db, context, consumeContextFactory));
+            return;
+        }
+
+        await gate.WaitAsync(context.CancellationToken);
+        try
+        {
+            await next.Send(new EfSagaRepositoryContext<TSaga, T>(db, context, consumeContextFactory));
+        }
+        finally
+        {
+            gate.Release();
+        }
     }
 
     public async Task SendQuery<T>(ConsumeContext<T> context, ISagaQuery<TSaga> query, IPipe<SagaRepositoryQueryContext<TSaga, T>> next)
@@ -43,3 +58,12 @@ public sealed class EfSagaRepositoryContextFactory<TSaga, TDbContext>(
         where T : class
         => asyncMethod(new EfSagaQueryContext<TSaga>(db, cancellationToken));
 }
+
+/// <summary>
+/// Lets one message at a time (per process) load, run and save a saga of this type, while the messages before it
+/// still publish what they decided: for a few sagas that get many messages each, so that they take turns instead of
+/// losing on the version and retrying, and the endpoint may still run several messages at once (the outbox sends
+/// after the save, outside the gate). Register it as a singleton to use it.
+/// </summary>
+public sealed class SagaGate<TSaga>() : SemaphoreSlim(1, 1)
+    where TSaga : class, ISaga;

@@ -83,32 +83,67 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory) 
         => time.Kind == DateTimeKind.Local ? new DateTimeOffset(time.ToUniversalTime()) : new DateTimeOffset(DateTime.SpecifyKind(time, DateTimeKind.Utc));
 }
 
+/// <summary>How cancels are gathered: removing a trigger takes Quartz's cluster lock, so they are removed a batch per lock.</summary>
+internal static class CancelBatch
+{
+    public const int MessageLimit = 64;
+    public static readonly TimeSpan TimeLimit = TimeSpan.FromMilliseconds(20);
+}
+
 /// <summary>
-/// Removes the trigger of a cancelled schedule. When there is none, the cancel may have overtaken its
-/// schedule, so it leaves a tombstone under the token's name for an hour: the schedule, arriving later,
-/// finds the name taken and is dropped. Cancelling a schedule that already fired is harmless.
+/// Removes the triggers of cancelled schedules, a batch under one cluster lock. Where there is none, the cancel may
+/// have overtaken its schedule, so it leaves a tombstone under the token's name for an hour: the schedule, arriving
+/// later, finds the name taken and is dropped. Cancelling a schedule that already fired is harmless, and a tombstone
+/// is left alone (a repeated cancel must not clear the way for the schedule it stopped).
 /// </summary>
-public sealed class CancelScheduledMessageConsumer(ISchedulerFactory schedulerFactory) : IConsumer<CancelScheduledMessage>
+public sealed class CancelScheduledMessageConsumer(ISchedulerFactory schedulerFactory) : IConsumer<Batch<CancelScheduledMessage>>
 {
     static readonly TimeSpan TombstoneLifetime = TimeSpan.FromHours(1);
+    static readonly JobKey TombstoneJob = new(ScheduledMessageData.TombstoneJobName);
 
-    public async Task Consume(ConsumeContext<CancelScheduledMessage> context)
+    public async Task Consume(ConsumeContext<Batch<CancelScheduledMessage>> context)
     {
-        var key = new TriggerKey(context.Message.TokenId.ToString("N"));
-        var scheduler = await schedulerFactory.GetScheduler(context.CancellationToken);
-        if (await scheduler.UnscheduleJob(key, context.CancellationToken))
+        var cancellationToken = context.CancellationToken;
+        var scheduler = await schedulerFactory.GetScheduler(cancellationToken);
+        var scheduled = new List<TriggerKey>();
+        var missing = new List<TriggerKey>();
+        foreach (var key in context.Message.Select(m => new TriggerKey(m.Message.TokenId.ToString("N"))).Distinct())
         {
-            return;
+            // Reads take no lock.
+            var trigger = await scheduler.GetTrigger(key, cancellationToken);
+            if (trigger is null)
+            {
+                missing.Add(key);
+            }
+            else if (!trigger.JobKey.Equals(TombstoneJob))
+            {
+                scheduled.Add(key);
+            }
         }
 
-        var tombstone = TriggerBuilder.Create()
-            .WithIdentity(key)
-            .ForJob(new JobKey(ScheduledMessageData.TombstoneJobName))
-            .StartAt(DateTimeOffset.UtcNow + TombstoneLifetime)
-            .WithSchedule(SimpleScheduleBuilder.Create().WithMisfireInstruction(SimpleTriggerMisfireInstruction.FireNow))
-            .Build();
-        // Replace: if the schedule slipped in between the unschedule and now, the tombstone still wins.
-        await scheduler.ScheduleTrigger(tombstone, TriggerConflict.Replace, context.CancellationToken);
+        if (scheduled.Count > 0)
+        {
+            await scheduler.UnscheduleJobs(scheduled, cancellationToken);
+        }
+
+        foreach (var key in missing)
+        {
+            var tombstone = TriggerBuilder.Create()
+                .WithIdentity(key)
+                .ForJob(TombstoneJob)
+                .StartAt(DateTimeOffset.UtcNow + TombstoneLifetime)
+                .WithSchedule(SimpleScheduleBuilder.Create().WithMisfireInstruction(SimpleTriggerMisfireInstruction.FireNow))
+                .Build();
+            try
+            {
+                await scheduler.ScheduleJob(tombstone, cancellationToken: cancellationToken);
+            }
+            catch (ObjectAlreadyExistsException)
+            {
+                // The schedule slipped in after the look-up: the tombstone replaces it (under the lock, rarely).
+                await scheduler.ScheduleTrigger(tombstone, TriggerConflict.Replace, cancellationToken);
+            }
+        }
     }
 }
 

@@ -25,12 +25,18 @@ public static class SchedulerRegistration
         void Endpoint(IEndpointRegistrationConfigurator e)
         {
             e.Name = options.QueueName;
-            // More at once than the scheduler has connections would only wait for one.
-            e.ConcurrentMessageLimit = options.MaxConnections;
+            // Room for a whole batch of cancels besides the schedules being stored.
+            e.PrefetchCount = CancelBatch.MessageLimit + options.MaxConnections;
+            e.ConcurrentMessageLimit = CancelBatch.MessageLimit + options.MaxConnections;
         }
 
-        bus.AddConsumer<ScheduleMessageConsumer>().Endpoint(Endpoint);
-        bus.AddConsumer<CancelScheduledMessageConsumer>().Endpoint(Endpoint);
+        // More schedules at once than the scheduler has connections would only wait for one.
+        bus.AddConsumer<ScheduleMessageConsumer>(c => c.ConcurrentMessageLimit = options.MaxConnections - 1).Endpoint(Endpoint);
+        bus.AddConsumer<CancelScheduledMessageConsumer>(c => c.Options<BatchOptions>(b => b
+                .SetMessageLimit(CancelBatch.MessageLimit)
+                .SetTimeLimit(CancelBatch.TimeLimit)
+                .SetConcurrencyLimit(1)))
+            .Endpoint(Endpoint);
     }
 
     /// <summary>Quartz itself; registered after MassTransit so that it stops (and drains its jobs) before the bus does.</summary>

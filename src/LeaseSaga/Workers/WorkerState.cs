@@ -41,4 +41,7 @@ public sealed class WorkerState : SagaStateMachineInstance, ISagaVersion
     public Guid? TrustTimeoutToken { get; set; }
     public Guid? IdleTimeoutToken { get; set; }
     public Guid? MaxAgeToken { get; set; }
+
+    /// <summary>Set while one message is handled (never stored): the trust step moved the max-age deadline, so the timer is re-armed.</summary>
+    public bool MaxAgeMoved { get; set; }
 }

@@ -112,11 +112,15 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                 {
                     // From now on the instance's own max worker age applies.
                     var limits = await Limits(c, c.Saga.TrustedInstanceId);
-                    c.Saga.MaxAgeDeadline = c.Saga.ProvisionedAt + limits.MaxWorkerAge;
+                    var deadline = c.Saga.ProvisionedAt + limits.MaxWorkerAge;
+                    c.Saga.MaxAgeMoved = deadline != c.Saga.MaxAgeDeadline;
+                    c.Saga.MaxAgeDeadline = deadline;
                     c.Saga.AgentThumbprint = c.Message.AgentThumbprint;
                 })
                 .ThenAsync(c => StartLease(c, reused: false))
-                .Schedule(MaxAge, c => new WorkerMaxAgeReached(c.Saga.CorrelationId), c => Until(c.Saga.MaxAgeDeadline))
+                // The armed timer stands unless the instance's own limit moved the deadline (a cancel and a schedule saved per lease).
+                .If(c => c.Saga.MaxAgeMoved || c.Saga.MaxAgeToken is null, moved => moved
+                    .Schedule(MaxAge, c => new WorkerMaxAgeReached(c.Saga.CorrelationId), c => Until(c.Saga.MaxAgeDeadline)))
                 .TransitionTo(Leased),
             When(TrustFailed)
                 .Unschedule(TrustTimeout)

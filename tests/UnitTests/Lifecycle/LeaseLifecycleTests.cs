@@ -167,6 +167,28 @@ public sealed class LeaseLifecycleTests
         Assert.Equal(LeaseRevocationReasons.MaxWorkerAge, bed.PublishedOf<LeaseRevoked>().Single().Reason);
     }
 
+    [Fact]
+    public async Task A_hot_worker_granted_under_the_default_lifecycle_keeps_the_max_age_timer_it_was_provisioned_with()
+    {
+        await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 1);
+        // The default max worker age (72 h); only leases may run longer than their default 24 h.
+        await bed.Bus.Publish(new SetInstanceLifecycle("instance-1", null, null, TimeSpan.FromHours(100)));
+        await bed.UntilWorkersAsync("Ready", 1);
+        await bed.UntilTimerAsync<WorkerMaxAgeReached>(TimeSpan.FromHours(72));
+        await bed.SettledAsync();
+        Assert.Equal(1, MaxAgeSchedules(bed));
+
+        var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        await bed.SettledAsync();
+
+        // The trust step leaves an unchanged deadline's timer armed: no cancel and no second schedule per lease.
+        Assert.False(granted.Reused);
+        Assert.Equal(1, MaxAgeSchedules(bed));
+        await bed.AdvanceAsync(TimeSpan.FromHours(72));
+        await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId), "the revocation at the default max age");
+        Assert.Equal(LeaseRevocationReasons.MaxWorkerAge, bed.PublishedOf<LeaseRevoked>().Single().Reason);
+    }
+
     static int MaxAgeSchedules(LifecycleBed bed)
         => bed.Harness.Sent.Select<ScheduleMessage>().Count(m => m.Context.Message.PayloadType.Any(t => t.Contains(nameof(WorkerMaxAgeReached), StringComparison.Ordinal)));
 
