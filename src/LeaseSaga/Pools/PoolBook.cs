@@ -31,13 +31,21 @@ public sealed class PoolBook
     /// <summary>Taken off the lists to be deleted, but their VMs still exist until the worker reports gone.</summary>
     public List<Guid> Retiring { get; set; } = [];
 
+    /// <summary>
+    /// The latest leases whose worker came back idle (at most <see cref="ServedMemory"/>): a late repeat of such a
+    /// lease's allocation (messages overtake each other) must not queue it again and take a worker for nothing.
+    /// </summary>
+    public List<Guid> Served { get; set; } = [];
+
+    public const int ServedMemory = 256;
+
     /// <summary>Workers that count against <c>MaxWorkers</c>: every one not yet gone.</summary>
     public int Live => Provisioning.Count + Ready.Count + Idle.Count + Assigned.Count + Retiring.Count;
 
     /// <summary>Queues a lease unless it is already waiting or already has a worker (a redelivered request).</summary>
     public bool Enqueue(WaitingLease lease)
     {
-        if (Waiting.Any(w => w.LeaseId == lease.LeaseId) || Assigned.Any(a => a.LeaseId == lease.LeaseId))
+        if (Waiting.Any(w => w.LeaseId == lease.LeaseId) || Assigned.Any(a => a.LeaseId == lease.LeaseId) || Served.Contains(lease.LeaseId))
         {
             return false;
         }
@@ -136,6 +144,11 @@ public sealed class PoolBook
         {
             Assigned.Remove(assigned);
             Idle.Add(new IdleWorker(workerId, assigned.InstanceId, assigned.Thumbprint));
+            Served.Add(leaseId);
+            if (Served.Count > ServedMemory)
+            {
+                Served.RemoveAt(0);
+            }
         }
     }
 

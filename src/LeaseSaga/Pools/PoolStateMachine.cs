@@ -115,6 +115,16 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
             When(WorkerBecameIdle)
                 .Then(c => Open(c.Saga, c.Message.Pool))
                 .Then(c => c.Saga.Book.BecameIdle(c.Message.WorkerId, c.Message.LeaseId))
+                .ThenAsync(async c =>
+                {
+                    // Idle after a lease other than the one it is booked for: it may have ignored that reservation while
+                    // it served a late repeat of an older one. Now it is free; a second reservation of the same lease
+                    // is a no-op to a worker that did take it.
+                    if (c.Saga.Book.Assigned.FirstOrDefault(a => a.WorkerId == c.Message.WorkerId && a.LeaseId != c.Message.LeaseId) is { } booked)
+                    {
+                        await c.Publish(new ReserveWorker(booked.WorkerId, booked.LeaseId, booked.InstanceId, booked.Thumbprint));
+                    }
+                })
                 .ThenAsync(Rebalance)
                 .TransitionTo(Active),
             When(RetirementRequested)

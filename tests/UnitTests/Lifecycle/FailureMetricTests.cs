@@ -70,7 +70,9 @@ public sealed class FailureMetricTests
 
         await bed.UntilTimerAsync<WorkerTrustTimedOut>(TimeSpan.FromMinutes(5));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
-        await Until(() => bed.Outcomes(leaseId).Count == 1, "the grant by a replacement");
+        // The lease's outcome may come before the worker handled its timeout: wait for the count itself.
+        await Until(() => counters.Total("dw_trust_failures_total") >= 1, "the timed-out trust counted");
+        await Until(() => bed.Outcomes(leaseId).Count == 1, "the lease's outcome");
         await bed.SettledAsync();
 
         Assert.Equal(1, counters.Total("dw_trust_failures_total"));

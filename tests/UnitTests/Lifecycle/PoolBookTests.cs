@@ -21,6 +21,42 @@ public sealed class PoolBookTests
     }
 
     [Fact]
+    public void A_late_repeat_of_a_served_lease_s_allocation_is_not_queued_again_and_takes_no_worker()
+    {
+        // Found by the lifecycle run once the pool took several messages at once: the repeat, overtaken by the lease's
+        // whole life, queued the ended lease again; its instance's idle worker went to it, missing the next real lease.
+        var (book, worker, lease) = WithAssignedWorker();
+        book.BecameIdle(worker, lease);
+
+        Assert.False(book.Enqueue(new WaitingLease(lease, "instance-1", ThumbA, At)));
+        Assert.Empty(book.Waiting);
+        Assert.Empty(book.Assign());
+        Assert.Equal(worker, Assert.Single(book.Idle).WorkerId);
+    }
+
+    [Fact]
+    public void Only_the_latest_served_leases_are_remembered()
+    {
+        var book = new PoolBook();
+        var worker = Guid.NewGuid();
+        book.Started(worker, At);
+        book.BecameReady(worker);
+        var first = Guid.NewGuid();
+        var last = first;
+        for (var i = 0; i <= PoolBook.ServedMemory; i++)
+        {
+            last = i == 0 ? first : Guid.NewGuid();
+            book.Enqueue(new WaitingLease(last, "instance-1", ThumbA, At));
+            Assert.Single(book.Assign());
+            book.BecameIdle(worker, last);
+        }
+
+        Assert.Equal(PoolBook.ServedMemory, book.Served.Count);
+        Assert.DoesNotContain(first, book.Served);
+        Assert.Contains(last, book.Served);
+    }
+
+    [Fact]
     public void A_lease_beyond_the_line_s_limit_is_turned_away_unless_an_idle_worker_of_its_instance_can_serve_it()
     {
         var (book, worker, lease) = WithAssignedWorker();
