@@ -24,7 +24,7 @@ public sealed record BenchPlan(
         Raw: TimeSpan.FromSeconds(10),
         Latency: TimeSpan.FromSeconds(10),
         Rates: [10, 50, 100],
-        HotTarget: 600,
+        HotTarget: 400,
         Closed: TimeSpan.FromSeconds(20),
         ClosedLoopInstances: 32,
         Hold: TimeSpan.FromSeconds(60),

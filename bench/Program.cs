@@ -141,6 +141,20 @@ try
         }
     }
 
+    // Every pool back at its hot target and every queue empty: a pool refilling in the background (through the same
+    // pool saga endpoint) would otherwise be measured as part of the next section.
+    async Task WaitForPoolsAsync(string before)
+    {
+        if (!profileOnly)
+        {
+            await WaitForHotWorkersAsync(BenchPlan.HotPool, plan.HotTarget);
+            await WaitForHotWorkersAsync(BenchPlan.ReusePool, 1);
+        }
+
+        await WaitForHotWorkersAsync(BenchPlan.CyclePool, 20);
+        await DrainAsync(before);
+    }
+
     // A rate that lost leases, or answered them seconds late, is past what the system sustains here: higher rates
     // would only pile up a backlog and eat the time budget, so they are not run.
     bool Overloaded(string kind, int rate, LoadResult? lower)
@@ -158,6 +172,7 @@ try
     // Services that just started still compile their code paths as they first run them (the JIT): a closed loop of
     // whole lifecycles first, so the figures below are of services that have run, as in production.
     await WaitForHotWorkersAsync(BenchPlan.CyclePool, 20);
+    await WaitForPoolsAsync("the warm-up");
     Say($"warm-up: closed-loop lifecycles for {plan.Warmup.TotalSeconds:0} s");
     Say("warm-up: " + Report.Describe(await load.ClosedLoopAsync(BenchPlan.CyclePool, 8, plan.Warmup, "warmup")));
 
@@ -216,9 +231,8 @@ try
     }
 
     // 4. Lifecycle throughput: closed loop to find the ceiling (and count messages per lifecycle), then an open-loop hold.
-    await WaitForHotWorkersAsync(BenchPlan.CyclePool, 20);
-    // The earlier sections' tail (idle workers retiring, timers) must not be counted against this run.
-    await DrainAsync("the lifecycle run");
+    // The earlier sections' tail (the hot pool refilling, idle workers retiring, timers) must not be counted against this run.
+    await WaitForPoolsAsync("the lifecycle run");
     await Task.Delay(plan.StatsSettle);
     var deliveredBefore = await vhost.DeliveredAsync();
     var queuesBefore = await vhost.DeliveredByQueueAsync();

@@ -87,50 +87,31 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory) 
 internal static class CancelBatch
 {
     public const int MessageLimit = 64;
+    public const int ConcurrencyLimit = 2;
     public static readonly TimeSpan TimeLimit = TimeSpan.FromMilliseconds(20);
 }
 
 /// <summary>
-/// Removes the triggers of cancelled schedules, a batch under one cluster lock. Where there is none, the cancel may
+/// Removes the triggers of cancelled schedules, a batch under one cluster lock. Where there was none, the cancel may
 /// have overtaken its schedule, so it leaves a tombstone under the token's name for an hour: the schedule, arriving
-/// later, finds the name taken and is dropped. Cancelling a schedule that already fired is harmless, and a tombstone
-/// is left alone (a repeated cancel must not clear the way for the schedule it stopped).
+/// later, finds the name taken and is dropped. Cancelling a schedule that already fired is harmless.
 /// </summary>
 public sealed class CancelScheduledMessageConsumer(ISchedulerFactory schedulerFactory) : IConsumer<Batch<CancelScheduledMessage>>
 {
     static readonly TimeSpan TombstoneLifetime = TimeSpan.FromHours(1);
-    static readonly JobKey TombstoneJob = new(ScheduledMessageData.TombstoneJobName);
 
     public async Task Consume(ConsumeContext<Batch<CancelScheduledMessage>> context)
     {
         var cancellationToken = context.CancellationToken;
         var scheduler = await schedulerFactory.GetScheduler(cancellationToken);
-        var scheduled = new List<TriggerKey>();
-        var missing = new List<TriggerKey>();
-        foreach (var key in context.Message.Select(m => new TriggerKey(m.Message.TokenId.ToString("N"))).Distinct())
-        {
-            // Reads take no lock.
-            var trigger = await scheduler.GetTrigger(key, cancellationToken);
-            if (trigger is null)
-            {
-                missing.Add(key);
-            }
-            else if (!trigger.JobKey.Equals(TombstoneJob))
-            {
-                scheduled.Add(key);
-            }
-        }
-
-        if (scheduled.Count > 0)
-        {
-            await scheduler.UnscheduleJobs(scheduled, cancellationToken);
-        }
-
-        foreach (var key in missing)
+        // In one order, so two batches never wait on each other's rows.
+        var keys = context.Message.Select(m => m.Message.TokenId.ToString("N")).Distinct().Order().Select(n => new TriggerKey(n)).ToList();
+        var removed = (await scheduler.UnscheduleJobs(keys, cancellationToken)).ToHashSet();
+        foreach (var key in keys.Where(k => !removed.Contains(k)))
         {
             var tombstone = TriggerBuilder.Create()
                 .WithIdentity(key)
-                .ForJob(TombstoneJob)
+                .ForJob(new JobKey(ScheduledMessageData.TombstoneJobName))
                 .StartAt(DateTimeOffset.UtcNow + TombstoneLifetime)
                 .WithSchedule(SimpleScheduleBuilder.Create().WithMisfireInstruction(SimpleTriggerMisfireInstruction.FireNow))
                 .Build();
@@ -140,7 +121,7 @@ public sealed class CancelScheduledMessageConsumer(ISchedulerFactory schedulerFa
             }
             catch (ObjectAlreadyExistsException)
             {
-                // The schedule slipped in after the look-up: the tombstone replaces it (under the lock, rarely).
+                // The schedule slipped in after the removal: the tombstone replaces it (under the lock, rarely).
                 await scheduler.ScheduleTrigger(tombstone, TriggerConflict.Replace, cancellationToken);
             }
         }

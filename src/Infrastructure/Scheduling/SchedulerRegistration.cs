@@ -26,8 +26,8 @@ public static class SchedulerRegistration
         {
             e.Name = options.QueueName;
             // Room for a whole batch of cancels besides the schedules being stored.
-            e.PrefetchCount = CancelBatch.MessageLimit + options.MaxConnections;
-            e.ConcurrentMessageLimit = CancelBatch.MessageLimit + options.MaxConnections;
+            e.PrefetchCount = CancelBatch.MessageLimit * CancelBatch.ConcurrencyLimit + options.MaxConnections;
+            e.ConcurrentMessageLimit = CancelBatch.MessageLimit * CancelBatch.ConcurrencyLimit + options.MaxConnections;
         }
 
         // More schedules at once than the scheduler has connections would only wait for one.
@@ -35,7 +35,7 @@ public static class SchedulerRegistration
         bus.AddConsumer<CancelScheduledMessageConsumer>(c => c.Options<BatchOptions>(b => b
                 .SetMessageLimit(CancelBatch.MessageLimit)
                 .SetTimeLimit(CancelBatch.TimeLimit)
-                .SetConcurrencyLimit(1)))
+                .SetConcurrencyLimit(CancelBatch.ConcurrencyLimit)))
             .Endpoint(Endpoint);
     }
 
