@@ -29,13 +29,7 @@ public sealed class HttpSurfaceTests(RabbitMqTestVirtualHost broker, PostgresTes
             Assert.Equal(HttpStatusCode.OK, (await Http.GetAsync(new Uri(service.HttpAddress, "/healthz"))).StatusCode);
 
             // Ready means both dependencies answer, and the report says which is which.
-            var ready = await Http.GetAsync(new Uri(service.HttpAddress, "/readyz"));
-            var report = await ready.Content.ReadAsStringAsync();
-            Assert.True(ready.StatusCode == HttpStatusCode.OK, report);
-            using var json = JsonDocument.Parse(report);
-            var checks = json.RootElement.GetProperty("checks");
-            Assert.Equal("Healthy", checks.GetProperty("database").GetProperty("status").GetString());
-            Assert.Equal("Healthy", checks.GetProperty("masstransit-bus").GetProperty("status").GetString());
+            await Readiness.AssertBothHealthyAsync(service.HttpAddress);
 
             var metrics = await Http.GetAsync(new Uri(service.HttpAddress, "/metrics"));
             Assert.Equal(HttpStatusCode.OK, metrics.StatusCode);

@@ -116,13 +116,7 @@ public sealed class StandaloneDemoTests : IAsyncLifetime
         Assert.Contains("is deprovisioned (idle: retired)", _standalone.Output);
 
         // Standalone's own readiness: its in-memory bus and its SQLite file.
-        var ready = await Http.GetAsync(new Uri(_standalone.HttpAddress, "/readyz"));
-        var report = await ready.Content.ReadAsStringAsync();
-        Assert.True(ready.StatusCode == HttpStatusCode.OK, report);
-        using var json = JsonDocument.Parse(report);
-        var checks = json.RootElement.GetProperty("checks");
-        Assert.Equal("Healthy", checks.GetProperty("database").GetProperty("status").GetString());
-        Assert.Equal("Healthy", checks.GetProperty("masstransit-bus").GetProperty("status").GetString());
+        await Readiness.AssertBothHealthyAsync(_standalone.HttpAddress);
     }
 
     static ChromeDriver StartChromium()
