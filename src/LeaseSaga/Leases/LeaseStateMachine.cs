@@ -152,6 +152,13 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             When(WorkerGranted)
                 .Publish(c => new EndLease(c.Message.WorkerId, c.Saga.CorrelationId, Deprovision: false)));
 
+        // Redelivered: the rejection was saved but its answer may never have been published (the broker went away in
+        // between: found by the chaos run). The timer's token is spent, so only AnyReceived still sees it; the same
+        // answer goes out again, which a repeat of the request would also get.
+        During(Rejected,
+            When(AllocationTimeout.AnyReceived)
+                .ThenAsync(c => Answer(c, RejectionOf(c.Saga), c.Saga.ResponseAddress, c.Saga.RequestId)));
+
         // Redelivered: the EndLease of the first delivery may have died with its process (the worker ignores a second one).
         During(Released,
             When(Release, c => c.Message.InstanceId == c.Saga.InstanceId)
@@ -267,7 +274,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
     {
         var lease = c.Saga;
         object? outcome = lease.RejectReason is not null
-            ? new LeaseRejected(lease.CorrelationId, lease.InstanceId, lease.RejectReason, lease.RejectDetail ?? "")
+            ? RejectionOf(lease)
             : lease.GrantedAt is not null ? GrantOf(lease) : null;
         if (outcome is null && lease.EndedAt is null)
         {
@@ -279,6 +286,9 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
 
         return outcome is null ? Task.CompletedTask : Answer(c, outcome, c.ResponseAddress, c.RequestId);
     }
+
+    static LeaseRejected RejectionOf(LeaseState lease)
+        => new(lease.CorrelationId, lease.InstanceId, lease.RejectReason ?? LeaseRejectionReasons.NoCapacity, lease.RejectDetail ?? "");
 
     static LeaseGranted GrantOf(LeaseState lease)
         => new(lease.CorrelationId, lease.InstanceId, lease.WorkerId!.Value, lease.WorkerAddress!, lease.WorkerThumbprint!,

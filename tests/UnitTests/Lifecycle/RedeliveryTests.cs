@@ -37,6 +37,27 @@ public sealed class RedeliveryTests
     }
 
     [Fact]
+    public async Task A_redelivered_allocation_timeout_of_a_rejected_lease_sends_the_same_rejection_again()
+    {
+        // Found by the full chaos run: the rejection was saved, the broker restarted before it was published, and the
+        // redelivered timeout (its token spent) answered nothing.
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true);
+        var leaseId = Guid.NewGuid();
+        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.UntilTimerAsync<LeaseAllocationTimedOut>(TimeSpan.FromMinutes(5));
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
+        await Until(() => bed.Outcomes(leaseId).Count == 1, "the NoCapacity rejection");
+        await bed.SettledAsync();
+
+        await bed.Bus.Publish(new LeaseAllocationTimedOut(leaseId));
+        await Until(() => bed.Outcomes(leaseId).Count == 2, "the rejection sent again");
+
+        var answers = bed.Outcomes(leaseId).Cast<LeaseRejected>().Distinct().ToList();
+        Assert.Equal(LeaseRejectionReasons.NoCapacity, Assert.Single(answers).Reason);
+        Assert.Equal("Rejected", (await bed.LeaseAsync(leaseId))!.CurrentState);
+    }
+
+    [Fact]
     public async Task A_repeated_allocation_of_a_lease_that_has_a_worker_re_sends_the_reservation()
     {
         await using var bed = await StartAsync(hotTarget: 1);
