@@ -171,7 +171,6 @@ try
 
     // Services that just started still compile their code paths as they first run them (the JIT): a closed loop of
     // whole lifecycles first, so the figures below are of services that have run, as in production.
-    await WaitForHotWorkersAsync(BenchPlan.CyclePool, 20);
     await WaitForPoolsAsync("the warm-up");
     Say($"warm-up: closed-loop lifecycles for {plan.Warmup.TotalSeconds:0} s");
     Say("warm-up: " + Report.Describe(await load.ClosedLoopAsync(BenchPlan.CyclePool, 8, plan.Warmup, "warmup")));
@@ -219,13 +218,17 @@ try
         Say(Report.Describe(result));
     }
 
-    if (!Wanted("lifecycle"))
+    void ReportFootprints()
     {
         foreach (var service in services)
         {
             report.Footprint(service.Name, service.RssBytes(), service.ReadyAfter);
         }
+    }
 
+    if (!Wanted("lifecycle"))
+    {
+        ReportFootprints();
         await client.StopAsync();
         return Finish();
     }
@@ -277,10 +280,7 @@ try
     report.Lifecycle(ceiling, messagesPerLifecycle, held, rawClient);
 
     // 5. Footprint after the load.
-    foreach (var service in services)
-    {
-        report.Footprint(service.Name, service.RssBytes(), service.ReadyAfter);
-    }
+    ReportFootprints();
 
     // 6. Scale-out: a second LeaseSaga on the same database and queues, the same closed loop again.
     if (Wanted("scale-out") && TimeLeft("scale-out"))

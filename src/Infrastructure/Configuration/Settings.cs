@@ -112,7 +112,8 @@ public sealed class SchedulerOptions
 
     /// <summary>
     /// Database connections of the scheduler, in a pool of its own: its work queues on one cluster lock, and waiting
-    /// schedules must not hold the connections the sagas need. Also how many schedule/cancel messages run at once.
+    /// schedules must not hold the connections the sagas need. A node stores one schedule fewer than this at once
+    /// (cancels go in batches, see CancelBatch).
     /// </summary>
     [Range(2, 100)]
     public int MaxConnections { get; set; } = 6;

@@ -25,9 +25,10 @@ public static class SchedulerRegistration
         void Endpoint(IEndpointRegistrationConfigurator e)
         {
             e.Name = options.QueueName;
-            // Room for a whole batch of cancels besides the schedules being stored.
-            e.PrefetchCount = CancelBatch.MessageLimit * CancelBatch.ConcurrencyLimit + options.MaxConnections;
-            e.ConcurrentMessageLimit = CancelBatch.MessageLimit * CancelBatch.ConcurrencyLimit + options.MaxConnections;
+            // Room for whole batches of cancels besides the schedules being stored.
+            var inFlight = CancelBatch.MessageLimit * CancelBatch.ConcurrencyLimit + options.MaxConnections;
+            e.PrefetchCount = inFlight;
+            e.ConcurrentMessageLimit = inFlight;
         }
 
         // More schedules at once than the scheduler has connections would only wait for one.
