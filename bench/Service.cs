@@ -13,6 +13,9 @@ public sealed partial class Service : IAsyncDisposable
 {
     static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
 
+    /// <summary>The young generation's budget the Dockerfile gives every service.</summary>
+    public const string Gen0Size = "0x400000";
+
     readonly Process _process;
     readonly StreamWriter _log;
     readonly TaskCompletionSource<Uri> _address = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -33,11 +36,15 @@ public sealed partial class Service : IAsyncDisposable
 
     public static Service Start(string project, string name, IEnumerable<KeyValuePair<string, string?>> settings, string logDirectory)
     {
-        var directory = Path.Combine(Paths.RepositoryRoot, "src", project, "bin", Paths.BuildConfiguration, "net10.0");
+        var directory = Paths.PublishedServices is { } published
+            ? Path.Combine(published, project)
+            : Path.Combine(Paths.RepositoryRoot, "src", project, "bin", Paths.BuildConfiguration, "net10.0");
         var dll = Path.Combine(directory, $"DynamicWorkers.{project}.dll");
         if (!File.Exists(dll))
         {
-            throw new FileNotFoundException($"{dll} is missing: build the solution first (dotnet build -c {Paths.BuildConfiguration})");
+            throw new FileNotFoundException(Paths.PublishedServices is null
+                ? $"{dll} is missing: build the solution first (dotnet build -c {Paths.BuildConfiguration})"
+                : $"{dll} is missing: publish the services there first (scripts/bench.sh does)");
         }
 
         var info = new ProcessStartInfo("dotnet", [dll])
@@ -48,6 +55,8 @@ public sealed partial class Service : IAsyncDisposable
             UseShellExecute = false,
         };
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        // As the Dockerfile sets it (see there), unless the bench was started with a value of its own.
+        info.Environment["DOTNET_GCgen0size"] = Environment.GetEnvironmentVariable("DOTNET_GCgen0size") ?? Gen0Size;
         info.Environment["Logging__Console__FormatterName"] = "simple";
         info.Environment["Http__Port"] = "0";
         info.Environment["Http__Host"] = "127.0.0.1";
@@ -169,6 +178,12 @@ public static class Paths
         .Single(a => a.Key == "Configuration").Value!;
 
     public static string RepositoryRoot { get; } = FindRepositoryRoot();
+
+    /// <summary>
+    /// <c>DW_BENCH_SERVICES</c>: a folder with each service published in a subfolder of its name, run instead of the
+    /// build output (scripts/bench.sh publishes them ReadyToRun there for a full run, as the Dockerfile does).
+    /// </summary>
+    public static string? PublishedServices { get; } = Environment.GetEnvironmentVariable("DW_BENCH_SERVICES") is { Length: > 0 } path ? path : null;
 
     static string FindRepositoryRoot()
     {

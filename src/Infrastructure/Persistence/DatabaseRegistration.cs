@@ -38,7 +38,7 @@ public static class DatabaseRegistration
         => options.Provider switch
         {
             DatabaseProvider.SqlServer => builder.UseSqlServer(options.ConnectionString),
-            DatabaseProvider.Postgres => builder.UseNpgsql(options.ConnectionString),
+            DatabaseProvider.Postgres => builder.UseNpgsql(PostgresConnections.Tuned(options.ConnectionString)),
             DatabaseProvider.Sqlite => builder.UseSqlite(options.ConnectionString).AddInterceptors(SqliteBusyTimeout.Instance),
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Provider, "unknown database provider"),
         };

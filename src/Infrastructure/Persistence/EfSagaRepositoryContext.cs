@@ -17,13 +17,19 @@ public sealed class EfSagaRepositoryContext<TSaga, TMessage> :
     readonly DbContext db;
     readonly ConsumeContext<TMessage> consumeContext;
     readonly ISagaConsumeContextFactory<DbContext, TSaga> factory;
+    readonly SagaGate<TSaga>? gate;
 
-    public EfSagaRepositoryContext(DbContext db, ConsumeContext<TMessage> consumeContext, ISagaConsumeContextFactory<DbContext, TSaga> factory)
+    /// <summary>With a gate: the loaded saga's content, to tell at the save whether this message changed it.</summary>
+    byte[]? loadedFingerprint;
+
+    public EfSagaRepositoryContext(
+        DbContext db, ConsumeContext<TMessage> consumeContext, ISagaConsumeContextFactory<DbContext, TSaga> factory, SagaGate<TSaga>? gate)
         : base(consumeContext, db)
     {
         this.db = db;
         this.consumeContext = consumeContext;
         this.factory = factory;
+        this.gate = gate;
     }
 
     public Task<SagaConsumeContext<TSaga, TMessage>> Add(TSaga instance)
@@ -49,11 +55,31 @@ public sealed class EfSagaRepositoryContext<TSaga, TMessage> :
 
     public async Task<SagaConsumeContext<TSaga, TMessage>> Load(Guid correlationId)
     {
+        if (gate?.Take(correlationId) is { } kept)
+        {
+            var version = await db.Set<TSaga>().Where(x => x.CorrelationId == correlationId)
+                .Select(x => (int?)x.Version).SingleOrDefaultAsync(CancellationToken);
+            if (version == kept.Saga.Version)
+            {
+                db.Attach(kept.Saga);
+                loadedFingerprint = kept.Fingerprint;
+                return await factory.CreateSagaConsumeContext(db, consumeContext, kept.Saga, SagaConsumeContextMode.Load);
+            }
+        }
+
         var instance = await db.Set<TSaga>().AsTracking()
             .SingleOrDefaultAsync(x => x.CorrelationId == correlationId, CancellationToken);
-        return instance is null
-            ? null!
-            : await factory.CreateSagaConsumeContext(db, consumeContext, instance, SagaConsumeContextMode.Load);
+        if (instance is null)
+        {
+            return null!;
+        }
+
+        if (gate is not null)
+        {
+            loadedFingerprint = SagaGate<TSaga>.Fingerprint(instance);
+        }
+
+        return await factory.CreateSagaConsumeContext(db, consumeContext, instance, SagaConsumeContextMode.Load);
     }
 
     /// <summary>A new saga: a racing insert of the same id fails on the primary key and is retried as a load.</summary>
@@ -66,8 +92,23 @@ public sealed class EfSagaRepositoryContext<TSaga, TMessage> :
     /// <summary>An existing saga: the version check makes a concurrent update fail instead of being lost.</summary>
     public async Task Update(SagaConsumeContext<TSaga> context)
     {
-        context.Saga.Version++;
-        await db.SaveChangesAsync(CancellationToken);
+        if (gate is null)
+        {
+            context.Saga.Version++;
+            await db.SaveChangesAsync(CancellationToken);
+            return;
+        }
+
+        // A message that changed nothing (a turned-away or repeated request) needs no write: the version just read
+        // is still the saved one, and a decision that takes a worker always changes the saga.
+        var fingerprint = SagaGate<TSaga>.Fingerprint(context.Saga);
+        if (loadedFingerprint is null || !fingerprint.AsSpan().SequenceEqual(loadedFingerprint))
+        {
+            context.Saga.Version++;
+            await db.SaveChangesAsync(CancellationToken);
+        }
+
+        gate.Keep(context.Saga, fingerprint);
     }
 
     public async Task Delete(SagaConsumeContext<TSaga> context)

@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
 using MassTransit;
 using MassTransit.Saga;
 using Microsoft.EntityFrameworkCore;
@@ -27,14 +29,14 @@ public sealed class EfSagaRepositoryContextFactory<TSaga, TDbContext>(
     {
         if (gate is null)
         {
-            await next.Send(new EfSagaRepositoryContext<TSaga, T>(db, context, consumeContextFactory));
+            await next.Send(new EfSagaRepositoryContext<TSaga, T>(db, context, consumeContextFactory, null));
             return;
         }
 
         await gate.WaitAsync(context.CancellationToken);
         try
         {
-            await next.Send(new EfSagaRepositoryContext<TSaga, T>(db, context, consumeContextFactory));
+            await next.Send(new EfSagaRepositoryContext<TSaga, T>(db, context, consumeContextFactory, gate));
         }
         finally
         {
@@ -45,7 +47,7 @@ public sealed class EfSagaRepositoryContextFactory<TSaga, TDbContext>(
     public async Task SendQuery<T>(ConsumeContext<T> context, ISagaQuery<TSaga> query, IPipe<SagaRepositoryQueryContext<TSaga, T>> next)
         where T : class
     {
-        var repositoryContext = new EfSagaRepositoryContext<TSaga, T>(db, context, consumeContextFactory);
+        var repositoryContext = new EfSagaRepositoryContext<TSaga, T>(db, context, consumeContextFactory, null);
         var instances = await db.Set<TSaga>().AsTracking().Where(query.FilterExpression).ToListAsync(context.CancellationToken);
         await next.Send(new LoadedSagaRepositoryQueryContext<TSaga, T>(repositoryContext, instances));
     }
@@ -64,6 +66,46 @@ public sealed class EfSagaRepositoryContextFactory<TSaga, TDbContext>(
 /// still publish what they decided: for a few sagas that get many messages each, so that they take turns instead of
 /// losing on the version and retrying, and the endpoint may still run several messages at once (the outbox sends
 /// after the save, outside the gate). Register it as a singleton to use it.
+/// Since the messages take turns, the gate also keeps each saga as its last message saved it: the next one reads only
+/// the version (a write by another process makes it read the whole row again), and a message that changed nothing
+/// writes nothing. For a saga with a large document, such as a pool's ledger, that is most of a message's cost.
 /// </summary>
-public sealed class SagaGate<TSaga>() : SemaphoreSlim(1, 1)
-    where TSaga : class, ISaga;
+public sealed class SagaGate<TSaga>
+    where TSaga : class, ISagaVersion
+{
+    readonly SemaphoreSlim _turn = new(1, 1);
+
+    // Touched only by the message whose turn it is.
+    readonly Dictionary<Guid, Kept> _kept = [];
+
+    public Task WaitAsync(CancellationToken cancellationToken) => _turn.WaitAsync(cancellationToken);
+
+    public void Release() => _turn.Release();
+
+    /// <summary>Hands the kept copy to the message whose turn it is; it is kept again only once that message saved it.</summary>
+    internal Kept? Take(Guid correlationId) => _kept.Remove(correlationId, out var kept) ? kept : null;
+
+    internal void Keep(TSaga saga, byte[] fingerprint) => _kept[saga.CorrelationId] = new Kept(saga, fingerprint);
+
+    /// <summary>A saga as saved, and its content without the version (to tell whether a message changed it).</summary>
+    internal sealed record Kept(TSaga Saga, byte[] Fingerprint);
+
+    static readonly JsonSerializerOptions FingerprintOptions = new()
+    {
+        TypeInfoResolver = new DefaultJsonTypeInfoResolver
+        {
+            Modifiers =
+            {
+                type =>
+                {
+                    if (type.Type == typeof(TSaga) && type.Properties.FirstOrDefault(p => p.Name == nameof(ISagaVersion.Version)) is { } version)
+                    {
+                        type.Properties.Remove(version);
+                    }
+                },
+            },
+        },
+    };
+
+    internal static byte[] Fingerprint(TSaga saga) => JsonSerializer.SerializeToUtf8Bytes(saga, FingerprintOptions);
+}

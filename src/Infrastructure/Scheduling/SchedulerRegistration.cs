@@ -1,9 +1,9 @@
 using DynamicWorkers.Infrastructure.Configuration;
+using DynamicWorkers.Infrastructure.Persistence;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Data.SqlClient;
-using Npgsql;
 using Quartz;
 
 namespace DynamicWorkers.Infrastructure.Scheduling;
@@ -54,6 +54,9 @@ public static class SchedulerRegistration
                 // Every node of the cluster shares the name; each gets its own generated instance id.
                 s.InstanceName = "dynamic-workers";
                 s.GenerateInstanceId = true;
+                // Take up to a thread pool's worth of due timers per turn of the cluster lock, not one: a burst of timers
+                // falling due together (a flood's allocation timeouts) then fires at the pace of the jobs, not of the lock.
+                s.MaxBatchSize = options.MaxConcurrency;
             });
             q.UseDefaultThreadPool(options.MaxConcurrency);
             q.AddJob<ScheduledMessageJob>(j => j.WithIdentity(ScheduledMessageData.JobName).StoreDurably().RequestRecovery());
@@ -77,11 +80,11 @@ public static class SchedulerRegistration
                         }.ConnectionString);
                         break;
                     case DatabaseProvider.Postgres:
-                        store.UsePostgres(new NpgsqlConnectionStringBuilder(database.ConnectionString)
+                        store.UsePostgres(PostgresConnections.Tuned(database.ConnectionString, c =>
                         {
-                            ApplicationName = PoolName,
-                            MaxPoolSize = options.MaxConnections,
-                        }.ConnectionString);
+                            c.ApplicationName = PoolName;
+                            c.MaxPoolSize = options.MaxConnections;
+                        }));
                         break;
                     case DatabaseProvider.Sqlite:
                         store.UseSqlite(database.ConnectionString);

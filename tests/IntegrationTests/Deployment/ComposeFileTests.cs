@@ -117,6 +117,9 @@ public sealed class ComposeFileTests
         var dockerfile = File.ReadAllText(Path.Combine(Root, "Dockerfile"));
         Assert.Contains("install -y --no-install-recommends curl", dockerfile);
         Assert.Contains("USER app", dockerfile);
+        // Start-up and memory as measured by the benchmark (README, "Benchmark").
+        Assert.Contains("-p:PublishReadyToRun=true", dockerfile);
+        Assert.Contains("DOTNET_GCgen0size=0x400000", dockerfile);
     }
 
     static async Task<Dictionary<string, Dictionary<object, object>>> RenderedServicesAsync()

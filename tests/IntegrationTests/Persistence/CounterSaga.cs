@@ -20,6 +20,9 @@ public sealed record Increment(Guid CounterId);
 
 public sealed record CreateCounter(Guid CounterId);
 
+/// <summary>Changes nothing: behind a gate, it must write nothing.</summary>
+public sealed record PeekCounter(Guid CounterId);
+
 /// <summary>Counts every attempt, retries included, so a test can tell that the race really happened.</summary>
 public sealed class AttemptCounter
 {
@@ -37,18 +40,21 @@ public sealed class CounterStateMachine : MassTransitStateMachine<CounterSaga>
         InstanceState(x => x.CurrentState);
         Event(() => Incremented, e => e.CorrelateById(m => m.Message.CounterId));
         Event(() => Created, e => e.CorrelateById(m => m.Message.CounterId));
+        Event(() => Peeked, e => e.CorrelateById(m => m.Message.CounterId));
 
         Initially(
             When(Incremented).Then(c => { counter.Add(); c.Saga.Count++; }).TransitionTo(Active),
             When(Created).Then(c => { counter.Add(); c.Saga.Creations++; }).TransitionTo(Active));
         During(Active,
             When(Incremented).Then(c => { counter.Add(); c.Saga.Count++; }),
-            When(Created).Then(c => { counter.Add(); c.Saga.Duplicates++; }));
+            When(Created).Then(c => { counter.Add(); c.Saga.Duplicates++; }),
+            When(Peeked).Then(_ => counter.Add()));
     }
 
     public State Active { get; private set; } = null!;
     public Event<Increment> Incremented { get; private set; } = null!;
     public Event<CreateCounter> Created { get; private set; } = null!;
+    public Event<PeekCounter> Peeked { get; private set; } = null!;
 }
 
 /// <summary>Many messages for one saga at once, on purpose: no partitioning, so only the version check stands between them.</summary>
