@@ -272,6 +272,12 @@ try
         }
 
         var rate = Math.Max(1, Math.Floor(ceiling.CyclesPerSecond * share));
+        if (share != plan.HoldShares[0])
+        {
+            // A rate that did not hold leaves a backlog: the next, lower one must not start behind it.
+            await DrainAsync($"the hold at {rate}/s");
+        }
+
         Say($"holding {rate}/s for {plan.Hold.TotalSeconds:0} s ({share:P0} of the closed-loop ceiling)");
         var hold = await HoldResult.RunAsync(load, vhost, BenchPlan.CyclePool, rate, plan.Hold, plan.ClosedLoopInstances);
         Say(hold.Describe());
@@ -291,6 +297,7 @@ try
     // 6. Scale-out: a second LeaseSaga on the same database and queues, the same closed loop again.
     if (Wanted("scale-out") && TimeLeft("scale-out"))
     {
+        await DrainAsync("scale-out");
         Say("scale-out: starting a second LeaseSaga");
         var second = Service.Start("LeaseSaga", "LeaseSaga-2", settings, logs);
         services.Add(second);
