@@ -22,8 +22,8 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=build /app ./
 # DOTNET_GCgen0size: .NET sizes the young generation from the CPU's last-level cache, about 100 MB on a host that
-# reports a 260 MB L3, and each service then held 190 to 350 MB; 4 MB keeps them near 165 MB at no cost in latency
-# (README, "Benchmark"). Only an environment variable sets it (runtimeconfig.json does not).
+# reports a 260 MB L3, so each service collected only every 100 MB or so; with 4 MB the benchmark's services held 50
+# to 70 MB less, at no cost in latency (README, "Benchmark"). Only an environment variable sets it.
 ENV DOTNET_ENVIRONMENT=Production \
     DOTNET_GCgen0size=0x400000 \
     Http__Port=8080 \
