@@ -13,8 +13,8 @@ public sealed partial class Service : IAsyncDisposable
 {
     static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
 
-    /// <summary>The young generation's budget the Dockerfile gives every service.</summary>
-    public const string Gen0Size = "0x400000";
+    /// <summary>The young generation's budget given to every service: as the Dockerfile sets it, unless the bench was started with a value of its own.</summary>
+    public static string Gen0Size { get; } = Environment.GetEnvironmentVariable("DOTNET_GCgen0size") ?? "0x400000";
 
     readonly Process _process;
     readonly StreamWriter _log;
@@ -55,8 +55,7 @@ public sealed partial class Service : IAsyncDisposable
             UseShellExecute = false,
         };
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        // As the Dockerfile sets it (see there), unless the bench was started with a value of its own.
-        info.Environment["DOTNET_GCgen0size"] = Environment.GetEnvironmentVariable("DOTNET_GCgen0size") ?? Gen0Size;
+        info.Environment["DOTNET_GCgen0size"] = Gen0Size;
         info.Environment["Logging__Console__FormatterName"] = "simple";
         info.Environment["Http__Port"] = "0";
         info.Environment["Http__Host"] = "127.0.0.1";
