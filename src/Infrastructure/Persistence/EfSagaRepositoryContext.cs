@@ -19,7 +19,7 @@ public sealed class EfSagaRepositoryContext<TSaga, TMessage> :
     readonly ISagaConsumeContextFactory<DbContext, TSaga> factory;
     readonly SagaGate<TSaga>? gate;
 
-    /// <summary>With a gate: the loaded saga's content, to tell at the save whether this message changed it.</summary>
+    /// <summary>With a gate: a hash of the loaded saga's content, to tell at the save whether this message changed it.</summary>
     byte[]? loadedFingerprint;
 
     public EfSagaRepositoryContext(
@@ -76,7 +76,7 @@ public sealed class EfSagaRepositoryContext<TSaga, TMessage> :
 
         if (gate is not null)
         {
-            loadedFingerprint = SagaGate<TSaga>.Fingerprint(instance);
+            loadedFingerprint = gate.Fingerprint(instance);
         }
 
         return await factory.CreateSagaConsumeContext(db, consumeContext, instance, SagaConsumeContextMode.Load);
@@ -101,7 +101,7 @@ public sealed class EfSagaRepositoryContext<TSaga, TMessage> :
 
         // A message that changed nothing (a turned-away or repeated request) needs no write: the version just read
         // is still the saved one, and a decision that takes a worker always changes the saga.
-        var fingerprint = SagaGate<TSaga>.Fingerprint(context.Saga);
+        var fingerprint = gate.Fingerprint(context.Saga);
         if (loadedFingerprint is null || !fingerprint.AsSpan().SequenceEqual(loadedFingerprint))
         {
             context.Saga.Version++;

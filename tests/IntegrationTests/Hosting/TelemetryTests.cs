@@ -61,8 +61,14 @@ public sealed class TelemetryTests(RabbitMqTestVirtualHost broker, PostgresTestD
         var header = grants.ActivityIds[lease.LeaseId];
         Assert.True(header?.Contains(parent.TraceId.ToHexString()) == true, $"grant trace header {header} does not continue trace {parent.TraceId}");
 
-        var metrics = await http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics"));
-        Assert.Contains($"dw_lease_wait_seconds_count{{otel_scope_name=\"DynamicWorkers\",path=\"hot\",pool=\"{Pool}\"}} 1", metrics);
+        // The exporter may answer from a scrape cached a moment before the grant: read until the grant shows.
+        var expected = $"dw_lease_wait_seconds_count{{otel_scope_name=\"DynamicWorkers\",path=\"hot\",pool=\"{Pool}\"}} 1";
+        var metrics = "";
+        await Eventually.True(
+            async () => (metrics = await http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics"))).Contains(expected, StringComparison.Ordinal),
+            TimeSpan.FromSeconds(10),
+            "the hot grant measured (dw_lease_wait_seconds)",
+            () => metrics);
         Assert.Contains("dw_provision_duration_seconds_count", metrics);
     }
 }

@@ -61,6 +61,8 @@ public sealed class ReaperSweepTests(RabbitMqTestVirtualHost broker, PostgresTes
             () => string.Join("\n----\n", _services.Select(s => s.Output)));
 
         Assert.Contains(await cloud.ListAsync(CancellationToken.None), v => v.WorkerId == provisioning);
-        Assert.Contains("Deleting orphan VM of worker " + orphan, _services[1].Output);
+        // The log line travels through the process's console writer and pipe, a moment behind the delete itself.
+        await Eventually.True(() => _services[1].Output.Contains("Deleting orphan VM of worker " + orphan, StringComparison.Ordinal),
+            TimeSpan.FromSeconds(10), "the reaper to log the orphan's deletion", () => _services[1].Output);
     }
 }

@@ -83,11 +83,12 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
     public async Task A_cancelled_message_never_arrives()
     {
         await StartSchedulerAsync();
-        var cancelled = await ScheduleAsync(DateTime.UtcNow.AddSeconds(2), "cancelled");
+        // Due far enough ahead that a freshly started process has stored the schedule and handled the cancel by then.
+        var cancelled = await ScheduleAsync(DateTime.UtcNow.AddSeconds(10), "cancelled");
         await Scheduler.CancelScheduledSend(ProbeQueue, cancelled.TokenId);
 
         // A later message through the same scheduler: once it is here, the cancelled one would have come first.
-        var later = await ScheduleAsync(DateTime.UtcNow.AddSeconds(3), "later");
+        var later = await ScheduleAsync(DateTime.UtcNow.AddSeconds(11), "later");
         await ArrivalAsync(later.Payload.Id, TimeSpan.FromSeconds(30));
         await DrainedAsync();
 
@@ -99,13 +100,14 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
     public async Task A_scheduled_message_still_arrives_after_the_scheduler_is_killed_9_and_started_again()
     {
         var first = await StartSchedulerAsync();
-        var due = DateTime.UtcNow.AddSeconds(4);
+        // Due far enough ahead that the kill comes before it even when storing the trigger is slow.
+        var due = DateTime.UtcNow.AddSeconds(10);
         var handle = await ScheduleAsync(due, "survivor");
         await Eventually.True(async () => await TriggersAsync() == 1, TimeSpan.FromSeconds(30), "the trigger to be stored", () => first.Output);
 
         first.KillHard();
         // Let it fall due while no scheduler runs at all.
-        await Eventually.True(() => DateTime.UtcNow > due.AddSeconds(1), TimeSpan.FromSeconds(30), "the due time to pass");
+        await Eventually.True(() => DateTime.UtcNow > due.AddSeconds(1), TimeSpan.FromSeconds(60), "the due time to pass");
         Assert.Equal(0, Arrivals.CountOf(handle.Payload.Id));
 
         await StartSchedulerAsync();
@@ -119,7 +121,9 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
     [Fact]
     public async Task Two_scheduler_processes_deliver_each_message_exactly_once()
     {
-        await Task.WhenAll(StartSchedulerAsync(), StartSchedulerAsync());
+        // One after the other, as the other fixtures do: the first creates the schema on a fresh database.
+        await StartSchedulerAsync();
+        await StartSchedulerAsync();
         var start = DateTime.UtcNow.AddSeconds(2);
         var handles = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => ScheduleAsync(start.AddMilliseconds(100 * i), $"pair-{i}")));
 

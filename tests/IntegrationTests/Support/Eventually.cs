@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace DynamicWorkers.IntegrationTests.Support;
 
 /// <summary>Waits on a condition with a deadline (never a bare sleep): polls until true, fails with a description when time runs out.</summary>
@@ -5,10 +7,11 @@ public static class Eventually
 {
     public static async Task True(Func<Task<bool>> condition, TimeSpan deadline, string what, Func<string>? diagnostics = null)
     {
-        var until = DateTime.UtcNow + deadline;
+        // A monotonic clock: a wall-clock step (NTP on a fresh machine) must not cut the deadline short.
+        var clock = Stopwatch.StartNew();
         while (!await condition())
         {
-            if (DateTime.UtcNow > until)
+            if (clock.Elapsed > deadline)
             {
                 throw new TimeoutException($"not within {deadline.TotalSeconds:0.#} s: {what}{(diagnostics is null ? "" : "\n" + diagnostics())}");
             }

@@ -112,10 +112,18 @@ public sealed partial class ServiceProcess : IAsyncDisposable
     [GeneratedRegex(@"Now listening on: (http://\S+)")]
     private static partial Regex ListeningLine();
 
-    public Task WaitForExitAsync(TimeSpan deadline)
+    public async Task WaitForExitAsync(TimeSpan deadline)
     {
+        // Awaited inside the using: the token source must live until the wait ends, or its deadline never fires.
         using var timeout = new CancellationTokenSource(deadline);
-        return _process.WaitForExitAsync(timeout.Token);
+        try
+        {
+            await _process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            throw new TimeoutException($"{Project} did not exit within {deadline.TotalSeconds:0} s\n{Output}");
+        }
     }
 
     /// <summary>kill -9: no shutdown hooks, no flushing, as a crash or an OOM kill would.</summary>

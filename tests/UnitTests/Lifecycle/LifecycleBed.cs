@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.Infrastructure.Messaging;
@@ -161,21 +162,49 @@ public sealed class LifecycleBed : IAsyncDisposable
     /// <summary>Moves the manual clock and delivers the timeouts that fell due, then lets the system settle.</summary>
     public async Task AdvanceAsync(TimeSpan by)
     {
-        await Harness.InactivityTask;
+        await SettledAsync();
         await Scheduler.AdvanceAsync(by, Bus);
     }
 
-    public Task SettledAsync() => Harness.InactivityTask;
+    static readonly TimeSpan QuietPeriod = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>
+    /// Waits until no message has been published, sent or consumed for a quarter of a second. (The harness's
+    /// InactivityTask completes once per harness, so after the first quiet it no longer waits for anything.)
+    /// </summary>
+    public async Task SettledAsync()
+    {
+        var clock = Stopwatch.StartNew();
+        var activity = MessagesSeen();
+        var quietSince = clock.Elapsed;
+        while (clock.Elapsed - quietSince < QuietPeriod)
+        {
+            if (clock.Elapsed > TimeSpan.FromSeconds(20))
+            {
+                throw new TimeoutException("the system did not settle within 20 s");
+            }
+
+            await Task.Delay(20);
+            var now = MessagesSeen();
+            if (now != activity)
+            {
+                activity = now;
+                quietSince = clock.Elapsed;
+            }
+        }
+    }
+
+    int MessagesSeen() => Harness.Published.Select(_ => true).Count() + Harness.Sent.Select(_ => true).Count() + Harness.Consumed.Select(_ => true).Count();
 
     public static Task Until(Func<bool> condition, string what) => Until(() => Task.FromResult(condition()), what);
 
     /// <summary>Waits on a condition with a deadline; fails with what was awaited.</summary>
     public static async Task Until(Func<Task<bool>> condition, string what)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
+        var clock = Stopwatch.StartNew();
         while (!await condition())
         {
-            if (DateTime.UtcNow > deadline)
+            if (clock.Elapsed > TimeSpan.FromSeconds(20))
             {
                 throw new TimeoutException($"not within 20 s: {what}");
             }
