@@ -19,10 +19,11 @@ public sealed class WorkerStateDefinition : SagaDefinition<WorkerState>
 }
 
 /// <summary>
-/// Few pools, many messages each: they take turns through the pool saga's gate (SagaGate, one at a time per process,
-/// which avoids pointless version conflicts), while the messages before still publish what they decided.
+/// Few pools, many messages each: they take turns through the pool saga's gate (SagaGate, one decides at a time per
+/// process, which avoids pointless version conflicts), and while others wait their decisions are saved together, so the
+/// more are in flight, the fewer writes: up to 32, whose publishes also overlap the next decisions.
 /// </summary>
 public sealed class PoolStateDefinition : SagaDefinition<PoolState>
 {
-    public PoolStateDefinition() => ConcurrentMessageLimit = 8;
+    public PoolStateDefinition() => ConcurrentMessageLimit = 32;
 }

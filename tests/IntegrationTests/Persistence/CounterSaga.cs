@@ -20,6 +20,9 @@ public sealed record Increment(Guid CounterId);
 
 public sealed record CreateCounter(Guid CounterId);
 
+/// <summary>Adds a thousand, then fails as bad input: none of it may ever be saved, nor undo a decision saved with it.</summary>
+public sealed record PoisonedIncrement(Guid CounterId);
+
 /// <summary>Changes nothing: behind a gate, it must write nothing.</summary>
 public sealed record PeekCounter(Guid CounterId);
 
@@ -41,6 +44,7 @@ public sealed class CounterStateMachine : MassTransitStateMachine<CounterSaga>
         Event(() => Incremented, e => e.CorrelateById(m => m.Message.CounterId));
         Event(() => Created, e => e.CorrelateById(m => m.Message.CounterId));
         Event(() => Peeked, e => e.CorrelateById(m => m.Message.CounterId));
+        Event(() => Poisoned, e => e.CorrelateById(m => m.Message.CounterId));
 
         Initially(
             When(Incremented).Then(c => { counter.Add(); c.Saga.Count++; }).TransitionTo(Active),
@@ -48,13 +52,20 @@ public sealed class CounterStateMachine : MassTransitStateMachine<CounterSaga>
         During(Active,
             When(Incremented).Then(c => { counter.Add(); c.Saga.Count++; }),
             When(Created).Then(c => { counter.Add(); c.Saga.Duplicates++; }),
-            When(Peeked).Then(_ => counter.Add()));
+            When(Peeked).Then(_ => counter.Add()),
+            When(Poisoned).Then(c =>
+            {
+                counter.Add();
+                c.Saga.Count += 1000;
+                throw new ArgumentException("a poisoned increment");
+            }));
     }
 
     public State Active { get; private set; } = null!;
     public Event<Increment> Incremented { get; private set; } = null!;
     public Event<CreateCounter> Created { get; private set; } = null!;
     public Event<PeekCounter> Peeked { get; private set; } = null!;
+    public Event<PoisonedIncrement> Poisoned { get; private set; } = null!;
 }
 
 /// <summary>Many messages for one saga at once, on purpose: no partitioning, so only the version check stands between them.</summary>

@@ -144,6 +144,8 @@ public sealed class LifecycleBed : IAsyncDisposable
         var db = scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>();
         var pool = await db.Set<PoolState>().AsTracking().SingleAsync(x => x.Name == Pool);
         change(pool.Book);
+        // As every writer must: the LeaseSaga's gate keeps the pool in memory for as long as its version is unchanged.
+        pool.Version++;
         await db.SaveChangesAsync();
     }
 
