@@ -22,12 +22,14 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
     readonly IOptionsMonitor<PoolsOptions> _pools;
     readonly TimeProvider _clock;
     readonly ILogger<PoolStateMachine> _logger;
+    readonly TurnAwayWarnings _turnAways;
 
     public PoolStateMachine(IOptionsMonitor<PoolsOptions> pools, TimeProvider clock, ILogger<PoolStateMachine> logger)
     {
         _pools = pools;
         _clock = clock;
         _logger = logger;
+        _turnAways = new TurnAwayWarnings(clock);
 
         InstanceState(x => x.CurrentState);
         Event(() => Reconciled, e => e.CorrelateById(m => PoolIds.For(m.Message.Pool)));
@@ -60,7 +62,13 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
                     var maxWaiting = Definition(c.Saga.Name).MaxWaiting;
                     if (queued && c.Saga.Book.TurnAway(m.LeaseId, maxWaiting))
                     {
-                        _logger.LogWarning("Pool {Pool}: lease {LeaseId} of {InstanceId} turned away, {MaxWaiting} leases already wait", c.Saga.Name, m.LeaseId, m.InstanceId, maxWaiting);
+                        if (_turnAways.ShouldWarn(c.Saga.Name, out var unreported))
+                        {
+                            _logger.LogWarning(
+                                "Pool {Pool}: lease {LeaseId} of {InstanceId} turned away, {MaxWaiting} leases already wait ({Unreported} more turned away since the last such warning; one warning per {Interval} per pool)",
+                                c.Saga.Name, m.LeaseId, m.InstanceId, maxWaiting, unreported, TurnAwayWarnings.Interval);
+                        }
+
                         await c.Publish(new AllocationRefused(m.LeaseId,
                             $"pool '{c.Saga.Name}' already has {maxWaiting} leases waiting (Pools:{c.Saga.Name}:MaxWaiting) and no idle worker of this instance"));
                         return;

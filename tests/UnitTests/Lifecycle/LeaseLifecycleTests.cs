@@ -1,7 +1,9 @@
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
+using DynamicWorkers.LeaseSaga.Pools;
 using MassTransit;
 using MassTransit.Scheduling;
+using Microsoft.Extensions.Logging;
 using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
@@ -275,6 +277,46 @@ public sealed class LeaseLifecycleTests
         await bed.Bus.Publish(new WorkerProvisioned(held.WorkerId, "10.0.0.9:10933", new string('C', 40), bed.Clock.GetUtcNow()));
         await Until(() => bed.Outcomes(first).Count == 1, "the first lease's grant");
         Assert.IsType<LeaseGranted>(bed.Outcomes(first)[0]);
+    }
+
+    [Fact]
+    public async Task A_flood_turned_away_warns_once_per_interval_with_a_count_not_once_per_lease()
+    {
+        var logs = new LogCapture();
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true, maxWaiting: 1, logs: logs);
+        var waiting = Guid.NewGuid();
+        await bed.Bus.Publish(new LeaseRequested(waiting, "instance-0", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == waiting), "the first lease to queue");
+
+        async Task TurnAwayAsync(int count)
+        {
+            var leases = Enumerable.Range(0, count).Select(_ => Guid.NewGuid()).ToList();
+            foreach (var lease in leases)
+            {
+                await bed.Bus.Publish(new LeaseRequested(lease, $"instance-{lease:N}", ThumbprintB, Pool, null, bed.Clock.GetUtcNow()));
+            }
+
+            await Until(() => leases.All(l => bed.Outcomes(l).SingleOrDefault() is LeaseRejected { Reason: LeaseRejectionReasons.NoCapacity }), "every lease turned away");
+        }
+
+        List<LogCapture.Record> Warnings() => logs.Records
+            .Where(r => r.Level == LogLevel.Warning && r.Fields.GetValueOrDefault("{OriginalFormat}") is string f && f.Contains("turned away", StringComparison.Ordinal))
+            .ToList();
+
+        await TurnAwayAsync(5);
+        var first = Assert.Single(Warnings());
+        Assert.Equal(0, first.Fields["Unreported"]);
+
+        // Within the interval: counted, not logged.
+        await bed.AdvanceAsync(TurnAwayWarnings.Interval / 2);
+        await TurnAwayAsync(3);
+        Assert.Single(Warnings());
+
+        // After it: one warning that says how many went unlogged (4 after the first, 3 since).
+        await bed.AdvanceAsync(TurnAwayWarnings.Interval);
+        await TurnAwayAsync(1);
+        Assert.Equal(2, Warnings().Count);
+        Assert.Equal(7, Warnings()[1].Fields["Unreported"]);
     }
 
     [Fact]
