@@ -65,8 +65,8 @@ public sealed class PoolStateMachine : MassTransitStateMachine<PoolState>
                         if (_turnAways.ShouldWarn(c.Saga.Name, out var unreported))
                         {
                             _logger.LogWarning(
-                                "Pool {Pool}: lease {LeaseId} of {InstanceId} turned away, {MaxWaiting} leases already wait ({Unreported} more turned away since the last such warning; one warning per {Interval} per pool)",
-                                c.Saga.Name, m.LeaseId, m.InstanceId, maxWaiting, unreported, TurnAwayWarnings.Interval);
+                                "Pool {Pool}: lease {LeaseId} of {InstanceId} turned away, {MaxWaiting} leases already wait; {Unreported} more turned away since the previous warning (at most one every {IntervalSeconds} s per pool in this process)",
+                                c.Saga.Name, m.LeaseId, m.InstanceId, maxWaiting, unreported, TurnAwayWarnings.Interval.TotalSeconds);
                         }
 
                         await c.Publish(new AllocationRefused(m.LeaseId,

@@ -317,6 +317,13 @@ public sealed class LeaseLifecycleTests
         await TurnAwayAsync(1);
         Assert.Equal(2, Warnings().Count);
         Assert.Equal(7, Warnings()[1].Fields["Unreported"]);
+
+        // The count starts again after each warning.
+        await TurnAwayAsync(2);
+        await bed.AdvanceAsync(TurnAwayWarnings.Interval);
+        await TurnAwayAsync(1);
+        Assert.Equal(3, Warnings().Count);
+        Assert.Equal(2, Warnings()[2].Fields["Unreported"]);
     }
 
     [Fact]
