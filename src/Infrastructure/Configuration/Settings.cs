@@ -117,6 +117,17 @@ public sealed class SchedulerOptions
     /// </summary>
     [Range(2, 100)]
     public int MaxConnections { get; set; } = 6;
+
+    /// <summary>
+    /// How long a schedule waits, not yet stored, for its cancel (most timers are cancelled within a second of being set):
+    /// one cancelled meanwhile is never written. Zero stores every schedule at once. See HeldSchedules.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:05:00")]
+    public TimeSpan HoldLimit { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Schedules held at once per node (each an unacknowledged message of a few kilobytes); beyond, stored at once.</summary>
+    [Range(0, 20000)]
+    public int MaxHeld { get; set; } = 1000;
 }
 
 /// <summary>Section <c>Http</c>: the one port serving health, metrics (and, on the lease-saga host, the API and dashboard).</summary>

@@ -12,9 +12,10 @@ namespace DynamicWorkers.Infrastructure.Scheduling;
 /// Stores a <see cref="ScheduleMessage"/> as a Quartz trigger in the persistent job store. The trigger is
 /// named by the schedule's token id, so <see cref="CancelScheduledMessageConsumer"/> finds it. An existing
 /// trigger of that name is kept: it is either this same schedule redelivered, or the tombstone of a cancel
-/// that overtook it (both are in the queue at once, and consumers run concurrently).
+/// that overtook it (both are in the queue at once, and consumers run concurrently). A schedule not due soon is first
+/// held for its cancel (<see cref="HeldSchedules"/>): one cancelled meanwhile is never stored.
 /// </summary>
-public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory) : IConsumer<ScheduleMessage>
+public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, HeldSchedules held) : IConsumer<ScheduleMessage>
 {
     /// <summary>A send that fails (broker down) is retried by Quartz, from the store: 1 s doubling to 30 s, 20 attempts, about eight minutes.</summary>
     static readonly RetryPolicy SendRetry = RetryPolicy.Exponential(20, TimeSpan.FromSeconds(1), 2, TimeSpan.FromSeconds(30));
@@ -23,6 +24,11 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory) 
     {
         var message = context.Message;
         var token = message.CorrelationId.ToString("N");
+        var due = AsUtc(message.ScheduledTime);
+        if (await held.CancelledWhileHeldAsync(token, due, context.CancellationToken))
+        {
+            return;
+        }
 
         // The payload re-serialized as a whole envelope with the original message types, ready to send as is.
         var body = context.SerializerContext
@@ -32,7 +38,7 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory) 
         var trigger = TriggerBuilder.Create()
             .WithIdentity(new TriggerKey(token))
             .ForJob(new JobKey(Keys.JobName))
-            .StartAt(AsUtc(message.ScheduledTime))
+            .StartAt(due)
             .WithSchedule(SimpleScheduleBuilder.Create().WithMisfireInstruction(SimpleTriggerMisfireInstruction.FireNow))
             .WithRetryPolicy(SendRetry)
             .UsingJobData(Keys.Destination, message.Destination.ToString())
@@ -66,6 +72,7 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory) 
         }
 
         var scheduler = await schedulerFactory.GetScheduler(context.CancellationToken);
+        await held.StoreSlots.WaitAsync(context.CancellationToken);
         try
         {
             // A plain insert, not ScheduleTrigger(…, Keep), which decides under the cluster lock: on PostgreSQL an
@@ -75,6 +82,10 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory) 
         catch (ObjectAlreadyExistsException)
         {
             // This schedule redelivered, or the tombstone of a cancel that overtook it: keep what is there.
+        }
+        finally
+        {
+            held.StoreSlots.Release();
         }
     }
 
@@ -94,18 +105,25 @@ internal static class CancelBatch
 /// <summary>
 /// Removes the triggers of cancelled schedules, a batch under one cluster lock. Where there was none, the cancel may
 /// have overtaken its schedule, so it leaves a tombstone under the token's name for an hour: the schedule, arriving
-/// later, finds the name taken and is dropped. Cancelling a schedule that already fired is harmless.
+/// later, finds the name taken and is dropped. Cancelling a schedule that already fired is harmless. A schedule still
+/// held in this process (<see cref="HeldSchedules"/>) is simply let go: neither is written.
 /// </summary>
-public sealed class CancelScheduledMessageConsumer(ISchedulerFactory schedulerFactory) : IConsumer<Batch<CancelScheduledMessage>>
+public sealed class CancelScheduledMessageConsumer(ISchedulerFactory schedulerFactory, HeldSchedules held) : IConsumer<Batch<CancelScheduledMessage>>
 {
     static readonly TimeSpan TombstoneLifetime = TimeSpan.FromHours(1);
 
     public async Task Consume(ConsumeContext<Batch<CancelScheduledMessage>> context)
     {
         var cancellationToken = context.CancellationToken;
-        var scheduler = await schedulerFactory.GetScheduler(cancellationToken);
         // In one order, so two batches never wait on each other's rows.
-        var keys = context.Message.Select(m => m.Message.TokenId.ToString("N")).Distinct().Order().Select(n => new TriggerKey(n)).ToList();
+        var keys = context.Message.Select(m => m.Message.TokenId.ToString("N")).Distinct().Order()
+            .Where(token => !held.TryCancel(token)).Select(n => new TriggerKey(n)).ToList();
+        if (keys.Count == 0)
+        {
+            return;
+        }
+
+        var scheduler = await schedulerFactory.GetScheduler(cancellationToken);
         var removed = (await scheduler.UnscheduleJobs(keys, cancellationToken)).ToHashSet();
         foreach (var key in keys.Where(k => !removed.Contains(k)))
         {

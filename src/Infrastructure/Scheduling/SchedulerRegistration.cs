@@ -3,6 +3,7 @@ using DynamicWorkers.Infrastructure.Persistence;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Data.SqlClient;
 using Quartz;
 
@@ -25,14 +26,15 @@ public static class SchedulerRegistration
         void Endpoint(IEndpointRegistrationConfigurator e)
         {
             e.Name = options.QueueName;
-            // Room for whole batches of cancels besides the schedules being stored.
-            var inFlight = CancelBatch.MessageLimit * CancelBatch.ConcurrencyLimit + options.MaxConnections;
+            // Room for the held schedules and whole batches of cancels besides the schedules being stored.
+            var inFlight = options.MaxHeld + CancelBatch.MessageLimit * CancelBatch.ConcurrencyLimit + options.MaxConnections;
             e.PrefetchCount = inFlight;
             e.ConcurrentMessageLimit = inFlight;
         }
 
-        // More schedules at once than the scheduler has connections would only wait for one.
-        bus.AddConsumer<ScheduleMessageConsumer>(c => c.ConcurrentMessageLimit = options.MaxConnections - 1).Endpoint(Endpoint);
+        // The held ones wait for their cancel; of the others, HeldSchedules.StoreSlots lets one fewer than the scheduler's
+        // connections store at once.
+        bus.AddConsumer<ScheduleMessageConsumer>(c => c.ConcurrentMessageLimit = options.MaxHeld + options.MaxConnections - 1).Endpoint(Endpoint);
         bus.AddConsumer<CancelScheduledMessageConsumer>(c => c.Options<BatchOptions>(b => b
                 .SetMessageLimit(CancelBatch.MessageLimit)
                 .SetTimeLimit(CancelBatch.TimeLimit)
@@ -112,5 +114,9 @@ public static class SchedulerRegistration
             });
         });
         services.AddQuartzHostedService(o => o.WaitForJobsToComplete = true);
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<HeldSchedules>();
+        // After Quartz's, so it stops first: what is held is stored while Quartz still runs.
+        services.AddHostedService<StoreHeldSchedulesOnStop>();
     }
 }

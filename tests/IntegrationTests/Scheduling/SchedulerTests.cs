@@ -119,6 +119,28 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
     }
 
     [Fact]
+    public async Task A_schedule_held_for_its_cancel_still_arrives_once_on_time_after_the_scheduler_is_killed_9_during_the_hold()
+    {
+        var first = await StartSchedulerAsync();
+        // Due 25 s ahead: held for 20 s (HeldSchedules), not yet in the store, its message not yet acknowledged.
+        var due = DateTime.UtcNow.AddSeconds(25);
+        var handle = await ScheduleAsync(due, "held");
+        await Eventually.True(async () => await broker.QueueDepthAsync("quartz", "messages_unacknowledged") == 1,
+            TimeSpan.FromSeconds(15), "the schedule to be held", () => first.Output);
+        Assert.Equal(0, await TriggersAsync());
+
+        first.KillHard();
+        // The broker hands the unacknowledged schedule to the next scheduler, which holds and then stores it.
+        await StartSchedulerAsync();
+        var arrival = await ArrivalAsync(handle.Payload.Id, TimeSpan.FromSeconds(60));
+        await DrainedAsync();
+
+        Assert.Equal(1, Arrivals.CountOf(handle.Payload.Id));
+        Assert.Equal(handle.TokenId, arrival.TokenId);
+        Assert.True(arrival.ReceivedAt >= due.AddMilliseconds(-50), $"arrived {(due - arrival.ReceivedAt).TotalMilliseconds:0} ms early");
+    }
+
+    [Fact]
     public async Task Two_scheduler_processes_deliver_each_message_exactly_once()
     {
         // One after the other, as the other fixtures do: the first creates the schema on a fresh database.

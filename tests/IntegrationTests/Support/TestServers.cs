@@ -50,8 +50,11 @@ public sealed class RabbitMqTestVirtualHost : IAsyncLifetime
         (await _http.PutAsync($"/api/permissions/{vhost}/{Uri.EscapeDataString(TestServers.RabbitMqUser)}", permissions)).EnsureSuccessStatusCode();
     }
 
-    /// <summary>Messages ready plus unacknowledged in a queue, as the management API last sampled them.</summary>
-    public async Task<long> QueueDepthAsync(string queue)
+    /// <summary>
+    /// Messages ready plus unacknowledged in a queue (or the count named by <paramref name="field"/>, such as
+    /// <c>messages_unacknowledged</c>), as the management API last sampled them.
+    /// </summary>
+    public async Task<long> QueueDepthAsync(string queue, string field = "messages")
     {
         using var response = await _http.GetAsync($"/api/queues/{Uri.EscapeDataString(Name)}/{Uri.EscapeDataString(queue)}");
         if (!response.IsSuccessStatusCode)
@@ -60,7 +63,7 @@ public sealed class RabbitMqTestVirtualHost : IAsyncLifetime
         }
 
         using var json = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync());
-        return json.RootElement.TryGetProperty("messages", out var messages) && messages.ValueKind == System.Text.Json.JsonValueKind.Number
+        return json.RootElement.TryGetProperty(field, out var messages) && messages.ValueKind == System.Text.Json.JsonValueKind.Number
             ? messages.GetInt64()
             : 0;
     }

@@ -1,0 +1,128 @@
+using DynamicWorkers.Infrastructure.Configuration;
+using DynamicWorkers.Infrastructure.Scheduling;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+
+namespace DynamicWorkers.UnitTests.Scheduling;
+
+/// <summary>A schedule waits for its cancel before it is stored; only a cancel that comes in time keeps it out of the store.</summary>
+public sealed class HeldSchedulesTests
+{
+    readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 1, 5, 9, 0, 0, TimeSpan.Zero));
+
+    HeldSchedules Held(int maxHeld = 10) => new(
+        new FixedOptions(new SchedulerOptions { HoldLimit = TimeSpan.FromSeconds(30), MaxHeld = maxHeld, MaxConnections = 6 }), _clock);
+
+    [Fact]
+    public async Task A_schedule_cancelled_while_held_is_never_stored_and_its_cancel_needs_no_store_either()
+    {
+        var held = Held();
+        var outcome = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
+        await Until(() => held.Count == 1);
+
+        Assert.True(held.TryCancel("a"));
+        Assert.True(await outcome);
+        Assert.Equal(0, held.Count);
+        Assert.False(held.TryCancel("a"));
+    }
+
+    [Fact]
+    public async Task A_schedule_not_cancelled_is_stored_the_lead_before_it_falls_due()
+    {
+        var held = Held();
+        var outcome = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(20), CancellationToken.None);
+        await Until(() => held.Count == 1);
+
+        _clock.Advance(TimeSpan.FromSeconds(20) - HeldSchedules.StoreLead - TimeSpan.FromMilliseconds(1));
+        Assert.False(outcome.IsCompleted);
+        _clock.Advance(TimeSpan.FromMilliseconds(1));
+
+        Assert.False(await outcome);
+        // Too late: the schedule is on its way to the store, so the cancel must go there too.
+        Assert.False(held.TryCancel("a"));
+    }
+
+    [Fact]
+    public async Task A_far_off_schedule_is_held_no_longer_than_the_hold_limit()
+    {
+        var held = Held();
+        var outcome = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddHours(8), CancellationToken.None);
+        await Until(() => held.Count == 1);
+
+        _clock.Advance(TimeSpan.FromSeconds(30));
+
+        Assert.False(await outcome);
+    }
+
+    [Fact]
+    public async Task Schedules_due_soon_or_beyond_the_limit_are_stored_at_once()
+    {
+        var held = Held(maxHeld: 1);
+        Assert.False(await held.CancelledWhileHeldAsync("soon", _clock.GetUtcNow() + HeldSchedules.StoreLead, CancellationToken.None));
+
+        var first = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
+        await Until(() => held.Count == 1);
+        Assert.False(await held.CancelledWhileHeldAsync("b", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None));
+        Assert.Equal(1, held.Count);
+
+        Assert.True(held.TryCancel("a"));
+        Assert.True(await first);
+    }
+
+    [Fact]
+    public async Task A_copy_redelivered_while_the_first_is_held_is_stored_at_once_and_the_first_still_waits()
+    {
+        var held = Held();
+        var first = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
+        await Until(() => held.Count == 1);
+
+        Assert.False(await held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None));
+
+        Assert.False(first.IsCompleted);
+        Assert.True(held.TryCancel("a"));
+        Assert.True(await first);
+    }
+
+    [Fact]
+    public async Task Stopping_stores_every_held_schedule_at_once_and_holds_no_more()
+    {
+        var held = Held();
+        var outcome = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
+        await Until(() => held.Count == 1);
+
+        held.StoreAll();
+
+        Assert.False(await outcome);
+        Assert.False(await held.CancelledWhileHeldAsync("b", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None));
+        Assert.Equal(0, held.Count);
+    }
+
+    [Fact]
+    public async Task A_hold_limit_of_zero_stores_every_schedule_at_once()
+    {
+        var held = new HeldSchedules(new FixedOptions(new SchedulerOptions { HoldLimit = TimeSpan.Zero }), _clock);
+
+        Assert.False(await held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddMinutes(1), CancellationToken.None));
+        Assert.Equal(0, held.Count);
+    }
+
+    /// <summary>The hold starts on the caller's thread; this waits for it with a deadline, not a sleep.</summary>
+    static async Task Until(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "condition not met in 10 s");
+            await Task.Yield();
+        }
+    }
+
+    sealed class FixedOptions(SchedulerOptions value) : IOptionsMonitor<SchedulerOptions>
+    {
+        public SchedulerOptions CurrentValue => value;
+
+        public SchedulerOptions Get(string? name) => value;
+
+        public IDisposable? OnChange(Action<SchedulerOptions, string?> listener) => null;
+    }
+}
