@@ -41,8 +41,9 @@ public sealed class HeldSchedules
 
     /// <summary>
     /// Holds the schedule named <paramref name="token"/> until it is cancelled (true: store nothing) or its hold ends
-    /// (false: store it). Returns false at once when it is due too soon, the hold is full, the token is already held
-    /// (a redelivery while the first copy still waits) or the host is stopping.
+    /// (false: store it). Returns false at once when it is due too soon, the hold is full or the host is stopping. A copy
+    /// arriving while another is held (redelivered after a lost connection, whose ack the first can no longer give) takes
+    /// over the hold: the first returns true, so a cancel still meets the one copy that may be stored.
     /// </summary>
     public async Task<bool> CancelledWhileHeldAsync(string token, DateTimeOffset due, CancellationToken cancellationToken)
     {
@@ -62,10 +63,11 @@ public sealed class HeldSchedules
         try
         {
             var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            if (!_held.TryAdd(token, cancelled))
+            _held.AddOrUpdate(token, cancelled, (_, earlier) =>
             {
-                return false;
-            }
+                earlier.TrySetResult();
+                return cancelled;
+            });
 
             using var timeout = new CancellationTokenSource(hold, _clock);
             using var ended = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stop.Token, cancellationToken);
@@ -76,7 +78,7 @@ public sealed class HeldSchedules
             }
             catch (OperationCanceledException)
             {
-                // Whoever takes the entry out owns the outcome: a cancel that came in the same instant has it.
+                // Whoever takes the entry out owns the outcome: a cancel or a newer copy that came in the same instant has it.
                 return !_held.TryRemove(new KeyValuePair<string, TaskCompletionSource>(token, cancelled));
             }
         }

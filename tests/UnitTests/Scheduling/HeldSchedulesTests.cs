@@ -70,17 +70,35 @@ public sealed class HeldSchedulesTests
     }
 
     [Fact]
-    public async Task A_copy_redelivered_while_the_first_is_held_is_stored_at_once_and_the_first_still_waits()
+    public async Task A_copy_redelivered_while_the_first_is_held_takes_over_the_hold_and_the_cancel_meets_it()
     {
         var held = Held();
         var first = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
         await Until(() => held.Count == 1);
 
-        Assert.False(await held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None));
+        var second = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
 
-        Assert.False(first.IsCompleted);
-        Assert.True(held.TryCancel("a"));
+        // The first stores nothing: the second, still held, is the one copy left to store or cancel.
         Assert.True(await first);
+        Assert.False(second.IsCompleted);
+        Assert.True(held.TryCancel("a"));
+        Assert.True(await second);
+        Assert.False(held.TryCancel("a"));
+    }
+
+    [Fact]
+    public async Task A_copy_that_took_over_the_hold_is_stored_when_no_cancel_comes()
+    {
+        var held = Held();
+        var first = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
+        await Until(() => held.Count == 1);
+        var second = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
+        Assert.True(await first);
+
+        _clock.Advance(TimeSpan.FromSeconds(26));
+
+        Assert.False(await second);
+        Assert.Equal(0, held.Count);
     }
 
     [Fact]
