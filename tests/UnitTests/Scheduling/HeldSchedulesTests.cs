@@ -5,7 +5,10 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace DynamicWorkers.UnitTests.Scheduling;
 
-/// <summary>A schedule waits for its cancel before it is stored; only a cancel that comes in time keeps it out of the store.</summary>
+/// <summary>
+/// A schedule waits for its cancel before it is stored; only a cancel that comes in time keeps it out of the store.
+/// A hold begins before <c>CancelledWhileHeldAsync</c> first yields, so it is counted as soon as the call returns.
+/// </summary>
 public sealed class HeldSchedulesTests
 {
     readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 1, 5, 9, 0, 0, TimeSpan.Zero));
@@ -18,7 +21,7 @@ public sealed class HeldSchedulesTests
     {
         var held = Held();
         var outcome = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
-        await Until(() => held.Count == 1);
+        Assert.Equal(1, held.Count);
 
         Assert.True(held.TryCancel("a"));
         Assert.True(await outcome);
@@ -31,7 +34,7 @@ public sealed class HeldSchedulesTests
     {
         var held = Held();
         var outcome = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(20), CancellationToken.None);
-        await Until(() => held.Count == 1);
+        Assert.Equal(1, held.Count);
 
         _clock.Advance(TimeSpan.FromSeconds(20) - HeldSchedules.StoreLead - TimeSpan.FromMilliseconds(1));
         Assert.False(outcome.IsCompleted);
@@ -47,7 +50,7 @@ public sealed class HeldSchedulesTests
     {
         var held = Held();
         var outcome = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddHours(8), CancellationToken.None);
-        await Until(() => held.Count == 1);
+        Assert.Equal(1, held.Count);
 
         _clock.Advance(TimeSpan.FromSeconds(30));
 
@@ -61,7 +64,7 @@ public sealed class HeldSchedulesTests
         Assert.False(await held.CancelledWhileHeldAsync("soon", _clock.GetUtcNow() + HeldSchedules.StoreLead, CancellationToken.None));
 
         var first = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
-        await Until(() => held.Count == 1);
+        Assert.Equal(1, held.Count);
         Assert.False(await held.CancelledWhileHeldAsync("b", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None));
         Assert.Equal(1, held.Count);
 
@@ -74,7 +77,7 @@ public sealed class HeldSchedulesTests
     {
         var held = Held();
         var first = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
-        await Until(() => held.Count == 1);
+        Assert.Equal(1, held.Count);
 
         var second = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
 
@@ -91,7 +94,7 @@ public sealed class HeldSchedulesTests
     {
         var held = Held();
         var first = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
-        await Until(() => held.Count == 1);
+        Assert.Equal(1, held.Count);
         var second = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
         Assert.True(await first);
 
@@ -106,7 +109,7 @@ public sealed class HeldSchedulesTests
     {
         var held = Held();
         var outcome = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
-        await Until(() => held.Count == 1);
+        Assert.Equal(1, held.Count);
 
         held.StoreAll();
 
@@ -122,17 +125,6 @@ public sealed class HeldSchedulesTests
 
         Assert.False(await held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddMinutes(1), CancellationToken.None));
         Assert.Equal(0, held.Count);
-    }
-
-    /// <summary>The hold starts on the caller's thread; this waits for it with a deadline, not a sleep.</summary>
-    static async Task Until(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "condition not met in 10 s");
-            await Task.Yield();
-        }
     }
 
     sealed class FixedOptions(SchedulerOptions value) : IOptionsMonitor<SchedulerOptions>
