@@ -102,4 +102,8 @@ public sealed class LifecycleOptions
     /// <summary>A worker that has not confirmed trust after this is given up and replaced.</summary>
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan TrustTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>A worker whose VM is still not confirmed deleted after this has its delete asked for again (by the sweep).</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan DeprovisioningTimeout { get; set; } = TimeSpan.FromMinutes(10);
 }

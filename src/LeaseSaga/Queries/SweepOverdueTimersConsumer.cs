@@ -27,8 +27,8 @@ public sealed class SweepOverdueTimersConsumer(
         var cutoff = clock.GetUtcNow() - context.Message.Grace;
         var provisioningCutoff = cutoff - lifecycle.CurrentValue.ProvisioningTimeout;
         var trustCutoff = cutoff - lifecycle.CurrentValue.TrustTimeout;
-        // Deleting a VM takes minutes at most; one still not confirmed after this is asked for again.
-        var reapCutoff = cutoff - TimeSpan.FromMinutes(10);
+        // A delete still not confirmed after this was lost (or its confirmation was): it is asked for again.
+        var reapCutoff = cutoff - lifecycle.CurrentValue.DeprovisioningTimeout;
         var workers = await db.Set<WorkerState>().AsNoTracking()
             .Where(w => (w.IdleTimeoutToken != null && w.IdleDeadline < cutoff)
                 || (w.MaxAgeToken != null && w.MaxAgeDeadline < cutoff)

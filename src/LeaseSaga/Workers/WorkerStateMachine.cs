@@ -241,11 +241,18 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         During(Idle,
             When(LeaseEnded, c => c.Message.LeaseId == c.Saga.LastLeaseId)
                 .Publish(c => new WorkerIdle(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.TrustedInstanceId!, c.Saga.LastLeaseId!.Value)));
+        // In Reaping, anything that may have led here repeats the delete: a late Trusted (its trust timed out first) or
+        // a redelivered timeout (its token already spent) may be the only message left if the first delete was lost.
         During(Reaping,
             When(ProvisioningFailed).ThenAsync(RepeatReap),
             When(TrustFailed).ThenAsync(RepeatReap),
+            When(Trusted).ThenAsync(RepeatReap),
             When(LeaseEnded).ThenAsync(RepeatReap),
-            When(RetirementApproved).ThenAsync(RepeatReap));
+            When(RetirementApproved).ThenAsync(RepeatReap),
+            When(ProvisioningTimeout.AnyReceived).ThenAsync(RepeatReap),
+            When(TrustTimeout.AnyReceived).ThenAsync(RepeatReap),
+            When(IdleTimeout.AnyReceived).ThenAsync(RepeatReap),
+            When(MaxAge.AnyReceived).ThenAsync(RepeatReap));
 
         SetCompletedWhenFinalized();
     }

@@ -58,6 +58,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
             ["Lifecycle:MaxLeaseDuration"] = "00:01:00",
             ["Lifecycle:ProvisioningTimeout"] = "00:00:30",
             ["Lifecycle:TrustTimeout"] = "00:00:15",
+            ["Lifecycle:DeprovisioningTimeout"] = "00:00:15",
             ["Scheduler:ClusterCheckinInterval"] = "00:00:01",
             ["Reaper:SweepInterval"] = "00:00:05",
             ["Reaper:OverdueGrace"] = "00:00:10",

@@ -16,6 +16,9 @@ public sealed class FakeCloud
     /// <summary>Trust requests get no answer while set: the Run Command "hangs".</summary>
     public volatile bool HoldTrust;
 
+    /// <summary>Deletes get no answer while set: as if the command, or its confirmation, was lost.</summary>
+    public volatile bool HoldDeprovisioning;
+
     public ConcurrentQueue<ProvisionWorker> Provisioned { get; } = new();
     public ConcurrentQueue<TrustWorker> Trusted { get; } = new();
     public ConcurrentQueue<DeprovisionWorker> Deprovisioned { get; } = new();
@@ -63,6 +66,6 @@ public sealed class FakeDeprovisionConsumer(FakeCloud cloud) : IConsumer<Deprovi
     public Task Consume(ConsumeContext<DeprovisionWorker> context)
     {
         cloud.Deprovisioned.Enqueue(context.Message);
-        return context.Publish(new WorkerDeprovisioned(context.Message.WorkerId));
+        return cloud.HoldDeprovisioning ? Task.CompletedTask : context.Publish(new WorkerDeprovisioned(context.Message.WorkerId));
     }
 }

@@ -168,6 +168,55 @@ public sealed class RedeliveryTests
     }
 
     [Fact]
+    public async Task A_late_trust_confirmation_or_a_redelivered_timeout_of_a_worker_being_deleted_asks_for_the_delete_again()
+    {
+        // Found by the short chaos run: the trust timed out in a LeaseSaga killed right after saving the worker as
+        // Reaping, so its DeprovisionWorker was lost; only a late WorkerTrusted and the spent timeout came after.
+        await using var bed = await StartAsync(hotTarget: 1, cloud: c => { c.HoldTrust = true; c.HoldDeprovisioning = true; });
+        await bed.UntilWorkersAsync("Ready", 1);
+        var worker = (await bed.WorkersAsync()).Single().CorrelationId;
+        await bed.Bus.Publish(new LeaseRequested(Guid.NewGuid(), "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.UntilWorkersAsync("Trusting", 1);
+        await bed.UntilTimerAsync<WorkerTrustTimedOut>(TimeSpan.FromMinutes(5));
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
+        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 1, "the first delete (lost)");
+
+        await bed.Bus.Publish(new WorkerTrusted(worker, "instance-1", new string('B', 40)));
+        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 2, "the delete asked again for the late trust");
+        await bed.Bus.Publish(new WorkerTrustTimedOut(worker));
+        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 3, "the delete asked again for the spent timeout");
+        await bed.SettledAsync();
+
+        Assert.All(bed.Cloud.Deprovisioned.Where(d => d.WorkerId == worker), d => Assert.Equal("failed", d.Reason));
+        Assert.Equal("Reaping", (await bed.WorkersAsync()).Single(w => w.CorrelationId == worker).CurrentState);
+        Assert.DoesNotContain(bed.PublishedOf<WorkerLeased>(), l => l.WorkerId == worker);
+    }
+
+    [Fact]
+    public async Task The_sweep_asks_again_for_the_delete_of_a_worker_still_not_deleted_after_the_deprovisioning_timeout()
+    {
+        await using var bed = await StartAsync(hotTarget: 1, cloud: c => c.HoldDeprovisioning = true);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var worker = (await bed.WorkersAsync()).Single().CorrelationId;
+        await bed.Bus.Publish(new SetPoolSize(Pool, 0, 3));
+        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 1, "the first delete (lost)");
+        await bed.SettledAsync();
+
+        // Within the deprovisioning timeout (10 min) the delete may simply be slow: the sweep leaves it alone.
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
+        await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
+        await bed.SettledAsync();
+        Assert.Single(bed.Cloud.Deprovisioned, d => d.WorkerId == worker);
+
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(7));
+        await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
+        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 2, "the sweep to ask for the delete again");
+        bed.Cloud.HoldDeprovisioning = false;
+        await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
+        await Until(async () => (await bed.WorkersAsync()).Count == 0, "the worker gone once its delete is confirmed");
+    }
+
+    [Fact]
     public async Task A_deleted_worker_tells_the_pool_it_is_gone_once_more_so_a_lost_notice_cannot_keep_it_counted()
     {
         await using var bed = await StartAsync(hotTarget: 1);
