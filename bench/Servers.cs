@@ -12,7 +12,7 @@ public static class BenchServers
     public static string RabbitMqUser => Env("DW_TEST_RABBITMQ_USER", "dw");
     public static string RabbitMqPassword => Env("DW_TEST_RABBITMQ_PASSWORD", "dw");
     public static string RabbitMqManagement => Env("DW_TEST_RABBITMQ_MANAGEMENT", "http://127.0.0.1:15672");
-    public static string PostgresAdmin => Env("DW_TEST_POSTGRES", "Host=127.0.0.1;Port=5432;Username=dw;Password=dw;Database=postgres");
+    public static string PostgresAdmin => Env("DW_TEST_POSTGRES", "Host=127.0.0.1;Port=5432;Username=dw;Password=dw;Database=postgres;SSL Mode=Disable");
 
     static string Env(string name, string fallback)
         => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : fallback;

@@ -18,7 +18,7 @@ export DW_TEST_RABBITMQ_HOST=${DW_TEST_RABBITMQ_HOST:-127.0.0.1}
 export DW_TEST_RABBITMQ_USER=${DW_TEST_RABBITMQ_USER:-dw}
 export DW_TEST_RABBITMQ_PASSWORD=${DW_TEST_RABBITMQ_PASSWORD:-dw}
 export DW_TEST_RABBITMQ_MANAGEMENT=${DW_TEST_RABBITMQ_MANAGEMENT:-http://127.0.0.1:15672}
-export DW_TEST_POSTGRES=${DW_TEST_POSTGRES:-"Host=127.0.0.1;Port=5432;Username=dw;Password=dw;Database=postgres"}
+export DW_TEST_POSTGRES=${DW_TEST_POSTGRES:-"Host=127.0.0.1;Port=5432;Username=dw;Password=dw;Database=postgres;SSL Mode=Disable"}
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 log() { printf '[bench.sh %s] %s\n' "$(date +%T)" "$*" >&2; }

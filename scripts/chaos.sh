@@ -17,7 +17,7 @@ export DW_FLOOD_REQUESTS=${DW_FLOOD_REQUESTS:-5000}
 export DW_TEST_RABBITMQ_HOST=${DW_TEST_RABBITMQ_HOST:-127.0.0.1}
 export DW_TEST_RABBITMQ_USER=${DW_TEST_RABBITMQ_USER:-dw}
 export DW_TEST_RABBITMQ_PASSWORD=${DW_TEST_RABBITMQ_PASSWORD:-dw}
-export DW_TEST_POSTGRES=${DW_TEST_POSTGRES:-"Host=127.0.0.1;Port=5432;Username=dw;Password=dw;Database=postgres"}
+export DW_TEST_POSTGRES=${DW_TEST_POSTGRES:-"Host=127.0.0.1;Port=5432;Username=dw;Password=dw;Database=postgres;SSL Mode=Disable"}
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 dotnet build DynamicWorkers.sln -c Release -nologo -v quiet -clp:ErrorsOnly

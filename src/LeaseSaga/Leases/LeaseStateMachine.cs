@@ -67,7 +67,6 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                             c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.Pool, c.Saga.TaskId))
                         .Publish(c => new AllocateWorker(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.ServerThumbprint, c.Saga.RequestedAt))
                         .Then(c => c.Saga.AllocationTimeout = Definition(c.Saga.Pool).AllocationTimeout)
-                        .Schedule(AllocationTimeout, c => new LeaseAllocationTimedOut(c.Saga.CorrelationId), c => c.Saga.AllocationTimeout)
                         .TransitionTo(Allocating),
                     invalid => invalid
                         .ThenAsync(c =>
@@ -93,9 +92,15 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                 })
                 .ThenAsync(AnswerAgain));
 
+        // The allocation timer runs only while the lease waits in the pool's line: most leases are served or turned away
+        // at once, and a timer set and cancelled within milliseconds is two trips through the scheduler for nothing (a
+        // flood's refusals, above all). It runs to the deadline the lease got on arrival. A lease the pool answered at once
+        // whose answer never came to a grant (a reservation lost with a process) has no timer: the sweep gives it up.
         During(Allocating, WaitingForWorker,
             When(Queued)
                 .Then(c => c.Saga.Waited = true)
+                .If(c => c.Saga.AllocationTimeoutToken is null, unarmed => unarmed
+                    .Schedule(AllocationTimeout, c => new LeaseAllocationTimedOut(c.Saga.CorrelationId), c => AllocationDeadline(c.Saga) - _clock.GetUtcNow()))
                 .TransitionTo(WaitingForWorker),
             When(WorkerGranted)
                 .Unschedule(AllocationTimeout)
@@ -116,11 +121,11 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                 .Unschedule(AllocationTimeout)
                 .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity, c.Message.Detail))
                 .TransitionTo(Rejected),
-            When(AllocationTimeout.Received)
-                .Publish(c => new CancelAllocation(c.Saga.Pool, c.Saga.CorrelationId))
-                .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity,
-                    $"no worker of pool '{c.Saga.Pool}' became available within {c.Saga.AllocationTimeout}; the pool is at its maximum or its workers fail to start"))
-                .TransitionTo(Rejected));
+            GiveUp(When(AllocationTimeout.Received)));
+
+        // From the sweep: the deadline of a lease with no timer passed (it carries no token, and the lease holds none).
+        During(Allocating,
+            GiveUp(When(AllocationTimeout.AnyReceived, c => c.GetSchedulingTokenId() is null && c.Saga.AllocationTimeoutToken is null)));
 
         During(Granted,
             When(Release, c => c.Message.InstanceId == c.Saga.InstanceId)
@@ -202,6 +207,17 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
     (string Reason, string Detail)? Validate(LeaseRequested request) => LeaseRequestValidation.Check(request, _pools.CurrentValue.Pools.Keys);
 
     PoolOptions Definition(string pool) => _pools.CurrentValue.Pools[pool];
+
+    /// <summary>When a lease still without a worker gets <c>NoCapacity</c>: its pool's allocation timeout after it arrived.</summary>
+    public static DateTimeOffset AllocationDeadline(LeaseState lease) => lease.ReceivedAt + lease.AllocationTimeout;
+
+    /// <summary>The lease stops waiting: the pool drops it from its line and the instance gets <c>NoCapacity</c>.</summary>
+    EventActivityBinder<LeaseState, LeaseAllocationTimedOut> GiveUp(EventActivityBinder<LeaseState, LeaseAllocationTimedOut> timeout)
+        => timeout
+            .Publish(c => new CancelAllocation(c.Saga.Pool, c.Saga.CorrelationId))
+            .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity,
+                $"no worker of pool '{c.Saga.Pool}' became available within {c.Saga.AllocationTimeout}; the pool is at its maximum or its workers fail to start"))
+            .TransitionTo(Rejected);
 
     void Record(BehaviorContext<LeaseState, LeaseRequested> c)
     {

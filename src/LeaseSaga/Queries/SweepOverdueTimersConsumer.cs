@@ -38,7 +38,7 @@ public sealed class SweepOverdueTimersConsumer(
                 || (w.CurrentState == "Retiring" && (w.IdleDeadline < reapCutoff || w.MaxAgeDeadline < reapCutoff)))
             .ToListAsync(context.CancellationToken);
         var leases = await db.Set<LeaseState>().AsNoTracking()
-            .Where(l => l.AllocationTimeoutToken != null || (l.MaxDurationToken != null && l.ExpiresAt < cutoff))
+            .Where(l => l.AllocationTimeoutToken != null || l.CurrentState == "Allocating" || (l.MaxDurationToken != null && l.ExpiresAt < cutoff))
             .ToListAsync(context.CancellationToken);
         var pools = await db.Set<PoolState>().AsNoTracking().ToListAsync(context.CancellationToken);
 
@@ -89,9 +89,18 @@ public sealed class SweepOverdueTimersConsumer(
 
         foreach (var l in leases)
         {
-            if (l.AllocationTimeoutToken is { } allocation && l.ReceivedAt + l.AllocationTimeout < cutoff)
+            if (LeaseStateMachine.AllocationDeadline(l) < cutoff)
             {
-                count += await Resend(context, new LeaseAllocationTimedOut(l.CorrelationId), allocation);
+                if (l.AllocationTimeoutToken is { } allocation)
+                {
+                    count += await Resend(context, new LeaseAllocationTimedOut(l.CorrelationId), allocation);
+                }
+                else if (l.CurrentState == "Allocating")
+                {
+                    // Answered at once by the pool, so no timer was set, and still not granted: give it up all the same.
+                    await context.Publish(new LeaseAllocationTimedOut(l.CorrelationId));
+                    count++;
+                }
             }
 
             if (l.MaxDurationToken is { } duration && l.ExpiresAt < cutoff)

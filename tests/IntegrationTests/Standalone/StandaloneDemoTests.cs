@@ -15,6 +15,12 @@ public sealed class StandaloneDemoTests : IAsyncLifetime
 {
     static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(10) };
 
+    /// <summary>
+    /// Reads a value inside the page, in one step: the dashboard re-renders as it polls, so an element found a moment
+    /// earlier may be gone by the time its text is read (a StaleElementReferenceException failed a clean-clone run).
+    /// </summary>
+    static string? InPage(IJavaScriptExecutor browser, string expression) => browser.ExecuteScript($"return {expression};") as string;
+
     readonly string _dataHome = Directory.CreateTempSubdirectory("dw-standalone-").FullName;
     ServiceProcess _standalone = null!;
 
@@ -58,7 +64,7 @@ public sealed class StandaloneDemoTests : IAsyncLifetime
             () => browser.PageSource + "\n" + _standalone.Output);
 
         // The page polls: the same page, never reloaded, later shows that lease released and a worker serving the instance.
-        var leaseId = browser.FindElements(By.CssSelector("#leases tr[data-lease-id][data-state='Granted']"))[0].GetAttribute("data-lease-id");
+        var leaseId = InPage(browser, "document.querySelector(\"#leases tr[data-lease-id][data-state='Granted']\")?.getAttribute('data-lease-id')");
         await Eventually.True(
             () => browser.FindElements(By.CssSelector($"#leases tr[data-lease-id='{leaseId}'][data-state='Released']")).Count == 1,
             TimeSpan.FromSeconds(60),
@@ -68,7 +74,7 @@ public sealed class StandaloneDemoTests : IAsyncLifetime
 
         // globex's four at once drain the hot pool: the card shows leases waiting while new VMs are provisioned.
         await Eventually.True(
-            () => browser.FindElements(By.CssSelector("#pools .pool[data-pool='ubuntu-22.04'] [data-count='waiting']")) is [var waiting] && int.TryParse(waiting.Text, out var n) && n > 0,
+            () => int.TryParse(InPage(browser, "document.querySelector(\"#pools .pool[data-pool='ubuntu-22.04'] [data-count='waiting']\")?.textContent"), out var n) && n > 0,
             TimeSpan.FromSeconds(60),
             "waiting leases on the ubuntu-22.04 card",
             () => browser.PageSource + "\n" + _standalone.Output);

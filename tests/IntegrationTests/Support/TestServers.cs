@@ -13,7 +13,7 @@ public static class TestServers
     public static string RabbitMqManagement => Env("DW_TEST_RABBITMQ_MANAGEMENT", "http://127.0.0.1:15672");
 
     /// <summary>A login that may create databases; each test run makes its own database with it.</summary>
-    public static string PostgresAdmin => Env("DW_TEST_POSTGRES", "Host=127.0.0.1;Port=5432;Username=dw;Password=dw;Database=postgres");
+    public static string PostgresAdmin => Env("DW_TEST_POSTGRES", "Host=127.0.0.1;Port=5432;Username=dw;Password=dw;Database=postgres;SSL Mode=Disable");
 
     static string Env(string name, string fallback)
         => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : fallback;

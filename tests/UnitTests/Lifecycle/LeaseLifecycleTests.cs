@@ -1,3 +1,4 @@
+using System.Text.Json;
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.LeaseSaga.Pools;
@@ -251,6 +252,38 @@ public sealed class LeaseLifecycleTests
         Assert.Equal(LeaseRejectionReasons.NoCapacity, rejected.Reason);
         Assert.Contains("00:05:00", rejected.Detail);
         await Until(async () => (await bed.PoolAsync())!.Book.Waiting.Count == 0, "the pool to drop the lease from its line");
+    }
+
+    [Fact]
+    public async Task Only_a_lease_that_waits_in_line_sets_an_allocation_timer_and_it_runs_to_the_deadline_set_on_arrival()
+    {
+        await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 2, cloud: c => c.HoldProvisioning = true);
+        await Until(() => bed.Cloud.Held.Count == 1, "the hot worker provisioning");
+        var hotWorker = Assert.Single(bed.Cloud.Held);
+        await bed.Bus.Publish(new WorkerProvisioned(hotWorker.WorkerId, "10.0.0.1:10933", new string('A', 40), bed.Clock.GetUtcNow()));
+        await bed.UntilWorkersAsync("Ready", 1);
+
+        // Served at once from the hot pool: no timer is set (nor cancelled), so the scheduler hears nothing of it.
+        var hot = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        await bed.SettledAsync();
+        Assert.DoesNotContain(AllocationTimers(), m => Timed(m) == hot.LeaseId);
+
+        // No worker left and the next one still provisioning: this lease waits, and its timer is due 5 min after it arrived.
+        var waiting = Guid.NewGuid();
+        await bed.Bus.Publish(new LeaseRequested(waiting, "instance-2", ThumbprintB, Pool, null, bed.Clock.GetUtcNow()));
+        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == waiting), "the lease to queue");
+        await Until(() => AllocationTimers().Any(m => Timed(m) == waiting), "its allocation timer");
+        var lease = (await bed.LeaseAsync(waiting))!;
+        Assert.NotNull(lease.AllocationTimeoutToken);
+        Assert.True(bed.Scheduler.HasPending(typeof(LeaseAllocationTimedOut), lease.ReceivedAt + TimeSpan.FromMinutes(5)));
+        Assert.False(bed.Scheduler.HasPending(typeof(LeaseAllocationTimedOut), lease.ReceivedAt + TimeSpan.FromMinutes(5) - TimeSpan.FromSeconds(1)));
+
+        List<ScheduleMessage> AllocationTimers()
+            => bed.Harness.Consumed.Select<ScheduleMessage>()
+                .Where(m => m.Context.Message.PayloadType.Contains(MessageUrn.ForTypeString<LeaseAllocationTimedOut>()))
+                .Select(m => m.Context.Message).ToList();
+
+        static Guid Timed(ScheduleMessage m) => ((JsonElement)m.Payload).GetProperty("leaseId").GetGuid();
     }
 
     [Fact]

@@ -246,8 +246,16 @@ public sealed class RedeliveryTests
         await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await Until(() => bed.PublishedOf<ReserveWorker>().Any(r => r.LeaseId == leaseId), "the reservation");
 
-        await bed.UntilTimerAsync<LeaseAllocationTimedOut>(TimeSpan.FromMinutes(5));
-        await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
+        // The pool answered at once, so the lease never waited in line and has no allocation timer: the sweep gives it up
+        // once its deadline (5 min after it arrived) is further past than the sweep's grace.
+        await bed.SettledAsync();
+        Assert.Null((await bed.LeaseAsync(leaseId))!.AllocationTimeoutToken);
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(5.5));
+        await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
+        await bed.SettledAsync();
+        Assert.Empty(bed.Outcomes(leaseId));
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
+        await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
         await Until(() => bed.Outcomes(leaseId).Count == 1, "the NoCapacity rejection");
         await Until(() => bed.PublishedOf<ReserveWorker>().Count(r => r.LeaseId == leaseId && r.WorkerId == workerId) == 2, "the reservation sent again");
 
