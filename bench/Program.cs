@@ -278,8 +278,12 @@ try
             await DrainAsync($"the hold at {rate}/s");
         }
 
-        Say($"holding {rate}/s for {plan.Hold.TotalSeconds:0} s ({share:P0} of the closed-loop ceiling)");
-        var hold = await HoldResult.RunAsync(load, vhost, BenchPlan.CyclePool, rate, plan.Hold, plan.ClosedLoopInstances);
+        var instances = HoldResult.Instances(rate, plan.ClosedLoopInstances);
+        Say($"holding {rate}/s: warming {instances} instances");
+        Say("warm-up: " + Report.Describe(await HoldResult.WarmAsync(load, BenchPlan.CyclePool, rate, instances)));
+        await DrainAsync($"the hold at {rate}/s");
+        Say($"holding {rate}/s for {plan.Hold.TotalSeconds:0} s ({share:P0} of the closed-loop ceiling, {instances} instances)");
+        var hold = await HoldResult.RunAsync(load, vhost, BenchPlan.CyclePool, rate, plan.Hold, instances);
         Say(hold.Describe());
         report.Hold(hold);
         if (hold.Held)

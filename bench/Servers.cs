@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using DynamicWorkers.Infrastructure.Configuration;
 using Npgsql;
 
 namespace DynamicWorkers.Bench;
@@ -56,15 +57,20 @@ public sealed class BenchVirtualHost : IAsyncDisposable
         return json.RootElement.TryGetProperty("rabbitmq_version", out var v) ? v.GetString() ?? "?" : "?";
     }
 
-    /// <summary>Every queue of the vhost with its depth (ready + unacknowledged), as the management API last sampled it.</summary>
+    /// <summary>
+    /// Every queue of the vhost with its depth (ready + unacknowledged), as the management API last sampled it; of the
+    /// scheduler's queue only the ready ones: its unacknowledged messages are mostly schedules held for their cancel (up to
+    /// <c>Scheduler:HoldLimit</c>, 30 s), waiting by design, not work to wait for.
+    /// </summary>
     public async Task<IReadOnlyDictionary<string, long>> QueueDepthsAsync()
     {
-        using var json = JsonDocument.Parse(await _http.GetStringAsync($"/api/queues/{Uri.EscapeDataString(Name)}?columns=name,messages"));
+        using var json = JsonDocument.Parse(await _http.GetStringAsync($"/api/queues/{Uri.EscapeDataString(Name)}?columns=name,messages,messages_ready"));
+        var schedulerQueue = new SchedulerOptions().QueueName;
         var depths = new Dictionary<string, long>();
         foreach (var queue in json.RootElement.EnumerateArray())
         {
-            var depth = queue.TryGetProperty("messages", out var m) && m.ValueKind == JsonValueKind.Number ? m.GetInt64() : 0;
-            depths[queue.GetProperty("name").GetString()!] = depth;
+            var name = queue.GetProperty("name").GetString()!;
+            depths[name] = queue.TryGetProperty(name == schedulerQueue ? "messages_ready" : "messages", out var m) && m.ValueKind == JsonValueKind.Number ? m.GetInt64() : 0;
         }
 
         return depths;
@@ -161,7 +167,21 @@ public sealed class BenchDatabase : IAsyncDisposable
         NpgsqlConnection.ClearAllPools();
         await using var connection = new NpgsqlConnection(BenchServers.PostgresAdmin);
         await connection.OpenAsync();
-        await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{Name}\" WITH (FORCE)", connection);
-        await command.ExecuteNonQueryAsync();
+        async Task DropAsync(string options)
+        {
+            await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{Name}\"{options}", connection);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        try
+        {
+            await DropAsync(" WITH (FORCE)");
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
+        {
+            // FORCE may not end another role's session: an autovacuum worker busy in the database (a clean-clone run failed
+            // on it). A plain drop ends autovacuum workers itself.
+            await DropAsync("");
+        }
     }
 }

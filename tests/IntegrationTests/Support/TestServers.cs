@@ -134,8 +134,22 @@ public sealed class PostgresTestDatabase : IAsyncLifetime
         NpgsqlConnection.ClearAllPools();
         await using var connection = new NpgsqlConnection(_admin);
         await connection.OpenAsync();
-        await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{Name}\" WITH (FORCE)", connection);
-        await command.ExecuteNonQueryAsync();
+        async Task DropAsync(string options)
+        {
+            await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{Name}\"{options}", connection);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        try
+        {
+            await DropAsync(" WITH (FORCE)");
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
+        {
+            // FORCE may not end another role's session: an autovacuum worker busy in the database (a clean-clone run failed
+            // on it). A plain drop ends autovacuum workers itself.
+            await DropAsync("");
+        }
     }
 }
 
