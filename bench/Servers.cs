@@ -2,6 +2,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using DynamicWorkers.Infrastructure.Configuration;
+using DynamicWorkers.Testing;
 using Npgsql;
 
 namespace DynamicWorkers.Bench;
@@ -164,24 +165,6 @@ public sealed class BenchDatabase : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        NpgsqlConnection.ClearAllPools();
-        await using var connection = new NpgsqlConnection(BenchServers.PostgresAdmin);
-        await connection.OpenAsync();
-        async Task DropAsync(string options)
-        {
-            await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{Name}\"{options}", connection);
-            await command.ExecuteNonQueryAsync();
-        }
-
-        try
-        {
-            await DropAsync(" WITH (FORCE)");
-        }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
-        {
-            // FORCE may not end another role's session: an autovacuum worker busy in the database (a clean-clone run failed
-            // on it). A plain drop ends autovacuum workers itself.
-            await DropAsync("");
-        }
+        await PostgresDatabases.DropAsync(BenchServers.PostgresAdmin, Name);
     }
 }

@@ -1,5 +1,6 @@
 using System.Net.Http.Headers;
 using System.Text;
+using DynamicWorkers.Testing;
 using Npgsql;
 
 namespace DynamicWorkers.IntegrationTests.Support;
@@ -131,25 +132,7 @@ public sealed class PostgresTestDatabase : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        NpgsqlConnection.ClearAllPools();
-        await using var connection = new NpgsqlConnection(_admin);
-        await connection.OpenAsync();
-        async Task DropAsync(string options)
-        {
-            await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{Name}\"{options}", connection);
-            await command.ExecuteNonQueryAsync();
-        }
-
-        try
-        {
-            await DropAsync(" WITH (FORCE)");
-        }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
-        {
-            // FORCE may not end another role's session: an autovacuum worker busy in the database (a clean-clone run failed
-            // on it). A plain drop ends autovacuum workers itself.
-            await DropAsync("");
-        }
+        await PostgresDatabases.DropAsync(_admin, Name);
     }
 }
 
