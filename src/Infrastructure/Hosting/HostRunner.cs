@@ -11,11 +11,14 @@ public static class HostRunner
     /// <summary>Exit code of a host that refused to start because its configuration is invalid.</summary>
     public const int InvalidConfiguration = 2;
 
+    /// <summary>Exit code of a host stopped by anything else, e.g. the broker going away in the middle of its start.</summary>
+    public const int Failed = 1;
+
     /// <summary>
     /// Builds and runs a host (appsettings.json, then <c>Section__Key</c> environment variables, then the command
     /// line) that serves <see cref="HttpSurface"/> plus whatever <paramref name="map"/> adds. A configuration error
     /// (or a port already taken) stops start-up with one clear line on stderr and exit code 2, so an operator sees
-    /// at once which key to fix.
+    /// at once which key to fix; any other failure with one line and exit code 1.
     /// </summary>
     public static async Task<int> RunAsync(
         string name, string[] args, Action<WebApplicationBuilder> configure, Action<WebApplication>? map = null)
@@ -49,6 +52,14 @@ public static class HostRunner
         {
             await Console.Error.WriteLineAsync($"{name}: cannot serve HTTP: {e.Message} (set Http:Port to a free port)");
             return InvalidConfiguration;
+        }
+        catch (Exception e)
+        {
+            // The host has logged it in full. One line and a plain exit code for the orchestrator, which starts the service
+            // again, rather than an unhandled exception that aborts the process (exit 134; seen when a start met the broker's
+            // restart in the chaos run).
+            await Console.Error.WriteLineAsync($"{name}: stopped: {e.GetType().Name}: {e.Message}");
+            return Failed;
         }
     }
 }

@@ -153,12 +153,15 @@ public sealed class ChaosTests(ITestOutputHelper output)
                 {
                     await service.WaitUntilStartedAsync(TimeSpan.FromSeconds(60));
                 }
-                catch (TimeoutException)
+                catch (Exception e) when (e is TimeoutException || service.HasExited)
                 {
                     // A start that hangs (seen once, a kill coinciding with the broker's restart: the bus consumed but
                     // the host never reported started) is what an orchestrator's liveness probe restarts: /healthz only
-                    // answers once the host started. Do the same, once, and count it in the report.
-                    Note($"{service.Project} (pid {service.Id}) did not start within 60 s: killed and started again");
+                    // answers once the host started; one that fails (a start meeting the broker's restart, exit code 1)
+                    // is what its restart policy starts again. Do the same, once, and count it in the report.
+                    Note(service.HasExited
+                        ? $"{service.Project} (pid {service.Id}) exited with {service.ExitCode} while starting: started again"
+                        : $"{service.Project} (pid {service.Id}) did not start within 60 s: killed and started again");
                     hungStarts++;
                     await cluster.KillAndStart(service).WaitUntilStartedAsync(TimeSpan.FromSeconds(90));
                 }
@@ -210,7 +213,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
                               + string.Join("", outcomes.OfType<LeaseRejected>().GroupBy(r => r.Reason).Select(g => $"{g.Count()} rejected {g.Key}, "))
                               + $"{outcomes.Count(o => o is null)} unanswered");
             report.AppendLine($"victims chosen with DW_CHAOS_SEED={seed}");
-            report.AppendLine($"kills: {kills.Values.Sum()} ({string.Join(", ", kills.OrderBy(k => k.Key).Select(k => $"{k.Key} {k.Value}"))}); restarts: RabbitMQ {(brokerRestarted ? 1 : 0)}, PostgreSQL {(databaseRestarted ? 1 : 0)}; hung starts restarted: {hungStarts}");
+            report.AppendLine($"kills: {kills.Values.Sum()} ({string.Join(", ", kills.OrderBy(k => k.Key).Select(k => $"{k.Key} {k.Value}"))}); restarts: RabbitMQ {(brokerRestarted ? 1 : 0)}, PostgreSQL {(databaseRestarted ? 1 : 0)}; hung or failed starts restarted: {hungStarts}");
             report.AppendLine($"VMs: {cloud.Count} created, {cloud.Count(v => v.Deleted)} deleted; "
                               + $"sweep re-deliveries logged: {logs.Sum(o => CountOf(o, "Sweep re-delivered"))}; orphan VMs deleted by the sweep: {logs.Sum(o => CountOf(o, "Deleting orphan VM"))}");
             // A run that grants nothing proves nothing: most leases must get a worker despite the chaos.
