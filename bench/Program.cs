@@ -228,7 +228,7 @@ try
     {
         foreach (var service in services)
         {
-            report.Footprint(service.Name, service.RssBytes(), service.ReadyAfter);
+            report.Footprint(service.Name, service.Memory(), service.ReadyAfter);
         }
     }
 
@@ -308,7 +308,7 @@ try
         await second.WaitUntilReadyAsync(TimeSpan.FromSeconds(120));
         var scaled = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, "scaled");
         Say(Report.Describe(scaled));
-        report.Footprint(second.Name + " (joins a migrated database)", second.RssBytes(), second.ReadyAfter);
+        report.Footprint(second.Name + " (joins a migrated database)", second.Memory(), second.ReadyAfter);
         report.ScaleOut(ceiling, scaled);
     }
 

@@ -90,9 +90,9 @@ public sealed class Report(bool smoke)
             Met(ratio >= RatioGoal));
     }
 
-    public void Footprint(string service, long rss, TimeSpan ready)
+    public void Footprint(string service, Rss rss, TimeSpan ready)
     {
-        Row("footprint", $"{service}: RSS after the load", $"{rss / 1024.0 / 1024:0} MB", "≤ 150 MB", Met(rss <= RssGoalBytes));
+        Row("footprint", $"{service}: RSS after the load", rss.ToString(), "≤ 150 MB", Met(rss.Total <= RssGoalBytes));
         Row("footprint", $"{service}: process start → /readyz 200", $"{ready.TotalMilliseconds:0} ms", "≤ 2 s", Met(ready <= ReadyGoal));
     }
 

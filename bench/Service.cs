@@ -114,12 +114,13 @@ public sealed partial class Service : IAsyncDisposable
     /// <summary>Where it serves HTTP (known once it said so in its log).</summary>
     public Uri Address => _address.Task.IsCompletedSuccessfully ? _address.Task.Result : throw new InvalidOperationException($"{Name} has not said where it listens yet");
 
-    /// <summary>Resident set size now, from /proc (Linux).</summary>
-    public long RssBytes()
+    /// <summary>Resident set size now and its parts, from /proc (Linux).</summary>
+    public Rss Memory()
     {
         var status = File.ReadAllLines($"/proc/{_process.Id}/status");
-        var line = status.First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
-        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        long Kilobytes(string field) =>
+            long.Parse(status.First(l => l.StartsWith(field + ":", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+        return new Rss(Kilobytes("VmRSS") * 1024, Kilobytes("RssAnon") * 1024, Kilobytes("RssFile") * 1024, Kilobytes("RssShmem") * 1024);
     }
 
     /// <summary>User plus system CPU time used so far, from /proc (Linux; clock ticks of 10 ms).</summary>
@@ -236,4 +237,15 @@ public static partial class ConsumeTimings
 
     [GeneratedRegex(@"(\w+)=""([^""]*)""")]
     private static partial Regex Label();
+}
+
+/// <summary>
+/// Resident memory: <see cref="Anonymous"/> is the GC heap and native allocations, <see cref="FilePages"/> the mapped
+/// runtime, framework and dependency images, <see cref="Shared"/> mostly code the JIT wrote (double-mapped).
+/// </summary>
+public readonly record struct Rss(long Total, long Anonymous, long FilePages, long Shared)
+{
+    static string Mb(long bytes) => (bytes / 1024.0 / 1024).ToString("0", CultureInfo.InvariantCulture);
+
+    public override string ToString() => $"{Mb(Total)} MB ({Mb(Anonymous)} anonymous + {Mb(FilePages)} file pages + {Mb(Shared)} JIT code)";
 }

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using DynamicWorkers.Contracts;
+using DynamicWorkers.Infrastructure.Hosting;
 using MassTransit;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -12,7 +13,7 @@ namespace DynamicWorkers.Standalone;
 /// worker, a repeated request answered the same, a bad request rejected, a burst that drains the hot pool
 /// (leases wait while it refills: cold grants), and idle workers deleted after the compressed idle timeout.
 /// </summary>
-public sealed class DemoInstances(IBus bus, ILogger<DemoInstances> logger) : BackgroundService
+public sealed class DemoInstances(IBus bus, IHostApplicationLifetime lifetime, ILogger<DemoInstances> logger) : BackgroundService
 {
     public const string Switch = "--demo";
 
@@ -43,6 +44,7 @@ public sealed class DemoInstances(IBus bus, ILogger<DemoInstances> logger) : Bac
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        await lifetime.WhenStartedAsync(stoppingToken);
         var acme = new Instance("acme", NewThumbprint());
         var globex = new Instance("globex", NewThumbprint());
         var initech = new Instance("initech", "not-a-thumbprint; rm -rf /");

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using DynamicWorkers.Infrastructure.Configuration;
+using MassTransit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Hosting;
@@ -39,6 +40,12 @@ public static class HttpSurface
 
     public static void MapHttpSurface(this WebApplication app)
     {
+        // Kestrel listens while the bus is still starting (hosted services start together, see HostRunner). Until the
+        // bus has started, /readyz answers 503 "Starting" without running the checks, which would log the bus as a
+        // failed check on every probe of a normal start. Once it has, the checks decide, as they do from then on.
+        var bus = app.Services.GetRequiredService<IBusControl>();
+        bool Starting() => !app.Lifetime.ApplicationStarted.IsCancellationRequested && bus.CheckHealth().Status != BusHealthStatus.Healthy;
+        app.Use((context, next) => context.Request.Path == "/readyz" && Starting() ? WriteStarting(context) : next(context));
         app.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteJson });
         app.MapHealthChecks("/readyz", new HealthCheckOptions
         {
@@ -53,6 +60,13 @@ public static class HttpSurface
             },
         });
         app.MapPrometheusScrapingEndpoint("/metrics");
+    }
+
+    static Task WriteStarting(HttpContext context)
+    {
+        context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+        context.Response.ContentType = "application/json";
+        return context.Response.WriteAsync("""{"status":"Starting","checks":{}}""");
     }
 
     /// <summary>One JSON object per check, so an operator sees which dependency is down and why.</summary>

@@ -1,4 +1,5 @@
 using DynamicWorkers.Contracts.Internal;
+using DynamicWorkers.Infrastructure.Hosting;
 using DynamicWorkers.LeaseSaga.Configuration;
 using MassTransit;
 using Microsoft.Extensions.Hosting;
@@ -14,13 +15,7 @@ public sealed class PoolReconciler(IBus bus, IOptionsMonitor<PoolsOptions> pools
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var started = new TaskCompletionSource();
-        await using (lifetime.ApplicationStarted.Register(() => started.TrySetResult()))
-        await using (stoppingToken.Register(() => started.TrySetCanceled()))
-        {
-            await started.Task;
-        }
-
+        await lifetime.WhenStartedAsync(stoppingToken);
         foreach (var pool in pools.CurrentValue.Pools.Keys)
         {
             await bus.Publish(new ReconcilePool(pool.ToLowerInvariant()), stoppingToken);

@@ -72,6 +72,32 @@ public sealed class HttpSurfaceTests(RabbitMqTestVirtualHost broker, PostgresTes
     }
 
     [Fact]
+    public async Task Readiness_answers_starting_while_the_bus_is_still_starting_and_runs_no_check()
+    {
+        // A broker port nothing listens on: the bus keeps trying to start while Kestrel, started beside it, already serves.
+        using var closed = new TcpListener(IPAddress.Loopback, 0);
+        closed.Start();
+        var port = ((IPEndPoint)closed.LocalEndpoint).Port;
+        closed.Stop();
+        await using var reaper = ServiceProcess.Start("Reaper", Settings.Concat([new("RabbitMq:Port", port.ToString())]));
+
+        await Eventually.True(
+            () => reaper.Output.Contains("Now listening on", StringComparison.Ordinal) || reaper.HasExited,
+            TimeSpan.FromSeconds(60),
+            "Kestrel to listen while the bus starts",
+            () => reaper.Output);
+        var readiness = await Http.GetAsync(new Uri(reaper.HttpAddress, "/readyz"));
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, readiness.StatusCode);
+        using var body = JsonDocument.Parse(await readiness.Content.ReadAsStringAsync());
+        Assert.Equal("Starting", body.RootElement.GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await Http.GetAsync(new Uri(reaper.HttpAddress, "/healthz"))).StatusCode);
+        Assert.DoesNotContain("Application started", reaper.Output);
+        // No check ran, so none was logged as failed.
+        Assert.DoesNotContain("Health check", reaper.Output);
+    }
+
+    [Fact]
     public async Task A_port_already_taken_stops_start_up_with_a_clear_line()
     {
         using var taken = new TcpListener(IPAddress.Loopback, 0);
