@@ -37,6 +37,11 @@ public static class HostRunner
             await using var app = builder.Build();
             // Validate every ValidateOnStart option now, before the host would log the failure as a crash.
             app.Services.GetService<IStartupValidator>()?.Validate();
+            foreach (var step in app.Services.GetServices<IEarlyStartupStep>())
+            {
+                step.Begin();
+            }
+
             app.MapHttpSurface();
             map?.Invoke(app);
             await app.RunAsync();

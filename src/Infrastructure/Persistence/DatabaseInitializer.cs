@@ -1,4 +1,5 @@
 using DynamicWorkers.Infrastructure.Configuration;
+using DynamicWorkers.Infrastructure.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -15,10 +16,20 @@ namespace DynamicWorkers.Infrastructure.Persistence;
 public sealed class DatabaseInitializer<TContext>(
     IServiceScopeFactory scopes,
     IOptions<DatabaseOptions> options,
-    ILogger<DatabaseInitializer<TContext>> logger) : IHostedLifecycleService
+    IHostApplicationLifetime lifetime,
+    ILogger<DatabaseInitializer<TContext>> logger) : IHostedLifecycleService, IEarlyStartupStep
     where TContext : DbContext
 {
-    public Task StartingAsync(CancellationToken cancellationToken) => DatabaseStartup.WhenReachableAsync(InitializeAsync, logger, cancellationToken);
+    Task? _schema;
+
+    /// <summary>Starts the schema step now, on another thread, instead of when the host starts (see <see cref="IEarlyStartupStep"/>).</summary>
+    public void Begin() => _schema ??= Task.Run(() => DatabaseStartup.WhenReachableAsync(InitializeAsync, logger, lifetime.ApplicationStopping));
+
+    public Task StartingAsync(CancellationToken cancellationToken)
+    {
+        Begin();
+        return _schema!.WaitAsync(cancellationToken);
+    }
 
     async Task InitializeAsync(CancellationToken cancellationToken)
     {

@@ -1,4 +1,5 @@
 using DynamicWorkers.Infrastructure.Configuration;
+using DynamicWorkers.Infrastructure.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -30,7 +31,9 @@ public static class DatabaseRegistration
         services.AddScoped(sp => create(
             sp.GetRequiredService<IOptions<DatabaseOptions>>().Value.Provider,
             sp.GetRequiredService<DbContextOptions<TContext>>()));
-        services.AddHostedService<DatabaseInitializer<TContext>>();
+        services.AddSingleton<DatabaseInitializer<TContext>>();
+        services.AddHostedService(sp => sp.GetRequiredService<DatabaseInitializer<TContext>>());
+        services.AddSingleton<IEarlyStartupStep>(sp => sp.GetRequiredService<DatabaseInitializer<TContext>>());
         return services;
     }
 
