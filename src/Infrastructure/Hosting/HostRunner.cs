@@ -37,14 +37,24 @@ public static class HostRunner
             await using var app = builder.Build();
             // Validate every ValidateOnStart option now, before the host would log the failure as a crash.
             app.Services.GetService<IStartupValidator>()?.Validate();
-            foreach (var step in app.Services.GetServices<IEarlyStartupStep>())
+            using var early = new CancellationTokenSource();
+            try
             {
-                step.Begin();
+                foreach (var step in app.Services.GetServices<IEarlyStartupStep>())
+                {
+                    step.Begin(early.Token);
+                }
+
+                app.MapHttpSurface();
+                map?.Invoke(app);
+                await app.RunAsync();
+            }
+            finally
+            {
+                // An early step the host never came to wait for (it failed first) stops before the app is disposed.
+                await early.CancelAsync();
             }
 
-            app.MapHttpSurface();
-            map?.Invoke(app);
-            await app.RunAsync();
             return 0;
         }
         catch (OptionsValidationException e)

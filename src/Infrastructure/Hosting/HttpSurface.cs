@@ -43,8 +43,8 @@ public static class HttpSurface
         // Kestrel listens while the bus is still starting (hosted services start together, see HostRunner). Until the
         // bus has started, /readyz answers 503 "Starting" without running the checks, which would log the bus as a
         // failed check on every probe of a normal start. Once it has, the checks decide, as they do from then on.
-        var bus = app.Services.GetRequiredService<IBusControl>();
-        bool Starting() => !app.Lifetime.ApplicationStarted.IsCancellationRequested && bus.CheckHealth().Status != BusHealthStatus.Healthy;
+        var bus = app.Services.GetService<IBusControl>();
+        bool Starting() => bus is not null && !app.Lifetime.ApplicationStarted.IsCancellationRequested && bus.CheckHealth().Status != BusHealthStatus.Healthy;
         app.Use((context, next) => context.Request.Path == "/readyz" && Starting() ? WriteStarting(context) : next(context));
         app.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteJson });
         app.MapHealthChecks("/readyz", new HealthCheckOptions

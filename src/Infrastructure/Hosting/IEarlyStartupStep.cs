@@ -7,5 +7,6 @@ namespace DynamicWorkers.Infrastructure.Hosting;
 /// </summary>
 public interface IEarlyStartupStep
 {
-    void Begin();
+    /// <summary>Starts the step; <paramref name="cancellationToken"/> stops it if the host never comes to wait for it.</summary>
+    void Begin(CancellationToken cancellationToken);
 }

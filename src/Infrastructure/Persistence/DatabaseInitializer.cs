@@ -16,18 +16,19 @@ namespace DynamicWorkers.Infrastructure.Persistence;
 public sealed class DatabaseInitializer<TContext>(
     IServiceScopeFactory scopes,
     IOptions<DatabaseOptions> options,
-    IHostApplicationLifetime lifetime,
     ILogger<DatabaseInitializer<TContext>> logger) : IHostedLifecycleService, IEarlyStartupStep
     where TContext : DbContext
 {
     Task? _schema;
 
     /// <summary>Starts the schema step now, on another thread, instead of when the host starts (see <see cref="IEarlyStartupStep"/>).</summary>
-    public void Begin() => _schema ??= Task.Run(() => DatabaseStartup.WhenReachableAsync(InitializeAsync, logger, lifetime.ApplicationStopping));
+    public void Begin(CancellationToken cancellationToken)
+        => _schema ??= Task.Run(() => DatabaseStartup.WhenReachableAsync(InitializeAsync, logger, cancellationToken), cancellationToken);
 
     public Task StartingAsync(CancellationToken cancellationToken)
     {
-        Begin();
+        // Begun early by HostRunner; begun now by a host that did not (a test's).
+        Begin(cancellationToken);
         return _schema!.WaitAsync(cancellationToken);
     }
 

@@ -8,7 +8,13 @@ public sealed class HostRunnerTests
 {
     sealed class FailingStart : IHostedService
     {
-        public Task StartAsync(CancellationToken cancellationToken) => throw new InvalidOperationException("the broker went away");
+        public static int Starts;
+
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref Starts);
+            throw new InvalidOperationException("the broker went away");
+        }
 
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
@@ -22,5 +28,7 @@ public sealed class HostRunnerTests
             builder => builder.Services.AddHostedService<FailingStart>());
 
         Assert.Equal(HostRunner.Failed, code);
+        // The start itself failed, not something before it.
+        Assert.Equal(1, FailingStart.Starts);
     }
 }
