@@ -70,11 +70,16 @@ public sealed class Report(bool smoke)
         "",
         "");
 
-    public void Lifecycle(LoadResult ceiling, double messagesPerLifecycle, HoldResult? held, double rawClient)
+    public void Lifecycle(LoadResult ceiling, double messagesPerLifecycle, HoldResult? held, double rawClient, bool holdsRun)
     {
         Check(ceiling, "the closed-loop lifecycle run");
         Row("lifecycle ceiling", $"closed loop, {ceiling.Sent} request→grant→release cycles", $"{ceiling.CyclesPerSecond:0} lifecycles/s", "", "");
         Row("messages per lifecycle", "deliveries in the vhost ÷ lifecycles (broker statistics)", $"{messagesPerLifecycle:0.0}", "", "");
+        if (!holdsRun)
+        {
+            return;
+        }
+
         if (held is null)
         {
             Row("sustained lifecycle throughput", "no rate held for the whole hold", "none", $"≥ {RatioGoal:P0} of raw", Met(false));
@@ -119,9 +124,9 @@ public sealed class Report(bool smoke)
         Failures.Add($"{section} skipped: past the time budget");
     }
 
-    /// <summary>Where a lifecycle's cost goes (measured during the closed-loop run), as one note line.</summary>
-    public void Profile(string what, IEnumerable<(string Name, double PerLifecycle)> items)
-        => Note($"{what} (closed-loop run): " + string.Join(", ", items.Select(i => $"{i.Name} {i.PerLifecycle:0.0}")));
+    /// <summary>Where a lifecycle's cost goes (measured during one closed-loop run), as one note line.</summary>
+    public void Profile(string run, string what, IEnumerable<(string Name, double PerLifecycle)> items)
+        => Note($"{what} ({run}): " + string.Join(", ", items.Select(i => $"{i.Name} {i.PerLifecycle:0.0}")));
 
     public static string Describe(LoadResult r)
         => $"{r.Sent} sent, {r.Granted} granted ({r.Reused} re-used, {r.Queued} waited), {r.Rejected} rejected, {r.Unanswered} unanswered, "
