@@ -528,6 +528,9 @@ public sealed class LeaseLifecycleTests
         var held = Assert.Single(bed.Cloud.Held);
         await bed.Bus.Publish(new WorkerProvisioned(held.WorkerId, "10.0.0.9:10933", new string('C', 40), bed.Clock.GetUtcNow()));
         await Until(async () => (await bed.LeaseAsync(leaseId))!.CurrentState == "Released", "the lease to end");
+        // The grant is published after the saga is saved (the outbox): the saved state can be read before it is out.
+        await Until(() => bed.Outcomes(leaseId).Count > 0, "the lease's outcome");
+        await bed.SettledAsync();
 
         Assert.IsType<LeaseGranted>(Assert.Single(bed.Outcomes(leaseId)));
         await bed.UntilWorkersAsync("Idle", 1);
