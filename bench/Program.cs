@@ -179,9 +179,14 @@ try
 
     // Services that just started still compile their code paths as they first run them (the JIT): a closed loop of
     // whole lifecycles first, so the figures below are of services that have run, as in production.
+    async Task WarmUpAsync(string label, string prefix)
+    {
+        Say($"{label}: closed-loop lifecycles for {plan.Warmup.TotalSeconds:0} s");
+        Say($"{label}: " + Report.Describe(await load.ClosedLoopAsync(BenchPlan.CyclePool, 8, plan.Warmup, prefix)));
+    }
+
     await WaitForPoolsAsync("the warm-up");
-    Say($"warm-up: closed-loop lifecycles for {plan.Warmup.TotalSeconds:0} s");
-    Say("warm-up: " + Report.Describe(await load.ClosedLoopAsync(BenchPlan.CyclePool, 8, plan.Warmup, "warmup")));
+    await WarmUpAsync("warm-up", "warmup");
 
     // 3. Hot-pool latency: every lease from a new instance, so it needs a hot worker and a trust step.
     LoadResult? lowerHot = null;
@@ -316,9 +321,8 @@ try
         var second = Service.Start("LeaseSaga", "LeaseSaga-2", settings, logs);
         services.Add(second);
         await second.WaitUntilReadyAsync(TimeSpan.FromSeconds(120));
-        // The second process warms up as the first did (a process that just started spends much of its CPU in the JIT),
-        // so that the run compares two running LeaseSagas with one.
-        Say("scale-out warm-up: " + Report.Describe(await load.ClosedLoopAsync(BenchPlan.CyclePool, 8, plan.Warmup, "scaled-warmup")));
+        // The second process warms up as the first did, so that the run compares two running LeaseSagas with one.
+        await WarmUpAsync("scale-out warm-up", "scaled-warmup");
         await DrainAsync("the scale-out run");
         var (scaled, _) = await ProfiledClosedLoopAsync("scaled", "scale-out run");
         report.Footprint(second.Name + " (joins a migrated database)", second.Memory(), second.ReadyAfter);
