@@ -10,7 +10,9 @@ WORKDIR /repo
 COPY Directory.Build.props Directory.Build.targets Directory.Packages.props ./
 COPY src/ src/
 # ReadyToRun: compiled ahead of time, so a service starts without JIT-compiling MassTransit, EF Core and Quartz first.
-RUN dotnet publish "src/${PROJECT}/${PROJECT}.csproj" -c Release -r linux-x64 --self-contained false \
+# Framework-dependent, except LeaseSaga: self-contained with one composite image of the framework and the app (its
+# project file says why); `dotnet /app/...dll` below runs it on its own runtime.
+RUN dotnet publish "src/${PROJECT}/${PROJECT}.csproj" -c Release -r linux-x64 \
     -p:PublishReadyToRun=true -o /app -nologo
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime

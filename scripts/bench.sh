@@ -4,7 +4,8 @@
 # Reaper as separate processes on a vhost and a database of its own (both removed afterwards), with the simulated
 # cloud at zero latency. It prints one table and writes it to bench/results/latest.md. Bounded: the run is killed
 # after 10 minutes (with every service it started), and its vhost and database are then removed here.
-#   scripts/bench.sh            full run (about 6 minutes plus the build and a ReadyToRun publish of the services;
+#   scripts/bench.sh            full run (about 6 minutes plus the build and a ReadyToRun publish of the services, of
+#                               which LeaseSaga's composite image takes about 4 minutes on 2 cores;
 #                               DW_BENCH_SERVICES=DIR runs already published ones from DIR/<Project>/ instead)
 #   scripts/bench.sh --smoke    every section for a second or so (figures meaningless; what scripts/test.sh runs)
 set -euo pipefail
@@ -49,14 +50,14 @@ start_postgres
 log "building ($CONFIGURATION)"
 dotnet build DynamicWorkers.sln -c "$CONFIGURATION" -nologo -v quiet -clp:ErrorsOnly || die "build"
 
-# A full run times the services as they ship: published ReadyToRun (as the Dockerfile does), which starts them faster
-# than the JIT build output the smoke run uses. DW_BENCH_SERVICES set by the caller: run those instead.
+# A full run times the services as they ship: published ReadyToRun as the Dockerfile does (LeaseSaga self-contained and
+# composite, see its project file), which starts them faster than the JIT build output the smoke run uses. DW_BENCH_SERVICES set by the caller: run those instead.
 if [[ " $* " != *" --smoke "* && -z ${DW_BENCH_SERVICES:-} ]]; then
   PUBLISH=$ROOT/artifacts/bench/publish
   rm -rf "$PUBLISH"
   for project in LeaseSaga Provisioner Trust Reaper; do
     log "publishing $project (ReadyToRun)"
-    dotnet publish "src/$project/$project.csproj" -c "$CONFIGURATION" -r linux-x64 --self-contained false \
+    dotnet publish "src/$project/$project.csproj" -c "$CONFIGURATION" -r linux-x64 \
       -p:PublishReadyToRun=true -o "$PUBLISH/$project" -nologo -v quiet -clp:ErrorsOnly || die "publish $project"
   done
   export DW_BENCH_SERVICES=$PUBLISH
