@@ -51,7 +51,8 @@ log "building ($CONFIGURATION)"
 dotnet build DynamicWorkers.sln -c "$CONFIGURATION" -nologo -v quiet -clp:ErrorsOnly || die "build"
 
 # A full run times the services as they ship: published ReadyToRun as the Dockerfile does (LeaseSaga self-contained and
-# composite, see its project file), which starts them faster than the JIT build output the smoke run uses. DW_BENCH_SERVICES set by the caller: run those instead.
+# composite, see its project file), which starts them faster than the JIT build output the smoke run uses.
+# DW_BENCH_SERVICES set by the caller: run those instead.
 if [[ " $* " != *" --smoke "* && -z ${DW_BENCH_SERVICES:-} ]]; then
   PUBLISH=$ROOT/artifacts/bench/publish
   rm -rf "$PUBLISH"
