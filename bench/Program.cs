@@ -49,7 +49,7 @@ await using var database = await BenchDatabase.CreateAsync();
 report.Fact("RabbitMQ", await vhost.BrokerVersionAsync());
 report.Fact("PostgreSQL", await database.ScalarAsync("SHOW server_version"));
 report.Fact("services run from", (Paths.PublishedServices is null ? $"the {Paths.BuildConfiguration} build output (JIT)" : "a ReadyToRun publish (as the Dockerfile builds them)")
-    + $", DOTNET_GCgen0size={Service.Gen0Size}");
+    + $", DOTNET_GCgen0size {Service.Gen0Size("LeaseSaga")} for LeaseSaga, {Service.Gen0Size("Provisioner")} for the others");
 Say($"vhost {vhost.Name}, database {database.Name}, service logs in {logs}");
 // Named for scripts/bench.sh, which removes them if the run is killed at its time limit before it can.
 var runFile = Path.Combine(Paths.RepositoryRoot, "artifacts", "bench", "run.env");
