@@ -5,6 +5,7 @@ using DynamicWorkers.Infrastructure.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace DynamicWorkers.Cloud;
@@ -58,7 +59,8 @@ public static class CloudRegistration
 
         services.AddValidatedOptions<SimulatedCloudOptions>(configuration.GetSection(SimulatedCloudOptions.Section));
         // Options of its own type: no clash with the product's DbContext registration.
-        services.AddSingleton(sp => SimulatedCloudDbContext.CreateOptions(sp.GetRequiredService<IOptions<DatabaseOptions>>().Value));
+        services.AddSingleton(sp => SimulatedCloudDbContext.CreateOptions(
+            sp.GetRequiredService<IOptions<DatabaseOptions>>().Value, sp.GetService<ILoggerFactory>()));
         services.AddSingleton<SimulatedCloud>();
         services.AddSingleton(CloudLimits.Simulated);
         services.AddSingleton<IWorkerCloud>(sp => sp.GetRequiredService<SimulatedCloud>());

@@ -1,6 +1,7 @@
 using DynamicWorkers.Infrastructure.Configuration;
 using DynamicWorkers.Infrastructure.Persistence;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Logging;
 
 namespace DynamicWorkers.Cloud.Simulated;
 
@@ -39,10 +40,10 @@ public sealed class SimulatedCloudDbContext(DbContextOptions<SimulatedCloudDbCon
     public DbSet<SimulatedVm> Vms => Set<SimulatedVm>();
     public DbSet<SimulatedVmTrust> Trusts => Set<SimulatedVmTrust>();
 
-    public static DbContextOptions<SimulatedCloudDbContext> CreateOptions(DatabaseOptions database)
+    public static DbContextOptions<SimulatedCloudDbContext> CreateOptions(DatabaseOptions database, ILoggerFactory? logging = null)
     {
         var builder = new DbContextOptionsBuilder<SimulatedCloudDbContext>();
-        builder.UseDynamicWorkersDatabase(database);
+        builder.UseDynamicWorkersDatabase(database, logging);
         return builder.Options;
     }
 

@@ -1,6 +1,9 @@
 using DynamicWorkers.Infrastructure.Configuration;
 using DynamicWorkers.Infrastructure.Hosting;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
+using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -44,12 +47,25 @@ public sealed class DatabaseInitializer<TContext>(
 
         if (db.Database.GetMigrations().Any())
         {
-            // The usual start finds every migration applied: one read of the history table says so. MigrateAsync would
-            // also take the migration lock (copies starting together would wait on each other) and check the model
-            // against the snapshot (scripts/test.sh does that): about 0.1 s of a start.
-            if ((await db.Database.GetPendingMigrationsAsync(cancellationToken)).Any())
+            if (!await db.GetService<IRelationalDatabaseCreator>().ExistsAsync(cancellationToken))
             {
+                // MigrateAsync creates the database, then the schema.
                 await db.Database.MigrateAsync(cancellationToken);
+            }
+            else
+            {
+                // Npgsql finds a missing history table by reading it, and EF Core logs that read as a failed command
+                // (dotnet/efcore#37328): an error in the log of every first start on a new database. Created first (a no-op
+                // once it exists; safe when copies start together), the table is found empty instead.
+                await db.GetService<IHistoryRepository>().CreateIfNotExistsAsync(cancellationToken);
+
+                // The usual start finds every migration applied: one read of the history table says so. MigrateAsync would
+                // also take the migration lock (copies starting together would wait on each other) and check the model
+                // against the snapshot (scripts/test.sh does that): about 0.1 s of a start.
+                if ((await db.Database.GetPendingMigrationsAsync(cancellationToken)).Any())
+                {
+                    await db.Database.MigrateAsync(cancellationToken);
+                }
             }
         }
         else

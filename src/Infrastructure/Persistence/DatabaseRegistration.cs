@@ -3,6 +3,7 @@ using DynamicWorkers.Infrastructure.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace DynamicWorkers.Infrastructure.Persistence;
@@ -25,7 +26,7 @@ public static class DatabaseRegistration
         services.AddSingleton(sp =>
         {
             var builder = new DbContextOptionsBuilder<TContext>();
-            builder.UseDynamicWorkersDatabase(sp.GetRequiredService<IOptions<DatabaseOptions>>().Value);
+            builder.UseDynamicWorkersDatabase(sp.GetRequiredService<IOptions<DatabaseOptions>>().Value, sp.GetService<ILoggerFactory>());
             return builder.Options;
         });
         services.AddScoped(sp => create(
@@ -37,12 +38,25 @@ public static class DatabaseRegistration
         return services;
     }
 
-    public static DbContextOptionsBuilder UseDynamicWorkersDatabase(this DbContextOptionsBuilder builder, DatabaseOptions options)
-        => options.Provider switch
+    /// <summary>
+    /// The configured provider, logging through <paramref name="logging"/> (the host's, so EF Core's warnings and errors
+    /// reach the host's log under the <c>Logging:LogLevel:Microsoft.EntityFrameworkCore</c> level). Without one, EF Core
+    /// builds a logger factory of its own for every context, which has no provider: it logged nothing at all.
+    /// </summary>
+    public static DbContextOptionsBuilder UseDynamicWorkersDatabase(
+        this DbContextOptionsBuilder builder, DatabaseOptions options, ILoggerFactory? logging = null)
+    {
+        if (logging is not null)
+        {
+            builder.UseLoggerFactory(logging);
+        }
+
+        return options.Provider switch
         {
             DatabaseProvider.SqlServer => builder.UseSqlServer(options.ConnectionString),
             DatabaseProvider.Postgres => builder.UseNpgsql(PostgresConnections.Tuned(options.ConnectionString)),
             DatabaseProvider.Sqlite => builder.UseSqlite(options.ConnectionString).AddInterceptors(SqliteBusyTimeout.Instance),
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Provider, "unknown database provider"),
         };
+    }
 }
