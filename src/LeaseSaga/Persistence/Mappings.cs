@@ -44,6 +44,7 @@ sealed class WorkerMapping : IEntityTypeConfiguration<WorkerState>
         entity.Property(x => x.TrustedThumbprint).HasMaxLength(64);
         entity.Property(x => x.ReapReason).HasMaxLength(32);
         entity.Ignore(x => x.MaxAgeMoved);
+        entity.Ignore(x => x.IdleTimerMoved);
         entity.HasIndex(x => new { x.Pool, x.CurrentState });
         entity.HasIndex(x => x.TrustedInstanceId);
     }

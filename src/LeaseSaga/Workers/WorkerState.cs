@@ -26,7 +26,10 @@ public sealed class WorkerState : SagaStateMachineInstance, ISagaVersion
     public DateTimeOffset? LastLeaseEndedAt { get; set; }
     public int LeaseCount { get; set; }
 
-    /// <summary>When the idle and max-age timers are due; the reaper's sweep uses them if a timer was missed.</summary>
+    /// <summary>
+    /// The idle deadline (from the last release) and when the max-age timer is due; the reaper's sweep uses them if a timer
+    /// was missed. An idle timer left standing through re-uses may be due earlier: it re-arms itself for the rest.
+    /// </summary>
     public DateTimeOffset? IdleDeadline { get; set; }
     public DateTimeOffset? MaxAgeDeadline { get; set; }
 
@@ -44,4 +47,7 @@ public sealed class WorkerState : SagaStateMachineInstance, ISagaVersion
 
     /// <summary>Set while one message is handled (never stored): the trust step moved the max-age deadline, so the timer is re-armed.</summary>
     public bool MaxAgeMoved { get; set; }
+
+    /// <summary>Set while one message is handled (never stored): the release needs a new idle timer, none stands or it is due too late.</summary>
+    public bool IdleTimerMoved { get; set; }
 }

@@ -15,7 +15,8 @@ namespace DynamicWorkers.LeaseSaga.Workers;
 /// Retiring → Reaping → gone. Max age counts from provisioning (the instance's own limit once it trusts
 /// one); entering Leased arms it unless it is still armed (a re-use: the deadline only moves when the worker starts
 /// trusting an instance, and re-arming would cost a cancel and a schedule per lease), and a deadline already past
-/// fires at once. It accepts a lease only while Ready (trusting no one) or Idle for the very
+/// fires at once. The idle timer likewise stands through re-uses and re-arms itself when it fires before the last
+/// release's deadline. It accepts a lease only while Ready (trusting no one) or Idle for the very
 /// instance it trusts, so it never serves two leases at once nor trusts two instances.
 /// </summary>
 public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
@@ -143,33 +144,46 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                     c.Saga.LastLeaseId = c.Saga.CurrentLeaseId;
                     c.Saga.CurrentLeaseId = null;
                     c.Saga.LastLeaseEndedAt = now;
-                    c.Saga.IdleDeadline = now + limits.IdleTimeout;
+                    var deadline = now + limits.IdleTimeout;
+                    // An idle timer left armed by an earlier idle spell is due by its deadline, so by this later one too (unless
+                    // the instance's idle timeout was shortened since): it stands, and re-arms itself for the rest when it fires.
+                    c.Saga.IdleTimerMoved = c.Saga.IdleTimeoutToken is null || deadline < c.Saga.IdleDeadline;
+                    c.Saga.IdleDeadline = deadline;
                     Log(c.Saga, "idle");
                 })
-                .Schedule(IdleTimeout, c => new WorkerIdleTimedOut(c.Saga.CorrelationId), c => Until(c.Saga.IdleDeadline))
+                .If(c => c.Saga.IdleTimerMoved, moved => moved
+                    .Schedule(IdleTimeout, c => new WorkerIdleTimedOut(c.Saga.CorrelationId), c => Until(c.Saga.IdleDeadline)))
                 .Publish(c => new WorkerIdle(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.TrustedInstanceId!, c.Saga.LastLeaseId!.Value))
                 .TransitionTo(Idle),
             When(LeaseEnded, c => c.Message.LeaseId == c.Saga.CurrentLeaseId && c.Message.Deprovision)
                 .Unschedule(MaxAge)
+                .Unschedule(IdleTimeout)
                 .ThenAsync(c => Reap(c, "max_lease", "the lease reached its max duration", failed: false))
                 .TransitionTo(Reaping),
             When(MaxAge.Received)
+                .Unschedule(IdleTimeout)
                 .Publish(c => new RevokeLease(c.Saga.CurrentLeaseId!.Value, c.Saga.CorrelationId, LeaseRevocationReasons.MaxWorkerAge))
                 .ThenAsync(c => Reap(c, "max_age", "max worker age reached while leased", failed: false))
-                .TransitionTo(Reaping));
+                .TransitionTo(Reaping),
+            // The idle timer a re-use left standing fell due during the lease: the next release arms a new one.
+            When(IdleTimeout.Received)
+                .Then(c => c.Saga.IdleDeadline = null));
 
         During(Idle,
+            // The idle timer stands (see LeaseEnded above): a cancel now and a schedule at the release saved per re-use.
             When(Reserved, c => TrustsAlready(c.Saga, c.Message))
-                .Unschedule(IdleTimeout)
                 .Then(c => Reserve(c.Saga, c.Message))
                 .ThenAsync(c => StartLease(c, reused: true))
                 .If(c => c.Saga.MaxAgeToken is null, unarmed => unarmed
                     .Schedule(MaxAge, c => new WorkerMaxAgeReached(c.Saga.CorrelationId), c => Until(c.Saga.MaxAgeDeadline)))
                 .TransitionTo(Leased),
-            When(IdleTimeout.Received)
+            When(IdleTimeout.Received, c => IdleDeadlinePassed(c.Saga))
                 .Then(c => c.Saga.ReapReason = "idle")
                 .Publish(c => new WorkerRetirementRequested(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.LastLeaseId))
                 .TransitionTo(Retiring),
+            // A timer that stood through re-uses, due before the last release's deadline: armed again for the rest.
+            When(IdleTimeout.Received, c => !IdleDeadlinePassed(c.Saga))
+                .Schedule(IdleTimeout, c => new WorkerIdleTimedOut(c.Saga.CorrelationId), c => Until(c.Saga.IdleDeadline)),
             When(MaxAge.Received)
                 .Unschedule(IdleTimeout)
                 .Then(c => c.Saga.ReapReason = "max_age")
@@ -295,7 +309,8 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         worker.CurrentLeaseId = reservation.LeaseId;
         worker.TrustedInstanceId = reservation.InstanceId;
         worker.TrustedThumbprint = reservation.Thumbprint;
-        worker.IdleDeadline = null;
+        // A re-use leaves the idle timer standing, and its deadline with it (the next release compares against it).
+        worker.IdleDeadline = worker.IdleTimeoutToken is null ? null : worker.IdleDeadline;
     }
 
     /// <summary>Re-use only for the very instance and certificate the worker already trusts.</summary>
@@ -345,6 +360,8 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
     static Task<EffectiveLifecycle> Limits<T>(BehaviorContext<WorkerState, T> c, string? instanceId)
         where T : class
         => c.GetServiceOrCreateInstance<InstanceLifecycles>().ForAsync(instanceId, c.CancellationToken);
+
+    bool IdleDeadlinePassed(WorkerState worker) => worker.IdleDeadline is not { } deadline || deadline <= _clock.GetUtcNow();
 
     TimeSpan Until(DateTimeOffset? deadline)
         => deadline is { } d && d > _clock.GetUtcNow() ? d - _clock.GetUtcNow() : TimeSpan.Zero;

@@ -393,6 +393,78 @@ public sealed class LeaseLifecycleTests
     }
 
     [Fact]
+    public async Task A_reused_worker_keeps_its_idle_timer_and_is_still_reaped_an_idle_timeout_after_its_last_release()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
+        var first = await GrantColdAsync(bed, "instance-1");
+        await bed.ReleaseAsync(first.LeaseId, "instance-1");
+        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
+        await bed.SettledAsync();
+        var armed = (await bed.WorkersAsync()).Single().IdleTimeoutToken;
+
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(20));
+        var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        await bed.ReleaseAsync(second.LeaseId, "instance-1");
+        await Until(async () => (await bed.WorkersAsync()).Single() is { CurrentState: "Idle", LastLeaseId: var last } && last == second.LeaseId, "the second release");
+        await bed.SettledAsync();
+
+        // The benchmark's cost: a re-use used to cancel the idle timer and its release to schedule a new one.
+        Assert.True(second.Reused);
+        Assert.Equal(armed, (await bed.WorkersAsync()).Single().IdleTimeoutToken);
+        Assert.Equal(1, IdleSchedules(bed));
+
+        // Due 60 minutes after the first release, the timer finds the worker idle for 40: it re-arms for the other 20.
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(40));
+        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(20));
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(19));
+        Assert.Empty(bed.Cloud.Deprovisioned);
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == first.WorkerId && d.Reason == "idle"), "the idle worker's deprovisioning");
+    }
+
+    [Fact]
+    public async Task An_idle_timer_that_falls_due_during_a_re_use_is_armed_again_by_the_next_release()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
+        var first = await GrantColdAsync(bed, "instance-1");
+        await bed.ReleaseAsync(first.LeaseId, "instance-1");
+        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(10));
+        var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+
+        // The standing timer falls due while the worker is leased again: it is spent, and the worker is not retired.
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(60));
+        await bed.SettledAsync();
+        Assert.Null((await bed.WorkersAsync()).Single().IdleTimeoutToken);
+        await bed.ReleaseAsync(second.LeaseId, "instance-1");
+        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(59));
+        Assert.Empty(bed.Cloud.Deprovisioned);
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == first.WorkerId && d.Reason == "idle"), "the idle worker's deprovisioning");
+    }
+
+    [Fact]
+    public async Task A_release_after_the_idle_timeout_was_shortened_replaces_the_standing_idle_timer()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
+        var first = await GrantColdAsync(bed, "instance-1");
+        await bed.ReleaseAsync(first.LeaseId, "instance-1");
+        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
+        var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        await bed.Bus.Publish(new SetInstanceLifecycle("instance-1", TimeSpan.FromMinutes(5), null, null));
+        await bed.SettledAsync();
+
+        await bed.ReleaseAsync(second.LeaseId, "instance-1");
+        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(5));
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == first.WorkerId && d.Reason == "idle"), "the idle worker's deprovisioning after 5 minutes");
+    }
+
+    static int IdleSchedules(LifecycleBed bed)
+        => bed.Harness.Sent.Select<ScheduleMessage>().Count(m => m.Context.Message.PayloadType.Any(t => t.Contains(nameof(WorkerIdleTimedOut), StringComparison.Ordinal)));
+
+    [Fact]
     public async Task SetInstanceLifecycle_changes_the_idle_timeout_of_that_instance_from_then_on()
     {
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
