@@ -27,7 +27,8 @@ COPY --from=build /app ./
 # DOTNET_GCgen0size: .NET sizes the young generation from the CPU's last-level cache, about 100 MB on a host that
 # reports a 260 MB L3, so each service collected only every 100 MB or so; with 4 MB the benchmark's services held 50
 # to 70 MB less, at no cost in latency. LeaseSaga, which allocates about 1 MB per lease, is built with 16 MB
-# (GC_GEN0SIZE, as docker-compose.yml does): half the time paused in collections, no more memory (README, "Benchmark").
+# (GC_GEN0SIZE, as docker-compose.yml does): half the time paused in collections, no more memory
+# (docs/benchmark-rounds.md, eleventh round).
 # Only an environment variable sets it.
 ENV DOTNET_ENVIRONMENT=Production \
     DOTNET_GCgen0size=${GC_GEN0SIZE} \

@@ -81,7 +81,8 @@ public sealed class ComposeFileTests
         }
 
         Assert.Equal("service_healthy", Map(Map(services["lease-saga"], "depends_on"), "sqlserver")["condition"]);
-        // The young generation's budget the benchmark measured (README, "Benchmark"): LeaseSaga's own, the Dockerfile's default for the rest.
+        // The young generation's budget the benchmark measured (docs/benchmark-rounds.md, eleventh round): LeaseSaga's own,
+        // the Dockerfile's default for the rest.
         Assert.Equal("0x1000000", Map(Map(services["lease-saga"], "build"), "args")["GC_GEN0SIZE"]);
         Assert.Equal("service_healthy", Map(Map(services["db-init"], "depends_on"), "sqlserver")["condition"]);
         foreach (var name in Scalable)
@@ -120,7 +121,7 @@ public sealed class ComposeFileTests
         var dockerfile = File.ReadAllText(Path.Combine(Root, "Dockerfile"));
         Assert.Contains("install -y --no-install-recommends curl", dockerfile);
         Assert.Contains("USER app", dockerfile);
-        // Start-up and memory as measured by the benchmark (README, "Benchmark").
+        // Start-up and memory as measured by the benchmark (docs/benchmark-rounds.md).
         Assert.Contains("-p:PublishReadyToRun=true", dockerfile);
         Assert.Contains("ARG GC_GEN0SIZE=0x400000", dockerfile);
         Assert.Contains("DOTNET_GCgen0size=${GC_GEN0SIZE}", dockerfile);
