@@ -382,13 +382,7 @@ public sealed class LeaseLifecycleTests
         await bed.ReleaseAsync(granted.LeaseId, "instance-1");
         await bed.UntilWorkersAsync("Idle", 1);
 
-        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
-        await bed.AdvanceAsync(TimeSpan.FromMinutes(59));
-        Assert.Empty(bed.Cloud.Deprovisioned);
-        await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId), "the idle worker's deprovisioning");
-
-        Assert.Equal("idle", bed.Cloud.Deprovisioned.Single(d => d.WorkerId == granted.WorkerId).Reason);
+        await ReapedAsIdleAfterAsync(bed, granted.WorkerId, TimeSpan.FromMinutes(60));
         await Until(async () => (await bed.WorkersAsync()).All(w => w.CorrelationId != granted.WorkerId), "the worker to be gone");
     }
 
@@ -396,9 +390,7 @@ public sealed class LeaseLifecycleTests
     public async Task A_reused_worker_keeps_its_idle_timer_and_is_still_reaped_an_idle_timeout_after_its_last_release()
     {
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
-        var first = await GrantColdAsync(bed, "instance-1");
-        await bed.ReleaseAsync(first.LeaseId, "instance-1");
-        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
+        var first = await IdleAfterALeaseAsync(bed);
         await bed.SettledAsync();
         var armed = (await bed.WorkersAsync()).Single().IdleTimeoutToken;
 
@@ -415,20 +407,14 @@ public sealed class LeaseLifecycleTests
 
         // Due 60 minutes after the first release, the timer finds the worker idle for 40: it re-arms for the other 20.
         await bed.AdvanceAsync(TimeSpan.FromMinutes(40));
-        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(20));
-        await bed.AdvanceAsync(TimeSpan.FromMinutes(19));
-        Assert.Empty(bed.Cloud.Deprovisioned);
-        await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == first.WorkerId && d.Reason == "idle"), "the idle worker's deprovisioning");
+        await ReapedAsIdleAfterAsync(bed, first.WorkerId, TimeSpan.FromMinutes(20));
     }
 
     [Fact]
     public async Task An_idle_timer_that_falls_due_during_a_re_use_is_armed_again_by_the_next_release()
     {
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
-        var first = await GrantColdAsync(bed, "instance-1");
-        await bed.ReleaseAsync(first.LeaseId, "instance-1");
-        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
+        var first = await IdleAfterALeaseAsync(bed);
         await bed.AdvanceAsync(TimeSpan.FromMinutes(10));
         var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
 
@@ -437,28 +423,39 @@ public sealed class LeaseLifecycleTests
         await bed.SettledAsync();
         Assert.Null((await bed.WorkersAsync()).Single().IdleTimeoutToken);
         await bed.ReleaseAsync(second.LeaseId, "instance-1");
-        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
-        await bed.AdvanceAsync(TimeSpan.FromMinutes(59));
-        Assert.Empty(bed.Cloud.Deprovisioned);
-        await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == first.WorkerId && d.Reason == "idle"), "the idle worker's deprovisioning");
+        await ReapedAsIdleAfterAsync(bed, first.WorkerId, TimeSpan.FromMinutes(60));
     }
 
     [Fact]
     public async Task A_release_after_the_idle_timeout_was_shortened_replaces_the_standing_idle_timer()
     {
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
-        var first = await GrantColdAsync(bed, "instance-1");
-        await bed.ReleaseAsync(first.LeaseId, "instance-1");
-        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
+        var first = await IdleAfterALeaseAsync(bed);
         var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
         await bed.Bus.Publish(new SetInstanceLifecycle("instance-1", TimeSpan.FromMinutes(5), null, null));
         await bed.SettledAsync();
 
         await bed.ReleaseAsync(second.LeaseId, "instance-1");
-        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(5));
-        await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == first.WorkerId && d.Reason == "idle"), "the idle worker's deprovisioning after 5 minutes");
+        await ReapedAsIdleAfterAsync(bed, first.WorkerId, TimeSpan.FromMinutes(5));
+    }
+
+    /// <summary>A cold lease of instance-1, released: its worker idles with the default idle timer armed.</summary>
+    static async Task<LeaseGranted> IdleAfterALeaseAsync(LifecycleBed bed)
+    {
+        var granted = await GrantColdAsync(bed, "instance-1");
+        await bed.ReleaseAsync(granted.LeaseId, "instance-1");
+        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
+        return granted;
+    }
+
+    /// <summary>The worker's idle timer is armed for <paramref name="after"/>: a minute before, it still lives; then it is retired as idle.</summary>
+    static async Task ReapedAsIdleAfterAsync(LifecycleBed bed, Guid workerId, TimeSpan after)
+    {
+        await bed.UntilTimerAsync<WorkerIdleTimedOut>(after);
+        await bed.AdvanceAsync(after - TimeSpan.FromMinutes(1));
+        Assert.Empty(bed.Cloud.Deprovisioned);
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == workerId && d.Reason == "idle"), "the idle worker's deprovisioning");
     }
 
     static int IdleSchedules(LifecycleBed bed)
