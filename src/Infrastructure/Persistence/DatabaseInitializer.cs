@@ -47,25 +47,23 @@ public sealed class DatabaseInitializer<TContext>(
 
         if (db.Database.GetMigrations().Any())
         {
-            if (!await db.GetService<IRelationalDatabaseCreator>().ExistsAsync(cancellationToken))
-            {
-                // MigrateAsync creates the database, then the schema.
-                await db.Database.MigrateAsync(cancellationToken);
-            }
-            else
+            if (options.Value.Provider == DatabaseProvider.Postgres
+                && await db.GetService<IRelationalDatabaseCreator>().ExistsAsync(cancellationToken))
             {
                 // Npgsql finds a missing history table by reading it, and EF Core logs that read as a failed command
-                // (dotnet/efcore#37328): an error in the log of every first start on a new database. Created first (a no-op
-                // once it exists; safe when copies start together), the table is found empty instead.
+                // (dotnet/efcore#37328): an error in the log of every first start on a new database. Created first (CREATE
+                // TABLE IF NOT EXISTS; Npgsql ignores a copy starting at the same time creating it too), the table is found
+                // empty instead. SQL Server and SQLite look the table up rather than read it.
                 await db.GetService<IHistoryRepository>().CreateIfNotExistsAsync(cancellationToken);
+            }
 
-                // The usual start finds every migration applied: one read of the history table says so. MigrateAsync would
-                // also take the migration lock (copies starting together would wait on each other) and check the model
-                // against the snapshot (scripts/test.sh does that): about 0.1 s of a start.
-                if ((await db.Database.GetPendingMigrationsAsync(cancellationToken)).Any())
-                {
-                    await db.Database.MigrateAsync(cancellationToken);
-                }
+            // The usual start finds every migration applied: one read of the history table says so. MigrateAsync would
+            // also take the migration lock (copies starting together would wait on each other) and check the model
+            // against the snapshot (scripts/test.sh does that): about 0.1 s of a start. A database that does not exist
+            // yet has no migration applied, and MigrateAsync creates it.
+            if ((await db.Database.GetPendingMigrationsAsync(cancellationToken)).Any())
+            {
+                await db.Database.MigrateAsync(cancellationToken);
             }
         }
         else
