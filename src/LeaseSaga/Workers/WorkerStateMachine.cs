@@ -310,7 +310,10 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         worker.TrustedInstanceId = reservation.InstanceId;
         worker.TrustedThumbprint = reservation.Thumbprint;
         // A re-use leaves the idle timer standing, and its deadline with it (the next release compares against it).
-        worker.IdleDeadline = worker.IdleTimeoutToken is null ? null : worker.IdleDeadline;
+        if (worker.IdleTimeoutToken is null)
+        {
+            worker.IdleDeadline = null;
+        }
     }
 
     /// <summary>Re-use only for the very instance and certificate the worker already trusts.</summary>
@@ -361,7 +364,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         where T : class
         => c.GetServiceOrCreateInstance<InstanceLifecycles>().ForAsync(instanceId, c.CancellationToken);
 
-    bool IdleDeadlinePassed(WorkerState worker) => worker.IdleDeadline is not { } deadline || deadline <= _clock.GetUtcNow();
+    bool IdleDeadlinePassed(WorkerState worker) => Until(worker.IdleDeadline) == TimeSpan.Zero;
 
     TimeSpan Until(DateTimeOffset? deadline)
         => deadline is { } d && d > _clock.GetUtcNow() ? d - _clock.GetUtcNow() : TimeSpan.Zero;
