@@ -20,7 +20,7 @@ public static class LeaseSagaModule
 {
     public static IServiceCollection AddLeaseSagaServices(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddDynamicWorkersDatabase<DynamicWorkersDbContext>(configuration, DynamicWorkersDbContext.Create);
+        services.AddDynamicWorkersDatabase<DynamicWorkersDbContext>(configuration, DynamicWorkersDbContext.Pool);
         services.AddLeaseSagaOptions(configuration);
         services.AddScoped<InstanceLifecycles>();
         services.AddScoped<OpsQueries>();

@@ -25,7 +25,7 @@ public sealed class DatabaseLoggingTests
         }).Build();
         var services = new ServiceCollection();
         services.AddLogging(logging => logging.AddProvider(capture));
-        services.AddDynamicWorkersDatabase<EmptyContext>(configuration, (_, options) => new EmptyContext(options));
+        services.AddDynamicWorkersDatabase<EmptyContext>(configuration, ContextPool<EmptyContext>.Of<EmptyContext>);
         services.AddWorkerCloud(configuration);
         await using var provider = services.BuildServiceProvider();
         await using var scope = provider.CreateAsyncScope();

@@ -11,27 +11,21 @@ namespace DynamicWorkers.Infrastructure.Persistence;
 public static class DatabaseRegistration
 {
     /// <summary>
-    /// Registers <typeparamref name="TContext"/> (scoped) on the configured provider (<c>Database:Provider</c>,
-    /// <c>ConnectionStrings:Default</c>) and a start-up step that brings its schema up to date: migrations on
-    /// SQL Server and PostgreSQL, create-if-missing on SQLite. <paramref name="create"/> picks the concrete
-    /// context for a provider, so each provider's migrations (kept under their own context subclass) are found.
+    /// Registers <typeparamref name="TContext"/> (scoped, rented from <paramref name="pool"/> and returned to it when the
+    /// scope ends) on the configured provider (<c>Database:Provider</c>, <c>ConnectionStrings:Default</c>) and a start-up
+    /// step that brings its schema up to date: migrations on SQL Server and PostgreSQL, create-if-missing on SQLite.
+    /// <paramref name="pool"/> picks the concrete context for a provider, so each provider's migrations (kept under their
+    /// own context subclass) are found.
     /// </summary>
     public static IServiceCollection AddDynamicWorkersDatabase<TContext>(
         this IServiceCollection services,
         IConfiguration configuration,
-        Func<DatabaseProvider, DbContextOptions<TContext>, TContext> create)
+        Func<DatabaseOptions, ILoggerFactory?, ContextPool<TContext>> pool)
         where TContext : DbContext
     {
         services.AddDatabaseOptions(configuration);
-        services.AddSingleton(sp =>
-        {
-            var builder = new DbContextOptionsBuilder<TContext>();
-            builder.UseDynamicWorkersDatabase(sp.GetRequiredService<IOptions<DatabaseOptions>>().Value, sp.GetService<ILoggerFactory>());
-            return builder.Options;
-        });
-        services.AddScoped(sp => create(
-            sp.GetRequiredService<IOptions<DatabaseOptions>>().Value.Provider,
-            sp.GetRequiredService<DbContextOptions<TContext>>()));
+        services.AddSingleton(sp => pool(sp.GetRequiredService<IOptions<DatabaseOptions>>().Value, sp.GetService<ILoggerFactory>()));
+        services.AddScoped(sp => sp.GetRequiredService<ContextPool<TContext>>().Rent());
         services.AddSingleton<DatabaseInitializer<TContext>>();
         services.AddHostedService(sp => sp.GetRequiredService<DatabaseInitializer<TContext>>());
         services.AddSingleton<IEarlyStartupStep>(sp => sp.GetRequiredService<DatabaseInitializer<TContext>>());

@@ -1,7 +1,9 @@
 using DynamicWorkers.Infrastructure.Configuration;
+using DynamicWorkers.Infrastructure.Persistence;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Design;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
+using Microsoft.Extensions.Logging;
 
 namespace DynamicWorkers.LeaseSaga.Persistence;
 
@@ -12,16 +14,16 @@ namespace DynamicWorkers.LeaseSaga.Persistence;
 public class DynamicWorkersDbContext(DbContextOptions options) : DbContext(options)
 {
     /// <summary>
-    /// The context for a provider. Each provider has its own migrations, kept under a subclass so EF Core
-    /// finds the right set (SQLite's too, so an existing Standalone file is upgraded, not left behind).
+    /// The pool of contexts for the configured provider. Each provider has its own migrations, kept under a subclass so
+    /// EF Core finds the right set (SQLite's too, so an existing Standalone file is upgraded, not left behind).
     /// </summary>
-    public static DynamicWorkersDbContext Create(DatabaseProvider provider, DbContextOptions<DynamicWorkersDbContext> options)
-        => provider switch
+    public static ContextPool<DynamicWorkersDbContext> Pool(DatabaseOptions options, ILoggerFactory? logging)
+        => options.Provider switch
         {
-            DatabaseProvider.SqlServer => new SqlServerDynamicWorkersDbContext(options),
-            DatabaseProvider.Postgres => new PostgresDynamicWorkersDbContext(options),
-            DatabaseProvider.Sqlite => new SqliteDynamicWorkersDbContext(options),
-            _ => throw new ArgumentOutOfRangeException(nameof(provider), provider, "unknown database provider"),
+            DatabaseProvider.SqlServer => ContextPool<DynamicWorkersDbContext>.Of<SqlServerDynamicWorkersDbContext>(options, logging),
+            DatabaseProvider.Postgres => ContextPool<DynamicWorkersDbContext>.Of<PostgresDynamicWorkersDbContext>(options, logging),
+            DatabaseProvider.Sqlite => ContextPool<DynamicWorkersDbContext>.Of<SqliteDynamicWorkersDbContext>(options, logging),
+            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Provider, "unknown database provider"),
         };
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)

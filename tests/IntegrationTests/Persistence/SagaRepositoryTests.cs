@@ -163,7 +163,7 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
             },
             (services, configuration) => services
                 .AddSingleton<AttemptCounter>()
-                .AddDynamicWorkersDatabase<CounterDbContext>(configuration, (_, options) => new CounterDbContext(options)));
+                .AddDynamicWorkersDatabase<CounterDbContext>(configuration, ContextPool<CounterDbContext>.Of<CounterDbContext>));
 
     static async Task PublishAsync<T>(IHost host, IEnumerable<T> messages)
         where T : class
