@@ -8,6 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace DynamicWorkers.Infrastructure.Persistence;
 
@@ -47,20 +48,15 @@ public sealed class DatabaseInitializer<TContext>(
 
         if (db.Database.GetMigrations().Any())
         {
-            if (options.Value.Provider == DatabaseProvider.Postgres
-                && await db.GetService<IRelationalDatabaseCreator>().ExistsAsync(cancellationToken))
+            if (options.Value.Provider == DatabaseProvider.Postgres)
             {
-                // Npgsql finds a missing history table by reading it, and EF Core logs that read as a failed command
-                // (dotnet/efcore#37328): an error in the log of every first start on a new database. Created first (CREATE
-                // TABLE IF NOT EXISTS; Npgsql ignores a copy starting at the same time creating it too), the table is found
-                // empty instead. SQL Server and SQLite look the table up rather than read it.
-                await db.GetService<IHistoryRepository>().CreateIfNotExistsAsync(cancellationToken);
+                await PrepareOnPostgresAsync(db, cancellationToken);
             }
 
             // The usual start finds every migration applied: one read of the history table says so. MigrateAsync would
             // also take the migration lock (copies starting together would wait on each other) and check the model
             // against the snapshot (scripts/test.sh does that): about 0.1 s of a start. A database that does not exist
-            // yet has no migration applied, and MigrateAsync creates it.
+            // yet has no migration applied, and MigrateAsync creates it (on PostgreSQL it was created above).
             if ((await db.Database.GetPendingMigrationsAsync(cancellationToken)).Any())
             {
                 await db.Database.MigrateAsync(cancellationToken);
@@ -72,6 +68,31 @@ public sealed class DatabaseInitializer<TContext>(
         }
 
         logger.LogInformation("Database schema of {Context} is up to date ({Provider})", typeof(TContext).Name, options.Value.Provider);
+    }
+
+    /// <summary>
+    /// Npgsql finds a missing migration history table by reading it, and EF Core logs that read as a failed command
+    /// (dotnet/efcore#37328), and a missing database as a failed connection: an error in the log of every first start.
+    /// Both are created first instead (a copy starting at the same time may create them too: Npgsql's CREATE TABLE IF NOT
+    /// EXISTS ignores it, and a database it created first is taken as it is), so the reads find them empty. SQL Server
+    /// and SQLite look the table up rather than read it.
+    /// </summary>
+    static async Task PrepareOnPostgresAsync(TContext db, CancellationToken cancellationToken)
+    {
+        var creator = db.GetService<IRelationalDatabaseCreator>();
+        if (!await creator.ExistsAsync(cancellationToken))
+        {
+            try
+            {
+                await creator.CreateAsync(cancellationToken);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DuplicateDatabase)
+            {
+                // A copy starting beside this one created it first (EF Core has logged the failed command).
+            }
+        }
+
+        await db.GetService<IHistoryRepository>().CreateIfNotExistsAsync(cancellationToken);
     }
 
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;

@@ -63,6 +63,24 @@ public sealed class HttpSurfaceTests(RabbitMqTestVirtualHost broker, PostgresTes
     }
 
     [Fact]
+    public async Task A_first_start_on_a_database_that_does_not_exist_yet_creates_it_and_logs_no_error()
+    {
+        var missing = new PostgresTestDatabase();
+        try
+        {
+            await using var leaseSaga = ServiceProcess.Start("LeaseSaga", broker.Settings.Concat(missing.Settings));
+            await leaseSaga.WaitUntilStartedAsync(TimeSpan.FromSeconds(90));
+
+            Assert.False(leaseSaga.Output.Contains("fail:", StringComparison.Ordinal), leaseSaga.Output);
+            Assert.True(await missing.ScalarAsync("SELECT count(*) FROM \"__EFMigrationsHistory\"") > 0);
+        }
+        finally
+        {
+            await missing.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task Readiness_fails_while_the_broker_is_lost_and_liveness_does_not()
     {
         await using var provisioner = await StartAsync("Provisioner");
