@@ -8,7 +8,8 @@ namespace DynamicWorkers.Infrastructure.Persistence;
 /// <summary>
 /// Contexts of <typeparamref name="TContext"/> rented from EF Core's context pool: a disposed one is reset and kept
 /// for the next message instead of built again. Each message needs a context, and building a new one each time (EF
-/// Core's own service scope, its change tracker) was about a tenth of LeaseSaga's allocations.
+/// Core's own service scope, its change tracker) cost about a fifth of LeaseSaga's allocation per lease lifecycle
+/// (docs/benchmark-rounds.md, thirteenth round).
 /// </summary>
 public sealed class ContextPool<TContext>
     where TContext : DbContext

@@ -74,8 +74,8 @@ public sealed class DatabaseInitializer<TContext>(
     /// Npgsql finds a missing migration history table by reading it, and EF Core logs that read as a failed command
     /// (dotnet/efcore#37328), and a missing database as a failed connection: an error in the log of every first start.
     /// Both are created first instead, so the reads find them empty. A copy starting at the same time may create them
-    /// too: Npgsql's CREATE TABLE IF NOT EXISTS ignores that, and a database the other copy created first is used as it
-    /// is. SQL Server and SQLite look the table up rather than read it.
+    /// too: Npgsql ignores the errors of a concurrent creation of either, and a database the other copy created first
+    /// is used as it is. SQL Server and SQLite look the table up rather than read it.
     /// </summary>
     static async Task PrepareOnPostgresAsync(TContext db, CancellationToken cancellationToken)
     {
