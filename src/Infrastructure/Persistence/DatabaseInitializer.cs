@@ -88,7 +88,7 @@ public sealed class DatabaseInitializer<TContext>(
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DuplicateDatabase)
             {
-                // A copy starting beside this one created it first (EF Core has logged the failed command).
+                // A copy starting beside this one created it first (EF Core has logged the failed command, at Debug).
             }
         }
 

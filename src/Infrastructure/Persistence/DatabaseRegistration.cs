@@ -1,6 +1,7 @@
 using DynamicWorkers.Infrastructure.Configuration;
 using DynamicWorkers.Infrastructure.Hosting;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -34,15 +35,19 @@ public static class DatabaseRegistration
 
     /// <summary>
     /// The configured provider, logging through <paramref name="logging"/> (the host's, so EF Core's warnings and errors
-    /// reach the host's log under the <c>Logging:LogLevel:Microsoft.EntityFrameworkCore</c> level). Without one, EF Core
-    /// builds a logger factory of its own for every context, which has no provider: it logged nothing at all.
+    /// reach the host's log under the <c>Logging:LogLevel:Microsoft.EntityFrameworkCore</c> level; a conflict the
+    /// endpoints retry at Debug, see <see cref="ConflictsAtDebug"/>). Without one, EF Core builds a logger factory of its
+    /// own for every context, which has no provider: it logged nothing at all.
     /// </summary>
     public static DbContextOptionsBuilder UseDynamicWorkersDatabase(
         this DbContextOptionsBuilder builder, DatabaseOptions options, ILoggerFactory? logging = null)
     {
         if (logging is not null)
         {
-            builder.UseLoggerFactory(logging);
+            // EF Core logs a failed command without its exception, so there a conflict cannot be told from an error. The
+            // save, query or connection that failed is logged again with it, which ConflictsAtDebug can tell apart.
+            builder.UseLoggerFactory(new ConflictsAtDebug(logging))
+                .ConfigureWarnings(w => w.Log((RelationalEventId.CommandError, LogLevel.Debug)));
         }
 
         return options.Provider switch
