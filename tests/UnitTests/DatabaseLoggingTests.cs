@@ -52,7 +52,7 @@ public sealed class DatabaseLoggingTests
             await Assert.ThrowsAnyAsync<DbException>(() => db.Database.SqlQueryRaw<int>("SELECT 1 AS \"Value\" FROM no_such_table").ToListAsync());
         }
 
-        // EF Core logs the failed query itself, as it would a lost connection or a bad migration: an operator sees it.
+        // EF Core logs the failed query itself, with its exception, as it would a lost connection: an operator sees it.
         var failed = capture.Records.Where(r => r.Category == "Microsoft.EntityFrameworkCore.Query" && r.Level == LogLevel.Error);
         Assert.Equal(2, failed.Count(r => r.Message.Contains("no_such_table", StringComparison.Ordinal)));
         await contexts[1].DisposeAsync();
