@@ -4,46 +4,28 @@ using DynamicWorkers.Cloud.Simulated;
 using DynamicWorkers.Infrastructure.Persistence;
 using DynamicWorkers.UnitTests.Lifecycle;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using static DynamicWorkers.UnitTests.InMemorySqlite;
 
 namespace DynamicWorkers.UnitTests;
 
 public sealed class DatabaseLoggingTests
 {
-    sealed class EmptyContext(DbContextOptions<EmptyContext> options) : DbContext(options);
-
-    sealed class Row
-    {
-        public int Id { get; set; }
-    }
-
-    sealed class RowsContext(DbContextOptions<RowsContext> options) : DbContext(options)
-    {
-        public DbSet<Row> Rows => Set<Row>();
-    }
-
-    static IConfiguration InMemorySqlite() => new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
-    {
-        ["Database:Provider"] = "Sqlite",
-        ["ConnectionStrings:Default"] = "Data Source=:memory:",
-    }).Build();
-
     [Fact]
     public async Task The_product_s_and_the_simulated_cloud_s_contexts_log_through_the_host_s_loggers()
     {
         var capture = new LogCapture();
-        var configuration = InMemorySqlite();
+        var configuration = InMemorySqlite.Settings();
         var services = new ServiceCollection();
         services.AddLogging(logging => logging.AddProvider(capture));
-        services.AddDynamicWorkersDatabase<EmptyContext>(configuration, ContextPool<EmptyContext>.Of<EmptyContext>);
+        services.AddDynamicWorkersDatabase<RowsContext>(configuration, ContextPool<RowsContext>.Of<RowsContext>);
         services.AddWorkerCloud(configuration);
         await using var provider = services.BuildServiceProvider();
         await using var scope = provider.CreateAsyncScope();
         DbContext[] contexts =
         [
-            scope.ServiceProvider.GetRequiredService<EmptyContext>(),
+            scope.ServiceProvider.GetRequiredService<RowsContext>(),
             new SimulatedCloudDbContext(provider.GetRequiredService<DbContextOptions<SimulatedCloudDbContext>>()),
         ];
 
@@ -64,7 +46,7 @@ public sealed class DatabaseLoggingTests
         var capture = new LogCapture();
         var services = new ServiceCollection();
         services.AddLogging(logging => logging.AddProvider(capture).SetMinimumLevel(LogLevel.Debug));
-        services.AddDynamicWorkersDatabase<RowsContext>(InMemorySqlite(), ContextPool<RowsContext>.Of<RowsContext>);
+        services.AddDynamicWorkersDatabase<RowsContext>(InMemorySqlite.Settings(), ContextPool<RowsContext>.Of<RowsContext>);
         await using var provider = services.BuildServiceProvider();
         await using var scope = provider.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<RowsContext>();
