@@ -61,9 +61,17 @@ var rawClient = double.NaN;
 if (!profileOnly && Wanted("raw"))
 {
     Say("raw broker: RabbitMQ.Client");
-    rawClient = await RawBroker.RabbitMqClientAsync(vhost, plan.Raw);
+    var cpuBefore = ProcessCpu.Servers();
+    var clientRun = await RawBroker.RabbitMqClientAsync(vhost, plan.Raw);
+    report.Profile("raw RabbitMQ.Client run", "CPU ms per message by process",
+        PerUnit(cpuBefore, ProcessCpu.Servers(), clientRun.Messages, minimum: 0.001), "0.000");
+    rawClient = clientRun.PerSecond;
     Say($"raw broker: {rawClient:0} msg/s; MassTransit");
-    var rawMassTransit = await RawBroker.MassTransitAsync(vhost, plan.Raw);
+    cpuBefore = ProcessCpu.Servers();
+    var massTransitRun = await RawBroker.MassTransitAsync(vhost, plan.Raw);
+    report.Profile("raw MassTransit run", "CPU ms per message by process",
+        PerUnit(cpuBefore, ProcessCpu.Servers(), massTransitRun.Messages, minimum: 0.001), "0.000");
+    var rawMassTransit = massTransitRun.PerSecond;
     Say($"MassTransit: {rawMassTransit:0} msg/s");
     report.Raw(rawClient, rawMassTransit);
 }
@@ -177,6 +185,22 @@ try
         return true;
     }
 
+    // The services', the servers' and the whole machine's CPU time so far (see ProcessCpu).
+    Dictionary<string, long> CpuByProcess()
+        => services.ToDictionary(x => x.Name, x => x.CpuMilliseconds()).Concat(ProcessCpu.Servers()).ToDictionary();
+
+    // What the broker and the database alone took: the most the machine could do even if the services took no CPU at all.
+    void ServersAlone(string run, string unit, Dictionary<string, long> before, Dictionary<string, long> after, int units, string? goal)
+    {
+        var servers = (after["RabbitMQ"] - before["RabbitMQ"] + after["PostgreSQL"] - before["PostgreSQL"]) / (double)Math.Max(1, units);
+        if (servers > 0)
+        {
+            report.Note($"RabbitMQ and PostgreSQL alone took {servers:0.0} ms of CPU per {unit} ({run}): on {Environment.ProcessorCount} cores, "
+                        + $"at most {Environment.ProcessorCount * 1000 / servers:0} {unit}s a second even if the services took none"
+                        + (goal is null ? "." : $"; {goal}."));
+        }
+    }
+
     // Services that just started still compile their code paths as they first run them (the JIT): a closed loop of
     // whole lifecycles first, so the figures below are of services that have run, as in production.
     async Task WarmUpAsync(string label, string prefix)
@@ -204,8 +228,18 @@ try
         var window = TimeSpan.FromSeconds(Math.Min(plan.Latency.TotalSeconds, plan.HotTarget * 0.8 / rate));
         Say($"hot leases at {rate}/s for {window.TotalSeconds:0.#} s");
         var timingsBefore = await ConsumeTimings.ReadAsync(leaseSaga);
+        var cpuBefore = CpuByProcess();
         var result = lowerHot = await load.OpenLoopAsync(BenchPlan.HotPool, rate, window, n => $"hot-{rate}-{n:00000}");
+        var cpuAfter = CpuByProcess();
         report.Latency("hot", rate, result);
+        // Up to the last grant: replacing the workers taken goes on after it, and is counted only as far as it got.
+        var run = $"hot leases at {rate}/s, first request to last grant";
+        report.Profile(run, "CPU ms per hot lease by process", PerUnit(cpuBefore, cpuAfter, result.Granted));
+        if (rate == Report.HotGoalRate)
+        {
+            ServersAlone(run, "hot lease", cpuBefore, cpuAfter, result.Granted, $"the goal is {rate} a second, each within {Report.HotP99GoalMs:0} ms");
+        }
+
         report.Note($"LeaseSaga's busiest consumers during hot leases at {rate}/s (MassTransit's consume timings): "
                     + string.Join(", ", ConsumeTimings.Between(timingsBefore, await ConsumeTimings.ReadAsync(leaseSaga))));
         Say(Report.Describe(result));
@@ -254,16 +288,19 @@ try
         var deliveredBefore = await vhost.DeliveredAsync();
         var queuesBefore = await vhost.DeliveredByQueueAsync();
         var tablesBefore = await database.RowWritesByTableAsync();
-        var cpuBefore = services.ToDictionary(x => x.Name, x => x.CpuMilliseconds());
+        var cpuBefore = CpuByProcess();
         Say($"{run}: {plan.ClosedLoopInstances} instances in a closed loop for {plan.Closed.TotalSeconds:0} s");
         var result = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, prefix);
         Say(Report.Describe(result));
         await Task.Delay(plan.StatsSettle);
         var messages = (await vhost.DeliveredAsync() - deliveredBefore) / (double)Math.Max(1, result.Granted);
         Say($"{messages:0.0} messages delivered per lifecycle");
-        report.Profile(run, "deliveries per lifecycle by queue", PerLifecycle(queuesBefore, await vhost.DeliveredByQueueAsync(), result.Granted));
-        report.Profile(run, "rows written per lifecycle by table", PerLifecycle(tablesBefore, await database.RowWritesByTableAsync(), result.Granted));
-        report.Profile(run, "CPU ms per lifecycle by service", PerLifecycle(cpuBefore, services.ToDictionary(x => x.Name, x => x.CpuMilliseconds()), result.Granted));
+        report.Profile(run, "deliveries per lifecycle by queue", PerUnit(queuesBefore, await vhost.DeliveredByQueueAsync(), result.Granted));
+        report.Profile(run, "rows written per lifecycle by table", PerUnit(tablesBefore, await database.RowWritesByTableAsync(), result.Granted));
+        var cpuAfter = CpuByProcess();
+        report.Profile(run, "CPU ms per lifecycle by process", PerUnit(cpuBefore, cpuAfter, result.Granted));
+        ServersAlone(run, "lifecycle", cpuBefore, cpuAfter, result.Granted,
+            double.IsNaN(rawClient) ? null : $"the ≥ {Report.RatioGoal:P0} goal needs {Report.RatioGoal * rawClient / messages:0} a second at {messages:0.0} messages each");
         return (result, messages);
     }
 
@@ -355,9 +392,11 @@ int Finish()
     return report.Failures.Count == 0 ? 0 : Fail(report.Failures);
 }
 
-static IEnumerable<(string Name, double PerLifecycle)> PerLifecycle(IReadOnlyDictionary<string, long> before, IReadOnlyDictionary<string, long> after, int lifecycles)
-    => after.Select(a => (a.Key, (a.Value - before.GetValueOrDefault(a.Key)) / (double)Math.Max(1, lifecycles)))
-        .Where(x => x.Item2 >= 0.05)
+// Each counter's growth per lifecycle, hot lease or message; smaller than minimum is left out (next to nothing done).
+static IEnumerable<(string Name, double PerUnit)> PerUnit(
+    IReadOnlyDictionary<string, long> before, IReadOnlyDictionary<string, long> after, int units, double minimum = 0.05)
+    => after.Select(a => (a.Key, (a.Value - before.GetValueOrDefault(a.Key)) / (double)Math.Max(1, units)))
+        .Where(x => x.Item2 >= minimum)
         .OrderByDescending(x => x.Item2);
 
 static int Fail(IEnumerable<string> failures)

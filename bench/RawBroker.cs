@@ -37,13 +37,16 @@ public sealed class PayloadConsumer(PayloadCounter counter) : IConsumer<BenchPay
     }
 }
 
+/// <summary>Messages published and consumed in one raw run, and the rate.</summary>
+public sealed record RawRun(int Messages, double PerSecond);
+
 /// <summary>The broker's own limit on this machine, and MassTransit's on top of it: publish and consume at once, as fast as they go.</summary>
 public static class RawBroker
 {
     const int BodyBytes = 600;
 
     /// <summary>RabbitMQ.Client: persistent messages, publisher confirms (256 in flight), one durable queue, manual acks.</summary>
-    public static async Task<double> RabbitMqClientAsync(BenchVirtualHost vhost, TimeSpan duration)
+    public static async Task<RawRun> RabbitMqClientAsync(BenchVirtualHost vhost, TimeSpan duration)
     {
         var factory = new ConnectionFactory
         {
@@ -93,11 +96,11 @@ public static class RawBroker
         }
 
         await WaitForAsync(() => counter.Count >= published, TimeSpan.FromSeconds(60), "the raw consumer to drain the queue");
-        return published / Stopwatch.GetElapsedTime(started, counter.LastAt).TotalSeconds;
+        return new RawRun(published, published / Stopwatch.GetElapsedTime(started, counter.LastAt).TotalSeconds);
     }
 
     /// <summary>MassTransit with the services' own bus setup (retry, outbox, prefetch): publish from 64 loops, one consumer endpoint.</summary>
-    public static async Task<double> MassTransitAsync(BenchVirtualHost vhost, TimeSpan duration)
+    public static async Task<RawRun> MassTransitAsync(BenchVirtualHost vhost, TimeSpan duration)
     {
         var counter = new PayloadCounter();
         var builder = Host.CreateApplicationBuilder();
@@ -123,7 +126,7 @@ public static class RawBroker
             }));
 
             await WaitForAsync(() => counter.Count >= published, TimeSpan.FromSeconds(60), "the MassTransit consumer to drain the queue");
-            return published / Stopwatch.GetElapsedTime(started, counter.LastAt).TotalSeconds;
+            return new RawRun(published, published / Stopwatch.GetElapsedTime(started, counter.LastAt).TotalSeconds);
         }
         finally
         {

@@ -128,14 +128,8 @@ public sealed partial class Service : IAsyncDisposable
         return new Rss(Kilobytes("VmRSS") * 1024, Kilobytes("RssAnon") * 1024, Kilobytes("RssFile") * 1024, Kilobytes("RssShmem") * 1024);
     }
 
-    /// <summary>User plus system CPU time used so far, from /proc (Linux; clock ticks of 10 ms).</summary>
-    public long CpuMilliseconds()
-    {
-        // Fields after the command name, which is in parentheses and may hold spaces: utime and stime are the 12th and 13th.
-        var stat = File.ReadAllText($"/proc/{_process.Id}/stat");
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return (long.Parse(fields[11]) + long.Parse(fields[12])) * 10;
-    }
+    /// <summary>User plus system CPU time used so far.</summary>
+    public long CpuMilliseconds() => ProcessCpu.Milliseconds(_process.Id);
 
     public bool HasExited => _process.HasExited;
 
