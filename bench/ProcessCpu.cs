@@ -3,7 +3,7 @@ namespace DynamicWorkers.Bench;
 /// <summary>
 /// CPU time from /proc (Linux; clock ticks of 10 ms): of one process, and of the processes the run shares the machine
 /// with but does not start (the broker, the database, the benchmark's own client), so that a profile shows whether the
-/// services or the servers take the two cores.
+/// services or the servers take the cores.
 /// </summary>
 public static class ProcessCpu
 {

@@ -190,10 +190,13 @@ try
         => services.ToDictionary(x => x.Name, x => x.CpuMilliseconds()).Concat(ProcessCpu.Servers()).ToDictionary();
 
     // What the broker and the database alone took: the most the machine could do even if the services took no CPU at all.
+    // Said only when both run on this machine (neither took nothing).
     void ServersAlone(string run, string unit, Dictionary<string, long> before, Dictionary<string, long> after, int units, string? goal)
     {
-        var servers = (after["RabbitMQ"] - before["RabbitMQ"] + after["PostgreSQL"] - before["PostgreSQL"]) / (double)Math.Max(1, units);
-        if (servers > 0)
+        var rabbitMq = after["RabbitMQ"] - before["RabbitMQ"];
+        var postgres = after["PostgreSQL"] - before["PostgreSQL"];
+        var servers = (rabbitMq + postgres) / (double)Math.Max(1, units);
+        if (rabbitMq > 0 && postgres > 0)
         {
             report.Note($"RabbitMQ and PostgreSQL alone took {servers:0.0} ms of CPU per {unit} ({run}): on {Environment.ProcessorCount} cores, "
                         + $"at most {Environment.ProcessorCount * 1000 / servers:0} {unit}s a second even if the services took none"
