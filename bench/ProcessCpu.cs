@@ -7,18 +7,8 @@ namespace DynamicWorkers.Bench;
 /// </summary>
 public static class ProcessCpu
 {
-    /// <summary>User plus system CPU time of a process so far; with its waited-for children's when asked.</summary>
-    public static long Milliseconds(int pid, bool withExitedChildren = false)
-    {
-        var fields = StatFields(pid);
-        var ticks = long.Parse(fields[11]) + long.Parse(fields[12]);
-        if (withExitedChildren)
-        {
-            ticks += long.Parse(fields[13]) + long.Parse(fields[14]);
-        }
-
-        return ticks * 10;
-    }
+    /// <summary>User plus system CPU time of a process so far.</summary>
+    public static long Milliseconds(int pid) => Stat.Read(pid).Milliseconds;
 
     /// <summary>
     /// RabbitMQ (its Erlang VM), PostgreSQL (every backend, and through the postmaster's children's time those that
@@ -26,49 +16,20 @@ public static class ProcessCpu
     /// </summary>
     public static IReadOnlyDictionary<string, long> Servers()
     {
-        long rabbitMq = 0, postgres = 0;
-        foreach (var (pid, command, parent) in Processes())
-        {
-            try
-            {
-                if (command == "beam.smp")
-                {
-                    rabbitMq += Milliseconds(pid);
-                }
-                else if (command == "postgres")
-                {
-                    // The postmaster (its parent is not a postgres process) has reaped every backend that ended.
-                    postgres += Milliseconds(pid, withExitedChildren: !IsPostgres(parent));
-                }
-            }
-            catch (IOException)
-            {
-                // Ended meanwhile (a backend): the postmaster counts it from now on.
-            }
-        }
-
+        var processes = Processes().ToList();
+        var postgres = processes.Where(p => p.Command == "postgres").ToList();
+        var postgresIds = postgres.Select(p => p.Pid).ToHashSet();
         return new Dictionary<string, long>
         {
-            ["RabbitMQ"] = rabbitMq,
-            ["PostgreSQL"] = postgres,
+            ["RabbitMQ"] = processes.Where(p => p.Command == "beam.smp").Sum(p => p.Milliseconds),
+            // The postmaster (its parent is not a postgres process) has reaped every backend that ended.
+            ["PostgreSQL"] = postgres.Sum(p => p.Milliseconds + (postgresIds.Contains(p.Parent) ? 0 : p.ChildrenMilliseconds)),
             ["bench"] = Milliseconds(Environment.ProcessId),
             ["whole machine"] = MachineBusyMilliseconds(),
         };
     }
 
-    static bool IsPostgres(int pid)
-    {
-        try
-        {
-            return File.ReadAllText($"/proc/{pid}/comm").Trim() == "postgres";
-        }
-        catch (IOException)
-        {
-            return false;
-        }
-    }
-
-    static IEnumerable<(int Pid, string Command, int Parent)> Processes()
+    static IEnumerable<Stat> Processes()
     {
         foreach (var directory in Directory.EnumerateDirectories("/proc"))
         {
@@ -77,28 +38,36 @@ public static class ProcessCpu
                 continue;
             }
 
-            string stat;
+            Stat stat;
             try
             {
-                stat = File.ReadAllText(Path.Combine(directory, "stat"));
+                stat = Stat.Read(pid);
             }
             catch (IOException)
             {
-                continue; // ended meanwhile
+                continue; // ended meanwhile (a backend: the postmaster counts it from now on)
             }
 
-            var open = stat.IndexOf('(');
-            var close = stat.LastIndexOf(')');
-            yield return (pid, stat[(open + 1)..close], int.Parse(stat[(close + 2)..].Split(' ')[1]));
+            yield return stat;
         }
     }
 
-    // Fields after the command name, which is in parentheses and may hold spaces: utime and stime are the 12th and
-    // 13th, the children's cutime and cstime the 14th and 15th.
-    static string[] StatFields(int pid)
+    sealed record Stat(int Pid, string Command, int Parent, long Milliseconds, long ChildrenMilliseconds)
     {
-        var stat = File.ReadAllText($"/proc/{pid}/stat");
-        return stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        // After the command name, which is in parentheses and may hold spaces, the fields from the 3rd on: the parent is
+        // the 4th, utime and stime the 14th and 15th, the waited-for children's cutime and cstime the 16th and 17th.
+        public static Stat Read(int pid)
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var close = stat.LastIndexOf(')');
+            var fields = stat[(close + 2)..].Split(' ');
+            return new Stat(
+                pid,
+                stat[(stat.IndexOf('(') + 1)..close],
+                int.Parse(fields[1]),
+                (long.Parse(fields[11]) + long.Parse(fields[12])) * 10,
+                (long.Parse(fields[13]) + long.Parse(fields[14])) * 10);
+        }
     }
 
     // user + nice + system + irq + softirq + steal over all cores, from the first line of /proc/stat.

@@ -61,19 +61,20 @@ var rawClient = double.NaN;
 if (!profileOnly && Wanted("raw"))
 {
     Say("raw broker: RabbitMQ.Client");
-    var cpuBefore = ProcessCpu.Servers();
-    var clientRun = await RawBroker.RabbitMqClientAsync(vhost, plan.Raw);
-    report.Profile("raw RabbitMQ.Client run", "CPU ms per message by process",
-        PerUnit(cpuBefore, ProcessCpu.Servers(), clientRun.Messages, minimum: 0.001), "0.000");
-    rawClient = clientRun.PerSecond;
+    rawClient = await RawAsync("raw RabbitMQ.Client run", () => RawBroker.RabbitMqClientAsync(vhost, plan.Raw));
     Say($"raw broker: {rawClient:0} msg/s; MassTransit");
-    cpuBefore = ProcessCpu.Servers();
-    var massTransitRun = await RawBroker.MassTransitAsync(vhost, plan.Raw);
-    report.Profile("raw MassTransit run", "CPU ms per message by process",
-        PerUnit(cpuBefore, ProcessCpu.Servers(), massTransitRun.Messages, minimum: 0.001), "0.000");
-    var rawMassTransit = massTransitRun.PerSecond;
+    var rawMassTransit = await RawAsync("raw MassTransit run", () => RawBroker.MassTransitAsync(vhost, plan.Raw));
     Say($"MassTransit: {rawMassTransit:0} msg/s");
     report.Raw(rawClient, rawMassTransit);
+}
+
+// One raw run's rate, with the CPU it took per message noted.
+async Task<double> RawAsync(string run, Func<Task<RawRun>> measure)
+{
+    var cpuBefore = ProcessCpu.Servers();
+    var result = await measure();
+    report.Profile(run, "CPU ms per message by process", PerUnit(cpuBefore, ProcessCpu.Servers(), result.Messages, minimum: 0.001), "0.000");
+    return result.PerSecond;
 }
 
 // 2. The services, each its own process, the simulated cloud at zero latency.
