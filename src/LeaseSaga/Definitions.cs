@@ -5,8 +5,9 @@ using MassTransit;
 
 namespace DynamicWorkers.LeaseSaga;
 
-// Endpoint settings per saga. Retry and the outbox come from the bus defaults (BusRegistration); here only
-// how many messages run at once. Messages for the same saga that race are resolved by its version column.
+// Endpoint settings. Retry and the outbox come from the bus defaults (BusRegistration); here only how many messages
+// run at once. Messages for the same saga that race are resolved by its version column; allocation takes rows with
+// row locks, so messages about different leases and workers of one pool run side by side, in any LeaseSaga copy.
 
 public sealed class LeaseStateDefinition : SagaDefinition<LeaseState>
 {
@@ -18,12 +19,12 @@ public sealed class WorkerStateDefinition : SagaDefinition<WorkerState>
     public WorkerStateDefinition() => ConcurrentMessageLimit = 32;
 }
 
-/// <summary>
-/// Few pools, many messages each: they take turns through the pool saga's gate (SagaGate, one decides at a time per
-/// process, which avoids pointless version conflicts), and while others wait their decisions are saved together, so the
-/// more are in flight, the fewer writes: up to 32, whose publishes also overlap the next decisions.
-/// </summary>
-public sealed class PoolStateDefinition : SagaDefinition<PoolState>
+/// <summary>Rare commands (start-up, resize, end of a backoff), each holding its pool's lock briefly.</summary>
+public sealed class PoolKeeperDefinition : ConsumerDefinition<PoolKeeper>
 {
-    public PoolStateDefinition() => ConcurrentMessageLimit = 32;
+    public PoolKeeperDefinition()
+    {
+        EndpointName = "pool-keeper";
+        ConcurrentMessageLimit = 4;
+    }
 }

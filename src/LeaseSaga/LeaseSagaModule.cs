@@ -24,6 +24,8 @@ public static class LeaseSagaModule
         services.AddLeaseSagaOptions(configuration);
         services.AddScoped<InstanceLifecycles>();
         services.AddScoped<OpsQueries>();
+        services.AddScoped<Allocator>();
+        services.AddSingleton<TurnAwayWarnings>();
         services.AddHostedService<PoolGauges>();
         services.AddHostedService<PoolReconciler>();
         return services;
@@ -45,8 +47,7 @@ public static class LeaseSagaModule
     {
         bus.AddSagaStateMachine<LeaseStateMachine, LeaseState, LeaseStateDefinition>().EfCoreRepository<LeaseState, DynamicWorkersDbContext>();
         bus.AddSagaStateMachine<WorkerStateMachine, WorkerState, WorkerStateDefinition>().EfCoreRepository<WorkerState, DynamicWorkersDbContext>();
-        bus.AddSagaStateMachine<PoolStateMachine, PoolState, PoolStateDefinition>().EfCoreRepository<PoolState, DynamicWorkersDbContext>();
-        bus.TryAddSingleton<SagaGate<PoolState>>();
+        bus.AddConsumer<PoolKeeper, PoolKeeperDefinition>();
         bus.AddConsumer<SetInstanceLifecycleConsumer>();
         bus.AddConsumer<GetPoolStatusConsumer>();
         bus.AddConsumer<GetWorkersConsumer>();

@@ -1,3 +1,4 @@
+using System.Data.Common;
 using Microsoft.Data.SqlClient;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
@@ -9,13 +10,21 @@ namespace DynamicWorkers.Infrastructure.Persistence;
 public static class DbConflicts
 {
     public static bool IsConflict(Exception e)
-        => e is DbUpdateConcurrencyException || (e is DbUpdateException u && IsDuplicateKey(u)) || IsBusy(e);
+        => e is DbUpdateConcurrencyException || (e is DbUpdateException u && IsDuplicateKey(u)) || IsBusy(e) || IsDeadlock(e);
 
     public static bool IsDuplicateKey(DbUpdateException e) => e.InnerException switch
     {
         PostgresException pg => pg.SqlState == PostgresErrorCodes.UniqueViolation,
         SqlException sql => sql.Number is 2627 or 2601,
         SqliteException lite => lite.SqliteExtendedErrorCode is 1555 or 2067, // PRIMARYKEY, UNIQUE
+        _ => false,
+    };
+
+    /// <summary>Two transactions waited on each other's row locks; the database ended one, which may simply run again.</summary>
+    static bool IsDeadlock(Exception e) => (e as DbException ?? e.InnerException as DbException) switch
+    {
+        PostgresException pg => pg.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure,
+        SqlException sql => sql.Number == 1205,
         _ => false,
     };
 

@@ -29,6 +29,7 @@ public sealed class LeaseState : SagaStateMachineInstance, ISagaVersion
     /// <summary>The instance released the lease before it was granted: it ends as soon as it is.</summary>
     public bool ReleaseRequested { get; set; }
 
+    /// <summary>The worker chosen for the lease (set while it trusts the instance, before the grant) or granted.</summary>
     public Guid? WorkerId { get; set; }
     public string? WorkerAddress { get; set; }
     public string? WorkerThumbprint { get; set; }
@@ -42,5 +43,31 @@ public sealed class LeaseState : SagaStateMachineInstance, ISagaVersion
     public DateTimeOffset? EndedAt { get; set; }
 
     public Guid? AllocationTimeoutToken { get; set; }
-    public Guid? MaxDurationToken { get; set; }
+
+    /// <summary>Set while the request is handled (never stored): how allocation answered it.</summary>
+    public AllocationOutcome Outcome { get; set; }
+}
+
+/// <summary>What allocation did with a new lease.</summary>
+public enum AllocationOutcome
+{
+    None,
+    Reused,
+    Trusting,
+    Waiting,
+    LineFull,
+}
+
+/// <summary>The lease states, by name, as stored and as queried by allocation.</summary>
+public static class LeaseStates
+{
+    public const string Allocating = nameof(Allocating);
+    public const string WaitingForWorker = nameof(WaitingForWorker);
+    public const string Granted = nameof(Granted);
+    public const string Released = nameof(Released);
+    public const string Revoked = nameof(Revoked);
+    public const string Rejected = nameof(Rejected);
+
+    /// <summary>Not granted yet: the waiting line is the leases in these states with no worker chosen.</summary>
+    public static readonly string[] Waiting = [Allocating, WaitingForWorker];
 }

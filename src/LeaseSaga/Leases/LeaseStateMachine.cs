@@ -2,7 +2,7 @@ using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.Infrastructure.Telemetry;
 using DynamicWorkers.LeaseSaga.Configuration;
-using DynamicWorkers.LeaseSaga.Instances;
+using DynamicWorkers.LeaseSaga.Pools;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -11,21 +11,25 @@ using Microsoft.Extensions.Options;
 namespace DynamicWorkers.LeaseSaga.Leases;
 
 /// <summary>
-/// One per <c>LeaseId</c>: validate, ask the pool for a worker, wait (at most the pool's allocation timeout),
-/// grant, then end on release, max lease duration or the worker's max age. Every request gets exactly one
-/// outcome; a repeat with the same id gets the same one again and re-runs nothing; the same id from another
-/// instance gets <c>LeaseIdConflict</c> and changes nothing.
+/// One per <c>LeaseId</c>: validate, take a worker (an idle one of the instance, else a hot one, else wait in line at
+/// most the pool's allocation timeout), grant, then end on release or when the worker revokes it (max lease duration,
+/// max worker age). Every request gets exactly one outcome; a repeat with the same id gets the same one again and
+/// re-runs nothing; the same id from another instance gets <c>LeaseIdConflict</c> and changes nothing.
 /// </summary>
 public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
 {
+    static readonly Uri TrustQueue = CloudQueues.Address(CloudQueues.TrustWorker);
+
     readonly IOptionsMonitor<PoolsOptions> _pools;
     readonly TimeProvider _clock;
     readonly ILogger<LeaseStateMachine> _logger;
+    readonly TurnAwayWarnings _turnAways;
 
-    public LeaseStateMachine(IOptionsMonitor<PoolsOptions> pools, TimeProvider clock, ILogger<LeaseStateMachine> logger)
+    public LeaseStateMachine(IOptionsMonitor<PoolsOptions> pools, TimeProvider clock, TurnAwayWarnings turnAways, ILogger<LeaseStateMachine> logger)
     {
         _pools = pools;
         _clock = clock;
+        _turnAways = turnAways;
         _logger = logger;
 
         InstanceState(x => x.CurrentState);
@@ -47,10 +51,8 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         });
         Event(() => Queued, e => Existing(e, m => m.LeaseId, "queued notice for an unknown lease"));
         Event(() => WorkerGranted, e => Existing(e, m => m.LeaseId, "worker for an unknown lease"));
-        Event(() => Refused, e => Existing(e, m => m.LeaseId, "refusal of an unknown lease"));
         Event(() => Revocation, e => Existing(e, m => m.LeaseId, "revocation of an unknown lease"));
         Schedule(() => AllocationTimeout, x => x.AllocationTimeoutToken, s => s.Received = e => e.CorrelateById(m => m.Message.LeaseId));
-        Schedule(() => MaxDuration, x => x.MaxDurationToken, s => s.Received = e => e.CorrelateById(m => m.Message.LeaseId));
         OnUnhandledEvent(c =>
         {
             _logger.LogInformation("Lease {LeaseId} in {State} ignores {Event}", c.Saga.CorrelationId, c.Saga.CurrentState, c.Event.Name);
@@ -65,9 +67,19 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                         .Then(c => _logger.LogInformation(
                             "Lease {LeaseId} requested by {InstanceId} in {Pool} (task {TaskId})",
                             c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.Pool, c.Saga.TaskId))
-                        .Publish(c => new AllocateWorker(c.Saga.Pool, c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.ServerThumbprint, c.Saga.RequestedAt))
                         .Then(c => c.Saga.AllocationTimeout = Definition(c.Saga.Pool).AllocationTimeout)
-                        .TransitionTo(Allocating),
+                        .ThenAsync(Allocate)
+                        .If(c => c.Saga.Outcome == AllocationOutcome.Reused, reused => reused.TransitionTo(Granted))
+                        .If(c => c.Saga.Outcome == AllocationOutcome.Trusting, trusting => trusting.TransitionTo(Allocating))
+                        // The allocation timer runs only while the lease waits in line: most leases are served at once,
+                        // and a timer set and cancelled within milliseconds is two trips through the scheduler for nothing.
+                        .If(c => c.Saga.Outcome == AllocationOutcome.Waiting, waiting => waiting
+                            .Schedule(AllocationTimeout, c => new LeaseAllocationTimedOut(c.Saga.CorrelationId), c => AllocationDeadline(c.Saga) - _clock.GetUtcNow())
+                            .TransitionTo(WaitingForWorker))
+                        .If(c => c.Saga.Outcome == AllocationOutcome.LineFull, full => full
+                            .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity,
+                                $"pool '{c.Saga.Pool}' already has {Definition(c.Saga.Pool).MaxWaiting} leases waiting (Pools:{c.Saga.Pool}:MaxWaiting) and no idle worker of this instance"))
+                            .TransitionTo(Rejected)),
                     invalid => invalid
                         .ThenAsync(c =>
                         {
@@ -92,11 +104,8 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                 })
                 .ThenAsync(AnswerAgain));
 
-        // The allocation timer runs only while the lease waits in the pool's line: most leases are served or turned away
-        // at once, and a timer set and cancelled within milliseconds is two trips through the scheduler for nothing (a
-        // flood's refusals, above all). It runs to the deadline the lease got on arrival. A lease the pool answered at once
-        // whose answer never came to a grant (a reservation lost with a process) has no timer: the sweep gives it up.
         During(Allocating, WaitingForWorker,
+            // Its worker failed: back in line by its arrival time, with the deadline it got on arrival.
             When(Queued)
                 .Then(c => c.Saga.Waited = true)
                 .If(c => c.Saga.AllocationTimeoutToken is null, unarmed => unarmed
@@ -104,11 +113,9 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                 .TransitionTo(WaitingForWorker),
             When(WorkerGranted)
                 .Unschedule(AllocationTimeout)
-                .ThenAsync(Grant)
-                .Schedule(MaxDuration, c => new LeaseMaxDurationReached(c.Saga.CorrelationId), c => c.Saga.ExpiresAt!.Value - _clock.GetUtcNow())
+                .ThenAsync(c => Grant(c, c.Message.WorkerId, c.Message.Address, c.Message.AgentThumbprint, c.Message.Reused, c.Message.ExpiresAt))
                 .TransitionTo(Granted)
                 .If(c => c.Saga.ReleaseRequested, released => released
-                    .Unschedule(MaxDuration)
                     .ThenAsync(EndLease)
                     .TransitionTo(Released)),
             When(Release, c => c.Message.InstanceId == c.Saga.InstanceId)
@@ -117,45 +124,36 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                     c.Saga.ReleaseRequested = true;
                     _logger.LogInformation("Lease {LeaseId} released before it was granted; it ends once granted", c.Saga.CorrelationId);
                 }),
-            When(Refused)
-                .Unschedule(AllocationTimeout)
-                .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity, c.Message.Detail))
-                .TransitionTo(Rejected),
-            GiveUp(When(AllocationTimeout.Received)));
-
-        // From the sweep: the deadline of a lease with no timer passed (it carries no token, and the lease holds none).
-        During(Allocating,
-            GiveUp(When(AllocationTimeout.AnyReceived, c => c.GetSchedulingTokenId() is null && c.Saga.AllocationTimeoutToken is null)));
+            // Out of line by its state; a worker already trusting for it goes idle for the instance when it arrives.
+            When(AllocationTimeout.Received)
+                .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity,
+                    $"no worker of pool '{c.Saga.Pool}' became available within {c.Saga.AllocationTimeout}; the pool is at its maximum or its workers fail to start"))
+                .TransitionTo(Rejected));
 
         During(Granted,
             When(Release, c => c.Message.InstanceId == c.Saga.InstanceId)
-                .Unschedule(MaxDuration)
                 .ThenAsync(EndLease)
                 .TransitionTo(Released),
             // Redelivered: the process that granted may have died after saving and before publishing the grant.
             When(WorkerGranted, c => c.Message.WorkerId == c.Saga.WorkerId)
                 .ThenAsync(c => Answer(c, GrantOf(c.Saga), c.Saga.ResponseAddress, c.Saga.RequestId)),
-            // A second worker for a lease that already has one (the pool served a late repeat of the request): the
-            // lease keeps the first; the second is sent idle for its instance rather than held leased for nothing.
             When(WorkerGranted, c => c.Message.WorkerId != c.Saga.WorkerId)
-                .Then(c => _logger.LogWarning(
-                    "Lease {LeaseId} of {InstanceId} already has worker {WorkerId}; worker {OtherWorkerId} is sent idle",
-                    c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.WorkerId, c.Message.WorkerId))
-                .Publish(c => new EndLease(c.Message.WorkerId, c.Saga.CorrelationId, Deprovision: false)),
-            When(MaxDuration.Received)
-                .ThenAsync(c => Revoke(c, LeaseRevocationReasons.MaxLeaseDuration))
-                .Publish(c => new EndLease(c.Saga.WorkerId!.Value, c.Saga.CorrelationId, Deprovision: true))
-                .TransitionTo(Revoked),
+                .ThenAsync(SendWorkerIdle),
             When(Revocation, c => c.Message.WorkerId == c.Saga.WorkerId)
-                .Unschedule(MaxDuration)
                 .ThenAsync(c => Revoke(c, c.Message.Reason))
                 .TransitionTo(Revoked));
 
-        // A worker that arrives after the lease ended goes idle for its instance, unused (the worker ignores
-        // an EndLease for a lease it no longer holds, so a late duplicate is harmless).
+        // A worker that arrives after the lease ended goes idle for its instance, unused.
         During(Rejected, Released, Revoked,
             When(WorkerGranted)
-                .Publish(c => new EndLease(c.Message.WorkerId, c.Saga.CorrelationId, Deprovision: false)));
+                .ThenAsync(SendWorkerIdle));
+
+        // From the sweep: the deadline of a lease with no timer passed (a lease served at once whose worker never came).
+        During(Allocating, WaitingForWorker,
+            When(AllocationTimeout.AnyReceived, c => c.GetSchedulingTokenId() is null && c.Saga.AllocationTimeoutToken is null)
+                .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity,
+                    $"no worker of pool '{c.Saga.Pool}' became available within {c.Saga.AllocationTimeout}; the pool is at its maximum or its workers fail to start"))
+                .TransitionTo(Rejected));
 
         // Redelivered: the rejection was saved but its answer may never have been published (the broker went away in
         // between: found by the chaos run). The timer's token is spent, so only AnyReceived still sees it; the same
@@ -164,10 +162,10 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             When(AllocationTimeout.AnyReceived)
                 .ThenAsync(c => Answer(c, RejectionOf(c.Saga), c.Saga.ResponseAddress, c.Saga.RequestId)));
 
-        // Redelivered: the EndLease of the first delivery may have died with its process (the worker ignores a second one).
-        During(Released,
-            When(Release, c => c.Message.InstanceId == c.Saga.InstanceId)
-                .Publish(c => new EndLease(c.Saga.WorkerId!.Value, c.Saga.CorrelationId, Deprovision: false)));
+        // Redelivered: a revocation whose answer may have died with the process that saved it is published again.
+        During(Revoked,
+            When(Revocation, c => c.Message.WorkerId == c.Saga.WorkerId)
+                .Publish(c => new LeaseRevoked(c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.WorkerId!.Value, c.Saga.RevokeReason!)));
 
         DuringAny(
             When(Release, c => c.Message.InstanceId != c.Saga.InstanceId)
@@ -186,12 +184,10 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
     public Event<LeaseRequested> Requested { get; private set; } = null!;
     public Event<LeaseReleased> Release { get; private set; } = null!;
     public Event<LeaseQueued> Queued { get; private set; } = null!;
-    public Event<AllocationRefused> Refused { get; private set; } = null!;
     public Event<WorkerLeased> WorkerGranted { get; private set; } = null!;
     public Event<RevokeLease> Revocation { get; private set; } = null!;
 
     public Schedule<LeaseState, LeaseAllocationTimedOut> AllocationTimeout { get; private set; } = null!;
-    public Schedule<LeaseState, LeaseMaxDurationReached> MaxDuration { get; private set; } = null!;
 
     void Existing<T>(IEventCorrelationConfigurator<LeaseState, T> e, Func<T, Guid> id, string what)
         where T : class
@@ -211,14 +207,6 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
     /// <summary>When a lease still without a worker gets <c>NoCapacity</c>: its pool's allocation timeout after it arrived.</summary>
     public static DateTimeOffset AllocationDeadline(LeaseState lease) => lease.ReceivedAt + lease.AllocationTimeout;
 
-    /// <summary>The lease stops waiting: the pool drops it from its line and the instance gets <c>NoCapacity</c>.</summary>
-    EventActivityBinder<LeaseState, LeaseAllocationTimedOut> GiveUp(EventActivityBinder<LeaseState, LeaseAllocationTimedOut> timeout)
-        => timeout
-            .Publish(c => new CancelAllocation(c.Saga.Pool, c.Saga.CorrelationId))
-            .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity,
-                $"no worker of pool '{c.Saga.Pool}' became available within {c.Saga.AllocationTimeout}; the pool is at its maximum or its workers fail to start"))
-            .TransitionTo(Rejected);
-
     void Record(BehaviorContext<LeaseState, LeaseRequested> c)
     {
         var m = c.Message;
@@ -233,20 +221,67 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         lease.RequestId = c.RequestId;
     }
 
-    async Task Grant(BehaviorContext<LeaseState, WorkerLeased> c)
+    /// <summary>
+    /// Re-use first (an idle worker of the instance is granted at once), then a hot worker (told to trust the
+    /// instance), else the lease waits in line while the pool starts a worker for it, unless the line is full.
+    /// </summary>
+    async Task Allocate(BehaviorContext<LeaseState, LeaseRequested> c)
     {
         var lease = c.Saga;
-        var limits = await c.GetServiceOrCreateInstance<InstanceLifecycles>().ForAsync(lease.InstanceId, c.CancellationToken);
-        // Whole milliseconds: the database keeps less than .NET's 100 ns ticks (PostgreSQL: microseconds), and a
-        // repeat answers from the stored row, so it must be the very grant the first answer was (found by the chaos run).
-        var now = _clock.GetUtcNow();
-        now = now.AddTicks(-(now.Ticks % TimeSpan.TicksPerMillisecond));
-        lease.WorkerId = c.Message.WorkerId;
-        lease.WorkerAddress = c.Message.Address;
-        lease.WorkerThumbprint = c.Message.AgentThumbprint;
-        lease.Reused = c.Message.Reused;
+        var allocator = c.GetServiceOrCreateInstance<Allocator>();
+        if (await allocator.ClaimIdleAsync(lease.Pool, lease.InstanceId, lease.ServerThumbprint, c.CancellationToken) is { } idle)
+        {
+            var expiresAt = await allocator.LeaseAsync(idle, lease.CorrelationId, c.CancellationToken);
+            if (allocator.NeedsTimer(idle, _clock.GetUtcNow()))
+            {
+                await c.Publish(new CheckWorkerDeadlines(idle.CorrelationId));
+            }
+
+            lease.Outcome = AllocationOutcome.Reused;
+            await Grant(c, idle.CorrelationId, idle.Address!, idle.AgentThumbprint!, reused: true, expiresAt);
+            return;
+        }
+
+        var pool = await allocator.LockPoolAsync(lease.Pool, c.CancellationToken);
+        if (await allocator.ClaimReadyAsync(lease.Pool, c.CancellationToken) is { } hot)
+        {
+            allocator.Assign(hot, lease);
+            await c.Send(TrustQueue, new TrustWorker(hot.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
+            lease.Outcome = AllocationOutcome.Trusting;
+            await allocator.RebalanceAsync(c, pool);
+            return;
+        }
+
+        var maxWaiting = Definition(lease.Pool).MaxWaiting;
+        if (await allocator.WaitingAsync(lease.Pool, c.CancellationToken) >= maxWaiting)
+        {
+            if (_turnAways.ShouldWarn(lease.Pool, out var unreported))
+            {
+                _logger.LogWarning(
+                    "Pool {Pool}: lease {LeaseId} of {InstanceId} turned away, {MaxWaiting} leases already wait; {Unreported} more turned away since the previous warning (at most one every {IntervalSeconds} s per pool in this process)",
+                    lease.Pool, lease.CorrelationId, lease.InstanceId, maxWaiting, unreported, TurnAwayWarnings.Interval.TotalSeconds);
+            }
+
+            lease.Outcome = AllocationOutcome.LineFull;
+            return;
+        }
+
+        lease.Waited = true;
+        lease.Outcome = AllocationOutcome.Waiting;
+        await allocator.RebalanceAsync(c, pool, unsavedLease: lease);
+    }
+
+    async Task Grant(BehaviorContext<LeaseState> c, Guid workerId, string address, string agentThumbprint, bool reused, DateTimeOffset expiresAt)
+    {
+        var lease = c.Saga;
+        // Whole milliseconds: a repeat answers from the stored row, so it must be the very grant the first answer was.
+        var now = Allocator.WholeMilliseconds(_clock.GetUtcNow());
+        lease.WorkerId = workerId;
+        lease.WorkerAddress = address;
+        lease.WorkerThumbprint = agentThumbprint;
+        lease.Reused = reused;
         lease.GrantedAt = now;
-        lease.ExpiresAt = now + limits.MaxLeaseDuration;
+        lease.ExpiresAt = expiresAt;
         var path = lease.Reused ? "reuse" : lease.Waited ? "cold" : "hot";
         DwTelemetry.LeaseWait.Record((now - lease.ReceivedAt).TotalSeconds, new("pool", lease.Pool), new("path", path));
         _logger.LogInformation(
@@ -282,25 +317,34 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         var lease = c.Saga;
         lease.EndedAt = _clock.GetUtcNow();
         _logger.LogInformation("Lease {LeaseId} of {InstanceId} released worker {WorkerId}", lease.CorrelationId, lease.InstanceId, lease.WorkerId);
-        await c.Publish(new EndLease(lease.WorkerId!.Value, lease.CorrelationId, Deprovision: false));
+        await c.GetServiceOrCreateInstance<Allocator>().EndLeaseAsync(c, lease.WorkerId!.Value, lease.CorrelationId);
+    }
+
+    /// <summary>A worker this lease does not hold (it ended, or has another) goes idle for its instance, unused.</summary>
+    async Task SendWorkerIdle(BehaviorContext<LeaseState, WorkerLeased> c)
+    {
+        _logger.LogInformation("Lease {LeaseId} of {InstanceId} in {State} does not take worker {WorkerId}; it goes idle",
+            c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.CurrentState, c.Message.WorkerId);
+        await c.GetServiceOrCreateInstance<Allocator>().EndLeaseAsync(c, c.Message.WorkerId, c.Message.LeaseId);
     }
 
     /// <summary>The recorded outcome once more; nothing is re-run. A lease still being allocated answers when it is.</summary>
-    Task AnswerAgain(BehaviorContext<LeaseState, LeaseRequested> c)
+    async Task AnswerAgain(BehaviorContext<LeaseState, LeaseRequested> c)
     {
         var lease = c.Saga;
         object? outcome = lease.RejectReason is not null
             ? RejectionOf(lease)
             : lease.GrantedAt is not null ? GrantOf(lease) : null;
-        if (outcome is null && lease.EndedAt is null)
+        if (outcome is not null)
         {
-            // Still allocating: ask the pool again, in case the first AllocateWorker died with the process that
-            // saved this lease (a kill between the save and the outbox's publish). The pool queues a lease once
-            // and re-sends the reservation of a lease it already gave a worker, so a repeat re-drives, never doubles.
-            return c.Publish(new AllocateWorker(lease.Pool, lease.CorrelationId, lease.InstanceId, lease.ServerThumbprint, lease.RequestedAt));
+            await Answer(c, outcome, c.ResponseAddress, c.RequestId);
         }
-
-        return outcome is null ? Task.CompletedTask : Answer(c, outcome, c.ResponseAddress, c.RequestId);
+        else if (lease.WorkerId is { } workerId && lease.EndedAt is null)
+        {
+            // Still trusting: the TrustWorker may have died with the process that chose the worker (trusting the same
+            // instance again is a no-op to the worker's agent).
+            await c.Send(TrustQueue, new TrustWorker(workerId, lease.InstanceId, lease.ServerThumbprint));
+        }
     }
 
     static LeaseRejected RejectionOf(LeaseState lease)

@@ -1,12 +1,9 @@
-using System.Runtime.CompilerServices;
-using System.Text.Json;
 using DynamicWorkers.Infrastructure.Persistence;
 using DynamicWorkers.LeaseSaga.Instances;
 using DynamicWorkers.LeaseSaga.Leases;
 using DynamicWorkers.LeaseSaga.Pools;
 using DynamicWorkers.LeaseSaga.Workers;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.ChangeTracking;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace DynamicWorkers.LeaseSaga.Persistence;
@@ -27,7 +24,8 @@ sealed class LeaseMapping : IEntityTypeConfiguration<LeaseState>
         entity.Property(x => x.RejectReason).HasMaxLength(32);
         entity.Property(x => x.RejectDetail).HasMaxLength(1024);
         entity.Property(x => x.RevokeReason).HasMaxLength(32);
-        entity.HasIndex(x => new { x.Pool, x.CurrentState });
+        entity.Ignore(x => x.Outcome);
+        entity.HasIndex(x => new { x.Pool, x.CurrentState, x.ReceivedAt });
     }
 }
 
@@ -43,34 +41,18 @@ sealed class WorkerMapping : IEntityTypeConfiguration<WorkerState>
         entity.Property(x => x.TrustedInstanceId).HasMaxLength(LeaseRequestValidation.MaxInstanceIdLength);
         entity.Property(x => x.TrustedThumbprint).HasMaxLength(64);
         entity.Property(x => x.ReapReason).HasMaxLength(32);
-        entity.Ignore(x => x.MaxAgeMoved);
-        entity.Ignore(x => x.IdleTimerMoved);
         entity.HasIndex(x => new { x.Pool, x.CurrentState });
-        entity.HasIndex(x => x.TrustedInstanceId);
+        entity.HasIndex(x => new { x.TrustedInstanceId, x.Pool, x.CurrentState });
+        entity.HasIndex(x => new { x.CurrentState, x.TimerDueAt });
     }
 }
 
 sealed class PoolMapping : IEntityTypeConfiguration<PoolState>
 {
-    static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
-
     public void Configure(EntityTypeBuilder<PoolState> entity)
     {
-        entity.MapSaga("pools");
-        entity.Property(x => x.CurrentState).HasMaxLength(64);
+        entity.ToTable("pools").HasKey(x => x.Name);
         entity.Property(x => x.Name).HasMaxLength(64);
-        entity.HasIndex(x => x.Name).IsUnique();
-        // The ledger is one JSON document: it is only ever read and written whole, by the pool saga, which changes it
-        // in place on nearly every message and bumps the version on every save anyway. So it counts as changed on every
-        // save: one serialization, instead of a JSON copy on every load and two more serializations to compare (the pool
-        // saga runs one message at a time, so this was on its critical path; see the README's Benchmark section).
-        entity.Property(x => x.Book).HasConversion(
-            book => JsonSerializer.Serialize(book, Json),
-            json => JsonSerializer.Deserialize<PoolBook>(json, Json) ?? new PoolBook(),
-            new ValueComparer<PoolBook>(
-                (_, _) => false,
-                book => RuntimeHelpers.GetHashCode(book),
-                book => book));
     }
 }
 

@@ -12,9 +12,10 @@ using Microsoft.Extensions.Options;
 namespace DynamicWorkers.LeaseSaga.Queries;
 
 /// <summary>
-/// The safety net behind the durable scheduler: a saga whose deadline passed (by more than the grace) while
-/// its timer still holds a token gets that timeout again, with the token, exactly as the scheduler would have
-/// sent it. If the real timer fires too, the saga has already moved on and ignores it.
+/// The safety net behind the durable scheduler: a saga whose timer is overdue (by more than the grace) gets it again,
+/// with its token, exactly as the scheduler would have sent it; if the real timer fires too, the saga has already moved
+/// on and ignores it. Steps that normally take seconds run without a timer (trust, a lease answered at once, a worker
+/// whose start was lost with its process): once overdue the saga is told to check its deadlines. Every query here reads an index on (state, deadline) or (pool, state).
 /// </summary>
 public sealed class SweepOverdueTimersConsumer(
     DynamicWorkersDbContext db,
@@ -24,89 +25,63 @@ public sealed class SweepOverdueTimersConsumer(
 {
     public async Task Consume(ConsumeContext<SweepOverdueTimers> context)
     {
+        if (context.Message.Grace < TimeSpan.Zero)
+        {
+            throw new ArgumentException($"SweepOverdueTimers: the grace must not be negative, got {context.Message.Grace}");
+        }
+
+        var cancellationToken = context.CancellationToken;
         var cutoff = clock.GetUtcNow() - context.Message.Grace;
         var provisioningCutoff = cutoff - lifecycle.CurrentValue.ProvisioningTimeout;
         var trustCutoff = cutoff - lifecycle.CurrentValue.TrustTimeout;
         // A delete still not confirmed after this was lost (or its confirmation was): it is asked for again.
         var reapCutoff = cutoff - lifecycle.CurrentValue.DeprovisioningTimeout;
-        var workers = await db.Set<WorkerState>().AsNoTracking()
-            .Where(w => (w.IdleTimeoutToken != null && w.IdleDeadline < cutoff)
-                || (w.MaxAgeToken != null && w.MaxAgeDeadline < cutoff)
-                || (w.ProvisioningTimeoutToken != null && w.CreatedAt < provisioningCutoff)
-                || (w.TrustTimeoutToken != null && w.TrustStartedAt < trustCutoff)
-                || (w.CurrentState == "Reaping" && w.ReapStartedAt < reapCutoff)
-                || (w.CurrentState == "Retiring" && (w.IdleDeadline < reapCutoff || w.MaxAgeDeadline < reapCutoff)))
-            .ToListAsync(context.CancellationToken);
-        var leases = await db.Set<LeaseState>().AsNoTracking()
-            .Where(l => l.AllocationTimeoutToken != null || l.CurrentState == "Allocating" || (l.MaxDurationToken != null && l.ExpiresAt < cutoff))
-            .ToListAsync(context.CancellationToken);
-        var pools = await db.Set<PoolState>().AsNoTracking().ToListAsync(context.CancellationToken);
-
         var count = 0;
-        foreach (var w in workers)
+
+        var timers = await db.Set<WorkerState>().AsNoTracking()
+            .Where(w => w.TimerToken != null && w.TimerDueAt < cutoff && w.CurrentState != WorkerStates.Reaping)
+            .Select(w => new { w.CorrelationId, w.TimerToken }).ToListAsync(cancellationToken);
+        foreach (var w in timers)
         {
-            if (w.IdleTimeoutToken is { } idle && w.IdleDeadline < cutoff)
-            {
-                count += await Resend(context, new WorkerIdleTimedOut(w.CorrelationId), idle);
-            }
-
-            if (w.MaxAgeToken is { } age && w.MaxAgeDeadline < cutoff)
-            {
-                count += await Resend(context, new WorkerMaxAgeReached(w.CorrelationId), age);
-            }
-
-            if (w.ProvisioningTimeoutToken is { } provisioning && w.CreatedAt < provisioningCutoff)
-            {
-                count += await Resend(context, new WorkerProvisioningTimedOut(w.CorrelationId), provisioning);
-            }
-
-            if (w.TrustTimeoutToken is { } trust && w.TrustStartedAt < trustCutoff)
-            {
-                count += await Resend(context, new WorkerTrustTimedOut(w.CorrelationId), trust);
-            }
-
-            if (w.CurrentState == "Reaping" && w.ReapStartedAt < reapCutoff)
-            {
-                // Deleting is idempotent: a lost command or confirmation is simply repeated.
-                await context.Send(WorkerStateMachine.DeprovisionQueue, new DeprovisionWorker(w.CorrelationId, w.ReapReason ?? "failed"));
-                count++;
-            }
+            count += await Resend(context, new WorkerTimerDue(w.CorrelationId), w.TimerToken);
         }
 
-        foreach (var w in workers.Where(w => w.CurrentState == "Retiring" && (w.IdleDeadline < reapCutoff || w.MaxAgeDeadline < reapCutoff)))
+        var stalled = await db.Set<WorkerState>().AsNoTracking()
+            .Where(w => (w.CurrentState == WorkerStates.Trusting && w.TrustStartedAt < trustCutoff)
+                || (w.CurrentState == WorkerStates.Provisioning && w.TimerToken == null && w.CreatedAt < provisioningCutoff)
+                // Every other live worker keeps a timer: one without (its schedule lost with a process) gets one.
+                || (w.TimerToken == null && (w.CurrentState == WorkerStates.Ready || w.CurrentState == WorkerStates.Leased || w.CurrentState == WorkerStates.Idle) && w.CreatedAt < cutoff))
+            .Select(w => w.CorrelationId).ToListAsync(cancellationToken);
+        foreach (var workerId in stalled)
         {
-            // The pool's answer to its retirement request never came: ask again (the pool's answer is idempotent).
-            await context.Publish(new WorkerRetirementRequested(w.Pool, w.CorrelationId, w.LastLeaseId));
+            await context.Publish(new CheckWorkerDeadlines(workerId));
             count++;
         }
 
-        foreach (var p in pools.Where(p => p.BackoffToken != null && p.BackoffUntil < cutoff))
+        var deleting = await db.Set<WorkerState>().AsNoTracking()
+            .Where(w => w.CurrentState == WorkerStates.Reaping && w.ReapStartedAt < reapCutoff)
+            .Select(w => new { w.CorrelationId, w.ReapReason }).ToListAsync(cancellationToken);
+        foreach (var w in deleting)
         {
-            count += await Resend(context, new PoolBackoffEnded(p.Name), p.BackoffToken!.Value);
+            // Deleting is idempotent: a lost command or confirmation is simply repeated.
+            await context.Send(WorkerStateMachine.DeprovisionQueue, new DeprovisionWorker(w.CorrelationId, w.ReapReason ?? ReapReasons.Failed));
+            count++;
         }
 
-        count += await RepeatLostPoolDecisions(context, pools, provisioningCutoff);
-
-        foreach (var l in leases)
+        var backedOff = await db.Set<PoolState>().AsNoTracking().Where(p => p.BackoffUntil < cutoff).Select(p => p.Name).ToListAsync(cancellationToken);
+        foreach (var pool in backedOff)
         {
-            if (LeaseStateMachine.AllocationDeadline(l) < cutoff)
-            {
-                if (l.AllocationTimeoutToken is { } allocation)
-                {
-                    count += await Resend(context, new LeaseAllocationTimedOut(l.CorrelationId), allocation);
-                }
-                else if (l.CurrentState == "Allocating")
-                {
-                    // Answered at once by the pool, so no timer was set, and still not granted: give it up all the same.
-                    await context.Publish(new LeaseAllocationTimedOut(l.CorrelationId));
-                    count++;
-                }
-            }
+            await context.Publish(new PoolBackoffEnded(pool));
+            count++;
+        }
 
-            if (l.MaxDurationToken is { } duration && l.ExpiresAt < cutoff)
-            {
-                count += await Resend(context, new LeaseMaxDurationReached(l.CorrelationId), duration);
-            }
+        var leases = await db.Set<LeaseState>().AsNoTracking()
+            .Where(l => LeaseStates.Waiting.Contains(l.CurrentState))
+            .Select(l => new { l.CorrelationId, l.ReceivedAt, l.AllocationTimeout, l.AllocationTimeoutToken }).ToListAsync(cancellationToken);
+        foreach (var l in leases.Where(l => l.ReceivedAt + l.AllocationTimeout < cutoff))
+        {
+            // A lease answered at once has no timer; one still not granted by its deadline is given up all the same.
+            count += await Resend(context, new LeaseAllocationTimedOut(l.CorrelationId), l.AllocationTimeoutToken);
         }
 
         if (count > 0)
@@ -115,45 +90,16 @@ public sealed class SweepOverdueTimersConsumer(
         }
     }
 
-    /// <summary>
-    /// The pool's decisions that no redelivery repeats (the message that caused them finds them already counted):
-    /// a worker the pool started whose <c>StartWorker</c> died with its process has no saga, so no timer; once older
-    /// than a provisioning timeout the pool is told it is gone, and replaces it. A hot worker the pool retired as
-    /// surplus whose approval was lost is still ready: it is approved again (a repeat is harmless).
-    /// </summary>
-    async Task<int> RepeatLostPoolDecisions(ConsumeContext context, List<PoolState> pools, DateTimeOffset provisioningCutoff)
-    {
-        var started = pools.SelectMany(p => p.Book.ProvisioningSince(provisioningCutoff).Select(id => (Pool: p.Name, WorkerId: id))).ToList();
-        var retired = pools.SelectMany(p => p.Book.Retiring).ToList();
-        var ids = started.Select(s => s.WorkerId).Concat(retired).ToList();
-        if (ids.Count == 0)
-        {
-            return 0;
-        }
-
-        var states = await db.Set<WorkerState>().AsNoTracking().Where(w => ids.Contains(w.CorrelationId))
-            .ToDictionaryAsync(w => w.CorrelationId, w => w.CurrentState, context.CancellationToken);
-        var count = 0;
-        foreach (var (pool, workerId) in started.Where(s => !states.ContainsKey(s.WorkerId)))
-        {
-            logger.LogWarning("Pool {Pool}: worker {WorkerId} was started but never provisioned (its StartWorker was lost); the pool forgets it", pool, workerId);
-            await context.Publish(new WorkerGone(pool, workerId, Failed: false, "never started: its StartWorker was lost", RequeueLeaseId: null));
-            count++;
-        }
-
-        foreach (var workerId in retired.Where(id => states.GetValueOrDefault(id) == "Ready"))
-        {
-            await context.Publish(new WorkerRetirementApproved(workerId));
-            count++;
-        }
-
-        return count;
-    }
-
-    static async Task<int> Resend<T>(ConsumeContext context, T timeout, Guid token)
+    static async Task<int> Resend<T>(ConsumeContext context, T timeout, Guid? token)
         where T : class
     {
-        await context.Publish(timeout, c => c.Headers.Set(MessageHeaders.SchedulingTokenId, token.ToString("N")));
+        await context.Publish(timeout, c =>
+        {
+            if (token is { } t)
+            {
+                c.Headers.Set(MessageHeaders.SchedulingTokenId, t.ToString("N"));
+            }
+        });
         return 1;
     }
 }

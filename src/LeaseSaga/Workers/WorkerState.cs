@@ -2,7 +2,10 @@ using MassTransit;
 
 namespace DynamicWorkers.LeaseSaga.Workers;
 
-/// <summary>One worker VM, from the request to provision it until it is deleted.</summary>
+/// <summary>
+/// One worker VM, from the request to provision it until it is deleted. Its row is the one record of whom it serves:
+/// a lease claims an idle or ready worker by locking and changing this row in its own transaction.
+/// </summary>
 public sealed class WorkerState : SagaStateMachineInstance, ISagaVersion
 {
     public Guid CorrelationId { get; set; }
@@ -15,21 +18,20 @@ public sealed class WorkerState : SagaStateMachineInstance, ISagaVersion
     public string? Address { get; set; }
     public string? AgentThumbprint { get; set; }
 
-    /// <summary>Set once, at the first reservation, and never changed: a worker trusts one instance for its whole life.</summary>
+    /// <summary>Set once, when it is first claimed, and never changed: a worker trusts one instance for its whole life.</summary>
     public string? TrustedInstanceId { get; set; }
     public string? TrustedThumbprint { get; set; }
 
     public Guid? CurrentLeaseId { get; set; }
+
+    /// <summary>When the current lease is revoked if it is not released first.</summary>
+    public DateTimeOffset? LeaseExpiresAt { get; set; }
 
     /// <summary>The lease it served last, once that lease ended.</summary>
     public Guid? LastLeaseId { get; set; }
     public DateTimeOffset? LastLeaseEndedAt { get; set; }
     public int LeaseCount { get; set; }
 
-    /// <summary>
-    /// The idle deadline (from the last release) and when the max-age timer is due; the reaper's sweep uses them if a timer
-    /// was missed. An idle timer left standing through re-uses may be due earlier: it re-arms itself for the rest.
-    /// </summary>
     public DateTimeOffset? IdleDeadline { get; set; }
     public DateTimeOffset? MaxAgeDeadline { get; set; }
 
@@ -37,17 +39,36 @@ public sealed class WorkerState : SagaStateMachineInstance, ISagaVersion
     public DateTimeOffset? TrustStartedAt { get; set; }
     public DateTimeOffset? ReapStartedAt { get; set; }
 
-    /// <summary>Why it is being deleted: idle, max_age, max_lease, failed, orphan.</summary>
+    /// <summary>Why it is being deleted (<see cref="ReapReasons"/>).</summary>
     public string? ReapReason { get; set; }
 
-    public Guid? ProvisioningTimeoutToken { get; set; }
-    public Guid? TrustTimeoutToken { get; set; }
-    public Guid? IdleTimeoutToken { get; set; }
-    public Guid? MaxAgeToken { get; set; }
+    /// <summary>The one outstanding timer and when it is due; a later deadline leaves it standing, an earlier one replaces it.</summary>
+    public Guid? TimerToken { get; set; }
+    public DateTimeOffset? TimerDueAt { get; set; }
+}
 
-    /// <summary>Set while one message is handled (never stored): the trust step moved the max-age deadline, so the timer is re-armed.</summary>
-    public bool MaxAgeMoved { get; set; }
+/// <summary>The worker states, by name, as stored and as queried by allocation.</summary>
+public static class WorkerStates
+{
+    public const string Provisioning = nameof(Provisioning);
+    public const string Ready = nameof(Ready);
+    public const string Trusting = nameof(Trusting);
+    public const string Leased = nameof(Leased);
+    public const string Idle = nameof(Idle);
+    public const string Reaping = nameof(Reaping);
 
-    /// <summary>Set while one message is handled (never stored): the release needs a new idle timer, none stands or it is due too late.</summary>
-    public bool IdleTimerMoved { get; set; }
+    /// <summary>Workers that count against <c>MaxWorkers</c>: every one not being deleted.</summary>
+    public static readonly string[] Live = [Provisioning, Ready, Trusting, Leased, Idle];
+
+    /// <summary>Workers the pool keeps for leases to come: provisioning or ready, trusting no one.</summary>
+    public static readonly string[] Spare = [Provisioning, Ready];
+}
+
+/// <summary>The <c>reason</c> tag of <c>dw_workers_reaped_total</c>.</summary>
+public static class ReapReasons
+{
+    public const string Idle = "idle";
+    public const string MaxAge = "max_age";
+    public const string MaxLease = "max_lease";
+    public const string Failed = "failed";
 }

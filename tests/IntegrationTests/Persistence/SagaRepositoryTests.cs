@@ -12,17 +12,13 @@ namespace DynamicWorkers.IntegrationTests.Persistence;
 
 /// <summary>
 /// The EF Core saga repository under contention, on the real broker: two hosts (two buses, competing
-/// consumers on one saga queue, as two processes would be) hammer a single saga. Gated: each host lets its
-/// messages take turns through a <see cref="SagaGate{TSaga}"/> that keeps the saga between them (as the pool saga
-/// does), so the other host's writes must be noticed.
+/// consumers on one saga queue, as two processes would be) hammer a single saga.
 /// </summary>
 public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsyncLifetime
 {
     readonly List<IHost> _hosts = [];
 
     protected abstract IReadOnlyDictionary<string, string?> DatabaseSettings { get; }
-
-    protected virtual bool Gated => false;
 
     public async Task InitializeAsync()
     {
@@ -60,11 +56,6 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
         Assert.Equal(0, await broker.QueueDepthAsync("counter_error"));
         // The race did happen: some attempts lost on the version check (or the first insert) and ran again.
         Assert.True(Attempts > 1000, $"expected optimistic-concurrency retries, saw {Attempts} attempts for 1,000 messages");
-        if (Gated)
-        {
-            // Behind the gate, decisions made while others waited were saved together: fewer writes than messages.
-            Assert.True(saga.Version < 1000, $"expected grouped saves behind the gate, saw version {saga.Version} after 1,000 increments");
-        }
     }
 
     [Fact]
@@ -114,53 +105,12 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
         Assert.Equal(0, await broker.QueueDepthAsync("counter_error"));
     }
 
-    [Fact]
-    public async Task A_message_that_changes_nothing_writes_nothing_only_behind_a_gate()
-    {
-        var id = NewId.NextGuid();
-        await PublishAsync(_hosts[0], [new Increment(id)]);
-        CounterSaga? saga = null;
-        await Eventually.True(async () => (saga = await LoadAsync(id)) is not null, TimeSpan.FromSeconds(30), "the saga created");
-        var version = saga!.Version;
-        var attempts = Attempts;
-
-        foreach (var _ in Enumerable.Range(0, 10))
-        {
-            await PublishAsync(_hosts[0], [new PeekCounter(id)]);
-        }
-
-        if (Gated)
-        {
-            // No conflicts behind one host's gate, so an attempt is a handled peek; had one of them written, the earlier
-            // ones would have too.
-            await Eventually.True(() => Attempts >= attempts + 10, TimeSpan.FromSeconds(30), "10 peeks handled", () => $"{Attempts - attempts} handled");
-            await Eventually.True(async () => await IdleAsync(), TimeSpan.FromSeconds(30), "the saga queue to drain");
-            saga = await LoadAsync(id);
-            Assert.Equal(version, saga!.Version);
-        }
-        else
-        {
-            await Eventually.True(
-                async () => (saga = await LoadAsync(id))!.Version == version + 10, TimeSpan.FromSeconds(30), "every peek saved", () => $"version {saga?.Version}, was {version}");
-        }
-
-        Assert.Equal(1, saga!.Count);
-        Assert.Equal(0, await broker.QueueDepthAsync("counter_error"));
-    }
-
     int Attempts => _hosts.Sum(h => h.Services.GetRequiredService<AttemptCounter>().Attempts);
 
     Task<IHost> StartHostAsync()
         => TestBus.StartAsync(
             broker.Settings.Concat(DatabaseSettings),
-            bus =>
-            {
-                bus.AddSagaStateMachine<CounterStateMachine, CounterSaga, CounterSagaDefinition>().EfCoreRepository<CounterSaga, CounterDbContext>();
-                if (Gated)
-                {
-                    bus.AddSingleton<SagaGate<CounterSaga>>();
-                }
-            },
+            bus => bus.AddSagaStateMachine<CounterStateMachine, CounterSaga, CounterSagaDefinition>().EfCoreRepository<CounterSaga, CounterDbContext>(),
             (services, configuration) => services
                 .AddSingleton<AttemptCounter>()
                 .AddDynamicWorkersDatabase<CounterDbContext>(configuration, ContextPool<CounterDbContext>.Of<CounterDbContext>));
@@ -198,12 +148,4 @@ public sealed class SqliteSagaRepositoryTests(RabbitMqTestVirtualHost broker, Sq
     : SagaRepositoryTests(broker), IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<SqliteTestDatabase>
 {
     protected override IReadOnlyDictionary<string, string?> DatabaseSettings => database.Settings;
-}
-
-public sealed class GatedPostgresSagaRepositoryTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database)
-    : SagaRepositoryTests(broker), IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>
-{
-    protected override IReadOnlyDictionary<string, string?> DatabaseSettings => database.Settings;
-
-    protected override bool Gated => true;
 }

@@ -23,7 +23,7 @@ public sealed class FailureMetricTests
         bed.Cloud.HoldProvisioning = false;
         bed.Cloud.FailProvisioning = true;
 
-        await bed.UntilTimerAsync<WorkerProvisioningTimedOut>(TimeSpan.FromMinutes(30));
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(30));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(30));
 
         // The timeout, then failed replacements until the pool backs off: every attempt failed, each counted once.
@@ -68,8 +68,9 @@ public sealed class FailureMetricTests
         bed.Cloud.HoldTrust = false;
         Assert.Equal(0, counters.Total("dw_trust_failures_total"));
 
-        await bed.UntilTimerAsync<WorkerTrustTimedOut>(TimeSpan.FromMinutes(5));
-        await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
+        // Trust has no timer of its own: the sweep gives it up once it is overdue.
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(7));
+        await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
         // The lease's outcome may come before the worker handled its timeout: wait for the count itself.
         await Until(() => counters.Total("dw_trust_failures_total") >= 1, "the timed-out trust counted");
         await Until(() => bed.Outcomes(leaseId).Count == 1, "the lease's outcome");

@@ -46,7 +46,7 @@ public sealed class IdleTimeMetricTests
 
         await bed.ReleaseAsync(granted.LeaseId, "instance-1");
         await bed.UntilWorkersAsync("Idle", 1);
-        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(60));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(60));
         await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId), "the idle worker's deprovisioning");
 

@@ -24,7 +24,7 @@ public sealed class LeaseLifecycleTests
 
         Assert.Equal(LeaseRejectionReasons.InvalidRequest, outcome.Reason);
         Assert.Contains(detail, outcome.Detail);
-        Assert.Empty(bed.PublishedOf<AllocateWorker>());
+        Assert.Empty(await bed.WorkersAsync());
     }
 
     [Theory]
@@ -111,7 +111,6 @@ public sealed class LeaseLifecycleTests
         Assert.Equal(first, again);
         await bed.SettledAsync();
         Assert.Single(bed.Cloud.Trusted);
-        Assert.Single(bed.PublishedOf<AllocateWorker>());
     }
 
     [Fact]
@@ -155,16 +154,16 @@ public sealed class LeaseLifecycleTests
         var first = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
         await bed.ReleaseAsync(first.LeaseId, "instance-1");
         await bed.UntilWorkersAsync("Idle", 1);
-        await bed.UntilTimerAsync<WorkerMaxAgeReached>(TimeSpan.FromHours(2));
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromHours(2));
         await bed.SettledAsync();
-        var armed = MaxAgeSchedules(bed);
+        var armed = TimerSchedules(bed);
 
         var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
         await bed.SettledAsync();
 
-        // The benchmark's cost: a re-use used to cancel and re-send an unchanged max-age timer.
+        // A re-use moves no deadline earlier than the standing timer: the scheduler hears nothing of it.
         Assert.True(second.Reused);
-        Assert.Equal(armed, MaxAgeSchedules(bed));
+        Assert.Equal(armed, TimerSchedules(bed));
         await bed.AdvanceAsync(TimeSpan.FromHours(2));
         await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == second.LeaseId), "the revocation");
         Assert.Equal(LeaseRevocationReasons.MaxWorkerAge, bed.PublishedOf<LeaseRevoked>().Single().Reason);
@@ -177,23 +176,23 @@ public sealed class LeaseLifecycleTests
         // The default max worker age (72 h); only leases may run longer than their default 24 h.
         await bed.Bus.Publish(new SetInstanceLifecycle("instance-1", null, null, TimeSpan.FromHours(100)));
         await bed.UntilWorkersAsync("Ready", 1);
-        await bed.UntilTimerAsync<WorkerMaxAgeReached>(TimeSpan.FromHours(72));
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromHours(72));
         await bed.SettledAsync();
-        Assert.Equal(1, MaxAgeSchedules(bed));
+        Assert.Equal(1, TimerSchedules(bed));
 
         var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
         await bed.SettledAsync();
 
-        // The trust step leaves an unchanged deadline's timer armed: no cancel and no second schedule per lease.
+        // The trust step and the grant leave the timer the worker was started with: no cancel and no second schedule.
         Assert.False(granted.Reused);
-        Assert.Equal(1, MaxAgeSchedules(bed));
+        Assert.Equal(1, TimerSchedules(bed));
         await bed.AdvanceAsync(TimeSpan.FromHours(72));
         await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId), "the revocation at the default max age");
         Assert.Equal(LeaseRevocationReasons.MaxWorkerAge, bed.PublishedOf<LeaseRevoked>().Single().Reason);
     }
 
-    static int MaxAgeSchedules(LifecycleBed bed)
-        => bed.Harness.Sent.Select<ScheduleMessage>().Count(m => m.Context.Message.PayloadType.Any(t => t.Contains(nameof(WorkerMaxAgeReached), StringComparison.Ordinal)));
+    static int TimerSchedules(LifecycleBed bed)
+        => bed.Harness.Sent.Select<ScheduleMessage>().Count(m => m.Context.Message.PayloadType.Any(t => t.Contains(nameof(WorkerTimerDue), StringComparison.Ordinal)));
 
     [Fact]
     public async Task A_worker_that_trusted_one_instance_is_never_granted_to_another()
@@ -220,9 +219,10 @@ public sealed class LeaseLifecycleTests
         var first = Guid.NewGuid();
         var second = Guid.NewGuid();
         await bed.Bus.Publish(new LeaseRequested(first, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
-        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == first), "the first lease to queue");
+        await bed.UntilLeaseAsync(first, "WaitingForWorker");
+        await bed.AdvanceAsync(TimeSpan.FromSeconds(1));
         await bed.Bus.Publish(new LeaseRequested(second, "instance-2", ThumbprintB, Pool, null, bed.Clock.GetUtcNow()));
-        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == second), "the second lease to queue");
+        await bed.UntilLeaseAsync(second, "WaitingForWorker");
 
         // Max 1 worker: only one is started, and it goes to the lease that came first.
         var held = Assert.Single(bed.Cloud.Held);
@@ -240,7 +240,7 @@ public sealed class LeaseLifecycleTests
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true);
         var leaseId = Guid.NewGuid();
         await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
-        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == leaseId), "the lease to queue");
+        await bed.UntilLeaseAsync(leaseId, "WaitingForWorker");
 
         await bed.UntilTimerAsync<LeaseAllocationTimedOut>(TimeSpan.FromMinutes(5));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(4));
@@ -251,7 +251,7 @@ public sealed class LeaseLifecycleTests
         var rejected = Assert.IsType<LeaseRejected>(bed.Outcomes(leaseId)[0]);
         Assert.Equal(LeaseRejectionReasons.NoCapacity, rejected.Reason);
         Assert.Contains("00:05:00", rejected.Detail);
-        await Until(async () => (await bed.PoolAsync())!.Book.Waiting.Count == 0, "the pool to drop the lease from its line");
+        Assert.Equal("Rejected", (await bed.LeaseAsync(leaseId))!.CurrentState);
     }
 
     [Fact]
@@ -271,7 +271,7 @@ public sealed class LeaseLifecycleTests
         // No worker left and the next one still provisioning: this lease waits, and its timer is due 5 min after it arrived.
         var waiting = Guid.NewGuid();
         await bed.Bus.Publish(new LeaseRequested(waiting, "instance-2", ThumbprintB, Pool, null, bed.Clock.GetUtcNow()));
-        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == waiting), "the lease to queue");
+        await bed.UntilLeaseAsync(waiting, "WaitingForWorker");
         await Until(() => AllocationTimers().Any(m => Timed(m) == waiting), "its allocation timer");
         var lease = (await bed.LeaseAsync(waiting))!;
         Assert.NotNull(lease.AllocationTimeoutToken);
@@ -293,17 +293,17 @@ public sealed class LeaseLifecycleTests
         var first = Guid.NewGuid();
         var second = Guid.NewGuid();
         await bed.Bus.Publish(new LeaseRequested(first, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
-        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == first), "the first lease to queue");
+        await bed.UntilLeaseAsync(first, "WaitingForWorker");
         await bed.Bus.Publish(new LeaseRequested(second, "instance-2", ThumbprintB, Pool, null, bed.Clock.GetUtcNow()));
 
-        // No time passes: the second is turned away by the pool, not by its allocation timer.
+        // No time passes: the second is turned away at once, not by its allocation timer.
         await Until(() => bed.Outcomes(second).Count == 1, "the second lease's rejection");
         var rejected = Assert.IsType<LeaseRejected>(bed.Outcomes(second)[0]);
         Assert.Equal(LeaseRejectionReasons.NoCapacity, rejected.Reason);
         Assert.Contains("MaxWaiting", rejected.Detail);
         Assert.Equal("Rejected", (await bed.LeaseAsync(second))!.CurrentState);
         Assert.Null((await bed.LeaseAsync(second))!.AllocationTimeoutToken);
-        Assert.Equal([first], (await bed.PoolAsync())!.Book.Waiting.Select(w => w.LeaseId));
+        Assert.Equal("WaitingForWorker", (await bed.LeaseAsync(first))!.CurrentState);
 
         // The lease that waits is still served.
         var held = Assert.Single(bed.Cloud.Held);
@@ -319,7 +319,7 @@ public sealed class LeaseLifecycleTests
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true, maxWaiting: 1, logs: logs);
         var waiting = Guid.NewGuid();
         await bed.Bus.Publish(new LeaseRequested(waiting, "instance-0", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
-        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == waiting), "the first lease to queue");
+        await bed.UntilLeaseAsync(waiting, "WaitingForWorker");
 
         async Task TurnAwayAsync(int count)
         {
@@ -392,7 +392,7 @@ public sealed class LeaseLifecycleTests
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
         var first = await IdleAfterALeaseAsync(bed);
         await bed.SettledAsync();
-        var armed = (await bed.WorkersAsync()).Single().IdleTimeoutToken;
+        var armed = (await bed.WorkersAsync()).Single().TimerToken;
 
         await bed.AdvanceAsync(TimeSpan.FromMinutes(20));
         var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
@@ -400,10 +400,10 @@ public sealed class LeaseLifecycleTests
         await Until(async () => (await bed.WorkersAsync()).Single() is { CurrentState: "Idle", LastLeaseId: var last } && last == second.LeaseId, "the second release");
         await bed.SettledAsync();
 
-        // The benchmark's cost: a re-use used to cancel the idle timer and its release to schedule a new one.
+        // A re-use and its release move no deadline earlier than the standing timer: no cancel, no new schedule.
         Assert.True(second.Reused);
-        Assert.Equal(armed, (await bed.WorkersAsync()).Single().IdleTimeoutToken);
-        Assert.Equal(1, IdleSchedules(bed));
+        Assert.Equal(armed, (await bed.WorkersAsync()).Single().TimerToken);
+        Assert.Equal(1, TimerSchedules(bed));
 
         // Due 60 minutes after the first release, the timer finds the worker idle for 40: it re-arms for the other 20.
         await bed.AdvanceAsync(TimeSpan.FromMinutes(40));
@@ -418,10 +418,12 @@ public sealed class LeaseLifecycleTests
         await bed.AdvanceAsync(TimeSpan.FromMinutes(10));
         var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
 
-        // The standing timer falls due while the worker is leased again: it is spent, and the worker is not retired.
+        // The standing timer falls due while the worker is leased again: it re-arms for the lease's deadlines, and the
+        // worker is not retired.
         await bed.AdvanceAsync(TimeSpan.FromMinutes(60));
         await bed.SettledAsync();
-        Assert.Null((await bed.WorkersAsync()).Single().IdleTimeoutToken);
+        Assert.Equal("Leased", (await bed.WorkersAsync()).Single().CurrentState);
+        Assert.Empty(bed.Cloud.Deprovisioned);
         await bed.ReleaseAsync(second.LeaseId, "instance-1");
         await ReapedAsIdleAfterAsync(bed, first.WorkerId, TimeSpan.FromMinutes(60));
     }
@@ -444,22 +446,20 @@ public sealed class LeaseLifecycleTests
     {
         var granted = await GrantColdAsync(bed, "instance-1");
         await bed.ReleaseAsync(granted.LeaseId, "instance-1");
-        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
+        await bed.UntilWorkersAsync("Idle", 1);
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(60));
         return granted;
     }
 
     /// <summary>The worker's idle timer is armed for <paramref name="after"/>: a minute before, it still lives; then it is retired as idle.</summary>
     static async Task ReapedAsIdleAfterAsync(LifecycleBed bed, Guid workerId, TimeSpan after)
     {
-        await bed.UntilTimerAsync<WorkerIdleTimedOut>(after);
+        await bed.UntilTimerAsync<WorkerTimerDue>(after);
         await bed.AdvanceAsync(after - TimeSpan.FromMinutes(1));
         Assert.Empty(bed.Cloud.Deprovisioned);
         await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
         await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == workerId && d.Reason == "idle"), "the idle worker's deprovisioning");
     }
-
-    static int IdleSchedules(LifecycleBed bed)
-        => bed.Harness.Sent.Select<ScheduleMessage>().Count(m => m.Context.Message.PayloadType.Any(t => t.Contains(nameof(WorkerIdleTimedOut), StringComparison.Ordinal)));
 
     [Fact]
     public async Task SetInstanceLifecycle_changes_the_idle_timeout_of_that_instance_from_then_on()
@@ -471,7 +471,7 @@ public sealed class LeaseLifecycleTests
         await bed.ReleaseAsync(granted.LeaseId, "instance-1");
         await bed.UntilWorkersAsync("Idle", 1);
 
-        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(5));
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(5));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
         await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId), "the idle worker's deprovisioning after 5 minutes");
     }
@@ -482,7 +482,7 @@ public sealed class LeaseLifecycleTests
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
         var granted = await GrantColdAsync(bed, "instance-1");
 
-        await bed.UntilTimerAsync<LeaseMaxDurationReached>(TimeSpan.FromHours(24));
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromHours(24));
         await bed.AdvanceAsync(TimeSpan.FromHours(24));
         await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId), "the revocation");
 
@@ -499,7 +499,7 @@ public sealed class LeaseLifecycleTests
         await bed.SettledAsync();
         var granted = await GrantColdAsync(bed, "instance-1");
 
-        await bed.UntilTimerAsync<WorkerMaxAgeReached>(TimeSpan.FromHours(2));
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromHours(2));
         await bed.AdvanceAsync(TimeSpan.FromHours(2));
         await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId), "the revocation");
 
@@ -514,7 +514,7 @@ public sealed class LeaseLifecycleTests
         await bed.UntilWorkersAsync("Ready", 1);
         var old = (await bed.WorkersAsync()).Single().CorrelationId;
 
-        await bed.UntilTimerAsync<WorkerMaxAgeReached>(TimeSpan.FromHours(72));
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromHours(72));
         await bed.AdvanceAsync(TimeSpan.FromHours(72));
         await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == old && d.Reason == "max_age"), "the old worker's deprovisioning");
         await Until(async () => (await bed.WorkersAsync()).Any(w => w.CorrelationId != old && w.CurrentState == "Ready"), "a fresh hot worker");
@@ -590,7 +590,7 @@ public sealed class LeaseLifecycleTests
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true);
         var leaseId = Guid.NewGuid();
         await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
-        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == leaseId), "the lease to queue");
+        await bed.UntilLeaseAsync(leaseId, "WaitingForWorker");
         await bed.ReleaseAsync(leaseId, "instance-1");
         await bed.SettledAsync();
 
@@ -632,7 +632,7 @@ public sealed class LeaseLifecycleTests
         var granted = await GrantColdAsync(bed, "instance-1");
 
         Assert.Equal(bed.Clock.GetUtcNow() + TimeSpan.FromMinutes(30), granted.ExpiresAt);
-        await bed.UntilTimerAsync<LeaseMaxDurationReached>(TimeSpan.FromMinutes(30));
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(30));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(30));
         await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId && r.Reason == LeaseRevocationReasons.MaxLeaseDuration), "the revocation");
     }
@@ -645,7 +645,7 @@ public sealed class LeaseLifecycleTests
         var stuck = bed.Cloud.Held.Single().WorkerId;
         bed.Cloud.HoldProvisioning = false;
 
-        await bed.UntilTimerAsync<WorkerProvisioningTimedOut>(TimeSpan.FromMinutes(30));
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(30));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(30));
 
         await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == stuck && d.Reason == "failed"), "the stuck VM's deletion");
@@ -679,7 +679,7 @@ public sealed class LeaseLifecycleTests
         await bed.ReleaseAsync(granted.LeaseId, "instance-1");
         await bed.UntilWorkersAsync("Idle", 1);
         await bed.SettledAsync();
-        await bed.UntilTimerAsync<WorkerIdleTimedOut>(TimeSpan.FromMinutes(60));
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(60));
         bed.Scheduler.DropAll();
 
         await bed.AdvanceAsync(TimeSpan.FromMinutes(62));
@@ -690,18 +690,17 @@ public sealed class LeaseLifecycleTests
     }
 
     [Fact]
-    public async Task The_sweep_makes_the_pool_forget_a_worker_whose_StartWorker_was_lost_and_replace_it()
+    public async Task The_sweep_gives_up_a_worker_whose_StartWorker_was_lost_and_replaces_it()
     {
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1);
         await Until(async () => await bed.PoolAsync() is not null, "the pool");
         await bed.SettledAsync();
         // As if the pool had started a worker and its StartWorker had died with its process: the pool is at its maximum.
-        var lost = Guid.NewGuid();
-        await bed.UpdatePoolAsync(book => book.Started(lost, bed.Clock.GetUtcNow()));
+        var lost = await bed.AddWorkerAsync("Provisioning");
         await bed.AdvanceAsync(TimeSpan.FromMinutes(32));
         var leaseId = Guid.NewGuid();
         await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
-        await Until(() => bed.PublishedOf<LeaseQueued>().Any(q => q.LeaseId == leaseId), "the lease to queue");
+        await bed.UntilLeaseAsync(leaseId, "WaitingForWorker");
         await bed.SettledAsync();
         Assert.Empty(bed.PublishedOf<StartWorker>());
 
@@ -709,28 +708,30 @@ public sealed class LeaseLifecycleTests
 
         await Until(() => bed.Outcomes(leaseId).Count == 1, "the lease served by a replacement");
         Assert.IsType<LeaseGranted>(bed.Outcomes(leaseId)[0]);
-        Assert.Contains(bed.PublishedOf<WorkerGone>(), g => g.WorkerId == lost && !g.Failed);
-        Assert.DoesNotContain(lost, (await bed.PoolAsync())!.Book.Provisioning);
+        Assert.Contains(bed.Cloud.Deprovisioned, d => d.WorkerId == lost && d.Reason == "failed");
 
-        // Had the start only been late, the worker comes up unknown to the pool and is deleted, not kept for nothing.
+        // Had the start only been late, it provisions nothing: the worker is being deleted.
         await bed.Bus.Publish(new StartWorker(lost, Pool, "test-image", "Standard_D2s_v5"));
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == lost), "the late worker deleted");
         await bed.SettledAsync();
-        Assert.Equal(1, (await bed.PoolAsync())!.Book.Live);
+        Assert.DoesNotContain(bed.Cloud.Provisioned, p => p.WorkerId == lost);
     }
 
     [Fact]
-    public async Task The_sweep_approves_again_the_retirement_of_a_surplus_hot_worker_whose_approval_was_lost()
+    public async Task The_sweep_arms_a_timer_for_a_worker_that_lost_its_own()
     {
         await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 2);
         await bed.UntilWorkersAsync("Ready", 1);
         await bed.SettledAsync();
         var worker = (await bed.WorkersAsync()).Single().CorrelationId;
-        // As if the pool had retired it as surplus (target lowered to 0) and the approval had died with its process.
-        await bed.UpdatePoolAsync(book => Assert.Equal([worker], book.Surplus(hotTarget: 0)));
+        // As if its schedule had died with a process: no timer, so nothing would ever retire it at its max age.
+        await bed.UpdateWorkerAsync(worker, w => (w.TimerToken, w.TimerDueAt) = (null, null));
+        bed.Scheduler.DropAll();
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(2));
+
         await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
 
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == worker), "the surplus worker deleted");
+        await Until(async () => (await bed.WorkersAsync()).Single().TimerToken is not null, "a timer armed again");
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromHours(72));
     }
 
     /// <summary>A grant on an empty pool: the worker is provisioned for the lease.</summary>

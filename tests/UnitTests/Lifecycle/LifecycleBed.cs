@@ -137,17 +137,30 @@ public sealed class LifecycleBed : IAsyncDisposable
         return await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<PoolState>().AsNoTracking().SingleOrDefaultAsync(x => x.Name == Pool);
     }
 
-    /// <summary>Changes the pool's ledger behind the state machine's back, as a lost message would leave it.</summary>
-    public async Task UpdatePoolAsync(Action<PoolBook> change)
+    /// <summary>Changes a worker's row behind its state machine's back, as a lost message or timer would leave it.</summary>
+    public async Task UpdateWorkerAsync(Guid workerId, Action<WorkerState> change)
     {
         await using var scope = _host.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>();
-        var pool = await db.Set<PoolState>().AsTracking().SingleAsync(x => x.Name == Pool);
-        change(pool.Book);
-        // As every writer must: the LeaseSaga's gate keeps the pool in memory for as long as its version is unchanged.
-        pool.Version++;
+        var worker = await db.Set<WorkerState>().AsTracking().SingleAsync(x => x.CorrelationId == workerId);
+        change(worker);
+        worker.Version++;
         await db.SaveChangesAsync();
     }
+
+    /// <summary>A worker row as the pool keeper saves it before its StartWorker goes out (or as a lost one leaves it).</summary>
+    public async Task<Guid> AddWorkerAsync(string state)
+    {
+        await using var scope = _host.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>();
+        var worker = new WorkerState { CorrelationId = NewId.NextGuid(), Pool = Pool, CurrentState = state, CreatedAt = Clock.GetUtcNow() };
+        db.Add(worker);
+        await db.SaveChangesAsync();
+        return worker.CorrelationId;
+    }
+
+    public Task UntilLeaseAsync(Guid leaseId, string state)
+        => Until(async () => (await LeaseAsync(leaseId))?.CurrentState == state, $"lease {leaseId} {state}");
 
     public async Task<int> WorkersInAsync(string state) => (await WorkersAsync()).Count(w => w.CurrentState == state);
 

@@ -75,9 +75,6 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
                         .HasMaxLength(200)
                         .HasColumnType("character varying(200)");
 
-                    b.Property<Guid?>("MaxDurationToken")
-                        .HasColumnType("uuid");
-
                     b.Property<string>("Pool")
                         .IsRequired()
                         .HasMaxLength(64)
@@ -143,33 +140,22 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
 
                     b.HasKey("CorrelationId");
 
-                    b.HasIndex("Pool", "CurrentState");
+                    b.HasIndex("Pool", "CurrentState", "ReceivedAt");
 
                     b.ToTable("leases", (string)null);
                 });
 
             modelBuilder.Entity("DynamicWorkers.LeaseSaga.Pools.PoolState", b =>
                 {
-                    b.Property<Guid>("CorrelationId")
-                        .HasColumnType("uuid");
-
-                    b.Property<Guid?>("BackoffToken")
-                        .HasColumnType("uuid");
+                    b.Property<string>("Name")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
 
                     b.Property<DateTimeOffset?>("BackoffUntil")
                         .HasColumnType("timestamp with time zone");
 
-                    b.Property<string>("Book")
-                        .IsRequired()
-                        .HasColumnType("text");
-
                     b.Property<int>("ConsecutiveFailures")
                         .HasColumnType("integer");
-
-                    b.Property<string>("CurrentState")
-                        .IsRequired()
-                        .HasMaxLength(64)
-                        .HasColumnType("character varying(64)");
 
                     b.Property<int>("HotTarget")
                         .HasColumnType("integer");
@@ -177,19 +163,7 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
                     b.Property<int>("MaxWorkers")
                         .HasColumnType("integer");
 
-                    b.Property<string>("Name")
-                        .IsRequired()
-                        .HasMaxLength(64)
-                        .HasColumnType("character varying(64)");
-
-                    b.Property<int>("Version")
-                        .IsConcurrencyToken()
-                        .HasColumnType("integer");
-
-                    b.HasKey("CorrelationId");
-
-                    b.HasIndex("Name")
-                        .IsUnique();
+                    b.HasKey("Name");
 
                     b.ToTable("pools", (string)null);
                 });
@@ -221,9 +195,6 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
                     b.Property<DateTimeOffset?>("IdleDeadline")
                         .HasColumnType("timestamp with time zone");
 
-                    b.Property<Guid?>("IdleTimeoutToken")
-                        .HasColumnType("uuid");
-
                     b.Property<DateTimeOffset?>("LastLeaseEndedAt")
                         .HasColumnType("timestamp with time zone");
 
@@ -233,11 +204,11 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
                     b.Property<int>("LeaseCount")
                         .HasColumnType("integer");
 
-                    b.Property<DateTimeOffset?>("MaxAgeDeadline")
+                    b.Property<DateTimeOffset?>("LeaseExpiresAt")
                         .HasColumnType("timestamp with time zone");
 
-                    b.Property<Guid?>("MaxAgeToken")
-                        .HasColumnType("uuid");
+                    b.Property<DateTimeOffset?>("MaxAgeDeadline")
+                        .HasColumnType("timestamp with time zone");
 
                     b.Property<string>("Pool")
                         .IsRequired()
@@ -247,9 +218,6 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
                     b.Property<DateTimeOffset?>("ProvisionedAt")
                         .HasColumnType("timestamp with time zone");
 
-                    b.Property<Guid?>("ProvisioningTimeoutToken")
-                        .HasColumnType("uuid");
-
                     b.Property<string>("ReapReason")
                         .HasMaxLength(32)
                         .HasColumnType("character varying(32)");
@@ -257,11 +225,14 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
                     b.Property<DateTimeOffset?>("ReapStartedAt")
                         .HasColumnType("timestamp with time zone");
 
-                    b.Property<DateTimeOffset?>("TrustStartedAt")
+                    b.Property<DateTimeOffset?>("TimerDueAt")
                         .HasColumnType("timestamp with time zone");
 
-                    b.Property<Guid?>("TrustTimeoutToken")
+                    b.Property<Guid?>("TimerToken")
                         .HasColumnType("uuid");
+
+                    b.Property<DateTimeOffset?>("TrustStartedAt")
+                        .HasColumnType("timestamp with time zone");
 
                     b.Property<string>("TrustedInstanceId")
                         .HasMaxLength(200)
@@ -277,9 +248,11 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
 
                     b.HasKey("CorrelationId");
 
-                    b.HasIndex("TrustedInstanceId");
+                    b.HasIndex("CurrentState", "TimerDueAt");
 
                     b.HasIndex("Pool", "CurrentState");
+
+                    b.HasIndex("TrustedInstanceId", "Pool", "CurrentState");
 
                     b.ToTable("workers", (string)null);
                 });

@@ -75,9 +75,6 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
                         .HasMaxLength(200)
                         .HasColumnType("nvarchar(200)");
 
-                    b.Property<Guid?>("MaxDurationToken")
-                        .HasColumnType("uniqueidentifier");
-
                     b.Property<string>("Pool")
                         .IsRequired()
                         .HasMaxLength(64)
@@ -143,33 +140,22 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
 
                     b.HasKey("CorrelationId");
 
-                    b.HasIndex("Pool", "CurrentState");
+                    b.HasIndex("Pool", "CurrentState", "ReceivedAt");
 
                     b.ToTable("leases", (string)null);
                 });
 
             modelBuilder.Entity("DynamicWorkers.LeaseSaga.Pools.PoolState", b =>
                 {
-                    b.Property<Guid>("CorrelationId")
-                        .HasColumnType("uniqueidentifier");
-
-                    b.Property<Guid?>("BackoffToken")
-                        .HasColumnType("uniqueidentifier");
+                    b.Property<string>("Name")
+                        .HasMaxLength(64)
+                        .HasColumnType("nvarchar(64)");
 
                     b.Property<DateTimeOffset?>("BackoffUntil")
                         .HasColumnType("datetimeoffset");
 
-                    b.Property<string>("Book")
-                        .IsRequired()
-                        .HasColumnType("nvarchar(max)");
-
                     b.Property<int>("ConsecutiveFailures")
                         .HasColumnType("int");
-
-                    b.Property<string>("CurrentState")
-                        .IsRequired()
-                        .HasMaxLength(64)
-                        .HasColumnType("nvarchar(64)");
 
                     b.Property<int>("HotTarget")
                         .HasColumnType("int");
@@ -177,19 +163,7 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
                     b.Property<int>("MaxWorkers")
                         .HasColumnType("int");
 
-                    b.Property<string>("Name")
-                        .IsRequired()
-                        .HasMaxLength(64)
-                        .HasColumnType("nvarchar(64)");
-
-                    b.Property<int>("Version")
-                        .IsConcurrencyToken()
-                        .HasColumnType("int");
-
-                    b.HasKey("CorrelationId");
-
-                    b.HasIndex("Name")
-                        .IsUnique();
+                    b.HasKey("Name");
 
                     b.ToTable("pools", (string)null);
                 });
@@ -221,9 +195,6 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
                     b.Property<DateTimeOffset?>("IdleDeadline")
                         .HasColumnType("datetimeoffset");
 
-                    b.Property<Guid?>("IdleTimeoutToken")
-                        .HasColumnType("uniqueidentifier");
-
                     b.Property<DateTimeOffset?>("LastLeaseEndedAt")
                         .HasColumnType("datetimeoffset");
 
@@ -233,11 +204,11 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
                     b.Property<int>("LeaseCount")
                         .HasColumnType("int");
 
-                    b.Property<DateTimeOffset?>("MaxAgeDeadline")
+                    b.Property<DateTimeOffset?>("LeaseExpiresAt")
                         .HasColumnType("datetimeoffset");
 
-                    b.Property<Guid?>("MaxAgeToken")
-                        .HasColumnType("uniqueidentifier");
+                    b.Property<DateTimeOffset?>("MaxAgeDeadline")
+                        .HasColumnType("datetimeoffset");
 
                     b.Property<string>("Pool")
                         .IsRequired()
@@ -247,9 +218,6 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
                     b.Property<DateTimeOffset?>("ProvisionedAt")
                         .HasColumnType("datetimeoffset");
 
-                    b.Property<Guid?>("ProvisioningTimeoutToken")
-                        .HasColumnType("uniqueidentifier");
-
                     b.Property<string>("ReapReason")
                         .HasMaxLength(32)
                         .HasColumnType("nvarchar(32)");
@@ -257,11 +225,14 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
                     b.Property<DateTimeOffset?>("ReapStartedAt")
                         .HasColumnType("datetimeoffset");
 
-                    b.Property<DateTimeOffset?>("TrustStartedAt")
+                    b.Property<DateTimeOffset?>("TimerDueAt")
                         .HasColumnType("datetimeoffset");
 
-                    b.Property<Guid?>("TrustTimeoutToken")
+                    b.Property<Guid?>("TimerToken")
                         .HasColumnType("uniqueidentifier");
+
+                    b.Property<DateTimeOffset?>("TrustStartedAt")
+                        .HasColumnType("datetimeoffset");
 
                     b.Property<string>("TrustedInstanceId")
                         .HasMaxLength(200)
@@ -277,9 +248,11 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
 
                     b.HasKey("CorrelationId");
 
-                    b.HasIndex("TrustedInstanceId");
+                    b.HasIndex("CurrentState", "TimerDueAt");
 
                     b.HasIndex("Pool", "CurrentState");
+
+                    b.HasIndex("TrustedInstanceId", "Pool", "CurrentState");
 
                     b.ToTable("workers", (string)null);
                 });

@@ -70,9 +70,6 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                         .HasMaxLength(200)
                         .HasColumnType("TEXT");
 
-                    b.Property<Guid?>("MaxDurationToken")
-                        .HasColumnType("TEXT");
-
                     b.Property<string>("Pool")
                         .IsRequired()
                         .HasMaxLength(64)
@@ -138,33 +135,22 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
 
                     b.HasKey("CorrelationId");
 
-                    b.HasIndex("Pool", "CurrentState");
+                    b.HasIndex("Pool", "CurrentState", "ReceivedAt");
 
                     b.ToTable("leases", (string)null);
                 });
 
             modelBuilder.Entity("DynamicWorkers.LeaseSaga.Pools.PoolState", b =>
                 {
-                    b.Property<Guid>("CorrelationId")
-                        .HasColumnType("TEXT");
-
-                    b.Property<Guid?>("BackoffToken")
+                    b.Property<string>("Name")
+                        .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
                     b.Property<long?>("BackoffUntil")
                         .HasColumnType("INTEGER");
 
-                    b.Property<string>("Book")
-                        .IsRequired()
-                        .HasColumnType("TEXT");
-
                     b.Property<int>("ConsecutiveFailures")
                         .HasColumnType("INTEGER");
-
-                    b.Property<string>("CurrentState")
-                        .IsRequired()
-                        .HasMaxLength(64)
-                        .HasColumnType("TEXT");
 
                     b.Property<int>("HotTarget")
                         .HasColumnType("INTEGER");
@@ -172,19 +158,7 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<int>("MaxWorkers")
                         .HasColumnType("INTEGER");
 
-                    b.Property<string>("Name")
-                        .IsRequired()
-                        .HasMaxLength(64)
-                        .HasColumnType("TEXT");
-
-                    b.Property<int>("Version")
-                        .IsConcurrencyToken()
-                        .HasColumnType("INTEGER");
-
-                    b.HasKey("CorrelationId");
-
-                    b.HasIndex("Name")
-                        .IsUnique();
+                    b.HasKey("Name");
 
                     b.ToTable("pools", (string)null);
                 });
@@ -216,9 +190,6 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<long?>("IdleDeadline")
                         .HasColumnType("INTEGER");
 
-                    b.Property<Guid?>("IdleTimeoutToken")
-                        .HasColumnType("TEXT");
-
                     b.Property<long?>("LastLeaseEndedAt")
                         .HasColumnType("INTEGER");
 
@@ -228,11 +199,11 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<int>("LeaseCount")
                         .HasColumnType("INTEGER");
 
-                    b.Property<long?>("MaxAgeDeadline")
+                    b.Property<long?>("LeaseExpiresAt")
                         .HasColumnType("INTEGER");
 
-                    b.Property<Guid?>("MaxAgeToken")
-                        .HasColumnType("TEXT");
+                    b.Property<long?>("MaxAgeDeadline")
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("Pool")
                         .IsRequired()
@@ -242,9 +213,6 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<long?>("ProvisionedAt")
                         .HasColumnType("INTEGER");
 
-                    b.Property<Guid?>("ProvisioningTimeoutToken")
-                        .HasColumnType("TEXT");
-
                     b.Property<string>("ReapReason")
                         .HasMaxLength(32)
                         .HasColumnType("TEXT");
@@ -252,11 +220,14 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<long?>("ReapStartedAt")
                         .HasColumnType("INTEGER");
 
-                    b.Property<long?>("TrustStartedAt")
+                    b.Property<long?>("TimerDueAt")
                         .HasColumnType("INTEGER");
 
-                    b.Property<Guid?>("TrustTimeoutToken")
+                    b.Property<Guid?>("TimerToken")
                         .HasColumnType("TEXT");
+
+                    b.Property<long?>("TrustStartedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("TrustedInstanceId")
                         .HasMaxLength(200)
@@ -272,9 +243,11 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
 
                     b.HasKey("CorrelationId");
 
-                    b.HasIndex("TrustedInstanceId");
+                    b.HasIndex("CurrentState", "TimerDueAt");
 
                     b.HasIndex("Pool", "CurrentState");
+
+                    b.HasIndex("TrustedInstanceId", "Pool", "CurrentState");
 
                     b.ToTable("workers", (string)null);
                 });

@@ -1,0 +1,409 @@
+using DynamicWorkers.Contracts.Internal;
+using DynamicWorkers.Infrastructure.Telemetry;
+using DynamicWorkers.LeaseSaga.Configuration;
+using DynamicWorkers.LeaseSaga.Instances;
+using DynamicWorkers.LeaseSaga.Leases;
+using DynamicWorkers.LeaseSaga.Persistence;
+using DynamicWorkers.LeaseSaga.Workers;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.ChangeTracking;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace DynamicWorkers.LeaseSaga.Pools;
+
+/// <summary>
+/// Allocation as atomic claims on rows, inside the transaction that saves the saga handling the message (the EF saga
+/// repository commits it): a lease takes an idle worker of its instance or a ready one by locking its row (skipping
+/// rows another copy holds), a worker that becomes ready takes the oldest waiting lease the same way. Nothing is
+/// decided on a copy of the pool, so any number of LeaseSaga copies decide at once and a decision reads only the rows
+/// it takes. Decisions that start or retire workers, or put a lease in line, first lock the pool's own row, which keeps
+/// <c>MaxWorkers</c> across copies and lets no lease wait while a worker sits ready.
+/// </summary>
+public sealed class Allocator(
+    DynamicWorkersDbContext db,
+    InstanceLifecycles lifecycles,
+    IOptionsMonitor<PoolsOptions> pools,
+    IOptionsMonitor<LifecycleOptions> lifecycle,
+    TimeProvider clock,
+    ILogger<Allocator> logger)
+{
+    const int FailuresBeforeBackoff = 3;
+
+    readonly HashSet<Guid> _claimed = [];
+    static readonly TimeSpan FirstBackoff = TimeSpan.FromSeconds(30);
+    static readonly TimeSpan LongestBackoff = TimeSpan.FromMinutes(30);
+
+    /// <summary>30 s at the third failure in a row, doubling, at most 30 minutes.</summary>
+    public static TimeSpan BackoffDelay(int consecutiveFailures)
+    {
+        var doublings = Math.Min(consecutiveFailures - FailuresBeforeBackoff, 10);
+        var delay = FirstBackoff * Math.Pow(2, Math.Max(0, doublings));
+        return delay < LongestBackoff ? delay : LongestBackoff;
+    }
+
+    /// <summary>Claims hold their locks until the saga is saved: the repository commits this transaction.</summary>
+    public async Task BeginAsync(CancellationToken cancellationToken)
+    {
+        if (db.Database.CurrentTransaction is null)
+        {
+            db.Database.AutoSavepointsEnabled = false;
+            await db.Database.BeginTransactionAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>For a consumer that is no saga: saves what it changed and commits.</summary>
+    public async Task CommitAsync(CancellationToken cancellationToken)
+    {
+        await db.SaveChangesAsync(cancellationToken);
+        if (db.Database.CurrentTransaction is { } transaction)
+        {
+            await transaction.CommitAsync(cancellationToken);
+        }
+    }
+
+    public PoolOptions Definition(string pool)
+        => pools.CurrentValue.Pools.TryGetValue(pool, out var definition)
+            ? definition
+            : throw new ArgumentException($"pool '{pool}' is not configured (Pools:{pool})");
+
+    /// <summary>Locks the pool's row, creating it from configuration the first time.</summary>
+    public async Task<PoolState> LockPoolAsync(string name, CancellationToken cancellationToken)
+    {
+        await BeginAsync(cancellationToken);
+        var sql = Dialect switch
+        {
+            DatabaseDialect.SqlServer => """SELECT * FROM "pools" WITH (UPDLOCK, ROWLOCK) WHERE "Name" = {0}""",
+            DatabaseDialect.Postgres => """SELECT * FROM "pools" WHERE "Name" = {0} FOR UPDATE""",
+            _ => """SELECT * FROM "pools" WHERE "Name" = {0}""",
+        };
+        var pool = (await db.Set<PoolState>().FromSqlRaw(sql, name).AsTracking().ToListAsync(cancellationToken)).SingleOrDefault();
+        if (pool is not null)
+        {
+            return pool;
+        }
+
+        var definition = Definition(name);
+        pool = new PoolState { Name = name, HotTarget = definition.HotTarget, MaxWorkers = definition.MaxWorkers };
+        db.Add(pool);
+        // Inserted now so that a copy opening the same pool waits on this row (and retries on its key) instead of racing.
+        await db.SaveChangesAsync(cancellationToken);
+        return pool;
+    }
+
+    /// <summary>Re-use: an idle worker that trusts this very instance and certificate.</summary>
+    public Task<WorkerState?> ClaimIdleAsync(string pool, string instanceId, string thumbprint, CancellationToken cancellationToken)
+        => ClaimAsync<WorkerState>("workers",
+            """ "Pool" = {0} AND "TrustedInstanceId" = {1} AND "CurrentState" = {2} AND UPPER("TrustedThumbprint") = UPPER({3}) """,
+            """ "LastLeaseEndedAt" DESC """, cancellationToken, pool, instanceId, WorkerStates.Idle, thumbprint);
+
+    /// <summary>A hot worker, oldest first.</summary>
+    public Task<WorkerState?> ClaimReadyAsync(string pool, CancellationToken cancellationToken, bool newest = false)
+        => ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} """,
+            newest ? """ "ProvisionedAt" DESC """ : """ "ProvisionedAt" """, cancellationToken, pool, WorkerStates.Ready);
+
+    /// <summary>The lease that has waited longest for a worker (of one instance and certificate, when given).</summary>
+    public Task<LeaseState?> ClaimWaitingAsync(string pool, CancellationToken cancellationToken, string? instanceId = null, string? thumbprint = null)
+        => instanceId is null
+            ? ClaimAsync<LeaseState>("leases", """ "Pool" = {0} AND "CurrentState" IN ({1}, {2}) AND "WorkerId" IS NULL """,
+                """ "ReceivedAt" """, cancellationToken, pool, LeaseStates.Allocating, LeaseStates.WaitingForWorker)
+            : ClaimAsync<LeaseState>("leases",
+                """ "Pool" = {0} AND "CurrentState" IN ({1}, {2}) AND "WorkerId" IS NULL AND "InstanceId" = {3} AND UPPER("ServerThumbprint") = UPPER({4}) """,
+                """ "ReceivedAt" """, cancellationToken, pool, LeaseStates.Allocating, LeaseStates.WaitingForWorker, instanceId, thumbprint!);
+
+    async Task<T?> ClaimAsync<T>(string table, string where, string order, CancellationToken cancellationToken, params object[] arguments)
+        where T : class
+    {
+        await BeginAsync(cancellationToken);
+        // A row this transaction claimed is locked by it, which SKIP LOCKED does not skip, and not saved yet: left out by id.
+        if (_claimed.Count > 0)
+        {
+            where += $""" AND "CorrelationId" NOT IN ({string.Join(", ", _claimed.Select((_, i) => $"{{{arguments.Length + i}}}"))})""";
+            arguments = [.. arguments, .. _claimed.Cast<object>()];
+        }
+
+        var sql = Dialect switch
+        {
+            DatabaseDialect.SqlServer => $"""SELECT TOP(1) * FROM "{table}" WITH (UPDLOCK, READPAST, ROWLOCK) WHERE {where} ORDER BY {order}""",
+            DatabaseDialect.Postgres => $"""SELECT * FROM "{table}" WHERE {where} ORDER BY {order} LIMIT 1 FOR UPDATE SKIP LOCKED""",
+            // SQLite has one writer: the transaction began IMMEDIATE, so nobody else can claim meanwhile.
+            _ => $"""SELECT * FROM "{table}" WHERE {where} ORDER BY {order} LIMIT 1""",
+        };
+        var row = (await db.Set<T>().FromSqlRaw(sql, arguments).AsTracking().ToListAsync(cancellationToken)).SingleOrDefault();
+        if (row is not null)
+        {
+            _claimed.Add(db.Entry(row).Property<Guid>("CorrelationId").CurrentValue);
+        }
+
+        return row;
+    }
+
+    /// <summary>The worker starts trusting the lease's instance for that lease (a hot worker, or a new one that just became ready).</summary>
+    public void Assign(WorkerState worker, LeaseState lease)
+    {
+        RecordIdleTime(worker);
+        worker.CurrentState = WorkerStates.Trusting;
+        worker.CurrentLeaseId = lease.CorrelationId;
+        worker.TrustedInstanceId = lease.InstanceId;
+        worker.TrustedThumbprint = lease.ServerThumbprint;
+        worker.TrustStartedAt = clock.GetUtcNow();
+        Touch(worker);
+        lease.WorkerId = worker.CorrelationId;
+        if (db.Entry(lease).State != EntityState.Detached)
+        {
+            lease.Version++;
+        }
+
+        logger.LogInformation("Pool {Pool}: lease {LeaseId} of {InstanceId} gets worker {WorkerId}", worker.Pool, lease.CorrelationId, lease.InstanceId, worker.CorrelationId);
+    }
+
+    /// <summary>The worker serves <paramref name="leaseId"/> from now on (it already trusts the instance); returns its expiry.</summary>
+    public async Task<DateTimeOffset> LeaseAsync(WorkerState worker, Guid leaseId, CancellationToken cancellationToken)
+    {
+        var limits = await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken);
+        RecordIdleTime(worker);
+        worker.CurrentState = WorkerStates.Leased;
+        worker.CurrentLeaseId = leaseId;
+        worker.LeaseCount++;
+        worker.LeaseExpiresAt = WholeMilliseconds(clock.GetUtcNow()) + limits.MaxLeaseDuration;
+        Touch(worker);
+        logger.LogInformation("Worker {WorkerId} of {Pool} leased again (instance {InstanceId}, lease {LeaseId})", worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, leaseId);
+        return worker.LeaseExpiresAt.Value;
+    }
+
+    /// <summary>
+    /// The lease <paramref name="leaseId"/> of the worker ended: it goes idle for its instance, or straight to a lease of
+    /// that instance waiting in line. False when the worker no longer serves that lease (revoked or reaped meanwhile).
+    /// </summary>
+    public async Task<bool> EndLeaseAsync(ConsumeContext context, Guid workerId, Guid leaseId)
+    {
+        var cancellationToken = context.CancellationToken;
+        await BeginAsync(cancellationToken);
+        var worker = await db.Set<WorkerState>().AsTracking().SingleOrDefaultAsync(w => w.CorrelationId == workerId, cancellationToken);
+        if (worker is null || worker.CurrentState != WorkerStates.Leased || worker.CurrentLeaseId != leaseId)
+        {
+            return false;
+        }
+
+        var limits = await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken);
+        var now = clock.GetUtcNow();
+        worker.CurrentState = WorkerStates.Idle;
+        worker.LastLeaseId = leaseId;
+        worker.CurrentLeaseId = null;
+        worker.LeaseExpiresAt = null;
+        worker.LastLeaseEndedAt = now;
+        worker.IdleDeadline = now + limits.IdleTimeout;
+        Touch(worker);
+        logger.LogInformation("Worker {WorkerId} of {Pool} idle (instance {InstanceId}, lease {LeaseId})", worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, leaseId);
+
+        if (await ClaimWaitingAsync(worker.Pool, cancellationToken, worker.TrustedInstanceId, worker.TrustedThumbprint) is { } next)
+        {
+            next.WorkerId = worker.CorrelationId;
+            next.Version++;
+            var expiresAt = await LeaseAsync(worker, next.CorrelationId, cancellationToken);
+            await context.Publish(new WorkerLeased(next.CorrelationId, worker.CorrelationId, worker.Address!, worker.AgentThumbprint!, Reused: true, expiresAt));
+        }
+
+        if (NeedsTimer(worker, now))
+        {
+            await context.Publish(new CheckWorkerDeadlines(worker.CorrelationId));
+        }
+
+        return true;
+    }
+
+    /// <summary>Puts a lease whose worker failed back in line, at its place by arrival; false if it no longer waits for that worker.</summary>
+    public async Task<bool> RequeueAsync(Guid leaseId, Guid workerId, CancellationToken cancellationToken)
+    {
+        await BeginAsync(cancellationToken);
+        var lease = await db.Set<LeaseState>().AsTracking().SingleOrDefaultAsync(l => l.CorrelationId == leaseId, cancellationToken);
+        if (lease is null || lease.WorkerId != workerId || !LeaseStates.Waiting.Contains(lease.CurrentState))
+        {
+            return false;
+        }
+
+        lease.WorkerId = null;
+        lease.Version++;
+        return true;
+    }
+
+    /// <summary>
+    /// Serves waiting leases with ready workers, retires hot workers beyond the target, then starts the workers the pool
+    /// is short of: its hot target plus one per waiting lease, never above <c>MaxWorkers</c> nor while it backs off.
+    /// <paramref name="unsavedLease"/> is the lease deciding now, not yet saved, if it waits.
+    /// </summary>
+    public async Task RebalanceAsync(ConsumeContext context, PoolState pool, LeaseState? unsavedLease = null)
+    {
+        var cancellationToken = context.CancellationToken;
+        var waiting = await WaitingAsync(pool.Name, cancellationToken) + (unsavedLease is { WorkerId: null } ? 1 : 0);
+        while (waiting > 0 && await ClaimReadyAsync(pool.Name, cancellationToken) is { } ready)
+        {
+            if (await ClaimWaitingAsync(pool.Name, cancellationToken) is not { } lease)
+            {
+                break;
+            }
+
+            Assign(ready, lease);
+            await context.Send(CloudQueues.Address(CloudQueues.TrustWorker), new TrustWorker(ready.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
+            waiting--;
+        }
+
+        var spare = await CountWorkersAsync(pool.Name, WorkerStates.Spare, cancellationToken);
+        for (var surplus = spare - pool.HotTarget - waiting; surplus > 0; surplus--)
+        {
+            if (await ClaimReadyAsync(pool.Name, cancellationToken, newest: true) is not { } extra)
+            {
+                break;
+            }
+
+            logger.LogInformation("Pool {Pool}: retiring surplus hot worker {WorkerId} (hot target {HotTarget})", pool.Name, extra.CorrelationId, pool.HotTarget);
+            await ReapAsync(context, extra, ReapReasons.Idle, "surplus hot worker");
+            spare--;
+        }
+
+        if (pool.BackoffUntil is { } until && until > clock.GetUtcNow())
+        {
+            return;
+        }
+
+        var live = await CountWorkersAsync(pool.Name, WorkerStates.Live, cancellationToken);
+        var count = Math.Max(0, Math.Min(pool.HotTarget + waiting - spare, pool.MaxWorkers - live));
+        if (count == 0)
+        {
+            return;
+        }
+
+        var definition = Definition(pool.Name);
+        for (var i = 0; i < count; i++)
+        {
+            var worker = new WorkerState { CorrelationId = NewId.NextGuid(), Pool = pool.Name, CurrentState = WorkerStates.Provisioning, CreatedAt = clock.GetUtcNow() };
+            db.Add(worker);
+            await context.Publish(new StartWorker(worker.CorrelationId, pool.Name, definition.Image, definition.Size));
+        }
+
+        logger.LogInformation("Pool {Pool}: starting {Count} worker(s), {Live} live of {MaxWorkers}", pool.Name, count, live + count, pool.MaxWorkers);
+    }
+
+    /// <summary>
+    /// Starts deleting a worker: its row says so (it no longer counts), and the Reaper is told. The worker's own saga
+    /// then waits for the delete; the caller holds the pool's lock when the worker was not its own saga's.
+    /// </summary>
+    public async Task ReapAsync(ConsumeContext context, WorkerState worker, string reason, string detail)
+    {
+        RecordIdleTime(worker);
+        worker.CurrentState = WorkerStates.Reaping;
+        worker.ReapReason = reason;
+        worker.ReapStartedAt = clock.GetUtcNow();
+        Touch(worker);
+        logger.LogInformation("Worker {WorkerId} of {Pool} is deprovisioned ({Reason}: {Detail})", worker.CorrelationId, worker.Pool, reason, detail);
+        await context.Send(CloudQueues.Address(CloudQueues.DeprovisionWorker), new DeprovisionWorker(worker.CorrelationId, reason));
+    }
+
+    /// <summary>A worker of the pool failed to start or to trust; from the third in a row the pool stops provisioning for a while.</summary>
+    public async Task RecordFailureAsync(ConsumeContext context, PoolState pool)
+    {
+        pool.ConsecutiveFailures++;
+        var now = clock.GetUtcNow();
+        if (pool.ConsecutiveFailures >= FailuresBeforeBackoff && !(pool.BackoffUntil > now))
+        {
+            var delay = BackoffDelay(pool.ConsecutiveFailures);
+            pool.BackoffUntil = now + delay;
+            logger.LogWarning("Pool {Pool}: {Failures} worker failures in a row, not provisioning until {BackoffUntil:O}", pool.Name, pool.ConsecutiveFailures, pool.BackoffUntil);
+            await context.SchedulePublish(delay, new PoolBackoffEnded(pool.Name));
+        }
+    }
+
+    /// <summary>
+    /// The worker's earliest deadline: giving up provisioning, its max age, its lease's expiry or its idle timeout. Trust
+    /// normally takes seconds, so its deadline has no timer of its own: the sweep enforces it.
+    /// </summary>
+    public DateTimeOffset? EarliestDeadline(WorkerState worker) => worker.CurrentState switch
+    {
+        WorkerStates.Provisioning => worker.CreatedAt + lifecycle.CurrentValue.ProvisioningTimeout,
+        WorkerStates.Ready or WorkerStates.Trusting => worker.MaxAgeDeadline,
+        WorkerStates.Leased => Earlier(worker.MaxAgeDeadline, worker.LeaseExpiresAt),
+        WorkerStates.Idle => Earlier(worker.MaxAgeDeadline, worker.IdleDeadline),
+        _ => null,
+    };
+
+    /// <summary>No timer stands, or the one that does falls due after the earliest deadline.</summary>
+    public bool NeedsTimer(WorkerState worker, DateTimeOffset now)
+        => EarliestDeadline(worker) is { } due && (worker.TimerToken is null || worker.TimerDueAt > (due > now ? due : now));
+
+    /// <summary>Every worker a saga other than its own changes gets a new version, so a decision its own saga made meanwhile is retried.</summary>
+    void Touch(WorkerState worker)
+    {
+        if (db.Entry(worker).State != EntityState.Detached)
+        {
+            worker.Version++;
+        }
+    }
+
+    /// <summary>A worker with no lease stops idling (it is claimed or deleted): count the time since it became ready or idle.</summary>
+    public void RecordIdleTime(WorkerState worker)
+    {
+        if (worker.CurrentLeaseId is null && (worker.LastLeaseEndedAt ?? worker.ProvisionedAt) is { } since)
+        {
+            DwTelemetry.WorkerIdleSeconds.Add(Math.Max(0, (clock.GetUtcNow() - since).TotalSeconds), new KeyValuePair<string, object?>("pool", worker.Pool));
+        }
+    }
+
+    /// <summary>Leases of the pool waiting for a worker: the rows as stored, corrected for what this transaction changed and has not saved.</summary>
+    public async Task<int> WaitingAsync(string pool, CancellationToken cancellationToken)
+    {
+        var stored = await db.Set<LeaseState>().CountAsync(
+            l => l.Pool == pool && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null, cancellationToken);
+        return stored + Unsaved<LeaseState>(e => IsWaiting(e, pool, original: false), e => IsWaiting(e, pool, original: true));
+    }
+
+    async Task<int> CountWorkersAsync(string pool, string[] states, CancellationToken cancellationToken)
+    {
+        var stored = await db.Set<WorkerState>().CountAsync(w => w.Pool == pool && states.Contains(w.CurrentState), cancellationToken);
+        return stored + Unsaved<WorkerState>(
+            e => e.Entity.Pool == pool && states.Contains(e.Entity.CurrentState),
+            e => e.OriginalValues.GetValue<string>(nameof(WorkerState.Pool)) == pool && states.Contains(e.OriginalValues.GetValue<string>(nameof(WorkerState.CurrentState))));
+    }
+
+    static bool IsWaiting(EntityEntry<LeaseState> entry, string pool, bool original)
+    {
+        var values = original ? entry.OriginalValues : entry.CurrentValues;
+        return values.GetValue<string>(nameof(LeaseState.Pool)) == pool
+               && LeaseStates.Waiting.Contains(values.GetValue<string>(nameof(LeaseState.CurrentState)))
+               && values.GetValue<Guid?>(nameof(LeaseState.WorkerId)) is null;
+    }
+
+    /// <summary>How many more (or fewer) rows match once this transaction's tracked changes are saved.</summary>
+    int Unsaved<T>(Func<EntityEntry<T>, bool> matchesNow, Func<EntityEntry<T>, bool> matchedBefore)
+        where T : class
+    {
+        var difference = 0;
+        foreach (var entry in db.ChangeTracker.Entries<T>())
+        {
+            var now = entry.State != EntityState.Deleted && matchesNow(entry);
+            var before = entry.State != EntityState.Added && matchedBefore(entry);
+            difference += (now ? 1 : 0) - (before ? 1 : 0);
+        }
+
+        return difference;
+    }
+
+    DatabaseDialect Dialect => db.Database.ProviderName switch
+    {
+        "Microsoft.EntityFrameworkCore.SqlServer" => DatabaseDialect.SqlServer,
+        "Npgsql.EntityFrameworkCore.PostgreSQL" => DatabaseDialect.Postgres,
+        _ => DatabaseDialect.Sqlite,
+    };
+
+    enum DatabaseDialect
+    {
+        Sqlite,
+        Postgres,
+        SqlServer,
+    }
+
+    /// <summary>The database keeps less than .NET's 100 ns ticks (PostgreSQL: microseconds); a repeat answers from the stored row.</summary>
+    public static DateTimeOffset WholeMilliseconds(DateTimeOffset at) => at.AddTicks(-(at.Ticks % TimeSpan.TicksPerMillisecond));
+
+    static DateTimeOffset? Earlier(DateTimeOffset? a, DateTimeOffset? b) => a is null ? b : b is null ? a : a < b ? a : b;
+}

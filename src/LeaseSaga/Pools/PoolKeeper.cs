@@ -1,0 +1,50 @@
+using DynamicWorkers.Contracts;
+using DynamicWorkers.Contracts.Internal;
+using MassTransit;
+using Microsoft.Extensions.Logging;
+
+namespace DynamicWorkers.LeaseSaga.Pools;
+
+/// <summary>
+/// Commands about a pool as a whole: open it at start-up, resize it, end its backoff. Each locks the pool's row,
+/// changes it and tops the pool up (or retires surplus hot workers) in one transaction.
+/// </summary>
+public sealed class PoolKeeper(Allocator allocator, TimeProvider clock, ILogger<PoolKeeper> logger) :
+    IConsumer<ReconcilePool>,
+    IConsumer<SetPoolSize>,
+    IConsumer<PoolBackoffEnded>
+{
+    public Task Consume(ConsumeContext<ReconcilePool> context) => RebalanceAsync(context, context.Message.Pool, _ => { });
+
+    public Task Consume(ConsumeContext<SetPoolSize> context)
+    {
+        var (hotTarget, maxWorkers) = (context.Message.HotTarget, context.Message.MaxWorkers);
+        if (hotTarget < 0 || maxWorkers < 1 || hotTarget > maxWorkers)
+        {
+            throw new ArgumentException($"SetPoolSize for '{context.Message.Pool}': need 0 <= HotTarget <= MaxWorkers and MaxWorkers >= 1, got HotTarget {hotTarget}, MaxWorkers {maxWorkers}");
+        }
+
+        return RebalanceAsync(context, context.Message.Pool, pool =>
+        {
+            logger.LogInformation("Pool {Pool}: size {HotTarget}/{MaxWorkers} (was {OldHotTarget}/{OldMaxWorkers})", pool.Name, hotTarget, maxWorkers, pool.HotTarget, pool.MaxWorkers);
+            pool.HotTarget = hotTarget;
+            pool.MaxWorkers = maxWorkers;
+        });
+    }
+
+    public Task Consume(ConsumeContext<PoolBackoffEnded> context) => RebalanceAsync(context, context.Message.Pool, pool =>
+    {
+        if (pool.BackoffUntil <= clock.GetUtcNow())
+        {
+            pool.BackoffUntil = null;
+        }
+    });
+
+    async Task RebalanceAsync(ConsumeContext context, string name, Action<PoolState> change)
+    {
+        var pool = await allocator.LockPoolAsync(name.ToLowerInvariant(), context.CancellationToken);
+        change(pool);
+        await allocator.RebalanceAsync(context, pool);
+        await allocator.CommitAsync(context.CancellationToken);
+    }
+}
