@@ -31,7 +31,7 @@ public sealed class PoolOptions
 
     /// <summary>
     /// Leases that may wait in line at once; one more that no idle worker of its instance can serve at once gets
-    /// <c>NoCapacity</c> straight away. Bounds the pool's ledger (and so the cost of every allocation decision) in a flood.
+    /// <c>NoCapacity</c> straight away. Bounds the waiting line in a flood.
     /// </summary>
     [Range(1, 100000)]
     public int MaxWaiting { get; set; } = 1000;

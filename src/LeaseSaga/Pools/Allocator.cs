@@ -213,19 +213,32 @@ public sealed class Allocator(
         return true;
     }
 
-    /// <summary>Puts a lease whose worker failed back in line, at its place by arrival; false if it no longer waits for that worker.</summary>
-    public async Task<bool> RequeueAsync(Guid leaseId, Guid workerId, CancellationToken cancellationToken)
+    /// <summary>
+    /// The worker chosen for a lease failed: the lease gets a ready worker at once if there is one, else it goes back
+    /// in line at its place by arrival (and is told so, to arm its allocation timer). Nothing if it no longer waits for
+    /// that worker. The caller holds the pool's lock.
+    /// </summary>
+    public async Task RequeueAsync(ConsumeContext context, Guid leaseId, Guid workerId)
     {
+        var cancellationToken = context.CancellationToken;
         await BeginAsync(cancellationToken);
         var lease = await db.Set<LeaseState>().AsTracking().SingleOrDefaultAsync(l => l.CorrelationId == leaseId, cancellationToken);
         if (lease is null || lease.WorkerId != workerId || !LeaseStates.Waiting.Contains(lease.CurrentState))
         {
-            return false;
+            return;
         }
 
         lease.WorkerId = null;
         lease.Version++;
-        return true;
+        if (await ClaimReadyAsync(lease.Pool, cancellationToken) is { } ready)
+        {
+            Assign(ready, lease);
+            await context.Send(CloudQueues.Address(CloudQueues.TrustWorker), new TrustWorker(ready.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
+        }
+        else
+        {
+            await context.Publish(new LeaseQueued(leaseId));
+        }
     }
 
     /// <summary>

@@ -220,9 +220,9 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
     {
         var allocator = c.GetServiceOrCreateInstance<Allocator>();
         var pool = await allocator.LockPoolAsync(c.Saga.Pool, c.CancellationToken);
-        if (c.Saga.CurrentLeaseId is { } leaseId && await allocator.RequeueAsync(leaseId, c.Saga.CorrelationId, c.CancellationToken))
+        if (c.Saga.CurrentLeaseId is { } leaseId)
         {
-            await c.Publish(new LeaseQueued(leaseId));
+            await allocator.RequeueAsync(c, leaseId, c.Saga.CorrelationId);
         }
 
         await allocator.RecordFailureAsync(c, pool);

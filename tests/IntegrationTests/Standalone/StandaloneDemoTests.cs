@@ -119,7 +119,7 @@ public sealed class StandaloneDemoTests : IAsyncLifetime
             "dw_workers_reaped_total with reason idle",
             () => _standalone.Output);
         Assert.Matches(@"dw_worker_idle_seconds_total\{otel_scope_name=""DynamicWorkers"",pool=""ubuntu-22\.04""\} [1-9]", exposition);
-        Assert.Contains("is deprovisioned (idle: retired)", _standalone.Output);
+        Assert.Contains("is deprovisioned (idle: idle timeout)", _standalone.Output);
 
         // Standalone's own readiness: its in-memory bus and its SQLite file.
         await Readiness.AssertBothHealthyAsync(_standalone.HttpAddress);

@@ -183,7 +183,7 @@ public sealed class LifecycleCluster : IAsyncDisposable
             rows = RowsAsync(
                 "SELECT 'lease ' || \"CorrelationId\" || ' ' || \"CurrentState\" || ' worker ' || coalesce(\"WorkerId\"::text, '-') FROM leases WHERE \"CurrentState\" NOT IN ('Released', 'Rejected', 'Revoked') "
                 + "UNION ALL SELECT 'worker ' || \"CorrelationId\" || ' ' || \"CurrentState\" || ' ' || coalesce(\"TrustedInstanceId\", '-') || ' lease ' || coalesce(\"CurrentLeaseId\"::text, '-') FROM workers "
-                + "UNION ALL SELECT 'pool ' || \"Name\" || ' ' || \"Book\" FROM pools").GetAwaiter().GetResult();
+                + "UNION ALL SELECT 'pool ' || \"Name\" || ' hot ' || \"HotTarget\" || ' max ' || \"MaxWorkers\" || ' failures ' || \"ConsecutiveFailures\" FROM pools").GetAwaiter().GetResult();
         }
         catch (Exception e)
         {
