@@ -229,7 +229,7 @@ public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, Post
 
     /// <summary>
     /// The pool's workers now (rows not reaping, all rows, the cloud's VMs not deleted), and the leases in its line in
-    /// their order there (the pool's ledger, as the chaos run reads it).
+    /// their order there (leases waiting with no worker, by arrival).
     /// </summary>
     async Task<(LiveSample Sample, IReadOnlyList<Guid> Line)> SampleAsync(TimeSpan at)
     {
@@ -257,7 +257,7 @@ public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, Post
 
         var takenAt = DateTimeOffset.UtcNow;
         await using var waiting = new NpgsqlCommand(
-            $"""SELECT (w->>'leaseId')::uuid FROM pools, jsonb_array_elements("Book"::jsonb->'waiting') WITH ORDINALITY AS t(w, n) WHERE "Name" = '{Pool}' ORDER BY n""",
+            $"""SELECT "CorrelationId" FROM leases WHERE "Pool" = '{Pool}' AND "CurrentState" IN ('Allocating', 'WaitingForWorker') AND "WorkerId" IS NULL ORDER BY "ReceivedAt" """,
             connection);
         var line = new List<Guid>();
         await using (var reader = await waiting.ExecuteReaderAsync())
