@@ -242,16 +242,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             return;
         }
 
-        var pool = await allocator.LockPoolAsync(lease.Pool, c.CancellationToken);
-        if (await allocator.ClaimReadyAsync(lease.Pool, c.CancellationToken) is { } hot)
-        {
-            allocator.Assign(hot, lease);
-            await c.Send(TrustQueue, new TrustWorker(hot.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
-            lease.Outcome = AllocationOutcome.Trusting;
-            await allocator.RebalanceAsync(c, pool);
-            return;
-        }
-
+        // A full line turns the lease away before it takes the pool's lock: a flood's refusals then wait on nothing.
         var maxWaiting = Definition(lease.Pool).MaxWaiting;
         if (await allocator.WaitingAsync(lease.Pool, c.CancellationToken) >= maxWaiting)
         {
@@ -263,6 +254,16 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             }
 
             lease.Outcome = AllocationOutcome.LineFull;
+            return;
+        }
+
+        var pool = await allocator.LockPoolAsync(lease.Pool, c.CancellationToken);
+        if (await allocator.ClaimReadyAsync(lease.Pool, c.CancellationToken) is { } hot)
+        {
+            allocator.Assign(hot, lease);
+            await c.Send(TrustQueue, new TrustWorker(hot.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
+            lease.Outcome = AllocationOutcome.Trusting;
+            await allocator.RebalanceAsync(c, pool);
             return;
         }
 
