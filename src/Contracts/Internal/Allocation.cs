@@ -29,7 +29,10 @@ public sealed record LeaseQueued(Guid LeaseId);
 [MessageUrn("DynamicWorkers.Internal:CheckWorkerDeadlines")]
 public sealed record CheckWorkerDeadlines(Guid WorkerId);
 
-/// <summary>Start-up → pool keeper: create the pool from configuration if it is new (a persisted size is kept) and top it up.</summary>
+/// <summary>
+/// Start-up, or a lease that took a hot worker or joined the line → pool keeper: create the pool from configuration if it
+/// is new (a persisted size is kept) and top it up.
+/// </summary>
 [MessageUrn("DynamicWorkers.Internal:ReconcilePool")]
 public sealed record ReconcilePool(string Pool);
 

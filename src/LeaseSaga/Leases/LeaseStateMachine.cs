@@ -257,19 +257,24 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             return;
         }
 
-        var pool = await allocator.LockPoolAsync(lease.Pool, c.CancellationToken);
+        // Shared: leases take hot workers and join the line side by side; starting workers is the pool keeper's, alone.
+        var pool = await allocator.LockPoolAsync(lease.Pool, c.CancellationToken, shared: true);
         if (await allocator.ClaimReadyAsync(lease.Pool, c.CancellationToken) is { } hot)
         {
             allocator.Assign(hot, lease);
             await c.Send(TrustQueue, new TrustWorker(hot.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
             lease.Outcome = AllocationOutcome.Trusting;
-            await allocator.RebalanceAsync(c, pool);
-            return;
+        }
+        else
+        {
+            lease.Waited = true;
+            lease.Outcome = AllocationOutcome.Waiting;
         }
 
-        lease.Waited = true;
-        lease.Outcome = AllocationOutcome.Waiting;
-        await allocator.RebalanceAsync(c, pool, unsavedLease: lease);
+        if (await allocator.MayNeedWorkersAsync(pool, lease, c.CancellationToken))
+        {
+            await c.Publish(new ReconcilePool(lease.Pool));
+        }
     }
 
     async Task Grant(BehaviorContext<LeaseState> c, Guid workerId, string address, string agentThumbprint, bool reused, DateTimeOffset expiresAt)

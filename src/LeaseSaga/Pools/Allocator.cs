@@ -18,8 +18,9 @@ namespace DynamicWorkers.LeaseSaga.Pools;
 /// repository commits it): a lease takes an idle worker of its instance or a ready one by locking its row (skipping
 /// rows another copy holds), a worker that becomes ready takes the oldest waiting lease the same way. Nothing is
 /// decided on a copy of the pool, so any number of LeaseSaga copies decide at once and a decision reads only the rows
-/// it takes. Decisions that start or retire workers, or put a lease in line, first lock the pool's own row, which keeps
-/// <c>MaxWorkers</c> across copies and lets no lease wait while a worker sits ready.
+/// it takes. The pool's own row is a lock: leases that take a hot worker or join the line hold it shared, side by side;
+/// a worker turning ready, and every decision that starts or retires workers (the pool keeper's), hold it alone, which
+/// keeps <c>MaxWorkers</c> across copies and lets no lease wait while a worker sits ready.
 /// </summary>
 public sealed class Allocator(
     DynamicWorkersDbContext db,
@@ -68,14 +69,20 @@ public sealed class Allocator(
             ? definition
             : throw new ArgumentException($"pool '{pool}' is not configured (Pools:{pool})");
 
-    /// <summary>Locks the pool's row, creating it from configuration the first time.</summary>
-    public async Task<PoolState> LockPoolAsync(string name, CancellationToken cancellationToken)
+    /// <summary>
+    /// Locks the pool's row, creating it from configuration the first time. <paramref name="shared"/>: leases that take a
+    /// ready worker or join the line hold it together, so they wait on nothing but a decision that holds it alone (a worker
+    /// turning ready, starting or retiring workers), which in turn sees every one of them committed.
+    /// </summary>
+    public async Task<PoolState> LockPoolAsync(string name, CancellationToken cancellationToken, bool shared = false)
     {
         await BeginAsync(cancellationToken);
-        var sql = Dialect switch
+        var sql = (Dialect, shared) switch
         {
-            DatabaseDialect.SqlServer => """SELECT * FROM "pools" WITH (UPDLOCK, ROWLOCK) WHERE "Name" = {0}""",
-            DatabaseDialect.Postgres => """SELECT * FROM "pools" WHERE "Name" = {0} FOR UPDATE""",
+            (DatabaseDialect.SqlServer, false) => """SELECT * FROM "pools" WITH (XLOCK, ROWLOCK) WHERE "Name" = {0}""",
+            (DatabaseDialect.SqlServer, true) => """SELECT * FROM "pools" WITH (HOLDLOCK, ROWLOCK) WHERE "Name" = {0}""",
+            (DatabaseDialect.Postgres, false) => """SELECT * FROM "pools" WHERE "Name" = {0} FOR UPDATE""",
+            (DatabaseDialect.Postgres, true) => """SELECT * FROM "pools" WHERE "Name" = {0} FOR SHARE""",
             _ => """SELECT * FROM "pools" WHERE "Name" = {0}""",
         };
         var pool = (await db.Set<PoolState>().FromSqlRaw(sql, name).AsTracking().ToListAsync(cancellationToken)).SingleOrDefault();
@@ -90,6 +97,17 @@ public sealed class Allocator(
         // Inserted now so that a copy opening the same pool waits on this row (and retries on its key) instead of racing.
         await db.SaveChangesAsync(cancellationToken);
         return pool;
+    }
+
+    /// <summary>
+    /// Under the shared lock: whether the pool may be short of workers (fewer spare than its hot target plus its line, and
+    /// room below <c>MaxWorkers</c>), so that the pool keeper should decide, under the lock held alone.
+    /// </summary>
+    public async Task<bool> MayNeedWorkersAsync(PoolState pool, LeaseState? unsavedLease, CancellationToken cancellationToken)
+    {
+        var (waiting, spare, live) = await CountAsync(pool.Name, cancellationToken);
+        waiting += unsavedLease is { WorkerId: null } ? 1 : 0;
+        return live < pool.MaxWorkers && spare < pool.HotTarget + waiting && !(pool.BackoffUntil > clock.GetUtcNow());
     }
 
     /// <summary>Re-use: an idle worker that trusts this very instance and certificate.</summary>
@@ -249,7 +267,8 @@ public sealed class Allocator(
     public async Task RebalanceAsync(ConsumeContext context, PoolState pool, LeaseState? unsavedLease = null)
     {
         var cancellationToken = context.CancellationToken;
-        var waiting = await WaitingAsync(pool.Name, cancellationToken) + (unsavedLease is { WorkerId: null } ? 1 : 0);
+        var (waiting, spare, live) = await CountAsync(pool.Name, cancellationToken);
+        waiting += unsavedLease is { WorkerId: null } ? 1 : 0;
         while (waiting > 0 && await ClaimReadyAsync(pool.Name, cancellationToken) is { } ready)
         {
             if (await ClaimWaitingAsync(pool.Name, cancellationToken) is not { } lease)
@@ -260,9 +279,9 @@ public sealed class Allocator(
             Assign(ready, lease);
             await context.Send(CloudQueues.Address(CloudQueues.TrustWorker), new TrustWorker(ready.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
             waiting--;
+            spare--;
         }
 
-        var spare = await CountWorkersAsync(pool.Name, WorkerStates.Spare, cancellationToken);
         for (var surplus = spare - pool.HotTarget - waiting; surplus > 0; surplus--)
         {
             if (await ClaimReadyAsync(pool.Name, cancellationToken, newest: true) is not { } extra)
@@ -273,6 +292,7 @@ public sealed class Allocator(
             logger.LogInformation("Pool {Pool}: retiring surplus hot worker {WorkerId} (hot target {HotTarget})", pool.Name, extra.CorrelationId, pool.HotTarget);
             await ReapAsync(context, extra, ReapReasons.Idle, "surplus hot worker");
             spare--;
+            live--;
         }
 
         if (pool.BackoffUntil is { } until && until > clock.GetUtcNow())
@@ -280,7 +300,6 @@ public sealed class Allocator(
             return;
         }
 
-        var live = await CountWorkersAsync(pool.Name, WorkerStates.Live, cancellationToken);
         var count = Math.Max(0, Math.Min(pool.HotTarget + waiting - spare, pool.MaxWorkers - live));
         if (count == 0)
         {
@@ -370,13 +389,28 @@ public sealed class Allocator(
         return stored + Unsaved<LeaseState>(e => IsWaiting(e, pool, original: false), e => IsWaiting(e, pool, original: true));
     }
 
-    async Task<int> CountWorkersAsync(string pool, string[] states, CancellationToken cancellationToken)
+    /// <summary>
+    /// The pool's waiting leases, spare workers (provisioning or ready) and live workers, in one round trip (it runs under
+    /// the pool's lock), corrected for what this transaction changed and has not saved.
+    /// </summary>
+    async Task<(int Waiting, int Spare, int Live)> CountAsync(string pool, CancellationToken cancellationToken)
     {
-        var stored = await db.Set<WorkerState>().CountAsync(w => w.Pool == pool && states.Contains(w.CurrentState), cancellationToken);
-        return stored + Unsaved<WorkerState>(
+        var stored = await db.Set<PoolState>().Where(p => p.Name == pool).Select(p => new
+        {
+            Waiting = db.Set<LeaseState>().Count(l => l.Pool == p.Name && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null),
+            Spare = db.Set<WorkerState>().Count(w => w.Pool == p.Name && WorkerStates.Spare.Contains(w.CurrentState)),
+            Live = db.Set<WorkerState>().Count(w => w.Pool == p.Name && WorkerStates.Live.Contains(w.CurrentState)),
+        }).SingleAsync(cancellationToken);
+        return (
+            stored.Waiting + Unsaved<LeaseState>(e => IsWaiting(e, pool, original: false), e => IsWaiting(e, pool, original: true)),
+            stored.Spare + UnsavedWorkers(pool, WorkerStates.Spare),
+            stored.Live + UnsavedWorkers(pool, WorkerStates.Live));
+    }
+
+    int UnsavedWorkers(string pool, string[] states)
+        => Unsaved<WorkerState>(
             e => e.Entity.Pool == pool && states.Contains(e.Entity.CurrentState),
             e => e.OriginalValues.GetValue<string>(nameof(WorkerState.Pool)) == pool && states.Contains(e.OriginalValues.GetValue<string>(nameof(WorkerState.CurrentState))));
-    }
 
     static bool IsWaiting(EntityEntry<LeaseState> entry, string pool, bool original)
     {
