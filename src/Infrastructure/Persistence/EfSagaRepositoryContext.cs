@@ -140,7 +140,7 @@ public sealed class EfSagaRepositoryContext<TSaga, TMessage> :
         }
 
         context.Saga.Version++;
-        await db.SaveChangesAsync(CancellationToken);
+        await db.SaveChangesAsync(CancellationToken).CountingConflicts<TSaga>();
     }
 
     public async Task Delete(SagaConsumeContext<TSaga> context)
@@ -153,7 +153,7 @@ public sealed class EfSagaRepositoryContext<TSaga, TMessage> :
         }
 
         db.Set<TSaga>().Remove(context.Saga);
-        await db.SaveChangesAsync(CancellationToken);
+        await db.SaveChangesAsync(CancellationToken).CountingConflicts<TSaga>();
     }
 
     public Task Discard(SagaConsumeContext<TSaga> context) => Task.CompletedTask;

@@ -166,7 +166,7 @@ public sealed class SagaGate<TSaga>
                 var entry = db.Attach(group.Saga);
                 entry.State = EntityState.Modified;
                 entry.Property(x => x.Version).OriginalValue = group.SavedVersion;
-                await db.SaveChangesAsync(cancellationToken);
+                await db.SaveChangesAsync(cancellationToken).CountingConflicts<TSaga>();
                 entry.State = EntityState.Detached;
             }
 
