@@ -94,21 +94,28 @@ public sealed class LeaseLoad(IBus bus, LeaseBook book)
     // Long enough for a busy machine; a lease still unanswered after it counts as lost.
     static readonly TimeSpan AnswerDeadline = TimeSpan.FromSeconds(60);
 
+    int _outstanding;
+
+    /// <summary>Leases sent and not answered yet (nor given up on): how far the services are behind.</summary>
+    public int Outstanding => Volatile.Read(ref _outstanding);
+
     public static string ThumbprintOf(string instance) => Convert.ToHexString(SHA1.HashData(Encoding.UTF8.GetBytes(instance)));
 
     /// <summary>
     /// Sends <paramref name="rate"/> requests a second for <paramref name="duration"/>, each at its due time whatever
     /// happened to the ones before (a stall shows up as latency, it does not slow the sender), the instance of the
-    /// n-th chosen by <paramref name="instanceOf"/>; each granted lease is released at once.
+    /// n-th chosen by <paramref name="instanceOf"/> (and its pool by <paramref name="poolOf"/>, else <paramref name="pool"/>);
+    /// each granted lease is released at once. Sending stops early when <paramref name="stop"/> is cancelled.
     /// </summary>
-    public async Task<LoadResult> OpenLoopAsync(string pool, double rate, TimeSpan duration, Func<int, string> instanceOf, Action? tick = null)
+    public async Task<LoadResult> OpenLoopAsync(
+        string pool, double rate, TimeSpan duration, Func<int, string> instanceOf, Func<int, string>? poolOf = null, CancellationToken stop = default)
     {
         var count = Math.Max(1, (int)Math.Round(rate * duration.TotalSeconds));
         var interval = Stopwatch.Frequency / rate;
         var start = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 20;
         var leases = new List<(PendingLease Lease, Task Done)>(count);
         var sends = new List<Task>(count);
-        for (var n = 0; n < count; n++)
+        for (var n = 0; n < count && !stop.IsCancellationRequested; n++)
         {
             var due = start + (long)(n * interval);
             var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), due);
@@ -118,11 +125,11 @@ public sealed class LeaseLoad(IBus bus, LeaseBook book)
             }
 
             var instance = instanceOf(n);
-            var request = new LeaseRequested(NewId.NextGuid(), instance, ThumbprintOf(instance), pool, $"bench-{n}", DateTimeOffset.UtcNow);
+            var request = new LeaseRequested(NewId.NextGuid(), instance, ThumbprintOf(instance), poolOf?.Invoke(n) ?? pool, $"bench-{n}", DateTimeOffset.UtcNow);
             var lease = book.Add(request.LeaseId, due);
+            Interlocked.Increment(ref _outstanding);
             sends.Add(bus.Publish(request));
             leases.Add((lease, ReleaseWhenGrantedAsync(lease, request)));
-            tick?.Invoke();
         }
 
         await Task.WhenAll(sends);
@@ -130,8 +137,11 @@ public sealed class LeaseLoad(IBus bus, LeaseBook book)
         return Summarise(leases.Select(l => l.Lease).ToList(), start);
     }
 
-    /// <summary><paramref name="instances"/> instances each request, wait for the grant and release, over and over, for <paramref name="duration"/>.</summary>
-    public async Task<LoadResult> ClosedLoopAsync(string pool, int instances, TimeSpan duration, string prefix)
+    /// <summary>
+    /// <paramref name="instances"/> instances each request, wait for the grant and release, over and over, for
+    /// <paramref name="duration"/>; with a <paramref name="pause"/> between a release and the next request.
+    /// </summary>
+    public async Task<LoadResult> ClosedLoopAsync(string pool, int instances, TimeSpan duration, string prefix, TimeSpan pause = default)
     {
         var start = Stopwatch.GetTimestamp();
         var end = start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
@@ -144,11 +154,17 @@ public sealed class LeaseLoad(IBus bus, LeaseBook book)
                 var request = new LeaseRequested(NewId.NextGuid(), instance, ThumbprintOf(instance), pool, null, DateTimeOffset.UtcNow);
                 var lease = book.Add(request.LeaseId, Stopwatch.GetTimestamp());
                 leases.Add(lease);
+                Interlocked.Increment(ref _outstanding);
                 await bus.Publish(request);
                 await ReleaseWhenGrantedAsync(lease, request);
                 if (!lease.Outcome.Task.IsCompleted)
                 {
                     return; // no answer within the deadline: the run is not clean, stop this instance
+                }
+
+                if (pause > TimeSpan.Zero)
+                {
+                    await Task.Delay(pause);
                 }
             }
         }));
@@ -159,6 +175,7 @@ public sealed class LeaseLoad(IBus bus, LeaseBook book)
     async Task ReleaseWhenGrantedAsync(PendingLease lease, LeaseRequested request)
     {
         var answered = await Task.WhenAny(lease.Outcome.Task, Task.Delay(AnswerDeadline));
+        Interlocked.Decrement(ref _outstanding);
         if (answered == lease.Outcome.Task && lease.Outcome.Task.Result is LeaseGranted)
         {
             await bus.Publish(new LeaseReleased(request.LeaseId, request.InstanceId));

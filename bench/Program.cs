@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using DynamicWorkers.Bench;
+using DynamicWorkers.Contracts;
 using DynamicWorkers.Infrastructure.Messaging;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
@@ -8,22 +9,23 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 // The benchmark (scripts/bench.sh runs it): one run, on its own RabbitMQ vhost and PostgreSQL database, of the
-// broker's own limit, hot and re-use lease latency, sustained lifecycle throughput, footprint and scale-out,
-// printed as one table and written as markdown. `--smoke` runs every section for a second or so (scripts/test.sh).
+// broker's own limit, the lifecycle written by hand, hot and re-use lease latency, sustained lifecycle throughput,
+// one pool against many, footprint, scale-out and pool size, printed as one table and written as markdown. `--smoke`
+// runs every section for a second or so (scripts/test.sh).
 
 // Loopback only: MassTransit would otherwise try to post usage telemetry to the internet (the services inherit this).
 Environment.SetEnvironmentVariable("MASSTRANSIT_USAGE_TELEMETRY", "false");
 var smoke = args.Contains("--smoke");
 // --profile: only the closed-loop lifecycle run and where its cost goes (for before/after comparisons of a change).
 var profileOnly = args.Contains("--profile");
-// --only hot,reuse,lifecycle,scale-out,raw: just those sections (quick before/after runs of one figure).
+// --only raw,raw-lifecycle,hot,reuse,lifecycle,pools,scale-out,pool-size: just those sections (quick before/after runs of one figure).
 var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
 bool Wanted(string section) => only is null || only.Contains(section);
 var output = args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault()
              ?? Path.Combine(Paths.RepositoryRoot, smoke ? "artifacts/bench/smoke.md" : profileOnly ? "artifacts/bench/profile.md" : only is not null ? "artifacts/bench/only.md" : "bench/results/latest.md");
 var plan = smoke ? BenchPlan.Smoke : BenchPlan.Full;
-// Sections not started by then are skipped (and reported), so scripts/bench.sh's 10-minute limit is never the one that stops the run.
-var budget = TimeSpan.FromMinutes(8);
+// Sections not started by then are skipped (and reported), so scripts/bench.sh's 18-minute limit is never the one that stops the run.
+var budget = TimeSpan.FromMinutes(15);
 var logs = Path.Combine(Paths.RepositoryRoot, "artifacts", "bench", "logs");
 var clock = Stopwatch.StartNew();
 void Say(string line) => Console.Error.WriteLine($"[bench {clock.Elapsed:mm\\:ss}] {line}");
@@ -68,6 +70,19 @@ if (!profileOnly && Wanted("raw"))
     report.Raw(rawClient, rawMassTransit);
 }
 
+// The lifecycle written by hand (RabbitMQ.Client and Npgsql, no services): the denominator of the sustained-throughput goal.
+var rawLifecycles = double.NaN;
+if (!profileOnly && Wanted("raw-lifecycle"))
+{
+    Say($"raw lifecycle: {plan.ClosedLoopInstances} closed loops for {plan.RawLifecycle.TotalSeconds:0} s");
+    var cpuBefore = ProcessCpu.Servers();
+    var run = await RawLifecycle.RunAsync(vhost, database, plan.ClosedLoopInstances, plan.RawLifecycle);
+    report.Profile("raw lifecycle run", "CPU ms per lifecycle by process", PerUnit(cpuBefore, ProcessCpu.Servers(), run.Lifecycles, minimum: 0.01), "0.00");
+    report.RawLifecycle(run, plan.ClosedLoopInstances);
+    rawLifecycles = run.PerSecond;
+    Say($"raw lifecycle: {run.Lifecycles} lifecycles, {run.PerSecond:0}/s, request → grant p99 {Stats.Percentile(run.GrantMs, 99):0.0} ms, {run.Lost} lost");
+}
+
 // One raw run's rate, with the CPU it took per message noted.
 async Task<double> RawAsync(string run, Func<Task<RawRun>> measure)
 {
@@ -75,6 +90,13 @@ async Task<double> RawAsync(string run, Func<Task<RawRun>> measure)
     var result = await measure();
     report.Profile(run, "CPU ms per message by process", PerUnit(cpuBefore, ProcessCpu.Servers(), result.Messages, minimum: 0.001), "0.000");
     return result.PerSecond;
+}
+
+// Only the raw runs asked for: no services to start.
+if (only is not null && only.All(section => section is "raw" or "raw-lifecycle"))
+{
+    File.Delete(runFile);
+    return Finish();
 }
 
 // 2. The services, each its own process, the simulated cloud at zero latency.
@@ -100,6 +122,38 @@ var settings = vhost.Settings.Concat(new Dictionary<string, string?>
     ["Cloud:Simulated:DeleteDelay"] = "00:00:00",
 }).ToList();
 
+// The holds' pools, the pools section's (one, and many with two hot workers each) and the pool-size section's (none hot
+// at start: the section sizes them with SetPoolSize), configured only for a run that has those sections.
+void AddPool(string pool, int hotTarget, int maxWorkers)
+{
+    settings.Add(new($"Pools:{pool}:Image", "bench-image"));
+    settings.Add(new($"Pools:{pool}:HotTarget", hotTarget.ToString()));
+    settings.Add(new($"Pools:{pool}:MaxWorkers", maxWorkers.ToString()));
+}
+
+if (!profileOnly && Wanted("lifecycle"))
+{
+    AddPool(BenchPlan.HoldPool, BenchPlan.HoldPoolHotTarget, 5000);
+    AddPool(BenchPlan.SustainPool, BenchPlan.HoldPoolHotTarget, 5000);
+}
+
+if (!profileOnly && Wanted("pools"))
+{
+    AddPool(BenchPlan.OnePool, BenchPlan.OnePoolHotTarget, 1000);
+    for (var n = 0; n < plan.PoolsCount; n++)
+    {
+        AddPool(BenchPlan.ManyPool(n), 2, 100);
+    }
+}
+
+if (!profileOnly && Wanted("pool-size"))
+{
+    foreach (var size in plan.PoolSizes)
+    {
+        AddPool(BenchPlan.SizePool(size), 0, size + 2 * plan.PoolSizeInstances);
+    }
+}
+
 var services = new List<Service>();
 try
 {
@@ -116,6 +170,8 @@ try
     }
 
     var leaseSaga = services[^1];
+    // Every LeaseSaga copy running (scale-out adds some and pool-size stops them again).
+    var leaseSagas = new List<Service> { leaseSaga };
     foreach (var service in services)
     {
         Say($"{service.Name} ready after {service.ReadyAfter.TotalMilliseconds:0} ms");
@@ -129,14 +185,22 @@ try
     clientBuilder.Services.AddDynamicWorkersBus(clientBuilder.Configuration, bus => bus.AddConsumer<OutcomeConsumer>());
     using var client = clientBuilder.Build();
     await client.StartAsync();
-    var load = new LeaseLoad(client.Services.GetRequiredService<IBus>(), book);
+    var bus = client.Services.GetRequiredService<IBus>();
+    var load = new LeaseLoad(bus, book);
 
-    async Task WaitForHotWorkersAsync(string pool, int count)
+    // Workers of these pools in these states, from the services' own table (every pool name is the bench's: no quoting needed).
+    async Task<int> CountWorkersAsync(IEnumerable<string> pools, params string[] states)
+        => int.Parse(await database.ScalarAsync(
+            $"SELECT count(*) FROM workers WHERE \"Pool\" IN ({string.Join(", ", pools.Select(p => $"'{p}'"))}) "
+            + $"AND \"CurrentState\" IN ({string.Join(", ", states.Select(s => $"'{s}'"))})"));
+
+    async Task WaitForHotWorkersAsync(string pool, int count, params string[] morePools)
     {
+        string[] pools = [pool, .. morePools];
         await RawBroker.WaitForAsync(
-            () => int.Parse(database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"Pool\" = '{pool}' AND \"CurrentState\" = 'Ready'").GetAwaiter().GetResult()) >= count,
+            () => CountWorkersAsync(pools, "Ready").GetAwaiter().GetResult() >= count,
             TimeSpan.FromSeconds(240),
-            $"{count} hot workers in {pool}",
+            $"{count} hot workers in {string.Join(", ", pools.Take(3))}{(pools.Length > 3 ? $" and {pools.Length - 3} more pools" : "")}",
             pollMilliseconds: 200);
     }
 
@@ -190,6 +254,21 @@ try
     Dictionary<string, long> CpuByProcess()
         => services.ToDictionary(x => x.Name, x => x.CpuMilliseconds()).Concat(ProcessCpu.Servers()).ToDictionary();
 
+    // Every running LeaseSaga copy's CPU time so far, summed.
+    long LeaseSagaCpu() => leaseSagas.Sum(x => x.CpuMilliseconds());
+
+    // Optimistic-concurrency conflicts so far, summed over every running LeaseSaga copy's /metrics.
+    async Task<double> ConflictsAsync()
+    {
+        var total = 0.0;
+        foreach (var copy in leaseSagas)
+        {
+            total += await PrometheusCounter.SumAsync(copy, PrometheusCounter.SagaConflicts);
+        }
+
+        return total;
+    }
+
     // What the broker and the database alone took: the most the machine could do even if the services took no CPU at all.
     // Said only when both run on this machine (neither took nothing).
     void ServersAlone(string run, string unit, Dictionary<string, long> before, Dictionary<string, long> after, int units, string? goal)
@@ -207,16 +286,40 @@ try
 
     // Services that just started still compile their code paths as they first run them (the JIT): a closed loop of
     // whole lifecycles first, so the figures below are of services that have run, as in production.
-    async Task WarmUpAsync(string label, string prefix)
+    async Task WarmUpAsync(string label, string prefix, TimeSpan? length = null)
     {
-        Say($"{label}: closed-loop lifecycles for {plan.Warmup.TotalSeconds:0} s");
-        Say($"{label}: " + Report.Describe(await load.ClosedLoopAsync(BenchPlan.CyclePool, 8, plan.Warmup, prefix)));
+        var warmup = length ?? plan.Warmup;
+        Say($"{label}: closed-loop lifecycles for {warmup.TotalSeconds:0} s");
+        Say($"{label}: " + Report.Describe(await load.ClosedLoopAsync(BenchPlan.CyclePool, 8, warmup, prefix)));
+    }
+
+    // One more LeaseSaga on the same database and queues, warmed up as the first was (for as long as the plan gives a copy).
+    async Task AddLeaseSagaAsync()
+    {
+        var name = $"LeaseSaga-{leaseSagas.Count + 1}";
+        Say($"starting {name}");
+        var copy = Service.Start("LeaseSaga", name, settings, logs);
+        services.Add(copy);
+        leaseSagas.Add(copy);
+        await copy.WaitUntilReadyAsync(TimeSpan.FromSeconds(120));
+        await WarmUpAsync($"{name} warm-up", $"{name.ToLowerInvariant()}-warmup", plan.CopyWarmup);
+    }
+
+    // The last copy added stops (killed, as a container may be; every queue is empty by then).
+    async Task RemoveLeaseSagaAsync()
+    {
+        var copy = leaseSagas[^1];
+        Say($"stopping {copy.Name}");
+        leaseSagas.Remove(copy);
+        services.Remove(copy);
+        await copy.DisposeAsync();
     }
 
     await WaitForPoolsAsync("the warm-up");
     await WarmUpAsync("warm-up", "warmup");
 
-    // 3. Hot-pool latency: every lease from a new instance, so it needs a hot worker and a trust step.
+    // 3. Hot-pool latency: every lease from a new instance, so it needs a hot worker and a trust step. At the first rate
+    // the broker's deliveries are counted too, up to the pool back at its hot target and every queue empty.
     LoadResult? lowerHot = null;
     foreach (var rate in profileOnly || !Wanted("hot") ? [] : plan.Rates)
     {
@@ -231,6 +334,13 @@ try
         // At most 80 % of the hot pool per rate, so that no lease has to wait for a VM to be provisioned.
         var window = TimeSpan.FromSeconds(Math.Min(plan.Latency.TotalSeconds, plan.HotTarget * 0.8 / rate));
         Say($"hot leases at {rate}/s for {window.TotalSeconds:0.#} s");
+        var countDeliveries = rate == plan.Rates[0];
+        if (countDeliveries)
+        {
+            await Task.Delay(plan.StatsSettle);
+        }
+
+        var deliveredBefore = countDeliveries ? await vhost.DeliveredAsync() : 0;
         var timingsBefore = await ConsumeTimings.ReadAsync(leaseSaga);
         var cpuBefore = CpuByProcess();
         var result = lowerHot = await load.OpenLoopAsync(BenchPlan.HotPool, rate, window, n => $"hot-{rate}-{n:00000}");
@@ -247,6 +357,15 @@ try
         report.Note($"LeaseSaga's busiest consumers during hot leases at {rate}/s (MassTransit's consume timings): "
                     + string.Join(", ", ConsumeTimings.Between(timingsBefore, await ConsumeTimings.ReadAsync(leaseSaga))));
         Say(Report.Describe(result));
+        if (countDeliveries)
+        {
+            await WaitForHotWorkersAsync(BenchPlan.HotPool, plan.HotTarget);
+            await DrainAsync("the count of deliveries per hot lease");
+            await Task.Delay(plan.StatsSettle);
+            var perLease = (await vhost.DeliveredAsync() - deliveredBefore) / (double)Math.Max(1, result.Granted);
+            report.HotDeliveries(rate, perLease, result.Granted);
+            Say($"{perLease:0.0} deliveries per hot lease");
+        }
     }
 
     // Re-use: `rate` instances, each already holding an idle worker, each leasing again about once a second.
@@ -269,105 +388,304 @@ try
         Say(Report.Describe(result));
     }
 
-    void ReportFootprints()
-    {
-        foreach (var service in services)
-        {
-            report.Footprint(service.Name, service.Memory(), service.ReadyAfter);
-        }
-    }
-
-    // Scale-out compares with the closed loop: `--only scale-out` runs both (without the holds).
-    if (!Wanted("lifecycle") && !Wanted("scale-out"))
-    {
-        ReportFootprints();
-        await client.StopAsync();
-        return Finish();
-    }
-
-    // The closed loop of lifecycles, with where its cost goes: messages, rows written and CPU per lifecycle.
-    async Task<(LoadResult Result, double MessagesPerLifecycle)> ProfiledClosedLoopAsync(string prefix, string run)
+    // The closed loop of lifecycles, with where its cost goes: messages, commits, rows written, conflicts and CPU per lifecycle.
+    // Commits are counted only when asked (the ceiling run): they need PostgreSQL's statistics settled, 5 s more.
+    async Task<ClosedLoopProfile> ProfiledClosedLoopAsync(string prefix, string run, bool countCommits)
     {
         await Task.Delay(plan.StatsSettle);
         var deliveredBefore = await vhost.DeliveredAsync();
         var queuesBefore = await vhost.DeliveredByQueueAsync();
         var tablesBefore = await database.RowWritesByTableAsync();
+        var commitsBefore = await database.CommitsAsync();
+        var conflictsBefore = await ConflictsAsync();
         var cpuBefore = CpuByProcess();
         Say($"{run}: {plan.ClosedLoopInstances} instances in a closed loop for {plan.Closed.TotalSeconds:0} s");
         var result = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, prefix);
-        Say(Report.Describe(result));
+        var conflicts = (await ConflictsAsync() - conflictsBefore) / Math.Max(1, result.Granted);
+        Say(Report.Describe(result) + $"; {conflicts:0.000} conflicts per lifecycle");
         await Task.Delay(plan.StatsSettle);
         var messages = (await vhost.DeliveredAsync() - deliveredBefore) / (double)Math.Max(1, result.Granted);
         Say($"{messages:0.0} messages delivered per lifecycle");
         report.Profile(run, "deliveries per lifecycle by queue", PerUnit(queuesBefore, await vhost.DeliveredByQueueAsync(), result.Granted));
-        report.Profile(run, "rows written per lifecycle by table", PerUnit(tablesBefore, await database.RowWritesByTableAsync(), result.Granted));
         var cpuAfter = CpuByProcess();
         report.Profile(run, "CPU ms per lifecycle by process", PerUnit(cpuBefore, cpuAfter, result.Granted));
         ServersAlone(run, "lifecycle", cpuBefore, cpuAfter, result.Granted,
-            double.IsNaN(rawClient) ? null : $"the ≥ {Report.RatioGoal:P0} goal needs {Report.RatioGoal * rawClient / messages:0} a second at {messages:0.0} messages each");
-        return (result, messages);
-    }
-
-    // 4. Lifecycle throughput: closed loop to find the ceiling (and count messages per lifecycle), then an open-loop hold.
-    // The earlier sections' tail (the hot pool refilling, the released workers' timers) must not be counted against this run.
-    await WaitForPoolsAsync("the lifecycle run");
-    var (ceiling, messagesPerLifecycle) = await ProfiledClosedLoopAsync("cycle", "closed-loop run");
-    if (profileOnly)
-    {
-        report.Lifecycle(ceiling, messagesPerLifecycle, null, rawClient, holdsRun: false);
-        await client.StopAsync();
-        return Finish();
-    }
-
-    HoldResult? held = null;
-    foreach (var share in Wanted("lifecycle") ? plan.HoldShares : [])
-    {
-        if (!TimeLeft($"the lifecycle hold at {share:P0} of the ceiling"))
+            double.IsNaN(rawLifecycles) ? null : $"the ≥ {Report.RatioGoal:P0} goal needs {Report.RatioGoal * rawLifecycles:0} a second");
+        var commits = double.NaN;
+        if (countCommits)
         {
-            break;
+            // A PostgreSQL backend that went idle reports its last second's counts only after 10 s.
+            await Task.Delay(plan.DatabaseStatsSettle - plan.StatsSettle);
+            commits = (await database.CommitsAsync() - commitsBefore) / (double)Math.Max(1, result.Granted);
+            Say($"{commits:0.0} database commits per lifecycle");
         }
 
-        var rate = Math.Max(1, Math.Floor(ceiling.CyclesPerSecond * share));
-        if (share != plan.HoldShares[0])
+        report.Profile(run, "rows written per lifecycle by table", PerUnit(tablesBefore, await database.RowWritesByTableAsync(), result.Granted));
+        report.Note($"optimistic-concurrency conflicts per lifecycle ({run}): {conflicts:0.000}" + (countCommits ? $"; database commits per lifecycle: {commits:0.0}" : ""));
+        return new ClosedLoopProfile(result, messages, commits, conflicts);
+    }
+
+    // 4. Lifecycle throughput: closed loop to find the ceiling (and count messages per lifecycle), then open-loop holds.
+    // Scale-out compares with the closed loop: `--only scale-out` runs both (without the holds).
+    ClosedLoopProfile? ceiling = null;
+    if (profileOnly || Wanted("lifecycle") || Wanted("scale-out"))
+    {
+        // The earlier sections' tail (the hot pool refilling, the released workers' timers) must not be counted against this run.
+        await WaitForPoolsAsync("the lifecycle run");
+        ceiling = await ProfiledClosedLoopAsync("cycle", "closed-loop run", countCommits: true);
+        if (profileOnly)
         {
+            report.Lifecycle(ceiling.Result, ceiling.Messages, ceiling.Commits, null, rawLifecycles, holdsRun: false);
+            await client.StopAsync();
+            return Finish();
+        }
+    }
+
+    // The holds: first at the goal's rate (250/s in the full plan) on a pool of its own; if that does not hold, at shares of
+    // the closed-loop ceiling below it, on another pool, until one holds (the sustained throughput). Neither is the closed
+    // loop's pool, so that the instances a hold adds do not weigh on the scale-out runs.
+    HoldResult? held = null;
+    if (Wanted("lifecycle"))
+    {
+        var attempts = new List<(double Rate, string Pool, bool GoalRate)> { (plan.HoldRate, BenchPlan.HoldPool, true) };
+        attempts.AddRange(plan.HoldShares.Select(share => (Math.Max(1, Math.Floor(ceiling!.Result.CyclesPerSecond * share)), BenchPlan.SustainPool, false)));
+        foreach (var (rate, pool, goalRate) in attempts)
+        {
+            if (held is not null || (!goalRate && rate >= plan.HoldRate))
+            {
+                continue;
+            }
+
+            if (!TimeLeft($"the lifecycle hold at {rate:0}/s"))
+            {
+                break;
+            }
+
             // A rate that did not hold leaves a backlog: the next, lower one must not start behind it.
             await DrainAsync($"the hold at {rate}/s");
-        }
-
-        var instances = HoldResult.Instances(rate, plan.ClosedLoopInstances);
-        Say($"holding {rate}/s: warming {instances} instances");
-        Say("warm-up: " + Report.Describe(await HoldResult.WarmAsync(load, BenchPlan.CyclePool, rate, instances)));
-        await DrainAsync($"the hold at {rate}/s");
-        Say($"holding {rate}/s for {plan.Hold.TotalSeconds:0} s ({share:P0} of the closed-loop ceiling, {instances} instances)");
-        var hold = await HoldResult.RunAsync(load, vhost, BenchPlan.CyclePool, rate, plan.Hold, instances);
-        Say(hold.Describe());
-        report.Hold(hold);
-        if (hold.Held)
-        {
-            held = hold;
-            break;
+            var instances = HoldResult.Instances(rate, plan.ClosedLoopInstances, goalRate ? HoldResult.GoalRateSpacing : null);
+            Say($"holding {rate}/s: warming {instances} instances");
+            Say("warm-up: " + Report.Describe(await HoldResult.WarmAsync(load, pool, rate, instances)));
+            await WaitForHotWorkersAsync(pool, BenchPlan.HoldPoolHotTarget);
+            await DrainAsync($"the hold at {rate}/s");
+            Say($"holding {rate}/s for {plan.Hold.TotalSeconds:0} s on {pool} ({instances} instances)");
+            var hold = await HoldResult.RunAsync(load, vhost, pool, rate, plan.Hold, instances);
+            Say(hold.Describe());
+            report.Hold(hold, goalRate);
+            if (hold.Held)
+            {
+                held = hold;
+            }
         }
     }
 
-    report.Lifecycle(ceiling, messagesPerLifecycle, held, rawClient, holdsRun: Wanted("lifecycle"));
-
-    // 5. Footprint after the load.
-    ReportFootprints();
-
-    // 6. Scale-out: a second LeaseSaga on the same database and queues, the same closed loop again.
-    if (Wanted("scale-out") && TimeLeft("scale-out", reserve: TimeSpan.FromMinutes(1.5)))
+    if (ceiling is not null)
     {
-        await DrainAsync("scale-out");
-        Say("scale-out: starting a second LeaseSaga");
-        var second = Service.Start("LeaseSaga", "LeaseSaga-2", settings, logs);
-        services.Add(second);
-        await second.WaitUntilReadyAsync(TimeSpan.FromSeconds(120));
-        // The second process warms up as the first did, so that the run compares two running LeaseSagas with one.
-        await WarmUpAsync("scale-out warm-up", "scaled-warmup");
-        await DrainAsync("the scale-out run");
-        var (scaled, _) = await ProfiledClosedLoopAsync("scaled", "scale-out run");
-        report.Footprint(second.Name + " (joins a migrated database)", second.Memory(), second.ReadyAfter);
-        report.ScaleOut(ceiling, scaled);
+        report.Lifecycle(ceiling.Result, ceiling.Messages, ceiling.Commits, held, rawLifecycles, holdsRun: Wanted("lifecycle"));
+    }
+
+    // 5. One pool against many at the same offered rate: an open loop of re-use lifecycles over the same number of
+    // instances, all in one pool, then spread evenly over the many (each instance first given an idle worker of its own).
+    if (Wanted("pools"))
+    {
+        var manyPools = Enumerable.Range(0, plan.PoolsCount).Select(BenchPlan.ManyPool).ToArray();
+        var hotWorkers = BenchPlan.OnePoolHotTarget + 2 * plan.PoolsCount;
+        var instances = (int)Math.Ceiling(HoldResult.Instances(plan.PoolsRate, plan.ClosedLoopInstances) / (double)plan.PoolsCount) * plan.PoolsCount;
+        foreach (var pools in new[] { 1, plan.PoolsCount })
+        {
+            if (!TimeLeft($"the pools run with {pools} pools"))
+            {
+                continue;
+            }
+
+            string PoolOf(int n) => pools == 1 ? BenchPlan.OnePool : manyPools[n % instances % pools];
+            string InstanceOf(int n) => $"pools-{pools}-{n % instances:000}";
+            await WaitForHotWorkersAsync(BenchPlan.OnePool, hotWorkers, manyPools);
+            await DrainAsync($"the pools run with {pools} pools");
+            Say($"pools: warming {instances} instances in {pools} pools");
+            Say("warm-up: " + Report.Describe(await load.OpenLoopAsync(
+                BenchPlan.OnePool, plan.PoolsRate, TimeSpan.FromSeconds(instances / (double)plan.PoolsRate), InstanceOf, PoolOf)));
+            await WaitForHotWorkersAsync(BenchPlan.OnePool, hotWorkers, manyPools);
+            await DrainAsync($"the pools run with {pools} pools");
+            Say($"pools: {plan.PoolsRate}/s over {instances} instances in {pools} pools for {plan.PoolsRun.TotalSeconds:0} s");
+            var cpuBefore = LeaseSagaCpu();
+            var result = await load.OpenLoopAsync(BenchPlan.OnePool, plan.PoolsRate, plan.PoolsRun, InstanceOf, PoolOf);
+            report.Pools(pools, instances, plan.PoolsRate, result, (LeaseSagaCpu() - cpuBefore) / (double)Math.Max(1, result.Granted));
+            Say(Report.Describe(result));
+        }
+    }
+
+    // Footprint after the load.
+    foreach (var service in services)
+    {
+        report.Footprint(service.Name, service.Memory(), service.ReadyAfter);
+    }
+
+    // 6. Scale-out: more LeaseSaga copies on the same database and queues, each warmed up, the same closed loop again.
+    if (Wanted("scale-out") && ceiling is not null)
+    {
+        var runs = new List<(int Copies, LoadResult Result, double? Conflicts)> { (1, ceiling.Result, ceiling.Conflicts) };
+        foreach (var copies in plan.ScaleOutCopies)
+        {
+            if (!TimeLeft($"scale-out to {copies} LeaseSaga", reserve: TimeSpan.FromMinutes(1)))
+            {
+                break;
+            }
+
+            await DrainAsync($"scale-out to {copies} LeaseSaga");
+            while (leaseSagas.Count < copies)
+            {
+                await AddLeaseSagaAsync();
+            }
+
+            await DrainAsync($"the scale-out run with {copies} LeaseSaga");
+            var scaled = await ProfiledClosedLoopAsync($"scaled-{copies}", $"scale-out run, {copies} LeaseSaga", countCommits: false);
+            runs.Add((copies, scaled.Result, scaled.Conflicts));
+            var newest = leaseSagas[^1];
+            report.Footprint(newest.Name + " (joins a migrated database)", newest.Memory(), newest.ReadyAfter);
+        }
+
+        report.ScaleOut(runs);
+    }
+
+    // 7. Pool size: CPU per lifecycle and p99 of re-use lifecycles in pools of a few, some hundred and some thousand live
+    // workers, with two LeaseSaga copies and then one. Each pool is filled once through the public contract: SetPoolSize to
+    // its size less the instances of the run (its configured hot target is 0, and the configuration caps a hot target at
+    // 1,000: a run-time SetPoolSize is not capped), then each instance leases once and releases, keeping a worker idle for
+    // itself (the pool refills). Run last: several thousand workers in the database should weigh on no other section.
+    if (Wanted("pool-size") && TimeLeft("pool size", reserve: TimeSpan.FromMinutes(1)))
+    {
+        while (leaseSagas.Count > 2)
+        {
+            await DrainAsync("stopping a LeaseSaga");
+            await RemoveLeaseSagaAsync();
+        }
+
+        if (leaseSagas.Count < 2)
+        {
+            await AddLeaseSagaAsync();
+        }
+
+        if (await FillSizePoolsAsync() is { } ready)
+        {
+            await MeasurePoolSizesAsync(ready);
+        }
+    }
+
+    // Hot workers in each size's pool, bounded by the plan's deadline and by the budget (less what the runs themselves take):
+    // a pool still filling would be measured with the filling, so past that the runs are not made (null).
+    async Task<Dictionary<int, int>?> FillSizePoolsAsync()
+    {
+        var k = plan.PoolSizeInstances;
+        var hot = plan.PoolSizes.ToDictionary(size => size, size => size - k);
+        foreach (var size in plan.PoolSizes)
+        {
+            await bus.Publish(new SetPoolSize(BenchPlan.SizePool(size), hot[size], size + 2 * k));
+        }
+
+        var runsTake = TimeSpan.FromSeconds(plan.PoolSizes.Length * 2 * (plan.PoolSizeRun.TotalSeconds + 10) + 30);
+        var deadline = TimeSpan.FromTicks(Math.Min(plan.PopulateDeadline.Ticks, (budget - clock.Elapsed - runsTake).Ticks));
+        Say($"pool size: {hot.Values.Sum()} hot workers to provision in {plan.PoolSizes.Length} pools (at most {deadline.TotalSeconds:0} s)");
+        var filling = Stopwatch.StartNew();
+        var ready = new Dictionary<int, int>();
+        var lastSaid = TimeSpan.Zero;
+        while (true)
+        {
+            foreach (var size in plan.PoolSizes)
+            {
+                ready[size] = await CountWorkersAsync([BenchPlan.SizePool(size)], "Ready");
+            }
+
+            if (plan.PoolSizes.All(size => ready[size] >= hot[size]) || filling.Elapsed > deadline)
+            {
+                break;
+            }
+
+            if (filling.Elapsed - lastSaid >= TimeSpan.FromSeconds(15))
+            {
+                lastSaid = filling.Elapsed;
+                Say($"pool size: {ready.Values.Sum()} of {hot.Values.Sum()} hot workers after {filling.Elapsed.TotalSeconds:0} s");
+            }
+
+            await Task.Delay(1000);
+        }
+
+        var provisioned = $"{ready.Values.Sum()} of {hot.Values.Sum()} hot workers provisioned in {filling.Elapsed.TotalSeconds:0} s";
+        Say($"pool size: {provisioned}");
+        report.Note($"pool size: {provisioned} ({ready.Values.Sum() / filling.Elapsed.TotalSeconds:0} a second) with {leaseSagas.Count} LeaseSaga, through SetPoolSize.");
+        if (plan.PoolSizes.Any(size => ready[size] < hot[size]))
+        {
+            report.PoolSizeNotRun($"{provisioned}, all the time there was");
+            return null;
+        }
+
+        return ready;
+    }
+
+    async Task MeasurePoolSizesAsync(Dictionary<int, int> ready)
+    {
+        var k = plan.PoolSizeInstances;
+        foreach (var size in plan.PoolSizes)
+        {
+            // One lease per instance, each taking a hot worker and a trust step, released: then every lifecycle is a re-use.
+            Say($"pool size {size}: {k} instances lease once: " + Report.Describe(await load.OpenLoopAsync(
+                BenchPlan.SizePool(size), k, TimeSpan.FromSeconds(1), n => $"size-{size}-{n:000}")));
+        }
+
+        foreach (var size in plan.PoolSizes)
+        {
+            await WaitForHotWorkersAsync(BenchPlan.SizePool(size), ready[size]);
+        }
+
+        var sized = new List<PoolSizeRun>();
+        foreach (var copies in new[] { 2, 1 })
+        {
+            while (leaseSagas.Count > copies)
+            {
+                await DrainAsync("stopping a LeaseSaga");
+                await RemoveLeaseSagaAsync();
+            }
+
+            foreach (var size in plan.PoolSizes)
+            {
+                if (!TimeLeft($"pool size {size} with {copies} LeaseSaga"))
+                {
+                    continue;
+                }
+
+                var pool = BenchPlan.SizePool(size);
+                await DrainAsync($"pool size {size} with {copies} LeaseSaga");
+                Say($"pool size {size} with {copies} LeaseSaga: {k} instances in a closed loop for {plan.PoolSizeRun.TotalSeconds:0} s, "
+                    + $"pausing {plan.PoolSizePause.TotalMilliseconds:0} ms after each release");
+                var leaseSagaBefore = LeaseSagaCpu();
+                var databaseBefore = ProcessCpu.PostgresBackendsMilliseconds(database.Name);
+                var machineBefore = ProcessCpu.MachineBusyMilliseconds();
+                var result = await load.ClosedLoopAsync(pool, k, plan.PoolSizeRun, $"size-{size}", plan.PoolSizePause);
+                var lifecycles = (double)Math.Max(1, result.Granted);
+                var leaseSagaMs = (LeaseSagaCpu() - leaseSagaBefore) / lifecycles;
+                var databaseMs = (ProcessCpu.PostgresBackendsMilliseconds(database.Name) - databaseBefore) / lifecycles;
+                var machineMs = (ProcessCpu.MachineBusyMilliseconds() - machineBefore) / lifecycles;
+                var live = await CountWorkersAsync([pool], "Ready", "Trusting", "Leased", "Idle");
+                Say($"{live} live workers: " + Report.Describe(result)
+                    + $"; CPU ms per lifecycle LeaseSaga {leaseSagaMs:0.0}, its database {databaseMs:0.0}, machine {machineMs:0.0}");
+                sized.Add(new PoolSizeRun(size, live, copies, k, plan.PoolSizePause, result, leaseSagaMs, databaseMs, machineMs));
+            }
+        }
+
+        foreach (var run in sized.OrderBy(r => r.Copies).ThenBy(r => r.Size))
+        {
+            report.PoolSize(run);
+        }
+
+        foreach (var copies in new[] { 1, 2 })
+        {
+            var small = sized.FirstOrDefault(r => r.Copies == copies && r.Size == plan.PoolSizes[0]);
+            var large = sized.FirstOrDefault(r => r.Copies == copies && r.Size == plan.PoolSizes[^1]);
+            if (small is not null && large is not null)
+            {
+                report.PoolSizeGoal(small, large);
+            }
+        }
     }
 
     var errors = (await vhost.QueueDepthsAsync()).Where(q => q.Key.EndsWith("_error", StringComparison.Ordinal)).Sum(q => q.Value);

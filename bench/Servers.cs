@@ -163,6 +163,10 @@ public sealed class BenchDatabase : IAsyncDisposable
         return writes;
     }
 
+    /// <summary>Transactions committed in this database so far, by every client (PostgreSQL's statistics, see <see cref="RowWritesByTableAsync"/>).</summary>
+    public async Task<long> CommitsAsync()
+        => long.Parse(await ScalarAsync("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"));
+
     public async ValueTask DisposeAsync()
     {
         await PostgresDatabases.DropAsync(BenchServers.PostgresAdmin, Name);

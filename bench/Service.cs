@@ -238,6 +238,35 @@ public static partial class ConsumeTimings
     private static partial Regex Label();
 }
 
+/// <summary>A counter from a service's <c>/metrics</c>, summed over its series (every tag); 0 before anything incremented it.</summary>
+public static class PrometheusCounter
+{
+    static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
+
+    /// <summary>The optimistic-concurrency conflicts of the EF saga repository (tag <c>saga</c>).</summary>
+    public const string SagaConflicts = "dw_saga_conflicts_total";
+
+    public static async Task<double> SumAsync(Service service, string name)
+    {
+        var text = await Http.GetStringAsync(new Uri(service.Address, "/metrics"));
+        var total = 0.0;
+        foreach (var line in text.Split('\n'))
+        {
+            // name{labels} value [timestamp], or name value [timestamp]
+            if (!line.StartsWith(name, StringComparison.Ordinal) || line.Length == name.Length || line[name.Length] is not ('{' or ' '))
+            {
+                continue;
+            }
+
+            var afterLabels = line[name.Length] == '{' ? line.IndexOf('}', name.Length) + 1 : name.Length;
+            var value = line[afterLabels..].Trim().Split(' ')[0];
+            total += double.Parse(value, CultureInfo.InvariantCulture);
+        }
+
+        return total;
+    }
+}
+
 /// <summary>
 /// Resident memory: <see cref="Anonymous"/> is the GC heap and native allocations, <see cref="FilePages"/> the mapped
 /// runtime, framework and dependency images, <see cref="Shared"/> mostly code the JIT wrote (double-mapped).

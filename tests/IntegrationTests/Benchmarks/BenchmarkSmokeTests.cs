@@ -47,7 +47,12 @@ public sealed class BenchmarkSmokeTests
         {
             Assert.True(bench.ExitCode == 0, $"exit code {bench.ExitCode}:\n{await stderr}\n{await stdout}");
             var table = await File.ReadAllTextAsync(report);
-            foreach (var section in new[] { "raw limit", "hot lease latency", "re-use lease latency", "lifecycle ceiling", "sustained lifecycle throughput", "footprint", "scale-out" })
+            foreach (var section in new[]
+                     {
+                         "raw limit", "raw lifecycle", "hot lease latency", "deliveries per hot lease", "re-use lease latency", "lifecycle ceiling",
+                         "messages per lifecycle", "database writes per lifecycle", "lifecycle hold", "sustained lifecycle throughput", "pools",
+                         "footprint", "scale-out", "pool size",
+                     })
             {
                 Assert.Contains($"| {section} |", table);
             }

@@ -1,5 +1,7 @@
+using System.Diagnostics.Metrics;
 using DynamicWorkers.Infrastructure.Messaging;
 using DynamicWorkers.Infrastructure.Persistence;
+using DynamicWorkers.Infrastructure.Telemetry;
 using DynamicWorkers.IntegrationTests.Support;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
@@ -17,11 +19,30 @@ namespace DynamicWorkers.IntegrationTests.Persistence;
 public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsyncLifetime
 {
     readonly List<IHost> _hosts = [];
+    readonly MeterListener _conflicts = new();
+    long _conflictCount;
 
     protected abstract IReadOnlyDictionary<string, string?> DatabaseSettings { get; }
 
     public async Task InitializeAsync()
     {
+        // dw_saga_conflicts_total of this saga type (the integration tests run one at a time: no other test's sagas count here).
+        _conflicts.InstrumentPublished = (instrument, listener) =>
+        {
+            if (instrument.Meter.Name == DwTelemetry.Name && instrument.Name == "dw_saga_conflicts_total")
+            {
+                listener.EnableMeasurementEvents(instrument);
+            }
+        };
+        _conflicts.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            if (tags.ToArray().Contains(new("saga", nameof(CounterSaga))))
+            {
+                Interlocked.Add(ref _conflictCount, value);
+            }
+        });
+        _conflicts.Start();
+
         // One after the other: the first creates the schema.
         _hosts.Add(await StartHostAsync());
         _hosts.Add(await StartHostAsync());
@@ -29,6 +50,8 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
 
     public async Task DisposeAsync()
     {
+        _conflicts.Dispose();
+
         foreach (var host in _hosts)
         {
             await host.StopAsync();
@@ -56,6 +79,8 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
         Assert.Equal(0, await broker.QueueDepthAsync("counter_error"));
         // The race did happen: some attempts lost on the version check (or the first insert) and ran again.
         Assert.True(Attempts > 1000, $"expected optimistic-concurrency retries, saw {Attempts} attempts for 1,000 messages");
+        // Each save that lost on the version is counted for ops (dw_saga_conflicts_total, tag saga).
+        Assert.True(Interlocked.Read(ref _conflictCount) > 0, $"expected dw_saga_conflicts_total to count the lost saves, saw none in {Attempts} attempts");
     }
 
     [Fact]
