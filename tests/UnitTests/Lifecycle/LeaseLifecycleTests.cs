@@ -441,6 +441,27 @@ public sealed class LeaseLifecycleTests
         await ReapedAsIdleAfterAsync(bed, first.WorkerId, TimeSpan.FromMinutes(5));
     }
 
+    [Fact]
+    public async Task A_re_use_whose_lease_expires_before_the_standing_timer_arms_an_earlier_one()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
+        await IdleAfterALeaseAsync(bed);
+        // The timer the worker was started with fires at its provisioning deadline and re-arms for the idle deadline.
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(31));
+        await bed.Bus.Publish(new SetInstanceLifecycle("instance-1", null, null, TimeSpan.FromMinutes(5)));
+        await bed.SettledAsync();
+        Assert.False(bed.Scheduler.HasPending(typeof(WorkerTimerDue), bed.Clock.GetUtcNow() + TimeSpan.FromMinutes(5)));
+
+        var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+
+        // The lease expires before the standing timer: the lease tells the worker, which arms one for its expiry.
+        Assert.True(second.Reused);
+        Assert.Equal(bed.Clock.GetUtcNow() + TimeSpan.FromMinutes(5), second.ExpiresAt);
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(5));
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
+        await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == second.LeaseId && r.Reason == LeaseRevocationReasons.MaxLeaseDuration), "the revocation");
+    }
+
     /// <summary>A cold lease of instance-1, released: its worker idles with the default idle timer armed.</summary>
     static async Task<LeaseGranted> IdleAfterALeaseAsync(LifecycleBed bed)
     {
