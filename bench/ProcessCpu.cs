@@ -30,21 +30,19 @@ public static class ProcessCpu
     }
 
     /// <summary>
-    /// CPU time so far of the PostgreSQL backends connected to one database (their process title names it): the database
-    /// work of that database's clients alone, whoever else uses the server. Backends that ended are no longer counted, so
-    /// take differences only across a run whose clients keep their pooled connections.
+    /// CPU time so far of each PostgreSQL backend connected to one database (its process title names it), by process id:
+    /// the database work of that database's clients alone, whoever else uses the server. See <see cref="Between"/>.
     /// </summary>
-    public static long PostgresBackendsMilliseconds(string database)
+    public static IReadOnlyDictionary<int, long> PostgresBackends(string database)
     {
-        var total = 0L;
+        var backends = new Dictionary<int, long>();
         foreach (var process in Processes().Where(p => p.Command == "postgres"))
         {
             try
             {
-                var title = File.ReadAllText($"/proc/{process.Pid}/cmdline");
-                if (title.Contains($" {database} ", StringComparison.Ordinal))
+                if (File.ReadAllText($"/proc/{process.Pid}/cmdline").Contains($" {database} ", StringComparison.Ordinal))
                 {
-                    total += process.Milliseconds;
+                    backends[process.Pid] = process.Milliseconds;
                 }
             }
             catch (IOException)
@@ -53,8 +51,16 @@ public static class ProcessCpu
             }
         }
 
-        return total;
+        return backends;
     }
+
+    /// <summary>
+    /// CPU time the backends took between two readings: a backend that started in between counts whole (also one that got
+    /// the id of one that ended), one that ended in between (a pooled connection closed) only up to the first reading: what
+    /// it took after is not known.
+    /// </summary>
+    public static long Between(IReadOnlyDictionary<int, long> before, IReadOnlyDictionary<int, long> after)
+        => after.Sum(a => before.TryGetValue(a.Key, out var earlier) && earlier <= a.Value ? a.Value - earlier : a.Value);
 
     static IEnumerable<Stat> Processes()
     {

@@ -658,12 +658,12 @@ try
                 Say($"pool size {size} with {copies} LeaseSaga: {k} instances in a closed loop for {plan.PoolSizeRun.TotalSeconds:0} s, "
                     + $"pausing {plan.PoolSizePause.TotalMilliseconds:0} ms after each release");
                 var leaseSagaBefore = LeaseSagaCpu();
-                var databaseBefore = ProcessCpu.PostgresBackendsMilliseconds(database.Name);
+                var databaseBefore = ProcessCpu.PostgresBackends(database.Name);
                 var machineBefore = ProcessCpu.MachineBusyMilliseconds();
                 var result = await load.ClosedLoopAsync(pool, k, plan.PoolSizeRun, $"size-{size}", plan.PoolSizePause);
                 var lifecycles = (double)Math.Max(1, result.Granted);
                 var leaseSagaMs = (LeaseSagaCpu() - leaseSagaBefore) / lifecycles;
-                var databaseMs = (ProcessCpu.PostgresBackendsMilliseconds(database.Name) - databaseBefore) / lifecycles;
+                var databaseMs = ProcessCpu.Between(databaseBefore, ProcessCpu.PostgresBackends(database.Name)) / lifecycles;
                 var machineMs = (ProcessCpu.MachineBusyMilliseconds() - machineBefore) / lifecycles;
                 var live = await CountWorkersAsync([pool], "Ready", "Trusting", "Leased", "Idle");
                 Say($"{live} live workers: " + Report.Describe(result)
