@@ -6,7 +6,7 @@ namespace DynamicWorkers.LeaseSaga.Pools;
 /// A flood against a full waiting line turns leases away by the thousand; ops need to know it happens, not one warning
 /// per lease. Per pool, the first turn-away warns at once, later ones within <see cref="Interval"/> are only counted,
 /// and the first after it warns again with that count. Each instance still gets its own <c>LeaseRejected</c>.
-/// Counts are per process and of decisions: a decision the saga gate runs again counts again, and the count after the
+/// Counts are per process and of decisions: a decision retried after a lost race counts again, and the count after the
 /// last warning of a flood is told by the next turn-away, not on its own.
 /// </summary>
 public sealed class TurnAwayWarnings(TimeProvider clock)
