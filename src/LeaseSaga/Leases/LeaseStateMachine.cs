@@ -261,8 +261,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         var pool = await allocator.LockPoolAsync(lease.Pool, c.CancellationToken, shared: true);
         if (await allocator.ClaimReadyAsync(lease.Pool, c.CancellationToken) is { } hot)
         {
-            allocator.Assign(hot, lease);
-            await c.Send(TrustQueue, new TrustWorker(hot.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
+            await allocator.AssignAsync(c, hot, lease);
             lease.Outcome = AllocationOutcome.Trusting;
         }
         else

@@ -158,7 +158,7 @@ public sealed class Allocator(
     }
 
     /// <summary>The worker starts trusting the lease's instance for that lease (a hot worker, or a new one that just became ready).</summary>
-    public void Assign(WorkerState worker, LeaseState lease)
+    public Task AssignAsync(ConsumeContext context, WorkerState worker, LeaseState lease)
     {
         RecordIdleTime(worker);
         worker.CurrentState = WorkerStates.Trusting;
@@ -174,6 +174,7 @@ public sealed class Allocator(
         }
 
         logger.LogInformation("Pool {Pool}: lease {LeaseId} of {InstanceId} gets worker {WorkerId}", worker.Pool, lease.CorrelationId, lease.InstanceId, worker.CorrelationId);
+        return context.Send(CloudQueues.Address(CloudQueues.TrustWorker), new TrustWorker(worker.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
     }
 
     /// <summary>The worker serves <paramref name="leaseId"/> from now on (it already trusts the instance); returns its expiry.</summary>
@@ -250,8 +251,7 @@ public sealed class Allocator(
         lease.Version++;
         if (await ClaimReadyAsync(lease.Pool, cancellationToken) is { } ready)
         {
-            Assign(ready, lease);
-            await context.Send(CloudQueues.Address(CloudQueues.TrustWorker), new TrustWorker(ready.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
+            await AssignAsync(context, ready, lease);
         }
         else
         {
@@ -276,8 +276,7 @@ public sealed class Allocator(
                 break;
             }
 
-            Assign(ready, lease);
-            await context.Send(CloudQueues.Address(CloudQueues.TrustWorker), new TrustWorker(ready.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
+            await AssignAsync(context, ready, lease);
             waiting--;
             spare--;
         }
@@ -350,9 +349,9 @@ public sealed class Allocator(
     /// The worker's earliest deadline: giving up provisioning, its max age, its lease's expiry or its idle timeout. Trust
     /// normally takes seconds, so its deadline has no timer of its own: the sweep enforces it.
     /// </summary>
-    public DateTimeOffset? EarliestDeadline(WorkerState worker) => worker.CurrentState switch
+    public static DateTimeOffset? EarliestDeadline(WorkerState worker, TimeSpan provisioningTimeout) => worker.CurrentState switch
     {
-        WorkerStates.Provisioning => worker.CreatedAt + lifecycle.CurrentValue.ProvisioningTimeout,
+        WorkerStates.Provisioning => worker.CreatedAt + provisioningTimeout,
         WorkerStates.Ready or WorkerStates.Trusting => worker.MaxAgeDeadline,
         WorkerStates.Leased => Earlier(worker.MaxAgeDeadline, worker.LeaseExpiresAt),
         WorkerStates.Idle => Earlier(worker.MaxAgeDeadline, worker.IdleDeadline),
@@ -361,7 +360,7 @@ public sealed class Allocator(
 
     /// <summary>No timer stands, or the one that does falls due after the earliest deadline.</summary>
     public bool NeedsTimer(WorkerState worker, DateTimeOffset now)
-        => EarliestDeadline(worker) is { } due && (worker.TimerToken is null || worker.TimerDueAt > (due > now ? due : now));
+        => EarliestDeadline(worker, lifecycle.CurrentValue.ProvisioningTimeout) is { } due && (worker.TimerToken is null || worker.TimerDueAt > (due > now ? due : now));
 
     /// <summary>Every worker a saga other than its own changes gets a new version, so a decision its own saga made meanwhile is retried.</summary>
     void Touch(WorkerState worker)

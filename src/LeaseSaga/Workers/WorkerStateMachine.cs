@@ -22,7 +22,6 @@ namespace DynamicWorkers.LeaseSaga.Workers;
 public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 {
     static readonly Uri ProvisionQueue = CloudQueues.Address(CloudQueues.ProvisionWorker);
-    static readonly Uri TrustQueue = CloudQueues.Address(CloudQueues.TrustWorker);
     internal static readonly Uri DeprovisionQueue = CloudQueues.Address(CloudQueues.DeprovisionWorker);
 
     readonly IOptionsMonitor<LifecycleOptions> _lifecycle;
@@ -207,8 +206,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         c.Saga.CurrentState = WorkerStates.Ready;
         if (await allocator.ClaimWaitingAsync(c.Saga.Pool, c.CancellationToken) is { } lease)
         {
-            allocator.Assign(c.Saga, lease);
-            await c.Send(TrustQueue, new TrustWorker(c.Saga.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
+            await allocator.AssignAsync(c, c.Saga, lease);
         }
 
         await allocator.RebalanceAsync(c, pool);
@@ -268,7 +266,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
             worker.TimerToken = null;
         }
 
-        if (!allocator.NeedsTimer(worker, now) || allocator.EarliestDeadline(worker) is not { } due)
+        if (!allocator.NeedsTimer(worker, now) || Allocator.EarliestDeadline(worker, _lifecycle.CurrentValue.ProvisioningTimeout) is not { } due)
         {
             return;
         }
@@ -279,21 +277,14 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         worker.TimerDueAt = due > now ? due : now;
     }
 
-    bool DeadlinePassed(WorkerState worker) => worker.CurrentState != WorkerStates.Trusting && Passed(worker.CurrentState switch
-    {
-        WorkerStates.Provisioning => worker.CreatedAt + _lifecycle.CurrentValue.ProvisioningTimeout,
-        WorkerStates.Ready => worker.MaxAgeDeadline,
-        WorkerStates.Leased => Earlier(worker.LeaseExpiresAt, worker.MaxAgeDeadline),
-        WorkerStates.Idle => Earlier(worker.IdleDeadline, worker.MaxAgeDeadline),
-        _ => null,
-    });
+    /// <summary>Trust's deadline is the sweep's (<see cref="TrustOverdue"/>); every other state's is the timer's.</summary>
+    bool DeadlinePassed(WorkerState worker)
+        => worker.CurrentState != WorkerStates.Trusting && Passed(Allocator.EarliestDeadline(worker, _lifecycle.CurrentValue.ProvisioningTimeout));
 
     bool TrustOverdue(WorkerState worker)
         => worker.CurrentState == WorkerStates.Trusting && Passed(worker.TrustStartedAt + _lifecycle.CurrentValue.TrustTimeout);
 
     bool Passed(DateTimeOffset? deadline) => deadline is { } d && d <= _clock.GetUtcNow();
-
-    static DateTimeOffset? Earlier(DateTimeOffset? a, DateTimeOffset? b) => a is null ? b : b is null ? a : a < b ? a : b;
 
     static KeyValuePair<string, object?> PoolTag(WorkerState worker) => new("pool", worker.Pool);
 
