@@ -51,8 +51,11 @@ start_rabbitmq() {
   if ! rabbitmqctl -q list_users 2>/dev/null | awk '{print $1}' | grep -qx "$DW_TEST_RABBITMQ_USER"; then
     log "creating RabbitMQ user $DW_TEST_RABBITMQ_USER"
     rabbitmqctl -q add_user "$DW_TEST_RABBITMQ_USER" "$DW_TEST_RABBITMQ_PASSWORD" >/dev/null
-    rabbitmqctl -q set_user_tags "$DW_TEST_RABBITMQ_USER" administrator >/dev/null
     rabbitmqctl -q set_permissions -p / "$DW_TEST_RABBITMQ_USER" '.*' '.*' '.*' >/dev/null
+  fi
+  # The tests' services run as this user: a service moves an instance's message to _error with its user_id intact.
+  if ! rabbitmqctl -q list_users 2>/dev/null | grep -E "^$DW_TEST_RABBITMQ_USER\s" | grep -q impersonator; then
+    rabbitmqctl -q set_user_tags "$DW_TEST_RABBITMQ_USER" administrator impersonator >/dev/null
   fi
   wait_for "RabbitMQ management API" 60 curl -fsS -u "$DW_TEST_RABBITMQ_USER:$DW_TEST_RABBITMQ_PASSWORD" http://127.0.0.1:15672/api/overview
 }

@@ -170,6 +170,7 @@ public static class OpsCommands
             return ExitCodes.Success;
         }));
         instance.Subcommands.Add(setLifecycle);
+        instance.Subcommands.Add(BrokerCommands.AddInstance());
         return instance;
 
         static string Show(TimeSpan? value) => value?.ToString() ?? "unchanged";

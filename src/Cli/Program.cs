@@ -17,6 +17,7 @@ root.Subcommands.Add(LeaseCommands.Create());
 root.Subcommands.Add(OpsCommands.Pool());
 root.Subcommands.Add(OpsCommands.Workers());
 root.Subcommands.Add(OpsCommands.Instance());
+root.Subcommands.Add(BrokerCommands.Broker());
 
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)

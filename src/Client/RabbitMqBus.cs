@@ -41,6 +41,7 @@ static class RabbitMqBus
                     h.UseSsl(s => s.ServerName = settings.Host);
                 }
             });
+            cfg.UseDynamicWorkersIdentity(settings.Username);
         });
     }
 

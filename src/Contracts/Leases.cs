@@ -54,6 +54,9 @@ public static class LeaseRejectionReasons
     public const string UnknownPool = nameof(UnknownPool);
     public const string NoCapacity = nameof(NoCapacity);
     public const string LeaseIdConflict = nameof(LeaseIdConflict);
+
+    /// <summary>The request's <c>InstanceId</c> is not the sender's authenticated identity.</summary>
+    public const string Unauthorized = nameof(Unauthorized);
 }
 
 public static class LeaseRevocationReasons

@@ -143,3 +143,24 @@ public sealed class HttpOptions
     [Required(AllowEmptyStrings = false)]
     public string Host { get; set; } = "0.0.0.0";
 }
+
+/// <summary>
+/// Section <c>Tenancy</c>: who may send what on a shared broker. Each message's sender is the AMQP <c>user_id</c>
+/// RabbitMQ validated against the connection's user; an instance's user is <see cref="InstanceUserPrefix"/> + its id.
+/// </summary>
+public sealed class TenancyOptions
+{
+    public const string Section = "Tenancy";
+
+    /// <summary>Check senders (RabbitMQ only: the in-memory bus has no identities). Off: every sender is trusted, as before.</summary>
+    public bool Authenticate { get; set; } = true;
+
+    [Required(AllowEmptyStrings = false)]
+    public string InstanceUserPrefix { get; set; } = "instance-";
+
+    /// <summary>The services' own users (this host's <c>RabbitMq:Username</c> always counts): they may send anything.</summary>
+    public List<string> ServiceUsers { get; set; } = ["dw-lease-saga", "dw-provisioner", "dw-trust", "dw-reaper"];
+
+    /// <summary>Users that may send the public contract's operator commands and queries, for any instance.</summary>
+    public List<string> OperatorUsers { get; set; } = ["dw-operator"];
+}

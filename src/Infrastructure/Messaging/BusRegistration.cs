@@ -27,6 +27,8 @@ public static class BusRegistration
         services.AddValidatedOptions<RabbitMqOptions>(configuration.GetSection(RabbitMqOptions.Section));
         services.AddValidatedOptions<SchedulerOptions>(configuration.GetSection(SchedulerOptions.Section));
         services.AddValidatedOptions<RetryOptions>(configuration.GetSection(RetryOptions.Section));
+        services.AddValidatedOptions<TenancyOptions>(configuration.GetSection(TenancyOptions.Section));
+        services.AddSingleton<SenderIdentity>();
         services.AddDynamicWorkersTelemetry();
 
         var transport = configuration.GetValidated<TransportOptions>().Transport;
@@ -65,6 +67,7 @@ public static class BusRegistration
                             h.Password(rabbit.Password);
                         });
                         cfg.PrefetchCount = rabbit.PrefetchCount;
+                        cfg.SendAsUser(rabbit.Username);
                         cfg.UseMessageScheduler(schedulerAddress);
                         cfg.ConfigureEndpoints(context);
                     });
@@ -122,6 +125,25 @@ public static class BusRegistration
             r.Exponential(100, TimeSpan.FromMilliseconds(5), TimeSpan.FromSeconds(1), TimeSpan.FromMilliseconds(10));
         });
         endpoint.UseInMemoryOutbox(context);
+        endpoint.UseConsumeFilter(typeof(SenderFilter<>), context);
+    }
+
+    /// <summary>
+    /// Stamps every message this bus sends or publishes with the AMQP <c>user_id</c> of its connection's user; RabbitMQ
+    /// refuses any other value, so a receiver knows who sent it.
+    /// </summary>
+    public static void SendAsUser(this IRabbitMqBusFactoryConfigurator cfg, string username)
+    {
+        cfg.ConfigureSend(s => s.UseSendExecute(c => SetUserId(c, username)));
+        cfg.ConfigurePublish(p => p.UseExecute(c => SetUserId(c, username)));
+    }
+
+    static void SetUserId(SendContext context, string username)
+    {
+        if (context.TryGetPayload(out RabbitMqSendContext? rabbit))
+        {
+            rabbit.BasicProperties.UserId = username;
+        }
     }
 
     /// <summary>Bad input does not get better by trying again (MassTransit wraps a saga activity's exception, so look inside).</summary>

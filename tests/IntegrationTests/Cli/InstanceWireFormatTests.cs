@@ -38,7 +38,7 @@ public sealed class InstanceWireFormatTests(DwSystem system)
             "DynamicWorkers.Contracts:LeaseRequested",
             "",
             mandatory: false,
-            new BasicProperties { ContentType = "application/vnd.masstransit+json", DeliveryMode = DeliveryModes.Persistent },
+            new BasicProperties { ContentType = "application/vnd.masstransit+json", DeliveryMode = DeliveryModes.Persistent, UserId = TestServers.RabbitMqUser },
             Encoding.UTF8.GetBytes(envelope));
 
         JsonElement? answer = null;
@@ -75,7 +75,7 @@ public sealed class InstanceWireFormatTests(DwSystem system)
             "DynamicWorkers.Contracts:LeaseReleased",
             "",
             mandatory: false,
-            new BasicProperties { ContentType = "application/vnd.masstransit+json", DeliveryMode = DeliveryModes.Persistent },
+            new BasicProperties { ContentType = "application/vnd.masstransit+json", DeliveryMode = DeliveryModes.Persistent, UserId = TestServers.RabbitMqUser },
             Encoding.UTF8.GetBytes(release));
         await Eventually.True(
             async () => await system.Database.ScalarAsync($"SELECT count(*) FROM leases WHERE \"CorrelationId\" = '{leaseId}' AND \"CurrentState\" = 'Released'") == 1,

@@ -42,7 +42,8 @@ public sealed class RawAmqp : IAsyncDisposable
     /// </summary>
     public async Task PublishAsync(string exchangeOrQueue, string body, string messageId, bool toQueue = false, string contentType = MassTransitJson)
     {
-        var properties = new BasicProperties { ContentType = contentType, MessageId = messageId, Persistent = true };
+        // user_id: the services take the sender from it (Tenancy); RabbitMQ checks it is this connection's user.
+        var properties = new BasicProperties { ContentType = contentType, MessageId = messageId, Persistent = true, UserId = TestServers.RabbitMqUser };
         await _channel.BasicPublishAsync(toQueue ? "" : exchangeOrQueue, toQueue ? exchangeOrQueue : "", false, properties, Encoding.UTF8.GetBytes(body));
     }
 
