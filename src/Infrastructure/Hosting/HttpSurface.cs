@@ -70,24 +70,26 @@ public static class HttpSurface
     /// <summary>Routing has run by now, so an endpoint marked <c>AllowAnonymous</c> (probes, the dashboard page) is known.</summary>
     static bool IsOpen(HttpContext context) => context.GetEndpoint()?.Metadata.GetMetadata<IAllowAnonymous>() is not null;
 
+    const string BearerScheme = "Bearer ";
+
+    static bool PresentsBearer(HttpContext context) => context.Request.Headers.Authorization.ToString().StartsWith(BearerScheme, StringComparison.OrdinalIgnoreCase);
+
     static bool CarriesToken(HttpContext context, byte[] expectedHash)
     {
-        const string scheme = "Bearer ";
-        var header = context.Request.Headers.Authorization.ToString();
-        if (!header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase))
+        if (!PresentsBearer(context))
         {
             return false;
         }
 
-        var presentedHash = SHA256.HashData(Encoding.UTF8.GetBytes(header[scheme.Length..].Trim()));
-        return CryptographicOperations.FixedTimeEquals(presentedHash, expectedHash);
+        var presented = context.Request.Headers.Authorization.ToString()[BearerScheme.Length..].Trim();
+        return CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), expectedHash);
     }
 
     static Task WriteChallenge(HttpContext context)
     {
         context.Response.StatusCode = StatusCodes.Status401Unauthorized;
-        // RFC 6750: a token that was presented but is wrong is named as such, a missing one is only asked for.
-        context.Response.Headers.WWWAuthenticate = context.Request.Headers.Authorization.Count == 0 ? "Bearer" : "Bearer error=\"invalid_token\"";
+        // RFC 6750: a bearer token that was presented but is wrong is named as such; otherwise one is only asked for.
+        context.Response.Headers.WWWAuthenticate = PresentsBearer(context) ? "Bearer error=\"invalid_token\"" : "Bearer";
         return Task.CompletedTask;
     }
 

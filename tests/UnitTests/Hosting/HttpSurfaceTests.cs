@@ -117,7 +117,10 @@ public sealed class HttpSurfaceTests
 
             var wrong = await GetAsync(host.Address, path, $"Bearer {Token}x");
             Assert.Equal(HttpStatusCode.Unauthorized, wrong.StatusCode);
-            Assert.Equal("Bearer", Assert.Single(wrong.Headers.WwwAuthenticate).Scheme);
+            Assert.Equal("Bearer error=\"invalid_token\"", Assert.Single(wrong.Headers.WwwAuthenticate).ToString());
+
+            // A prefix of the token is no token.
+            Assert.Equal(HttpStatusCode.Unauthorized, (await GetAsync(host.Address, path, $"Bearer {Token[..^1]}")).StatusCode);
         }
 
         Assert.Equal(HttpStatusCode.Unauthorized, (await GetAsync(host.Address, "/api/ping", $"Basic {Token}")).StatusCode);
