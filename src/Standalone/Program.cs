@@ -23,8 +23,6 @@ var defaults = new Dictionary<string, string?>
     ["Transport"] = "InMemory",
     ["Database:Provider"] = "Sqlite",
     ["ConnectionStrings:Default"] = $"Data Source={Path.Combine(dataDirectory, "dynamic-workers.db")}",
-    // A single-user tool: the dashboard is not offered to the network unless asked for.
-    ["Http:Host"] = "127.0.0.1",
 };
 var demoSettings = new Dictionary<string, string?>();
 if (demo)

@@ -31,7 +31,8 @@ public sealed partial class ConfigurationReferenceTests
     /// <summary>Section:Property of every options class with a <c>Section</c> constant, plus the keys bound by hand.</summary>
     static HashSet<string> BoundKeys()
     {
-        var keys = new HashSet<string>(StringComparer.Ordinal) { "Transport", "ConnectionStrings:Default" };
+        // AllowedHosts is read by ASP.NET Core's host filtering, which every host's WebApplication puts first.
+        var keys = new HashSet<string>(StringComparer.Ordinal) { "Transport", "ConnectionStrings:Default", "AllowedHosts" };
         foreach (var type in Modules.SelectMany(a => a.GetExportedTypes()))
         {
             var section = type.GetField("Section", BindingFlags.Public | BindingFlags.Static)?.GetRawConstantValue() as string;

@@ -139,9 +139,15 @@ public sealed class HttpOptions
     [Range(0, 65535)]
     public int Port { get; set; } = 8080;
 
-    /// <summary>Interface to listen on: every interface by default (containers); Standalone uses loopback.</summary>
+    /// <summary>Interface to listen on: loopback unless asked, so nothing is offered to the network by accident (compose sets 0.0.0.0).</summary>
     [Required(AllowEmptyStrings = false)]
-    public string Host { get; set; } = "0.0.0.0";
+    public string Host { get; set; } = "127.0.0.1";
+
+    /// <summary>
+    /// When set, every path but <c>/healthz</c>, <c>/readyz</c>, <c>/metrics</c> and the dashboard page (which holds no
+    /// data) needs <c>Authorization: Bearer</c> this token; empty or unset leaves the API open, as before.
+    /// </summary>
+    public string? ApiToken { get; set; }
 }
 
 /// <summary>

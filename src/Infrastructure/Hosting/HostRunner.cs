@@ -32,7 +32,7 @@ public static class HostRunner
             // started, the bus included. They still stop one at a time in reverse order (Quartz before the bus).
             builder.Services.Configure<HostOptions>(o => o.ServicesStartConcurrently = true);
             configure(builder);
-            // After configure: a host may add configuration defaults (Standalone listens on loopback).
+            // After configure: a host may add configuration defaults (Standalone's transport and database).
             builder.AddHttpSurface();
             await using var app = builder.Build();
             // Validate every ValidateOnStart option now, before the host would log the failure as a crash.

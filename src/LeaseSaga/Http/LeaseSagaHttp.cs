@@ -1,5 +1,6 @@
 using System.Reflection;
 using DynamicWorkers.LeaseSaga.Queries;
+using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -30,6 +31,7 @@ public static class LeaseSagaHttp
             => limit is < 1 or > MaxLeases
                 ? Results.Problem($"limit must be between 1 and {MaxLeases}", statusCode: StatusCodes.Status400BadRequest)
                 : Results.Ok(await queries.LeasesAsync(pool, instanceId, limit ?? 100, cancellationToken)));
-        app.MapGet("/", () => Results.Content(Dashboard.Value, "text/html; charset=utf-8"));
+        // Open even with Http:ApiToken set: the page holds no data, and its calls to /api carry the token.
+        app.MapGet("/", () => Results.Content(Dashboard.Value, "text/html; charset=utf-8")).AllowAnonymous();
     }
 }

@@ -73,6 +73,8 @@ public sealed class ComposeFileTests
             Assert.Equal(("RabbitMq", "rabbitmq", "ops-user", "rabbit-secret-from-env"),
                 ((string)env["Transport"], (string)env["RabbitMq__Host"], (string)env["RabbitMq__Username"], (string)env["RabbitMq__Password"]));
             Assert.Equal("Simulated", env["Cloud__Provider"]);
+            // The hosts' own default is loopback, unreachable through the container's network.
+            Assert.Equal("0.0.0.0", env["Http__Host"]);
             Assert.Contains("/readyz", string.Join(" ", (List<object>)Map(service, "healthcheck")["test"]));
 
             var dependsOn = Map(service, "depends_on");

@@ -125,7 +125,7 @@ public sealed class StandaloneDemoTests : IAsyncLifetime
         await Readiness.AssertBothHealthyAsync(_standalone.HttpAddress);
     }
 
-    static ChromeDriver StartChromium()
+    internal static ChromeDriver StartChromium()
     {
         // Debian's chromium and chromedriver (scripts/test.sh installs them); never a downloaded driver.
         var service = ChromeDriverService.CreateDefaultService("/usr/bin", "chromedriver");
