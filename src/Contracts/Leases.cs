@@ -54,6 +54,9 @@ public static class LeaseRejectionReasons
     public const string UnknownPool = nameof(UnknownPool);
     public const string NoCapacity = nameof(NoCapacity);
     public const string LeaseIdConflict = nameof(LeaseIdConflict);
+
+    /// <summary>The instance is at its fair share of the pool: <c>MaxLeasesPerInstance</c> open leases or <c>MaxWaitingPerInstance</c> waiting.</summary>
+    public const string InstanceLimit = nameof(InstanceLimit);
 }
 
 public static class LeaseRevocationReasons
