@@ -40,6 +40,9 @@ public sealed class OverloadTests(RabbitMqTestVirtualHost broker, PostgresTestDa
         [$"Pools:{Pool}:HotTarget"] = $"{MaxWorkers}",
         [$"Pools:{Pool}:MaxWorkers"] = $"{MaxWorkers}",
         [$"Pools:{Pool}:AllocationTimeout"] = AllocationTimeout.ToString(),
+        // The per-instance caps out of the way: this flood tests the pool's own bounds (FairShareTests tests the caps).
+        [$"Pools:{Pool}:MaxLeasesPerInstance"] = "1000",
+        [$"Pools:{Pool}:MaxWaitingPerInstance"] = "1000",
         ["Pools:windows-2022:HotTarget"] = "0",
         ["Lifecycle:IdleTimeout"] = "00:05:00",
         ["Scheduler:ClusterCheckinInterval"] = "00:00:02",
