@@ -140,7 +140,13 @@ public sealed class Allocator(
         var lockStatement = Dialect switch
         {
             DatabaseDialect.Postgres => "SELECT pg_advisory_xact_lock(@key);\n",
-            DatabaseDialect.SqlServer => "EXEC sp_getapplock @Resource = @resource, @LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = -1;\n",
+            // sp_getapplock reports a deadlock by its return value, not an error: thrown, so the message is retried.
+            DatabaseDialect.SqlServer => """
+                DECLARE @lockResult int;
+                EXEC @lockResult = sp_getapplock @Resource = @resource, @LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = -1;
+                IF @lockResult < 0 THROW 51000, 'the fair-share lock was not granted', 1;
+
+                """,
             // SQLite has one writer: no other transaction writes until this one ends.
             _ => "",
         };
@@ -357,7 +363,7 @@ public sealed class Allocator(
     public async Task RebalanceAsync(ConsumeContext context, PoolState pool, LeaseState? unsavedLease = null)
     {
         var cancellationToken = context.CancellationToken;
-        var (waiting, spare, live, idle, _, _) = await CountAsync(pool.Name, cancellationToken);
+        var (waiting, spare, live, idle, _) = await CountAsync(pool.Name, cancellationToken);
         waiting += unsavedLease is { WorkerId: null } ? 1 : 0;
         while (waiting > 0 && await ClaimReadyAsync(pool.Name, cancellationToken) is { } ready)
         {
@@ -390,7 +396,7 @@ public sealed class Allocator(
         }
 
         // Fair share: at MaxWorkers an idle worker, kept for an instance that may come back, yields to a lease that waits now.
-        for (var retire = IdleToRetire(new PoolCounts(waiting, spare, live, idle, pool.MaxWorkers, pool.HotTarget)); retire > 0; retire--)
+        for (var retire = IdleToRetire(new PoolCounts(waiting, spare, live, idle, pool.MaxWorkers)); retire > 0; retire--)
         {
             if (await ClaimIdleToRetireAsync(pool.Name, cancellationToken) is not { } given)
             {
@@ -400,7 +406,7 @@ public sealed class Allocator(
             logger.LogInformation("Pool {Pool}: retiring idle worker {WorkerId} of {InstanceId} to make room for a waiting lease ({MaxWorkers} workers at most)",
                 pool.Name, given.CorrelationId, given.TrustedInstanceId, pool.MaxWorkers);
             // Reason idle: an idle worker given up before its idle timeout; the metric's reasons name no closer one.
-            await ReapAsync(context, given, ReapReasons.Idle, "retired early for a waiting lease of another instance");
+            await ReapAsync(context, given, ReapReasons.Idle, "retired early: the pool is at MaxWorkers and a lease it cannot serve waits");
             live--;
         }
 
@@ -498,7 +504,7 @@ public sealed class Allocator(
         => db.Set<LeaseState>().AnyAsync(l => l.Pool == pool && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null, cancellationToken);
 
     /// <summary>
-    /// The pool's waiting leases, spare workers (provisioning or ready), live and idle workers, and its stored size, in one
+    /// The pool's waiting leases, spare workers (provisioning or ready), live and idle workers, and its stored maximum, in one
     /// round trip (it runs under the pool's lock), corrected for what this transaction changed and has not saved.
     /// </summary>
     async Task<PoolCounts> CountAsync(string pool, CancellationToken cancellationToken)
@@ -506,7 +512,6 @@ public sealed class Allocator(
         var stored = await db.Set<PoolState>().Where(p => p.Name == pool).Select(p => new
         {
             p.MaxWorkers,
-            p.HotTarget,
             Waiting = db.Set<LeaseState>().Count(l => l.Pool == p.Name && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null),
             Spare = db.Set<WorkerState>().Count(w => w.Pool == p.Name && WorkerStates.Spare.Contains(w.CurrentState)),
             Live = db.Set<WorkerState>().Count(w => w.Pool == p.Name && WorkerStates.Live.Contains(w.CurrentState)),
@@ -517,13 +522,12 @@ public sealed class Allocator(
             stored.Spare + UnsavedWorkers(pool, WorkerStates.Spare),
             stored.Live + UnsavedWorkers(pool, WorkerStates.Live),
             stored.Idle + UnsavedWorkers(pool, IdleOnly),
-            stored.MaxWorkers,
-            stored.HotTarget);
+            stored.MaxWorkers);
     }
 
     static readonly string[] IdleOnly = [WorkerStates.Idle];
 
-    readonly record struct PoolCounts(int Waiting, int Spare, int Live, int Idle, int MaxWorkers, int HotTarget);
+    readonly record struct PoolCounts(int Waiting, int Spare, int Live, int Idle, int MaxWorkers);
 
     int UnsavedWorkers(string pool, string[] states)
         => Unsaved<WorkerState>(
