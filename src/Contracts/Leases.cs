@@ -57,6 +57,9 @@ public static class LeaseRejectionReasons
 
     /// <summary>The request's <c>InstanceId</c> is not the sender's authenticated identity.</summary>
     public const string Unauthorized = nameof(Unauthorized);
+
+    /// <summary>The instance is at its fair share of the pool: <c>MaxLeasesPerInstance</c> open leases or <c>MaxWaitingPerInstance</c> waiting.</summary>
+    public const string InstanceLimit = nameof(InstanceLimit);
 }
 
 public static class LeaseRevocationReasons

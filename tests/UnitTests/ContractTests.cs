@@ -67,8 +67,8 @@ public sealed class ContractTests
     public void Reason_constants_match_the_design()
     {
         Assert.Equal(
-            ["InvalidRequest", "UnknownPool", "NoCapacity", "LeaseIdConflict"],
-            [LeaseRejectionReasons.InvalidRequest, LeaseRejectionReasons.UnknownPool, LeaseRejectionReasons.NoCapacity, LeaseRejectionReasons.LeaseIdConflict]);
+            ["InvalidRequest", "UnknownPool", "NoCapacity", "LeaseIdConflict", "InstanceLimit"],
+            [LeaseRejectionReasons.InvalidRequest, LeaseRejectionReasons.UnknownPool, LeaseRejectionReasons.NoCapacity, LeaseRejectionReasons.LeaseIdConflict, LeaseRejectionReasons.InstanceLimit]);
         Assert.Equal(
             ["MaxLeaseDuration", "MaxWorkerAge", "WorkerLost"],
             [LeaseRevocationReasons.MaxLeaseDuration, LeaseRevocationReasons.MaxWorkerAge, LeaseRevocationReasons.WorkerLost]);

@@ -35,6 +35,20 @@ public sealed class PoolOptions
     /// </summary>
     [Range(1, 100000)]
     public int MaxWaiting { get; set; } = 1000;
+
+    /// <summary>
+    /// Fair share: open leases (granted, being granted or waiting) one instance may have in the pool; one more gets
+    /// <c>InstanceLimit</c>. Set it below <c>MaxWorkers</c> in a shared pool so other instances always find room.
+    /// </summary>
+    [Range(1, 100000)]
+    public int MaxLeasesPerInstance { get; set; } = 100;
+
+    /// <summary>
+    /// Fair share: leases one instance may have waiting in the pool's line; one more that would wait gets
+    /// <c>InstanceLimit</c>, so one instance's flood never fills the line other instances join. At most <c>MaxWaiting</c>.
+    /// </summary>
+    [Range(1, 100000)]
+    public int MaxWaitingPerInstance { get; set; } = 50;
 }
 
 /// <summary>Section <c>Pools</c>: pool name → definition.</summary>
@@ -71,6 +85,11 @@ public sealed class PoolsOptionsValidator : IValidateOptions<PoolsOptions>
             if (definition.HotTarget > definition.MaxWorkers)
             {
                 failures.Add($"Pools:{pool}: HotTarget ({definition.HotTarget}) exceeds MaxWorkers ({definition.MaxWorkers})");
+            }
+
+            if (definition.MaxWaitingPerInstance > definition.MaxWaiting)
+            {
+                failures.Add($"Pools:{pool}: MaxWaitingPerInstance ({definition.MaxWaitingPerInstance}) exceeds MaxWaiting ({definition.MaxWaiting}): one instance could fill the line alone");
             }
         }
 

@@ -56,6 +56,12 @@ public enum AllocationOutcome
     Trusting,
     Waiting,
     LineFull,
+
+    /// <summary>The instance already has <c>MaxLeasesPerInstance</c> open leases in the pool.</summary>
+    InstanceAtMaxLeases,
+
+    /// <summary>The lease would wait, and the instance already has <c>MaxWaitingPerInstance</c> waiting in the pool.</summary>
+    InstanceAtMaxWaiting,
 }
 
 /// <summary>The lease states, by name, as stored and as queried by allocation.</summary>

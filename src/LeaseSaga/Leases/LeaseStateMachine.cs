@@ -79,6 +79,14 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                         .If(c => c.Saga.Outcome == AllocationOutcome.LineFull, full => full
                             .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity,
                                 $"pool '{c.Saga.Pool}' already has {Definition(c.Saga.Pool).MaxWaiting} leases waiting (Pools:{c.Saga.Pool}:MaxWaiting) and no idle worker of this instance"))
+                            .TransitionTo(Rejected))
+                        .If(c => c.Saga.Outcome == AllocationOutcome.InstanceAtMaxLeases, limited => limited
+                            .ThenAsync(c => Reject(c, LeaseRejectionReasons.InstanceLimit,
+                                $"instance '{c.Saga.InstanceId}' already has {Definition(c.Saga.Pool).MaxLeasesPerInstance} open leases in pool '{c.Saga.Pool}' (Pools:{c.Saga.Pool}:MaxLeasesPerInstance); release one first"))
+                            .TransitionTo(Rejected))
+                        .If(c => c.Saga.Outcome == AllocationOutcome.InstanceAtMaxWaiting, limited => limited
+                            .ThenAsync(c => Reject(c, LeaseRejectionReasons.InstanceLimit,
+                                $"instance '{c.Saga.InstanceId}' already has {Definition(c.Saga.Pool).MaxWaitingPerInstance} leases waiting in pool '{c.Saga.Pool}' (Pools:{c.Saga.Pool}:MaxWaitingPerInstance) and no idle worker"))
                             .TransitionTo(Rejected)),
                     invalid => invalid
                         .ThenAsync(c =>
@@ -222,13 +230,23 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
     }
 
     /// <summary>
-    /// Re-use first (an idle worker of the instance is granted at once), then a hot worker (told to trust the
-    /// instance), else the lease waits in line while the pool starts a worker for it, unless the line is full.
+    /// Within the instance's fair share of the pool, re-use first (an idle worker of the instance is granted at once), then
+    /// a hot worker (told to trust the instance), else the lease waits in line while the pool starts a worker for it,
+    /// unless the instance already has its share of the line or the line is full.
     /// </summary>
     async Task Allocate(BehaviorContext<LeaseState, LeaseRequested> c)
     {
         var lease = c.Saga;
+        var definition = Definition(lease.Pool);
         var allocator = c.GetServiceOrCreateInstance<Allocator>();
+        // A re-use counts too: the cap is on the leases an instance holds, however they are served.
+        var share = await allocator.InstanceShareAsync(lease.Pool, lease.InstanceId, c.CancellationToken);
+        if (share.Open >= definition.MaxLeasesPerInstance)
+        {
+            lease.Outcome = AllocationOutcome.InstanceAtMaxLeases;
+            return;
+        }
+
         if (await allocator.ClaimIdleAsync(lease.Pool, lease.InstanceId, lease.ServerThumbprint, c.CancellationToken) is { } idle)
         {
             var expiresAt = await allocator.LeaseAsync(idle, lease.CorrelationId, c.CancellationToken);
@@ -242,8 +260,15 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             return;
         }
 
+        // Checked before the pool's lock, as the full line below: while an instance's leases wait, no hot worker is left.
+        if (share.Waiting >= definition.MaxWaitingPerInstance)
+        {
+            lease.Outcome = AllocationOutcome.InstanceAtMaxWaiting;
+            return;
+        }
+
         // A full line turns the lease away before it takes the pool's lock: a flood's refusals then wait on nothing.
-        var maxWaiting = Definition(lease.Pool).MaxWaiting;
+        var maxWaiting = definition.MaxWaiting;
         if (await allocator.WaitingAsync(lease.Pool, c.CancellationToken) >= maxWaiting)
         {
             if (_turnAways.ShouldWarn(lease.Pool, out var unreported))

@@ -26,6 +26,8 @@ sealed class LeaseMapping : IEntityTypeConfiguration<LeaseState>
         entity.Property(x => x.RevokeReason).HasMaxLength(32);
         entity.Ignore(x => x.Outcome);
         entity.HasIndex(x => new { x.Pool, x.CurrentState, x.ReceivedAt });
+        // Fair share counts one instance's open leases in one pool on every request.
+        entity.HasIndex(x => new { x.InstanceId, x.Pool, x.CurrentState });
     }
 }
 

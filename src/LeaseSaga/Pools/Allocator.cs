@@ -1,3 +1,6 @@
+using System.Data.Common;
+using System.Security.Cryptography;
+using System.Text;
 using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.Infrastructure.Telemetry;
 using DynamicWorkers.LeaseSaga.Configuration;
@@ -8,6 +11,7 @@ using DynamicWorkers.LeaseSaga.Workers;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking;
+using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -101,13 +105,87 @@ public sealed class Allocator(
 
     /// <summary>
     /// Under the shared lock: whether the pool may be short of workers (fewer spare than its hot target plus its line, and
-    /// room below <c>MaxWorkers</c>), so that the pool keeper should decide, under the lock held alone.
+    /// room below <c>MaxWorkers</c>, or idle workers to retire for the line), so that the pool keeper should decide, under
+    /// the lock held alone.
     /// </summary>
     public async Task<bool> MayNeedWorkersAsync(PoolState pool, LeaseState? unsavedLease, CancellationToken cancellationToken)
     {
-        var (waiting, spare, live) = await CountAsync(pool.Name, cancellationToken);
-        waiting += unsavedLease is { WorkerId: null } ? 1 : 0;
-        return live < pool.MaxWorkers && spare < pool.HotTarget + waiting && !(pool.BackoffUntil > clock.GetUtcNow());
+        var counts = await CountAsync(pool.Name, cancellationToken);
+        counts = counts with { Waiting = counts.Waiting + (unsavedLease is { WorkerId: null } ? 1 : 0) };
+        return !(pool.BackoffUntil > clock.GetUtcNow())
+               && (counts.Live < pool.MaxWorkers && counts.Spare < pool.HotTarget + counts.Waiting || IdleToRetire(counts) > 0);
+    }
+
+    /// <summary>
+    /// Leases in line that neither a spare worker nor the room left below <c>MaxWorkers</c> will serve, at most the idle
+    /// workers there are: that many idle workers must go to make room. None while the pool is above its maximum (after
+    /// <c>SetPoolSize</c> lowered it): retiring then would start no replacement.
+    /// </summary>
+    static int IdleToRetire(PoolCounts counts)
+    {
+        var room = counts.MaxWorkers - counts.Live;
+        return room < 0 ? 0 : Math.Clamp(counts.Waiting - counts.Spare - room, 0, counts.Idle);
+    }
+
+    /// <summary>
+    /// Fair share: the instance's open leases in the pool (granted, being granted or waiting) and how many of them wait,
+    /// counted under a lock of that instance in that pool held until this transaction commits, so two requests of one
+    /// instance decided at once on two copies never both take its last place. Other instances' requests never wait on it.
+    /// </summary>
+    public async Task<(int Open, int Waiting)> InstanceShareAsync(string pool, string instanceId, CancellationToken cancellationToken)
+    {
+        await BeginAsync(cancellationToken);
+        var key = BitConverter.ToInt64(SHA256.HashData(Encoding.UTF8.GetBytes($"fair-share\n{pool}\n{instanceId}")));
+        // The lock and the count go in one batch (one round trip); each statement sees what committed before it ran.
+        var lockStatement = Dialect switch
+        {
+            DatabaseDialect.Postgres => "SELECT pg_advisory_xact_lock(@key);\n",
+            // sp_getapplock reports a deadlock by its return value, not an error: thrown, so the message is retried.
+            DatabaseDialect.SqlServer => """
+                DECLARE @lockResult int;
+                EXEC @lockResult = sp_getapplock @Resource = @resource, @LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = -1;
+                IF @lockResult < 0 THROW 51000, 'the fair-share lock was not granted', 1;
+
+                """,
+            // SQLite has one writer: no other transaction writes until this one ends.
+            _ => "",
+        };
+        await using var command = db.Database.GetDbConnection().CreateCommand();
+        command.Transaction = db.Database.CurrentTransaction!.GetDbTransaction();
+        command.CommandText = lockStatement + """
+            SELECT COUNT(*), COALESCE(SUM(CASE WHEN "WorkerId" IS NULL AND "CurrentState" <> @granted THEN 1 ELSE 0 END), 0)
+            FROM "leases" WHERE "InstanceId" = @instance AND "Pool" = @pool AND "CurrentState" IN (@allocating, @waiting, @granted)
+            """;
+        AddParameter(command, "instance", instanceId);
+        AddParameter(command, "pool", pool);
+        AddParameter(command, "allocating", LeaseStates.Allocating);
+        AddParameter(command, "waiting", LeaseStates.WaitingForWorker);
+        AddParameter(command, "granted", LeaseStates.Granted);
+        if (Dialect == DatabaseDialect.Postgres)
+        {
+            AddParameter(command, "key", key);
+        }
+        else if (Dialect == DatabaseDialect.SqlServer)
+        {
+            AddParameter(command, "resource", $"dw-fair-share-{key:x16}");
+        }
+
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        // PostgreSQL's lock answers with a result of its own (one void column) before the counts.
+        while (reader.FieldCount != 2 && await reader.NextResultAsync(cancellationToken))
+        {
+        }
+
+        await reader.ReadAsync(cancellationToken);
+        return (Convert.ToInt32(reader.GetValue(0)), Convert.ToInt32(reader.GetValue(1)));
+    }
+
+    static void AddParameter(DbCommand command, string name, object value)
+    {
+        var parameter = command.CreateParameter();
+        parameter.ParameterName = name;
+        parameter.Value = value;
+        command.Parameters.Add(parameter);
     }
 
     /// <summary>Re-use: an idle worker that trusts this very instance and certificate.</summary>
@@ -115,6 +193,19 @@ public sealed class Allocator(
         => ClaimAsync<WorkerState>("workers",
             """ "Pool" = {0} AND "TrustedInstanceId" = {1} AND "CurrentState" = {2} AND UPPER("TrustedThumbprint") = UPPER({3}) """,
             """ "LastLeaseEndedAt" DESC """, cancellationToken, pool, instanceId, WorkerStates.Idle, thumbprint);
+
+    /// <summary>
+    /// An idle worker no lease in line could re-use (it trusts another instance or certificate), idle longest first: the
+    /// one to give up when the pool is at <c>MaxWorkers</c> and leases wait.
+    /// </summary>
+    Task<WorkerState?> ClaimIdleToRetireAsync(string pool, CancellationToken cancellationToken)
+        => ClaimAsync<WorkerState>("workers",
+            """
+            "Pool" = {0} AND "CurrentState" = {1} AND NOT EXISTS (SELECT 1 FROM "leases" AS "l" WHERE "l"."Pool" = {0}
+                AND "l"."CurrentState" IN ({2}, {3}) AND "l"."WorkerId" IS NULL AND "l"."InstanceId" = "workers"."TrustedInstanceId"
+                AND UPPER("l"."ServerThumbprint") = UPPER("workers"."TrustedThumbprint"))
+            """,
+            """ "LastLeaseEndedAt" """, cancellationToken, pool, WorkerStates.Idle, LeaseStates.Allocating, LeaseStates.WaitingForWorker);
 
     /// <summary>A hot worker, oldest first.</summary>
     public Task<WorkerState?> ClaimReadyAsync(string pool, CancellationToken cancellationToken, bool newest = false)
@@ -223,6 +314,11 @@ public sealed class Allocator(
             var expiresAt = await LeaseAsync(worker, next.CorrelationId, cancellationToken);
             await context.Publish(new WorkerLeased(next.CorrelationId, worker.CorrelationId, worker.Address!, worker.AgentThumbprint!, Reused: true, expiresAt));
         }
+        else if (await AnyWaitingAsync(worker.Pool, cancellationToken) && IdleToRetire(await CountAsync(worker.Pool, cancellationToken)) > 0)
+        {
+            // Leases of other instances wait at MaxWorkers: the pool keeper retires idle workers (maybe this one) for them.
+            await context.Publish(new ReconcilePool(worker.Pool));
+        }
 
         if (NeedsTimer(worker, now))
         {
@@ -267,7 +363,7 @@ public sealed class Allocator(
     public async Task RebalanceAsync(ConsumeContext context, PoolState pool, LeaseState? unsavedLease = null)
     {
         var cancellationToken = context.CancellationToken;
-        var (waiting, spare, live) = await CountAsync(pool.Name, cancellationToken);
+        var (waiting, spare, live, idle, _) = await CountAsync(pool.Name, cancellationToken);
         waiting += unsavedLease is { WorkerId: null } ? 1 : 0;
         while (waiting > 0 && await ClaimReadyAsync(pool.Name, cancellationToken) is { } ready)
         {
@@ -297,6 +393,21 @@ public sealed class Allocator(
         if (pool.BackoffUntil is { } until && until > clock.GetUtcNow())
         {
             return;
+        }
+
+        // Fair share: at MaxWorkers an idle worker, kept for an instance that may come back, yields to a lease that waits now.
+        for (var retire = IdleToRetire(new PoolCounts(waiting, spare, live, idle, pool.MaxWorkers)); retire > 0; retire--)
+        {
+            if (await ClaimIdleToRetireAsync(pool.Name, cancellationToken) is not { } given)
+            {
+                break;
+            }
+
+            logger.LogInformation("Pool {Pool}: retiring idle worker {WorkerId} of {InstanceId} to make room for a waiting lease ({MaxWorkers} workers at most)",
+                pool.Name, given.CorrelationId, given.TrustedInstanceId, pool.MaxWorkers);
+            // Reason idle: an idle worker given up before its idle timeout; the metric's reasons name no closer one.
+            await ReapAsync(context, given, ReapReasons.Idle, "retired early: the pool is at MaxWorkers and a lease it cannot serve waits");
+            live--;
         }
 
         var count = Math.Max(0, Math.Min(pool.HotTarget + waiting - spare, pool.MaxWorkers - live));
@@ -388,23 +499,35 @@ public sealed class Allocator(
         return stored + Unsaved<LeaseState>(e => IsWaiting(e, pool, original: false), e => IsWaiting(e, pool, original: true));
     }
 
+    /// <summary>Whether any lease of the pool waits for a worker: one index seek, for a path that counts only if so.</summary>
+    Task<bool> AnyWaitingAsync(string pool, CancellationToken cancellationToken)
+        => db.Set<LeaseState>().AnyAsync(l => l.Pool == pool && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null, cancellationToken);
+
     /// <summary>
-    /// The pool's waiting leases, spare workers (provisioning or ready) and live workers, in one round trip (it runs under
-    /// the pool's lock), corrected for what this transaction changed and has not saved.
+    /// The pool's waiting leases, spare workers (provisioning or ready), live and idle workers, and its stored maximum, in one
+    /// round trip (it runs under the pool's lock), corrected for what this transaction changed and has not saved.
     /// </summary>
-    async Task<(int Waiting, int Spare, int Live)> CountAsync(string pool, CancellationToken cancellationToken)
+    async Task<PoolCounts> CountAsync(string pool, CancellationToken cancellationToken)
     {
         var stored = await db.Set<PoolState>().Where(p => p.Name == pool).Select(p => new
         {
+            p.MaxWorkers,
             Waiting = db.Set<LeaseState>().Count(l => l.Pool == p.Name && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null),
             Spare = db.Set<WorkerState>().Count(w => w.Pool == p.Name && WorkerStates.Spare.Contains(w.CurrentState)),
             Live = db.Set<WorkerState>().Count(w => w.Pool == p.Name && WorkerStates.Live.Contains(w.CurrentState)),
+            Idle = db.Set<WorkerState>().Count(w => w.Pool == p.Name && w.CurrentState == WorkerStates.Idle),
         }).SingleAsync(cancellationToken);
-        return (
+        return new PoolCounts(
             stored.Waiting + Unsaved<LeaseState>(e => IsWaiting(e, pool, original: false), e => IsWaiting(e, pool, original: true)),
             stored.Spare + UnsavedWorkers(pool, WorkerStates.Spare),
-            stored.Live + UnsavedWorkers(pool, WorkerStates.Live));
+            stored.Live + UnsavedWorkers(pool, WorkerStates.Live),
+            stored.Idle + UnsavedWorkers(pool, IdleOnly),
+            stored.MaxWorkers);
     }
+
+    static readonly string[] IdleOnly = [WorkerStates.Idle];
+
+    readonly record struct PoolCounts(int Waiting, int Spare, int Live, int Idle, int MaxWorkers);
 
     int UnsavedWorkers(string pool, string[] states)
         => Unsaved<WorkerState>(

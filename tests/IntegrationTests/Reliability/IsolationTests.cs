@@ -9,7 +9,8 @@ namespace DynamicWorkers.IntegrationTests.Reliability;
 /// Isolation between instances (invariant 2), on the real broker with the services as processes: a release from
 /// an instance that does not own the lease changes nothing and is logged as a warning; an instance that reuses
 /// another's lease id learns nothing about that lease's worker; a worker that trusted instance A never serves B,
-/// even after A's lifecycle settings change and even when B then gets no worker at all.
+/// even after A's lifecycle settings change and even when the pool is at its maximum with workers idle for A and B: a
+/// third instance then gets a new worker (A's, idle longest, is retired for it), never one of theirs.
 /// </summary>
 public sealed class IsolationTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database)
     : IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>, IAsyncLifetime
@@ -75,13 +76,12 @@ public sealed class IsolationTests(RabbitMqTestVirtualHost broker, PostgresTestD
         Assert.Equal(b.WorkerId, b2.WorkerId);
         await ReleaseAsync(b2);
 
-        // The pool is at its maximum with both workers idle for their own instances: C gets no worker rather than theirs.
-        var c = new LeaseRequested(NewId.NextGuid(), "instance-c", LifecycleCluster.ThumbprintOf("instance-c"), Pool, null, DateTimeOffset.UtcNow);
-        _cluster.Ledger.Requested(c);
-        await _cluster.Bus.Publish(c);
-        await Eventually.True(() => _cluster.Ledger.OutcomesOf(c.LeaseId).Count > 0, TimeSpan.FromSeconds(60), "C's outcome", _cluster.Diagnostics);
-        var rejected = Assert.IsType<LeaseRejected>(_cluster.Ledger.OutcomesOf(c.LeaseId)[0]);
-        Assert.Equal(LeaseRejectionReasons.NoCapacity, rejected.Reason);
+        // The pool is at its maximum with both workers idle for their own instances: C gets a new worker, never theirs;
+        // A's, idle longest, is retired to make room (no Reaper runs here, so it stays being deleted).
+        var c = await LeaseAsync("instance-c");
+        Assert.DoesNotContain(c.WorkerId, new[] { a.WorkerId, b.WorkerId });
+        Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{a.WorkerId}' AND \"CurrentState\" = 'Reaping' AND \"ReapReason\" = 'idle'"));
+        Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{b.WorkerId}' AND \"CurrentState\" = 'Idle'"));
 
         var cloud = await _cluster.CloudAsync();
         Assert.Equal(["instance-a"], cloud.Single(v => v.WorkerId == a.WorkerId).TrustedInstances.Distinct());

@@ -8,9 +8,10 @@ namespace DynamicWorkers.IntegrationTests.Reliability;
 
 /// <summary>
 /// A flood against a pool already at its maximum (every worker idle for its own instance): every request ends in a
-/// grant (an instance's idle worker serves its next lease, released at once) or a <c>NoCapacity</c> rejection, while the
-/// LeaseSaga process's memory stays bounded. Two floods: the first meets services that have just started, the second
-/// warm services, which answer within the allocation timeout (plus the time its timers take to be delivered).
+/// grant (an instance's idle worker serves its next lease, released at once, or an idle worker of another instance is
+/// retired to make room) or a <c>NoCapacity</c> rejection, while the LeaseSaga process's memory stays bounded. Two
+/// floods: the first meets services that have just started, the second warm services, which answer within the
+/// allocation timeout (plus the time its timers take to be delivered).
 /// <c>DW_FLOOD_REQUESTS</c> sets the size of each (default 1,000 here; <c>scripts/chaos.sh</c> runs 5,000). Figures go to
 /// the test output and <c>artifacts/flood-report.txt</c>.
 /// </summary>
@@ -40,6 +41,9 @@ public sealed class OverloadTests(RabbitMqTestVirtualHost broker, PostgresTestDa
         [$"Pools:{Pool}:HotTarget"] = $"{MaxWorkers}",
         [$"Pools:{Pool}:MaxWorkers"] = $"{MaxWorkers}",
         [$"Pools:{Pool}:AllocationTimeout"] = AllocationTimeout.ToString(),
+        // The per-instance caps out of the way: this flood tests the pool's own bounds (FairShareTests tests the caps).
+        [$"Pools:{Pool}:MaxLeasesPerInstance"] = "1000",
+        [$"Pools:{Pool}:MaxWaitingPerInstance"] = "1000",
         ["Pools:windows-2022:HotTarget"] = "0",
         ["Lifecycle:IdleTimeout"] = "00:05:00",
         ["Scheduler:ClusterCheckinInterval"] = "00:00:02",
@@ -54,7 +58,7 @@ public sealed class OverloadTests(RabbitMqTestVirtualHost broker, PostgresTestDa
     public async Task DisposeAsync() => await _cluster.DisposeAsync();
 
     [Fact]
-    public async Task A_flood_against_a_full_pool_ends_in_grants_and_NoCapacity_within_the_allocation_timeout_with_memory_bounded()
+    public async Task A_flood_against_a_full_pool_ends_in_grants_or_NoCapacity_within_the_allocation_timeout_with_memory_bounded()
     {
         var requests = int.TryParse(Environment.GetEnvironmentVariable("DW_FLOOD_REQUESTS"), out var n) && n > 0 ? n : 1000;
         var ledger = _cluster.Ledger;
@@ -102,7 +106,8 @@ public sealed class OverloadTests(RabbitMqTestVirtualHost broker, PostgresTestDa
         foreach (var flood in new[] { cold, warm })
         {
             Assert.True(flood.Grants + flood.NoCapacity == requests, report);
-            Assert.True(flood.Grants > 0 && flood.NoCapacity > 0, report);
+            // NoCapacity may be none: at MaxWorkers idle workers are retired for the line, so it can drain within its timeout.
+            Assert.True(flood.Grants > 0, report);
             Assert.True(flood.Slowest < AllocationTimeout + QueueMargin, report);
             Assert.True(flood.PeakMemory < MemoryLimitBytes, report);
         }

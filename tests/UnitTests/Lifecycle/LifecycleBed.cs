@@ -37,15 +37,18 @@ public sealed class LifecycleBed : IAsyncDisposable
     public ManualScheduler Scheduler { get; private set; } = null!;
 
     /// <param name="logs">also receives every record from Information up, whatever the console shows</param>
-    public static async Task<LifecycleBed> StartAsync(int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null, int maxWaiting = 1000, LogCapture? logs = null)
+    /// <param name="maxWaitingPerInstance">by default the pool's default, or its whole line when that is shorter</param>
+    public static async Task<LifecycleBed> StartAsync(
+        int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null, int maxWaiting = 1000, LogCapture? logs = null,
+        int maxLeasesPerInstance = 100, int? maxWaitingPerInstance = null)
     {
         var bed = new LifecycleBed();
         cloud?.Invoke(bed.Cloud);
-        await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting, logs);
+        await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting, logs, maxLeasesPerInstance, maxWaitingPerInstance ?? Math.Min(50, maxWaiting));
         return bed;
     }
 
-    async Task StartHostAsync(int hotTarget, int maxWorkers, int maxWaiting, LogCapture? logs)
+    async Task StartHostAsync(int hotTarget, int maxWorkers, int maxWaiting, LogCapture? logs, int maxLeasesPerInstance, int maxWaitingPerInstance)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(Environment.GetEnvironmentVariable("DW_TEST_VERBOSE") is null ? LogLevel.Warning : LogLevel.Information);
@@ -65,6 +68,8 @@ public sealed class LifecycleBed : IAsyncDisposable
             [$"Pools:{Pool}:Image"] = "test-image",
             [$"Pools:{Pool}:AllocationTimeout"] = "00:05:00",
             [$"Pools:{Pool}:MaxWaiting"] = maxWaiting.ToString(),
+            [$"Pools:{Pool}:MaxLeasesPerInstance"] = maxLeasesPerInstance.ToString(),
+            [$"Pools:{Pool}:MaxWaitingPerInstance"] = maxWaitingPerInstance.ToString(),
         });
         builder.Services.AddSingleton(Clock);
         builder.Services.AddSingleton<TimeProvider>(Clock);

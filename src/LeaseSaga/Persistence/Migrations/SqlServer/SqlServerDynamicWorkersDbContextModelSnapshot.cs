@@ -140,6 +140,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
 
                     b.HasKey("CorrelationId");
 
+                    b.HasIndex("InstanceId", "Pool", "CurrentState");
+
                     b.HasIndex("Pool", "CurrentState", "ReceivedAt");
 
                     b.ToTable("leases", (string)null);

@@ -135,6 +135,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
 
                     b.HasKey("CorrelationId");
 
+                    b.HasIndex("InstanceId", "Pool", "CurrentState");
+
                     b.HasIndex("Pool", "CurrentState", "ReceivedAt");
 
                     b.ToTable("leases", (string)null);
