@@ -1,6 +1,7 @@
 # One image per deployable, chosen by a build argument:
 #   docker build --build-arg PROJECT=LeaseSaga --build-arg GC_GEN0SIZE=0x1000000 -t dynamic-workers/lease-saga .
-# PROJECT is one of LeaseSaga, Provisioner, Trust, Reaper (a folder under src/). docker-compose.yml builds all four.
+# PROJECT is one of LeaseSaga, Provisioner, Trust, Reaper, or Cli (`dw`, run with DW_ASSEMBLY=dw.dll: compose's
+# broker-setup); a folder under src/. docker-compose.yml builds all five.
 ARG PROJECT=LeaseSaga
 
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build

@@ -38,6 +38,15 @@ for context in PostgresDynamicWorkersDbContext SqlServerDynamicWorkersDbContext 
 done
 log "migrations match the model"
 
+# The same broker users and permissions as compose's broker-setup, with test-only passwords.
+export DW_LEASE_SAGA_PASSWORD=${DW_LEASE_SAGA_PASSWORD:-dw-lease-saga} DW_PROVISIONER_PASSWORD=${DW_PROVISIONER_PASSWORD:-dw-provisioner} \
+  DW_TRUST_PASSWORD=${DW_TRUST_PASSWORD:-dw-trust} DW_REAPER_PASSWORD=${DW_REAPER_PASSWORD:-dw-reaper} \
+  DW_OPERATOR_PASSWORD=${DW_OPERATOR_PASSWORD:-dw-operator}
+dotnet "src/Cli/bin/$CONFIGURATION/net10.0/dw.dll" broker setup \
+  --management "http://$DW_TEST_RABBITMQ_USER:$DW_TEST_RABBITMQ_PASSWORD@$DW_TEST_RABBITMQ_HOST:15672" >/dev/null \
+  || die "dw broker setup (the services' and the operator's broker users)"
+log "broker users set up"
+
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
 log "running tests"

@@ -7,12 +7,15 @@ namespace DynamicWorkers.LeaseSaga.Configuration;
 /// <summary>One pool: <c>Pools:&lt;name&gt;:*</c>. Sizes are start-up values; <c>SetPoolSize</c> changes them at run time.</summary>
 public sealed class PoolOptions
 {
+    /// <summary>The largest sizes configuration or <c>SetPoolSize</c> may ask for.</summary>
+    public const int HotTargetLimit = 1000, MaxWorkersLimit = 10000;
+
     /// <summary>Workers kept provisioned, ready and trusting no one.</summary>
-    [Range(0, 1000)]
+    [Range(0, HotTargetLimit)]
     public int HotTarget { get; set; } = 2;
 
     /// <summary>Live workers of the pool, whatever their state, never exceed this.</summary>
-    [Range(1, 10000)]
+    [Range(1, MaxWorkersLimit)]
     public int MaxWorkers { get; set; } = 10;
 
     /// <summary>Marketplace reference (publisher:offer:sku:version) or gallery image id.</summary>

@@ -1,5 +1,6 @@
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
+using DynamicWorkers.LeaseSaga.Configuration;
 using MassTransit;
 using Microsoft.Extensions.Logging;
 
@@ -19,9 +20,10 @@ public sealed class PoolKeeper(Allocator allocator, TimeProvider clock, ILogger<
     public Task Consume(ConsumeContext<SetPoolSize> context)
     {
         var (hotTarget, maxWorkers) = (context.Message.HotTarget, context.Message.MaxWorkers);
-        if (hotTarget < 0 || maxWorkers < 1 || hotTarget > maxWorkers)
+        if (hotTarget < 0 || maxWorkers < 1 || hotTarget > maxWorkers || hotTarget > PoolOptions.HotTargetLimit || maxWorkers > PoolOptions.MaxWorkersLimit)
         {
-            throw new ArgumentException($"SetPoolSize for '{context.Message.Pool}': need 0 <= HotTarget <= MaxWorkers and MaxWorkers >= 1, got HotTarget {hotTarget}, MaxWorkers {maxWorkers}");
+            throw new ArgumentException($"SetPoolSize for '{context.Message.Pool}': need 0 <= HotTarget <= MaxWorkers, 1 <= MaxWorkers, HotTarget <= {PoolOptions.HotTargetLimit} "
+                + $"and MaxWorkers <= {PoolOptions.MaxWorkersLimit} (the configuration's bounds), got HotTarget {hotTarget}, MaxWorkers {maxWorkers}");
         }
 
         return RebalanceAsync(context, context.Message.Pool, pool =>

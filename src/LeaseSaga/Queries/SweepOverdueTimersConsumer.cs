@@ -25,9 +25,9 @@ public sealed class SweepOverdueTimersConsumer(
 {
     public async Task Consume(ConsumeContext<SweepOverdueTimers> context)
     {
-        if (context.Message.Grace < TimeSpan.Zero)
+        if (context.Message.Grace <= TimeSpan.Zero)
         {
-            throw new ArgumentException($"SweepOverdueTimers: the grace must not be negative, got {context.Message.Grace}");
+            throw new ArgumentException($"SweepOverdueTimers: the grace must be more than zero, got {context.Message.Grace}");
         }
 
         var cancellationToken = context.CancellationToken;

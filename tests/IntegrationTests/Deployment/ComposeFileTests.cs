@@ -24,6 +24,11 @@ public sealed class ComposeFileTests
         ["MSSQL_SA_PASSWORD"] = "Sa-secret-from-env-1",
         ["DW_DB_USER"] = "dw_service",
         ["DW_DB_PASSWORD"] = "Db-secret-from-env-1",
+        ["DW_LEASE_SAGA_PASSWORD"] = "lease-saga-secret-from-env",
+        ["DW_PROVISIONER_PASSWORD"] = "provisioner-secret-from-env",
+        ["DW_TRUST_PASSWORD"] = "trust-secret-from-env",
+        ["DW_REAPER_PASSWORD"] = "reaper-secret-from-env",
+        ["DW_OPERATOR_PASSWORD"] = "operator-secret-from-env",
     };
 
     [Fact]
@@ -70,7 +75,8 @@ public sealed class ComposeFileTests
             Assert.Equal("SqlServer", env["Database__Provider"]);
             Assert.StartsWith("Server=sqlserver,1433;", (string)env["ConnectionStrings__Default"]);
             Assert.Contains("User Id=dw_service;Password=Db-secret-from-env-1;", (string)env["ConnectionStrings__Default"]);
-            Assert.Equal(("RabbitMq", "rabbitmq", "ops-user", "rabbit-secret-from-env"),
+            // Each service is its own broker user (Tenancy), never the broker's administrator.
+            Assert.Equal(("RabbitMq", "rabbitmq", $"dw-{name}", $"{name}-secret-from-env"),
                 ((string)env["Transport"], (string)env["RabbitMq__Host"], (string)env["RabbitMq__Username"], (string)env["RabbitMq__Password"]));
             Assert.Equal("Simulated", env["Cloud__Provider"]);
             // The hosts' own default is loopback, unreachable through the container's network.
@@ -80,7 +86,15 @@ public sealed class ComposeFileTests
             var dependsOn = Map(service, "depends_on");
             Assert.Equal("service_healthy", Map(dependsOn, "rabbitmq")["condition"]);
             Assert.Equal("service_completed_successfully", Map(dependsOn, "db-init")["condition"]);
+            Assert.Equal("service_completed_successfully", Map(dependsOn, "broker-setup")["condition"]);
         }
+
+        // The one-shot that makes those users: dw's own command, as the broker's administrator, after the broker is up.
+        var setup = services["broker-setup"];
+        Assert.Equal("Cli", Map(Map(setup, "build"), "args")["PROJECT"]);
+        Assert.Equal(["broker", "setup"], ((List<object>)setup["command"]).Cast<string>());
+        Assert.Equal("http://ops-user:rabbit-secret-from-env@rabbitmq:15672", Map(setup, "environment")["DW_RABBITMQ_MANAGEMENT"]);
+        Assert.Equal("service_healthy", Map(Map(setup, "depends_on"), "rabbitmq")["condition"]);
 
         Assert.Equal("service_healthy", Map(Map(services["lease-saga"], "depends_on"), "sqlserver")["condition"]);
         // The young generation's budget the benchmark measured (docs/benchmark-rounds.md, eleventh round): LeaseSaga's own,

@@ -149,12 +149,44 @@ public sealed class TenancyTests(RabbitMqTestVirtualHost broker, PostgresTestDat
         Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM leases WHERE \"CorrelationId\" = '{victim.Message.LeaseId}' AND \"CurrentState\" = 'Granted'"));
     }
 
+    [Fact]
+    public async Task The_operator_made_by_dw_broker_setup_sizes_pools_and_an_instance_may_not()
+    {
+        // scripts/test.sh passes the same passwords (users are global to the broker; setup is idempotent).
+        var passwords = new Dictionary<string, string>
+        {
+            ["DW_LEASE_SAGA_PASSWORD"] = Env("DW_LEASE_SAGA_PASSWORD", "dw-lease-saga"),
+            ["DW_PROVISIONER_PASSWORD"] = Env("DW_PROVISIONER_PASSWORD", "dw-provisioner"),
+            ["DW_TRUST_PASSWORD"] = Env("DW_TRUST_PASSWORD", "dw-trust"),
+            ["DW_REAPER_PASSWORD"] = Env("DW_REAPER_PASSWORD", "dw-reaper"),
+            ["DW_OPERATOR_PASSWORD"] = Env("DW_OPERATOR_PASSWORD", "dw-operator"),
+        };
+        var setup = await CliRun.RunAsync(passwords, "broker", "setup", "--management", ManagementUri(), "--vhost", broker.Name);
+        Assert.True(setup.ExitCode == 0, setup.ToString());
+
+        var operatorUri = $"amqp://dw-operator:{Uri.EscapeDataString(passwords["DW_OPERATOR_PASSWORD"])}@{TestServers.RabbitMqHost}:5672/{Uri.EscapeDataString(broker.Name)}";
+        await using (var ops = await DynamicWorkersClient.ConnectAsync(operatorUri))
+        {
+            await ops.SetPoolSizeAsync(Pool, 3, 4);
+            await Eventually.True(async () => (await ops.GetPoolStatusAsync(Pool)).Pools.Single().HotTarget == 3, TimeSpan.FromSeconds(30), "the operator's new size", _cluster.Diagnostics);
+        }
+
+        // The broker refuses an instance's pool query outright (its exchange is not the instance's to write): no answer comes.
+        await using var a = await DynamicWorkersClient.ConnectAsync(await AddInstanceAsync(_a));
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => a.GetPoolStatusAsync(Pool, deadline.Token));
+    }
+
+    static string Env(string name, string fallback) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : fallback;
+
+    static string ManagementUri()
+        => new UriBuilder(TestServers.RabbitMqManagement) { UserName = TestServers.RabbitMqUser, Password = TestServers.RabbitMqPassword }.Uri.ToString();
+
     /// <summary><c>dw instance add</c> against the test's virtual host; returns the AMQP URI it printed.</summary>
     async Task<string> AddInstanceAsync(string instanceId)
     {
         _users.Add("instance-" + instanceId);
-        var management = new UriBuilder(TestServers.RabbitMqManagement) { UserName = TestServers.RabbitMqUser, Password = TestServers.RabbitMqPassword }.Uri;
-        var run = await CliRun.RunAsync(null, "instance", "add", "--instance", instanceId, "--management", management.ToString(), "--vhost", broker.Name);
+        var run = await CliRun.RunAsync(null, "instance", "add", "--instance", instanceId, "--management", ManagementUri(), "--vhost", broker.Name);
         Assert.True(run.ExitCode == 0, run.ToString());
         var uri = run.Stdout.Trim();
         Assert.StartsWith($"amqp://instance-{instanceId}:", uri);
