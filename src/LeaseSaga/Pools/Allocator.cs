@@ -195,15 +195,18 @@ public sealed class Allocator(
             """ "LastLeaseEndedAt" DESC """, cancellationToken, pool, instanceId, WorkerStates.Idle, thumbprint);
 
     /// <summary>
-    /// An idle worker no lease in line could re-use (it trusts another instance or certificate), idle longest first: the
-    /// one to give up when the pool is at <c>MaxWorkers</c> and leases wait.
+    /// An idle worker no lease at the head of the line could re-use (it trusts another instance or certificate, or a lease
+    /// of another instance has waited longer than any of its own), idle longest first: the one to give up when the pool
+    /// is at <c>MaxWorkers</c> and leases wait.
     /// </summary>
     Task<WorkerState?> ClaimIdleToRetireAsync(string pool, CancellationToken cancellationToken)
         => ClaimAsync<WorkerState>("workers",
             """
             "Pool" = {0} AND "CurrentState" = {1} AND NOT EXISTS (SELECT 1 FROM "leases" AS "l" WHERE "l"."Pool" = {0}
                 AND "l"."CurrentState" IN ({2}, {3}) AND "l"."WorkerId" IS NULL AND "l"."InstanceId" = "workers"."TrustedInstanceId"
-                AND UPPER("l"."ServerThumbprint") = UPPER("workers"."TrustedThumbprint"))
+                AND UPPER("l"."ServerThumbprint") = UPPER("workers"."TrustedThumbprint")
+                AND "l"."ReceivedAt" <= COALESCE((SELECT MIN("o"."ReceivedAt") FROM "leases" AS "o" WHERE "o"."Pool" = {0}
+                    AND "o"."CurrentState" IN ({2}, {3}) AND "o"."WorkerId" IS NULL AND "o"."InstanceId" <> "workers"."TrustedInstanceId"), "l"."ReceivedAt"))
             """,
             """ "LastLeaseEndedAt" """, cancellationToken, pool, WorkerStates.Idle, LeaseStates.Allocating, LeaseStates.WaitingForWorker);
 
@@ -284,7 +287,8 @@ public sealed class Allocator(
 
     /// <summary>
     /// The lease <paramref name="leaseId"/> of the worker ended: it goes idle for its instance, or straight to a lease of
-    /// that instance waiting in line. False when the worker no longer serves that lease (revoked or reaped meanwhile).
+    /// that instance waiting in line unless, at <c>MaxWorkers</c>, a lease of another instance has waited longer. False
+    /// when the worker no longer serves that lease (revoked or reaped meanwhile).
     /// </summary>
     public async Task<bool> EndLeaseAsync(ConsumeContext context, Guid workerId, Guid leaseId)
     {
@@ -307,14 +311,16 @@ public sealed class Allocator(
         Touch(worker);
         logger.LogInformation("Worker {WorkerId} of {Pool} idle (instance {InstanceId}, lease {LeaseId})", worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, leaseId);
 
-        if (await ClaimWaitingAsync(worker.Pool, cancellationToken, worker.TrustedInstanceId, worker.TrustedThumbprint) is { } next)
+        // Fair share: at MaxWorkers a lease of another instance that waited longer goes first (the keeper retires this worker for it).
+        var yields = await AnotherInstanceWaitedLongerAsync(worker, cancellationToken) && IdleToRetire(await CountAsync(worker.Pool, cancellationToken)) > 0;
+        if (!yields && await ClaimWaitingAsync(worker.Pool, cancellationToken, worker.TrustedInstanceId, worker.TrustedThumbprint) is { } next)
         {
             next.WorkerId = worker.CorrelationId;
             next.Version++;
             var expiresAt = await LeaseAsync(worker, next.CorrelationId, cancellationToken);
             await context.Publish(new WorkerLeased(next.CorrelationId, worker.CorrelationId, worker.Address!, worker.AgentThumbprint!, Reused: true, expiresAt));
         }
-        else if (await AnyWaitingAsync(worker.Pool, cancellationToken) && IdleToRetire(await CountAsync(worker.Pool, cancellationToken)) > 0)
+        else if (yields || await AnyWaitingAsync(worker.Pool, cancellationToken) && IdleToRetire(await CountAsync(worker.Pool, cancellationToken)) > 0)
         {
             // Leases of other instances wait at MaxWorkers: the pool keeper retires idle workers (maybe this one) for them.
             await context.Publish(new ReconcilePool(worker.Pool));
@@ -498,6 +504,19 @@ public sealed class Allocator(
             l => l.Pool == pool && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null, cancellationToken);
         return stored + Unsaved<LeaseState>(e => IsWaiting(e, pool, original: false), e => IsWaiting(e, pool, original: true));
     }
+
+    /// <summary>
+    /// Whether a lease of another instance has waited longer than every lease in line that could re-use the worker: one
+    /// query, before anything is claimed. Raw SQL: SQLite's provider compares no <see cref="DateTimeOffset"/> in LINQ.
+    /// </summary>
+    Task<bool> AnotherInstanceWaitedLongerAsync(WorkerState worker, CancellationToken cancellationToken)
+        => db.Set<LeaseState>().FromSqlRaw(
+            """
+            SELECT * FROM "leases" AS "o" WHERE "o"."Pool" = {0} AND "o"."CurrentState" IN ({1}, {2}) AND "o"."WorkerId" IS NULL
+                AND "o"."InstanceId" <> {3} AND "o"."ReceivedAt" < (SELECT MIN("l"."ReceivedAt") FROM "leases" AS "l" WHERE "l"."Pool" = {0}
+                    AND "l"."CurrentState" IN ({1}, {2}) AND "l"."WorkerId" IS NULL AND "l"."InstanceId" = {3} AND UPPER("l"."ServerThumbprint") = UPPER({4}))
+            """,
+            worker.Pool, LeaseStates.Allocating, LeaseStates.WaitingForWorker, worker.TrustedInstanceId!, worker.TrustedThumbprint!).AnyAsync(cancellationToken);
 
     /// <summary>Whether any lease of the pool waits for a worker: one index seek, for a path that counts only if so.</summary>
     Task<bool> AnyWaitingAsync(string pool, CancellationToken cancellationToken)

@@ -119,4 +119,34 @@ public sealed class FairShareTests
         var retired = Assert.Single(bed.Cloud.Deprovisioned);
         Assert.Equal((a.WorkerId, ReapReasons.Idle), (retired.WorkerId, retired.Reason));
     }
+
+    [Fact]
+    public async Task At_MaxWorkers_a_released_worker_does_not_go_to_its_instance_ahead_of_another_instance_that_waited_longer()
+    {
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1);
+        var a = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-a"));
+        var b = Guid.NewGuid();
+        await bed.Bus.Publish(new LeaseRequested(b, "instance-b", ThumbprintB, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.UntilLeaseAsync(b, "WaitingForWorker");
+        await bed.AdvanceAsync(TimeSpan.FromSeconds(1));
+        var a2 = Guid.NewGuid();
+        await bed.Bus.Publish(new LeaseRequested(a2, "instance-a", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.UntilLeaseAsync(a2, "WaitingForWorker");
+        await bed.SettledAsync();
+
+        await bed.ReleaseAsync(a.LeaseId, "instance-a");
+
+        // Whichever lease is granted first: B's, on a new worker once A's idle one is retired.
+        await Until(() => bed.Outcomes(b).Count + bed.Outcomes(a2).Count > 0, "a grant");
+        Assert.Empty(bed.Outcomes(a2));
+        var granted = Assert.IsType<LeaseGranted>(Assert.Single(bed.Outcomes(b)));
+        Assert.NotEqual(a.WorkerId, granted.WorkerId);
+        var retired = Assert.Single(bed.Cloud.Deprovisioned);
+        Assert.Equal((a.WorkerId, ReapReasons.Idle), (retired.WorkerId, retired.Reason));
+        Assert.Equal("WaitingForWorker", (await bed.LeaseAsync(a2))?.CurrentState);
+        // A's second lease is next in line: it is served once B releases.
+        await bed.ReleaseAsync(b, "instance-b");
+        await Until(() => bed.Outcomes(a2).Count == 1, "A's second grant");
+        Assert.IsType<LeaseGranted>(bed.Outcomes(a2)[0]);
+    }
 }

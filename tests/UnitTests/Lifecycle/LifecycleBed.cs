@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
+using DynamicWorkers.Infrastructure.Configuration;
 using DynamicWorkers.Infrastructure.Messaging;
 using DynamicWorkers.LeaseSaga;
 using DynamicWorkers.LeaseSaga.Leases;
@@ -15,6 +16,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
 
@@ -74,6 +76,9 @@ public sealed class LifecycleBed : IAsyncDisposable
         builder.Services.AddSingleton(Clock);
         builder.Services.AddSingleton<TimeProvider>(Clock);
         builder.Services.AddSingleton(Cloud);
+        // The endpoints' sender filter needs it; the in-memory bus has no identities, so every sender is trusted.
+        builder.Services.AddSingleton(new SenderIdentity(
+            Options.Create(new TenancyOptions()), Options.Create(new TransportOptions { Transport = TransportKind.InMemory }), Options.Create(new RabbitMqOptions())));
         builder.Services.AddSingleton<ManualScheduler>();
         builder.Services.AddLeaseSagaServices(builder.Configuration);
         var scheduler = new Uri("queue:quartz");
