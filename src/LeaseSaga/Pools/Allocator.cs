@@ -311,16 +311,19 @@ public sealed class Allocator(
         Touch(worker);
         logger.LogInformation("Worker {WorkerId} of {Pool} idle (instance {InstanceId}, lease {LeaseId})", worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, leaseId);
 
-        // Fair share: at MaxWorkers a lease of another instance that waited longer goes first (the keeper retires this worker for it).
-        var yields = await AnotherInstanceWaitedLongerAsync(worker, cancellationToken) && IdleToRetire(await CountAsync(worker.Pool, cancellationToken)) > 0;
-        if (!yields && await ClaimWaitingAsync(worker.Pool, cancellationToken, worker.TrustedInstanceId, worker.TrustedThumbprint) is { } next)
+        // Fair share: at MaxWorkers a lease of another instance that waited longer goes first (the keeper retires this worker
+        // for it); a lease claimed here and not used is only unlocked at commit.
+        var next = await ClaimWaitingAsync(worker.Pool, cancellationToken, worker.TrustedInstanceId, worker.TrustedThumbprint);
+        var yields = next is not null && await AnotherInstanceWaitedLongerAsync(worker, cancellationToken)
+                     && IdleToRetire(await CountAsync(worker.Pool, cancellationToken)) > 0;
+        if (next is not null && !yields)
         {
             next.WorkerId = worker.CorrelationId;
             next.Version++;
             var expiresAt = await LeaseAsync(worker, next.CorrelationId, cancellationToken);
             await context.Publish(new WorkerLeased(next.CorrelationId, worker.CorrelationId, worker.Address!, worker.AgentThumbprint!, Reused: true, expiresAt));
         }
-        else if (yields || await AnyWaitingAsync(worker.Pool, cancellationToken) && IdleToRetire(await CountAsync(worker.Pool, cancellationToken)) > 0)
+        else if (yields || next is null && await AnyWaitingAsync(worker.Pool, cancellationToken) && IdleToRetire(await CountAsync(worker.Pool, cancellationToken)) > 0)
         {
             // Leases of other instances wait at MaxWorkers: the pool keeper retires idle workers (maybe this one) for them.
             await context.Publish(new ReconcilePool(worker.Pool));
@@ -506,8 +509,8 @@ public sealed class Allocator(
     }
 
     /// <summary>
-    /// Whether a lease of another instance has waited longer than every lease in line that could re-use the worker: one
-    /// query, before anything is claimed. Raw SQL: SQLite's provider compares no <see cref="DateTimeOffset"/> in LINQ.
+    /// Whether a lease of another instance has waited longer than every lease in line that could re-use the worker: asked
+    /// only when one could. Raw SQL: SQLite's provider compares no <see cref="DateTimeOffset"/> in LINQ.
     /// </summary>
     Task<bool> AnotherInstanceWaitedLongerAsync(WorkerState worker, CancellationToken cancellationToken)
         => db.Set<LeaseState>().FromSqlRaw(

@@ -88,9 +88,11 @@ public sealed class TenancyTests(RabbitMqTestVirtualHost broker, PostgresTestDat
         var targets = new (string Exchange, string Queue)[]
         {
             ("DynamicWorkers.Contracts.Internal:WorkerTrusted", ""),
+            ("DynamicWorkers.Contracts.Internal:WorkerProvisioned", ""),
             ("DynamicWorkers.Contracts.Internal:SweepOverdueTimers", ""),
             ("DynamicWorkers.Contracts:SetPoolSize", ""),
             ("DynamicWorkers.Contracts:SetInstanceLifecycle", ""),
+            ("", "provision-worker"),
             ("", "trust-worker"),
             ("", "deprovision-worker"),
             ("", "quartz"),
