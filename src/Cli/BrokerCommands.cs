@@ -6,10 +6,13 @@ namespace DynamicWorkers.Cli;
 public static class BrokerCommands
 {
     public const string ManagementVariable = "DW_RABBITMQ_MANAGEMENT";
+    public const string ManagementUserVariable = "DW_RABBITMQ_MANAGEMENT_USER";
+    public const string ManagementPasswordVariable = "DW_RABBITMQ_MANAGEMENT_PASSWORD";
 
     static readonly Option<string?> Management = new("--management")
     {
-        Description = $"RabbitMQ management API with an administrator's login, e.g. http://admin:password@host:15672 (default: ${ManagementVariable})",
+        Description = $"RabbitMQ management API with an administrator's login, e.g. http://admin:password@host:15672 (default: ${ManagementVariable}; "
+            + $"a login left out of the URI comes from ${ManagementUserVariable} and ${ManagementPasswordVariable})",
     };
 
     static readonly Option<string> VirtualHost = new("--vhost") { Description = "The virtual host", DefaultValueFactory = _ => "/" };
@@ -85,15 +88,25 @@ public static class BrokerCommands
     {
         var output = Connection.OutputOf(parse);
         var text = parse.GetValue(Management) ?? Environment.GetEnvironmentVariable(ManagementVariable);
-        if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || !uri.UserInfo.Contains(':'))
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
         {
             output.Error($"pass --management http://admin:password@host:15672 (or set {ManagementVariable})");
             return ExitCodes.Usage;
         }
 
+        var login = uri.UserInfo.Split(':', 2);
+        var (user, password) = login.Length == 2 && login[0].Length > 0
+            ? (Uri.UnescapeDataString(login[0]), Uri.UnescapeDataString(login[1]))
+            : (Environment.GetEnvironmentVariable(ManagementUserVariable), Environment.GetEnvironmentVariable(ManagementPasswordVariable));
+        if (string.IsNullOrEmpty(user) || string.IsNullOrEmpty(password))
+        {
+            output.Error($"the management API needs an administrator's login: in the URI (http://admin:password@host:15672) or in {ManagementUserVariable} and {ManagementPasswordVariable}");
+            return ExitCodes.Usage;
+        }
+
         try
         {
-            using var management = new RabbitMqManagement(uri);
+            using var management = new RabbitMqManagement(uri, user, password);
             return await body(management, output, parse.GetValue(VirtualHost) ?? "/", cancellationToken);
         }
         catch (HttpRequestException e) when (e.StatusCode is null)

@@ -66,21 +66,15 @@ public static class BrokerUsers
     public static string NewPassword() => Convert.ToHexString(RandomNumberGenerator.GetBytes(24)).ToLowerInvariant();
 }
 
-/// <summary>The RabbitMQ management HTTP API, as much as creating users takes. The URI carries an administrator's login.</summary>
+/// <summary>The RabbitMQ management HTTP API, as much as creating users takes, as an administrator.</summary>
 public sealed class RabbitMqManagement : IDisposable
 {
     readonly HttpClient _http;
 
-    public RabbitMqManagement(Uri management)
+    public RabbitMqManagement(Uri management, string username, string password)
     {
-        var login = management.UserInfo.Split(':', 2);
-        if (login.Length != 2 || login[0].Length == 0)
-        {
-            throw new ArgumentException("--management must carry an administrator's login: http://user:password@host:15672", nameof(management));
-        }
-
         _http = new HttpClient { BaseAddress = new Uri(management.GetLeftPart(UriPartial.Authority) + "/api/"), Timeout = TimeSpan.FromSeconds(30) };
-        var basic = Convert.ToBase64String(Encoding.UTF8.GetBytes($"{Uri.UnescapeDataString(login[0])}:{Uri.UnescapeDataString(login[1])}"));
+        var basic = Convert.ToBase64String(Encoding.UTF8.GetBytes($"{username}:{password}"));
         _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", basic);
     }
 

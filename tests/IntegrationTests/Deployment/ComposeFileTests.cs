@@ -93,7 +93,9 @@ public sealed class ComposeFileTests
         var setup = services["broker-setup"];
         Assert.Equal("Cli", Map(Map(setup, "build"), "args")["PROJECT"]);
         Assert.Equal(["broker", "setup"], ((List<object>)setup["command"]).Cast<string>());
-        Assert.Equal("http://ops-user:rabbit-secret-from-env@rabbitmq:15672", Map(setup, "environment")["DW_RABBITMQ_MANAGEMENT"]);
+        var setupEnv = Map(setup, "environment");
+        Assert.Equal(("http://rabbitmq:15672", "ops-user", "rabbit-secret-from-env"),
+            ((string)setupEnv["DW_RABBITMQ_MANAGEMENT"], (string)setupEnv["DW_RABBITMQ_MANAGEMENT_USER"], (string)setupEnv["DW_RABBITMQ_MANAGEMENT_PASSWORD"]));
         Assert.Equal("service_healthy", Map(Map(setup, "depends_on"), "rabbitmq")["condition"]);
 
         Assert.Equal("service_healthy", Map(Map(services["lease-saga"], "depends_on"), "sqlserver")["condition"]);
