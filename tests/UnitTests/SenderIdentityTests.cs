@@ -67,6 +67,15 @@ public sealed class SenderIdentityTests
     }
 
     [Fact]
+    public void The_users_dw_broker_setup_makes_are_the_ones_the_services_trust_by_default()
+    {
+        var defaults = new TenancyOptions();
+        Assert.Equal(defaults.ServiceUsers.Order(), DynamicWorkers.Cli.BrokerUsers.Services.Keys.Order());
+        Assert.Equal([DynamicWorkers.Cli.BrokerUsers.Operator], defaults.OperatorUsers);
+        Assert.Equal(DynamicWorkers.Cli.BrokerUsers.InstancePrefix, defaults.InstanceUserPrefix);
+    }
+
+    [Fact]
     public void Without_authentication_every_sender_is_trusted()
     {
         var off = new SenderIdentity(Options.Create(new TenancyOptions { Authenticate = false }), Options.Create(new TransportOptions()), Options.Create(new RabbitMqOptions()));
