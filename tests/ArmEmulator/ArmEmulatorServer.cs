@@ -146,6 +146,11 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
         if (VmPath().Match(path) is { Success: true } vm)
         {
             var (subscription, group, name) = (vm.Groups["sub"].Value, vm.Groups["rg"].Value, vm.Groups["name"].Value);
+            if (method == "PUT")
+            {
+                await Faults.MeetOtherPutsAsync(cancellationToken);
+            }
+
             return method switch
             {
                 "PUT" => State.PutVm(baseUri, subscription, group, name, json),

@@ -5,6 +5,7 @@ public sealed class EmulatorFaults
 {
     readonly object _gate = new();
     readonly List<InjectedFault> _injected = [];
+    List<TaskCompletionSource> _heldPuts = [];
 
     /// <summary>Added before every ARM answer.</summary>
     public TimeSpan Latency { get; set; }
@@ -20,6 +21,12 @@ public sealed class EmulatorFaults
 
     /// <summary>Every resource group answers 404 <c>ResourceGroupNotFound</c> (as when the setting names the wrong one).</summary>
     public bool ResourceGroupsMissing { get; set; }
+
+    /// <summary>
+    /// VM PUTs are held until this many are waiting together (or 10 s pass), so creates let through at once
+    /// overlap at the emulator however the machine schedules them; zero holds nothing.
+    /// </summary>
+    public int VmPutsMeetInGroupsOf { get; set; }
 
     /// <summary>The trust script "fails" on the VM: the Run Command succeeds but prints only to stderr.</summary>
     public bool TrustScriptsFail { get; set; }
@@ -45,11 +52,41 @@ public sealed class EmulatorFaults
         }
 
         Latency = TimeSpan.Zero;
+        VmPutsMeetInGroupsOf = 0;
         CreateDuration = TimeSpan.Zero;
         CreatesNeverFinish = false;
         CreateFailureCode = null;
         TrustScriptsFail = false;
         ResourceGroupsMissing = false;
+    }
+
+    internal async Task MeetOtherPutsAsync(CancellationToken cancellationToken)
+    {
+        var group = VmPutsMeetInGroupsOf;
+        if (group <= 1)
+        {
+            return;
+        }
+
+        var arrived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_gate)
+        {
+            _heldPuts.Add(arrived);
+            if (_heldPuts.Count >= group)
+            {
+                _heldPuts.ForEach(held => held.TrySetResult());
+                _heldPuts = [];
+            }
+        }
+
+        try
+        {
+            await arrived.Task.WaitAsync(TimeSpan.FromSeconds(10), cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            // A lone PUT goes on after the deadline, so a cap of one shows as one in flight rather than hanging.
+        }
     }
 
     internal InjectedFault? Take(string method, string path)

@@ -116,7 +116,9 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     {
         const int cap = 2;
         var cloud = _emulator.CreateCloud(new Dictionary<string, string?> { ["Cloud:Azure:MaxConcurrentCreates"] = cap.ToString() });
-        // Every answer takes a while, so creates that were let through together overlap at the emulator.
+        // PUTs wait for each other in groups of the cap, so creates let through together overlap even on a busy machine;
+        // every answer takes a while, so one let through beyond the cap overlaps them too.
+        Server.Faults.VmPutsMeetInGroupsOf = cap;
         Server.Faults.Latency = TimeSpan.FromMilliseconds(300);
 
         await Task.WhenAll(Enumerable.Range(0, 3 * cap).Select(_ =>
