@@ -16,7 +16,14 @@ public sealed class LeaseStateDefinition : SagaDefinition<LeaseState>
 
 public sealed class WorkerStateDefinition : SagaDefinition<WorkerState>
 {
-    public WorkerStateDefinition() => ConcurrentMessageLimit = 32;
+    /// <summary>The pool keeper schedules a new worker's first timer here.</summary>
+    public static readonly Uri Address = new("queue:worker-state");
+
+    public WorkerStateDefinition()
+    {
+        EndpointName = "worker-state";
+        ConcurrentMessageLimit = 32;
+    }
 }
 
 /// <summary>Rare commands (start-up, resize, end of a backoff), each holding its pool's lock briefly.</summary>

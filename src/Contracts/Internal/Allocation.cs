@@ -6,10 +6,6 @@ namespace DynamicWorkers.Contracts.Internal;
 // itself sends no message: a lease claims a worker row, or a ready worker claims the oldest waiting lease row, in the
 // transaction that saves the saga (see the README's "Allocation").
 
-/// <summary>Pool keeper → worker (its row is already saved as provisioning): provision a VM for the pool.</summary>
-[MessageUrn("DynamicWorkers.Internal:StartWorker")]
-public sealed record StartWorker(Guid WorkerId, string Pool, string Image, string Size);
-
 /// <summary>Worker → lease: the worker trusts the instance and is the lease's until <see cref="ExpiresAt"/>.</summary>
 [MessageUrn("DynamicWorkers.Internal:WorkerLeased")]
 public sealed record WorkerLeased(Guid LeaseId, Guid WorkerId, string Address, string AgentThumbprint, bool Reused, DateTimeOffset ExpiresAt);

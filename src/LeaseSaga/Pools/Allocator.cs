@@ -430,7 +430,11 @@ public sealed class Allocator(
         {
             var worker = new WorkerState { CorrelationId = NewId.NextGuid(), Pool = pool.Name, CurrentState = WorkerStates.Provisioning, CreatedAt = clock.GetUtcNow() };
             db.Add(worker);
-            await context.Publish(new StartWorker(worker.CorrelationId, pool.Name, definition.Image, definition.Size));
+            // The first timer is the provisioning deadline, the worker's earliest for a while: later ones arm nothing until it fires.
+            var timeout = lifecycle.CurrentValue.ProvisioningTimeout;
+            var timer = await context.ScheduleSend(WorkerStateDefinition.Address, timeout, new WorkerTimerDue(worker.CorrelationId));
+            (worker.TimerToken, worker.TimerDueAt) = (timer.TokenId, worker.CreatedAt + timeout);
+            await context.Send(CloudQueues.Address(CloudQueues.ProvisionWorker), new ProvisionWorker(worker.CorrelationId, pool.Name, definition.Image, definition.Size));
         }
 
         logger.LogInformation("Pool {Pool}: starting {Count} worker(s), {Live} live of {MaxWorkers}", pool.Name, count, live + count, pool.MaxWorkers);

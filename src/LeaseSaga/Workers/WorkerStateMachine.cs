@@ -21,7 +21,6 @@ namespace DynamicWorkers.LeaseSaga.Workers;
 /// </summary>
 public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 {
-    static readonly Uri ProvisionQueue = CloudQueues.Address(CloudQueues.ProvisionWorker);
     internal static readonly Uri DeprovisionQueue = CloudQueues.Address(CloudQueues.DeprovisionWorker);
 
     readonly IOptionsMonitor<LifecycleOptions> _lifecycle;
@@ -35,7 +34,6 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         _logger = logger;
 
         InstanceState(x => x.CurrentState);
-        Event(() => Started, e => Existing(e, m => m.WorkerId));
         Event(() => Provisioned, e => Existing(e, m => m.WorkerId));
         Event(() => ProvisioningFailed, e => Existing(e, m => m.WorkerId));
         Event(() => Trusted, e => Existing(e, m => m.WorkerId));
@@ -49,12 +47,8 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
             return Task.CompletedTask;
         });
 
-        // The pool keeper saved the row as Provisioning; a redelivery asks the cloud again (it is idempotent per worker).
+        // The pool keeper saved the row as Provisioning, armed its timer and asked the Provisioner.
         During(Provisioning,
-            When(Started)
-                .Then(c => Log(c.Saga, "provisioning"))
-                .Send(ProvisionQueue, c => new ProvisionWorker(c.Saga.CorrelationId, c.Message.Pool, c.Message.Image, c.Message.Size))
-                .ThenAsync(ArmTimer),
             When(Provisioned)
                 .Then(c =>
                 {
@@ -132,7 +126,6 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
     public State Idle { get; private set; } = null!;
     public State Reaping { get; private set; } = null!;
 
-    public Event<StartWorker> Started { get; private set; } = null!;
     public Event<WorkerProvisioned> Provisioned { get; private set; } = null!;
     public Event<WorkerProvisioningFailed> ProvisioningFailed { get; private set; } = null!;
     public Event<WorkerTrusted> Trusted { get; private set; } = null!;

@@ -58,7 +58,7 @@ public sealed class LifecycleCluster : IAsyncDisposable
     /// Starts the services and the test's bus. <paramref name="settings"/> holds every setting, broker and database
     /// included. The cloud services go first, so their queues are bound before the first LeaseSaga fills the hot
     /// pool (a command published to an exchange with no queue bound yet is dropped by the broker: on a fresh
-    /// broker the first StartWorkers would only be recovered by the provisioning timeout); then one LeaseSaga
+    /// broker the first ProvisionWorkers would only be recovered by the provisioning timeout); then one LeaseSaga
     /// alone, since it migrates the database; then the other LeaseSagas.
     /// </summary>
     public static async Task<LifecycleCluster> StartAsync(

@@ -158,7 +158,7 @@ public sealed class LifecycleBed : IAsyncDisposable
         await db.SaveChangesAsync();
     }
 
-    /// <summary>A worker row as the pool keeper saves it before its StartWorker goes out (or as a lost one leaves it).</summary>
+    /// <summary>A worker row as the pool keeper saves it before its ProvisionWorker goes out (or as a lost one leaves it).</summary>
     public async Task<Guid> AddWorkerAsync(string state)
     {
         await using var scope = _host.Services.CreateAsyncScope();
