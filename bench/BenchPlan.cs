@@ -100,8 +100,8 @@ public sealed record BenchPlan(
         CopyWarmup: TimeSpan.FromSeconds(1));
 }
 
-/// <summary>A closed loop of lifecycles and where its cost went: deliveries, database commits and saga conflicts per lifecycle.</summary>
-public sealed record ClosedLoopProfile(LoadResult Result, double Messages, double Commits, double Conflicts);
+/// <summary>A closed loop of lifecycles and where its cost went: deliveries, database commits, writing transactions and saga conflicts per lifecycle.</summary>
+public sealed record ClosedLoopProfile(LoadResult Result, double Messages, double Commits, double Writes, double Conflicts);
 
 /// <summary>
 /// One pool-size run: the pool's size, the live workers counted after it, the LeaseSaga copies, and CPU ms per lifecycle of

@@ -397,12 +397,14 @@ try
         var queuesBefore = await vhost.DeliveredByQueueAsync();
         var tablesBefore = await database.RowWritesByTableAsync();
         var commitsBefore = await database.CommitsAsync();
+        var transactionBefore = await database.TransactionIdAsync();
         var conflictsBefore = await ConflictsAsync();
         var cpuBefore = CpuByProcess();
         Say($"{run}: {plan.ClosedLoopInstances} instances in a closed loop for {plan.Closed.TotalSeconds:0} s");
         var result = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, prefix);
+        var writes = (await database.TransactionIdAsync() - transactionBefore - 1) / (double)Math.Max(1, result.Granted);
         var conflicts = (await ConflictsAsync() - conflictsBefore) / Math.Max(1, result.Granted);
-        Say(Report.Describe(result) + $"; {conflicts:0.000} conflicts per lifecycle");
+        Say(Report.Describe(result) + $"; {conflicts:0.000} conflicts and {writes:0.00} writing transactions per lifecycle");
         await Task.Delay(plan.StatsSettle);
         var messages = (await vhost.DeliveredAsync() - deliveredBefore) / (double)Math.Max(1, result.Granted);
         Say($"{messages:0.0} messages delivered per lifecycle");
@@ -422,7 +424,7 @@ try
 
         report.Profile(run, "rows written per lifecycle by table", PerUnit(tablesBefore, await database.RowWritesByTableAsync(), result.Granted));
         report.Note($"optimistic-concurrency conflicts per lifecycle ({run}): {conflicts:0.000}" + (countCommits ? $"; database commits per lifecycle: {commits:0.0}" : ""));
-        return new ClosedLoopProfile(result, messages, commits, conflicts);
+        return new ClosedLoopProfile(result, messages, commits, writes, conflicts);
     }
 
     // 4. Lifecycle throughput: closed loop to find the ceiling (and count messages per lifecycle), then open-loop holds.
@@ -435,7 +437,7 @@ try
         ceiling = await ProfiledClosedLoopAsync("cycle", "closed-loop run", countCommits: true);
         if (profileOnly)
         {
-            report.Lifecycle(ceiling.Result, ceiling.Messages, ceiling.Commits, null, rawLifecycles, holdsRun: false);
+            report.Lifecycle(ceiling, null, rawLifecycles, holdsRun: false);
             await client.StopAsync();
             return Finish();
         }
@@ -481,7 +483,7 @@ try
 
     if (ceiling is not null)
     {
-        report.Lifecycle(ceiling.Result, ceiling.Messages, ceiling.Commits, held, rawLifecycles, holdsRun: Wanted("lifecycle"));
+        report.Lifecycle(ceiling, held, rawLifecycles, holdsRun: Wanted("lifecycle"));
     }
 
     // 5. One pool against many at the same offered rate: an open loop of re-use lifecycles over the same number of

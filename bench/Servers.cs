@@ -167,6 +167,13 @@ public sealed class BenchDatabase : IAsyncDisposable
     public async Task<long> CommitsAsync()
         => long.Parse(await ScalarAsync("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"));
 
+    /// <summary>
+    /// The server's next transaction id. Only a transaction that writes is given one (this query included), so the
+    /// difference of two readings, less one, counts the writing transactions between them on the whole server.
+    /// </summary>
+    public async Task<long> TransactionIdAsync()
+        => long.Parse(await ScalarAsync("SELECT pg_current_xact_id()::text"));
+
     public async ValueTask DisposeAsync()
     {
         await PostgresDatabases.DropAsync(BenchServers.PostgresAdmin, Name);
