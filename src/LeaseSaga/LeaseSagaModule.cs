@@ -28,6 +28,7 @@ public static class LeaseSagaModule
         services.AddSingleton<TurnAwayWarnings>();
         services.AddHostedService<PoolGauges>();
         services.AddHostedService<PoolReconciler>();
+        services.AddHostedService<EndedLeasePurge>();
         return services;
     }
 
@@ -40,6 +41,7 @@ public static class LeaseSagaModule
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<PoolsOptions>, PoolsOptionsValidator>();
         services.AddValidatedOptions<LifecycleOptions>(configuration.GetSection(LifecycleOptions.Section));
+        services.AddValidatedOptions<RetentionOptions>(configuration.GetSection(RetentionOptions.Section));
         return services;
     }
 

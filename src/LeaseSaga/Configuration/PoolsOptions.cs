@@ -129,3 +129,21 @@ public sealed class LifecycleOptions
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan DeprovisioningTimeout { get; set; } = TimeSpan.FromMinutes(10);
 }
+
+/// <summary>Section <c>Retention</c>: how long finished rows are kept.</summary>
+public sealed class RetentionOptions
+{
+    public const string Section = "Retention";
+
+    /// <summary>Released, revoked and rejected leases are deleted this long after they ended (a repeat of the request is then a new lease).</summary>
+    [Range(typeof(TimeSpan), "01:00:00", "3650.00:00:00")]
+    public TimeSpan EndedLeases { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>How often the ended leases past retention are deleted.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan PurgeInterval { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Rows deleted per statement, so no delete holds its locks for long.</summary>
+    [Range(1, 100_000)]
+    public int PurgeBatch { get; set; } = 1000;
+}

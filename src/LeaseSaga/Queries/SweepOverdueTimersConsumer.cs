@@ -75,8 +75,7 @@ public sealed class SweepOverdueTimersConsumer(
             count++;
         }
 
-        var leases = await db.Set<LeaseState>().AsNoTracking()
-            .Where(l => LeaseStates.Waiting.Contains(l.CurrentState))
+        var leases = await WaitingLeases(db)
             .Select(l => new { l.CorrelationId, l.ReceivedAt, l.AllocationTimeout, l.AllocationTimeoutToken }).ToListAsync(cancellationToken);
         foreach (var l in leases.Where(l => l.ReceivedAt + l.AllocationTimeout < cutoff))
         {
@@ -89,6 +88,10 @@ public sealed class SweepOverdueTimersConsumer(
             logger.LogWarning("Sweep re-delivered {Count} overdue timeout(s) whose timers did not fire", count);
         }
     }
+
+    /// <summary>The leases still waiting for a worker, through the (state, arrival) index however many have ended.</summary>
+    public static IQueryable<LeaseState> WaitingLeases(DynamicWorkersDbContext db)
+        => db.Set<LeaseState>().AsNoTracking().Where(l => LeaseStates.Waiting.Contains(l.CurrentState));
 
     static async Task<int> Resend<T>(ConsumeContext context, T timeout, Guid? token)
         where T : class

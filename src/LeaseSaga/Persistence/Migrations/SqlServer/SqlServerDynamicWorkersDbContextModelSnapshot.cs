@@ -140,6 +140,10 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
 
                     b.HasKey("CorrelationId");
 
+                    b.HasIndex("EndedAt");
+
+                    b.HasIndex("CurrentState", "ReceivedAt");
+
                     b.HasIndex("InstanceId", "Pool", "CurrentState");
 
                     b.HasIndex("Pool", "CurrentState", "ReceivedAt");

@@ -135,6 +135,10 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
 
                     b.HasKey("CorrelationId");
 
+                    b.HasIndex("EndedAt");
+
+                    b.HasIndex("CurrentState", "ReceivedAt");
+
                     b.HasIndex("InstanceId", "Pool", "CurrentState");
 
                     b.HasIndex("Pool", "CurrentState", "ReceivedAt");
