@@ -36,6 +36,14 @@ ensure_packages() {
       || { apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; } \
       || die "apt-get install docker-compose"
   fi
+  # promtool checks and tests deploy/prometheus's alert rules (the package's server is not started here).
+  if ! command -v promtool >/dev/null; then
+    log "installing prometheus (for promtool)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+      || die "apt-get install prometheus"
+  fi
 }
 
 start_rabbitmq() {

@@ -37,11 +37,10 @@ public static class DwTelemetry
     /// <summary>Idle VM time (ready and never leased, or idle between leases): the cost side of the hot pool; tag <c>pool</c>.</summary>
     public static readonly Counter<double> WorkerIdleSeconds = Meter.CreateCounter<double>("dw_worker_idle_seconds_total", description: "Seconds workers spent provisioned but not leased");
 
-
-    /// <summary>Gauge names; the lease-saga host observes them from its sampled pool status.</summary>
     /// <summary>Saga saves that lost to a concurrent one (version or key) and run again: the cost of copies deciding at once.</summary>
     public static readonly Counter<long> SagaConflicts = Meter.CreateCounter<long>("dw_saga_conflicts_total", description: "Saga saves that lost a race and were retried, by saga");
 
+    /// <summary>Gauge names; the lease-saga host observes them from its sampled pool status.</summary>
     public const string WorkersGauge = "dw_workers";
     public const string LeasesWaitingGauge = "dw_leases_waiting";
 
