@@ -4,7 +4,7 @@ using DynamicWorkers.Contracts;
 
 namespace DynamicWorkers.Cli;
 
-/// <summary><c>dw pool status|set-size</c>, <c>dw workers</c>, <c>dw instance set-lifecycle</c>: what an operator does.</summary>
+/// <summary><c>dw pool status|set-size</c>, <c>dw workers</c>, <c>dw instance set-lifecycle|remove</c>: what an operator does.</summary>
 public static class OpsCommands
 {
     /// <summary>The service's own bound on lifecycle limits.</summary>
@@ -138,6 +138,29 @@ public static class OpsCommands
         return command;
     }
 
+    /// <summary><c>dw instance remove</c>: offboarding; the broker user, if any, is removed separately.</summary>
+    static Command RemoveInstance()
+    {
+        var id = new Option<string>("--instance") { Description = "The instance id", Required = true };
+        var reason = new Option<string?>("--reason") { Description = "Why, for the service's log" };
+        var command = new Command("remove", "Offboard an instance: revoke its open leases (InstanceRemoved), delete its workers, drop its settings") { id, reason };
+        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken, async (client, output, _, ct) =>
+        {
+            var removed = await client.RemoveInstanceAsync(parse.GetRequiredValue(id), parse.GetValue(reason), ct);
+            if (output.Json)
+            {
+                output.WriteJson(new { outcome = "removed", removed.InstanceId, removed.LeasesRevoked, removed.WorkersDeleted });
+            }
+            else
+            {
+                output.WriteLine($"instance {removed.InstanceId} removed: {removed.LeasesRevoked} lease(s) revoked, {removed.WorkersDeleted} worker(s) deleted");
+            }
+
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
     public static Command Instance()
     {
         var instance = new Command("instance", "Per-instance settings");
@@ -170,6 +193,7 @@ public static class OpsCommands
             return ExitCodes.Success;
         }));
         instance.Subcommands.Add(setLifecycle);
+        instance.Subcommands.Add(RemoveInstance());
         instance.Subcommands.Add(BrokerCommands.AddInstance());
         return instance;
 

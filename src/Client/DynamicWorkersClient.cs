@@ -132,6 +132,13 @@ public sealed class DynamicWorkersClient : IAsyncDisposable
     public Task SetInstanceLifecycleAsync(SetInstanceLifecycle command, CancellationToken cancellationToken = default)
         => _bus.Publish(command, cancellationToken);
 
+    /// <summary>
+    /// Offboards an instance: its open leases revoked, its workers deleted, its settings dropped. Safe to repeat (a repeat
+    /// answers zeros); refused unless the client connects as an operator.
+    /// </summary>
+    public Task<InstanceRemoved> RemoveInstanceAsync(string instanceId, string? reason = null, CancellationToken cancellationToken = default)
+        => QueryAsync<RemoveInstance, InstanceRemoved>(new RemoveInstance(instanceId, reason), $"removing instance {instanceId}", cancellationToken);
+
     public async ValueTask DisposeAsync()
     {
         if (_ownedBus is not null)

@@ -67,4 +67,7 @@ public static class LeaseRevocationReasons
     public const string MaxLeaseDuration = nameof(MaxLeaseDuration);
     public const string MaxWorkerAge = nameof(MaxWorkerAge);
     public const string WorkerLost = nameof(WorkerLost);
+
+    /// <summary>The operator offboarded the instance (<c>RemoveInstance</c>); a lease not yet granted carries an empty <c>WorkerId</c>.</summary>
+    public const string InstanceRemoved = nameof(InstanceRemoved);
 }

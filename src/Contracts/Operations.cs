@@ -10,6 +10,17 @@ public sealed record SetInstanceLifecycle(
     TimeSpan? MaxWorkerAge,
     TimeSpan? MaxLeaseDuration);
 
+/// <summary>
+/// Offboards an instance: every open lease of it is revoked (<see cref="LeaseRevocationReasons.InstanceRemoved"/>), its
+/// workers are deleted and its lifecycle settings dropped. Idempotent; answered and published as <see cref="InstanceRemoved"/>.
+/// </summary>
+[MessageUrn("DynamicWorkers.Contracts:RemoveInstance")]
+public sealed record RemoveInstance(string InstanceId, string? Reason);
+
+/// <summary>What <see cref="RemoveInstance"/> did: a repeat finds nothing left and answers zeros.</summary>
+[MessageUrn("DynamicWorkers.Contracts:InstanceRemoved")]
+public sealed record InstanceRemoved(string InstanceId, int LeasesRevoked, int WorkersDeleted);
+
 /// <summary>Changes a pool's size at run time; takes effect at once and is persisted.</summary>
 [MessageUrn("DynamicWorkers.Contracts:SetPoolSize")]
 public sealed record SetPoolSize(

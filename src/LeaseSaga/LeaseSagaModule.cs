@@ -51,6 +51,7 @@ public static class LeaseSagaModule
         bus.AddSagaStateMachine<WorkerStateMachine, WorkerState, WorkerStateDefinition>().EfCoreRepository<WorkerState, DynamicWorkersDbContext>();
         bus.AddConsumer<PoolKeeper, PoolKeeperDefinition>();
         bus.AddConsumer<SetInstanceLifecycleConsumer>();
+        bus.AddConsumer<RemoveInstanceConsumer>();
         bus.AddConsumer<GetPoolStatusConsumer>();
         bus.AddConsumer<GetWorkersConsumer>();
         bus.AddConsumer<SweepOverdueTimersConsumer>();

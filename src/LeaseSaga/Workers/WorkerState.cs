@@ -71,4 +71,5 @@ public static class ReapReasons
     public const string MaxAge = "max_age";
     public const string MaxLease = "max_lease";
     public const string Failed = "failed";
+    public const string InstanceRemoved = "instance_removed";
 }

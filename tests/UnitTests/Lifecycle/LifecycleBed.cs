@@ -107,6 +107,8 @@ public sealed class LifecycleBed : IAsyncDisposable
 
     public IBus Bus => _host.Services.GetRequiredService<IBus>();
 
+    public IServiceProvider Services => _host.Services;
+
     /// <summary>Publishes a request and returns its first outcome (granted or rejected).</summary>
     public async Task<object> RequestAsync(Guid leaseId, string instance, string? thumbprint = null, string pool = Pool)
     {
