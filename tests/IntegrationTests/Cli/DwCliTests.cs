@@ -91,6 +91,27 @@ public sealed class DwCliTests(DwSystem system)
     }
 
     [Fact]
+    public async Task Instance_remove_revokes_the_instance_s_lease_and_deletes_its_worker()
+    {
+        var granted = await Dw("lease", "request", "--instance", "instance-e", "--thumbprint", Thumbprint, "--pool", DwSystem.Pool, "--wait", "--json");
+        Assert.True(granted.ExitCode == 0, granted.ToString());
+        var workerId = granted.Json.GetProperty("workerId").GetString();
+
+        var removed = await Dw("instance", "remove", "--instance", "instance-e", "--reason", "test", "--json");
+        Assert.True(removed.ExitCode == 0, removed.ToString());
+        Assert.Equal((1, 1), (removed.Json.GetProperty("leasesRevoked").GetInt32(), removed.Json.GetProperty("workersDeleted").GetInt32()));
+        await Eventually.True(
+            async () => await system.Database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{workerId}'") == 0,
+            TimeSpan.FromSeconds(20),
+            "instance-e's worker deleted",
+            system.Diagnostics);
+
+        var again = await Dw("instance", "remove", "--instance", "instance-e");
+        Assert.True(again.ExitCode == 0, again.ToString());
+        Assert.Contains("0 lease(s) revoked, 0 worker(s) deleted", again.Stdout);
+    }
+
+    [Fact]
     public async Task An_unknown_pool_is_rejected_with_its_own_exit_code()
     {
         var request = await Dw("lease", "request", "--instance", "instance-c", "--thumbprint", Thumbprint, "--pool", "no-such-pool", "--wait", "--json");
