@@ -68,7 +68,7 @@ public abstract class LifecycleRun(RabbitMqTestVirtualHost broker, PostgresTestD
             "every VM deleted and every worker gone after the idle timeout",
             _cluster.Diagnostics);
 
-        var violations = InvariantChecker.Check(Ledger, await CloudAsync(), expectAllDeleted: true);
+        var violations = InvariantChecker.Check(Ledger, await CloudAsync(), await ServiceRecords.ReadAsync(database.ConnectionString), expectAllDeleted: true);
         Assert.True(violations.Count == 0, string.Join("\n", violations));
     }
 
