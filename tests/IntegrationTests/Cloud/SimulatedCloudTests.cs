@@ -169,6 +169,23 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_trust_log_made_before_outcomes_were_recorded_gets_the_column()
+    {
+        var (settings, owner) = await NewDatabaseAsync();
+        await using var _ = owner;
+        await NewCloud(settings: settings).EnsureSchemaAsync(CancellationToken.None);
+        await ExecuteAsync(settings, "ALTER TABLE simulated_vm_trusts DROP COLUMN \"Outcome\"");
+        var cloud = NewCloud(settings: settings);
+        var workerId = Guid.NewGuid();
+        await cloud.CreateAsync(workerId, Spec, CancellationToken.None);
+
+        await cloud.TrustAsync(workerId, "instance-a", new string('A', 40), CancellationToken.None);
+
+        await using var db = NewContext(settings);
+        Assert.Equal(SimulatedVmTrust.Trusted, (await db.Trusts.SingleAsync(t => t.WorkerId == workerId)).Outcome);
+    }
+
+    [Fact]
     public async Task Two_clouds_starting_at_once_on_a_database_without_their_tables_both_work()
     {
         var (settings, owner) = await NewDatabaseAsync();
