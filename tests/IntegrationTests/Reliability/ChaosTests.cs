@@ -217,6 +217,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
             {
                 violations.Add($"restarts missing: RabbitMQ {(brokerRestarted ? 1 : 0)}, PostgreSQL {(databaseRestarted ? 1 : 0)} (the load was too short)");
             }
+
             if (!quiet)
             {
                 violations.Add("the system did not go quiet:\n" + cluster.Diagnostics());
