@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The full chaos run (README "Chaos"): two LeaseSaga, two Provisioner, one Trust and one Reaper as processes on a
 # private RabbitMQ node and PostgreSQL cluster (scripts/chaos-servers.sh; the shared servers are never touched),
-# 5 % provisioning and trust failures, every lease request published twice, a random service killed with kill -9
-# every few seconds, RabbitMQ restarted once and PostgreSQL once; then the invariant check. Also the 5,000-request
-# flood against a full pool (on the shared servers, in a vhost and database of its own). Prints the figures
-# (leases, kills, restarts, violations) and exits non-zero on any violation.
-#   DW_CHAOS_LOAD_SECONDS (300)  DW_CHAOS_INSTANCES (20)  DW_CHAOS_KILL_EVERY_SECONDS (3)  DW_FLOOD_REQUESTS (5000)
+# 5 % provisioning and trust failures, each instance holding several leases at once, every lease request published
+# twice, a service killed with kill -9 every few seconds (each kind once first, then at random), RabbitMQ restarted
+# once and PostgreSQL once, each fault verified by pid; then the invariant check. Also the 5,000-request flood
+# against a full pool (on the shared servers, in a vhost and database of its own). Prints the figures (leases,
+# kills, restarts, violations, every fault with its time) and exits non-zero on any violation or unverified fault.
+#   DW_CHAOS_LOAD_SECONDS (300)  DW_CHAOS_INSTANCES (20)  DW_CHAOS_LEASES_PER_INSTANCE (3)
+#   DW_CHAOS_KILL_EVERY_SECONDS (3)  DW_FLOOD_REQUESTS (5000)
 # Needs root and the servers of scripts/test.sh (run that once first); takes about 10 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."

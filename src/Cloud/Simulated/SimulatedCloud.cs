@@ -68,6 +68,36 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
     public async Task<string> TrustAsync(Guid workerId, string instanceId, string thumbprint, CancellationToken cancellationToken)
     {
         await EnsureSchemaAsync(cancellationToken);
+
+        // Logged before it is judged: a command for a second instance is a service bug even when refused here.
+        var attempt = new SimulatedVmTrust { WorkerId = workerId, InstanceId = instanceId, Thumbprint = thumbprint, At = DateTimeOffset.UtcNow };
+        await using (var db = NewContext())
+        {
+            db.Trusts.Add(attempt);
+            await db.SaveChangesAsync(cancellationToken);
+        }
+
+        try
+        {
+            var agentThumbprint = await JudgeTrustAsync(workerId, instanceId, thumbprint, cancellationToken);
+            await RecordOutcomeAsync(attempt.Id, SimulatedVmTrust.Trusted, cancellationToken);
+            return agentThumbprint;
+        }
+        catch (WorkerCloudException e)
+        {
+            await RecordOutcomeAsync(attempt.Id, e.Reason, cancellationToken);
+            throw;
+        }
+    }
+
+    async Task RecordOutcomeAsync(long attemptId, string outcome, CancellationToken cancellationToken)
+    {
+        await using var db = NewContext();
+        await db.Trusts.Where(t => t.Id == attemptId).ExecuteUpdateAsync(s => s.SetProperty(t => t.Outcome, outcome), cancellationToken);
+    }
+
+    async Task<string> JudgeTrustAsync(Guid workerId, string instanceId, string thumbprint, CancellationToken cancellationToken)
+    {
         var vm = await FindAsync(workerId, cancellationToken);
         if (vm is null || vm.DeletedAt is not null)
         {
@@ -91,9 +121,8 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
         }
 
         await using (var db = NewContext())
-        await using (var transaction = await db.Database.BeginTransactionAsync(cancellationToken))
         {
-            // Only an untrusting VM takes a trust: of two racing instances exactly one wins, and only it is logged.
+            // Only an untrusting VM takes a trust: of two racing instances exactly one wins.
             var won = await db.Vms
                 .Where(v => v.WorkerId == workerId && v.TrustedInstanceId == null && v.DeletedAt == null)
                 .ExecuteUpdateAsync(
@@ -101,9 +130,6 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
                     cancellationToken);
             if (won == 1)
             {
-                db.Trusts.Add(new SimulatedVmTrust { WorkerId = workerId, InstanceId = instanceId, Thumbprint = thumbprint, At = DateTimeOffset.UtcNow });
-                await db.SaveChangesAsync(cancellationToken);
-                await transaction.CommitAsync(cancellationToken);
                 return vm.AgentThumbprint;
             }
         }
@@ -179,11 +205,39 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
                 }
             }
 
+            await AddTrustOutcomeColumnAsync(db, cancellationToken);
             _schemaReady = true;
         }
         finally
         {
             _schemaLock.Release();
+        }
+    }
+
+    /// <summary>A database made before trust attempts were logged (Standalone keeps its SQLite file) gets the outcome column.</summary>
+    static async Task AddTrustOutcomeColumnAsync(SimulatedCloudDbContext db, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await db.Database.SqlQueryRaw<int>("SELECT COUNT(*) AS \"Value\" FROM simulated_vm_trusts WHERE \"Outcome\" IS NULL AND 1 = 0").SingleAsync(cancellationToken);
+            return;
+        }
+        catch (Exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            // The column is missing; any other failure shows again on the ALTER below.
+        }
+
+        var sql = db.Database.ProviderName == "Microsoft.EntityFrameworkCore.SqlServer"
+            ? "ALTER TABLE simulated_vm_trusts ADD \"Outcome\" varchar(100) NULL"
+            : "ALTER TABLE simulated_vm_trusts ADD COLUMN \"Outcome\" varchar(100) NULL";
+        try
+        {
+            await db.Database.ExecuteSqlRawAsync(sql, cancellationToken);
+        }
+        catch (Exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Another process may have added it at the same moment; if not, the failure is real.
+            await db.Database.SqlQueryRaw<int>("SELECT COUNT(*) AS \"Value\" FROM simulated_vm_trusts WHERE \"Outcome\" IS NULL AND 1 = 0").SingleAsync(cancellationToken);
         }
     }
 

@@ -21,14 +21,22 @@ public sealed class SimulatedVm
     public DateTimeOffset? DeletedAt { get; set; }
 }
 
-/// <summary>Append-only: one row per trust actually granted, so a checker can prove no VM ever trusted two instances.</summary>
+/// <summary>
+/// Append-only: one row per trust command that reached the cloud, written before it is judged, so a checker sees
+/// a second instance's attempt even when the cloud refused it.
+/// </summary>
 public sealed class SimulatedVmTrust
 {
+    public const string Trusted = nameof(Trusted);
+
     public long Id { get; set; }
     public Guid WorkerId { get; set; }
     public string InstanceId { get; set; } = "";
     public string Thumbprint { get; set; } = "";
     public DateTimeOffset At { get; set; }
+
+    /// <summary><see cref="Trusted"/>, the reason the cloud refused, or null while (or if never) answered.</summary>
+    public string? Outcome { get; set; }
 }
 
 /// <summary>
@@ -68,6 +76,7 @@ public sealed class SimulatedCloudDbContext(DbContextOptions<SimulatedCloudDbCon
             trust.HasKey(t => t.Id);
             trust.Property(t => t.InstanceId).HasMaxLength(200);
             trust.Property(t => t.Thumbprint).HasMaxLength(64);
+            trust.Property(t => t.Outcome).HasMaxLength(100);
             trust.HasIndex(t => t.WorkerId);
         });
     }

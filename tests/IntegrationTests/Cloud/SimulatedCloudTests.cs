@@ -72,7 +72,7 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Trust_is_recorded_and_logged_once_and_a_second_instance_is_refused()
+    public async Task Trust_is_recorded_once_every_attempt_is_logged_and_a_second_instance_is_refused()
     {
         var cloud = NewCloud();
         var workerId = Guid.NewGuid();
@@ -88,8 +88,10 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
         await using var db = NewContext(Settings);
         var row = await db.Vms.SingleAsync(v => v.WorkerId == workerId);
         Assert.Equal(("instance-a", thumbprint), (row.TrustedInstanceId, row.TrustedThumbprint));
-        var log = Assert.Single(await db.Trusts.Where(t => t.WorkerId == workerId).ToListAsync());
-        Assert.Equal(("instance-a", thumbprint), (log.InstanceId, log.Thumbprint));
+        var log = await db.Trusts.Where(t => t.WorkerId == workerId).OrderBy(t => t.Id).Select(t => new { t.InstanceId, t.Outcome }).ToListAsync();
+        Assert.Equal(
+            [("instance-a", SimulatedVmTrust.Trusted), ("instance-a", SimulatedVmTrust.Trusted), ("instance-b", SimulatedCloud.AlreadyTrustsAnotherInstance)],
+            log.Select(t => (t.InstanceId, t.Outcome)));
         Assert.Contains(await cloud.ListAsync(CancellationToken.None), v => v.WorkerId == workerId && v.TrustedInstanceId == "instance-a");
     }
 
@@ -115,7 +117,8 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
 
         Assert.Single(attempts, won => won);
         await using var db = NewContext(Settings);
-        Assert.Equal(1, await db.Trusts.CountAsync(t => t.WorkerId == workerId));
+        Assert.Equal(6, await db.Trusts.CountAsync(t => t.WorkerId == workerId));
+        Assert.Equal(1, await db.Trusts.CountAsync(t => t.WorkerId == workerId && t.Outcome == SimulatedVmTrust.Trusted));
     }
 
     [Fact]
@@ -162,7 +165,24 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
             () => failing.TrustAsync(healthy, "instance-a", new string('A', 40), CancellationToken.None));
         Assert.Equal(SimulatedCloud.TrustFailure, trust.Reason);
         await using var db = NewContext(Settings);
-        Assert.Equal(0, await db.Trusts.CountAsync(t => t.WorkerId == healthy));
+        Assert.Equal(SimulatedCloud.TrustFailure, (await db.Trusts.SingleAsync(t => t.WorkerId == healthy)).Outcome);
+    }
+
+    [Fact]
+    public async Task A_trust_log_made_before_outcomes_were_recorded_gets_the_column()
+    {
+        var (settings, owner) = await NewDatabaseAsync();
+        await using var _ = owner;
+        await NewCloud(settings: settings).EnsureSchemaAsync(CancellationToken.None);
+        await ExecuteAsync(settings, "ALTER TABLE simulated_vm_trusts DROP COLUMN \"Outcome\"");
+        var cloud = NewCloud(settings: settings);
+        var workerId = Guid.NewGuid();
+        await cloud.CreateAsync(workerId, Spec, CancellationToken.None);
+
+        await cloud.TrustAsync(workerId, "instance-a", new string('A', 40), CancellationToken.None);
+
+        await using var db = NewContext(settings);
+        Assert.Equal(SimulatedVmTrust.Trusted, (await db.Trusts.SingleAsync(t => t.WorkerId == workerId)).Outcome);
     }
 
     [Fact]

@@ -30,7 +30,7 @@ public sealed class AzureLeaseLifecycleTests(RabbitMqTestVirtualHost broker, Pos
             .Select(v => new CloudRecord(
                 v.WorkerId!.Value,
                 v.Deleted,
-                v.TrustedThumbprints.Select(t => instanceByThumbprint.GetValueOrDefault(t, $"unknown thumbprint {t}")).ToList()))
+                v.TrustedThumbprints.Select(t => new TrustAttempt(instanceByThumbprint.GetValueOrDefault(t, $"unknown thumbprint {t}"), Accepted: true)).ToList()))
             .ToList();
         return Task.FromResult(records);
     }

@@ -97,7 +97,7 @@ public sealed class FairShareTests(RabbitMqTestVirtualHost broker, PostgresTestD
         Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{idle[1]}' AND \"CurrentState\" = 'Idle'"));
         Assert.NotEqual(first.WorkerId, second.WorkerId);
         var cloud = await _cluster.CloudAsync();
-        var violations = InvariantChecker.Check(ledger, cloud, expectAllDeleted: false);
+        var violations = InvariantChecker.Check(ledger, cloud, await _cluster.ServiceAsync(), expectAllDeleted: false);
         Assert.True(violations.Count == 0, string.Join("\n", violations));
     }
 

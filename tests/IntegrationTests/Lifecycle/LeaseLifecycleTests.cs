@@ -1,7 +1,4 @@
-using DynamicWorkers.Cloud.Simulated;
-using DynamicWorkers.Infrastructure.Configuration;
 using DynamicWorkers.IntegrationTests.Support;
-using Microsoft.EntityFrameworkCore;
 
 namespace DynamicWorkers.IntegrationTests.Lifecycle;
 
@@ -21,15 +18,5 @@ public sealed class LeaseLifecycleTests(RabbitMqTestVirtualHost broker, Postgres
     public Task Two_hundred_leases_from_twenty_instances_keep_every_invariant_and_leave_no_vm_behind()
         => PlayAndCheckAsync(instances: 20, leasesPerInstance: 10);
 
-    protected override async Task<IReadOnlyList<CloudRecord>> CloudAsync()
-    {
-        await using var db = new SimulatedCloudDbContext(SimulatedCloudDbContext.CreateOptions(
-            new DatabaseOptions { Provider = DatabaseProvider.Postgres, ConnectionString = Database.ConnectionString }));
-        var vms = await db.Vms.AsNoTracking().ToListAsync();
-        var trusts = await db.Trusts.AsNoTracking().ToListAsync();
-        return vms.Select(v => new CloudRecord(
-            v.WorkerId,
-            v.DeletedAt is not null,
-            trusts.Where(t => t.WorkerId == v.WorkerId).Select(t => t.InstanceId).ToList())).ToList();
-    }
+    protected override Task<IReadOnlyList<CloudRecord>> CloudAsync() => ServiceRecords.ReadSimulatedCloudAsync(Database.ConnectionString);
 }

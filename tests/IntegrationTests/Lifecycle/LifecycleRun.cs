@@ -7,7 +7,7 @@ namespace DynamicWorkers.IntegrationTests.Lifecycle;
 /// The whole lifecycle across separate OS processes on the real broker and database: two LeaseSaga, two
 /// Provisioner, one Trust and one Reaper (<see cref="LifecycleCluster"/>), with timeouts in seconds. Instances
 /// publish <c>LeaseRequested</c> (every third twice) and <c>LeaseReleased</c> exactly as a product instance would.
-/// A subclass picks the cloud (its settings, and how to read back every VM it ever made and whom each trusted).
+/// Each instance holds several leases at once. A subclass picks the cloud (its settings, and how to read back every VM it ever made and whom each trusted).
 /// </summary>
 public abstract class LifecycleRun(RabbitMqTestVirtualHost broker, PostgresTestDatabase database) : IAsyncLifetime
 {
@@ -50,9 +50,11 @@ public abstract class LifecycleRun(RabbitMqTestVirtualHost broker, PostgresTestD
     /// </summary>
     protected async Task PlayAndCheckAsync(int instances, int leasesPerInstance)
     {
-        // Leases one after another per instance, every third request published twice, each released after use.
-        await Task.WhenAll(Enumerable.Range(0, instances).Select(i => _cluster.PlayInstanceAsync(
-            $"instance-{i:00}", Pool, leasesPerInstance, n => n % 3 == 0, TimeSpan.FromSeconds(120), seed: i)));
+        // Each instance holds up to three leases at once (so one worker granted to two of them could be seen), each
+        // lane leasing one after another, every third request published twice, each released after use.
+        var lanes = Math.Min(3, leasesPerInstance);
+        await Task.WhenAll(Enumerable.Range(0, instances * lanes).Select(l => _cluster.PlayInstanceAsync(
+            $"instance-{l / lanes:00}", Pool, (leasesPerInstance + lanes - 1 - l % lanes) / lanes, n => n % 3 == 0, TimeSpan.FromSeconds(120), seed: l)));
 
         var grants = Ledger.Outcomes.Select(o => o.Outcome).OfType<LeaseGranted>().DistinctBy(g => g.LeaseId).ToList();
         var rejections = Ledger.Outcomes.Select(o => o.Outcome).OfType<LeaseRejected>().ToList();
@@ -68,7 +70,7 @@ public abstract class LifecycleRun(RabbitMqTestVirtualHost broker, PostgresTestD
             "every VM deleted and every worker gone after the idle timeout",
             _cluster.Diagnostics);
 
-        var violations = InvariantChecker.Check(Ledger, await CloudAsync(), expectAllDeleted: true);
+        var violations = InvariantChecker.Check(Ledger, await CloudAsync(), await ServiceRecords.ReadAsync(database.ConnectionString), expectAllDeleted: true);
         Assert.True(violations.Count == 0, string.Join("\n", violations));
     }
 

@@ -133,7 +133,7 @@ public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, Post
         var grants = outcomes.Values.Select(o => o.FirstOrDefault()).OfType<LeaseGranted>().ToList();
         var rejections = outcomes.Values.SelectMany(o => o).OfType<LeaseRejected>().ToList();
         var cloud = await _cluster.CloudAsync();
-        var violations = InvariantChecker.Check(ledger, cloud, expectAllDeleted: true);
+        var violations = InvariantChecker.Check(ledger, cloud, await _cluster.ServiceAsync(), expectAllDeleted: true);
         var sampledFor = samples.Count > 1 ? samples[^1].At - samples[0].At : TimeSpan.Zero;
         var widestGap = samples.Zip(samples.Skip(1), (a, b) => b.At - a.At).DefaultIfEmpty().Max();
         var maxLive = samples.Max(s => s.Live);

@@ -10,13 +10,15 @@ namespace DynamicWorkers.IntegrationTests.Reliability;
 /// Invariants 1–5 while things break. Two LeaseSaga, two Provisioner, one Trust and one Reaper as processes on a
 /// PRIVATE RabbitMQ node and PostgreSQL cluster (<c>scripts/chaos-servers.sh</c>: the shared servers are never
 /// restarted), simulated cloud with small delays and 5 % provisioning and trust failures, lifecycle timeouts in
-/// seconds. Instances lease and release, publishing every request twice; meanwhile a random service is killed
-/// with <c>kill -9</c> every few seconds and started again, RabbitMQ is restarted once and PostgreSQL once. Then,
-/// with a deadline, the system must go quiet: every lease answered and ended, every worker gone, every VM deleted,
-/// no timer left overdue. The figures go to the test output and to
-/// <c>artifacts/chaos-report.txt</c>; any violation fails the test.
+/// seconds. Instances lease and release, several leases each at once, publishing every request twice; meanwhile a
+/// service is killed with <c>kill -9</c> every few seconds (each kind once first, then at random) and started
+/// again, RabbitMQ is restarted once and PostgreSQL once. Every fault is verified (the killed pid is gone; the
+/// broker's and the database's pid changed) and listed with its time. Then, with a deadline, the system must go
+/// quiet: every lease answered and ended, every worker gone, every VM deleted, no timer left. The figures go to the
+/// test output and to <c>artifacts/chaos-report.txt</c>; any violation, an unverified fault, a service kind never
+/// killed or a run with (almost) no grants fails the test.
 /// The short variant runs in <c>scripts/test.sh</c>; <c>scripts/chaos.sh</c> runs a longer one
-/// (<c>DW_CHAOS_LOAD_SECONDS</c>, <c>DW_CHAOS_INSTANCES</c>, <c>DW_CHAOS_KILL_EVERY_SECONDS</c>; <c>DW_CHAOS_SEED</c>
+/// (<c>DW_CHAOS_LOAD_SECONDS</c>, <c>DW_CHAOS_INSTANCES</c>, <c>DW_CHAOS_LEASES_PER_INSTANCE</c>, <c>DW_CHAOS_KILL_EVERY_SECONDS</c>; <c>DW_CHAOS_SEED</c>
 /// repeats a run's choice of victims).
 /// </summary>
 public sealed class ChaosTests(ITestOutputHelper output)
@@ -33,6 +35,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
     {
         var loadFor = TimeSpan.FromSeconds(Setting("DW_CHAOS_LOAD_SECONDS", 60));
         var instances = Setting("DW_CHAOS_INSTANCES", 10);
+        var lanes = Setting("DW_CHAOS_LEASES_PER_INSTANCE", 3);
         var killEvery = TimeSpan.FromSeconds(Setting("DW_CHAOS_KILL_EVERY_SECONDS", 4));
         var started = Stopwatch.StartNew();
 
@@ -77,25 +80,29 @@ public sealed class ChaosTests(ITestOutputHelper output)
         {
             lock (events)
             {
-                events.Add($"{started.Elapsed.TotalSeconds,6:0.0}s {line}");
+                events.Add($"{DateTime.UtcNow:HH:mm:ss.fff} {started.Elapsed.TotalSeconds,6:0.0}s {line}");
             }
         }
+
+        var unverified = new List<string>();
 
         var cluster = await LifecycleCluster.StartAsync(settings, database.ConnectionString);
         try
         {
-            // The load: instances lease and release until the load time is over, every request published twice.
+            // The load: instances lease and release until the load time is over, every request published twice, each
+            // instance holding several leases at once so that one worker granted to two of them could be seen.
             using var stopLoad = new CancellationTokenSource(loadFor);
             var loadTime = Stopwatch.StartNew();
             var stuck = new List<string>();
-            var load = Task.WhenAll(Enumerable.Range(0, instances).Select(i => Task.Run(async () =>
+            var load = Task.WhenAll(Enumerable.Range(0, instances * lanes).Select(l => Task.Run(async () =>
             {
+                var (i, lane) = (l / lanes, l % lanes);
                 var n = 0;
                 while (!stopLoad.IsCancellationRequested)
                 {
                     try
                     {
-                        await cluster.PlayInstanceAsync($"chaos-{i:00}", Pool, 1, _ => true, TimeSpan.FromMinutes(3), seed: i * 1000 + n++);
+                        await cluster.PlayInstanceAsync($"chaos-{i:00}", Pool, 1, _ => true, TimeSpan.FromMinutes(3), seed: (i * 100 + lane) * 1000 + n++);
                     }
                     catch (TimeoutException e)
                     {
@@ -110,10 +117,12 @@ public sealed class ChaosTests(ITestOutputHelper output)
                 }
             })));
 
-            // The chaos, one act at a time: kill -9 and restart a random service every few seconds, and restart
-            // the broker (at a third of the load) and the database (at two thirds) once each.
+            // The chaos, one act at a time: kill -9 and restart a service every few seconds (each kind once first, then
+            // at random), and restart the broker (at a third of the load, once each kind was killed) and then the
+            // database (at two thirds) once each.
             var seed = Setting("DW_CHAOS_SEED", Environment.TickCount & int.MaxValue);
             var random = new Random(seed);
+            var firstVictims = new Queue<string>(LifecycleCluster.AllServices.Distinct().OrderBy(_ => random.Next()));
             var kills = new Dictionary<string, int>();
             var brokerRestarted = false;
             var databaseRestarted = false;
@@ -122,27 +131,38 @@ public sealed class ChaosTests(ITestOutputHelper output)
             {
                 await Task.Delay(killEvery);
                 var elapsed = loadTime.Elapsed;
-                if (!brokerRestarted && elapsed > loadFor / 3)
+                if (!brokerRestarted && firstVictims.Count == 0 && elapsed > loadFor / 3)
                 {
                     Note("restart RabbitMQ");
-                    await ServersAsync("restart-rabbitmq");
+                    Note($"RabbitMQ restarted, verified: {await ServersAsync("restart-rabbitmq", "rabbitmq-pid")}");
                     brokerRestarted = true;
                     continue;
                 }
 
-                if (!databaseRestarted && elapsed > loadFor * 2 / 3)
+                if (brokerRestarted && !databaseRestarted && elapsed > loadFor * 2 / 3)
                 {
                     Note("restart PostgreSQL");
-                    await ServersAsync("restart-postgres");
+                    Note($"PostgreSQL restarted, verified: {await ServersAsync("restart-postgres", "postgres-pid")}");
                     databaseRestarted = true;
                     continue;
                 }
 
-                var victim = cluster.Services[random.Next(cluster.Services.Count)];
-                var project = victim.Project;
-                Note($"kill -9 {project} (pid {victim.Id})");
-                kills[project] = kills.GetValueOrDefault(project) + 1;
-                cluster.KillAndStart(victim);
+                var candidates = firstVictims.TryDequeue(out var kind) ? cluster.Services.Where(s => s.Project == kind).ToList() : cluster.Services;
+                var victim = candidates[random.Next(candidates.Count)];
+                var (project, pid) = (victim.Project, victim.Id);
+                var restarted = cluster.KillAndStart(victim);
+
+                // Verified: the killed process no longer exists.
+                if (File.Exists($"/proc/{pid}/stat"))
+                {
+                    Note($"kill -9 {project} (pid {pid}): NOT verified, the process still exists");
+                    unverified.Add($"kill -9 {project} (pid {pid}): the process still exists");
+                }
+                else
+                {
+                    Note($"kill -9 {project} (pid {pid}), verified gone; started again as pid {restarted.Id}");
+                    kills[project] = kills.GetValueOrDefault(project) + 1;
+                }
             }
 
             await load;
@@ -189,24 +209,23 @@ public sealed class ChaosTests(ITestOutputHelper output)
 
             Note(quiet ? "quiet" : "NOT quiet within the deadline");
             var cloud = await cluster.CloudAsync();
-            var violations = InvariantChecker.Check(cluster.Ledger, cloud, expectAllDeleted: true).ToList();
+            var violations = InvariantChecker.Check(cluster.Ledger, cloud, await cluster.ServiceAsync(), expectAllDeleted: true).ToList();
             violations.AddRange(stuck.Select(s => "unanswered: " + s));
+            violations.AddRange(unverified.Select(u => "fault not verified: " + u));
+            violations.AddRange(LifecycleCluster.AllServices.Distinct().Where(k => !kills.ContainsKey(k)).Select(k => $"no {k} was killed (verified)"));
+            if (!brokerRestarted || !databaseRestarted)
+            {
+                violations.Add($"restarts missing: RabbitMQ {(brokerRestarted ? 1 : 0)}, PostgreSQL {(databaseRestarted ? 1 : 0)} (the load was too short)");
+            }
+
             if (!quiet)
             {
                 violations.Add("the system did not go quiet:\n" + cluster.Diagnostics());
             }
 
-            // Every timer fired: no saga is left holding a timer token (the sweep would re-deliver an overdue one).
-            var heldTimers = await cluster.ScalarAsync(
-                "SELECT (SELECT count(*) FROM leases WHERE \"AllocationTimeoutToken\" IS NOT NULL) + (SELECT count(*) FROM workers)");
-            if (heldTimers > 0)
-            {
-                violations.Add($"{heldTimers} saga(s) still hold a timer");
-            }
-
             var outcomes = cluster.Ledger.Requests.Select(r => r.LeaseId).Distinct().Select(id => cluster.Ledger.OutcomesOf(id).FirstOrDefault()).ToList();
             var logs = cluster.Services.Concat(cluster.Stopped).Select(s => s.Output).ToList();
-            report.AppendLine($"chaos run: {loadFor.TotalSeconds:0} s of load, {instances} instances, a kill every {killEvery.TotalSeconds:0} s, total {started.Elapsed.TotalSeconds:0} s");
+            report.AppendLine($"chaos run: {loadFor.TotalSeconds:0} s of load, {instances} instances holding {lanes} leases each at once, a kill every {killEvery.TotalSeconds:0} s, total {started.Elapsed.TotalSeconds:0} s");
             report.AppendLine($"leases: {outcomes.Count} requested (each published twice), {outcomes.OfType<LeaseGranted>().Count()} granted "
                               + $"({outcomes.OfType<LeaseGranted>().Count(g => g.Reused)} re-used), "
                               + string.Join("", outcomes.OfType<LeaseRejected>().GroupBy(r => r.Reason).Select(g => $"{g.Count()} rejected {g.Key}, "))
@@ -216,7 +235,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
             report.AppendLine($"VMs: {cloud.Count} created, {cloud.Count(v => v.Deleted)} deleted; "
                               + $"sweep re-deliveries logged: {logs.Sum(o => CountOf(o, "Sweep re-delivered"))}; orphan VMs deleted by the sweep: {logs.Sum(o => CountOf(o, "Deleting orphan VM"))}");
             // A run that grants nothing proves nothing: most leases must get a worker despite the chaos.
-            if (outcomes.OfType<LeaseGranted>().Count() < outcomes.Count / 2)
+            if (outcomes.OfType<LeaseGranted>().Count() == 0 || outcomes.OfType<LeaseGranted>().Count() < outcomes.Count / 2)
             {
                 violations.Add($"only {outcomes.OfType<LeaseGranted>().Count()} of {outcomes.Count} leases were granted");
             }
@@ -227,7 +246,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
                 report.AppendLine("  " + violation);
             }
 
-            report.AppendLine("timeline:");
+            report.AppendLine("faults and timeline (UTC, seconds since start):");
             foreach (var e in events)
             {
                 report.AppendLine("  " + e);
@@ -262,8 +281,11 @@ public sealed class ChaosTests(ITestOutputHelper output)
         return count;
     }
 
-    /// <summary>Runs <c>scripts/chaos-servers.sh</c> (start, restart-rabbitmq, restart-postgres) and waits for it.</summary>
-    static async Task ServersAsync(string command)
+    /// <summary>
+    /// Runs <c>scripts/chaos-servers.sh</c> (start, restart-rabbitmq, restart-postgres, stop) and waits for it; for a
+    /// restart, returns the script's "old pid -> new pid" line, which it prints only once it verified the change.
+    /// </summary>
+    static async Task<string> ServersAsync(string command, string? verifiedBy = null)
     {
         var info = new ProcessStartInfo("bash", [Path.Combine(ServiceProcess.RepositoryRoot, "scripts", "chaos-servers.sh"), command])
         {
@@ -276,5 +298,12 @@ public sealed class ChaosTests(ITestOutputHelper output)
         using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         await process.WaitForExitAsync(deadline.Token);
         Assert.True(process.ExitCode == 0, $"chaos-servers.sh {command} failed ({process.ExitCode}): {await stdout}{await stderr}");
+        if (verifiedBy is null)
+        {
+            return "";
+        }
+
+        return (await stdout).Split('\n').FirstOrDefault(l => l.StartsWith(verifiedBy + " ", StringComparison.Ordinal))
+               ?? throw new InvalidOperationException($"chaos-servers.sh {command} did not report the pid change: {await stdout}{await stderr}");
     }
 }

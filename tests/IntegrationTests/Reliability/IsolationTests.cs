@@ -86,7 +86,7 @@ public sealed class IsolationTests(RabbitMqTestVirtualHost broker, PostgresTestD
         var cloud = await _cluster.CloudAsync();
         Assert.Equal(["instance-a"], cloud.Single(v => v.WorkerId == a.WorkerId).TrustedInstances.Distinct());
         Assert.Equal(["instance-b"], cloud.Single(v => v.WorkerId == b.WorkerId).TrustedInstances.Distinct());
-        var violations = InvariantChecker.Check(_cluster.Ledger, cloud, expectAllDeleted: false);
+        var violations = InvariantChecker.Check(_cluster.Ledger, cloud, await _cluster.ServiceAsync(), expectAllDeleted: false);
         Assert.True(violations.Count == 0, string.Join("\n", violations));
     }
 

@@ -114,7 +114,7 @@ public sealed class OverloadTests(RabbitMqTestVirtualHost broker, PostgresTestDa
 
         Assert.True(warm.Slowest < AllocationTimeout + DeliveryMargin, report);
         Assert.False(leaseSaga.HasExited, leaseSaga.Output);
-        var violations = InvariantChecker.Check(ledger, await _cluster.CloudAsync(), expectAllDeleted: false);
+        var violations = InvariantChecker.Check(ledger, await _cluster.CloudAsync(), await _cluster.ServiceAsync(), expectAllDeleted: false);
         Assert.True(violations.Count == 0, string.Join("\n", violations));
 
         async Task<Flood> FloodAsync(string name)

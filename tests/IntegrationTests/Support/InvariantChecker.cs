@@ -50,16 +50,14 @@ public sealed class LeaseLedger
     };
 }
 
-/// <summary>A VM as the simulated cloud recorded it, and the instances it was ever told to trust.</summary>
-public sealed record CloudRecord(Guid WorkerId, bool Deleted, IReadOnlyList<string> TrustedInstances);
-
 /// <summary>
-/// The design's invariants, checked over what a run observed. One checker for the lifecycle, chaos and
-/// benchmark runs; it returns every violation it finds (none means the run was clean).
+/// The design's invariants, checked over what a run observed: the client's requests and answers, the cloud's
+/// records and the service's own rows. One checker for the lifecycle, chaos and benchmark runs; it returns every
+/// violation it finds (none means the run was clean). <paramref name="expectAllDeleted"/>: the run ended with the pool drained.
 /// </summary>
 public static class InvariantChecker
 {
-    public static IReadOnlyList<string> Check(LeaseLedger ledger, IReadOnlyList<CloudRecord> cloud, bool expectAllDeleted)
+    public static IReadOnlyList<string> Check(LeaseLedger ledger, IReadOnlyList<CloudRecord> cloud, ServiceRecord service, bool expectAllDeleted)
     {
         var violations = new List<string>();
         var requestsById = ledger.Requests.GroupBy(r => r.LeaseId).ToDictionary(g => g.Key, g => g.First());
@@ -81,24 +79,29 @@ public static class InvariantChecker
         // One grant per lease (check 4 above reports a lease granted twice differently).
         var grants = ledger.Outcomes.Select(o => o.Outcome).OfType<LeaseGranted>().DistinctBy(g => g.LeaseId).ToList();
 
-        // 1. A worker serves at most one lease at a time: each grant on a worker comes after the previous lease on it was released.
-        foreach (var worker in grants.GroupBy(g => g.WorkerId))
+        // 1. A worker serves at most one lease at a time, by the service's own times (a client records its release
+        // before sending it): each grant on a worker comes after the previous lease on it ended.
+        foreach (var worker in service.Leases.Where(l => l is { GrantedAt: not null, WorkerId: not null }).GroupBy(l => l.WorkerId))
         {
-            var ordered = worker.OrderBy(g => g.GrantedAt).ToList();
+            var ordered = worker.OrderBy(l => l.GrantedAt).ToList();
             for (var i = 1; i < ordered.Count; i++)
             {
-                var previous = ordered[i - 1];
-                if (!ledger.ReleasedAt.TryGetValue(previous.LeaseId, out var releasedAt) || releasedAt > ordered[i].GrantedAt.UtcDateTime)
+                // Grant times are stored in whole milliseconds, end times are not.
+                var previousEnd = ordered[i - 1].EndedAt;
+                if (previousEnd is null || previousEnd.Value.AddTicks(-(previousEnd.Value.Ticks % TimeSpan.TicksPerMillisecond)) > ordered[i].GrantedAt)
                 {
-                    violations.Add($"worker {worker.Key}: lease {ordered[i].LeaseId} granted while lease {previous.LeaseId} still held it");
+                    violations.Add($"worker {worker.Key}: lease {ordered[i].LeaseId} granted at {ordered[i].GrantedAt:O} while lease {ordered[i - 1].LeaseId} "
+                                   + $"still held it (ended {previousEnd?.ToString("O") ?? "never"})");
                 }
             }
         }
 
-        // 2. A worker trusts at most one instance over its whole life, and only that instance leases it.
-        foreach (var vm in cloud.Where(v => v.TrustedInstances.Distinct().Count() > 1))
+        // 2. A worker trusts at most one instance over its whole life, and only that instance leases it. A trust command
+        // for a second instance is the violation even when the cloud refuses it: the service must never send one, and
+        // a real cloud need not refuse.
+        foreach (var vm in cloud.Where(v => v.Trusts.Select(t => t.InstanceId).Distinct().Count() > 1))
         {
-            violations.Add($"VM {vm.WorkerId} trusted {string.Join(", ", vm.TrustedInstances.Distinct())}");
+            violations.Add($"VM {vm.WorkerId} was asked to trust {string.Join(", ", vm.Trusts.Select(t => t.InstanceId).Distinct())}");
         }
 
         foreach (var grant in grants)
@@ -115,6 +118,19 @@ public static class InvariantChecker
         {
             violations.AddRange(cloud.Where(v => !v.Deleted).Select(v => $"VM {v.WorkerId} was never deleted"));
         }
+
+        // 5. Nothing is lost: every request has its lease row and, once the run is quiet, no lease still holds a timer
+        // and no worker record (which holds its own timers) is left.
+        if (expectAllDeleted)
+        {
+            var rows = service.Leases.Select(l => l.LeaseId).ToHashSet();
+            violations.AddRange(requestsById.Keys.Where(id => !rows.Contains(id)).Select(id => $"lease {id} of {requestsById[id].InstanceId}: no lease row (lost)"));
+            violations.AddRange(service.Leases.Where(l => l.HoldsTimer).Select(l => $"lease {l.LeaseId} ({l.State}) still holds its allocation timer"));
+            violations.AddRange(service.WorkersLeft.Select(w => $"worker {w} left with its timers"));
+        }
+
+        // 6. Bad input never stops a consumer: every queue observed still has one.
+        violations.AddRange(service.ConsumersByQueue.Where(q => q.Value == 0).Select(q => $"queue {q.Key} has no consumer: its consumer stopped"));
 
         return violations;
     }

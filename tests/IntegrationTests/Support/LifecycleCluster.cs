@@ -1,8 +1,6 @@
-using DynamicWorkers.Cloud.Simulated;
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Infrastructure.Configuration;
 using MassTransit;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Npgsql;
@@ -156,18 +154,11 @@ public sealed class LifecycleCluster : IAsyncDisposable
     public static string ThumbprintOf(string instance)
         => Convert.ToHexString(System.Security.Cryptography.SHA1.HashData(System.Text.Encoding.UTF8.GetBytes(instance)));
 
-    /// <summary>Every VM the simulated cloud created, whether it is deleted, and whom it trusted.</summary>
-    public async Task<IReadOnlyList<CloudRecord>> CloudAsync()
-    {
-        await using var db = new SimulatedCloudDbContext(SimulatedCloudDbContext.CreateOptions(
-            new DatabaseOptions { Provider = DatabaseProvider.Postgres, ConnectionString = _connectionString }));
-        var vms = await db.Vms.AsNoTracking().ToListAsync();
-        var trusts = await db.Trusts.AsNoTracking().ToListAsync();
-        return vms.Select(v => new CloudRecord(
-            v.WorkerId,
-            v.DeletedAt is not null,
-            trusts.Where(t => t.WorkerId == v.WorkerId).Select(t => t.InstanceId).ToList())).ToList();
-    }
+    /// <summary>Every VM the simulated cloud created, whether it is deleted, and every trust command it received.</summary>
+    public Task<IReadOnlyList<CloudRecord>> CloudAsync() => ServiceRecords.ReadSimulatedCloudAsync(_connectionString);
+
+    /// <summary>The service's own lease and worker rows (and, when given, the consumers seen on its queues).</summary>
+    public Task<ServiceRecord> ServiceAsync(IReadOnlyDictionary<string, uint>? consumersByQueue = null) => ServiceRecords.ReadAsync(_connectionString, consumersByQueue);
 
     public Task<long> ScalarAsync(string sql) => PostgresQueries.ScalarAsync(_connectionString, sql);
 

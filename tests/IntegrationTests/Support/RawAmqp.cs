@@ -78,6 +78,27 @@ public sealed class RawAmqp : IAsyncDisposable
         return messages;
     }
 
+    /// <summary>How many consumers each queue has now (a queue that does not exist counts none).</summary>
+    public async Task<IReadOnlyDictionary<string, uint>> ConsumersAsync(IEnumerable<string> queues)
+    {
+        var consumers = new Dictionary<string, uint>();
+        foreach (var queue in queues)
+        {
+            try
+            {
+                consumers[queue] = (await _channel.QueueDeclarePassiveAsync(queue)).ConsumerCount;
+            }
+            catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
+            {
+                // The broker closed the channel on the missing queue; open another.
+                consumers[queue] = 0;
+                _channel = await _connection.CreateChannelAsync();
+            }
+        }
+
+        return consumers;
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _channel.DisposeAsync();
