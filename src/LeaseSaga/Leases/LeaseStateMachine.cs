@@ -170,10 +170,13 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             When(AllocationTimeout.AnyReceived)
                 .ThenAsync(c => Answer(c, RejectionOf(c.Saga), c.Saga.ResponseAddress, c.Saga.RequestId)));
 
-        // Redelivered: a revocation whose answer may have died with the process that saved it is published again.
+        // Redelivered: a revocation whose answer may have died with the process that saved it is published again; so is
+        // it for the instance's release, since a release of a revoked lease means the instance was never told (the drop test).
         During(Revoked,
             When(Revocation, c => c.Message.WorkerId == c.Saga.WorkerId)
-                .Publish(c => new LeaseRevoked(c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.WorkerId!.Value, c.Saga.RevokeReason!)));
+                .Publish(c => RevocationOf(c.Saga)),
+            When(Release, c => c.Message.InstanceId == c.Saga.InstanceId)
+                .Publish(c => RevocationOf(c.Saga)));
 
         DuringAny(
             When(Release, c => c.Message.InstanceId != c.Saga.InstanceId)
@@ -338,8 +341,10 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         lease.RevokeReason = reason;
         lease.EndedAt = _clock.GetUtcNow();
         _logger.LogInformation("Lease {LeaseId} of {InstanceId} revoked: {Reason}", lease.CorrelationId, lease.InstanceId, reason);
-        await c.Publish(new LeaseRevoked(lease.CorrelationId, lease.InstanceId, lease.WorkerId!.Value, reason));
+        await c.Publish(RevocationOf(lease));
     }
+
+    static LeaseRevoked RevocationOf(LeaseState lease) => new(lease.CorrelationId, lease.InstanceId, lease.WorkerId!.Value, lease.RevokeReason!);
 
     async Task EndLease<T>(BehaviorContext<LeaseState, T> c)
         where T : class
