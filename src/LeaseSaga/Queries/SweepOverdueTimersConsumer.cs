@@ -1,3 +1,4 @@
+using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.LeaseSaga.Configuration;
 using DynamicWorkers.LeaseSaga.Leases;
@@ -82,6 +83,19 @@ public sealed class SweepOverdueTimersConsumer(
         {
             // A lease answered at once has no timer; one still not granted by its deadline is given up all the same.
             count += await Resend(context, new LeaseAllocationTimedOut(l.CorrelationId), l.AllocationTimeoutToken);
+        }
+
+        // A granted lease whose worker no longer serves it lost the RevokeLease of a worker that went away (at the lease's
+        // max duration or the worker's max age): nothing else would ever end it, so it is revoked now.
+        var orphaned = await db.Set<LeaseState>().AsNoTracking()
+            .Where(l => l.CurrentState == LeaseStates.Granted && l.GrantedAt < cutoff
+                && !db.Set<WorkerState>().Any(w => w.CorrelationId == l.WorkerId && w.CurrentState == WorkerStates.Leased && w.CurrentLeaseId == l.CorrelationId))
+            .Select(l => new { l.CorrelationId, l.WorkerId, l.ExpiresAt }).ToListAsync(cancellationToken);
+        foreach (var l in orphaned)
+        {
+            var reason = l.ExpiresAt < cutoff ? LeaseRevocationReasons.MaxLeaseDuration : LeaseRevocationReasons.WorkerLost;
+            await context.Publish(new RevokeLease(l.CorrelationId, l.WorkerId!.Value, reason));
+            count++;
         }
 
         if (count > 0)
