@@ -64,6 +64,8 @@ public sealed class DropRecoveryTests
         [Scenario.Revoke] = [nameof(RevokeLease), nameof(LeaseRevoked), nameof(DeprovisionWorker), nameof(WorkerDeprovisioned), nameof(WorkerTimerDue)],
         [Scenario.TrustFails] = [nameof(WorkerTrustFailed), nameof(LeaseQueued), nameof(DeprovisionWorker), nameof(WorkerDeprovisioned), nameof(TrustWorker)],
         [Scenario.Rejected] = [nameof(LeaseRejected)],
+        [Scenario.HotAskedOnce] = [nameof(TrustWorker), nameof(WorkerTrusted), nameof(WorkerLeased)],
+        [Scenario.ColdAskedOnce] = [nameof(ProvisionWorker), nameof(WorkerProvisioned), nameof(WorkerLeased)],
     };
 
     public enum Scenario
@@ -88,6 +90,12 @@ public sealed class DropRecoveryTests
 
         /// <summary>An unknown pool: rejected at once.</summary>
         Rejected,
+
+        /// <summary>As <see cref="Hot"/>, by an instance that publishes its request once and never asks again.</summary>
+        HotAskedOnce,
+
+        /// <summary>As <see cref="Cold"/>, by an instance that publishes its request once and never asks again.</summary>
+        ColdAskedOnce,
     }
 
     public static TheoryData<Scenario, string> Cases()
@@ -110,13 +118,13 @@ public sealed class DropRecoveryTests
     {
         var (hotTarget, maxWorkers) = scenario switch
         {
-            Scenario.Cold or Scenario.Rejected => (0, 2),
+            Scenario.Cold or Scenario.ColdAskedOnce or Scenario.Rejected => (0, 2),
             Scenario.Handover or Scenario.TrustFails => (1, 1),
             _ => (1, 3),
         };
         await using var bed = await StartAsync(hotTarget, maxWorkers, drop: (dropped, Targets[dropped]),
             cloud: c => c.FailTrustTimes = scenario == Scenario.TrustFails ? 1 : 0);
-        var client = new Client(bed);
+        var client = new Client(bed, resends: scenario is not (Scenario.HotAskedOnce or Scenario.ColdAskedOnce));
 
         await RunAsync(scenario, bed, client);
         await DrainAsync(bed, client, maxWorkers);
@@ -137,7 +145,7 @@ public sealed class DropRecoveryTests
         await bed.SettledAsync();
         switch (scenario)
         {
-            case Scenario.Hot or Scenario.Cold or Scenario.TrustFails:
+            case Scenario.Hot or Scenario.Cold or Scenario.TrustFails or Scenario.HotAskedOnce or Scenario.ColdAskedOnce:
                 await client.LeaseAndReleaseAsync();
                 break;
             case Scenario.Reuse:
@@ -239,8 +247,8 @@ public sealed class DropRecoveryTests
         await bed.SettledAsync();
     }
 
-    /// <summary>One instance as the client library behaves.</summary>
-    sealed class Client(LifecycleBed bed)
+    /// <summary>One instance as the client library behaves (<paramref name="resends"/>), or one that asks only once.</summary>
+    sealed class Client(LifecycleBed bed, bool resends)
     {
         public List<Guid> Leases { get; } = [];
 
@@ -273,7 +281,10 @@ public sealed class DropRecoveryTests
 
                 await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
                 await SweepAsync(bed);
-                await bed.Bus.Publish(request);
+                if (resends)
+                {
+                    await bed.Bus.Publish(request);
+                }
             }
 
             throw new TimeoutException($"lease {request.LeaseId} was never answered");
