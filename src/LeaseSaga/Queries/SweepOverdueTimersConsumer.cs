@@ -51,7 +51,12 @@ public sealed class SweepOverdueTimersConsumer(
             .Where(w => (w.CurrentState == WorkerStates.Trusting && w.TrustStartedAt < trustCutoff)
                 || (w.CurrentState == WorkerStates.Provisioning && w.TimerToken == null && w.CreatedAt < provisioningCutoff)
                 // Every other live worker keeps a timer: one without (its schedule lost with a process) gets one.
-                || (w.TimerToken == null && (w.CurrentState == WorkerStates.Ready || w.CurrentState == WorkerStates.Leased || w.CurrentState == WorkerStates.Idle) && w.CreatedAt < cutoff))
+                || (w.TimerToken == null && (w.CurrentState == WorkerStates.Ready || w.CurrentState == WorkerStates.Leased || w.CurrentState == WorkerStates.Idle) && w.CreatedAt < cutoff)
+                // A timer standing past a deadline that already passed: the check that would have brought it forward was lost.
+                || (w.TimerToken != null && w.TimerDueAt >= cutoff && (
+                    (w.CurrentState == WorkerStates.Idle && (w.IdleDeadline < cutoff || w.MaxAgeDeadline < cutoff))
+                    || (w.CurrentState == WorkerStates.Leased && (w.LeaseExpiresAt < cutoff || w.MaxAgeDeadline < cutoff))
+                    || (w.CurrentState == WorkerStates.Ready && w.MaxAgeDeadline < cutoff))))
             .Select(w => w.CorrelationId).ToListAsync(cancellationToken);
         foreach (var workerId in stalled)
         {
