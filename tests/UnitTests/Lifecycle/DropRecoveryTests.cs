@@ -1,6 +1,7 @@
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.LeaseSaga.Leases;
+using DynamicWorkers.LeaseSaga.Workers;
 using MassTransit;
 using MassTransit.Scheduling;
 using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
@@ -64,6 +65,7 @@ public sealed class DropRecoveryTests
         [Scenario.Revoke] = [nameof(RevokeLease), nameof(LeaseRevoked), nameof(DeprovisionWorker), nameof(WorkerDeprovisioned), nameof(WorkerTimerDue)],
         [Scenario.TrustFails] = [nameof(WorkerTrustFailed), nameof(LeaseQueued), nameof(DeprovisionWorker), nameof(WorkerDeprovisioned), nameof(TrustWorker)],
         [Scenario.Rejected] = [nameof(LeaseRejected)],
+        [Scenario.OldHot] = [nameof(CheckWorkerDeadlines), nameof(WorkerTimerDue), "WorkerTimerDue (schedule)"],
         [Scenario.HotAskedOnce] = [nameof(TrustWorker), nameof(WorkerTrusted), nameof(WorkerLeased)],
         [Scenario.ColdAskedOnce] = [nameof(ProvisionWorker), nameof(WorkerProvisioned), nameof(WorkerLeased)],
     };
@@ -90,6 +92,12 @@ public sealed class DropRecoveryTests
 
         /// <summary>An unknown pool: rejected at once.</summary>
         Rejected,
+
+        /// <summary>
+        /// As <see cref="Hot"/>, with a worker past its first timer (the provisioning deadline): its timer then stands at its
+        /// max age or lease expiry, and the release has to bring it forward to the idle timeout.
+        /// </summary>
+        OldHot,
 
         /// <summary>As <see cref="Hot"/>, by an instance that publishes its request once and never asks again.</summary>
         HotAskedOnce,
@@ -145,6 +153,11 @@ public sealed class DropRecoveryTests
         await bed.SettledAsync();
         switch (scenario)
         {
+            case Scenario.OldHot:
+                await bed.UntilWorkersAsync(WorkerStates.Ready, 1);
+                await bed.AdvanceAsync(TimeSpan.FromMinutes(31));
+                await client.LeaseAndReleaseAsync();
+                break;
             case Scenario.Hot or Scenario.Cold or Scenario.TrustFails or Scenario.HotAskedOnce or Scenario.ColdAskedOnce:
                 await client.LeaseAndReleaseAsync();
                 break;
