@@ -91,10 +91,12 @@ public sealed class SweepOverdueTimersConsumer(
         }
 
         // A granted lease whose worker no longer serves it lost the RevokeLease of a worker that went away (at the lease's
-        // max duration or the worker's max age): nothing else would ever end it, so it is revoked now.
+        // max duration or the worker's max age): nothing else would ever end it, so it is revoked now. A worker that began
+        // its delete within the grace is left to its own RevokeLease, which carries the true reason.
         var orphaned = await db.Set<LeaseState>().AsNoTracking()
             .Where(l => l.CurrentState == LeaseStates.Granted && l.GrantedAt < cutoff
-                && !db.Set<WorkerState>().Any(w => w.CorrelationId == l.WorkerId && w.CurrentState == WorkerStates.Leased && w.CurrentLeaseId == l.CorrelationId))
+                && !db.Set<WorkerState>().Any(w => w.CorrelationId == l.WorkerId
+                    && ((w.CurrentState == WorkerStates.Leased && w.CurrentLeaseId == l.CorrelationId) || (w.CurrentState == WorkerStates.Reaping && w.ReapStartedAt >= cutoff))))
             .Select(l => new { l.CorrelationId, l.WorkerId, l.ExpiresAt }).ToListAsync(cancellationToken);
         foreach (var l in orphaned)
         {
