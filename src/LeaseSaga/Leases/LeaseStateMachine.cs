@@ -3,6 +3,7 @@ using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.Infrastructure.Telemetry;
 using DynamicWorkers.LeaseSaga.Configuration;
 using DynamicWorkers.LeaseSaga.Pools;
+using DynamicWorkers.LeaseSaga.Workers;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -133,10 +134,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                     _logger.LogInformation("Lease {LeaseId} released before it was granted; it ends once granted", c.Saga.CorrelationId);
                 }),
             // Out of line by its state; a worker already trusting for it goes idle for the instance when it arrives.
-            When(AllocationTimeout.Received)
-                .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity,
-                    $"no worker of pool '{c.Saga.Pool}' became available within {c.Saga.AllocationTimeout}; the pool is at its maximum or its workers fail to start"))
-                .TransitionTo(Rejected));
+            GiveUp(When(AllocationTimeout.Received)));
 
         During(Granted,
             When(Release, c => c.Message.InstanceId == c.Saga.InstanceId)
@@ -158,10 +156,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
 
         // From the sweep: the deadline of a lease with no timer passed (a lease served at once whose worker never came).
         During(Allocating, WaitingForWorker,
-            When(AllocationTimeout.AnyReceived, c => c.GetSchedulingTokenId() is null && c.Saga.AllocationTimeoutToken is null)
-                .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity,
-                    $"no worker of pool '{c.Saga.Pool}' became available within {c.Saga.AllocationTimeout}; the pool is at its maximum or its workers fail to start"))
-                .TransitionTo(Rejected));
+            GiveUp(When(AllocationTimeout.AnyReceived, c => c.GetSchedulingTokenId() is null && c.Saga.AllocationTimeoutToken is null)));
 
         // Redelivered: the rejection was saved but its answer may never have been published (the broker went away in
         // between: found by the chaos run). The timer's token is spent, so only AnyReceived still sees it; the same
@@ -170,10 +165,13 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             When(AllocationTimeout.AnyReceived)
                 .ThenAsync(c => Answer(c, RejectionOf(c.Saga), c.Saga.ResponseAddress, c.Saga.RequestId)));
 
-        // Redelivered: a revocation whose answer may have died with the process that saved it is published again.
+        // Redelivered: a revocation whose answer may have died with the process that saved it is published again; so is
+        // it for the instance's release, since a release of a revoked lease means the instance was never told (the drop test).
         During(Revoked,
             When(Revocation, c => c.Message.WorkerId == c.Saga.WorkerId)
-                .Publish(c => new LeaseRevoked(c.Saga.CorrelationId, c.Saga.InstanceId, c.Saga.WorkerId!.Value, c.Saga.RevokeReason!)));
+                .Publish(c => RevocationOf(c.Saga)),
+            When(Release, c => c.Message.InstanceId == c.Saga.InstanceId)
+                .Publish(c => RevocationOf(c.Saga)));
 
         DuringAny(
             When(Release, c => c.Message.InstanceId != c.Saga.InstanceId)
@@ -207,6 +205,33 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             return Task.CompletedTask;
         }));
     }
+
+    /// <summary>
+    /// The allocation deadline passed. A lease whose worker already serves it lost only the <see cref="WorkerLeased"/> that
+    /// would have granted it (else the worker would stay leased to a rejected lease until its max duration): it is granted
+    /// now. Any other gets <c>NoCapacity</c>.
+    /// </summary>
+    EventActivityBinder<LeaseState, LeaseAllocationTimedOut> GiveUp(EventActivityBinder<LeaseState, LeaseAllocationTimedOut> due)
+        => due.IfElseAsync(async c => await ServingWorkerAsync(c) is not null,
+            served => served
+                .ThenAsync(async c =>
+                {
+                    var worker = (await ServingWorkerAsync(c))!;
+                    await Grant(c, worker.CorrelationId, worker.Address!, worker.AgentThumbprint!, reused: worker.LeaseCount > 1, worker.LeaseExpiresAt!.Value);
+                })
+                .TransitionTo(Granted)
+                .If(c => c.Saga.ReleaseRequested, released => released
+                    .ThenAsync(EndLease)
+                    .TransitionTo(Released)),
+            unserved => unserved
+                .ThenAsync(c => Reject(c, LeaseRejectionReasons.NoCapacity,
+                    $"no worker of pool '{c.Saga.Pool}' became available within {c.Saga.AllocationTimeout}; the pool is at its maximum or its workers fail to start"))
+                .TransitionTo(Rejected));
+
+    static Task<WorkerState?> ServingWorkerAsync(BehaviorContext<LeaseState> c)
+        => c.Saga.WorkerId is { } workerId
+            ? c.GetServiceOrCreateInstance<Allocator>().ServingAsync(workerId, c.Saga.CorrelationId, c.CancellationToken)
+            : Task.FromResult<WorkerState?>(null);
 
     (string Reason, string Detail)? Validate(LeaseRequested request) => LeaseRequestValidation.Check(request, _pools.CurrentValue.Pools.Keys);
 
@@ -338,8 +363,10 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         lease.RevokeReason = reason;
         lease.EndedAt = _clock.GetUtcNow();
         _logger.LogInformation("Lease {LeaseId} of {InstanceId} revoked: {Reason}", lease.CorrelationId, lease.InstanceId, reason);
-        await c.Publish(new LeaseRevoked(lease.CorrelationId, lease.InstanceId, lease.WorkerId!.Value, reason));
+        await c.Publish(RevocationOf(lease));
     }
+
+    static LeaseRevoked RevocationOf(LeaseState lease) => new(lease.CorrelationId, lease.InstanceId, lease.WorkerId!.Value, lease.RevokeReason!);
 
     async Task EndLease<T>(BehaviorContext<LeaseState, T> c)
         where T : class

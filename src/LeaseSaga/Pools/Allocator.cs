@@ -271,6 +271,11 @@ public sealed class Allocator(
         return context.Send(CloudQueues.Address(CloudQueues.TrustWorker), new TrustWorker(worker.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
     }
 
+    /// <summary>The worker, if it is leased to <paramref name="leaseId"/> now.</summary>
+    public Task<WorkerState?> ServingAsync(Guid workerId, Guid leaseId, CancellationToken cancellationToken)
+        => db.Set<WorkerState>().AsNoTracking().SingleOrDefaultAsync(
+            w => w.CorrelationId == workerId && w.CurrentState == WorkerStates.Leased && w.CurrentLeaseId == leaseId, cancellationToken);
+
     /// <summary>The worker serves <paramref name="leaseId"/> from now on (it already trusts the instance); returns its expiry.</summary>
     public async Task<DateTimeOffset> LeaseAsync(WorkerState worker, Guid leaseId, CancellationToken cancellationToken)
     {

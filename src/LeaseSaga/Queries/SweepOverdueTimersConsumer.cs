@@ -1,3 +1,4 @@
+using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.LeaseSaga.Configuration;
 using DynamicWorkers.LeaseSaga.Leases;
@@ -50,7 +51,12 @@ public sealed class SweepOverdueTimersConsumer(
             .Where(w => (w.CurrentState == WorkerStates.Trusting && w.TrustStartedAt < trustCutoff)
                 || (w.CurrentState == WorkerStates.Provisioning && w.TimerToken == null && w.CreatedAt < provisioningCutoff)
                 // Every other live worker keeps a timer: one without (its schedule lost with a process) gets one.
-                || (w.TimerToken == null && (w.CurrentState == WorkerStates.Ready || w.CurrentState == WorkerStates.Leased || w.CurrentState == WorkerStates.Idle) && w.CreatedAt < cutoff))
+                || (w.TimerToken == null && (w.CurrentState == WorkerStates.Ready || w.CurrentState == WorkerStates.Leased || w.CurrentState == WorkerStates.Idle) && w.CreatedAt < cutoff)
+                // A timer standing past a deadline that already passed: the check that would have brought it forward was lost.
+                || (w.TimerToken != null && w.TimerDueAt >= cutoff && (
+                    (w.CurrentState == WorkerStates.Idle && (w.IdleDeadline < cutoff || w.MaxAgeDeadline < cutoff))
+                    || (w.CurrentState == WorkerStates.Leased && (w.LeaseExpiresAt < cutoff || w.MaxAgeDeadline < cutoff))
+                    || (w.CurrentState == WorkerStates.Ready && w.MaxAgeDeadline < cutoff))))
             .Select(w => w.CorrelationId).ToListAsync(cancellationToken);
         foreach (var workerId in stalled)
         {
@@ -81,6 +87,21 @@ public sealed class SweepOverdueTimersConsumer(
         {
             // A lease answered at once has no timer; one still not granted by its deadline is given up all the same.
             count += await Resend(context, new LeaseAllocationTimedOut(l.CorrelationId), l.AllocationTimeoutToken);
+        }
+
+        // A granted lease whose worker no longer serves it lost the RevokeLease of a worker that went away (at the lease's
+        // max duration or the worker's max age): nothing else would ever end it, so it is revoked now. A worker that began
+        // its delete within the grace is left to its own RevokeLease, which carries the true reason.
+        var orphaned = await db.Set<LeaseState>().AsNoTracking()
+            .Where(l => l.CurrentState == LeaseStates.Granted && l.GrantedAt < cutoff
+                && !db.Set<WorkerState>().Any(w => w.CorrelationId == l.WorkerId
+                    && ((w.CurrentState == WorkerStates.Leased && w.CurrentLeaseId == l.CorrelationId) || (w.CurrentState == WorkerStates.Reaping && w.ReapStartedAt >= cutoff))))
+            .Select(l => new { l.CorrelationId, l.WorkerId, l.ExpiresAt }).ToListAsync(cancellationToken);
+        foreach (var l in orphaned)
+        {
+            var reason = l.ExpiresAt < cutoff ? LeaseRevocationReasons.MaxLeaseDuration : LeaseRevocationReasons.WorkerLost;
+            await context.Publish(new RevokeLease(l.CorrelationId, l.WorkerId!.Value, reason));
+            count++;
         }
 
         if (count > 0)

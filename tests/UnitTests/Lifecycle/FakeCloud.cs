@@ -10,6 +10,9 @@ public sealed class FakeCloud
     public volatile bool FailProvisioning;
     public volatile bool FailTrust;
 
+    /// <summary>This many trust requests fail before the rest succeed.</summary>
+    public int FailTrustTimes;
+
     /// <summary>Provisioning requests are held (no answer) while set: the VM "takes long".</summary>
     public volatile bool HoldProvisioning;
 
@@ -55,7 +58,7 @@ public sealed class FakeTrustConsumer(FakeCloud cloud) : IConsumer<TrustWorker>
             return Task.CompletedTask;
         }
 
-        return cloud.FailTrust
+        return cloud.FailTrust || Interlocked.Decrement(ref cloud.FailTrustTimes) >= 0
             ? context.Publish(new WorkerTrustFailed(context.Message.WorkerId, context.Message.InstanceId, "RunCommandFailed"))
             : context.Publish(new WorkerTrusted(context.Message.WorkerId, context.Message.InstanceId, new string('B', 40)));
     }

@@ -37,15 +37,23 @@ public sealed class LifecycleBed : IAsyncDisposable
     public FakeCloud Cloud { get; } = new();
     public ManualClock Clock { get; } = new();
     public ManualScheduler Scheduler { get; private set; } = null!;
+    public DropPlan Drops { get; } = new();
+    public ClientInbox Client { get; } = new();
 
     /// <param name="logs">also receives every record from Information up, whatever the console shows</param>
     /// <param name="maxWaitingPerInstance">by default the pool's default, or its whole line when that is shorter</param>
+    /// <param name="drop">the one message to lose, armed before the first message flows</param>
     public static async Task<LifecycleBed> StartAsync(
         int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null, int maxWaiting = 1000, LogCapture? logs = null,
-        int maxLeasesPerInstance = 100, int? maxWaitingPerInstance = null)
+        int maxLeasesPerInstance = 100, int? maxWaitingPerInstance = null, (string Target, Func<ConsumeContext, bool> Match)? drop = null)
     {
         var bed = new LifecycleBed();
         cloud?.Invoke(bed.Cloud);
+        if (drop is { } d)
+        {
+            bed.Drops.Arm(d.Target, d.Match);
+        }
+
         await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting, logs, maxLeasesPerInstance, maxWaitingPerInstance ?? Math.Min(50, maxWaiting));
         return bed;
     }
@@ -76,6 +84,8 @@ public sealed class LifecycleBed : IAsyncDisposable
         builder.Services.AddSingleton(Clock);
         builder.Services.AddSingleton<TimeProvider>(Clock);
         builder.Services.AddSingleton(Cloud);
+        builder.Services.AddSingleton(Drops);
+        builder.Services.AddSingleton(Client);
         // The endpoints' sender filter needs it; the in-memory bus has no identities, so every sender is trusted.
         builder.Services.AddSingleton(new SenderIdentity(
             Options.Create(new TenancyOptions()), Options.Create(new TransportOptions { Transport = TransportKind.InMemory }), Options.Create(new RabbitMqOptions())));
@@ -86,11 +96,14 @@ public sealed class LifecycleBed : IAsyncDisposable
         {
             x.SetKebabCaseEndpointNameFormatter();
             x.AddMessageScheduler(scheduler);
+            // First, so outermost: a dropped message is lost before the retries and the outbox see it.
+            x.AddConfigureEndpointsCallback((context, _, endpoint) => endpoint.UseFilter(new DropFilter(context.GetRequiredService<DropPlan>())));
             x.AddConfigureEndpointsCallback((context, _, endpoint) => BusRegistration.ApplyEndpointDefaults(endpoint, context));
             x.AddLeaseSagaEndpoints();
             x.AddConsumer<FakeProvisionConsumer>().Endpoint(e => e.Name = CloudQueues.ProvisionWorker);
             x.AddConsumer<FakeTrustConsumer>().Endpoint(e => e.Name = CloudQueues.TrustWorker);
             x.AddConsumer<FakeDeprovisionConsumer>().Endpoint(e => e.Name = CloudQueues.DeprovisionWorker);
+            x.AddConsumer<FakeClientConsumer>().Endpoint(e => e.Name = "instance-client");
             x.AddConsumer<ManualScheduleConsumer>().Endpoint(e => e.Name = "quartz");
             x.AddConsumer<ManualCancelConsumer>().Endpoint(e => e.Name = "quartz");
             x.UsingInMemory((context, cfg) =>
