@@ -92,11 +92,7 @@ public sealed class SweepOverdueTimersConsumer(
         // A granted lease whose worker no longer serves it lost the RevokeLease of a worker that went away (at the lease's
         // max duration or the worker's max age): nothing else would ever end it, so it is revoked now. A worker that began
         // its delete within the grace is left to its own RevokeLease, which carries the true reason.
-        var orphaned = await db.Set<LeaseState>().AsNoTracking()
-            .Where(l => l.CurrentState == LeaseStates.Granted && l.GrantedAt < cutoff
-                && !db.Set<WorkerState>().Any(w => w.CorrelationId == l.WorkerId
-                    && ((w.CurrentState == WorkerStates.Leased && w.CurrentLeaseId == l.CorrelationId) || (w.CurrentState == WorkerStates.Reaping && w.ReapStartedAt >= cutoff))))
-            .Select(l => new { l.CorrelationId, l.WorkerId, l.ExpiresAt }).ToListAsync(cancellationToken);
+        var orphaned = await GrantsWithoutWorker(db, cutoff).Select(l => new { l.CorrelationId, l.WorkerId, l.ExpiresAt }).ToListAsync(cancellationToken);
         foreach (var l in orphaned)
         {
             var reason = l.ExpiresAt < cutoff ? LeaseRevocationReasons.MaxLeaseDuration : LeaseRevocationReasons.WorkerLost;
@@ -113,6 +109,13 @@ public sealed class SweepOverdueTimersConsumer(
     /// <summary>The leases still waiting for a worker, through the (state, arrival) index however many have ended.</summary>
     public static IQueryable<LeaseState> WaitingLeases(DynamicWorkersDbContext db)
         => db.Set<LeaseState>().AsNoTracking().Where(l => LeaseStates.Waiting.Contains(l.CurrentState));
+
+    /// <summary>Granted before the cutoff, and its worker neither serves it nor began its delete since: its RevokeLease was lost.</summary>
+    public static IQueryable<LeaseState> GrantsWithoutWorker(DynamicWorkersDbContext db, DateTimeOffset cutoff)
+        => db.Set<LeaseState>().AsNoTracking()
+            .Where(l => l.CurrentState == LeaseStates.Granted && l.GrantedAt < cutoff
+                && !db.Set<WorkerState>().Any(w => w.CorrelationId == l.WorkerId
+                    && ((w.CurrentState == WorkerStates.Leased && w.CurrentLeaseId == l.CorrelationId) || (w.CurrentState == WorkerStates.Reaping && w.ReapStartedAt >= cutoff))));
 
     static async Task<int> Resend<T>(ConsumeContext context, T timeout, Guid? token)
         where T : class

@@ -68,6 +68,8 @@ public sealed class LeaseRetentionTests(ITestOutputHelper output) : IAsyncLifeti
         await TimedAsync(services, "/api/leases?instance=", sp => sp.GetRequiredService<OpsQueries>().LeasesAsync(null, "instance-7", 200, default));
         await TimedAsync(services, "/api/pools (waiting count)", sp => sp.GetRequiredService<OpsQueries>().PoolsAsync(null, default));
         await TimedAsync(services, "sweep: waiting leases", sp => SweepOverdueTimersConsumer.WaitingLeases(sp.GetRequiredService<DynamicWorkersDbContext>()).ToListAsync());
+        await TimedAsync(services, "sweep: granted leases without their worker", sp =>
+            SweepOverdueTimersConsumer.GrantsWithoutWorker(sp.GetRequiredService<DynamicWorkersDbContext>(), DateTimeOffset.UtcNow).ToListAsync());
 
         await using (var scope = services.CreateAsyncScope())
         {
@@ -86,7 +88,7 @@ public sealed class LeaseRetentionTests(ITestOutputHelper output) : IAsyncLifeti
 
         // The plans of every command those ran, as PostgreSQL would run them now.
         var commands = _commands.Take();
-        Assert.True(commands.Count >= 7, $"{commands.Count} commands captured");
+        Assert.True(commands.Count >= 8, $"{commands.Count} commands captured");
         foreach (var command in commands)
         {
             var plan = await ExplainAsync(command);
