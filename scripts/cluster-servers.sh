@@ -6,7 +6,8 @@
 #   cluster-servers.sh start     three fresh nodes (wiped), nodes 2 and 3 joined to node 1, all running
 #   cluster-servers.sh pid N     the OS process id of node N's Erlang VM
 #   cluster-servers.sh kill N    kill -9 node N and wait until its process is gone (fails if it is not)
-#   cluster-servers.sh queues    every queue of vhost / as: name type durable auto_delete exclusive leader (asks a live node)
+#   cluster-servers.sh queues    every queue of vhost / as: name type durable auto_delete exclusive leader pid (asks a live
+#                                node; a quorum queue's leader node, a classic queue's process, <node.…>, on its node)
 #   cluster-servers.sh stop      stop every node and remove the data
 # Needs root (rabbitmq-server switches to the rabbitmq user); the nodes share the rabbitmq user's Erlang cookie.
 set -euo pipefail
@@ -99,7 +100,7 @@ list_queues() {
   local n
   for n in "${NODES[@]}"; do
     if running "$n"; then
-      rabbitmqctl -s -n "$(node_name "$n")" list_queues name type durable auto_delete exclusive leader || die "list_queues on node $n"
+      rabbitmqctl -s -n "$(node_name "$n")" list_queues name type durable auto_delete exclusive leader pid || die "list_queues on node $n"
       return
     fi
   done

@@ -103,7 +103,7 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
                 }
             })));
 
-            // A third of the way in, kill the node that leads the most of the services' queues.
+            // A third of the way in, kill the node that leads (or, for classic queues, holds) the most of the services' queues.
             await Task.Delay(LoadFor / 3, stopLoad.Token);
             var queues = await QueuesAsync();
             var victim = Enumerable.Range(1, 3).MaxBy(n => queues.Count(q => q.Leader == NodeName(n)));
@@ -193,13 +193,14 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
         }
     }
 
+    /// <summary>A queue and the node it depends on: a quorum queue's leader, a classic queue's only node.</summary>
     sealed record QueueInfo(string Name, string Type, bool Durable, string Leader);
 
     static async Task<IReadOnlyList<QueueInfo>> QueuesAsync()
         => (await ClusterAsync("queues")).Split('\n', StringSplitOptions.RemoveEmptyEntries)
             .Select(line => line.Split('\t'))
-            .Where(f => f.Length >= 6)
-            .Select(f => new QueueInfo(f[0], f[1], f[2] == "true", f[5]))
+            .Where(f => f.Length >= 7)
+            .Select(f => new QueueInfo(f[0], f[1], f[2] == "true", f[5].Length > 0 ? f[5] : f[6].TrimStart('<').Split('.')[0]))
             .ToList();
 
     /// <summary>Runs <c>scripts/cluster-servers.sh</c> and returns its standard output; any failure fails the test with its output.</summary>
