@@ -10,8 +10,8 @@ namespace DynamicWorkers.IntegrationTests.Reliability;
 /// the shared broker is never touched); the six services as processes, each connected first to a different node and
 /// given the whole node list (<c>RabbitMq:ClusterNodes</c>), the test's bus on a third. Instances lease and release;
 /// a third of the way through the load the node leading the most queues is killed with <c>kill -9</c> (its OS process
-/// must be gone). Then every lease must be answered, the drained pool must leave no VM behind and the
-/// <see cref="InvariantChecker"/> must find nothing. <c>DW_CLUSTER_QUEUE_TYPE</c> (e.g. <c>Classic</c>) and
+/// must be gone). Then every lease must be answered, every service must be ready again (its bus reconnected), the
+/// drained pool must leave no VM behind and the <see cref="InvariantChecker"/> must find nothing. <c>DW_CLUSTER_QUEUE_TYPE</c> (e.g. <c>Classic</c>) and
 /// <c>DW_CLUSTER_NO_NODE_LIST=1</c> plant the faults this test must catch.
 /// </summary>
 public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutputHelper output) : IClassFixture<PostgresTestDatabase>
@@ -118,6 +118,25 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
             await Eventually.True(
                 () => cluster.Ledger.Requests.All(r => cluster.Ledger.OutcomesOf(r.LeaseId).Count > 0),
                 TimeSpan.FromSeconds(60), "an outcome for every lease", cluster.Diagnostics);
+            // Every service is connected again: those on the killed node moved to the next node of their list.
+            foreach (var service in cluster.Services)
+            {
+                await Eventually.True(
+                    async () =>
+                    {
+                        try
+                        {
+                            await Readiness.AssertBothHealthyAsync(service.HttpAddress);
+                            return true;
+                        }
+                        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or Xunit.Sdk.XunitException)
+                        {
+                            return false;
+                        }
+                    },
+                    TimeSpan.FromSeconds(60), $"{service.Project} (pid {service.Id}) ready, its bus connected", cluster.Diagnostics);
+            }
+
             var grants = Grants(cluster);
             var grantsAfterKill = cluster.Ledger.Outcomes.Count(o => o.Outcome is LeaseGranted && o.At > killedAt);
 
