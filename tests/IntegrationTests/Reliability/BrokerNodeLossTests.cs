@@ -9,17 +9,18 @@ namespace DynamicWorkers.IntegrationTests.Reliability;
 /// A broker node lost under load. A private three-node RabbitMQ cluster on loopback (<c>scripts/cluster-servers.sh</c>:
 /// the shared broker is never touched); the six services as processes, each connected first to a different node and
 /// given the whole node list (<c>RabbitMq:ClusterNodes</c>), the test's bus on a third. Instances lease and release;
-/// a third of the way through the load the node leading the most queues is killed with <c>kill -9</c> (its OS process
-/// must be gone). Then every lease must be answered, every service must be ready again (its bus reconnected), the
-/// drained pool must leave no VM behind and the <see cref="InvariantChecker"/> must find nothing. <c>DW_CLUSTER_QUEUE_TYPE</c> (e.g. <c>Classic</c>) and
-/// <c>DW_CLUSTER_NO_NODE_LIST=1</c> plant the faults this test must catch.
+/// once each could have had a lease granted, the node leading the most queues is killed with <c>kill -9</c> (its OS
+/// process must be gone) and the load goes on for 16 s. Then every lease must be answered, every service must be ready
+/// again (its bus reconnected), the drained pool must leave no VM behind and the <see cref="InvariantChecker"/> must
+/// find nothing. <c>DW_CLUSTER_QUEUE_TYPE</c> (e.g. <c>Classic</c>) and <c>DW_CLUSTER_NO_NODE_LIST=1</c> plant the
+/// faults this test must catch.
 /// </summary>
 public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutputHelper output) : IClassFixture<PostgresTestDatabase>
 {
     const string Pool = "ubuntu-22.04";
     const int FirstPort = 5680;
     const int Instances = 8;
-    static readonly TimeSpan LoadFor = TimeSpan.FromSeconds(24);
+    static readonly TimeSpan LoadAfterKill = TimeSpan.FromSeconds(16);
 
     static string NodeName(int node) => $"dwquorum{node}@localhost";
 
@@ -79,10 +80,11 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
             var servicesUp = started.Elapsed;
             output.WriteLine($"cluster up in {clusterUp.TotalSeconds:0}s, services in {(servicesUp - clusterUp).TotalSeconds:0}s");
 
-            // The load: instances lease and release one lease after another until the load time is over.
-            using var stopLoad = new CancellationTokenSource(LoadFor);
+            // The load: instances lease and release one lease after another until stopped.
+            using var stopLoad = new CancellationTokenSource();
             var unanswered = new List<string>();
             var leases = 0;
+            var loadStarted = started.Elapsed;
             var load = Task.WhenAll(Enumerable.Range(0, Instances).Select(i => Task.Run(async () =>
             {
                 while (!stopLoad.IsCancellationRequested)
@@ -103,8 +105,8 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
                 }
             })));
 
-            // A third of the way in, kill the node that leads (or, for classic queues, holds) the most of the services' queues.
-            await Task.Delay(LoadFor / 3, stopLoad.Token);
+            // Under load, kill the node that leads (or, for classic queues, holds) the most of the services' queues.
+            await Eventually.True(() => Grants(cluster).Count >= Instances, TimeSpan.FromSeconds(60), $"{Instances} leases granted", cluster.Diagnostics);
             var queues = await QueuesAsync();
             var victim = Enumerable.Range(1, 3).MaxBy(n => queues.Count(q => q.Leader == NodeName(n)));
             var led = queues.Count(q => q.Leader == NodeName(victim));
@@ -114,7 +116,9 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
             Assert.False(ProcessExists(pid), $"node {victim}'s process {pid} is still there after kill -9");
             output.WriteLine($"{started.Elapsed.TotalSeconds:0.0}s killed {NodeName(victim)} (pid {pid}), leader of {led} of {queues.Count} queues, after {grantsBeforeKill} grants");
 
+            stopLoad.CancelAfter(LoadAfterKill);
             await load;
+            var loadTime = started.Elapsed - loadStarted;
             await Eventually.True(
                 () => cluster.Ledger.Requests.All(r => cluster.Ledger.OutcomesOf(r.LeaseId).Count > 0),
                 TimeSpan.FromSeconds(60), "an outcome for every lease", cluster.Diagnostics);
@@ -154,7 +158,7 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
             violations.AddRange(unanswered.Select(u => "unanswered: " + u));
             var requested = cluster.Ledger.Requests.Select(r => r.LeaseId).Distinct().Count();
             var logs = cluster.Services.Concat(cluster.Stopped).Select(s => s.Output).ToList();
-            output.WriteLine($"{requested} leases requested by {Instances} instances over {LoadFor.TotalSeconds:0}s, {grants.Count} granted "
+            output.WriteLine($"{requested} leases requested by {Instances} instances over about {loadTime.TotalSeconds:0}s, {grants.Count} granted "
                              + $"({grantsAfterKill} after the kill), {requested - grants.Count} rejected; "
                              + $"sweep re-deliveries logged: {logs.Sum(o => CountOf(o, "Sweep re-delivered"))}; total {started.Elapsed.TotalSeconds:0}s");
 
