@@ -25,6 +25,8 @@ source "$ROOT/scripts/lib/servers.sh"
 ensure_packages
 start_rabbitmq
 start_postgres
+# BrokerNodeLossTests starts its own three RabbitMQ nodes (5680-5682); a run killed midway may have left them running.
+bash "$ROOT/scripts/cluster-servers.sh" stop || die "stopping a previous run's RabbitMQ cluster (scripts/cluster-servers.sh stop)"
 
 log "restoring tools and building ($CONFIGURATION)"
 dotnet tool restore >/dev/null || die "dotnet tool restore"

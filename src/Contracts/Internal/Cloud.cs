@@ -9,7 +9,8 @@ namespace DynamicWorkers.Contracts.Internal;
 /// <summary>
 /// The cloud consumers' queues. Their commands are sent to these queues, not published: a command sent before
 /// its consumer ever started (a fresh deployment) waits in the queue instead of vanishing into an exchange
-/// with nothing bound to it.
+/// with nothing bound to it. Every RabbitMQ host declares them (and binds their exchanges) before its bus starts,
+/// so the address names the queue's exchange: a <c>queue:</c> address would redeclare the queue without its type.
 /// </summary>
 public static class CloudQueues
 {
@@ -17,7 +18,9 @@ public static class CloudQueues
     public const string TrustWorker = "trust-worker";
     public const string DeprovisionWorker = "deprovision-worker";
 
-    public static Uri Address(string queue) => new($"queue:{queue}");
+    public static readonly IReadOnlyList<string> All = [ProvisionWorker, TrustWorker, DeprovisionWorker];
+
+    public static Uri Address(string queue) => new($"exchange:{queue}");
 }
 
 /// <summary>Create the VM of a worker (idempotent per worker id: a redelivery finds the VM it already started).</summary>

@@ -21,8 +21,18 @@ public sealed class TransportOptions
     public TransportKind Transport { get; set; } = TransportKind.RabbitMq;
 }
 
+/// <summary>How the services' durable queues are declared.</summary>
+public enum RabbitMqQueueType
+{
+    /// <summary>Replicated on every cluster node (a Raft majority must be up): losing one node loses no message.</summary>
+    Quorum,
+
+    /// <summary>On one node only: for a single broker, or queues declared classic before (see the README on upgrading).</summary>
+    Classic,
+}
+
 /// <summary>Section <c>RabbitMq</c>.</summary>
-public sealed class RabbitMqOptions
+public sealed class RabbitMqOptions : IValidatableObject
 {
     public const string Section = "RabbitMq";
 
@@ -44,6 +54,37 @@ public sealed class RabbitMqOptions
     /// <summary>Messages fetched ahead per receive endpoint.</summary>
     [Range(1, 1000)]
     public int PrefetchCount { get; set; } = 32;
+
+    /// <summary>The type of every durable queue the services declare; temporary (auto-delete, exclusive) queues stay classic.</summary>
+    public RabbitMqQueueType QueueType { get; set; } = RabbitMqQueueType.Quorum;
+
+    /// <summary>
+    /// The cluster's nodes as <c>host</c> or <c>host:port</c>, tried in this order when connecting and again after a
+    /// lost connection; empty means <see cref="Host"/> and <see cref="Port"/> alone.
+    /// </summary>
+    public string[]? ClusterNodes { get; set; }
+
+    /// <summary>The nodes to connect to, in order: <see cref="ClusterNodes"/>, else <see cref="Host"/>:<see cref="Port"/>.</summary>
+    public IReadOnlyList<(string Host, int Port)> Nodes()
+        => ClusterNodes is { Length: > 0 } nodes ? nodes.Select(n => ParseNode(n) ?? (n, Port)).ToList() : [(Host, Port)];
+
+    (string Host, int Port)? ParseNode(string node) => node.Split(':') switch
+    {
+        [var host] when host.Trim().Length > 0 => (host.Trim(), Port),
+        [var host, var port] when host.Trim().Length > 0 && int.TryParse(port, out var p) && p is > 0 and <= 65535 => (host.Trim(), p),
+        _ => null,
+    };
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        foreach (var node in ClusterNodes ?? [])
+        {
+            if (ParseNode(node) is null)
+            {
+                yield return new ValidationResult($"RabbitMq:ClusterNodes: '{node}' is not host or host:port");
+            }
+        }
+    }
 }
 
 /// <summary>

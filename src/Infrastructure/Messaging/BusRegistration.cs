@@ -3,6 +3,8 @@ using DynamicWorkers.Infrastructure.Persistence;
 using DynamicWorkers.Infrastructure.Scheduling;
 using DynamicWorkers.Infrastructure.Telemetry;
 using MassTransit;
+using MassTransit.RabbitMqTransport;
+using MassTransit.RabbitMqTransport.Configuration;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -33,6 +35,11 @@ public static class BusRegistration
 
         var transport = configuration.GetValidated<TransportOptions>().Transport;
         var schedulerAddress = SchedulerAddress(configuration);
+        if (transport == TransportKind.RabbitMq)
+        {
+            // Registered before MassTransit's hosted service, so the queues exist before this host sends anything.
+            services.AddHostedService<SendQueueDeclarer>();
+        }
 
         services.AddMassTransit(x =>
         {
@@ -65,6 +72,17 @@ public static class BusRegistration
                         {
                             h.Username(rabbit.Username);
                             h.Password(rabbit.Password);
+                            if (rabbit.ClusterNodes is { Length: > 0 })
+                            {
+                                // A lost connection is made again to the next node in the list, so one node's loss only moves the host.
+                                h.UseCluster(c =>
+                                {
+                                    foreach (var (host, port) in rabbit.Nodes())
+                                    {
+                                        c.Node($"{host}:{port}");
+                                    }
+                                });
+                            }
                         });
                         cfg.PrefetchCount = rabbit.PrefetchCount;
                         cfg.SendAsUser(rabbit.Username);
@@ -92,9 +110,16 @@ public static class BusRegistration
         return services;
     }
 
-    /// <summary>The scheduler endpoint every host sends <c>ScheduleMessage</c>/<c>CancelScheduledMessage</c> to.</summary>
+    /// <summary>
+    /// The scheduler endpoint every host sends <c>ScheduleMessage</c>/<c>CancelScheduledMessage</c> to: its exchange, since a
+    /// <c>queue:</c> address would make every sender declare the queue without its queue type (<see cref="SendQueueDeclarer"/>
+    /// declares it properly before the bus starts).
+    /// </summary>
     public static Uri SchedulerAddress(IConfiguration configuration)
-        => new($"queue:{configuration.GetSection(SchedulerOptions.Section).GetValidated<SchedulerOptions>().QueueName}");
+        => new($"exchange:{SchedulerQueueName(configuration)}");
+
+    internal static string SchedulerQueueName(IConfiguration configuration)
+        => configuration.GetSection(SchedulerOptions.Section).GetValidated<SchedulerOptions>().QueueName;
 
     /// <summary>
     /// Retry and outbox on every endpoint. Optimistic-concurrency losers (and duplicate-key inserts) retry
@@ -126,6 +151,14 @@ public static class BusRegistration
         });
         endpoint.UseInMemoryOutbox(context);
         endpoint.UseConsumeFilter(typeof(SenderFilter<>), context);
+
+        // Quorum queues cannot be exclusive or auto-delete: temporary endpoints stay classic and die with their host.
+        if (context.GetService<IOptions<RabbitMqOptions>>()?.Value.QueueType == RabbitMqQueueType.Quorum
+            && endpoint is IRabbitMqReceiveEndpointConfigurator rabbit
+            && endpoint is IRabbitMqReceiveEndpointConfiguration { Settings: { Durable: true, AutoDelete: false, Exclusive: false, QueueExpiration: null } })
+        {
+            rabbit.SetQuorumQueue();
+        }
     }
 
     /// <summary>

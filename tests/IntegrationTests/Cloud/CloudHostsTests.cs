@@ -137,7 +137,7 @@ public sealed class CloudHostsTests(RabbitMqTestVirtualHost broker, PostgresTest
 
     async Task SendAsync<T>(string queue, T message) where T : class
     {
-        var endpoint = await _client.Services.GetRequiredService<IBus>().GetSendEndpoint(new Uri($"queue:{queue}"));
+        var endpoint = await _client.Services.GetRequiredService<IBus>().GetSendEndpoint(CloudQueues.Address(queue));
         await endpoint.Send(message);
     }
 

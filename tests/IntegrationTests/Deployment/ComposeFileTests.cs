@@ -145,9 +145,50 @@ public sealed class ComposeFileTests
         Assert.Contains("DOTNET_GCgen0size=${GC_GEN0SIZE}", dockerfile);
     }
 
-    static async Task<Dictionary<string, Dictionary<object, object>>> RenderedServicesAsync()
+    [Fact]
+    public async Task The_cluster_file_adds_two_joined_nodes_and_gives_every_service_all_three_starting_at_different_ones()
     {
-        var (exit, stdout, stderr) = await ComposeAsync(Secrets, "config");
+        var secrets = new Dictionary<string, string>(Secrets) { ["RABBITMQ_ERLANG_COOKIE"] = "cookie-from-env" };
+        var services = await RenderedServicesAsync(secrets, Cluster);
+        var nodes = new[] { "rabbitmq", "rabbitmq-2", "rabbitmq-3" };
+        foreach (var node in nodes)
+        {
+            Assert.Equal("rabbitmq:3-management", Text(services[node], "image"));
+            Assert.Equal("cookie-from-env", Map(services[node], "environment")["RABBITMQ_ERLANG_COOKIE"]);
+            // Classic config peer discovery names the three nodes; every node reads it.
+            Assert.Contains(((List<object>)services[node]["volumes"]).Cast<string>(), v => v.EndsWith(":/etc/rabbitmq/conf.d/20-cluster.conf:ro", StringComparison.Ordinal));
+        }
+
+        var peers = File.ReadAllText(Path.Combine(Root, "deploy", "rabbitmq", "cluster.conf"));
+        Assert.Contains("cluster_formation.peer_discovery_backend = classic_config", peers);
+        Assert.All(nodes, n => Assert.Contains($"= rabbit@{n}\n", peers.Replace("\r", "")));
+        Assert.Equal(["rabbitmq-2", "rabbitmq-3"], nodes.Skip(1).Select(n => Text(services[n], "hostname")));
+        Assert.All(nodes.Skip(1), n => Assert.Equal("service_healthy", Map(Map(services[n], "depends_on"), "rabbitmq")["condition"]));
+
+        var firstNodes = new HashSet<string>();
+        foreach (var name in Deployables)
+        {
+            var env = Map(services[name], "environment");
+            var list = Enumerable.Range(0, 3).Select(i => (string)env[$"RabbitMq__ClusterNodes__{i}"]).ToList();
+            Assert.Equal(nodes.Select(n => $"{n}:5672").Order(), list.Order());
+            firstNodes.Add(list[0]);
+            // A quorum queue's members are the nodes up when it is declared: the services wait for all three.
+            Assert.All(nodes, n => Assert.Equal("service_healthy", Map(Map(services[name], "depends_on"), n)["condition"]));
+        }
+
+        Assert.Equal(3, firstNodes.Count);
+
+        var (exit, _, stderr) = await ComposeAsync(Secrets, Cluster, "config", "-q");
+        Assert.True(exit != 0, "RABBITMQ_ERLANG_COOKIE missing, yet config succeeded");
+        Assert.Contains("set RABBITMQ_ERLANG_COOKIE in .env", stderr);
+        Assert.Matches(new Regex("^RABBITMQ_ERLANG_COOKIE=", RegexOptions.Multiline), File.ReadAllText(Path.Combine(Root, ".env.example")));
+    }
+
+    static readonly string[] Cluster = ["docker-compose.cluster.yml"];
+
+    static async Task<Dictionary<string, Dictionary<object, object>>> RenderedServicesAsync(IReadOnlyDictionary<string, string>? secrets = null, string[]? overrides = null)
+    {
+        var (exit, stdout, stderr) = await ComposeAsync(secrets ?? Secrets, overrides ?? [], "config");
         Assert.True(exit == 0, stderr);
         var document = new DeserializerBuilder().Build().Deserialize<Dictionary<object, object>>(stdout);
         return Map(document, "services").ToDictionary(s => (string)s.Key, s => (Dictionary<object, object>)s.Value);
@@ -171,9 +212,14 @@ public sealed class ComposeFileTests
     }
 
     /// <summary>Runs docker-compose in the repository root with exactly the given variables (no .env, no inherited ones).</summary>
-    static async Task<(int Exit, string Stdout, string Stderr)> ComposeAsync(IReadOnlyDictionary<string, string> variables, params string[] args)
+    static Task<(int Exit, string Stdout, string Stderr)> ComposeAsync(IReadOnlyDictionary<string, string> variables, params string[] args)
+        => ComposeAsync(variables, [], args);
+
+    /// <summary>The same on docker-compose.yml and the given override files (e.g. docker-compose.cluster.yml), in order.</summary>
+    static async Task<(int Exit, string Stdout, string Stderr)> ComposeAsync(IReadOnlyDictionary<string, string> variables, string[] overrides, params string[] args)
     {
-        var info = new ProcessStartInfo("docker-compose", ["-f", Path.Combine(Root, "docker-compose.yml"), "--env-file", NoEnvFile, .. args])
+        var files = new[] { "docker-compose.yml" }.Concat(overrides).SelectMany(f => new[] { "-f", Path.Combine(Root, f) });
+        var info = new ProcessStartInfo("docker-compose", [.. files, "--env-file", NoEnvFile, .. args])
         {
             WorkingDirectory = Root,
             RedirectStandardOutput = true,

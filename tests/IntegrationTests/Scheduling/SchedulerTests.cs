@@ -37,7 +37,8 @@ public sealed class ProbeConsumer(ProbeArrivals arrivals) : IConsumer<Probe>
 public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database)
     : IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>, IAsyncLifetime
 {
-    static readonly Uri ProbeQueue = new("queue:probe");
+    // The exchange of the test bus's probe queue: a queue: address would redeclare the quorum queue as classic.
+    static readonly Uri ProbeQueue = new("exchange:probe");
     static readonly TimeSpan StartDeadline = TimeSpan.FromSeconds(60);
 
     readonly List<ServiceProcess> _schedulers = [];

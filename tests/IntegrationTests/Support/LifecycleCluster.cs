@@ -36,13 +36,17 @@ public sealed class LifecycleCluster : IAsyncDisposable
     readonly List<ServiceProcess> _services = [];
     readonly List<ServiceProcess> _stopped = [];
     readonly IReadOnlyDictionary<string, string?> _settings;
+    readonly Func<int, IReadOnlyDictionary<string, string?>>? _perService;
+    readonly Dictionary<ServiceProcess, IReadOnlyDictionary<string, string?>> _settingsOf = [];
     readonly string _connectionString;
+    int _starts;
     IHost _client = null!;
 
-    LifecycleCluster(IReadOnlyDictionary<string, string?> settings, string connectionString)
+    LifecycleCluster(IReadOnlyDictionary<string, string?> settings, string connectionString, Func<int, IReadOnlyDictionary<string, string?>>? perService)
     {
         _settings = settings;
         _connectionString = connectionString;
+        _perService = perService;
     }
 
     public LeaseLedger Ledger { get; } = new();
@@ -57,30 +61,37 @@ public sealed class LifecycleCluster : IAsyncDisposable
     /// included. The cloud services go first, so their queues are bound before the first LeaseSaga fills the hot
     /// pool (a command published to an exchange with no queue bound yet is dropped by the broker: on a fresh
     /// broker the first ProvisionWorkers would only be recovered by the provisioning timeout); then one LeaseSaga
-    /// alone, since it migrates the database; then the other LeaseSagas.
+    /// alone, since it migrates the database; then the other LeaseSagas. <paramref name="perService"/> overrides settings
+    /// per start, by its number in start order (0, 1, …; the test's own bus is -1), e.g. a broker node each.
     /// </summary>
     public static async Task<LifecycleCluster> StartAsync(
-        IReadOnlyDictionary<string, string?> settings, string connectionString, IReadOnlyList<string>? services = null)
+        IReadOnlyDictionary<string, string?> settings, string connectionString, IReadOnlyList<string>? services = null,
+        Func<int, IReadOnlyDictionary<string, string?>>? perService = null)
     {
-        var cluster = new LifecycleCluster(settings, connectionString);
+        var cluster = new LifecycleCluster(settings, connectionString, perService);
         services ??= AllServices;
         var sagas = services.Where(s => s == "LeaseSaga").ToList();
         await Task.WhenAll(services.Where(s => s != "LeaseSaga").Select(cluster.StartAsync));
         await cluster.StartAsync(sagas[0]);
         await Task.WhenAll(sagas.Skip(1).Select(cluster.StartAsync));
         cluster._client = await TestBus.StartAsync(
-            settings.Where(s => s.Key.StartsWith("RabbitMq:", StringComparison.Ordinal) || s.Key == "Transport"),
+            cluster.SettingsFor(-1).Where(s => s.Key.StartsWith("RabbitMq:", StringComparison.Ordinal) || s.Key == "Transport"),
             bus => bus.AddConsumer<OutcomeRecorder>(),
             (s, _) => s.AddSingleton(cluster.Ledger));
         return cluster;
     }
 
+    IReadOnlyDictionary<string, string?> SettingsFor(int start)
+        => _perService is null ? _settings : _settings.Concat(_perService(start)).GroupBy(s => s.Key).ToDictionary(g => g.Key, g => g.Last().Value);
+
     public async Task<ServiceProcess> StartAsync(string project)
     {
-        var service = ServiceProcess.Start(project, _settings);
+        var settings = SettingsFor(Interlocked.Increment(ref _starts) - 1);
+        var service = ServiceProcess.Start(project, settings);
         lock (_services)
         {
             _services.Add(service);
+            _settingsOf[service] = settings;
         }
 
         await service.WaitUntilStartedAsync(TimeSpan.FromSeconds(90));
@@ -91,12 +102,19 @@ public sealed class LifecycleCluster : IAsyncDisposable
     public ServiceProcess KillAndStart(ServiceProcess service)
     {
         service.KillHard();
-        var restarted = ServiceProcess.Start(service.Project, _settings);
+        IReadOnlyDictionary<string, string?> settings;
+        lock (_services)
+        {
+            settings = _settingsOf.GetValueOrDefault(service) ?? _settings;
+        }
+
+        var restarted = ServiceProcess.Start(service.Project, settings);
         lock (_services)
         {
             _services.Remove(service);
             _stopped.Add(service);
             _services.Add(restarted);
+            _settingsOf[restarted] = settings;
         }
 
         return restarted;
