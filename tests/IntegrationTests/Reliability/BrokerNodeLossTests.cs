@@ -154,7 +154,7 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
                 async () => await cluster.ScalarAsync("SELECT count(*) FROM workers") == 0 && (await cluster.CloudAsync()).All(v => v.Deleted),
                 TimeSpan.FromSeconds(60), "every worker gone and every VM deleted", cluster.Diagnostics);
 
-            var violations = InvariantChecker.Check(cluster.Ledger, await cluster.CloudAsync(), expectAllDeleted: true).ToList();
+            var violations = InvariantChecker.Check(cluster.Ledger, await cluster.CloudAsync(), await cluster.ServiceAsync(), expectAllDeleted: true).ToList();
             violations.AddRange(unanswered.Select(u => "unanswered: " + u));
             var requested = cluster.Ledger.Requests.Select(r => r.LeaseId).Distinct().Count();
             var logs = cluster.Services.Concat(cluster.Stopped).Select(s => s.Output).ToList();
