@@ -374,7 +374,8 @@ public sealed class Allocator(
     /// is short of: its hot target plus one per waiting lease, never above <c>MaxWorkers</c> nor while it backs off.
     /// <paramref name="unsavedLease"/> is the lease deciding now, not yet saved, if it waits.
     /// </summary>
-    public async Task RebalanceAsync(ConsumeContext context, PoolState pool, LeaseState? unsavedLease = null)
+    /// <param name="readyWorker">a worker turning ready in this transaction: its row still says provisioning, so no claim finds it</param>
+    public async Task RebalanceAsync(ConsumeContext context, PoolState pool, LeaseState? unsavedLease = null, WorkerState? readyWorker = null)
     {
         var cancellationToken = context.CancellationToken;
         var (waiting, spare, live, idle, _) = await CountAsync(pool.Name, cancellationToken);
@@ -393,7 +394,9 @@ public sealed class Allocator(
 
         for (var surplus = spare - pool.HotTarget - waiting; surplus > 0; surplus--)
         {
-            if (await ClaimReadyAsync(pool.Name, cancellationToken, newest: true) is not { } extra)
+            // The worker turning ready is the newest hot one: it goes first (the pool shrank while it was provisioning).
+            var extra = readyWorker is { CurrentState: WorkerStates.Ready } ? readyWorker : await ClaimReadyAsync(pool.Name, cancellationToken, newest: true);
+            if (extra is null)
             {
                 break;
             }

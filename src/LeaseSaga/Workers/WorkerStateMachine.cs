@@ -59,9 +59,11 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
                     DwTelemetry.ProvisionDuration.Record((c.Message.ProvisionedAt - c.Saga.CreatedAt).TotalSeconds, PoolTag(c.Saga));
                 })
                 .ThenAsync(BecomeReady)
-                .IfElse(c => c.Saga.CurrentLeaseId is null,
-                    ready => ready.Then(c => Log(c.Saga, "ready")).TransitionTo(Ready),
-                    taken => taken.TransitionTo(Trusting))
+                .IfElse(c => c.Saga.CurrentState == WorkerStates.Reaping,
+                    surplus => surplus.TransitionTo(Reaping),
+                    kept => kept.IfElse(c => c.Saga.CurrentLeaseId is null,
+                        ready => ready.Then(c => Log(c.Saga, "ready")).TransitionTo(Ready),
+                        taken => taken.TransitionTo(Trusting)))
                 .ThenAsync(ArmTimer),
             When(ProvisioningFailed)
                 .Then(c => DwTelemetry.ProvisionFailures.Add(1, PoolTag(c.Saga)))
@@ -190,7 +192,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         e.OnMissingInstance(m => m.Discard());
     }
 
-    /// <summary>Provisioned: it takes the lease that has waited longest, if any, else it is a hot worker.</summary>
+    /// <summary>Provisioned: it takes the lease that has waited longest, if any, else it is a hot worker unless the pool now has too many.</summary>
     async Task BecomeReady(BehaviorContext<WorkerState, WorkerProvisioned> c)
     {
         var allocator = c.GetServiceOrCreateInstance<Allocator>();
@@ -202,7 +204,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
             await allocator.AssignAsync(c, c.Saga, lease);
         }
 
-        await allocator.RebalanceAsync(c, pool);
+        await allocator.RebalanceAsync(c, pool, readyWorker: c.Saga);
     }
 
     /// <summary>Failed to start or to trust: deleted, its lease (if any) back in line, and the failure counted toward the pool's backoff.</summary>

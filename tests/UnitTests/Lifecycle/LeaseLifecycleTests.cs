@@ -672,6 +672,21 @@ public sealed class LeaseLifecycleTests
     }
 
     [Fact]
+    public async Task A_worker_that_turns_ready_after_its_pool_shrank_is_retired_at_once()
+    {
+        await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 2, cloud: c => c.HoldProvisioning = true);
+        await Until(() => bed.Cloud.Held.Count == 1, "the hot worker's provisioning");
+        var late = bed.Cloud.Held.Single().WorkerId;
+        await bed.Bus.Publish(new SetPoolSize(Pool, 0, 2));
+        await Until(async () => (await bed.PoolAsync())?.HotTarget == 0, "the pool shrunk to no hot worker");
+
+        await bed.Bus.Publish(new WorkerProvisioned(late, "10.0.0.9:10933", new string('A', 40), bed.Clock.GetUtcNow()));
+
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == late && d.Reason == "idle"), "the surplus worker deleted");
+        await Until(async () => (await bed.WorkersAsync()).Count == 0, "no worker left");
+    }
+
+    [Fact]
     public async Task Pool_status_and_worker_list_are_answered_from_the_database()
     {
         await using var bed = await StartAsync(hotTarget: 2, maxWorkers: 4);
