@@ -132,7 +132,9 @@ public sealed class CloudHostsTests(RabbitMqTestVirtualHost broker, PostgresTest
         await SendAsync("trust-worker", new TrustWorker(workerId, "instance-2", new string('b', 40)));
         var refused = await EventAsync<WorkerTrustFailed>(e => e.WorkerId == workerId && e.InstanceId == "instance-2");
         Assert.Equal("AlreadyTrustsAnotherInstance", refused.Reason);
-        Assert.Equal(1, await TrustRowsAsync(workerId));
+        // The log keeps every trust command that reached the cloud, the refused one too; one was carried out.
+        Assert.Equal(2, await TrustRowsAsync(workerId));
+        Assert.Equal(1, await database.ScalarAsync($"SELECT COUNT(*) FROM simulated_vm_trusts WHERE \"WorkerId\" = '{workerId}' AND \"Outcome\" = 'Trusted'"));
     }
 
     async Task SendAsync<T>(string queue, T message) where T : class
