@@ -366,7 +366,8 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         await c.Publish(RevocationOf(lease));
     }
 
-    static LeaseRevoked RevocationOf(LeaseState lease) => new(lease.CorrelationId, lease.InstanceId, lease.WorkerId!.Value, lease.RevokeReason!);
+    /// <summary>A lease revoked before it had a worker (its instance removed) carries an empty worker id.</summary>
+    static LeaseRevoked RevocationOf(LeaseState lease) => new(lease.CorrelationId, lease.InstanceId, lease.WorkerId ?? Guid.Empty, lease.RevokeReason!);
 
     async Task EndLease<T>(BehaviorContext<LeaseState, T> c)
         where T : class

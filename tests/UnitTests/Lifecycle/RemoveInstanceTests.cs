@@ -65,6 +65,12 @@ public sealed class RemoveInstanceTests
         Assert.Equal("Revoked", (await bed.LeaseAsync(waiting))!.CurrentState);
         Assert.Empty(bed.Outcomes(waiting));
         Assert.Equal("Granted", (await bed.LeaseAsync(other.LeaseId))!.CurrentState);
+
+        // A late release of it gets the revocation again, with no worker, and faults nothing.
+        await bed.ReleaseAsync(waiting, "instance-1");
+        await Until(() => bed.PublishedOf<LeaseRevoked>().Count == 2, "the revocation published again for the late release");
+        Assert.All(bed.PublishedOf<LeaseRevoked>(), r => Assert.Equal(Guid.Empty, r.WorkerId));
+        Assert.False(await bed.Harness.Published.Any<Fault<LeaseReleased>>());
     }
 
     static async Task<int> LifecycleRowsAsync(LifecycleBed bed)
