@@ -62,6 +62,8 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
             ["Lifecycle:MaxLeaseDuration"] = "00:02:00",
             ["Lifecycle:ProvisioningTimeout"] = "00:00:30",
             ["Lifecycle:TrustTimeout"] = "00:00:15",
+            // A delete lost with the killed node is asked for again by the sweep within the drain's deadline.
+            ["Lifecycle:DeprovisioningTimeout"] = "00:00:15",
             ["Scheduler:ClusterCheckinInterval"] = "00:00:01",
             // The sweep is the design's net for a timer whose schedule was lost with the connection (the in-memory outbox sends after the saga's commit).
             ["Reaper:SweepInterval"] = "00:00:05",
@@ -147,7 +149,7 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
             await cluster.PublishWithRetryAsync(new SetPoolSize(Pool, 0, 30));
             await Eventually.True(
                 async () => await cluster.ScalarAsync("SELECT count(*) FROM workers") == 0 && (await cluster.CloudAsync()).All(v => v.Deleted),
-                TimeSpan.FromSeconds(60), "every worker gone and every VM deleted", cluster.Diagnostics);
+                TimeSpan.FromSeconds(90), "every worker gone and every VM deleted", cluster.Diagnostics);
 
             var violations = InvariantChecker.Check(cluster.Ledger, await cluster.CloudAsync(), await cluster.ServiceAsync(), expectAllDeleted: true).ToList();
             violations.AddRange(unanswered.Select(u => "unanswered: " + u));
