@@ -32,7 +32,7 @@ public static class LeaseSagaModule
         return services;
     }
 
-    /// <summary>Pools and lifecycle settings, validated at start.</summary>
+    /// <summary>Pools and lifecycle settings, validated at start; pools follow a reloaded configuration.</summary>
     public static IServiceCollection AddLeaseSagaOptions(this IServiceCollection services, IConfiguration configuration)
     {
         services.TryAddSingleton(TimeProvider.System);
@@ -40,6 +40,8 @@ public static class LeaseSagaModule
             .Configure(o => configuration.GetSection(PoolsOptions.Section).Bind(o.Pools))
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<PoolsOptions>, PoolsOptionsValidator>();
+        // A bare Configure registers no change source: without it a reloaded configuration would never reach the pools.
+        services.AddSingleton<IOptionsChangeTokenSource<PoolsOptions>>(new ConfigurationChangeTokenSource<PoolsOptions>(configuration.GetSection(PoolsOptions.Section)));
         services.AddValidatedOptions<LifecycleOptions>(configuration.GetSection(LifecycleOptions.Section));
         services.AddValidatedOptions<RetentionOptions>(configuration.GetSection(RetentionOptions.Section));
         return services;

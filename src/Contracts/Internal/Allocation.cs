@@ -19,6 +19,13 @@ public sealed record RevokeLease(Guid LeaseId, Guid WorkerId, string Reason);
 public sealed record LeaseQueued(Guid LeaseId);
 
 /// <summary>
+/// Pool keeper → lease: a lease still waiting in line ends rejected (its pool was removed from configuration); one that
+/// has a worker meanwhile ignores it.
+/// </summary>
+[MessageUrn("DynamicWorkers.Internal:RejectWaitingLease")]
+public sealed record RejectWaitingLease(Guid LeaseId, string Reason, string Detail);
+
+/// <summary>
 /// Lease or sweep → worker: act on any deadline that passed and arm the timer for the rest (a lease moved a deadline
 /// earlier than the standing timer; a step with no timer of its own, such as trust, is overdue; a timer was lost).
 /// </summary>

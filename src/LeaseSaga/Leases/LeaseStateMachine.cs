@@ -53,6 +53,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         Event(() => Queued, e => Existing(e, m => m.LeaseId, "queued notice for an unknown lease"));
         Event(() => WorkerGranted, e => Existing(e, m => m.LeaseId, "worker for an unknown lease"));
         Event(() => Revocation, e => Existing(e, m => m.LeaseId, "revocation of an unknown lease"));
+        Event(() => WaitingRejection, e => Existing(e, m => m.LeaseId, "rejection of an unknown waiting lease"));
         Schedule(() => AllocationTimeout, x => x.AllocationTimeoutToken, s => s.Received = e => e.CorrelateById(m => m.Message.LeaseId));
         OnUnhandledEvent(c =>
         {
@@ -134,7 +135,12 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                     _logger.LogInformation("Lease {LeaseId} released before it was granted; it ends once granted", c.Saga.CorrelationId);
                 }),
             // Out of line by its state; a worker already trusting for it goes idle for the instance when it arrives.
-            GiveUp(When(AllocationTimeout.Received)));
+            GiveUp(When(AllocationTimeout.Received)),
+            // Its pool was removed: a lease still in line ends now; one whose worker is already trusting is granted as usual.
+            When(WaitingRejection, c => c.Saga.WorkerId is null)
+                .Unschedule(AllocationTimeout)
+                .ThenAsync(c => Reject(c, c.Message.Reason, c.Message.Detail))
+                .TransitionTo(Rejected));
 
         During(Granted,
             When(Release, c => c.Message.InstanceId == c.Saga.InstanceId)
@@ -192,6 +198,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
     public Event<LeaseQueued> Queued { get; private set; } = null!;
     public Event<WorkerLeased> WorkerGranted { get; private set; } = null!;
     public Event<RevokeLease> Revocation { get; private set; } = null!;
+    public Event<RejectWaitingLease> WaitingRejection { get; private set; } = null!;
 
     public Schedule<LeaseState, LeaseAllocationTimedOut> AllocationTimeout { get; private set; } = null!;
 

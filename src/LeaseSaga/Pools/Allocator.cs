@@ -1,6 +1,7 @@
 using System.Data.Common;
 using System.Security.Cryptography;
 using System.Text;
+using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.Infrastructure.Telemetry;
 using DynamicWorkers.LeaseSaga.Configuration;
@@ -67,6 +68,15 @@ public sealed class Allocator(
             await transaction.CommitAsync(cancellationToken);
         }
     }
+
+    /// <summary>Why a removed pool's waiting leases are rejected and its free workers deleted.</summary>
+    public static string RemovedPoolDetail(string pool) => $"pool '{pool}' was removed from configuration (Pools:{pool})";
+
+    /// <summary>
+    /// A pool with a row but no longer in configuration drains: no new worker starts, its line is rejected and its
+    /// workers are deleted as soon as they are free. Its row stays, so a pool that comes back keeps its size.
+    /// </summary>
+    public bool IsDraining(string pool) => !pools.CurrentValue.Pools.ContainsKey(pool);
 
     public PoolOptions Definition(string pool)
         => pools.CurrentValue.Pools.TryGetValue(pool, out var definition)
@@ -305,6 +315,13 @@ public sealed class Allocator(
             return false;
         }
 
+        if (IsDraining(worker.Pool))
+        {
+            (worker.LastLeaseId, worker.CurrentLeaseId, worker.LeaseExpiresAt, worker.LastLeaseEndedAt) = (leaseId, null, null, clock.GetUtcNow());
+            await ReapAsync(context, worker, ReapReasons.Idle, RemovedPoolDetail(worker.Pool));
+            return true;
+        }
+
         var limits = await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken);
         var now = clock.GetUtcNow();
         worker.CurrentState = WorkerStates.Idle;
@@ -359,7 +376,11 @@ public sealed class Allocator(
 
         lease.WorkerId = null;
         lease.Version++;
-        if (await ClaimReadyAsync(lease.Pool, cancellationToken) is { } ready)
+        if (IsDraining(lease.Pool))
+        {
+            await context.Publish(new RejectWaitingLease(leaseId, LeaseRejectionReasons.UnknownPool, RemovedPoolDetail(lease.Pool)));
+        }
+        else if (await ClaimReadyAsync(lease.Pool, cancellationToken) is { } ready)
         {
             await AssignAsync(context, ready, lease);
         }
@@ -378,6 +399,12 @@ public sealed class Allocator(
     public async Task RebalanceAsync(ConsumeContext context, PoolState pool, LeaseState? unsavedLease = null, WorkerState? readyWorker = null)
     {
         var cancellationToken = context.CancellationToken;
+        if (IsDraining(pool.Name))
+        {
+            await DrainAsync(context, pool, readyWorker);
+            return;
+        }
+
         var (waiting, spare, live, idle, _) = await CountAsync(pool.Name, cancellationToken);
         waiting += unsavedLease is { WorkerId: null } ? 1 : 0;
         while (waiting > 0 && await ClaimReadyAsync(pool.Name, cancellationToken) is { } ready)
@@ -446,6 +473,50 @@ public sealed class Allocator(
         }
 
         logger.LogInformation("Pool {Pool}: starting {Count} worker(s), {Live} live of {MaxWorkers}", pool.Name, count, live + count, pool.MaxWorkers);
+    }
+
+    /// <summary>
+    /// A removed pool instead of a rebalance: its waiting leases are told to end rejected, its hot and idle workers (and
+    /// one turning ready now) are deleted, and nothing starts. Leased and trusting workers are deleted when their lease
+    /// ends, provisioning ones once they report. Reason <c>idle</c>: like a surplus hot worker, each has nothing left to do.
+    /// </summary>
+    async Task DrainAsync(ConsumeContext context, PoolState pool, WorkerState? readyWorker)
+    {
+        var cancellationToken = context.CancellationToken;
+        var detail = RemovedPoolDetail(pool.Name);
+        var waiting = await db.Set<LeaseState>().AsNoTracking()
+            .Where(l => l.Pool == pool.Name && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null)
+            .Select(l => l.CorrelationId).ToListAsync(cancellationToken);
+        foreach (var leaseId in waiting)
+        {
+            await context.Publish(new RejectWaitingLease(leaseId, LeaseRejectionReasons.UnknownPool, detail));
+        }
+
+        var reaped = 0;
+        if (readyWorker is { CurrentState: WorkerStates.Ready })
+        {
+            await ReapAsync(context, readyWorker, ReapReasons.Idle, detail);
+            reaped++;
+        }
+
+        while (await ClaimReadyAsync(pool.Name, cancellationToken) is { } hot)
+        {
+            await ReapAsync(context, hot, ReapReasons.Idle, detail);
+            reaped++;
+        }
+
+        while (await ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} """, """ "LastLeaseEndedAt" """,
+                   cancellationToken, pool.Name, WorkerStates.Idle) is { } idle)
+        {
+            await ReapAsync(context, idle, ReapReasons.Idle, detail);
+            reaped++;
+        }
+
+        if (waiting.Count > 0 || reaped > 0)
+        {
+            logger.LogInformation("Pool {Pool} is not configured: draining ({Waiting} waiting lease(s) rejected, {Reaped} free worker(s) deleted)",
+                pool.Name, waiting.Count, reaped);
+        }
     }
 
     /// <summary>

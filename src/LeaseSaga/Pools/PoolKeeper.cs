@@ -1,21 +1,35 @@
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.LeaseSaga.Configuration;
+using DynamicWorkers.LeaseSaga.Persistence;
 using MassTransit;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
 
 namespace DynamicWorkers.LeaseSaga.Pools;
 
 /// <summary>
-/// Commands about a pool as a whole: open it at start-up, resize it, end its backoff. Each locks the pool's row,
-/// changes it and tops the pool up (or retires surplus hot workers) in one transaction.
+/// Commands about a pool as a whole: open it at start-up or when configuration adds it, drain it when configuration
+/// removes it, resize it, end its backoff. Each locks the pool's row, changes it and tops the pool up (or retires
+/// surplus hot workers) in one transaction.
 /// </summary>
-public sealed class PoolKeeper(Allocator allocator, TimeProvider clock, ILogger<PoolKeeper> logger) :
+public sealed class PoolKeeper(Allocator allocator, DynamicWorkersDbContext db, TimeProvider clock, ILogger<PoolKeeper> logger) :
     IConsumer<ReconcilePool>,
     IConsumer<SetPoolSize>,
     IConsumer<PoolBackoffEnded>
 {
-    public Task Consume(ConsumeContext<ReconcilePool> context) => RebalanceAsync(context, context.Message.Pool, _ => { });
+    public async Task Consume(ConsumeContext<ReconcilePool> context)
+    {
+        var name = context.Message.Pool.ToLowerInvariant();
+        // Added and removed again before it was ever opened: there is nothing to open or drain.
+        if (allocator.IsDraining(name) && !await db.Set<PoolState>().AnyAsync(p => p.Name == name, context.CancellationToken))
+        {
+            logger.LogInformation("Pool {Pool} is neither configured nor opened: nothing to reconcile", name);
+            return;
+        }
+
+        await RebalanceAsync(context, name, _ => { });
+    }
 
     public Task Consume(ConsumeContext<SetPoolSize> context)
     {

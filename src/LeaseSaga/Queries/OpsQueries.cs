@@ -36,7 +36,9 @@ public sealed class OpsQueries(DynamicWorkersDbContext db, IOptionsMonitor<Pools
 
     public async Task<IReadOnlyList<PoolSummary>> PoolsAsync(string? pool, CancellationToken cancellationToken)
     {
-        var names = pools.CurrentValue.Pools.Keys
+        // Read once: a reload in between must not drop a pool from under the loop below. A removed pool is not listed.
+        var configured = pools.CurrentValue.Pools;
+        var names = configured.Keys
             .Where(p => pool is null || string.Equals(p, pool, StringComparison.OrdinalIgnoreCase))
             .Select(p => p.ToLowerInvariant())
             .ToList();
@@ -54,7 +56,7 @@ public sealed class OpsQueries(DynamicWorkersDbContext db, IOptionsMonitor<Pools
 
         return names.Order().Select(name =>
         {
-            var definition = pools.CurrentValue.Pools[name];
+            var definition = configured[name];
             var state = saved.FirstOrDefault(p => p.Name == name);
             return new PoolSummary(
                 name,

@@ -192,14 +192,15 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         e.OnMissingInstance(m => m.Discard());
     }
 
-    /// <summary>Provisioned: it takes the lease that has waited longest, if any, else it is a hot worker unless the pool now has too many.</summary>
+    /// <summary>Provisioned: it takes the lease that has waited longest, if any, else it is a hot worker unless the pool now has too many or was removed.</summary>
     async Task BecomeReady(BehaviorContext<WorkerState, WorkerProvisioned> c)
     {
         var allocator = c.GetServiceOrCreateInstance<Allocator>();
         var pool = await allocator.LockPoolAsync(c.Saga.Pool, c.CancellationToken);
         pool.ConsecutiveFailures = 0;
         c.Saga.CurrentState = WorkerStates.Ready;
-        if (await allocator.ClaimWaitingAsync(c.Saga.Pool, c.CancellationToken) is { } lease)
+        // A removed pool's line is being rejected: the worker serves none of it and the rebalance deletes it.
+        if (!allocator.IsDraining(c.Saga.Pool) && await allocator.ClaimWaitingAsync(c.Saga.Pool, c.CancellationToken) is { } lease)
         {
             await allocator.AssignAsync(c, c.Saga, lease);
         }
