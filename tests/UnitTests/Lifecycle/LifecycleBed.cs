@@ -69,7 +69,7 @@ public sealed class LifecycleBed : IAsyncDisposable
             builder.Logging.AddFilter<LogCapture>(null, LogLevel.Information);
         }
 
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        Settings = new ReloadableSettings(new Dictionary<string, string?>
         {
             ["Database:Provider"] = "Sqlite",
             ["ConnectionStrings:Default"] = $"Data Source={_file}",
@@ -81,6 +81,7 @@ public sealed class LifecycleBed : IAsyncDisposable
             [$"Pools:{Pool}:MaxLeasesPerInstance"] = maxLeasesPerInstance.ToString(),
             [$"Pools:{Pool}:MaxWaitingPerInstance"] = maxWaitingPerInstance.ToString(),
         });
+        ((IConfigurationBuilder)builder.Configuration).Add(Settings);
         builder.Services.AddSingleton(Clock);
         builder.Services.AddSingleton<TimeProvider>(Clock);
         builder.Services.AddSingleton(Cloud);
@@ -119,6 +120,33 @@ public sealed class LifecycleBed : IAsyncDisposable
     }
 
     public IBus Bus => _host.Services.GetRequiredService<IBus>();
+
+    /// <summary>The bed's configuration, changed at run time as a reloaded appsettings.json would be.</summary>
+    public ReloadableSettings Settings { get; private set; } = null!;
+
+    /// <summary>Adds a pool to the configuration while the services run.</summary>
+    public void AddPool(string pool, int hotTarget, int maxWorkers)
+        => Settings.Change(data =>
+        {
+            data[$"Pools:{pool}:HotTarget"] = hotTarget.ToString();
+            data[$"Pools:{pool}:MaxWorkers"] = maxWorkers.ToString();
+            data[$"Pools:{pool}:Image"] = "test-image";
+            data[$"Pools:{pool}:AllocationTimeout"] = "00:05:00";
+        });
+
+    /// <summary>Removes a pool from the configuration while the services run.</summary>
+    public void RemovePool(string pool)
+        => Settings.Change(data =>
+        {
+            foreach (var key in data.Keys.Where(k => k.StartsWith($"Pools:{pool}:", StringComparison.OrdinalIgnoreCase)).ToList())
+            {
+                data.Remove(key);
+            }
+        });
+
+    /// <summary>Whether any message so far failed (even once, before a retry): a fault would end in an <c>_error</c> queue.</summary>
+    public bool AnyMessageFailed()
+        => Harness.Consumed.Select(x => x.Exception is not null).Any() || Harness.Published.Select<Fault>().Any();
 
     public IServiceProvider Services => _host.Services;
 
@@ -262,5 +290,25 @@ public sealed class LifecycleBed : IAsyncDisposable
         {
             File.Delete(file);
         }
+    }
+}
+
+/// <summary>An in-memory configuration source that can change and announce a reload, as a file source with reloadOnChange does.</summary>
+public sealed class ReloadableSettings : ConfigurationProvider, IConfigurationSource
+{
+    public ReloadableSettings(IDictionary<string, string?> initial)
+    {
+        foreach (var (key, value) in initial)
+        {
+            Data[key] = value;
+        }
+    }
+
+    public IConfigurationProvider Build(IConfigurationBuilder builder) => this;
+
+    public void Change(Action<IDictionary<string, string?>> change)
+    {
+        change(Data);
+        OnReload();
     }
 }
