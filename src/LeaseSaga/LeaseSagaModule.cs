@@ -42,6 +42,7 @@ public static class LeaseSagaModule
         services.AddSingleton<IValidateOptions<PoolsOptions>, PoolsOptionsValidator>();
         // A bare Configure registers no change source: without it a reloaded configuration would never reach the pools.
         services.AddSingleton<IOptionsChangeTokenSource<PoolsOptions>>(new ConfigurationChangeTokenSource<PoolsOptions>(configuration.GetSection(PoolsOptions.Section)));
+        services.AddSingleton<IOptionsMonitor<PoolsOptions>, LastValidPoolsMonitor>();
         services.AddValidatedOptions<LifecycleOptions>(configuration.GetSection(LifecycleOptions.Section));
         services.AddValidatedOptions<RetentionOptions>(configuration.GetSection(RetentionOptions.Section));
         return services;

@@ -161,6 +161,26 @@ public sealed class PoolConfigurationTests
         Assert.False(bed.AnyMessageFailed());
     }
 
+    [Fact]
+    public async Task A_reloaded_configuration_that_fails_validation_is_ignored_and_the_pools_stay_as_they_were()
+    {
+        await using var bed = await StartAsync(hotTarget: 1);
+        await UntilWorkersOfAsync(bed, Pool, WorkerStates.Ready, 1);
+
+        // No pool left: invalid ("at least one pool must be configured").
+        bed.RemovePool(Pool);
+
+        Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        await UntilWorkersOfAsync(bed, Pool, WorkerStates.Ready, 1);
+        Assert.Contains(Pool, await ListedPoolsAsync(bed));
+        Assert.False(bed.AnyMessageFailed());
+
+        // The next valid reload applies.
+        bed.AddPool(Extra, hotTarget: 1, maxWorkers: 2);
+        await UntilWorkersOfAsync(bed, Extra, WorkerStates.Ready, 1);
+        Assert.DoesNotContain(Pool, await ListedPoolsAsync(bed));
+    }
+
     static Task UntilWorkersOfAsync(LifecycleBed bed, string pool, string state, int count)
         => Until(async () => (await bed.WorkersAsync()).Count(w => w.Pool == pool && w.CurrentState == state) == count, $"{count} worker(s) of {pool} {state}");
 
