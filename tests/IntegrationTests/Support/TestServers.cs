@@ -69,6 +69,16 @@ public sealed class RabbitMqTestVirtualHost : IAsyncLifetime
             : 0;
     }
 
+    /// <summary>Every <c>_error</c> queue of the virtual host and its messages (ready plus unacknowledged), from the management API.</summary>
+    public async Task<IReadOnlyDictionary<string, long>> ErrorQueuesAsync()
+    {
+        using var json = System.Text.Json.JsonDocument.Parse(await _http.GetStringAsync($"/api/queues/{Uri.EscapeDataString(Name)}?columns=name,messages"));
+        return json.RootElement.EnumerateArray()
+            .Select(q => (Name: q.GetProperty("name").GetString()!, Messages: q.TryGetProperty("messages", out var m) && m.ValueKind == System.Text.Json.JsonValueKind.Number ? m.GetInt64() : 0))
+            .Where(q => q.Name.EndsWith("_error", StringComparison.Ordinal))
+            .ToDictionary(q => q.Name, q => q.Messages);
+    }
+
     /// <summary>Empties a queue (what a test left in an error queue on purpose must not count against the next test).</summary>
     public async Task PurgeAsync(string queue)
         => (await _http.DeleteAsync($"/api/queues/{Uri.EscapeDataString(Name)}/{Uri.EscapeDataString(queue)}/contents")).EnsureSuccessStatusCode();
