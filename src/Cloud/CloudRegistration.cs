@@ -38,7 +38,10 @@ public static class CloudRegistration
     /// validated at start. The simulated cloud keeps its VMs in the shared database (<c>Database:Provider</c>,
     /// <c>ConnectionStrings:Default</c>) and creates its tables at start, beside whatever else the database holds.
     /// </summary>
-    public static IServiceCollection AddWorkerCloud(this IServiceCollection services, IConfiguration configuration)
+    /// <param name="gatesReadiness">
+    /// false for a host that only reads VM health (the lease service): it works on while ARM is away, so ARM stays out of its <c>/readyz</c>
+    /// </param>
+    public static IServiceCollection AddWorkerCloud(this IServiceCollection services, IConfiguration configuration, bool gatesReadiness = true)
     {
         var provider = configuration.GetSection(CloudOptions.Section).GetValidated<CloudOptions>().Provider;
         if (provider == CloudProvider.Azure)
@@ -49,9 +52,13 @@ public static class CloudRegistration
             services.AddSingleton(sp => new CloudLimits(sp.GetRequiredService<IOptions<AzureCloudOptions>>().Value.MaxConcurrentCreates));
             services.AddSingleton<IWorkerCloud, AzureWorkerCloud>();
             services.TryAddSingleton(TimeProvider.System);
-            // A singleton, so the check's 30-second memory survives between probes.
-            services.AddSingleton<AzureHealthCheck>();
-            services.AddHealthChecks().AddCheck<AzureHealthCheck>("azure", tags: [HttpSurface.ReadyTag], timeout: TimeSpan.FromSeconds(15));
+            if (gatesReadiness)
+            {
+                // A singleton, so the check's 30-second memory survives between probes.
+                services.AddSingleton<AzureHealthCheck>();
+                services.AddHealthChecks().AddCheck<AzureHealthCheck>("azure", tags: [HttpSurface.ReadyTag], timeout: TimeSpan.FromSeconds(15));
+            }
+
             return services;
         }
 

@@ -18,6 +18,21 @@ public interface IWorkerCloud
 
     /// <summary>Every VM this service created that still exists (the reaper's sweep compares it with the live workers).</summary>
     Task<IReadOnlyList<CloudVm>> ListAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Whether the worker's VM runs now (read before an idle worker is handed out again). A VM that is gone counts as
+    /// <see cref="VmHealth.NotRunning"/>; a cloud that cannot tell (a transient error, a timeout) throws.
+    /// </summary>
+    Task<VmHealth> CheckAsync(Guid workerId, CancellationToken cancellationToken);
+}
+
+/// <summary>What the cloud says of a VM's health.</summary>
+public enum VmHealth
+{
+    Running,
+
+    /// <summary>Stopped, deallocated, failed or gone: a worker on it can serve no lease.</summary>
+    NotRunning,
 }
 
 /// <summary>What to create: the pool's image and VM size.</summary>

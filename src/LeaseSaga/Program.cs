@@ -1,3 +1,4 @@
+using DynamicWorkers.Cloud;
 using DynamicWorkers.Infrastructure.Hosting;
 using DynamicWorkers.Infrastructure.Messaging;
 using DynamicWorkers.LeaseSaga;
@@ -8,5 +9,7 @@ using DynamicWorkers.LeaseSaga.Http;
 return await HostRunner.RunAsync("lease-saga", args, builder =>
 {
     builder.Services.AddLeaseSagaServices(builder.Configuration);
+    // Only to read whether an idle worker's VM still runs before it is leased again.
+    builder.Services.AddWorkerCloud(builder.Configuration, gatesReadiness: false);
     builder.Services.AddDynamicWorkersBus(builder.Configuration, bus => bus.AddLeaseSagaEndpoints(), hostScheduler: true);
 }, app => app.MapLeaseSagaHttp());

@@ -18,7 +18,7 @@ public sealed record RecordedRequest(DateTimeOffset At, string Method, string Pa
 
 /// <summary>
 /// Just enough Azure Resource Manager for the Azure adapter, over HTTPS on 127.0.0.1 with a self-signed
-/// certificate made at start: VM PUT/PATCH/GET/DELETE/list with async operations, Run Command, NIC GET,
+/// certificate made at start: VM PUT/PATCH/GET/DELETE/list with async operations, the instance view, Run Command, NIC GET,
 /// resource group GET, the generic resource list with ARM's tag filter, and a token endpoint for the test credential. Paths match case-insensitively, as ARM
 /// does. It records every request and takes faults (<see cref="Faults"/>). Start it in-process, or as its own
 /// process (<c>Program.cs</c>).
@@ -161,6 +161,11 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
             };
         }
 
+        if (InstanceViewPath().Match(path) is { Success: true } view && method == "GET")
+        {
+            return State.GetInstanceView(view.Groups["sub"].Value, view.Groups["rg"].Value, view.Groups["name"].Value);
+        }
+
         if (VmListPath().Match(path) is { Success: true } list && method == "GET")
         {
             return State.ListVms(list.Groups["sub"].Value, list.Groups["rg"].Value);
@@ -231,6 +236,9 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
 
     [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.compute/virtualmachines/(?<name>[^/]+)/runcommand$", RegexOptions.IgnoreCase)]
     private static partial Regex RunCommandPath();
+
+    [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.compute/virtualmachines/(?<name>[^/]+)/instanceview$", RegexOptions.IgnoreCase)]
+    private static partial Regex InstanceViewPath();
 
     [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.network/networkinterfaces/(?<name>[^/]+)$", RegexOptions.IgnoreCase)]
     private static partial Regex NicPath();

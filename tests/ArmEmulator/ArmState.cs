@@ -27,7 +27,11 @@ public sealed class EmulatedVm
     public required string? NicDeleteOption { get; init; }
     public required string? OsDiskDeleteOption { get; init; }
     public string ProvisioningState { get; set; } = "Creating";
+
+    /// <summary>The power state the instance view reports once provisioned (<c>running</c>, <c>stopped</c>, <c>deallocated</c>…).</summary>
+    public string PowerState { get; set; } = ArmState.Running;
     public bool Deleted { get; set; }
+    public string? FailureCode { get; set; }
     public List<string> TrustedThumbprints { get; } = [];
     public string VmId { get; } = Guid.NewGuid().ToString();
 
@@ -46,6 +50,8 @@ public sealed record RunCommandRecord(string VmName, Guid? WorkerId, string Comm
 public sealed partial class ArmState(EmulatorFaults faults)
 {
     const string ComputeApiVersion = "2023-07-01";
+
+    public const string Running = "running";
 
     readonly object _gate = new();
     readonly Dictionary<string, EmulatedVm> _vms = new(StringComparer.OrdinalIgnoreCase);
@@ -160,6 +166,40 @@ public sealed partial class ArmState(EmulatorFaults faults)
             return _vms.TryGetValue(Key(subscription, resourceGroup, name), out var vm)
                 ? new ArmResponse(200, VmJson(vm))
                 : NotFound("Microsoft.Compute/virtualMachines", name, resourceGroup);
+        }
+    }
+
+    /// <summary>The VM's instance view: its provisioning state and, once provisioned, its power state.</summary>
+    public ArmResponse GetInstanceView(string subscription, string resourceGroup, string name)
+    {
+        lock (_gate)
+        {
+            Settle();
+            if (!_vms.TryGetValue(Key(subscription, resourceGroup, name), out var vm))
+            {
+                return NotFound("Microsoft.Compute/virtualMachines", name, resourceGroup);
+            }
+
+            var provisioning = vm.ProvisioningState == "Failed"
+                ? $"ProvisioningState/failed/{vm.FailureCode ?? "InternalError"}"
+                : $"ProvisioningState/{vm.ProvisioningState.ToLowerInvariant()}";
+            var statuses = new JsonArray(new JsonObject { ["code"] = provisioning, ["level"] = "Info", ["displayStatus"] = vm.ProvisioningState });
+            if (vm.ProvisioningState is "Succeeded" or "Deleting")
+            {
+                statuses.Add(new JsonObject { ["code"] = $"PowerState/{vm.PowerState}", ["level"] = "Info", ["displayStatus"] = $"VM {vm.PowerState}" });
+            }
+
+            return new ArmResponse(200, new JsonObject { ["computerName"] = vm.Name, ["statuses"] = statuses });
+        }
+    }
+
+    /// <summary>As if the VM was stopped, deallocated or crashed behind the service's back: its instance view reports <paramref name="powerState"/>.</summary>
+    public void SetPowerState(Guid workerId, string powerState)
+    {
+        lock (_gate)
+        {
+            Settle();
+            _vms.Values.Single(v => v.WorkerId == workerId).PowerState = powerState;
         }
     }
 
@@ -421,6 +461,7 @@ public sealed partial class ArmState(EmulatorFaults faults)
             {
                 case OperationKind.Create:
                     operation.Vm.ProvisioningState = operation.Status;
+                    operation.Vm.FailureCode = operation.FailureCode;
                     break;
                 case OperationKind.Delete:
                     operation.Vm.Deleted = true;

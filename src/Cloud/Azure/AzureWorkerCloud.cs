@@ -38,6 +38,9 @@ public sealed class AzureWorkerCloud : IWorkerCloud
     public const string NoPrivateAddress = "NoPrivateAddress";
     public const string AlreadyTrustsAnotherInstance = "AlreadyTrustsAnotherInstance";
 
+    /// <summary>The instance view's status of a VM that runs.</summary>
+    public const string RunningPowerState = "PowerState/running";
+
     readonly ArmClient _arm;
     readonly AzureCloudOptions _options;
     readonly ILogger<AzureWorkerCloud> _logger;
@@ -173,6 +176,44 @@ public sealed class AzureWorkerCloud : IWorkerCloud
 
         return vms;
     }
+
+    /// <summary>
+    /// One ARM read of the VM's instance view (counted against the subscription's read limit): running on
+    /// <c>PowerState/running</c>; not running when it is gone (404), failed to provision, or stopped or deallocated
+    /// (also while stopping or deallocating). Any other answer (no power state yet, starting) or an error throws.
+    /// </summary>
+    public async Task<VmHealth> CheckAsync(Guid workerId, CancellationToken cancellationToken)
+    {
+        var vm = _arm.GetVirtualMachineResource(VirtualMachineResource.CreateResourceIdentifier(_options.SubscriptionId, _options.ResourceGroup, VmName(workerId)));
+        VirtualMachineInstanceView view;
+        try
+        {
+            view = (await vm.InstanceViewAsync(cancellationToken)).Value;
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+            return VmHealth.NotRunning;
+        }
+
+        var codes = view.Statuses.Select(s => s.Code ?? "").ToList();
+        if (codes.Contains(RunningPowerState, StringComparer.OrdinalIgnoreCase))
+        {
+            return VmHealth.Running;
+        }
+
+        if (codes.Any(code => NotRunningPowerStates.Contains(code, StringComparer.OrdinalIgnoreCase)
+                              || code.StartsWith(FailedProvisioning, StringComparison.OrdinalIgnoreCase)))
+        {
+            return VmHealth.NotRunning;
+        }
+
+        throw new InvalidOperationException($"the VM of worker {workerId} reports no settled power state ({string.Join(", ", codes)})");
+    }
+
+    /// <summary>Azure adds the error code after it, e.g. <c>ProvisioningState/failed/AllocationFailed</c>.</summary>
+    const string FailedProvisioning = "ProvisioningState/failed";
+
+    static readonly string[] NotRunningPowerStates = ["PowerState/stopped", "PowerState/stopping", "PowerState/deallocated", "PowerState/deallocating"];
 
     /// <summary>
     /// Records on the VM, as tags, whom it trusts before the script runs, and refuses a VM already claimed by

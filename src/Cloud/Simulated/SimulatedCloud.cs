@@ -21,6 +21,9 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
     public const string VmDeleted = "VmDeleted";
 
     const string VmTable = "simulated_vms";
+    const string TrustTable = "simulated_vm_trusts";
+    const string SqlServerProvider = "Microsoft.EntityFrameworkCore.SqlServer";
+    const string PostgresProvider = "Npgsql.EntityFrameworkCore.PostgreSQL";
 
     readonly SemaphoreSlim _schemaLock = new(1, 1);
     volatile bool _schemaReady;
@@ -168,6 +171,25 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
         return vms.Select(ToCloudVm).ToList();
     }
 
+    /// <summary>Running only while the VM exists, finished starting and was not marked dead.</summary>
+    public async Task<VmHealth> CheckAsync(Guid workerId, CancellationToken cancellationToken)
+    {
+        await EnsureSchemaAsync(cancellationToken);
+        var vm = await FindAsync(workerId, cancellationToken);
+        return vm is { ReadyAt: not null, DeletedAt: null, DeadAt: null } ? VmHealth.Running : VmHealth.NotRunning;
+    }
+
+    /// <summary>The VM stops running but stays (as a crashed or deallocated VM does) until it is deleted; false if there is none.</summary>
+    public async Task<bool> MarkDeadAsync(Guid workerId, CancellationToken cancellationToken)
+    {
+        await EnsureSchemaAsync(cancellationToken);
+        var now = DateTimeOffset.UtcNow;
+        await using var db = NewContext();
+        return await db.Vms
+            .Where(v => v.WorkerId == workerId && v.DeletedAt == null)
+            .ExecuteUpdateAsync(s => s.SetProperty(v => v.DeadAt, v => v.DeadAt ?? now), cancellationToken) == 1;
+    }
+
     /// <summary>
     /// Creates the two tables when missing. Not <c>EnsureCreated</c>: that does nothing once the database
     /// holds any table (the product's, Quartz's). Several processes may start at once on an empty
@@ -205,7 +227,8 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
                 }
             }
 
-            await AddTrustOutcomeColumnAsync(db, cancellationToken);
+            await AddColumnIfMissingAsync(db, TrustTable, nameof(SimulatedVmTrust.Outcome), _ => "varchar(100)", cancellationToken);
+            await AddColumnIfMissingAsync(db, VmTable, nameof(SimulatedVm.DeadAt), TimestampType, cancellationToken);
             _schemaReady = true;
         }
         finally
@@ -214,12 +237,16 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
         }
     }
 
-    /// <summary>A database made before trust attempts were logged (Standalone keeps its SQLite file) gets the outcome column.</summary>
-    static async Task AddTrustOutcomeColumnAsync(SimulatedCloudDbContext db, CancellationToken cancellationToken)
+    /// <summary>
+    /// A column a database made by an older version lacks (Standalone keeps its SQLite file): the trust log's outcome,
+    /// the VM's dead mark. Both are nullable, so rows already there need no value.
+    /// </summary>
+    static async Task AddColumnIfMissingAsync(SimulatedCloudDbContext db, string table, string column, Func<string, string> typeOf, CancellationToken cancellationToken)
     {
+        var probe = $"SELECT COUNT(*) AS \"Value\" FROM {table} WHERE \"{column}\" IS NULL AND 1 = 0";
         try
         {
-            await db.Database.SqlQueryRaw<int>("SELECT COUNT(*) AS \"Value\" FROM simulated_vm_trusts WHERE \"Outcome\" IS NULL AND 1 = 0").SingleAsync(cancellationToken);
+            await db.Database.SqlQueryRaw<int>(probe).SingleAsync(cancellationToken);
             return;
         }
         catch (Exception) when (!cancellationToken.IsCancellationRequested)
@@ -227,26 +254,33 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
             // The column is missing; any other failure shows again on the ALTER below.
         }
 
-        var sql = db.Database.ProviderName == "Microsoft.EntityFrameworkCore.SqlServer"
-            ? "ALTER TABLE simulated_vm_trusts ADD \"Outcome\" varchar(100) NULL"
-            : "ALTER TABLE simulated_vm_trusts ADD COLUMN \"Outcome\" varchar(100) NULL";
+        var provider = db.Database.ProviderName ?? "";
+        // Names and types are the constants above, never input.
+        var alter = $"ALTER TABLE {table} {(provider == SqlServerProvider ? "ADD" : "ADD COLUMN")} \"{column}\" {typeOf(provider)} NULL";
         try
         {
-            await db.Database.ExecuteSqlRawAsync(sql, cancellationToken);
+            await db.Database.ExecuteSqlRawAsync(alter, cancellationToken);
         }
         catch (Exception) when (!cancellationToken.IsCancellationRequested)
         {
             // Another process may have added it at the same moment; if not, the failure is real.
-            await db.Database.SqlQueryRaw<int>("SELECT COUNT(*) AS \"Value\" FROM simulated_vm_trusts WHERE \"Outcome\" IS NULL AND 1 = 0").SingleAsync(cancellationToken);
+            await db.Database.SqlQueryRaw<int>(probe).SingleAsync(cancellationToken);
         }
     }
+
+    static string TimestampType(string provider) => provider switch
+    {
+        SqlServerProvider => "datetimeoffset",
+        PostgresProvider => "timestamp with time zone",
+        _ => "TEXT",
+    };
 
     static async Task<bool> TableExistsAsync(SimulatedCloudDbContext db, CancellationToken cancellationToken)
     {
         var sql = db.Database.ProviderName switch
         {
             "Microsoft.EntityFrameworkCore.Sqlite" => $"SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name = '{VmTable}'",
-            "Npgsql.EntityFrameworkCore.PostgreSQL" => $"SELECT COUNT(*)::int AS \"Value\" FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '{VmTable}'",
+            PostgresProvider => $"SELECT COUNT(*)::int AS \"Value\" FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '{VmTable}'",
             _ => $"SELECT COUNT(*) AS [Value] FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = SCHEMA_NAME() AND TABLE_NAME = '{VmTable}'",
         };
         return await db.Database.SqlQueryRaw<int>(sql).SingleAsync(cancellationToken) > 0;

@@ -19,6 +19,9 @@ public sealed class SimulatedVm
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset? ReadyAt { get; set; }
     public DateTimeOffset? DeletedAt { get; set; }
+
+    /// <summary>When a test or an operator declared the VM dead (<see cref="SimulatedCloud.MarkDeadAsync"/>): it exists but no longer runs.</summary>
+    public DateTimeOffset? DeadAt { get; set; }
 }
 
 /// <summary>

@@ -128,6 +128,18 @@ public sealed class LifecycleOptions
     /// <summary>A worker whose VM is still not confirmed deleted after this has its delete asked for again (by the sweep).</summary>
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan DeprovisioningTimeout { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// An idle worker idle longer than this has its VM checked through the cloud before it is leased again (zero: every
+    /// time). Each check is one ARM read against the subscription's read limit, and a worker released minutes ago was
+    /// just in use.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "365.00:00:00")]
+    public TimeSpan HealthCheckAfterIdle { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>A health check not answered within this counts as unknown: the worker is leased anyway.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "00:05:00")]
+    public TimeSpan HealthCheckTimeout { get; set; } = TimeSpan.FromSeconds(5);
 }
 
 /// <summary>Section <c>Retention</c>: how long finished rows are kept.</summary>

@@ -1,3 +1,4 @@
+using DynamicWorkers.Cloud;
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.Infrastructure.Telemetry;
@@ -22,13 +23,19 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
     static readonly Uri TrustQueue = CloudQueues.Address(CloudQueues.TrustWorker);
 
     readonly IOptionsMonitor<PoolsOptions> _pools;
+    readonly IOptionsMonitor<LifecycleOptions> _lifecycle;
+    readonly IWorkerCloud _cloud;
     readonly TimeProvider _clock;
     readonly ILogger<LeaseStateMachine> _logger;
     readonly TurnAwayWarnings _turnAways;
 
-    public LeaseStateMachine(IOptionsMonitor<PoolsOptions> pools, TimeProvider clock, TurnAwayWarnings turnAways, ILogger<LeaseStateMachine> logger)
+    public LeaseStateMachine(
+        IOptionsMonitor<PoolsOptions> pools, IOptionsMonitor<LifecycleOptions> lifecycle, IWorkerCloud cloud, TimeProvider clock,
+        TurnAwayWarnings turnAways, ILogger<LeaseStateMachine> logger)
     {
         _pools = pools;
+        _lifecycle = lifecycle;
+        _cloud = cloud;
         _clock = clock;
         _turnAways = turnAways;
         _logger = logger;
@@ -279,8 +286,17 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             return;
         }
 
-        if (await allocator.ClaimIdleAsync(lease.Pool, lease.InstanceId, lease.ServerThumbprint, c.CancellationToken) is { } idle)
+        var reapedUnhealthy = false;
+        while (await allocator.ClaimIdleAsync(lease.Pool, lease.InstanceId, lease.ServerThumbprint, c.CancellationToken) is { } idle)
         {
+            if (await IsDeadAsync(idle, c.CancellationToken))
+            {
+                // The claim skips it from now on: the next idle worker of the instance is tried, then a hot one, then the line.
+                await allocator.ReapAsync(c, idle, ReapReasons.Unhealthy, "its VM is not running (checked before re-use)");
+                reapedUnhealthy = true;
+                continue;
+            }
+
             var expiresAt = await allocator.LeaseAsync(idle, lease.CorrelationId, c.CancellationToken);
             if (allocator.NeedsTimer(idle, _clock.GetUtcNow()))
             {
@@ -289,6 +305,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
 
             lease.Outcome = AllocationOutcome.Reused;
             await Grant(c, idle.CorrelationId, idle.Address!, idle.AgentThumbprint!, reused: true, expiresAt);
+            await ReconcileIfShortAsync(c, allocator, reapedUnhealthy);
             return;
         }
 
@@ -296,6 +313,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         if (share.Waiting >= definition.MaxWaitingPerInstance)
         {
             lease.Outcome = AllocationOutcome.InstanceAtMaxWaiting;
+            await ReconcileIfShortAsync(c, allocator, reapedUnhealthy);
             return;
         }
 
@@ -311,6 +329,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             }
 
             lease.Outcome = AllocationOutcome.LineFull;
+            await ReconcileIfShortAsync(c, allocator, reapedUnhealthy);
             return;
         }
 
@@ -330,6 +349,50 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         if (await allocator.MayNeedWorkersAsync(pool, lease, c.CancellationToken))
         {
             await c.Publish(new ReconcilePool(lease.Pool));
+        }
+    }
+
+    /// <summary>
+    /// Whether an idle worker's VM is known not to run. Only a worker idle longer than <c>Lifecycle:HealthCheckAfterIdle</c>
+    /// is checked, so a re-use soon after a release costs nothing more. A cloud that cannot tell in time leaves it
+    /// leased: an outage of the cloud's API must not delete every idle worker.
+    /// </summary>
+    async Task<bool> IsDeadAsync(WorkerState idle, CancellationToken cancellationToken)
+    {
+        var settings = _lifecycle.CurrentValue;
+        var idleFor = _clock.GetUtcNow() - (idle.LastLeaseEndedAt ?? idle.ProvisionedAt ?? idle.CreatedAt);
+        if (settings.HealthCheckAfterIdle > TimeSpan.Zero && idleFor <= settings.HealthCheckAfterIdle)
+        {
+            return false;
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(settings.HealthCheckTimeout);
+        try
+        {
+            var health = await _cloud.CheckAsync(idle.CorrelationId, timeout.Token);
+            if (health == VmHealth.NotRunning)
+            {
+                _logger.LogWarning("Worker {WorkerId} of {Pool} (instance {InstanceId}) is idle but its VM is not running; it is reaped instead of leased",
+                    idle.CorrelationId, idle.Pool, idle.TrustedInstanceId);
+            }
+
+            return health == VmHealth.NotRunning;
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            _logger.LogWarning(e, "Worker {WorkerId} of {Pool} (instance {InstanceId}): its VM's health is unknown (no answer within {Timeout}); leased anyway",
+                idle.CorrelationId, idle.Pool, idle.TrustedInstanceId, settings.HealthCheckTimeout);
+            return false;
+        }
+    }
+
+    /// <summary>A worker reaped as unhealthy no longer counts against <c>MaxWorkers</c>: the pool keeper fills the room if a waiting lease or the hot target needs it.</summary>
+    static async Task ReconcileIfShortAsync(BehaviorContext<LeaseState> c, Allocator allocator, bool reapedUnhealthy)
+    {
+        if (reapedUnhealthy && await allocator.MayNeedWorkersAsync(c.Saga.Pool, c.CancellationToken))
+        {
+            await c.Publish(new ReconcilePool(c.Saga.Pool));
         }
     }
 

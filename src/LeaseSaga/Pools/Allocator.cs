@@ -127,6 +127,14 @@ public sealed class Allocator(
     }
 
     /// <summary>
+    /// The same question without the pool's lock, for a decision that took no hot worker (a worker reaped before re-use):
+    /// the pool keeper asks it again under its own lock.
+    /// </summary>
+    public async Task<bool> MayNeedWorkersAsync(string pool, CancellationToken cancellationToken)
+        => await db.Set<PoolState>().AsNoTracking().SingleOrDefaultAsync(p => p.Name == pool, cancellationToken) is not { } stored
+           || await MayNeedWorkersAsync(stored, null, cancellationToken);
+
+    /// <summary>
     /// Leases in line that neither a spare worker nor the room left below <c>MaxWorkers</c> will serve, at most the idle
     /// workers there are: that many idle workers must go to make room. None while the pool is above its maximum (after
     /// <c>SetPoolSize</c> lowered it): retiring then would start no replacement.

@@ -72,4 +72,7 @@ public static class ReapReasons
     public const string MaxLease = "max_lease";
     public const string Failed = "failed";
     public const string InstanceRemoved = "instance_removed";
+
+    /// <summary>Its VM was found not running when the worker was about to be leased again.</summary>
+    public const string Unhealthy = "unhealthy";
 }

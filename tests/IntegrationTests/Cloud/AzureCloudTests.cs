@@ -418,6 +418,36 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         state);
 
     /// <summary>The ARM calls (not the token or state endpoints), in order.</summary>
+    [Fact]
+    public async Task Health_is_one_instance_view_read_running_until_the_vm_is_stopped_deallocated_or_gone()
+    {
+        var cloud = _emulator.CreateCloud(new Dictionary<string, string?> { ["Cloud:Azure:MaxRetries"] = "0" });
+        var workerId = Guid.NewGuid();
+        await cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None);
+        Server.ClearRequests();
+
+        Assert.Equal(VmHealth.Running, await cloud.CheckAsync(workerId, CancellationToken.None));
+        var read = Assert.Single(ArmRequests());
+        Assert.Equal("GET", read.Method);
+        Assert.EndsWith($"/virtualMachines/{AzureWorkerCloud.VmName(workerId)}/instanceView", read.Path, StringComparison.OrdinalIgnoreCase);
+
+        Server.State.SetPowerState(workerId, "stopped");
+        Assert.Equal(VmHealth.NotRunning, await cloud.CheckAsync(workerId, CancellationToken.None));
+        Server.State.SetPowerState(workerId, "deallocated");
+        Assert.Equal(VmHealth.NotRunning, await cloud.CheckAsync(workerId, CancellationToken.None));
+
+        // Neither running nor stopped: the caller cannot tell, so it is told so.
+        Server.State.SetPowerState(workerId, "starting");
+        await Assert.ThrowsAnyAsync<Exception>(() => cloud.CheckAsync(workerId, CancellationToken.None));
+        Server.State.SetPowerState(workerId, ArmState.Running);
+        Server.Faults.Inject("GET", "/instanceView", 503);
+        await Assert.ThrowsAnyAsync<Exception>(() => cloud.CheckAsync(workerId, CancellationToken.None));
+        Assert.Equal(VmHealth.Running, await cloud.CheckAsync(workerId, CancellationToken.None));
+
+        await cloud.DeleteAsync(workerId, CancellationToken.None);
+        Assert.Equal(VmHealth.NotRunning, await cloud.CheckAsync(workerId, CancellationToken.None));
+    }
+
     IReadOnlyList<RecordedRequest> ArmRequests(string? method = null)
         => Server.Requests.Where(r => !r.Path.StartsWith("/emulator/", StringComparison.OrdinalIgnoreCase) && (method is null || r.Method == method)).ToList();
 }

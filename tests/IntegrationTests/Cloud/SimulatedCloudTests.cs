@@ -186,6 +186,46 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_vm_marked_dead_by_one_process_is_not_running_for_another_and_a_deleted_or_unknown_one_neither()
+    {
+        var provisioner = NewCloud();
+        var leaseService = NewCloud();
+        var (dead, alive, deleted) = (Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid());
+        await Task.WhenAll(
+            provisioner.CreateAsync(dead, Spec, CancellationToken.None),
+            provisioner.CreateAsync(alive, Spec, CancellationToken.None),
+            provisioner.CreateAsync(deleted, Spec, CancellationToken.None));
+        Assert.Equal(VmHealth.Running, await leaseService.CheckAsync(dead, CancellationToken.None));
+
+        Assert.True(await NewCloud().MarkDeadAsync(dead, CancellationToken.None));
+        await provisioner.DeleteAsync(deleted, CancellationToken.None);
+
+        Assert.Equal(VmHealth.NotRunning, await leaseService.CheckAsync(dead, CancellationToken.None));
+        Assert.Equal(VmHealth.Running, await leaseService.CheckAsync(alive, CancellationToken.None));
+        Assert.Equal(VmHealth.NotRunning, await leaseService.CheckAsync(deleted, CancellationToken.None));
+        Assert.Equal(VmHealth.NotRunning, await leaseService.CheckAsync(Guid.NewGuid(), CancellationToken.None));
+        // Dead is not deleted: it is still listed, so the sweep and the checker still see a VM to delete.
+        Assert.Contains(dead, (await leaseService.ListAsync(CancellationToken.None)).Select(v => v.WorkerId));
+        Assert.False(await leaseService.MarkDeadAsync(deleted, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_vm_table_made_before_vms_could_die_gets_the_column()
+    {
+        var (settings, owner) = await NewDatabaseAsync();
+        await using var _ = owner;
+        var before = NewCloud(settings: settings);
+        var workerId = Guid.NewGuid();
+        await before.CreateAsync(workerId, Spec, CancellationToken.None);
+        await ExecuteAsync(settings, "ALTER TABLE simulated_vms DROP COLUMN \"DeadAt\"");
+        var cloud = NewCloud(settings: settings);
+
+        Assert.True(await cloud.MarkDeadAsync(workerId, CancellationToken.None));
+
+        Assert.Equal(VmHealth.NotRunning, await cloud.CheckAsync(workerId, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task Two_clouds_starting_at_once_on_a_database_without_their_tables_both_work()
     {
         var (settings, owner) = await NewDatabaseAsync();

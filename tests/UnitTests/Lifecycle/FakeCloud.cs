@@ -1,11 +1,15 @@
 using System.Collections.Concurrent;
+using DynamicWorkers.Cloud;
 using DynamicWorkers.Contracts.Internal;
 using MassTransit;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
 
-/// <summary>An instant cloud for the harness: answers at once, fails when told to, and remembers what it was asked.</summary>
-public sealed class FakeCloud
+/// <summary>
+/// An instant cloud for the harness: answers at once, fails when told to, and remembers what it was asked. The
+/// commands go through the fake consumers below; only the health read is called directly, as the lease service does.
+/// </summary>
+public sealed class FakeCloud : IWorkerCloud
 {
     public volatile bool FailProvisioning;
     public volatile bool FailTrust;
@@ -26,6 +30,30 @@ public sealed class FakeCloud
     public ConcurrentQueue<TrustWorker> Trusted { get; } = new();
     public ConcurrentQueue<DeprovisionWorker> Deprovisioned { get; } = new();
     public ConcurrentQueue<ProvisionWorker> Held { get; } = new();
+
+    /// <summary>Workers whose VM no longer runs; every other one runs.</summary>
+    public ConcurrentDictionary<Guid, bool> Dead { get; } = new();
+
+    /// <summary>Health reads fail (as in an ARM outage) while set.</summary>
+    public volatile bool HealthUnknown;
+
+    public ConcurrentQueue<Guid> HealthChecks { get; } = new();
+
+    public Task<VmHealth> CheckAsync(Guid workerId, CancellationToken cancellationToken)
+    {
+        HealthChecks.Enqueue(workerId);
+        return HealthUnknown
+            ? Task.FromException<VmHealth>(new TimeoutException("the fake cloud does not answer"))
+            : Task.FromResult(Dead.ContainsKey(workerId) ? VmHealth.NotRunning : VmHealth.Running);
+    }
+
+    public Task<CloudVm> CreateAsync(Guid workerId, VmSpec spec, CancellationToken cancellationToken) => throw new NotSupportedException("through FakeProvisionConsumer");
+
+    public Task<string> TrustAsync(Guid workerId, string instanceId, string thumbprint, CancellationToken cancellationToken) => throw new NotSupportedException("through FakeTrustConsumer");
+
+    public Task DeleteAsync(Guid workerId, CancellationToken cancellationToken) => throw new NotSupportedException("through FakeDeprovisionConsumer");
+
+    public Task<IReadOnlyList<CloudVm>> ListAsync(CancellationToken cancellationToken) => throw new NotSupportedException("the harness has no sweep");
 }
 
 public sealed class FakeProvisionConsumer(FakeCloud cloud, ManualClock clock) : IConsumer<ProvisionWorker>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using DynamicWorkers.Cloud;
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.Infrastructure.Configuration;
@@ -85,6 +86,7 @@ public sealed class LifecycleBed : IAsyncDisposable
         builder.Services.AddSingleton(Clock);
         builder.Services.AddSingleton<TimeProvider>(Clock);
         builder.Services.AddSingleton(Cloud);
+        builder.Services.AddSingleton<IWorkerCloud>(Cloud);
         builder.Services.AddSingleton(Drops);
         builder.Services.AddSingleton(Client);
         // The endpoints' sender filter needs it; the in-memory bus has no identities, so every sender is trusted.
