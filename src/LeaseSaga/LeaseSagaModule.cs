@@ -54,6 +54,7 @@ public static class LeaseSagaModule
         bus.AddConsumer<RemoveInstanceConsumer>();
         bus.AddConsumer<GetPoolStatusConsumer>();
         bus.AddConsumer<GetWorkersConsumer>();
+        bus.AddConsumer<GetLeasesConsumer>();
         bus.AddConsumer<SweepOverdueTimersConsumer>();
     }
 }
