@@ -26,6 +26,7 @@ public static class LeaseSagaModule
         services.AddScoped<OpsQueries>();
         services.AddScoped<Allocator>();
         services.AddSingleton<TurnAwayWarnings>();
+        services.AddSingleton<PoolHistory>();
         services.AddHostedService<PoolGauges>();
         services.AddHostedService<PoolReconciler>();
         services.AddHostedService<EndedLeasePurge>();

@@ -29,6 +29,7 @@ public static class LeaseSagaHttp
             => limit is < 1 or > OpsQueries.MaxLeases
                 ? Results.Problem($"limit must be between 1 and {OpsQueries.MaxLeases}", statusCode: StatusCodes.Status400BadRequest)
                 : Results.Ok(await queries.LeasesAsync(pool, instanceId, limit ?? 100, cancellationToken)));
+        api.MapGet("/history", (PoolHistory history, string? pool) => Results.Ok(history.Read(pool)));
         // Open even with Http:ApiToken set: the page holds no data, and its calls to /api carry the token.
         app.MapGet("/", () => Results.Content(Dashboard.Value, "text/html; charset=utf-8")).AllowAnonymous();
     }
