@@ -1,4 +1,3 @@
-using DynamicWorkers.Contracts;
 using DynamicWorkers.LeaseSaga.Queries;
 using Microsoft.Extensions.Time.Testing;
 
@@ -11,8 +10,8 @@ public sealed class PoolHistoryTests
 
     readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 1, 1, 12, 0, 0, TimeSpan.Zero));
 
-    static PoolSummary Level(int ready, int waiting)
-        => new(Pool, new Dictionary<string, int> { ["Ready"] = ready }, 2, 10, waiting, "image", []);
+    static (string, IReadOnlyDictionary<string, int>, int) Level(int ready, int waiting)
+        => (Pool, new Dictionary<string, int> { ["Ready"] = ready }, waiting);
 
     [Fact]
     public void Waits_are_bucketed_per_minute_and_path_with_their_median_and_95th_percentile()

@@ -49,7 +49,7 @@ public sealed class PoolGauges : BackgroundService
                 }
 
                 // The dashboard's level charts reuse this query rather than asking the database again.
-                _history.RecordLevels(pools);
+                _history.RecordLevels(pools.Select(p => (p.Pool, p.WorkersByState, p.WaitingLeases)));
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {

@@ -1,5 +1,3 @@
-using DynamicWorkers.Contracts;
-
 namespace DynamicWorkers.LeaseSaga.Queries;
 
 /// <summary>One sample of a pool's level: workers by state and leases waiting.</summary>
@@ -49,7 +47,7 @@ public sealed class PoolHistory(TimeProvider clock)
     }
 
     /// <summary>Keeps <paramref name="pools"/> as a sample when the last one is at least <see cref="SampleInterval"/> old.</summary>
-    public void RecordLevels(IReadOnlyList<PoolSummary> pools)
+    public void RecordLevels(IEnumerable<(string Pool, IReadOnlyDictionary<string, int> WorkersByState, int WaitingLeases)> pools)
     {
         var now = clock.GetUtcNow();
         lock (_lock)
