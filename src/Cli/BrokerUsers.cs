@@ -33,7 +33,7 @@ public static class BrokerUsers
     static readonly Permissions Everything = new(".*", ".*", ".*");
 
     /// <summary>The public messages an instance sends; everything else it publishes is refused by the broker.</summary>
-    static readonly string[] InstanceMessages = ["LeaseRequested", "LeaseReleased", "GetWorkers"];
+    static readonly string[] InstanceMessages = ["LeaseRequested", "LeaseReleased", "GetWorkers", "GetLeases"];
 
     public static string InstanceUser(string instanceId) => InstancePrefix + instanceId;
 

@@ -4,7 +4,7 @@ using DynamicWorkers.Contracts;
 
 namespace DynamicWorkers.Cli;
 
-/// <summary><c>dw pool status|set-size</c>, <c>dw workers</c>, <c>dw instance set-lifecycle|remove</c>: what an operator does.</summary>
+/// <summary><c>dw pool status|set-size</c>, <c>dw workers</c>, <c>dw leases</c>, <c>dw instance set-lifecycle|remove</c>: what an operator does.</summary>
 public static class OpsCommands
 {
     /// <summary>The service's own bound on lifecycle limits.</summary>
@@ -136,6 +136,37 @@ public static class OpsCommands
             return ExitCodes.Success;
         }));
         return command;
+    }
+
+    public static Command Leases()
+    {
+        var pool = new Option<string?>("--pool") { Description = "Only leases of this pool" };
+        var instance = new Option<string?>("--instance") { Description = "Only leases of this instance (an instance user must give its own)" };
+        var command = new Command("leases", "List leases, open first, then the most recently ended: state, worker, how it was served") { pool, instance };
+        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken, async (client, output, _, ct) =>
+        {
+            var list = await client.GetLeasesAsync(parse.GetValue(pool), parse.GetValue(instance), ct);
+            if (output.Json)
+            {
+                output.WriteJson(list);
+            }
+            else
+            {
+                output.WriteTable(
+                    ["lease", "instance", "pool", "state", "worker", "path", "received", "ended", "reason"],
+                    list.Leases.Select(l => (IReadOnlyList<string>)
+                    [
+                        l.LeaseId.ToString(), l.InstanceId, l.Pool, l.State, l.WorkerId?.ToString() ?? "-", Path(l),
+                        l.ReceivedAt.ToString("u"), l.EndedAt?.ToString("u") ?? "-", l.Reason ?? "-",
+                    ]));
+            }
+
+            return ExitCodes.Success;
+        }));
+        return command;
+
+        // The same three paths as the dw_lease_wait_seconds histogram's "path" tag.
+        static string Path(LeaseSummary lease) => lease.GrantedAt is null ? "-" : lease.Reused ? "reuse" : lease.Waited ? "cold" : "hot";
     }
 
     /// <summary><c>dw instance remove</c>: offboarding; the broker user, if any, is removed separately.</summary>

@@ -16,6 +16,7 @@ var root = new RootCommand($"""
 root.Subcommands.Add(LeaseCommands.Create());
 root.Subcommands.Add(OpsCommands.Pool());
 root.Subcommands.Add(OpsCommands.Workers());
+root.Subcommands.Add(OpsCommands.Leases());
 root.Subcommands.Add(OpsCommands.Instance());
 root.Subcommands.Add(BrokerCommands.Broker());
 

@@ -124,6 +124,10 @@ public sealed class DynamicWorkersClient : IAsyncDisposable
     public Task<WorkerList> GetWorkersAsync(string? pool = null, string? instanceId = null, CancellationToken cancellationToken = default)
         => QueryAsync<GetWorkers, WorkerList>(new GetWorkers(pool, instanceId), "the worker list", cancellationToken);
 
+    /// <summary>Leases (open first, then the most recently ended), optionally of one pool and/or one instance.</summary>
+    public Task<LeaseList> GetLeasesAsync(string? pool = null, string? instanceId = null, CancellationToken cancellationToken = default)
+        => QueryAsync<GetLeases, LeaseList>(new GetLeases(pool, instanceId), "the lease list", cancellationToken);
+
     /// <summary>Publishes a new size for a pool. The service applies it at once; an invalid one is refused there (see its <c>_error</c> queue).</summary>
     public Task SetPoolSizeAsync(string pool, int hotTarget, int maxWorkers, CancellationToken cancellationToken = default)
         => _bus.Publish(new SetPoolSize(pool, hotTarget, maxWorkers), cancellationToken);

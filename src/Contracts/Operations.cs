@@ -60,3 +60,28 @@ public sealed record WorkerSummary(
     DateTimeOffset ProvisionedAt,
     DateTimeOffset? LastLeaseEndedAt,
     int LeaseCount);
+
+/// <summary>
+/// Lists leases, optionally of one pool and/or one instance: open ones first, then the most recently ended. Answered with
+/// <see cref="LeaseList"/>; an instance may list only its own.
+/// </summary>
+[MessageUrn("DynamicWorkers.Contracts:GetLeases")]
+public sealed record GetLeases(string? Pool, string? InstanceId);
+
+[MessageUrn("DynamicWorkers.Contracts:LeaseList")]
+public sealed record LeaseList(IReadOnlyList<LeaseSummary> Leases);
+
+public sealed record LeaseSummary(
+    Guid LeaseId,
+    string InstanceId,
+    string Pool,
+    string State,
+    string? TaskId,
+    DateTimeOffset ReceivedAt,
+    bool Waited,
+    Guid? WorkerId,
+    bool Reused,
+    DateTimeOffset? GrantedAt,
+    DateTimeOffset? ExpiresAt,
+    DateTimeOffset? EndedAt,
+    string? Reason);

@@ -26,6 +26,7 @@ public static class LeaseSagaModule
         services.AddScoped<OpsQueries>();
         services.AddScoped<Allocator>();
         services.AddSingleton<TurnAwayWarnings>();
+        services.AddSingleton<PoolHistory>();
         services.AddHostedService<PoolGauges>();
         services.AddHostedService<PoolReconciler>();
         services.AddHostedService<EndedLeasePurge>();
@@ -57,6 +58,7 @@ public static class LeaseSagaModule
         bus.AddConsumer<RemoveInstanceConsumer>();
         bus.AddConsumer<GetPoolStatusConsumer>();
         bus.AddConsumer<GetWorkersConsumer>();
+        bus.AddConsumer<GetLeasesConsumer>();
         bus.AddConsumer<SweepOverdueTimersConsumer>();
     }
 }

@@ -21,6 +21,8 @@ public sealed class ContractTests
         { typeof(PoolStatus), "IReadOnlyList<PoolSummary> Pools" },
         { typeof(GetWorkers), "String? Pool, String? InstanceId" },
         { typeof(WorkerList), "IReadOnlyList<WorkerSummary> Workers" },
+        { typeof(GetLeases), "String? Pool, String? InstanceId" },
+        { typeof(LeaseList), "IReadOnlyList<LeaseSummary> Leases" },
     };
 
     [Theory]

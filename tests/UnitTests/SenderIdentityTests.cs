@@ -31,17 +31,20 @@ public sealed class SenderIdentityTests
     }
 
     [Fact]
-    public void An_instance_sends_only_its_own_requests_releases_and_worker_queries()
+    public void An_instance_sends_only_its_own_requests_releases_and_worker_and_lease_queries()
     {
         var a = Identity.Classify("instance-a");
         Assert.Null(SenderIdentity.Refusal(RequestOfA, a));
         Assert.Null(SenderIdentity.Refusal(new LeaseReleased(Guid.NewGuid(), "a"), a));
         Assert.Null(SenderIdentity.Refusal(new GetWorkers("pool", "a"), a));
+        Assert.Null(SenderIdentity.Refusal(new GetLeases(null, "a"), a));
 
         Assert.NotNull(SenderIdentity.Refusal(RequestOfA with { InstanceId = "b" }, a));
         Assert.NotNull(SenderIdentity.Refusal(new LeaseReleased(Guid.NewGuid(), "b"), a));
         Assert.NotNull(SenderIdentity.Refusal(new GetWorkers("pool", null), a));
         Assert.NotNull(SenderIdentity.Refusal(new GetWorkers(null, "b"), a));
+        Assert.NotNull(SenderIdentity.Refusal(new GetLeases("pool", null), a));
+        Assert.NotNull(SenderIdentity.Refusal(new GetLeases(null, "b"), a));
         Assert.NotNull(SenderIdentity.Refusal(new GetPoolStatus(null), a));
         Assert.NotNull(SenderIdentity.Refusal(new SetPoolSize("pool", 1, 2), a));
         Assert.NotNull(SenderIdentity.Refusal(new SetInstanceLifecycle("a", null, null, TimeSpan.FromTicks(1)), a));

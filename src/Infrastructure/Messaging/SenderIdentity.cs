@@ -13,7 +13,7 @@ public enum SenderKind
     /// <summary>May send the public contract's operator commands and queries, for any instance.</summary>
     Operator,
 
-    /// <summary>May send only its own lease requests, releases and worker queries.</summary>
+    /// <summary>May send only its own lease requests, releases, and worker and lease queries.</summary>
     Instance,
 
     /// <summary>No <c>user_id</c>, or a user that is none of the above: may send nothing.</summary>
@@ -108,6 +108,7 @@ public sealed class SenderIdentity
                 LeaseRequested m => Own(m.InstanceId, sender),
                 LeaseReleased m => Own(m.InstanceId, sender),
                 GetWorkers m => m.InstanceId is null ? $"an instance lists only its own workers: GetWorkers needs InstanceId '{sender.InstanceId}'" : Own(m.InstanceId, sender),
+                GetLeases m => m.InstanceId is null ? $"an instance lists only its own leases: GetLeases needs InstanceId '{sender.InstanceId}'" : Own(m.InstanceId, sender),
                 _ => $"{message.GetType().Name} is an operator command; {sender} may not send it",
             },
         };

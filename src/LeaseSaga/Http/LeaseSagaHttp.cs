@@ -10,8 +10,6 @@ namespace DynamicWorkers.LeaseSaga.Http;
 /// <summary>The lease-saga host's own HTTP: the read-only ops API and the live dashboard that polls it.</summary>
 public static class LeaseSagaHttp
 {
-    const int MaxLeases = 500;
-
     static readonly Lazy<string> Dashboard = new(() =>
     {
         using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("DynamicWorkers.LeaseSaga.Http.dashboard.html")
@@ -28,9 +26,10 @@ public static class LeaseSagaHttp
         api.MapGet("/workers", async (OpsQueries queries, string? pool, string? instanceId, CancellationToken cancellationToken)
             => Results.Ok(await queries.WorkersAsync(pool, instanceId, cancellationToken)));
         api.MapGet("/leases", async (OpsQueries queries, string? pool, string? instanceId, int? limit, CancellationToken cancellationToken)
-            => limit is < 1 or > MaxLeases
-                ? Results.Problem($"limit must be between 1 and {MaxLeases}", statusCode: StatusCodes.Status400BadRequest)
+            => limit is < 1 or > OpsQueries.MaxLeases
+                ? Results.Problem($"limit must be between 1 and {OpsQueries.MaxLeases}", statusCode: StatusCodes.Status400BadRequest)
                 : Results.Ok(await queries.LeasesAsync(pool, instanceId, limit ?? 100, cancellationToken)));
+        api.MapGet("/history", (PoolHistory history, string? pool) => Results.Ok(history.Read(pool)));
         // Open even with Http:ApiToken set: the page holds no data, and its calls to /api carry the token.
         app.MapGet("/", () => Results.Content(Dashboard.Value, "text/html; charset=utf-8")).AllowAnonymous();
     }

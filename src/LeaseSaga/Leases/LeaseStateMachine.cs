@@ -4,6 +4,7 @@ using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.Infrastructure.Telemetry;
 using DynamicWorkers.LeaseSaga.Configuration;
 using DynamicWorkers.LeaseSaga.Pools;
+using DynamicWorkers.LeaseSaga.Queries;
 using DynamicWorkers.LeaseSaga.Workers;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
@@ -28,16 +29,18 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
     readonly TimeProvider _clock;
     readonly ILogger<LeaseStateMachine> _logger;
     readonly TurnAwayWarnings _turnAways;
+    readonly PoolHistory _history;
 
     public LeaseStateMachine(
         IOptionsMonitor<PoolsOptions> pools, IOptionsMonitor<LifecycleOptions> lifecycle, IWorkerCloud cloud, TimeProvider clock,
-        TurnAwayWarnings turnAways, ILogger<LeaseStateMachine> logger)
+        TurnAwayWarnings turnAways, PoolHistory history, ILogger<LeaseStateMachine> logger)
     {
         _pools = pools;
         _lifecycle = lifecycle;
         _cloud = cloud;
         _clock = clock;
         _turnAways = turnAways;
+        _history = history;
         _logger = logger;
 
         InstanceState(x => x.CurrentState);
@@ -409,6 +412,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         lease.ExpiresAt = expiresAt;
         var path = lease.Reused ? "reuse" : lease.Waited ? "cold" : "hot";
         DwTelemetry.LeaseWait.Record((now - lease.ReceivedAt).TotalSeconds, new("pool", lease.Pool), new("path", path));
+        _history.RecordLeaseWait(lease.Pool, path, now - lease.ReceivedAt);
         _logger.LogInformation(
             "Lease {LeaseId} of {InstanceId} granted worker {WorkerId} ({Path}, {Wait:0.###} s)",
             lease.CorrelationId, lease.InstanceId, lease.WorkerId, path, (now - lease.ReceivedAt).TotalSeconds);

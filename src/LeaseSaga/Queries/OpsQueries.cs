@@ -9,28 +9,15 @@ using Microsoft.Extensions.Options;
 
 namespace DynamicWorkers.LeaseSaga.Queries;
 
-/// <summary>A lease as ops see it on <c>/api/leases</c> and the dashboard.</summary>
-public sealed record LeaseSummary(
-    Guid LeaseId,
-    string InstanceId,
-    string Pool,
-    string State,
-    string? TaskId,
-    DateTimeOffset ReceivedAt,
-    bool Waited,
-    Guid? WorkerId,
-    bool Reused,
-    DateTimeOffset? GrantedAt,
-    DateTimeOffset? ExpiresAt,
-    DateTimeOffset? EndedAt,
-    string? Reason);
-
 /// <summary>
 /// The read side every ops surface shares (the bus queries, <c>/api/*</c>, the gauges): straight from the
 /// saga tables, never through the sagas, so looking never slows leasing down.
 /// </summary>
 public sealed class OpsQueries(DynamicWorkersDbContext db, IOptionsMonitor<PoolsOptions> pools)
 {
+    /// <summary>The most leases one answer carries: the HTTP API's largest page and every <see cref="GetLeases"/> answer.</summary>
+    public const int MaxLeases = 500;
+
     /// <summary>Lease states that still wait for a worker.</summary>
     static readonly string[] WaitingStates = ["Allocating", "WaitingForWorker"];
 

@@ -17,3 +17,11 @@ public sealed class GetWorkersConsumer(OpsQueries queries) : IConsumer<GetWorker
         => await context.RespondAsync(new WorkerList(
             await queries.WorkersAsync(context.Message.Pool, context.Message.InstanceId, context.CancellationToken)));
 }
+
+/// <summary>Answers <see cref="GetLeases"/> with as many leases as the HTTP API's largest page.</summary>
+public sealed class GetLeasesConsumer(OpsQueries queries) : IConsumer<GetLeases>
+{
+    public async Task Consume(ConsumeContext<GetLeases> context)
+        => await context.RespondAsync(new LeaseList(
+            await queries.LeasesAsync(context.Message.Pool, context.Message.InstanceId, OpsQueries.MaxLeases, context.CancellationToken)));
+}

@@ -10,20 +10,23 @@ namespace DynamicWorkers.LeaseSaga.Queries;
 /// <summary>
 /// The <c>dw_workers</c> and <c>dw_leases_waiting</c> gauges. A scrape must not hit the database, so the pool
 /// status is sampled every few seconds and the gauges report the last sample. A (pool, state) seen once keeps
-/// reporting (0 when empty), so a drained state drops to zero instead of vanishing from the dashboards.
+/// reporting (0 when empty), so a drained state drops to zero instead of vanishing from the dashboards. The same sample
+/// feeds <see cref="PoolHistory"/>.
 /// </summary>
 public sealed class PoolGauges : BackgroundService
 {
     static readonly TimeSpan Interval = TimeSpan.FromSeconds(5);
 
     readonly IServiceScopeFactory _scopes;
+    readonly PoolHistory _history;
     readonly ILogger<PoolGauges> _logger;
     readonly HashSet<(string Pool, string State)> _seen = [];
     IReadOnlyList<PoolSummary> _latest = [];
 
-    public PoolGauges(IServiceScopeFactory scopes, IMeterFactory meters, ILogger<PoolGauges> logger)
+    public PoolGauges(IServiceScopeFactory scopes, IMeterFactory meters, PoolHistory history, ILogger<PoolGauges> logger)
     {
         _scopes = scopes;
+        _history = history;
         _logger = logger;
         var meter = meters.Create(DwTelemetry.Name);
         meter.CreateObservableGauge(DwTelemetry.WorkersGauge, ObserveWorkers, description: "Workers by pool and state");
@@ -44,6 +47,9 @@ public sealed class PoolGauges : BackgroundService
                     _latest = pools;
                     _seen.UnionWith(pools.SelectMany(p => p.WorkersByState.Keys.Select(s => (p.Pool, s))));
                 }
+
+                // The dashboard's level charts reuse this query rather than asking the database again.
+                _history.RecordLevels(pools.Select(p => (p.Pool, p.WorkersByState, p.WaitingLeases)));
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {

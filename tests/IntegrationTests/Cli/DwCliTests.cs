@@ -65,6 +65,29 @@ public sealed class DwCliTests(DwSystem system)
     }
 
     [Fact]
+    public async Task Leases_lists_one_instance_s_leases_with_how_each_was_served()
+    {
+        var leaseId = Guid.NewGuid().ToString();
+        var request = await Dw("lease", "request", "--instance", "instance-l", "--thumbprint", Thumbprint, "--pool", DwSystem.Pool,
+            "--lease-id", leaseId, "--wait", "--json", "--timeout", "30s");
+        Assert.True(request.ExitCode == 0, $"{request}\n{system.Diagnostics()}");
+
+        var mine = await Dw("leases", "--instance", "instance-l", "--json");
+        Assert.True(mine.ExitCode == 0, mine.ToString());
+        var lease = Assert.Single(mine.Json.GetProperty("leases").EnumerateArray());
+        Assert.Equal((leaseId, "Granted", DwSystem.Pool), (lease.GetProperty("leaseId").GetString(), lease.GetProperty("state").GetString(), lease.GetProperty("pool").GetString()));
+        Assert.Equal(request.Json.GetProperty("workerId").GetString(), lease.GetProperty("workerId").GetString());
+
+        var table = await Dw("leases", "--pool", DwSystem.Pool);
+        Assert.True(table.ExitCode == 0, table.ToString());
+        Assert.StartsWith("LEASE", table.Stdout);
+        Assert.Contains(table.Stdout.Split('\n'), line => line.StartsWith(leaseId) && line.Contains("instance-l") && line.Contains("Granted"));
+        Assert.DoesNotContain("instance-l", (await Dw("leases", "--instance", "instance-nobody")).Stdout);
+
+        await Dw("lease", "release", "--lease-id", leaseId, "--instance", "instance-l");
+    }
+
+    [Fact]
     public async Task Set_size_takes_effect_and_set_lifecycle_is_accepted()
     {
         var resize = await Dw("pool", "set-size", "--pool", DwSystem.SizedPool, "--hot-target", "1", "--max-workers", "4", "--json");

@@ -49,6 +49,9 @@ public sealed class HttpSurfaceTests(RabbitMqTestVirtualHost broker, PostgresTes
         using var leases = JsonDocument.Parse(await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/api/leases?limit=10")));
         Assert.Equal(JsonValueKind.Array, leases.RootElement.ValueKind);
         Assert.Equal(HttpStatusCode.BadRequest, (await Http.GetAsync(new Uri(leaseSaga.HttpAddress, "/api/leases?limit=0"))).StatusCode);
+        // The gauges' first sample is also the first point of the pool's hour.
+        using var history = JsonDocument.Parse(await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/api/history?pool=ubuntu-22.04")));
+        Assert.NotEmpty(Assert.Single(history.RootElement.EnumerateArray()).GetProperty("levels").EnumerateArray());
 
         var page = await Http.GetAsync(leaseSaga.HttpAddress);
         Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);

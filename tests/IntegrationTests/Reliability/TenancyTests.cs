@@ -74,6 +74,12 @@ public sealed class TenancyTests(RabbitMqTestVirtualHost broker, PostgresTestDat
         Assert.Empty((await a.GetWorkersAsync(Pool, _a)).Workers);
         Assert.Single((await b.GetWorkersAsync(Pool, _b)).Workers);
 
+        // The same for leases: B's or everyone's refused, its own only its own.
+        await Assert.ThrowsAsync<RequestFaultException>(() => a.GetLeasesAsync(Pool, _b));
+        await Assert.ThrowsAsync<RequestFaultException>(() => a.GetLeasesAsync());
+        Assert.DoesNotContain((await a.GetLeasesAsync(Pool, _a)).Leases, l => l.InstanceId != _a);
+        Assert.Equal(bLease.LeaseId, Assert.Single((await b.GetLeasesAsync(instanceId: _b)).Leases).LeaseId);
+
         // B's own release still works.
         await b.ReleaseAsync(bLease.LeaseId, _b);
         await Eventually.True(async () => await _cluster.ScalarAsync($"SELECT count(*) FROM leases WHERE \"CorrelationId\" = '{bLease.LeaseId}' AND \"CurrentState\" = 'Released'") == 1,

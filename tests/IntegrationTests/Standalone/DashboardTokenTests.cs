@@ -42,6 +42,7 @@ public sealed class DashboardTokenTests : IAsyncLifetime
             Assert.Equal(HttpStatusCode.OK, (await Http.SendAsync(authorized)).StatusCode);
         }
 
+        Assert.Equal(HttpStatusCode.Unauthorized, (await Http.GetAsync(new Uri(_standalone.HttpAddress, "/api/history"))).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await Http.GetAsync(new Uri(_standalone.HttpAddress, "/readyz"))).StatusCode);
 
         using var browser = StandaloneDemoTests.StartChromium();

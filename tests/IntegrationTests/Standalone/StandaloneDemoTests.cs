@@ -3,6 +3,7 @@ using System.Text.Json;
 using DynamicWorkers.IntegrationTests.Support;
 using OpenQA.Selenium;
 using OpenQA.Selenium.Chrome;
+using Xunit.Abstractions;
 
 namespace DynamicWorkers.IntegrationTests.Standalone;
 
@@ -11,8 +12,10 @@ namespace DynamicWorkers.IntegrationTests.Standalone;
 /// SQLite file under a fresh data directory), the dashboard watched in a real headless Chromium, and
 /// <c>/metrics</c> read afterwards.
 /// </summary>
-public sealed class StandaloneDemoTests : IAsyncLifetime
+public sealed class StandaloneDemoTests(ITestOutputHelper output) : IAsyncLifetime
 {
+    const string ChartPool = "#pools .pool[data-pool='ubuntu-22.04']";
+
     static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(10) };
 
     /// <summary>
@@ -102,6 +105,39 @@ public sealed class StandaloneDemoTests : IAsyncLifetime
             "the demo's repeated request answered the same and its malformed one refused",
             () => _standalone.Output);
 
+        // The pool card's charts fill from /api/history: each grant path's minutes, and the level sampled every 15 s.
+        await Eventually.True(
+            () => new[] { "hot", "reuse", "cold" }.All(path => Points(browser, $"[data-chart='wait'] circle[data-series='{path} p95']") > 0)
+                && Points(browser, "[data-chart='workers'] circle[data-series='leased']") >= 2
+                && Points(browser, "[data-chart='workers'] circle[data-series='waiting leases']") >= 2,
+            TimeSpan.FromSeconds(60),
+            "the time-to-lease chart with all three paths and two samples of the level chart",
+            () => InPage(browser, $"document.querySelector(\"{ChartPool} .charts\")?.outerHTML") ?? browser.PageSource);
+        Assert.Equal(
+            Points(browser, "[data-chart='wait'] circle"),
+            int.Parse(InPage(browser, $"document.querySelector(\"{ChartPool} [data-chart='wait']\").getAttribute('data-points')")!));
+        Screenshot(browser, "dashboard.png");
+
+        // The per-instance view: a click on an instance shows its leases and workers only, and its address says so.
+        browser.ExecuteScript("document.querySelector(\"#leases a[data-instance='globex']\").click();");
+        await Eventually.True(
+            () => InPage(browser, "document.body.dataset.instance") == "globex"
+                && Convert.ToInt64(browser.ExecuteScript("return document.querySelectorAll('#leases tr[data-lease-id]').length;")) > 0
+                && (bool)browser.ExecuteScript(
+                    "return [...document.querySelectorAll('#leases tr[data-lease-id], #workers tr[data-worker-id]')].every(r => r.dataset.instanceId === 'globex');")!,
+            TimeSpan.FromSeconds(30),
+            "only globex's leases and workers",
+            () => InPage(browser, "document.getElementById('leases').innerHTML + document.getElementById('workers').innerHTML") ?? "");
+        Assert.Equal("?instance=globex", InPage(browser, "location.search"));
+        Assert.Equal("globex", InPage(browser, "document.getElementById('instance-name').textContent"));
+        Screenshot(browser, "dashboard-instance.png");
+        browser.ExecuteScript("document.getElementById('all-instances').click();");
+        await Eventually.True(
+            () => (bool)browser.ExecuteScript("return [...document.querySelectorAll('#leases tr[data-lease-id]')].some(r => r.dataset.instanceId !== 'globex');")!,
+            TimeSpan.FromSeconds(30),
+            "every instance's leases again",
+            () => InPage(browser, "document.getElementById('leases').innerHTML") ?? "");
+
         // In the first burst globex holds one idle worker and the hot pool two at most: a lease waited for a new VM.
         var burst = new List<JsonElement>();
         await Eventually.True(
@@ -132,6 +168,20 @@ public sealed class StandaloneDemoTests : IAsyncLifetime
 
         // Standalone's own readiness: its in-memory bus and its SQLite file.
         await Readiness.AssertBothHealthyAsync(_standalone.HttpAddress);
+    }
+
+    static int Points(IJavaScriptExecutor browser, string selector)
+        => Convert.ToInt32(browser.ExecuteScript($"return document.querySelectorAll(\"{ChartPool} {selector}\").length;"));
+
+    /// <summary>Saves the page under TestResults beside the test assembly, the whole page tall, and prints where.</summary>
+    void Screenshot(ChromeDriver browser, string name)
+    {
+        var directory = Directory.CreateDirectory(Path.Combine(AppContext.BaseDirectory, "TestResults")).FullName;
+        var height = Convert.ToInt32(browser.ExecuteScript("return document.documentElement.scrollHeight;"));
+        browser.Manage().Window.Size = new System.Drawing.Size(1400, Math.Clamp(height + 120, 800, 4000));
+        var path = Path.Combine(directory, name);
+        browser.GetScreenshot().SaveAsFile(path);
+        output.WriteLine($"dashboard screenshot: {path}");
     }
 
     internal static ChromeDriver StartChromium()

@@ -2,8 +2,10 @@ using System.Text.Json;
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.LeaseSaga.Pools;
+using DynamicWorkers.LeaseSaga.Queries;
 using MassTransit;
 using MassTransit.Scheduling;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
 
@@ -703,6 +705,26 @@ public sealed class LeaseLifecycleTests
         Assert.Equal(1, pool.WorkersByState["Leased"]);
         var mine = Assert.Single(workers.Workers);
         Assert.Equal((granted.WorkerId, "Leased", "instance-1", granted.LeaseId, 1), (mine.WorkerId, mine.State, mine.TrustedInstanceId, mine.CurrentLeaseId!.Value, mine.LeaseCount));
+
+        var leases = bed.Harness.GetRequestClient<GetLeases>();
+        var lease = Assert.Single((await leases.GetResponse<LeaseList>(new GetLeases(Pool, "instance-1"))).Message.Leases);
+        Assert.Equal((granted.LeaseId, "Granted", granted.WorkerId, false), (lease.LeaseId, lease.State, lease.WorkerId!.Value, lease.Waited));
+        Assert.Empty((await leases.GetResponse<LeaseList>(new GetLeases(null, "instance-2"))).Message.Leases);
+    }
+
+    [Fact]
+    public async Task Each_grant_s_wait_is_kept_for_the_dashboard_by_pool_and_path()
+    {
+        await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 3);
+        await bed.UntilWorkersAsync("Ready", 1);
+        var first = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        await bed.ReleaseAsync(first.LeaseId, "instance-1");
+        await bed.UntilWorkersAsync("Idle", 1);
+        Assert.True(Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1")).Reused);
+
+        var waits = Assert.Single(bed.Services.GetRequiredService<PoolHistory>().Read(Pool)).Waits;
+        Assert.Equal(["hot", "reuse"], waits.Select(w => w.Path).Order());
+        Assert.All(waits, w => Assert.Equal(1, w.Count));
     }
 
     [Fact]
