@@ -7,13 +7,14 @@ using Microsoft.Extensions.Logging;
 namespace DynamicWorkers.LeaseSaga.Pools;
 
 /// <summary>
-/// Commands about a pool as a whole: open it at start-up, resize it, end its backoff. Each locks the pool's row,
-/// changes it and tops the pool up (or retires surplus hot workers) in one transaction.
+/// Commands about a pool as a whole: open it at start-up, resize it, end its backoff, follow its demand. Each locks the
+/// pool's row, changes it and tops the pool up (or retires surplus hot workers) in one transaction.
 /// </summary>
-public sealed class PoolKeeper(Allocator allocator, TimeProvider clock, ILogger<PoolKeeper> logger) :
+public sealed class PoolKeeper(Allocator allocator, AdaptiveHotTarget adaptive, TimeProvider clock, ILogger<PoolKeeper> logger) :
     IConsumer<ReconcilePool>,
     IConsumer<SetPoolSize>,
-    IConsumer<PoolBackoffEnded>
+    IConsumer<PoolBackoffEnded>,
+    IConsumer<EvaluateHotTarget>
 {
     public Task Consume(ConsumeContext<ReconcilePool> context) => RebalanceAsync(context, context.Message.Pool, _ => { });
 
@@ -42,10 +43,20 @@ public sealed class PoolKeeper(Allocator allocator, TimeProvider clock, ILogger<
         }
     });
 
-    async Task RebalanceAsync(ConsumeContext context, string name, Action<PoolState> change)
+    public Task Consume(ConsumeContext<EvaluateHotTarget> context)
+        => RebalanceAsync(context, context.Message.Pool, pool => adaptive.EvaluateAsync(pool, context.CancellationToken));
+
+    Task RebalanceAsync(ConsumeContext context, string name, Action<PoolState> change)
+        => RebalanceAsync(context, name, pool =>
+        {
+            change(pool);
+            return Task.CompletedTask;
+        });
+
+    async Task RebalanceAsync(ConsumeContext context, string name, Func<PoolState, Task> change)
     {
         var pool = await allocator.LockPoolAsync(name.ToLowerInvariant(), context.CancellationToken);
-        change(pool);
+        await change(pool);
         await allocator.RebalanceAsync(context, pool);
         await allocator.CommitAsync(context.CancellationToken);
     }

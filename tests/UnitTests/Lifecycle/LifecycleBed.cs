@@ -43,9 +43,11 @@ public sealed class LifecycleBed : IAsyncDisposable
     /// <param name="logs">also receives every record from Information up, whatever the console shows</param>
     /// <param name="maxWaitingPerInstance">by default the pool's default, or its whole line when that is shorter</param>
     /// <param name="drop">the one message to lose, armed before the first message flows</param>
+    /// <param name="settings">further configuration keys, e.g. the pool's <c>Adaptive:*</c></param>
     public static async Task<LifecycleBed> StartAsync(
         int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null, int maxWaiting = 1000, LogCapture? logs = null,
-        int maxLeasesPerInstance = 100, int? maxWaitingPerInstance = null, (string Target, Func<ConsumeContext, bool> Match)? drop = null)
+        int maxLeasesPerInstance = 100, int? maxWaitingPerInstance = null, (string Target, Func<ConsumeContext, bool> Match)? drop = null,
+        IReadOnlyDictionary<string, string?>? settings = null)
     {
         var bed = new LifecycleBed();
         cloud?.Invoke(bed.Cloud);
@@ -54,11 +56,12 @@ public sealed class LifecycleBed : IAsyncDisposable
             bed.Drops.Arm(d.Target, d.Match);
         }
 
-        await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting, logs, maxLeasesPerInstance, maxWaitingPerInstance ?? Math.Min(50, maxWaiting));
+        await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting, logs, maxLeasesPerInstance, maxWaitingPerInstance ?? Math.Min(50, maxWaiting), settings);
         return bed;
     }
 
-    async Task StartHostAsync(int hotTarget, int maxWorkers, int maxWaiting, LogCapture? logs, int maxLeasesPerInstance, int maxWaitingPerInstance)
+    async Task StartHostAsync(
+        int hotTarget, int maxWorkers, int maxWaiting, LogCapture? logs, int maxLeasesPerInstance, int maxWaitingPerInstance, IReadOnlyDictionary<string, string?>? settings)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(Environment.GetEnvironmentVariable("DW_TEST_VERBOSE") is null ? LogLevel.Warning : LogLevel.Information);
@@ -81,6 +84,7 @@ public sealed class LifecycleBed : IAsyncDisposable
             [$"Pools:{Pool}:MaxLeasesPerInstance"] = maxLeasesPerInstance.ToString(),
             [$"Pools:{Pool}:MaxWaitingPerInstance"] = maxWaitingPerInstance.ToString(),
         });
+        builder.Configuration.AddInMemoryCollection(settings ?? new Dictionary<string, string?>());
         builder.Services.AddSingleton(Clock);
         builder.Services.AddSingleton<TimeProvider>(Clock);
         builder.Services.AddSingleton(Cloud);
