@@ -12,6 +12,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Quartz;
 
 namespace DynamicWorkers.LeaseSaga;
 
@@ -25,6 +26,8 @@ public static class LeaseSagaModule
         services.AddScoped<InstanceLifecycles>();
         services.AddScoped<OpsQueries>();
         services.AddScoped<Allocator>();
+        services.AddScoped<AdaptiveHotTarget>();
+        services.ConfigureAllQuartzSchedulers(HotTargetJob.Schedule);
         services.AddSingleton<TurnAwayWarnings>();
         services.AddSingleton<PoolHistory>();
         services.AddHostedService<PoolGauges>();

@@ -45,7 +45,9 @@ public sealed partial class ConfigurationReferenceTests
                 .SelectMany(p => KeysOf($"{section}:{p.Name}", p.PropertyType)));
         }
 
-        keys.UnionWith(Settable(typeof(PoolOptions)).Select(p => $"{PoolsOptions.Section}:<name>:{p.Name}"));
+        keys.UnionWith(Settable(typeof(PoolOptions)).SelectMany(p => p.PropertyType == typeof(AdaptiveHotTargetOptions)
+            ? Settable(p.PropertyType).Select(n => $"{PoolsOptions.Section}:<name>:{p.Name}:{n.Name}")
+            : [$"{PoolsOptions.Section}:<name>:{p.Name}"]));
         return keys;
     }
 

@@ -39,6 +39,10 @@ public sealed record CheckWorkerDeadlines(Guid WorkerId);
 [MessageUrn("DynamicWorkers.Internal:ReconcilePool")]
 public sealed record ReconcilePool(string Pool);
 
+/// <summary>The hot-target job (every minute, once per cluster) → pool keeper: set an adaptive pool's hot target from its demand.</summary>
+[MessageUrn("DynamicWorkers.Internal:EvaluateHotTarget")]
+public sealed record EvaluateHotTarget(string Pool);
+
 // Timers, delivered by the durable scheduler. Each saga keeps at most one outstanding, due at its earliest deadline.
 
 [MessageUrn("DynamicWorkers.Internal:LeaseAllocationTimedOut")]

@@ -43,6 +43,7 @@ public static class DwTelemetry
     /// <summary>Gauge names; the lease-saga host observes them from its sampled pool status.</summary>
     public const string WorkersGauge = "dw_workers";
     public const string LeasesWaitingGauge = "dw_leases_waiting";
+    public const string HotTargetGauge = "dw_pool_hot_target";
 
     /// <summary>
     /// OpenTelemetry hooks for the service's meter and MassTransit's own source and meter (traces follow a

@@ -52,6 +52,35 @@ public sealed class PoolOptions
     /// </summary>
     [Range(1, 100000)]
     public int MaxWaitingPerInstance { get; set; } = 50;
+
+    /// <summary>A hot target chosen from demand instead of <see cref="HotTarget"/>.</summary>
+    public AdaptiveHotTargetOptions Adaptive { get; set; } = new();
+}
+
+/// <summary><c>Pools:&lt;name&gt;:Adaptive:*</c>: the hot target follows demand (see <c>HotTargetModel</c>), re-evaluated every minute.</summary>
+public sealed class AdaptiveHotTargetOptions
+{
+    public bool Enabled { get; set; }
+
+    /// <summary>The hot target never goes below this, however quiet the pool.</summary>
+    [Range(0, PoolOptions.HotTargetLimit)]
+    public int MinHot { get; set; }
+
+    /// <summary>The hot target never goes above this (nor above the pool's <c>MaxWorkers</c>), however busy the pool.</summary>
+    [Range(0, PoolOptions.HotTargetLimit)]
+    public int MaxHot { get; set; } = 50;
+
+    /// <summary>The chance a lease that re-use cannot serve finds no hot worker and waits for a VM.</summary>
+    [Range(0.0001, 0.5)]
+    public double TargetWaitProbability { get; set; } = 0.05;
+
+    /// <summary>The arrival rate is the leases re-use could not serve over this last stretch of time.</summary>
+    [Range(typeof(TimeSpan), "00:01:00", "1.00:00:00")]
+    public TimeSpan DemandWindow { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>The provisioning time assumed until the pool has provisioned a worker.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan InitialProvisioningTime { get; set; } = TimeSpan.FromMinutes(10);
 }
 
 /// <summary>Section <c>Pools</c>: pool name → definition.</summary>
@@ -88,6 +117,14 @@ public sealed class PoolsOptionsValidator : IValidateOptions<PoolsOptions>
             if (definition.HotTarget > definition.MaxWorkers)
             {
                 failures.Add($"Pools:{pool}: HotTarget ({definition.HotTarget}) exceeds MaxWorkers ({definition.MaxWorkers})");
+            }
+
+            var adaptive = new List<ValidationResult>();
+            Validator.TryValidateObject(definition.Adaptive, new ValidationContext(definition.Adaptive), adaptive, validateAllProperties: true);
+            failures.AddRange(adaptive.Select(r => $"Pools:{pool}:Adaptive:{string.Join(",", r.MemberNames)}: {r.ErrorMessage}"));
+            if (definition.Adaptive.MinHot > definition.Adaptive.MaxHot)
+            {
+                failures.Add($"Pools:{pool}:Adaptive: MinHot ({definition.Adaptive.MinHot}) exceeds MaxHot ({definition.Adaptive.MaxHot})");
             }
 
             if (definition.MaxWaitingPerInstance > definition.MaxWaiting)

@@ -10,13 +10,14 @@ namespace DynamicWorkers.LeaseSaga.Pools;
 
 /// <summary>
 /// Commands about a pool as a whole: open it at start-up or when configuration adds it, drain it when configuration
-/// removes it, resize it, end its backoff. Each locks the pool's row, changes it and tops the pool up (or retires
-/// surplus hot workers) in one transaction.
+/// removes it, resize it, end its backoff, follow its demand. Each locks the pool's row, changes it and tops the pool up
+/// (or retires surplus hot workers) in one transaction.
 /// </summary>
-public sealed class PoolKeeper(Allocator allocator, DynamicWorkersDbContext db, TimeProvider clock, ILogger<PoolKeeper> logger) :
+public sealed class PoolKeeper(Allocator allocator, AdaptiveHotTarget adaptive, DynamicWorkersDbContext db, TimeProvider clock, ILogger<PoolKeeper> logger) :
     IConsumer<ReconcilePool>,
     IConsumer<SetPoolSize>,
-    IConsumer<PoolBackoffEnded>
+    IConsumer<PoolBackoffEnded>,
+    IConsumer<EvaluateHotTarget>
 {
     public async Task Consume(ConsumeContext<ReconcilePool> context)
     {
@@ -56,10 +57,20 @@ public sealed class PoolKeeper(Allocator allocator, DynamicWorkersDbContext db, 
         }
     });
 
-    async Task RebalanceAsync(ConsumeContext context, string name, Action<PoolState> change)
+    public Task Consume(ConsumeContext<EvaluateHotTarget> context)
+        => RebalanceAsync(context, context.Message.Pool, pool => adaptive.EvaluateAsync(pool, context.CancellationToken));
+
+    Task RebalanceAsync(ConsumeContext context, string name, Action<PoolState> change)
+        => RebalanceAsync(context, name, pool =>
+        {
+            change(pool);
+            return Task.CompletedTask;
+        });
+
+    async Task RebalanceAsync(ConsumeContext context, string name, Func<PoolState, Task> change)
     {
         var pool = await allocator.LockPoolAsync(name.ToLowerInvariant(), context.CancellationToken);
-        change(pool);
+        await change(pool);
         await allocator.RebalanceAsync(context, pool);
         await allocator.CommitAsync(context.CancellationToken);
     }

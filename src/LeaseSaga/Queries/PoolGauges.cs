@@ -8,7 +8,7 @@ using Microsoft.Extensions.Logging;
 namespace DynamicWorkers.LeaseSaga.Queries;
 
 /// <summary>
-/// The <c>dw_workers</c> and <c>dw_leases_waiting</c> gauges. A scrape must not hit the database, so the pool
+/// The <c>dw_workers</c>, <c>dw_leases_waiting</c> and <c>dw_pool_hot_target</c> gauges. A scrape must not hit the database, so the pool
 /// status is sampled every few seconds and the gauges report the last sample. A (pool, state) seen once keeps
 /// reporting (0 when empty), so a drained state drops to zero instead of vanishing from the dashboards. The same sample
 /// feeds <see cref="PoolHistory"/>.
@@ -31,6 +31,7 @@ public sealed class PoolGauges : BackgroundService
         var meter = meters.Create(DwTelemetry.Name);
         meter.CreateObservableGauge(DwTelemetry.WorkersGauge, ObserveWorkers, description: "Workers by pool and state");
         meter.CreateObservableGauge(DwTelemetry.LeasesWaitingGauge, ObserveWaiting, description: "Leases waiting for a worker, by pool");
+        meter.CreateObservableGauge(DwTelemetry.HotTargetGauge, ObserveHotTarget, description: "The hot target in force, adaptive or set, by pool");
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -70,11 +71,15 @@ public sealed class PoolGauges : BackgroundService
         }
     }
 
-    IEnumerable<Measurement<long>> ObserveWaiting()
+    IEnumerable<Measurement<long>> ObserveWaiting() => ObservePools(p => p.WaitingLeases);
+
+    IEnumerable<Measurement<long>> ObserveHotTarget() => ObservePools(p => p.HotTarget);
+
+    IEnumerable<Measurement<long>> ObservePools(Func<PoolSummary, int> value)
     {
         lock (_seen)
         {
-            return _latest.Select(p => new Measurement<long>(p.WaitingLeases, new KeyValuePair<string, object?>("pool", p.Pool))).ToList();
+            return _latest.Select(p => new Measurement<long>(value(p), new KeyValuePair<string, object?>("pool", p.Pool))).ToList();
         }
     }
 }

@@ -41,6 +41,9 @@ public sealed class HttpSurfaceTests(RabbitMqTestVirtualHost broker, PostgresTes
             async () => (await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics"))).Contains("dw_leases_waiting{", StringComparison.Ordinal),
             TimeSpan.FromSeconds(30),
             "the dw_leases_waiting gauge on /metrics");
+        Assert.Contains("dw_pool_hot_target{", await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics")), StringComparison.Ordinal);
+        // The adaptive pools' minute job lives in the clustered store, so one copy fires it each minute.
+        Assert.Equal(1L, await database.ScalarAsync("SELECT count(*) FROM qrtz_triggers WHERE trigger_name = 'adaptive-hot-target'"));
 
         using var pools = JsonDocument.Parse(await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/api/pools")));
         Assert.Contains(pools.RootElement.EnumerateArray(), p => p.GetProperty("pool").GetString() == "ubuntu-22.04");

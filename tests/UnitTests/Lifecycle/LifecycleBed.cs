@@ -44,9 +44,11 @@ public sealed class LifecycleBed : IAsyncDisposable
     /// <param name="logs">also receives every record from Information up, whatever the console shows</param>
     /// <param name="maxWaitingPerInstance">by default the pool's default, or its whole line when that is shorter</param>
     /// <param name="drop">the one message to lose, armed before the first message flows</param>
+    /// <param name="settings">further configuration keys, e.g. the pool's <c>Adaptive:*</c></param>
     public static async Task<LifecycleBed> StartAsync(
         int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null, int maxWaiting = 1000, LogCapture? logs = null,
-        int maxLeasesPerInstance = 100, int? maxWaitingPerInstance = null, (string Target, Func<ConsumeContext, bool> Match)? drop = null)
+        int maxLeasesPerInstance = 100, int? maxWaitingPerInstance = null, (string Target, Func<ConsumeContext, bool> Match)? drop = null,
+        IReadOnlyDictionary<string, string?>? settings = null)
     {
         var bed = new LifecycleBed();
         cloud?.Invoke(bed.Cloud);
@@ -55,11 +57,12 @@ public sealed class LifecycleBed : IAsyncDisposable
             bed.Drops.Arm(d.Target, d.Match);
         }
 
-        await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting, logs, maxLeasesPerInstance, maxWaitingPerInstance ?? Math.Min(50, maxWaiting));
+        await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting, logs, maxLeasesPerInstance, maxWaitingPerInstance ?? Math.Min(50, maxWaiting), settings);
         return bed;
     }
 
-    async Task StartHostAsync(int hotTarget, int maxWorkers, int maxWaiting, LogCapture? logs, int maxLeasesPerInstance, int maxWaitingPerInstance)
+    async Task StartHostAsync(
+        int hotTarget, int maxWorkers, int maxWaiting, LogCapture? logs, int maxLeasesPerInstance, int maxWaitingPerInstance, IReadOnlyDictionary<string, string?>? settings)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(Environment.GetEnvironmentVariable("DW_TEST_VERBOSE") is null ? LogLevel.Warning : LogLevel.Information);
@@ -70,7 +73,7 @@ public sealed class LifecycleBed : IAsyncDisposable
             builder.Logging.AddFilter<LogCapture>(null, LogLevel.Information);
         }
 
-        Settings = new ReloadableSettings(new Dictionary<string, string?>
+        var initial = new Dictionary<string, string?>
         {
             ["Database:Provider"] = "Sqlite",
             ["ConnectionStrings:Default"] = $"Data Source={_file}",
@@ -81,7 +84,13 @@ public sealed class LifecycleBed : IAsyncDisposable
             [$"Pools:{Pool}:MaxWaiting"] = maxWaiting.ToString(),
             [$"Pools:{Pool}:MaxLeasesPerInstance"] = maxLeasesPerInstance.ToString(),
             [$"Pools:{Pool}:MaxWaitingPerInstance"] = maxWaitingPerInstance.ToString(),
-        });
+        };
+        foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
+        {
+            initial[key] = value;
+        }
+
+        Settings = new ReloadableSettings(initial);
         ((IConfigurationBuilder)builder.Configuration).Add(Settings);
         builder.Services.AddSingleton(Clock);
         builder.Services.AddSingleton<TimeProvider>(Clock);
