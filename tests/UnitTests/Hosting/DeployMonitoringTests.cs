@@ -44,7 +44,7 @@ public sealed partial class DeployMonitoringTests
     /// <summary>The service meter's instruments as Prometheus names them (a histogram's series end in _bucket, _sum, _count).</summary>
     static HashSet<string> ExportedMetrics()
     {
-        var names = new HashSet<string> { DwTelemetry.WorkersGauge, DwTelemetry.LeasesWaitingGauge };
+        var names = new HashSet<string> { DwTelemetry.WorkersGauge, DwTelemetry.LeasesWaitingGauge, DwTelemetry.HotTargetGauge };
         using var listener = new MeterListener
         {
             InstrumentPublished = (instrument, _) =>

@@ -77,7 +77,12 @@ public sealed class HttpSurfaceTests
         app.MapLeaseSagaHttp();
     }
 
-    static void AddApiServices(WebApplicationBuilder builder) => builder.Services.AddScoped<OpsQueries>();
+    static void AddApiServices(WebApplicationBuilder builder)
+    {
+        builder.Services.AddScoped<OpsQueries>();
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<PoolHistory>();
+    }
 
     [Fact]
     public async Task A_host_listens_on_loopback_unless_configured_otherwise()
