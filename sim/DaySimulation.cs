@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using DynamicWorkers.Cloud;
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.Infrastructure.Configuration;
@@ -91,6 +92,7 @@ public sealed class DaySimulation : IAsyncDisposable
         builder.Services.AddSingleton(_plan);
         builder.Services.AddSingleton(_instances);
         builder.Services.AddSingleton<VirtualCloud>();
+        builder.Services.AddSingleton<IWorkerCloud>(services => services.GetRequiredService<VirtualCloud>());
         builder.Services.AddSingleton<VirtualScheduler>();
         // The in-memory bus has no identities, so every sender is trusted.
         builder.Services.AddSingleton(new SenderIdentity(

@@ -1,3 +1,4 @@
+using DynamicWorkers.Cloud;
 using DynamicWorkers.Contracts.Internal;
 using MassTransit;
 
@@ -7,7 +8,7 @@ namespace DynamicWorkers.Simulator;
 /// The cloud on the virtual clock: a VM takes a provisioning time drawn between 3 and 20 minutes; during the outage a
 /// create fails after a minute; trust takes half a minute, a delete a minute.
 /// </summary>
-public sealed class VirtualCloud(VirtualClock clock, SimulationPlan plan)
+public sealed class VirtualCloud(VirtualClock clock, SimulationPlan plan) : IWorkerCloud
 {
     static readonly TimeSpan TrustTime = TimeSpan.FromSeconds(30);
     static readonly TimeSpan DeleteTime = TimeSpan.FromMinutes(1);
@@ -43,6 +44,18 @@ public sealed class VirtualCloud(VirtualClock clock, SimulationPlan plan)
         => Answer(clock.GetUtcNow() + TrustTime, new WorkerTrusted(command.WorkerId, command.InstanceId, new string('B', 40)));
 
     public void Delete(DeprovisionWorker command) => Answer(clock.GetUtcNow() + DeleteTime, new WorkerDeprovisioned(command.WorkerId));
+
+    /// <summary>The lease service's health read before a re-use: no simulated VM dies.</summary>
+    public Task<VmHealth> CheckAsync(Guid workerId, CancellationToken cancellationToken) => Task.FromResult(VmHealth.Running);
+
+    // The simulation drives VMs with the cloud consumers' messages; only the health read is called directly.
+    public Task<CloudVm> CreateAsync(Guid workerId, VmSpec spec, CancellationToken cancellationToken) => throw new NotSupportedException();
+
+    public Task<string> TrustAsync(Guid workerId, string instanceId, string thumbprint, CancellationToken cancellationToken) => throw new NotSupportedException();
+
+    public Task DeleteAsync(Guid workerId, CancellationToken cancellationToken) => throw new NotSupportedException();
+
+    public Task<IReadOnlyList<CloudVm>> ListAsync(CancellationToken cancellationToken) => throw new NotSupportedException();
 
     void Answer(DateTimeOffset at, object message)
     {
