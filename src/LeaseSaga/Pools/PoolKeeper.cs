@@ -7,12 +7,13 @@ using Microsoft.Extensions.Logging;
 namespace DynamicWorkers.LeaseSaga.Pools;
 
 /// <summary>
-/// Commands about a pool as a whole: open it at start-up, resize it, end its backoff. Each locks the pool's row,
-/// changes it and tops the pool up (or retires surplus hot workers) in one transaction.
+/// Commands about a pool as a whole: open it at start-up, resize it, change its image, end its backoff. Each locks the
+/// pool's row, changes it and tops the pool up (or retires surplus and outdated workers) in one transaction.
 /// </summary>
 public sealed class PoolKeeper(Allocator allocator, TimeProvider clock, ILogger<PoolKeeper> logger) :
     IConsumer<ReconcilePool>,
     IConsumer<SetPoolSize>,
+    IConsumer<SetPoolImage>,
     IConsumer<PoolBackoffEnded>
 {
     public Task Consume(ConsumeContext<ReconcilePool> context) => RebalanceAsync(context, context.Message.Pool, _ => { });
@@ -31,6 +32,24 @@ public sealed class PoolKeeper(Allocator allocator, TimeProvider clock, ILogger<
             logger.LogInformation("Pool {Pool}: size {HotTarget}/{MaxWorkers} (was {OldHotTarget}/{OldMaxWorkers})", pool.Name, hotTarget, maxWorkers, pool.HotTarget, pool.MaxWorkers);
             pool.HotTarget = hotTarget;
             pool.MaxWorkers = maxWorkers;
+        });
+    }
+
+    public Task Consume(ConsumeContext<SetPoolImage> context)
+    {
+        var image = context.Message.Image;
+        if (string.IsNullOrWhiteSpace(image) || image.Length > PoolOptions.MaxImageLength)
+        {
+            throw new ArgumentException($"SetPoolImage for '{context.Message.Pool}': Image must be 1 to {PoolOptions.MaxImageLength} characters, not blank");
+        }
+
+        return RebalanceAsync(context, context.Message.Pool, pool =>
+        {
+            if (pool.Image != image)
+            {
+                logger.LogInformation("Pool {Pool}: image {Image} (was {OldImage}); workers of the old image are replaced", pool.Name, image, pool.Image);
+                pool.Image = image;
+            }
         });
     }
 

@@ -13,6 +13,9 @@ public sealed class WorkerState : SagaStateMachineInstance, ISagaVersion
     public string CurrentState { get; set; } = "";
 
     public string Pool { get; set; } = "";
+
+    /// <summary>The image it was provisioned from: the pool's when it was started.</summary>
+    public string Image { get; set; } = "";
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset? ProvisionedAt { get; set; }
     public string? Address { get; set; }
@@ -72,4 +75,7 @@ public static class ReapReasons
     public const string MaxLease = "max_lease";
     public const string Failed = "failed";
     public const string InstanceRemoved = "instance_removed";
+
+    /// <summary>Replaced by a worker of the pool's newer image.</summary>
+    public const string Image = "image";
 }

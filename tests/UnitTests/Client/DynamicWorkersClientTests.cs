@@ -28,7 +28,7 @@ public sealed class FakeLeaseServiceConsumer(FakeLeaseService service) : IConsum
     }
 
     public Task Consume(ConsumeContext<GetPoolStatus> context)
-        => context.RespondAsync(new PoolStatus([new PoolSummary(context.Message.Pool ?? "ubuntu-22.04", new Dictionary<string, int> { ["Ready"] = 2 }, 2, 10, 0, "image", ["kubectl"])]));
+        => context.RespondAsync(new PoolStatus([new PoolSummary(context.Message.Pool ?? "ubuntu-22.04", new Dictionary<string, int> { ["Ready"] = 2 }, 2, 10, 0, "image", ["kubectl"], 0)]));
 
     public Task Consume(ConsumeContext<GetWorkers> context)
         => context.RespondAsync(new WorkerList([new WorkerSummary(Guid.NewGuid(), "ubuntu-22.04", "Leased", context.Message.InstanceId, Guid.NewGuid(), DateTimeOffset.UtcNow, null, 1)]));
