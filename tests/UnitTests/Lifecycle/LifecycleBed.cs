@@ -32,6 +32,7 @@ public sealed class LifecycleBed : IAsyncDisposable
 
     readonly string _file = Path.Combine(Path.GetTempPath(), $"dw-unit-{Guid.NewGuid():N}.db");
     IHost _host = null!;
+    Action<IDictionary<string, string?>> _settings = _ => { };
 
     public ITestHarness Harness { get; private set; } = null!;
     public FakeCloud Cloud { get; } = new();
@@ -45,9 +46,11 @@ public sealed class LifecycleBed : IAsyncDisposable
     /// <param name="drop">the one message to lose, armed before the first message flows</param>
     public static async Task<LifecycleBed> StartAsync(
         int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null, int maxWaiting = 1000, LogCapture? logs = null,
-        int maxLeasesPerInstance = 100, int? maxWaitingPerInstance = null, (string Target, Func<ConsumeContext, bool> Match)? drop = null)
+        int maxLeasesPerInstance = 100, int? maxWaitingPerInstance = null, (string Target, Func<ConsumeContext, bool> Match)? drop = null,
+        Action<IDictionary<string, string?>>? settings = null)
     {
         var bed = new LifecycleBed();
+        bed._settings = settings ?? bed._settings;
         cloud?.Invoke(bed.Cloud);
         if (drop is { } d)
         {
@@ -69,7 +72,7 @@ public sealed class LifecycleBed : IAsyncDisposable
             builder.Logging.AddFilter<LogCapture>(null, LogLevel.Information);
         }
 
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        var configuration = new Dictionary<string, string?>
         {
             ["Database:Provider"] = "Sqlite",
             ["ConnectionStrings:Default"] = $"Data Source={_file}",
@@ -80,7 +83,9 @@ public sealed class LifecycleBed : IAsyncDisposable
             [$"Pools:{Pool}:MaxWaiting"] = maxWaiting.ToString(),
             [$"Pools:{Pool}:MaxLeasesPerInstance"] = maxLeasesPerInstance.ToString(),
             [$"Pools:{Pool}:MaxWaitingPerInstance"] = maxWaitingPerInstance.ToString(),
-        });
+        };
+        _settings(configuration);
+        builder.Configuration.AddInMemoryCollection(configuration);
         builder.Services.AddSingleton(Clock);
         builder.Services.AddSingleton<TimeProvider>(Clock);
         builder.Services.AddSingleton(Cloud);
@@ -119,6 +124,17 @@ public sealed class LifecycleBed : IAsyncDisposable
     }
 
     public IBus Bus => _host.Services.GetRequiredService<IBus>();
+
+    /// <summary>Stops the service and starts it again on the same database, with <paramref name="settings"/> changed: a deployment.</summary>
+    public async Task RestartAsync(int hotTarget, int maxWorkers, Action<IDictionary<string, string?>> settings)
+    {
+        await _host.StopAsync();
+        _host.Dispose();
+        _settings = settings;
+        // MassTransit keeps the bus's log context in an async local: the stopped host's, whose logger factory is disposed.
+        LogContext.Current = null;
+        await StartHostAsync(hotTarget, maxWorkers, 1000, null, 100, 50);
+    }
 
     public IServiceProvider Services => _host.Services;
 
