@@ -69,6 +69,16 @@ public sealed class RabbitMqTestVirtualHost : IAsyncLifetime
             : 0;
     }
 
+    /// <summary>Every <c>_error</c> queue of the virtual host that holds a message, with its depth as last sampled.</summary>
+    public async Task<IReadOnlyDictionary<string, long>> NonEmptyErrorQueuesAsync()
+    {
+        using var json = System.Text.Json.JsonDocument.Parse(await _http.GetStringAsync($"/api/queues/{Uri.EscapeDataString(Name)}"));
+        return json.RootElement.EnumerateArray()
+            .Select(q => (Name: q.GetProperty("name").GetString()!, Messages: q.TryGetProperty("messages", out var m) && m.ValueKind == System.Text.Json.JsonValueKind.Number ? m.GetInt64() : 0))
+            .Where(q => q.Name.EndsWith("_error", StringComparison.Ordinal) && q.Messages > 0)
+            .ToDictionary(q => q.Name, q => q.Messages);
+    }
+
     /// <summary>Empties a queue (what a test left in an error queue on purpose must not count against the next test).</summary>
     public async Task PurgeAsync(string queue)
         => (await _http.DeleteAsync($"/api/queues/{Uri.EscapeDataString(Name)}/{Uri.EscapeDataString(queue)}/contents")).EnsureSuccessStatusCode();
