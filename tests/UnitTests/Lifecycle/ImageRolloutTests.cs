@@ -1,6 +1,10 @@
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
+using DynamicWorkers.LeaseSaga.Persistence;
+using DynamicWorkers.LeaseSaga.Pools;
 using DynamicWorkers.LeaseSaga.Workers;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
@@ -169,6 +173,31 @@ public sealed class ImageRolloutTests
         Assert.Equal(provisioned, bed.Cloud.Provisioned.Count);
         Assert.Equal(NewImage, (await bed.PoolAsync())!.Image);
         Assert.All(await bed.WorkersAsync(), w => Assert.Equal((WorkerStates.Ready, NewImage), (w.CurrentState, w.Image)));
+    }
+
+    [Fact]
+    public async Task Rows_from_before_images_were_recorded_take_the_configured_image_and_nothing_is_replaced()
+    {
+        await using var bed = await StartAsync(hotTarget: 2, maxWorkers: 4, settings: Surge(1));
+        await bed.UntilWorkersAsync(WorkerStates.Ready, 2);
+        await bed.SettledAsync();
+        var provisioned = bed.Cloud.Provisioned.Count;
+        await using (var scope = bed.Services.CreateAsyncScope())
+        {
+            // What the WorkerImages migration leaves: empty images on the pool's row and its workers.
+            var db = scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>();
+            await db.Set<PoolState>().ExecuteUpdateAsync(p => p.SetProperty(x => x.Image, "").SetProperty(x => x.ConfiguredImage, ""));
+            await db.Set<WorkerState>().ExecuteUpdateAsync(w => w.SetProperty(x => x.Image, ""));
+        }
+
+        await bed.Bus.Publish(new ReconcilePool(Pool));
+        await Until(async () => (await bed.PoolAsync())!.ConfiguredImage == ConfiguredImage, "the pool's row to take the configured image");
+        await bed.SettledAsync();
+
+        Assert.Equal(ConfiguredImage, (await bed.PoolAsync())!.Image);
+        Assert.All(await bed.WorkersAsync(), w => Assert.Equal((WorkerStates.Ready, ConfiguredImage), (w.CurrentState, w.Image)));
+        Assert.Equal(provisioned, bed.Cloud.Provisioned.Count);
+        Assert.Empty(bed.Cloud.Deprovisioned);
     }
 
     [Theory]
