@@ -131,11 +131,31 @@ public sealed class Allocator(
         }
         else
         {
-            logger.LogInformation("Pool {Pool}: configured image {Image} (was {OldImage}); workers of other images are replaced", pool.Name, configured, pool.ConfiguredImage);
-            pool.Image = configured;
+            logger.LogInformation("Pool {Pool}: configured image {Image} (was {OldImage})", pool.Name, configured, pool.ConfiguredImage);
+            await ChangeImageAsync(pool, configured, cancellationToken);
         }
 
         pool.ConfiguredImage = configured;
+    }
+
+    /// <summary>
+    /// The image the pool's new workers get from now on; the next rebalance replaces the others. The caller holds the
+    /// pool's lock alone.
+    /// </summary>
+    public async Task ChangeImageAsync(PoolState pool, string image, CancellationToken cancellationToken)
+    {
+        if (pool.Image == image)
+        {
+            return;
+        }
+
+        logger.LogInformation("Pool {Pool}: image {Image} (was {OldImage}); workers of the old image are replaced", pool.Name, image, pool.Image);
+        pool.Image = image;
+        // A release reads the image without the pool's lock: one that read the old image meanwhile fails its version check
+        // and decides again. A worker this transaction holds is decided here, on the new image, and keeps its version.
+        var deciding = db.ChangeTracker.Entries<WorkerState>().Select(e => e.Entity.CorrelationId).ToList();
+        await db.Set<WorkerState>().Where(w => w.Pool == pool.Name && w.CurrentState == WorkerStates.Leased && w.Image != image && !deciding.Contains(w.CorrelationId))
+            .ExecuteUpdateAsync(w => w.SetProperty(x => x.Version, x => x.Version + 1), cancellationToken);
     }
 
     /// <summary>
@@ -401,8 +421,8 @@ public sealed class Allocator(
     }
 
     /// <summary>
-    /// Whether the worker's image is not its pool's any more. Read without the pool's lock: a release racing
-    /// <c>SetPoolImage</c> may leave one idle, which the next rebalance of the pool deletes.
+    /// Whether the worker's image is not its pool's any more. Read without the pool's lock: a change of image meanwhile
+    /// bumps the worker's version (<see cref="ChangeImageAsync"/>), so this release is retried rather than saved.
     /// </summary>
     async Task<bool> IsOutdatedAsync(WorkerState worker, CancellationToken cancellationToken)
     {

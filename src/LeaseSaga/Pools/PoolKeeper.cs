@@ -35,7 +35,7 @@ public sealed class PoolKeeper(Allocator allocator, TimeProvider clock, ILogger<
         });
     }
 
-    public Task Consume(ConsumeContext<SetPoolImage> context)
+    public async Task Consume(ConsumeContext<SetPoolImage> context)
     {
         var image = context.Message.Image;
         if (string.IsNullOrWhiteSpace(image) || image.Length > PoolOptions.MaxImageLength)
@@ -43,14 +43,10 @@ public sealed class PoolKeeper(Allocator allocator, TimeProvider clock, ILogger<
             throw new ArgumentException($"SetPoolImage for '{context.Message.Pool}': Image must be 1 to {PoolOptions.MaxImageLength} characters, not blank");
         }
 
-        return RebalanceAsync(context, context.Message.Pool, pool =>
-        {
-            if (pool.Image != image)
-            {
-                logger.LogInformation("Pool {Pool}: image {Image} (was {OldImage}); workers of the old image are replaced", pool.Name, image, pool.Image);
-                pool.Image = image;
-            }
-        });
+        var pool = await allocator.LockPoolAsync(context.Message.Pool.ToLowerInvariant(), context.CancellationToken);
+        await allocator.ChangeImageAsync(pool, image, context.CancellationToken);
+        await allocator.RebalanceAsync(context, pool);
+        await allocator.CommitAsync(context.CancellationToken);
     }
 
     public Task Consume(ConsumeContext<PoolBackoffEnded> context) => RebalanceAsync(context, context.Message.Pool, pool =>

@@ -106,10 +106,15 @@ public sealed class ImageRolloutTests
         await bed.UntilWorkersAsync(WorkerStates.Ready, 1);
         var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
         await bed.UntilWorkersAsync(WorkerStates.Ready, 1);
+        await bed.SettledAsync();
+        var version = (await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId).Version;
 
         await bed.Bus.Publish(new SetPoolImage(Pool, NewImage));
         await Until(async () => (await bed.WorkersAsync()).Any(w => w.CurrentState == WorkerStates.Ready && w.Image == NewImage), "a hot worker of the new image");
         await bed.SettledAsync();
+
+        // A release deciding on the old image at that moment fails its version check and is retried on the new one.
+        Assert.True((await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId).Version > version);
 
         Assert.Equal(WorkerStates.Leased, (await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId).CurrentState);
         Assert.Equal("Granted", (await bed.LeaseAsync(granted.LeaseId))!.CurrentState);
