@@ -4,7 +4,7 @@ using DynamicWorkers.Contracts;
 
 namespace DynamicWorkers.Cli;
 
-/// <summary><c>dw pool status|set-size</c>, <c>dw workers</c>, <c>dw leases</c>, <c>dw instance set-lifecycle|remove</c>: what an operator does.</summary>
+/// <summary><c>dw pool status|set-size|image</c>, <c>dw workers</c>, <c>dw leases</c>, <c>dw instance set-lifecycle|remove</c>: what an operator does.</summary>
 public static class OpsCommands
 {
     /// <summary>The service's own bound on lifecycle limits.</summary>
@@ -12,9 +12,10 @@ public static class OpsCommands
 
     public static Command Pool()
     {
-        var pool = new Command("pool", "Show or size the worker pools");
+        var pool = new Command("pool", "Show, size or roll out the worker pools");
         pool.Subcommands.Add(Status());
         pool.Subcommands.Add(SetSize());
+        pool.Subcommands.Add(SetImage());
         return pool;
     }
 
@@ -38,12 +39,12 @@ public static class OpsCommands
             else
             {
                 output.WriteTable(
-                    ["pool", "hot target", "max", "waiting", "workers", "image", "tools"],
+                    ["pool", "hot target", "max", "waiting", "workers", "image", "outdated", "tools"],
                     status.Pools.Select(p => (IReadOnlyList<string>)
                     [
                         p.Pool, p.HotTarget.ToString(), p.MaxWorkers.ToString(), p.WaitingLeases.ToString(),
                         p.WorkersByState.Count == 0 ? "-" : string.Join(" ", p.WorkersByState.OrderBy(s => s.Key).Select(s => $"{s.Key}={s.Value}")),
-                        p.Image, string.Join(", ", p.Tools),
+                        p.Image, p.OutdatedWorkers.ToString(), string.Join(", ", p.Tools),
                     ]));
             }
 
@@ -101,6 +102,57 @@ public static class OpsCommands
                 if (elapsed.Elapsed > timeout)
                 {
                     output.Error($"pool {pool} still shows hot target {current.HotTarget}, max workers {current.MaxWorkers} after {timeout.TotalSeconds:0.#} s");
+                    return ExitCodes.TimedOut;
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(200), ct); // polling the service's status: there is no acknowledgement message
+            }
+        }));
+        return command;
+    }
+
+    static Command SetImage()
+    {
+        var name = new Argument<string>("pool") { Description = "The pool" };
+        var image = new Argument<string>("image") { Description = "The new image: marketplace reference (publisher:offer:sku:version) or gallery image id" };
+        var command = new Command("image", "Roll a pool out to another image (persisted): hot and idle workers replaced within the pool's surge, leased ones after their lease; waits until the service applied it")
+        {
+            name, image,
+        };
+        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken, async (client, output, timeout, ct) =>
+        {
+            var pool = parse.GetRequiredValue(name);
+            var wanted = parse.GetRequiredValue(image);
+            var elapsed = Stopwatch.StartNew();
+
+            // An unknown pool would only land in the service's _error queue: say so here instead.
+            if ((await client.GetPoolStatusAsync(pool, ct)).Pools.Count == 0)
+            {
+                output.Error($"unknown pool '{pool}'");
+                return ExitCodes.Rejected;
+            }
+
+            await client.SetPoolImageAsync(pool, wanted, ct);
+            while (true)
+            {
+                var current = (await client.GetPoolStatusAsync(pool, ct)).Pools.Single();
+                if (current.Image == wanted)
+                {
+                    if (output.Json)
+                    {
+                        output.WriteJson(new { pool = current.Pool, image = wanted, outdatedWorkers = current.OutdatedWorkers, applied = true });
+                    }
+                    else
+                    {
+                        output.WriteLine($"pool {current.Pool}: image {wanted} (applied); {current.OutdatedWorkers} worker(s) on an older image being replaced ('dw pool status' shows the progress)");
+                    }
+
+                    return ExitCodes.Success;
+                }
+
+                if (elapsed.Elapsed > timeout)
+                {
+                    output.Error($"pool {pool} still shows image {current.Image} after {timeout.TotalSeconds:0.#} s");
                     return ExitCodes.TimedOut;
                 }
 

@@ -132,6 +132,13 @@ public sealed class DynamicWorkersClient : IAsyncDisposable
     public Task SetPoolSizeAsync(string pool, int hotTarget, int maxWorkers, CancellationToken cancellationToken = default)
         => _bus.Publish(new SetPoolSize(pool, hotTarget, maxWorkers), cancellationToken);
 
+    /// <summary>
+    /// Publishes a new image for a pool: its workers of older images are replaced (hot and idle ones within the pool's
+    /// surge, leased ones after their lease); pool status shows the image and the workers still outdated.
+    /// </summary>
+    public Task SetPoolImageAsync(string pool, string image, CancellationToken cancellationToken = default)
+        => _bus.Publish(new SetPoolImage(pool, image), cancellationToken);
+
     /// <summary>Publishes lifecycle limits for one instance; a null limit stays as it is.</summary>
     public Task SetInstanceLifecycleAsync(SetInstanceLifecycle command, CancellationToken cancellationToken = default)
         => _bus.Publish(command, cancellationToken);

@@ -28,6 +28,13 @@ public sealed record SetPoolSize(
     int HotTarget,
     int MaxWorkers);
 
+/// <summary>
+/// Changes a pool's image at run time (persisted): its hot and idle workers of another image are replaced within the
+/// pool's rollout surge, leased ones once their lease ends, never interrupting one. Progress is in <see cref="PoolSummary.OutdatedWorkers"/>.
+/// </summary>
+[MessageUrn("DynamicWorkers.Contracts:SetPoolImage")]
+public sealed record SetPoolImage(string Pool, string Image);
+
 /// <summary>Asks for the status of one pool, or of all pools when <see cref="Pool"/> is null. Answered with <see cref="PoolStatus"/>.</summary>
 [MessageUrn("DynamicWorkers.Contracts:GetPoolStatus")]
 public sealed record GetPoolStatus(string? Pool);
@@ -35,6 +42,8 @@ public sealed record GetPoolStatus(string? Pool);
 [MessageUrn("DynamicWorkers.Contracts:PoolStatus")]
 public sealed record PoolStatus(IReadOnlyList<PoolSummary> Pools);
 
+/// <param name="Image">the image new workers get</param>
+/// <param name="OutdatedWorkers">live workers of an older image, still to be replaced: 0 once a rollout finished</param>
 public sealed record PoolSummary(
     string Pool,
     IReadOnlyDictionary<string, int> WorkersByState,
@@ -42,7 +51,8 @@ public sealed record PoolSummary(
     int MaxWorkers,
     int WaitingLeases,
     string Image,
-    IReadOnlyList<string> Tools);
+    IReadOnlyList<string> Tools,
+    int OutdatedWorkers);
 
 /// <summary>Lists workers, optionally of one pool and/or trusting one instance. Answered with <see cref="WorkerList"/>.</summary>
 [MessageUrn("DynamicWorkers.Contracts:GetWorkers")]

@@ -11,13 +11,17 @@ namespace DynamicWorkers.Standalone;
 /// <c>--demo</c>: three pretend customer instances lease workers over the bus, round after round, so a newcomer
 /// sees in the dashboard and the log what the service does: a hot grant, re-use of the same instance's idle
 /// worker, a repeated request answered the same, a bad request rejected, a burst that drains the hot pool
-/// (leases wait while it refills: cold grants), and idle workers deleted after the compressed idle timeout.
+/// (leases wait while it refills: cold grants), idle workers deleted after the compressed idle timeout, and in the
+/// second round an image rollout (hot workers replaced a surge at a time, leased ones when released).
 /// </summary>
 public sealed class DemoInstances(IBus bus, IHostApplicationLifetime lifetime, ILogger<DemoInstances> logger) : BackgroundService
 {
     public const string Switch = "--demo";
 
     const string Pool = "ubuntu-22.04";
+
+    /// <summary>The image the demo rolls its pool out to in its second round.</summary>
+    public const string RolledOutImage = "Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:22.04.202612070";
     static readonly TimeSpan Hold = TimeSpan.FromSeconds(4);
 
     /// <summary>Timeouts shrunk from hours to seconds, a fresh demo database, a quick simulated cloud.</summary>
@@ -54,6 +58,12 @@ public sealed class DemoInstances(IBus bus, IHostApplicationLifetime lifetime, I
             for (var round = 1; !stoppingToken.IsCancellationRequested; round++)
             {
                 logger.LogInformation("demo round {Round}: watch the dashboard", round);
+                if (round == 2)
+                {
+                    // Once, after the first round showed the rest: the pool card counts the workers still on the older image.
+                    logger.LogInformation("demo: rolling {Pool} out to image {Image}", Pool, RolledOutImage);
+                    await bus.Publish(new SetPoolImage(Pool, RolledOutImage), stoppingToken);
+                }
 
                 // A hot worker, then the same instance again: its idle worker is re-used without a trust step.
                 await RunLeaseAsync(client, acme, "build-1", stoppingToken);

@@ -17,6 +17,7 @@ public sealed class ContractTests
         { typeof(LeaseRevoked), "Guid LeaseId, String InstanceId, Guid WorkerId, String Reason" },
         { typeof(SetInstanceLifecycle), "String InstanceId, TimeSpan? IdleTimeout, TimeSpan? MaxWorkerAge, TimeSpan? MaxLeaseDuration" },
         { typeof(SetPoolSize), "String Pool, Int32 HotTarget, Int32 MaxWorkers" },
+        { typeof(SetPoolImage), "String Pool, String Image" },
         { typeof(GetPoolStatus), "String? Pool" },
         { typeof(PoolStatus), "IReadOnlyList<PoolSummary> Pools" },
         { typeof(GetWorkers), "String? Pool, String? InstanceId" },
@@ -43,7 +44,7 @@ public sealed class ContractTests
     public void Pool_and_worker_summaries_have_the_designed_fields()
     {
         Assert.Equal(
-            "String Pool, IReadOnlyDictionary<String,Int32> WorkersByState, Int32 HotTarget, Int32 MaxWorkers, Int32 WaitingLeases, String Image, IReadOnlyList<String> Tools",
+            "String Pool, IReadOnlyDictionary<String,Int32> WorkersByState, Int32 HotTarget, Int32 MaxWorkers, Int32 WaitingLeases, String Image, IReadOnlyList<String> Tools, Int32 OutdatedWorkers",
             Describe(typeof(PoolSummary)));
         Assert.Equal(
             "Guid WorkerId, String Pool, String State, String? TrustedInstanceId, Guid? CurrentLeaseId, DateTimeOffset ProvisionedAt, DateTimeOffset? LastLeaseEndedAt, Int32 LeaseCount",

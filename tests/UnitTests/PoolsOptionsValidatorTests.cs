@@ -21,6 +21,18 @@ public sealed class PoolsOptionsValidatorTests
         Assert.Contains(failure, result.FailureMessage);
     }
 
+    [Theory]
+    [InlineData(0, 1, "RolloutSurge")]
+    [InlineData(101, 1, "RolloutSurge")]
+    [InlineData(2, 513, "Image")]
+    public void A_rollout_surge_out_of_range_or_an_overlong_image_fails_naming_it(int surge, int imageLength, string failure)
+    {
+        var result = Validate(new PoolOptions { Image = new string('i', imageLength), RolloutSurge = surge });
+
+        Assert.True(result.Failed);
+        Assert.Contains(failure, result.FailureMessage);
+    }
+
     static Microsoft.Extensions.Options.ValidateOptionsResult Validate(PoolOptions pool)
         => new PoolsOptionsValidator().Validate(null, new PoolsOptions { Pools = { ["linux"] = pool } });
 }

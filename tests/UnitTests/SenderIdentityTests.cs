@@ -47,6 +47,7 @@ public sealed class SenderIdentityTests
         Assert.NotNull(SenderIdentity.Refusal(new GetLeases(null, "b"), a));
         Assert.NotNull(SenderIdentity.Refusal(new GetPoolStatus(null), a));
         Assert.NotNull(SenderIdentity.Refusal(new SetPoolSize("pool", 1, 2), a));
+        Assert.NotNull(SenderIdentity.Refusal(new SetPoolImage("pool", "image-2"), a));
         Assert.NotNull(SenderIdentity.Refusal(new SetInstanceLifecycle("a", null, null, TimeSpan.FromTicks(1)), a));
         Assert.NotNull(SenderIdentity.Refusal(new RemoveInstance("a", null), a));
     }
@@ -65,6 +66,7 @@ public sealed class SenderIdentityTests
     public void The_operator_sends_any_public_message_and_an_unknown_user_none()
     {
         Assert.Null(SenderIdentity.Refusal(new SetPoolSize("pool", 1, 2), Identity.Classify("dw-operator")));
+        Assert.Null(SenderIdentity.Refusal(new SetPoolImage("pool", "image-2"), Identity.Classify("dw-operator")));
         Assert.Null(SenderIdentity.Refusal(new RemoveInstance("a", "offboarded"), Identity.Classify("dw-operator")));
         Assert.Null(SenderIdentity.Refusal(RequestOfA with { InstanceId = "b" }, Identity.Classify("dw-operator")));
         Assert.NotNull(SenderIdentity.Refusal(RequestOfA, Identity.Classify("guest")));

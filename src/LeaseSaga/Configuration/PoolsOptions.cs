@@ -18,9 +18,20 @@ public sealed class PoolOptions
     [Range(1, MaxWorkersLimit)]
     public int MaxWorkers { get; set; } = 10;
 
-    /// <summary>Marketplace reference (publisher:offer:sku:version) or gallery image id.</summary>
+    /// <summary>The longest image reference stored (a gallery image id is a resource path).</summary>
+    public const int MaxImageLength = 512;
+
+    /// <summary>Marketplace reference (publisher:offer:sku:version) or gallery image id; a change at start rolls the pool out.</summary>
     [Required(AllowEmptyStrings = false)]
+    [MaxLength(MaxImageLength)]
     public string Image { get; set; } = "";
+
+    /// <summary>
+    /// Image rollout: new-image workers started beyond the hot target while hot workers of an older image remain (and,
+    /// at <c>MaxWorkers</c>, old hot workers retired at a time to make room for their replacements).
+    /// </summary>
+    [Range(1, 100)]
+    public int RolloutSurge { get; set; } = 2;
 
     [Required(AllowEmptyStrings = false)]
     public string Size { get; set; } = "Standard_D2s_v5";

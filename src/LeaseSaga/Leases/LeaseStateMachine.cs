@@ -338,7 +338,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
 
         // Shared: leases take hot workers and join the line side by side; starting workers is the pool keeper's, alone.
         var pool = await allocator.LockPoolAsync(lease.Pool, c.CancellationToken, shared: true);
-        if (await allocator.ClaimReadyAsync(lease.Pool, c.CancellationToken) is { } hot)
+        if (await allocator.ClaimReadyAsync(lease.Pool, c.CancellationToken, pool.Image) is { } hot)
         {
             await allocator.AssignAsync(c, hot, lease);
             lease.Outcome = AllocationOutcome.Trusting;

@@ -1,4 +1,5 @@
 using DynamicWorkers.Infrastructure.Persistence;
+using DynamicWorkers.LeaseSaga.Configuration;
 using DynamicWorkers.LeaseSaga.Instances;
 using DynamicWorkers.LeaseSaga.Leases;
 using DynamicWorkers.LeaseSaga.Pools;
@@ -46,7 +47,9 @@ sealed class WorkerMapping : IEntityTypeConfiguration<WorkerState>
         entity.Property(x => x.TrustedInstanceId).HasMaxLength(LeaseRequestValidation.MaxInstanceIdLength);
         entity.Property(x => x.TrustedThumbprint).HasMaxLength(64);
         entity.Property(x => x.ReapReason).HasMaxLength(32);
-        entity.HasIndex(x => new { x.Pool, x.CurrentState });
+        entity.Property(x => x.Image).HasMaxLength(PoolOptions.MaxImageLength);
+        // The pool keeper counts workers per state and image under the pool's lock: from the index alone.
+        entity.HasIndex(x => new { x.Pool, x.CurrentState, x.Image });
         entity.HasIndex(x => new { x.TrustedInstanceId, x.Pool, x.CurrentState });
         entity.HasIndex(x => new { x.CurrentState, x.TimerDueAt });
     }
@@ -58,6 +61,8 @@ sealed class PoolMapping : IEntityTypeConfiguration<PoolState>
     {
         entity.ToTable("pools").HasKey(x => x.Name);
         entity.Property(x => x.Name).HasMaxLength(64);
+        entity.Property(x => x.Image).HasMaxLength(PoolOptions.MaxImageLength);
+        entity.Property(x => x.ConfiguredImage).HasMaxLength(PoolOptions.MaxImageLength);
     }
 }
 

@@ -102,15 +102,70 @@ public sealed class Allocator(
         var pool = (await db.Set<PoolState>().FromSqlRaw(sql, name).AsTracking().ToListAsync(cancellationToken)).SingleOrDefault();
         if (pool is not null)
         {
+            if (!shared)
+            {
+                await AdoptConfiguredImageAsync(pool, cancellationToken);
+            }
+
             return pool;
         }
 
         var definition = Definition(name);
-        pool = new PoolState { Name = name, HotTarget = definition.HotTarget, MaxWorkers = definition.MaxWorkers };
+        pool = new PoolState
+        {
+            Name = name, HotTarget = definition.HotTarget, MaxWorkers = definition.MaxWorkers, Image = definition.Image, ConfiguredImage = definition.Image,
+        };
         db.Add(pool);
         // Inserted now so that a copy opening the same pool waits on this row (and retries on its key) instead of racing.
         await db.SaveChangesAsync(cancellationToken);
         return pool;
+    }
+
+    /// <summary>
+    /// A changed <c>Pools:&lt;name&gt;:Image</c> becomes the pool's image (and rolls out); an unchanged one leaves a
+    /// <c>SetPoolImage</c> in force. A row from before images were recorded takes the configured one, and so do its workers.
+    /// </summary>
+    async Task AdoptConfiguredImageAsync(PoolState pool, CancellationToken cancellationToken)
+    {
+        var configured = Definition(pool.Name).Image;
+        if (pool.ConfiguredImage == configured)
+        {
+            return;
+        }
+
+        if (pool.ConfiguredImage.Length == 0)
+        {
+            await db.Set<WorkerState>().Where(w => w.Pool == pool.Name && w.Image == "")
+                .ExecuteUpdateAsync(w => w.SetProperty(x => x.Image, configured), cancellationToken);
+            pool.Image = configured;
+        }
+        else
+        {
+            logger.LogInformation("Pool {Pool}: configured image {Image} (was {OldImage})", pool.Name, configured, pool.ConfiguredImage);
+            await ChangeImageAsync(pool, configured, cancellationToken);
+        }
+
+        pool.ConfiguredImage = configured;
+    }
+
+    /// <summary>
+    /// The image the pool's new workers get from now on; the next rebalance replaces the others. The caller holds the
+    /// pool's lock alone.
+    /// </summary>
+    public async Task ChangeImageAsync(PoolState pool, string image, CancellationToken cancellationToken)
+    {
+        if (pool.Image == image)
+        {
+            return;
+        }
+
+        logger.LogInformation("Pool {Pool}: image {Image} (was {OldImage}); workers of the old image are replaced", pool.Name, image, pool.Image);
+        pool.Image = image;
+        // A release reads the image without the pool's lock: one that read the old image meanwhile fails its version check
+        // and decides again. A worker this transaction holds is decided here, on the new image, and keeps its version.
+        var deciding = db.ChangeTracker.Entries<WorkerState>().Select(e => e.Entity.CorrelationId).ToList();
+        await db.Set<WorkerState>().Where(w => w.Pool == pool.Name && w.CurrentState == WorkerStates.Leased && w.Image != image && !deciding.Contains(w.CorrelationId))
+            .ExecuteUpdateAsync(w => w.SetProperty(x => x.Version, x => x.Version + 1), cancellationToken);
     }
 
     /// <summary>
@@ -228,10 +283,21 @@ public sealed class Allocator(
             """,
             """ "LastLeaseEndedAt" """, cancellationToken, pool, WorkerStates.Idle, LeaseStates.Allocating, LeaseStates.WaitingForWorker);
 
-    /// <summary>A hot worker, oldest first.</summary>
-    public Task<WorkerState?> ClaimReadyAsync(string pool, CancellationToken cancellationToken, bool newest = false)
-        => ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} """,
-            newest ? """ "ProvisionedAt" DESC """ : """ "ProvisionedAt" """, cancellationToken, pool, WorkerStates.Ready);
+    /// <summary>A hot worker for a lease, oldest first; of <paramref name="currentImage"/>, when given, before any of an older one.</summary>
+    public Task<WorkerState?> ClaimReadyAsync(string pool, CancellationToken cancellationToken, string? currentImage = null)
+        => currentImage is null
+            ? ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} """, """ "ProvisionedAt" """, cancellationToken, pool, WorkerStates.Ready)
+            : ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} """,
+                """ CASE WHEN "Image" = {2} THEN 0 ELSE 1 END, "ProvisionedAt" """, cancellationToken, pool, WorkerStates.Ready, currentImage);
+
+    /// <summary>A surplus hot worker to retire: the newest.</summary>
+    Task<WorkerState?> ClaimNewestReadyAsync(string pool, CancellationToken cancellationToken)
+        => ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} """, """ "ProvisionedAt" DESC """, cancellationToken, pool, WorkerStates.Ready);
+
+    /// <summary>A worker in <paramref name="state"/> (hot or idle) of an image other than the pool's, the longest in that state first.</summary>
+    Task<WorkerState?> ClaimOutdatedAsync(PoolState pool, string state, CancellationToken cancellationToken)
+        => ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} AND "Image" <> {2} """,
+            state == WorkerStates.Idle ? """ "LastLeaseEndedAt" """ : """ "ProvisionedAt" """, cancellationToken, pool.Name, state, pool.Image);
 
     /// <summary>The lease that has waited longest for a worker (of one instance and certificate, when given).</summary>
     public Task<LeaseState?> ClaimWaitingAsync(string pool, CancellationToken cancellationToken, string? instanceId = null, string? thumbprint = null)
@@ -330,8 +396,20 @@ public sealed class Allocator(
             return true;
         }
 
-        var limits = await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken);
         var now = clock.GetUtcNow();
+        if (await IsOutdatedAsync(worker, cancellationToken))
+        {
+            // Image rollout: a leased worker of an older image is never interrupted, and deleted instead of going idle.
+            worker.LastLeaseId = leaseId;
+            worker.CurrentLeaseId = null;
+            worker.LeaseExpiresAt = null;
+            worker.LastLeaseEndedAt = now;
+            await ReapAsync(context, worker, ReapReasons.Image, $"its lease ended and the pool's image is newer than {worker.Image}");
+            await context.Publish(new ReconcilePool(worker.Pool));
+            return true;
+        }
+
+        var limits = await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken);
         worker.CurrentState = WorkerStates.Idle;
         worker.LastLeaseId = leaseId;
         worker.CurrentLeaseId = null;
@@ -368,6 +446,17 @@ public sealed class Allocator(
     }
 
     /// <summary>
+    /// Whether the worker's image is not its pool's any more. Read without the pool's lock: a change of image meanwhile
+    /// bumps the worker's version (<see cref="ChangeImageAsync"/>), so this release is retried rather than saved.
+    /// </summary>
+    async Task<bool> IsOutdatedAsync(WorkerState worker, CancellationToken cancellationToken)
+    {
+        var image = db.Set<PoolState>().Local.FirstOrDefault(p => p.Name == worker.Pool)?.Image
+                    ?? await db.Set<PoolState>().Where(p => p.Name == worker.Pool).Select(p => p.Image).SingleOrDefaultAsync(cancellationToken);
+        return !string.IsNullOrEmpty(image) && worker.Image.Length > 0 && worker.Image != image;
+    }
+
+    /// <summary>
     /// The worker chosen for a lease failed: the lease gets a ready worker at once if there is one, else it goes back
     /// in line at its place by arrival (and is told so, to arm its allocation timer). Nothing if it no longer waits for
     /// that worker. The caller holds the pool's lock.
@@ -384,11 +473,12 @@ public sealed class Allocator(
 
         lease.WorkerId = null;
         lease.Version++;
+        var image = db.Set<PoolState>().Local.FirstOrDefault(p => p.Name == lease.Pool)?.Image;
         if (IsDraining(lease.Pool))
         {
             await context.Publish(new RejectWaitingLease(leaseId, LeaseRejectionReasons.UnknownPool, RemovedPoolDetail(lease.Pool)));
         }
-        else if (await ClaimReadyAsync(lease.Pool, cancellationToken) is { } ready)
+        else if (await ClaimReadyAsync(lease.Pool, cancellationToken, image) is { } ready)
         {
             await AssignAsync(context, ready, lease);
         }
@@ -401,6 +491,9 @@ public sealed class Allocator(
     /// <summary>
     /// Serves waiting leases with ready workers, retires hot workers beyond the target, then starts the workers the pool
     /// is short of: its hot target plus one per waiting lease, never above <c>MaxWorkers</c> nor while it backs off.
+    /// Image rollout: idle workers of an older image go at once; while hot ones remain, up to <c>RolloutSurge</c>
+    /// new-image workers start beyond the target and each that turns ready retires an old hot one, so the hot pool
+    /// never drops below its target (at <c>MaxWorkers</c>, old hot workers go first to make room).
     /// <paramref name="unsavedLease"/> is the lease deciding now, not yet saved, if it waits.
     /// </summary>
     /// <param name="readyWorker">a worker turning ready in this transaction: its row still says provisioning, so no claim finds it</param>
@@ -414,8 +507,10 @@ public sealed class Allocator(
         }
 
         var (waiting, spare, live, idle, _) = await CountAsync(pool.Name, cancellationToken);
+        var rollout = await CountRolloutAsync(pool, cancellationToken);
+        var surge = Definition(pool.Name).RolloutSurge;
         waiting += unsavedLease is { WorkerId: null } ? 1 : 0;
-        while (waiting > 0 && await ClaimReadyAsync(pool.Name, cancellationToken) is { } ready)
+        while (waiting > 0 && await ClaimReadyAsync(pool.Name, cancellationToken, pool.Image) is { } ready)
         {
             if (await ClaimWaitingAsync(pool.Name, cancellationToken) is not { } lease)
             {
@@ -425,21 +520,42 @@ public sealed class Allocator(
             await AssignAsync(context, ready, lease);
             waiting--;
             spare--;
+            rollout = ready.Image == pool.Image ? rollout : rollout with { OldReady = rollout.OldReady - 1, OldSpare = rollout.OldSpare - 1 };
         }
 
-        for (var surplus = spare - pool.HotTarget - waiting; surplus > 0; surplus--)
+        for (var outdated = rollout.OldIdle; outdated > 0; outdated--)
         {
-            // The worker turning ready is the newest hot one: it goes first (the pool shrank while it was provisioning).
-            var extra = readyWorker is { CurrentState: WorkerStates.Ready } ? readyWorker : await ClaimReadyAsync(pool.Name, cancellationToken, newest: true);
-            if (extra is null)
+            if (await ClaimOutdatedAsync(pool, WorkerStates.Idle, cancellationToken) is not { } old)
             {
                 break;
             }
 
-            logger.LogInformation("Pool {Pool}: retiring surplus hot worker {WorkerId} (hot target {HotTarget})", pool.Name, extra.CorrelationId, pool.HotTarget);
-            await ReapAsync(context, extra, ReapReasons.Idle, "surplus hot worker");
+            await ReapAsync(context, old, ReapReasons.Image, $"idle on image {old.Image}, the pool's is {pool.Image}");
+            live--;
+            idle--;
+        }
+
+        // A new-image worker still provisioning keeps an old hot one in service until it is ready to take its place.
+        var replacing = Math.Min(rollout.NewProvisioning, rollout.OldReady);
+        for (var surplus = spare - pool.HotTarget - waiting - replacing; surplus > 0; surplus--)
+        {
+            if (await ClaimSurplusAsync(pool, readyWorker, rollout.OldReady > 0, cancellationToken) is not { } extra)
+            {
+                break;
+            }
+
             spare--;
             live--;
+            if (extra.Image != pool.Image)
+            {
+                rollout = rollout with { OldReady = rollout.OldReady - 1, OldSpare = rollout.OldSpare - 1 };
+                logger.LogInformation("Pool {Pool}: retiring hot worker {WorkerId} of image {Image}, replaced by one of {PoolImage}", pool.Name, extra.CorrelationId, extra.Image, pool.Image);
+                await ReapAsync(context, extra, ReapReasons.Image, $"hot on image {extra.Image}, the pool's is {pool.Image}");
+                continue;
+            }
+
+            logger.LogInformation("Pool {Pool}: retiring surplus hot worker {WorkerId} (hot target {HotTarget})", pool.Name, extra.CorrelationId, pool.HotTarget);
+            await ReapAsync(context, extra, ReapReasons.Idle, "surplus hot worker");
         }
 
         if (pool.BackoffUntil is { } until && until > clock.GetUtcNow())
@@ -462,7 +578,22 @@ public sealed class Allocator(
             live--;
         }
 
-        var count = Math.Max(0, Math.Min(pool.HotTarget + waiting - spare, pool.MaxWorkers - live));
+        // At MaxWorkers a rollout has no room to surge: old hot workers make room for their replacements, a few at a time.
+        var makeRoom = Math.Min(surge, rollout.OldReady);
+        if (live >= pool.MaxWorkers && makeRoom > 0 && rollout.NewProvisioning == 0 && live - makeRoom < pool.MaxWorkers)
+        {
+            for (; makeRoom > 0 && await ClaimOutdatedAsync(pool, WorkerStates.Ready, cancellationToken) is { } old; makeRoom--)
+            {
+                logger.LogInformation("Pool {Pool}: at {MaxWorkers} workers, retiring hot worker {WorkerId} of image {Image} to start one of {PoolImage}",
+                    pool.Name, pool.MaxWorkers, old.CorrelationId, old.Image, pool.Image);
+                await ReapAsync(context, old, ReapReasons.Image, $"hot on image {old.Image}, making room for one of {pool.Image}");
+                spare--;
+                live--;
+                rollout = rollout with { OldReady = rollout.OldReady - 1, OldSpare = rollout.OldSpare - 1 };
+            }
+        }
+
+        var count = Math.Max(0, Math.Min(pool.HotTarget + waiting - spare + Math.Min(surge, rollout.OldSpare), pool.MaxWorkers - live));
         if (count == 0)
         {
             return;
@@ -471,13 +602,16 @@ public sealed class Allocator(
         var definition = Definition(pool.Name);
         for (var i = 0; i < count; i++)
         {
-            var worker = new WorkerState { CorrelationId = NewId.NextGuid(), Pool = pool.Name, CurrentState = WorkerStates.Provisioning, CreatedAt = clock.GetUtcNow() };
+            var worker = new WorkerState
+            {
+                CorrelationId = NewId.NextGuid(), Pool = pool.Name, Image = pool.Image, CurrentState = WorkerStates.Provisioning, CreatedAt = clock.GetUtcNow(),
+            };
             db.Add(worker);
             // The first timer is the provisioning deadline, the worker's earliest for a while: later ones arm nothing until it fires.
             var timeout = lifecycle.CurrentValue.ProvisioningTimeout;
             var timer = await context.ScheduleSend(WorkerStateDefinition.Address, timeout, new WorkerTimerDue(worker.CorrelationId));
             (worker.TimerToken, worker.TimerDueAt) = (timer.TokenId, worker.CreatedAt + timeout);
-            await context.Send(CloudQueues.Address(CloudQueues.ProvisionWorker), new ProvisionWorker(worker.CorrelationId, pool.Name, definition.Image, definition.Size));
+            await context.Send(CloudQueues.Address(CloudQueues.ProvisionWorker), new ProvisionWorker(worker.CorrelationId, pool.Name, pool.Image, definition.Size));
         }
 
         logger.LogInformation("Pool {Pool}: starting {Count} worker(s), {Live} live of {MaxWorkers}", pool.Name, count, live + count, pool.MaxWorkers);
@@ -525,6 +659,26 @@ public sealed class Allocator(
             logger.LogInformation("Pool {Pool} is not configured: draining ({Waiting} waiting lease(s) rejected, {Reaped} free worker(s) deleted)",
                 pool.Name, waiting.Count, reaped);
         }
+    }
+
+    /// <summary>
+    /// The hot worker to retire when the pool has too many: one of an older image first (the worker turning ready if it
+    /// is one), else the worker turning ready (the pool shrank while it was provisioning), else the newest.
+    /// </summary>
+    async Task<WorkerState?> ClaimSurplusAsync(PoolState pool, WorkerState? readyWorker, bool anyOutdated, CancellationToken cancellationToken)
+    {
+        var turningReady = readyWorker is { CurrentState: WorkerStates.Ready } ? readyWorker : null;
+        if (turningReady is not null && turningReady.Image != pool.Image)
+        {
+            return turningReady;
+        }
+
+        if (anyOutdated && await ClaimOutdatedAsync(pool, WorkerStates.Ready, cancellationToken) is { } old)
+        {
+            return old;
+        }
+
+        return turningReady ?? await ClaimNewestReadyAsync(pool.Name, cancellationToken);
     }
 
     /// <summary>
@@ -639,13 +793,37 @@ public sealed class Allocator(
     }
 
     static readonly string[] IdleOnly = [WorkerStates.Idle];
+    static readonly string[] ReadyOnly = [WorkerStates.Ready];
+    static readonly string[] ProvisioningOnly = [WorkerStates.Provisioning];
+
+    /// <summary>How far an image rollout is: workers of an older image hot (ready, or spare: provisioning too) and idle, and new-image ones provisioning.</summary>
+    readonly record struct RolloutCounts(int OldReady, int OldSpare, int OldIdle, int NewProvisioning);
+
+    /// <summary>The rollout's counts, from the index of state and image, corrected for what this transaction changed and has not saved.</summary>
+    async Task<RolloutCounts> CountRolloutAsync(PoolState pool, CancellationToken cancellationToken)
+    {
+        var (name, image) = (pool.Name, pool.Image);
+        var stored = await db.Set<PoolState>().Where(p => p.Name == name).Select(p => new
+        {
+            OldReady = db.Set<WorkerState>().Count(w => w.Pool == name && w.CurrentState == WorkerStates.Ready && w.Image != image),
+            OldSpare = db.Set<WorkerState>().Count(w => w.Pool == name && WorkerStates.Spare.Contains(w.CurrentState) && w.Image != image),
+            OldIdle = db.Set<WorkerState>().Count(w => w.Pool == name && w.CurrentState == WorkerStates.Idle && w.Image != image),
+            NewProvisioning = db.Set<WorkerState>().Count(w => w.Pool == name && w.CurrentState == WorkerStates.Provisioning && w.Image == image),
+        }).SingleAsync(cancellationToken);
+        return new RolloutCounts(
+            stored.OldReady + UnsavedWorkers(name, ReadyOnly, i => i != image),
+            stored.OldSpare + UnsavedWorkers(name, WorkerStates.Spare, i => i != image),
+            stored.OldIdle + UnsavedWorkers(name, IdleOnly, i => i != image),
+            stored.NewProvisioning + UnsavedWorkers(name, ProvisioningOnly, i => i == image));
+    }
 
     readonly record struct PoolCounts(int Waiting, int Spare, int Live, int Idle, int MaxWorkers);
 
-    int UnsavedWorkers(string pool, string[] states)
+    int UnsavedWorkers(string pool, string[] states, Func<string, bool>? image = null)
         => Unsaved<WorkerState>(
-            e => e.Entity.Pool == pool && states.Contains(e.Entity.CurrentState),
-            e => e.OriginalValues.GetValue<string>(nameof(WorkerState.Pool)) == pool && states.Contains(e.OriginalValues.GetValue<string>(nameof(WorkerState.CurrentState))));
+            e => e.Entity.Pool == pool && states.Contains(e.Entity.CurrentState) && (image is null || image(e.Entity.Image)),
+            e => e.OriginalValues.GetValue<string>(nameof(WorkerState.Pool)) == pool && states.Contains(e.OriginalValues.GetValue<string>(nameof(WorkerState.CurrentState)))
+                 && (image is null || image(e.OriginalValues.GetValue<string>(nameof(WorkerState.Image)))));
 
     static bool IsWaiting(EntityEntry<LeaseState> entry, string pool, bool original)
     {

@@ -10,12 +10,13 @@ namespace DynamicWorkers.LeaseSaga.Pools;
 
 /// <summary>
 /// Commands about a pool as a whole: open it at start-up or when configuration adds it, drain it when configuration
-/// removes it, resize it, end its backoff, follow its demand. Each locks the pool's row, changes it and tops the pool up
-/// (or retires surplus hot workers) in one transaction.
+/// removes it, resize it, change its image, end its backoff, follow its demand. Each locks the pool's row, changes it and
+/// tops the pool up (or retires surplus and outdated workers) in one transaction.
 /// </summary>
 public sealed class PoolKeeper(Allocator allocator, AdaptiveHotTarget adaptive, DynamicWorkersDbContext db, TimeProvider clock, ILogger<PoolKeeper> logger) :
     IConsumer<ReconcilePool>,
     IConsumer<SetPoolSize>,
+    IConsumer<SetPoolImage>,
     IConsumer<PoolBackoffEnded>,
     IConsumer<EvaluateHotTarget>
 {
@@ -47,6 +48,20 @@ public sealed class PoolKeeper(Allocator allocator, AdaptiveHotTarget adaptive, 
             pool.HotTarget = hotTarget;
             pool.MaxWorkers = maxWorkers;
         });
+    }
+
+    public async Task Consume(ConsumeContext<SetPoolImage> context)
+    {
+        var image = context.Message.Image;
+        if (string.IsNullOrWhiteSpace(image) || image.Length > PoolOptions.MaxImageLength)
+        {
+            throw new ArgumentException($"SetPoolImage for '{context.Message.Pool}': Image must be 1 to {PoolOptions.MaxImageLength} characters, not blank");
+        }
+
+        var pool = await allocator.LockPoolAsync(context.Message.Pool.ToLowerInvariant(), context.CancellationToken);
+        await allocator.ChangeImageAsync(pool, image, context.CancellationToken);
+        await allocator.RebalanceAsync(context, pool);
+        await allocator.CommitAsync(context.CancellationToken);
     }
 
     public Task Consume(ConsumeContext<PoolBackoffEnded> context) => RebalanceAsync(context, context.Message.Pool, pool =>

@@ -32,8 +32,8 @@ public sealed class OpsQueries(DynamicWorkersDbContext db, IOptionsMonitor<Pools
         var saved = await db.Set<PoolState>().AsNoTracking().Where(p => names.Contains(p.Name)).ToListAsync(cancellationToken);
         var counts = await db.Set<WorkerState>().AsNoTracking()
             .Where(w => names.Contains(w.Pool))
-            .GroupBy(w => new { w.Pool, w.CurrentState })
-            .Select(g => new { g.Key.Pool, g.Key.CurrentState, Count = g.Count() })
+            .GroupBy(w => new { w.Pool, w.CurrentState, w.Image })
+            .Select(g => new { g.Key.Pool, g.Key.CurrentState, g.Key.Image, Count = g.Count() })
             .ToListAsync(cancellationToken);
         var waiting = await db.Set<LeaseState>().AsNoTracking()
             .Where(l => names.Contains(l.Pool) && WaitingStates.Contains(l.CurrentState))
@@ -45,14 +45,17 @@ public sealed class OpsQueries(DynamicWorkersDbContext db, IOptionsMonitor<Pools
         {
             var definition = configured[name];
             var state = saved.FirstOrDefault(p => p.Name == name);
+            var image = string.IsNullOrEmpty(state?.Image) ? definition.Image : state.Image;
+            var workers = counts.Where(c => c.Pool == name).ToList();
             return new PoolSummary(
                 name,
-                counts.Where(c => c.Pool == name).ToDictionary(c => c.CurrentState, c => c.Count),
+                workers.GroupBy(c => c.CurrentState).ToDictionary(g => g.Key, g => g.Sum(c => c.Count)),
                 state?.HotTarget ?? definition.HotTarget,
                 state?.MaxWorkers ?? definition.MaxWorkers,
                 waiting.FirstOrDefault(w => w.Pool == name)?.Count ?? 0,
-                definition.Image,
-                definition.Tools);
+                image,
+                definition.Tools,
+                workers.Where(c => WorkerStates.Live.Contains(c.CurrentState) && c.Image != image).Sum(c => c.Count));
         }).ToList();
     }
 

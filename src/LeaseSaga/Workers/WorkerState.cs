@@ -13,6 +13,9 @@ public sealed class WorkerState : SagaStateMachineInstance, ISagaVersion
     public string CurrentState { get; set; } = "";
 
     public string Pool { get; set; } = "";
+
+    /// <summary>The image it was provisioned from: the pool's when it was started.</summary>
+    public string Image { get; set; } = "";
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset? ProvisionedAt { get; set; }
     public string? Address { get; set; }
@@ -75,4 +78,7 @@ public static class ReapReasons
 
     /// <summary>Its VM was found not running when the worker was about to be leased again.</summary>
     public const string Unhealthy = "unhealthy";
+
+    /// <summary>Replaced by a worker of the pool's newer image.</summary>
+    public const string Image = "image";
 }

@@ -114,6 +114,49 @@ public sealed class DwCliTests(DwSystem system)
     }
 
     [Fact]
+    public async Task Pool_image_rolls_every_worker_out_to_the_new_image_and_status_shows_the_progress()
+    {
+        const string newImage = DwSystem.RolloutImage + "-v2";
+        await Eventually.True(
+            async () => await system.Database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"Pool\" = '{DwSystem.RolloutPool}' AND \"CurrentState\" = 'Ready'") == 2,
+            TimeSpan.FromSeconds(30),
+            "two hot workers of the configured image",
+            system.Diagnostics);
+        // One of them leased: it keeps its lease through the rollout and is replaced when released.
+        var lease = await Dw("lease", "request", "--instance", "instance-g", "--thumbprint", Thumbprint, "--pool", DwSystem.RolloutPool, "--wait", "--json");
+        Assert.True(lease.ExitCode == 0, lease.ToString());
+        var leasedWorker = lease.Json.GetProperty("workerId").GetString();
+
+        var rollout = await Dw("pool", "image", DwSystem.RolloutPool, newImage, "--json");
+
+        Assert.True(rollout.ExitCode == 0, rollout.ToString());
+        Assert.True(rollout.Json.GetProperty("applied").GetBoolean());
+        Assert.Equal(newImage, rollout.Json.GetProperty("image").GetString());
+        await Eventually.True(
+            async () => await system.Database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"Pool\" = '{DwSystem.RolloutPool}' AND \"CurrentState\" = 'Ready' AND \"Image\" = '{newImage}'") == 2,
+            TimeSpan.FromSeconds(30),
+            "two hot workers of the new image",
+            system.Diagnostics);
+        var during = (await Dw("pool", "status", "--pool", DwSystem.RolloutPool, "--json")).Json.GetProperty("pools")[0];
+        Assert.Equal((newImage, 1), (during.GetProperty("image").GetString(), during.GetProperty("outdatedWorkers").GetInt32()));
+        Assert.Equal(1L, await system.Database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{leasedWorker}' AND \"CurrentState\" = 'Leased'"));
+
+        var release = await Dw("lease", "release", "--lease-id", lease.Json.GetProperty("leaseId").GetString()!, "--instance", "instance-g");
+        Assert.True(release.ExitCode == 0, release.ToString());
+
+        await Eventually.True(
+            async () => (await Dw("pool", "status", "--pool", DwSystem.RolloutPool, "--json")).Json.GetProperty("pools")[0].GetProperty("outdatedWorkers").GetInt32() == 0,
+            TimeSpan.FromSeconds(30),
+            "no worker left on the old image",
+            system.Diagnostics);
+        Assert.Equal(0L, await system.Database.ScalarAsync(
+            $"SELECT count(*) FROM workers WHERE \"Pool\" = '{DwSystem.RolloutPool}' AND \"Image\" <> '{newImage}' AND \"CurrentState\" <> 'Reaping'"));
+        Assert.Contains(newImage, (await Dw("pool", "status", "--pool", DwSystem.RolloutPool)).Stdout);
+        Assert.Empty(await system.Broker.NonEmptyErrorQueuesAsync());
+        Assert.Equal(3, (await Dw("pool", "image", "no-such-pool", newImage)).ExitCode);
+    }
+
+    [Fact]
     public async Task Instance_remove_revokes_the_instance_s_lease_and_deletes_its_worker()
     {
         var granted = await Dw("lease", "request", "--instance", "instance-e", "--thumbprint", Thumbprint, "--pool", DwSystem.Pool, "--wait", "--json");

@@ -18,6 +18,10 @@ public sealed class DwSystem : IAsyncLifetime
     public const string Pool = "ubuntu-22.04";
     public const string SizedPool = "windows-2022";
 
+    /// <summary>A pool of its own for the image rollout, so that no other test's workers are replaced under it.</summary>
+    public const string RolloutPool = "rollout";
+    public const string RolloutImage = "Canonical:ubuntu-24_04-lts:server:24.04.202612010";
+
     readonly List<ServiceProcess> _services = [];
 
     public RabbitMqTestVirtualHost Broker { get; } = new();
@@ -32,6 +36,10 @@ public sealed class DwSystem : IAsyncLifetime
         [$"Pools:{Pool}:MaxWorkers"] = "5",
         [$"Pools:{SizedPool}:HotTarget"] = "0",
         [$"Pools:{SizedPool}:MaxWorkers"] = "2",
+        [$"Pools:{RolloutPool}:HotTarget"] = "2",
+        [$"Pools:{RolloutPool}:MaxWorkers"] = "4",
+        [$"Pools:{RolloutPool}:RolloutSurge"] = "1",
+        [$"Pools:{RolloutPool}:Image"] = RolloutImage,
         ["Scheduler:ClusterCheckinInterval"] = "00:00:01",
         ["Cloud:Simulated:ProvisionDelay"] = "00:00:00",
         ["Cloud:Simulated:TrustDelay"] = "00:00:00",

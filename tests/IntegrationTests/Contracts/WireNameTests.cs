@@ -27,6 +27,7 @@ public sealed class WireNameTests(RabbitMqTestVirtualHost broker) : IClassFixtur
             new LeaseRevoked(Guid.NewGuid(), "instance", Guid.NewGuid(), LeaseRevocationReasons.WorkerLost),
             new SetInstanceLifecycle("instance", null, null, null),
             new SetPoolSize("pool", 1, 2),
+            new SetPoolImage("pool", "image"),
         ];
         foreach (var message in messages)
         {

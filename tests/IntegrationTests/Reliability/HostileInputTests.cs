@@ -91,6 +91,10 @@ public sealed class HostileInputTests(RabbitMqTestVirtualHost broker, PostgresTe
             RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolSize", """{"pool":"no-such-pool","hotTarget":1,"maxWorkers":2}"""));
         await Error("a pool size beyond the configuration's bounds", "pool-keeper_error", "DynamicWorkers.Contracts:SetPoolSize",
             RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolSize", $$"""{"pool":"{{Pool}}","hotTarget":2000,"maxWorkers":1000000}"""));
+        await Error("a blank pool image", "pool-keeper_error", "DynamicWorkers.Contracts:SetPoolImage",
+            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolImage", $$"""{"pool":"{{Pool}}","image":"  "}"""));
+        await Error("an image for an unknown pool", "pool-keeper_error", "DynamicWorkers.Contracts:SetPoolImage",
+            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolImage", """{"pool":"no-such-pool","image":"image"}"""));
         await Error("a sweep with no grace", "sweep-overdue-timers_error", "DynamicWorkers.Contracts.Internal:SweepOverdueTimers",
             RawAmqp.Envelope(Guid.NewGuid().ToString(), "urn:message:DynamicWorkers.Internal:SweepOverdueTimers", """{"grace":"00:00:00"}"""));
         await Error("unknown message type", "lease-state_skipped", LeaseRequestedExchange,

@@ -97,6 +97,7 @@ public sealed class TenancyTests(RabbitMqTestVirtualHost broker, PostgresTestDat
             ("DynamicWorkers.Contracts.Internal:WorkerProvisioned", ""),
             ("DynamicWorkers.Contracts.Internal:SweepOverdueTimers", ""),
             ("DynamicWorkers.Contracts:SetPoolSize", ""),
+            ("DynamicWorkers.Contracts:SetPoolImage", ""),
             ("DynamicWorkers.Contracts:SetInstanceLifecycle", ""),
             ("", "provision-worker"),
             ("", "trust-worker"),

@@ -166,6 +166,21 @@ public sealed class StandaloneDemoTests(ITestOutputHelper output) : IAsyncLifeti
         Assert.Matches(@"dw_worker_idle_seconds_total\{otel_scope_name=""DynamicWorkers"",pool=""ubuntu-22\.04""\} [1-9]", exposition);
         Assert.Contains("is deprovisioned (idle: idle timeout)", _standalone.Output);
 
+        // The second round rolls the pool out to another image: the card shows it, and no worker is left on the old one.
+        const string rolledOut = "Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:22.04.202612070";
+        await Eventually.True(
+            () => InPage(browser, "document.querySelector(\"#pools .pool[data-pool='ubuntu-22.04'] .image\")?.textContent") == rolledOut
+                  && browser.FindElements(By.CssSelector("#pools .pool[data-pool='ubuntu-22.04'] [data-rollout]")).Count == 0,
+            TimeSpan.FromSeconds(120),
+            "the ubuntu-22.04 card on the new image with no worker on an older one",
+            () => browser.PageSource + "\n" + _standalone.Output);
+        await Eventually.True(
+            async () => (await Http.GetStringAsync(new Uri(_standalone.HttpAddress, "/metrics")))
+                .Contains("dw_workers_reaped_total{otel_scope_name=\"DynamicWorkers\",reason=\"image\"}", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(30),
+            "dw_workers_reaped_total with reason image",
+            () => _standalone.Output);
+
         // Standalone's own readiness: its in-memory bus and its SQLite file.
         await Readiness.AssertBothHealthyAsync(_standalone.HttpAddress);
     }

@@ -79,6 +79,10 @@ public sealed class RabbitMqTestVirtualHost : IAsyncLifetime
             .ToDictionary(q => q.Name, q => q.Messages);
     }
 
+    /// <summary>The <c>_error</c> queues that hold a message.</summary>
+    public async Task<IReadOnlyDictionary<string, long>> NonEmptyErrorQueuesAsync()
+        => (await ErrorQueuesAsync()).Where(q => q.Value > 0).ToDictionary();
+
     /// <summary>Empties a queue (what a test left in an error queue on purpose must not count against the next test).</summary>
     public async Task PurgeAsync(string queue)
         => (await _http.DeleteAsync($"/api/queues/{Uri.EscapeDataString(Name)}/{Uri.EscapeDataString(queue)}/contents")).EnsureSuccessStatusCode();

@@ -28,7 +28,7 @@ public sealed class FakeLeaseServiceConsumer(FakeLeaseService service) : IConsum
     }
 
     public Task Consume(ConsumeContext<GetPoolStatus> context)
-        => context.RespondAsync(new PoolStatus([new PoolSummary(context.Message.Pool ?? "ubuntu-22.04", new Dictionary<string, int> { ["Ready"] = 2 }, 2, 10, 0, "image", ["kubectl"])]));
+        => context.RespondAsync(new PoolStatus([new PoolSummary(context.Message.Pool ?? "ubuntu-22.04", new Dictionary<string, int> { ["Ready"] = 2 }, 2, 10, 0, "image", ["kubectl"], 0)]));
 
     public Task Consume(ConsumeContext<GetWorkers> context)
         => context.RespondAsync(new WorkerList([new WorkerSummary(Guid.NewGuid(), "ubuntu-22.04", "Leased", context.Message.InstanceId, Guid.NewGuid(), DateTimeOffset.UtcNow, null, 1)]));
@@ -152,12 +152,14 @@ public sealed class DynamicWorkersClientTests : IAsyncLifetime
         var leaseId = Guid.NewGuid();
         await Client.ReleaseAsync(leaseId, "instance-1");
         await Client.SetPoolSizeAsync("ubuntu-22.04", 3, 12);
+        await Client.SetPoolImageAsync("ubuntu-22.04", "image-2");
         await Client.SetInstanceLifecycleAsync(new SetInstanceLifecycle("instance-1", TimeSpan.FromMinutes(5), null, null));
         var status = await Client.GetPoolStatusAsync("windows-2022");
         var workers = await Client.GetWorkersAsync(instanceId: "instance-1");
 
         Assert.True(await _harness.Published.Any<LeaseReleased>(m => m.Context.Message == new LeaseReleased(leaseId, "instance-1")));
         Assert.True(await _harness.Published.Any<SetPoolSize>(m => m.Context.Message == new SetPoolSize("ubuntu-22.04", 3, 12)));
+        Assert.True(await _harness.Published.Any<SetPoolImage>(m => m.Context.Message == new SetPoolImage("ubuntu-22.04", "image-2")));
         Assert.True(await _harness.Published.Any<SetInstanceLifecycle>(m => m.Context.Message.IdleTimeout == TimeSpan.FromMinutes(5)));
         Assert.Equal("windows-2022", Assert.Single(status.Pools).Pool);
         Assert.Equal("instance-1", Assert.Single(workers.Workers).TrustedInstanceId);

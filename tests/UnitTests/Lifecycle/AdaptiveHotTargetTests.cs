@@ -102,9 +102,10 @@ public sealed class AdaptiveHotTargetTests
     [Fact]
     public async Task The_job_asks_for_an_evaluation_of_each_adaptive_pool_only()
     {
-        await using var bed = await StartAsync(settings: new Dictionary<string, string?>(Adaptive(minHot: 0, maxHot: 5))
+        await using var bed = await StartAsync(settings: s =>
         {
-            ["Pools:windows:Image"] = "windows-image",
+            Adaptive(minHot: 0, maxHot: 5)(s);
+            s["Pools:windows:Image"] = "windows-image";
         });
         var job = new HotTargetJob(bed.Bus, bed.Services.GetRequiredService<IOptionsMonitor<PoolsOptions>>());
 
@@ -114,13 +115,13 @@ public sealed class AdaptiveHotTargetTests
         Assert.Equal(Pool, bed.PublishedOf<EvaluateHotTarget>().Single().Pool);
     }
 
-    static Dictionary<string, string?> Adaptive(int minHot, int maxHot) => new()
+    static Action<IDictionary<string, string?>> Adaptive(int minHot, int maxHot) => settings =>
     {
-        [$"Pools:{Pool}:Adaptive:Enabled"] = "true",
-        [$"Pools:{Pool}:Adaptive:MinHot"] = minHot.ToString(),
-        [$"Pools:{Pool}:Adaptive:MaxHot"] = maxHot.ToString(),
-        [$"Pools:{Pool}:Adaptive:TargetWaitProbability"] = "0.05",
-        [$"Pools:{Pool}:Adaptive:DemandWindow"] = "00:15:00",
+        settings[$"Pools:{Pool}:Adaptive:Enabled"] = "true";
+        settings[$"Pools:{Pool}:Adaptive:MinHot"] = minHot.ToString();
+        settings[$"Pools:{Pool}:Adaptive:MaxHot"] = maxHot.ToString();
+        settings[$"Pools:{Pool}:Adaptive:TargetWaitProbability"] = "0.05";
+        settings[$"Pools:{Pool}:Adaptive:DemandWindow"] = "00:15:00";
     };
 
     /// <summary>Leases of the last quarter hour as rows, and every worker so far taking ten minutes to provision.</summary>

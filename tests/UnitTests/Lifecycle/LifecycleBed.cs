@@ -33,6 +33,7 @@ public sealed class LifecycleBed : IAsyncDisposable
 
     readonly string _file = Path.Combine(Path.GetTempPath(), $"dw-unit-{Guid.NewGuid():N}.db");
     IHost _host = null!;
+    Action<IDictionary<string, string?>> _settings = _ => { };
 
     public ITestHarness Harness { get; private set; } = null!;
     public FakeCloud Cloud { get; } = new();
@@ -48,21 +49,22 @@ public sealed class LifecycleBed : IAsyncDisposable
     public static async Task<LifecycleBed> StartAsync(
         int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null, int maxWaiting = 1000, LogCapture? logs = null,
         int maxLeasesPerInstance = 100, int? maxWaitingPerInstance = null, (string Target, Func<ConsumeContext, bool> Match)? drop = null,
-        IReadOnlyDictionary<string, string?>? settings = null)
+        Action<IDictionary<string, string?>>? settings = null)
     {
         var bed = new LifecycleBed();
+        bed._settings = settings ?? bed._settings;
         cloud?.Invoke(bed.Cloud);
         if (drop is { } d)
         {
             bed.Drops.Arm(d.Target, d.Match);
         }
 
-        await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting, logs, maxLeasesPerInstance, maxWaitingPerInstance ?? Math.Min(50, maxWaiting), settings);
+        await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting, logs, maxLeasesPerInstance, maxWaitingPerInstance ?? Math.Min(50, maxWaiting));
         return bed;
     }
 
     async Task StartHostAsync(
-        int hotTarget, int maxWorkers, int maxWaiting, LogCapture? logs, int maxLeasesPerInstance, int maxWaitingPerInstance, IReadOnlyDictionary<string, string?>? settings)
+        int hotTarget, int maxWorkers, int maxWaiting, LogCapture? logs, int maxLeasesPerInstance, int maxWaitingPerInstance)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(Environment.GetEnvironmentVariable("DW_TEST_VERBOSE") is null ? LogLevel.Warning : LogLevel.Information);
@@ -85,11 +87,7 @@ public sealed class LifecycleBed : IAsyncDisposable
             [$"Pools:{Pool}:MaxLeasesPerInstance"] = maxLeasesPerInstance.ToString(),
             [$"Pools:{Pool}:MaxWaitingPerInstance"] = maxWaitingPerInstance.ToString(),
         };
-        foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
-        {
-            initial[key] = value;
-        }
-
+        _settings(initial);
         Settings = new ReloadableSettings(initial);
         ((IConfigurationBuilder)builder.Configuration).Add(Settings);
         builder.Services.AddSingleton(Clock);
@@ -158,6 +156,17 @@ public sealed class LifecycleBed : IAsyncDisposable
     /// <summary>Whether any message so far failed (even once, before a retry): a fault would end in an <c>_error</c> queue.</summary>
     public bool AnyMessageFailed()
         => Harness.Consumed.Select(x => x.Exception is not null).Any() || Harness.Published.Select<Fault>().Any();
+
+    /// <summary>Stops the service and starts it again on the same database, with <paramref name="settings"/> changed: a deployment.</summary>
+    public async Task RestartAsync(int hotTarget, int maxWorkers, Action<IDictionary<string, string?>> settings)
+    {
+        await _host.StopAsync();
+        _host.Dispose();
+        _settings = settings;
+        // MassTransit keeps the bus's log context in an async local: the stopped host's, whose logger factory is disposed.
+        LogContext.Current = null;
+        await StartHostAsync(hotTarget, maxWorkers, 1000, null, 100, 50);
+    }
 
     public IServiceProvider Services => _host.Services;
 

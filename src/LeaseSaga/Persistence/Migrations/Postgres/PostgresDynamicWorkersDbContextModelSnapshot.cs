@@ -160,11 +160,21 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
                     b.Property<DateTimeOffset?>("BackoffUntil")
                         .HasColumnType("timestamp with time zone");
 
+                    b.Property<string>("ConfiguredImage")
+                        .IsRequired()
+                        .HasMaxLength(512)
+                        .HasColumnType("character varying(512)");
+
                     b.Property<int>("ConsecutiveFailures")
                         .HasColumnType("integer");
 
                     b.Property<int>("HotTarget")
                         .HasColumnType("integer");
+
+                    b.Property<string>("Image")
+                        .IsRequired()
+                        .HasMaxLength(512)
+                        .HasColumnType("character varying(512)");
 
                     b.Property<int>("MaxWorkers")
                         .HasColumnType("integer");
@@ -200,6 +210,11 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
 
                     b.Property<DateTimeOffset?>("IdleDeadline")
                         .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("Image")
+                        .IsRequired()
+                        .HasMaxLength(512)
+                        .HasColumnType("character varying(512)");
 
                     b.Property<DateTimeOffset?>("LastLeaseEndedAt")
                         .HasColumnType("timestamp with time zone");
@@ -256,7 +271,7 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Postgres
 
                     b.HasIndex("CurrentState", "TimerDueAt");
 
-                    b.HasIndex("Pool", "CurrentState");
+                    b.HasIndex("Pool", "CurrentState", "Image");
 
                     b.HasIndex("TrustedInstanceId", "Pool", "CurrentState");
 

@@ -160,11 +160,21 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
                     b.Property<DateTimeOffset?>("BackoffUntil")
                         .HasColumnType("datetimeoffset");
 
+                    b.Property<string>("ConfiguredImage")
+                        .IsRequired()
+                        .HasMaxLength(512)
+                        .HasColumnType("nvarchar(512)");
+
                     b.Property<int>("ConsecutiveFailures")
                         .HasColumnType("int");
 
                     b.Property<int>("HotTarget")
                         .HasColumnType("int");
+
+                    b.Property<string>("Image")
+                        .IsRequired()
+                        .HasMaxLength(512)
+                        .HasColumnType("nvarchar(512)");
 
                     b.Property<int>("MaxWorkers")
                         .HasColumnType("int");
@@ -200,6 +210,11 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
 
                     b.Property<DateTimeOffset?>("IdleDeadline")
                         .HasColumnType("datetimeoffset");
+
+                    b.Property<string>("Image")
+                        .IsRequired()
+                        .HasMaxLength(512)
+                        .HasColumnType("nvarchar(512)");
 
                     b.Property<DateTimeOffset?>("LastLeaseEndedAt")
                         .HasColumnType("datetimeoffset");
@@ -256,7 +271,7 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
 
                     b.HasIndex("CurrentState", "TimerDueAt");
 
-                    b.HasIndex("Pool", "CurrentState");
+                    b.HasIndex("Pool", "CurrentState", "Image");
 
                     b.HasIndex("TrustedInstanceId", "Pool", "CurrentState");
 

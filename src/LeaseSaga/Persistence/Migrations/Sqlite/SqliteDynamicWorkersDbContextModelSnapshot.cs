@@ -155,11 +155,21 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
                     b.Property<long?>("BackoffUntil")
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("ConfiguredImage")
+                        .IsRequired()
+                        .HasMaxLength(512)
+                        .HasColumnType("TEXT");
+
                     b.Property<int>("ConsecutiveFailures")
                         .HasColumnType("INTEGER");
 
                     b.Property<int>("HotTarget")
                         .HasColumnType("INTEGER");
+
+                    b.Property<string>("Image")
+                        .IsRequired()
+                        .HasMaxLength(512)
+                        .HasColumnType("TEXT");
 
                     b.Property<int>("MaxWorkers")
                         .HasColumnType("INTEGER");
@@ -195,6 +205,11 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
 
                     b.Property<long?>("IdleDeadline")
                         .HasColumnType("INTEGER");
+
+                    b.Property<string>("Image")
+                        .IsRequired()
+                        .HasMaxLength(512)
+                        .HasColumnType("TEXT");
 
                     b.Property<long?>("LastLeaseEndedAt")
                         .HasColumnType("INTEGER");
@@ -251,7 +266,7 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.Sqlite
 
                     b.HasIndex("CurrentState", "TimerDueAt");
 
-                    b.HasIndex("Pool", "CurrentState");
+                    b.HasIndex("Pool", "CurrentState", "Image");
 
                     b.HasIndex("TrustedInstanceId", "Pool", "CurrentState");
 
