@@ -102,7 +102,8 @@ public sealed class Allocator(
         var pool = (await db.Set<PoolState>().FromSqlRaw(sql, name).AsTracking().ToListAsync(cancellationToken)).SingleOrDefault();
         if (pool is not null)
         {
-            if (!shared)
+            // A removed pool has no configured image to adopt: it only drains.
+            if (!shared && !IsDraining(name))
             {
                 await AdoptConfiguredImageAsync(pool, cancellationToken);
             }
