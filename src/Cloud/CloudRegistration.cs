@@ -38,10 +38,11 @@ public static class CloudRegistration
     /// validated at start. The simulated cloud keeps its VMs in the shared database (<c>Database:Provider</c>,
     /// <c>ConnectionStrings:Default</c>) and creates its tables at start, beside whatever else the database holds.
     /// </summary>
-    /// <param name="gatesReadiness">
-    /// false for a host that only reads VM health (the lease service): it works on while ARM is away, so ARM stays out of its <c>/readyz</c>
+    /// <param name="healthReadsOnly">
+    /// true for a host that only reads VM health (the lease service): it works on while ARM is away, so ARM stays out of its
+    /// <c>/readyz</c>, and it leaves the simulated cloud's tables to the services that create VMs (a read before then is "unknown")
     /// </param>
-    public static IServiceCollection AddWorkerCloud(this IServiceCollection services, IConfiguration configuration, bool gatesReadiness = true)
+    public static IServiceCollection AddWorkerCloud(this IServiceCollection services, IConfiguration configuration, bool healthReadsOnly = false)
     {
         var provider = configuration.GetSection(CloudOptions.Section).GetValidated<CloudOptions>().Provider;
         if (provider == CloudProvider.Azure)
@@ -52,7 +53,7 @@ public static class CloudRegistration
             services.AddSingleton(sp => new CloudLimits(sp.GetRequiredService<IOptions<AzureCloudOptions>>().Value.MaxConcurrentCreates));
             services.AddSingleton<IWorkerCloud, AzureWorkerCloud>();
             services.TryAddSingleton(TimeProvider.System);
-            if (gatesReadiness)
+            if (!healthReadsOnly)
             {
                 // A singleton, so the check's 30-second memory survives between probes.
                 services.AddSingleton<AzureHealthCheck>();
@@ -71,7 +72,11 @@ public static class CloudRegistration
         services.AddSingleton<SimulatedCloud>();
         services.AddSingleton(CloudLimits.Simulated);
         services.AddSingleton<IWorkerCloud>(sp => sp.GetRequiredService<SimulatedCloud>());
-        services.AddHostedService<SimulatedCloudSchemaInitializer>();
+        if (!healthReadsOnly)
+        {
+            services.AddHostedService<SimulatedCloudSchemaInitializer>();
+        }
+
         return services;
     }
 }
