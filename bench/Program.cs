@@ -552,8 +552,7 @@ try
 
     // 7. Pool size: CPU per lifecycle and p99 of re-use lifecycles in pools of a few, some hundred and some thousand live
     // workers, with two LeaseSaga copies and then one. Each pool is filled once through the public contract: SetPoolSize to
-    // its size less the instances of the run (its configured hot target is 0, and the configuration caps a hot target at
-    // 1,000: a run-time SetPoolSize is not capped), then each instance leases once and releases, keeping a worker idle for
+    // its size less the instances of the run (its configured hot target is 0), then each instance leases once and releases, keeping a worker idle for
     // itself (the pool refills). Run last: several thousand workers in the database should weigh on no other section.
     if (Wanted("pool-size") && TimeLeft("pool size", reserve: TimeSpan.FromMinutes(1)))
     {

@@ -7,8 +7,8 @@ namespace DynamicWorkers.LeaseSaga.Configuration;
 /// <summary>One pool: <c>Pools:&lt;name&gt;:*</c>. Sizes are start-up values; <c>SetPoolSize</c> changes them at run time.</summary>
 public sealed class PoolOptions
 {
-    /// <summary>The largest sizes configuration or <c>SetPoolSize</c> may ask for.</summary>
-    public const int HotTargetLimit = 1000, MaxWorkersLimit = 10000;
+    /// <summary>The largest sizes configuration or <c>SetPoolSize</c> may ask for; a pool may be all hot.</summary>
+    public const int HotTargetLimit = 10000, MaxWorkersLimit = 10000;
 
     /// <summary>Workers kept provisioned, ready and trusting no one.</summary>
     [Range(0, HotTargetLimit)]

@@ -41,7 +41,7 @@ public sealed class AdaptiveHotTargetTests
     {
         // Poisson(500): about 500 + 1.645 × √500 = 537 keeps P(wait) at 5 %.
         Assert.InRange(HotTargetModel.Required(25, TimeSpan.FromMinutes(20), 0.05, PoolOptions.HotTargetLimit), 530, 545);
-        Assert.Equal(PoolOptions.HotTargetLimit, HotTargetModel.Required(100, TimeSpan.FromMinutes(20), 0.05, PoolOptions.HotTargetLimit));
+        Assert.Equal(PoolOptions.HotTargetLimit, HotTargetModel.Required(1000, TimeSpan.FromMinutes(20), 0.05, PoolOptions.HotTargetLimit));
     }
 
     [Theory]
