@@ -44,7 +44,8 @@ rabbit() {
 rabbit_pid() {
   local p
   for p in $(pgrep -x beam.smp); do
-    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "RABBITMQ_NODENAME=$RABBIT_NODE"; then echo "$p"; return; fi
+    # No pipe: under pipefail, a reader that stops at the first match fails the pipeline when the writer gets SIGPIPE.
+    if grep -qxz "RABBITMQ_NODENAME=$RABBIT_NODE" "/proc/$p/environ" 2>/dev/null; then echo "$p"; return; fi
   done
 }
 
@@ -90,8 +91,8 @@ rabbit_restart() {
 }
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; }
-pg_exists() { pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$PG_VERSION $PG_CLUSTER"; }
-pg_online() { pg_lsclusters -h | awk -v v="$PG_VERSION" -v c=$PG_CLUSTER '$1 == v && $2 == c {print $4}' | grep -qx online; }
+pg_exists() { pg_lsclusters -h | awk -v v="$PG_VERSION" -v c=$PG_CLUSTER '$1 == v && $2 == c {found = 1} END {exit !found}'; }
+pg_online() { pg_lsclusters -h | awk -v v="$PG_VERSION" -v c=$PG_CLUSTER '$1 == v && $2 == c && $4 == "online" {found = 1} END {exit !found}'; }
 
 # The postmaster's pid, from its own pid file (empty when it does not run).
 pg_pid() {

@@ -54,15 +54,17 @@ start_rabbitmq() {
     RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 rabbitmq-server -detached >/dev/null 2>&1 || true
   fi
   wait_for "RabbitMQ" 120 rabbitmq-diagnostics -q check_running
-  rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_management \
+  # awk reads to the end: a `grep -q` that stops early can fail the pipeline under pipefail (SIGPIPE).
+  rabbitmq-plugins list -e -m 2>/dev/null | awk '$1 == "rabbitmq_management" {found = 1} END {exit !found}' \
     || rabbitmq-plugins enable rabbitmq_management >/dev/null
-  if ! rabbitmqctl -q list_users 2>/dev/null | awk '{print $1}' | grep -qx "$DW_TEST_RABBITMQ_USER"; then
+  if ! rabbitmqctl -q list_users 2>/dev/null | awk -v u="$DW_TEST_RABBITMQ_USER" '$1 == u {found = 1} END {exit !found}'; then
     log "creating RabbitMQ user $DW_TEST_RABBITMQ_USER"
     rabbitmqctl -q add_user "$DW_TEST_RABBITMQ_USER" "$DW_TEST_RABBITMQ_PASSWORD" >/dev/null
     rabbitmqctl -q set_permissions -p / "$DW_TEST_RABBITMQ_USER" '.*' '.*' '.*' >/dev/null
   fi
   # The tests' services run as this user: a service moves an instance's message to _error with its user_id intact.
-  if ! rabbitmqctl -q list_users 2>/dev/null | grep -E "^$DW_TEST_RABBITMQ_USER\s" | grep -q impersonator; then
+  if ! rabbitmqctl -q list_users 2>/dev/null \
+    | awk -v u="$DW_TEST_RABBITMQ_USER" '$1 == u && /impersonator/ {found = 1} END {exit !found}'; then
     rabbitmqctl -q set_user_tags "$DW_TEST_RABBITMQ_USER" administrator impersonator >/dev/null
   fi
   wait_for "RabbitMQ management API" 60 curl -fsS -u "$DW_TEST_RABBITMQ_USER:$DW_TEST_RABBITMQ_PASSWORD" http://127.0.0.1:15672/api/overview
@@ -72,7 +74,7 @@ start_postgres() {
   local version
   version=$(ls /usr/lib/postgresql | sort -n | tail -1)
   [ -n "$version" ] || die "PostgreSQL binaries not found under /usr/lib/postgresql"
-  if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$version main"; then
+  if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" {found = 1} END {exit !found}'; then
     log "creating PostgreSQL cluster $version/main"
     pg_createcluster "$version" main >/dev/null
   fi
