@@ -89,7 +89,7 @@ public static class RawLifecycle
     {
         var connectionString = new NpgsqlConnectionStringBuilder(database.ConnectionString(20))
         {
-            // As the services connect (see the README's ConnectionStrings:Default).
+            // As the services connect (see ConnectionStrings:Default in docs/configuration.md).
             NoResetOnClose = true,
             MaxAutoPrepare = 64,
         }.ConnectionString;

@@ -299,7 +299,7 @@ public sealed class Report(bool smoke)
         Fact("load average at end", LoadAverage());
         var text = new StringBuilder();
         text.AppendLine(smoke ? "# Benchmark (smoke run)" : "# Benchmark").AppendLine();
-        text.AppendLine("Produced by `scripts/bench.sh` (see the README's Benchmark section). Services run as separate processes on");
+        text.AppendLine("Produced by `scripts/bench.sh` (see docs/benchmark.md). Services run as separate processes on");
         text.AppendLine("RabbitMQ + PostgreSQL with the simulated cloud at zero latency; latencies are measured from each request's");
         text.AppendLine("scheduled send time to the `LeaseGranted` reaching the benchmark's own consumer.").AppendLine();
         text.AppendLine("| fact | value |").AppendLine("|---|---|");

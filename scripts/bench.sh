@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's benchmark command. Starts RabbitMQ and PostgreSQL like scripts/test.sh (installing them only if
+# The benchmark (docs/benchmark.md). Starts RabbitMQ and PostgreSQL like scripts/test.sh (installing them only if
 # missing), builds Release, and runs the bench console app (bench/), which starts LeaseSaga, Provisioner, Trust and
 # Reaper as separate processes on a vhost and a database of its own (both removed afterwards), with the simulated
 # cloud at zero latency. It prints one table and writes it to bench/results/latest.md. Bounded: the app skips the
@@ -9,7 +9,7 @@
 #                               section's pools with some 5,500 workers takes 1.5 to 3; plus the build and a ReadyToRun
 #                               publish of the services, of which LeaseSaga's composite image takes about 4 minutes on 2
 #                               cores; DW_BENCH_SERVICES=DIR runs already published ones from DIR/<Project>/ instead)
-#   scripts/bench.sh --only pool-size,scale-out   some sections only (see the README's Benchmark section)
+#   scripts/bench.sh --only pool-size,scale-out   some sections only (see docs/benchmark.md)
 #   scripts/bench.sh --smoke    every section for a second or so (figures meaningless; what scripts/test.sh runs)
 set -euo pipefail
 

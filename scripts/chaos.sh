@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The full chaos run (README "Chaos"): two LeaseSaga, two Provisioner, one Trust and one Reaper as processes on a
+# The full chaos run (docs/guarantees.md): two LeaseSaga, two Provisioner, one Trust and one Reaper as processes on a
 # private RabbitMQ node and PostgreSQL cluster (scripts/chaos-servers.sh; the shared servers are never touched),
 # 5 % provisioning and trust failures, each instance holding several leases at once, every lease request published
 # twice, a service killed with kill -9 every few seconds (each kind once first, then at random), RabbitMQ restarted

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A simulated day of demand (sim/, see the README's "Adaptive hot pools"): the real lease and worker state machines,
+# A simulated day of demand (sim/, docs/operations.md): the real lease and worker state machines,
 # allocation and pool keeper on the in-memory bus with SQLite and a virtual clock, a trace of lease requests replayed
 # against fixed hot targets and the adaptive one. Needs no broker and no database server. Writes
 # bench/results/simulation.md (the table and whether the adaptive target met its goal) and simulation.svg (the plot).

@@ -11,7 +11,7 @@ namespace DynamicWorkers.Cli;
 public sealed record Permissions(string Configure, string Write, string Read);
 
 /// <summary>
-/// The broker's users and what each may do (the README's "Tenancy and security" table): the services may do anything,
+/// The broker's users and what each may do (the table in docs/tenancy.md): the services may do anything,
 /// the operator may send the public contract, an instance may send only its own requests and read only its own replies.
 /// </summary>
 public static class BrokerUsers

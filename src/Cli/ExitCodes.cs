@@ -1,6 +1,6 @@
 namespace DynamicWorkers.Cli;
 
-/// <summary>What a script can tell apart by <c>$?</c>; listed in <c>dw --help</c> and the README.</summary>
+/// <summary>What a script can tell apart by <c>$?</c>; listed in <c>dw --help</c> and docs/operations.md.</summary>
 public static class ExitCodes
 {
     public const int Success = 0;

@@ -7,7 +7,7 @@ using DynamicWorkers.Reaper;
 
 namespace DynamicWorkers.UnitTests;
 
-/// <summary>The README's configuration table and the options classes name the same keys, both ways.</summary>
+/// <summary>The configuration reference (docs/configuration.md) and the options classes name the same keys, both ways.</summary>
 public sealed partial class ConfigurationReferenceTests
 {
     static readonly Assembly[] Modules = [typeof(DatabaseOptions).Assembly, typeof(CloudOptions).Assembly, typeof(PoolsOptions).Assembly, typeof(ReaperOptions).Assembly];
@@ -17,7 +17,7 @@ public sealed partial class ConfigurationReferenceTests
     {
         var documented = DocumentedKeys();
         var missing = BoundKeys().Except(documented).Order().ToList();
-        Assert.True(missing.Count == 0, "not in the README's Configuration table: " + string.Join(", ", missing));
+        Assert.True(missing.Count == 0, "not in the table of docs/configuration.md: " + string.Join(", ", missing));
     }
 
     [Fact]
@@ -25,7 +25,7 @@ public sealed partial class ConfigurationReferenceTests
     {
         var bound = BoundKeys();
         var unknown = DocumentedKeys().Except(bound).Order().ToList();
-        Assert.True(unknown.Count == 0, "in the README but bound by no options class: " + string.Join(", ", unknown));
+        Assert.True(unknown.Count == 0, "in docs/configuration.md but bound by no options class: " + string.Join(", ", unknown));
     }
 
     /// <summary>Section:Property of every options class with a <c>Section</c> constant, plus the keys bound by hand.</summary>
@@ -60,12 +60,15 @@ public sealed partial class ConfigurationReferenceTests
     static IEnumerable<PropertyInfo> Settable(Type type)
         => type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.SetMethod?.IsPublic == true);
 
-    /// <summary>First-column keys of the README's Configuration table; <c>`A:B`, `:C`</c> means A:B and A:C.</summary>
+    /// <summary>First-column keys of the Keys table in docs/configuration.md; <c>`A:B`, `:C`</c> means A:B and A:C.</summary>
     static HashSet<string> DocumentedKeys()
     {
-        var readme = File.ReadAllText(Path.Combine(RepositoryFiles.Root, "README.md"));
-        var table = readme[readme.IndexOf("\n## Configuration", StringComparison.Ordinal)..];
-        table = table[..table.IndexOf("\n## ", 5, StringComparison.Ordinal)];
+        var reference = File.ReadAllText(Path.Combine(RepositoryFiles.Root, "docs", "configuration.md"));
+        var start = reference.IndexOf("\n## Keys", StringComparison.Ordinal);
+        Assert.True(start >= 0, "docs/configuration.md has no Keys section");
+        var table = reference[start..];
+        var end = table.IndexOf("\n## ", 5, StringComparison.Ordinal);
+        table = end < 0 ? table : table[..end];
         var keys = new HashSet<string>(StringComparer.Ordinal);
         foreach (var row in table.Split('\n').Where(l => l.StartsWith("| `", StringComparison.Ordinal)))
         {

@@ -1,6 +1,6 @@
 namespace DynamicWorkers.UnitTests;
 
-/// <summary>The checked-out repository the tests run from (tests that read its files: README, configuration).</summary>
+/// <summary>The checked-out repository the tests run from (tests that read its files: docs, configuration).</summary>
 public static class RepositoryFiles
 {
     public static string Root { get; } = FindRoot();

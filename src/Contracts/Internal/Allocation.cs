@@ -4,7 +4,7 @@ namespace DynamicWorkers.Contracts.Internal;
 
 // Between the two state machines of the LeaseSaga host, lease (one per LeaseId) and worker (one per VM). Allocation
 // itself sends no message: a lease claims a worker row, or a ready worker claims the oldest waiting lease row, in the
-// transaction that saves the saga (see the README's "Allocation").
+// transaction that saves the saga (see "Allocation" in docs/how-it-works.md).
 
 /// <summary>Worker → lease: the worker trusts the instance and is the lease's until <see cref="ExpiresAt"/>.</summary>
 [MessageUrn("DynamicWorkers.Internal:WorkerLeased")]

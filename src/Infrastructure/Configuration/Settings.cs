@@ -27,7 +27,7 @@ public enum RabbitMqQueueType
     /// <summary>Replicated on every cluster node (a Raft majority must be up): losing one node loses no message.</summary>
     Quorum,
 
-    /// <summary>On one node only: for a single broker, or queues declared classic before (see the README on upgrading).</summary>
+    /// <summary>On one node only: for a single broker, or queues declared classic before (see docs/operations.md).</summary>
     Classic,
 }
 

@@ -56,7 +56,7 @@ public sealed class SendQueueDeclarer(IOptions<RabbitMqOptions> options, IConfig
             catch (RabbitMQ.Client.Exceptions.OperationInterruptedException e) when (e.ShutdownReason?.ReplyCode == 406)
             {
                 throw new InvalidOperationException(
-                    $"{e.ShutdownReason.ReplyText}: the queue was declared with another type than RabbitMq:QueueType={rabbit.QueueType} (see the README on changing it)", e);
+                    $"{e.ShutdownReason.ReplyText}: the queue was declared with another type than RabbitMq:QueueType={rabbit.QueueType} (see docs/operations.md on changing it)", e);
             }
             catch (Exception e) when (!deadline.IsCancellationRequested && e is not OperationCanceledException)
             {

@@ -7,18 +7,18 @@ using RabbitMQ.Client;
 namespace DynamicWorkers.IntegrationTests.Cli;
 
 /// <summary>
-/// The README's example envelope, published byte for byte with a plain AMQP client (no MassTransit on this
+/// The example envelope of docs/wire-format.md, published byte for byte with a plain AMQP client (no MassTransit on this
 /// side), as an instance in another language would, gets its <c>LeaseGranted</c> in the queue it named.
 /// </summary>
 [Collection(RunningSystemCollection.Name)]
 public sealed class InstanceWireFormatTests(DwSystem system)
 {
     [Fact]
-    public async Task The_readme_envelope_published_raw_gets_a_grant_in_its_reply_queue()
+    public async Task The_documented_envelope_published_raw_gets_a_grant_in_its_reply_queue()
     {
-        var readme = await File.ReadAllTextAsync(Path.Combine(ServiceProcess.RepositoryRoot, "README.md"));
-        var envelope = Regex.Match(readme, "<!-- wire-example -->\\s*```json\\n(.*?)\\n```", RegexOptions.Singleline).Groups[1].Value;
-        Assert.False(string.IsNullOrEmpty(envelope), "the README's wire example was not found");
+        var reference = await File.ReadAllTextAsync(Path.Combine(ServiceProcess.RepositoryRoot, "docs", "wire-format.md"));
+        var envelope = Regex.Match(reference, "<!-- wire-example -->\\s*```json\\n(.*?)\\n```", RegexOptions.Singleline).Groups[1].Value;
+        Assert.False(string.IsNullOrEmpty(envelope), "the wire example of docs/wire-format.md was not found");
         using var example = JsonDocument.Parse(envelope);
         var leaseId = example.RootElement.GetProperty("message").GetProperty("leaseId").GetString();
         var requestId = example.RootElement.GetProperty("requestId").GetString();
@@ -64,7 +64,7 @@ public sealed class InstanceWireFormatTests(DwSystem system)
         Assert.Equal((leaseId, "instance-42"), (granted.GetProperty("leaseId").GetString(), granted.GetProperty("instanceId").GetString()));
         Assert.False(string.IsNullOrEmpty(granted.GetProperty("workerAddress").GetString()));
 
-        // The release, in the README's words: the same envelope, LeaseReleased's URN, exchange and fields.
+        // The release, in the words of docs/wire-format.md: the same envelope, LeaseReleased's URN, exchange and fields.
         var release = JsonSerializer.Serialize(new
         {
             messageId = Guid.NewGuid(),

@@ -9,7 +9,7 @@ namespace DynamicWorkers.UnitTests.Lifecycle;
 /// redelivers the message that caused them to a saga that has already moved on. Each test delivers a message a
 /// second time (as the redelivery would) and checks that the step it should have triggered is sent again, and
 /// that nothing is done twice. Allocation itself sends nothing (it is part of the saga's transaction), so what is
-/// left to repeat is each saga's step after it. Found by reasoning over the chaos run's kill -9; see README "Guarantees".
+/// left to repeat is each saga's step after it. Found by reasoning over the chaos run's kill -9; see docs/guarantees.md.
 /// </summary>
 public sealed class RedeliveryTests
 {

@@ -3,7 +3,7 @@ using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
 
-/// <summary>The README promises LeaseId, WorkerId and InstanceId as fields of the state-change lines, not only in the text.</summary>
+/// <summary>docs/operations.md promises LeaseId, WorkerId and InstanceId as fields of the state-change lines, not only in the text.</summary>
 public sealed class StructuredLogTests
 {
     [Fact]
