@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Text.Json;
 using DynamicWorkers.Contracts;
+using DynamicWorkers.Contracts.Internal;
 using MassTransit;
 using MassTransit.Scheduling;
 using MassTransit.Serialization;
@@ -25,7 +26,9 @@ public sealed class VirtualScheduler(VirtualClock clock)
 {
     sealed record Entry(Guid Token, DateTimeOffset Due, Uri Destination, Type MessageType, JsonElement Payload);
 
-    static readonly Dictionary<string, Type> TypesByUrn = typeof(LeaseRequested).Assembly.GetTypes()
+    // Both contract assemblies: the timers are internal messages.
+    static readonly Dictionary<string, Type> TypesByUrn = new[] { typeof(LeaseRequested), typeof(WorkerTimerDue) }
+        .SelectMany(t => t.Assembly.GetTypes())
         .Where(t => t.GetCustomAttribute<MessageUrnAttribute>() is not null)
         .ToDictionary(t => MessageUrn.ForTypeString(t));
 
