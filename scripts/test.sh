@@ -34,8 +34,8 @@ dotnet build DynamicWorkers.sln -c "$CONFIGURATION" -nologo -v quiet -clp:Errors
 
 # The checked-in migrations must match the model, for every provider.
 for context in PostgresDynamicWorkersDbContext SqlServerDynamicWorkersDbContext SqliteDynamicWorkersDbContext; do
-  dotnet ef migrations has-pending-model-changes --project src/LeaseSaga --context "$context" \
-    --configuration "$CONFIGURATION" --no-build >/dev/null 2>&1 \
+  dotnet ef migrations has-pending-model-changes --project src/LeaseSaga.Components --startup-project src/LeaseSaga \
+    --context "$context" --configuration "$CONFIGURATION" --no-build >/dev/null 2>&1 \
     || die "the model has changes without a migration for $context (dotnet ef migrations add ... --context $context)"
 done
 log "migrations match the model"
