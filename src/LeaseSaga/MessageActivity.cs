@@ -20,7 +20,8 @@ public abstract class MessageActivity<TSaga, TMessage> : IStateMachineActivity<T
         await next.Execute(context);
     }
 
-    public Task Faulted<TException>(BehaviorExceptionContext<TSaga, TMessage, TException> context, IBehavior<TSaga, TMessage> next)
+    public Task Faulted<TException>(
+        BehaviorExceptionContext<TSaga, TMessage, TException> context, IBehavior<TSaga, TMessage> next)
         where TException : Exception
         => next.Faulted(context);
 

@@ -31,17 +31,20 @@ public sealed class AllocateLeaseActivity(
         if (share.Open >= definition.MaxLeasesPerInstance)
         {
             Reject(lease, AllocationOutcome.InstanceAtMaxLeases, LeaseRejectionReasons.InstanceLimit,
-                $"instance '{lease.InstanceId}' already has {definition.MaxLeasesPerInstance} open leases in pool '{lease.Pool}' (Pools:{lease.Pool}:MaxLeasesPerInstance); release one first");
+                $"instance '{lease.InstanceId}' already has {definition.MaxLeasesPerInstance} open leases "
+                + $"in pool '{lease.Pool}' (Pools:{lease.Pool}:MaxLeasesPerInstance); release one first");
             return;
         }
 
         var reapedUnhealthy = false;
-        while (await allocator.ClaimIdleAsync(lease.Pool, lease.InstanceId, lease.ServerThumbprint, cancellationToken) is { } idle)
+        while (await allocator.ClaimIdleAsync(lease.Pool, lease.InstanceId, lease.ServerThumbprint, cancellationToken)
+               is { } idle)
         {
             if (await IsDeadAsync(idle, cancellationToken))
             {
-                // The claim skips it from now on: the next idle worker of the instance is tried, then a hot one, then the line.
-                await allocator.ReapAsync(context, idle, ReapReasons.Unhealthy, "its VM is not running (checked before re-use)");
+                // The claim skips it from now on: the next idle worker of the instance, then a hot one, then the line.
+                await allocator.ReapAsync(context, idle, ReapReasons.Unhealthy,
+                    "its VM is not running (checked before re-use)");
                 reapedUnhealthy = true;
                 continue;
             }
@@ -53,16 +56,19 @@ public sealed class AllocateLeaseActivity(
             }
 
             lease.Outcome = AllocationOutcome.Reused;
-            GrantLeaseActivity.Choose(lease, idle.CorrelationId, idle.Address!, idle.AgentThumbprint!, reused: true, expiresAt);
+            GrantLeaseActivity.Choose(lease, idle.CorrelationId, idle.Address!, idle.AgentThumbprint!, reused: true,
+                expiresAt);
             await ReconcileIfShortAsync(context, reapedUnhealthy);
             return;
         }
 
-        // Checked before the pool's lock, as the full line below: while an instance's leases wait, no hot worker is left.
+        // Checked before the pool's lock, as the full line below: while an instance's leases wait, no hot worker is
+        // left.
         if (share.Waiting >= definition.MaxWaitingPerInstance)
         {
             Reject(lease, AllocationOutcome.InstanceAtMaxWaiting, LeaseRejectionReasons.InstanceLimit,
-                $"instance '{lease.InstanceId}' already has {definition.MaxWaitingPerInstance} leases waiting in pool '{lease.Pool}' (Pools:{lease.Pool}:MaxWaitingPerInstance) and no idle worker");
+                $"instance '{lease.InstanceId}' already has {definition.MaxWaitingPerInstance} leases waiting "
+                + $"in pool '{lease.Pool}' (Pools:{lease.Pool}:MaxWaitingPerInstance) and no idle worker");
             await ReconcileIfShortAsync(context, reapedUnhealthy);
             return;
         }
@@ -74,12 +80,16 @@ public sealed class AllocateLeaseActivity(
             if (turnAways.ShouldWarn(lease.Pool, out var unreported))
             {
                 logger.LogWarning(
-                    "Pool {Pool}: lease {LeaseId} of {InstanceId} turned away, {MaxWaiting} leases already wait; {Unreported} more turned away since the previous warning (at most one every {IntervalSeconds} s per pool in this process)",
-                    lease.Pool, lease.CorrelationId, lease.InstanceId, maxWaiting, unreported, TurnAwayWarnings.Interval.TotalSeconds);
+                    "Pool {Pool}: lease {LeaseId} of {InstanceId} turned away, {MaxWaiting} leases already wait; "
+                    + "{Unreported} more turned away since the previous warning "
+                    + "(at most one every {IntervalSeconds} s per pool in this process)",
+                    lease.Pool, lease.CorrelationId, lease.InstanceId, maxWaiting, unreported,
+                    TurnAwayWarnings.Interval.TotalSeconds);
             }
 
             Reject(lease, AllocationOutcome.LineFull, LeaseRejectionReasons.NoCapacity,
-                $"pool '{lease.Pool}' already has {maxWaiting} leases waiting (Pools:{lease.Pool}:MaxWaiting) and no idle worker of this instance");
+                $"pool '{lease.Pool}' already has {maxWaiting} leases waiting (Pools:{lease.Pool}:MaxWaiting) "
+                + "and no idle worker of this instance");
             await ReconcileIfShortAsync(context, reapedUnhealthy);
             return;
         }
@@ -107,9 +117,9 @@ public sealed class AllocateLeaseActivity(
         => (lease.Outcome, lease.RejectReason, lease.RejectDetail) = (outcome, reason, detail);
 
     /// <summary>
-    /// Whether an idle worker's VM is known not to run. Only a worker idle longer than <c>Lifecycle:HealthCheckAfterIdle</c>
-    /// is checked, so a re-use soon after a release costs nothing more. A cloud that cannot tell in time leaves it
-    /// leased: an outage of the cloud's API must not delete every idle worker.
+    /// Whether an idle worker's VM is known not to run. Only a worker idle longer than
+    /// <c>Lifecycle:HealthCheckAfterIdle</c> is checked, so a re-use soon after a release costs nothing more. A cloud
+    /// that cannot tell in time leaves it leased: an outage of the cloud's API must not delete every idle worker.
     /// </summary>
     async Task<bool> IsDeadAsync(WorkerState idle, CancellationToken cancellationToken)
     {
@@ -127,7 +137,9 @@ public sealed class AllocateLeaseActivity(
             var health = await cloud.CheckAsync(idle.CorrelationId, timeout.Token);
             if (health == VmHealth.NotRunning)
             {
-                logger.LogWarning("Worker {WorkerId} of {Pool} (instance {InstanceId}) is idle but its VM is not running; it is reaped instead of leased",
+                logger.LogWarning(
+                    "Worker {WorkerId} of {Pool} (instance {InstanceId}) is idle but its VM is not running; "
+                    + "it is reaped instead of leased",
                     idle.CorrelationId, idle.Pool, idle.TrustedInstanceId);
             }
 
@@ -135,13 +147,18 @@ public sealed class AllocateLeaseActivity(
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
-            logger.LogWarning(e, "Worker {WorkerId} of {Pool} (instance {InstanceId}): its VM's health is unknown (no answer within {Timeout}); leased anyway",
+            logger.LogWarning(e,
+                "Worker {WorkerId} of {Pool} (instance {InstanceId}): its VM's health is unknown "
+                + "(no answer within {Timeout}); leased anyway",
                 idle.CorrelationId, idle.Pool, idle.TrustedInstanceId, settings.HealthCheckTimeout);
             return false;
         }
     }
 
-    /// <summary>A worker reaped as unhealthy no longer counts against <c>MaxWorkers</c>: the pool keeper fills the room if a waiting lease or the hot target needs it.</summary>
+    /// <summary>
+    /// A worker reaped as unhealthy no longer counts against <c>MaxWorkers</c>: the pool keeper fills the room if a
+    /// waiting lease or the hot target needs it.
+    /// </summary>
     async Task ReconcileIfShortAsync(BehaviorContext<LeaseState> context, bool reapedUnhealthy)
     {
         if (reapedUnhealthy && await allocator.MayNeedWorkersAsync(context.Saga.Pool, context.CancellationToken))

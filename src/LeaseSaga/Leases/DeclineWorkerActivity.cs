@@ -11,7 +11,8 @@ public sealed class DeclineWorkerActivity(Allocator allocator, ILogger<LeaseStat
 {
     protected override async Task Execute(BehaviorContext<LeaseState, WorkerLeased> context)
     {
-        logger.LogInformation("Lease {LeaseId} of {InstanceId} in {State} does not take worker {WorkerId}; it goes idle",
+        logger.LogInformation(
+            "Lease {LeaseId} of {InstanceId} in {State} does not take worker {WorkerId}; it goes idle",
             context.Saga.CorrelationId, context.Saga.InstanceId, context.Saga.CurrentState, context.Message.WorkerId);
         await allocator.EndLeaseAsync(context, context.Message.WorkerId, context.Message.LeaseId);
     }

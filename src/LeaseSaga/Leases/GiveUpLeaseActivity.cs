@@ -26,6 +26,7 @@ public sealed class GiveUpLeaseActivity(Allocator allocator) : MessageActivity<L
         }
 
         lease.RejectReason = LeaseRejectionReasons.NoCapacity;
-        lease.RejectDetail = $"no worker of pool '{lease.Pool}' became available within {lease.AllocationTimeout}; the pool is at its maximum or its workers fail to start";
+        lease.RejectDetail = $"no worker of pool '{lease.Pool}' became available within {lease.AllocationTimeout}; "
+            + "the pool is at its maximum or its workers fail to start";
     }
 }

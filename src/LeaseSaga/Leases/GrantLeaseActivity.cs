@@ -1,3 +1,4 @@
+using DynamicWorkers.Contracts.Internal;
 using DynamicWorkers.Infrastructure.Telemetry;
 using DynamicWorkers.LeaseSaga.Pools;
 using DynamicWorkers.LeaseSaga.Queries;
@@ -6,11 +7,12 @@ using Microsoft.Extensions.Logging;
 
 namespace DynamicWorkers.LeaseSaga.Leases;
 
-/// <summary>Grants the worker chosen for the lease (<see cref="Choose"/>), records how long the lease waited, and answers.</summary>
+/// <summary>Grants the worker chosen (<see cref="Choose"/>), records how long the lease waited, answers.</summary>
 public sealed class GrantLeaseActivity(TimeProvider clock, PoolHistory history, ILogger<LeaseStateMachine> logger)
     : InstanceActivity<LeaseState>
 {
-    public static void Choose(LeaseState lease, Guid workerId, string address, string agentThumbprint, bool reused, DateTimeOffset expiresAt)
+    public static void Choose(
+        LeaseState lease, Guid workerId, string address, string agentThumbprint, bool reused, DateTimeOffset expiresAt)
     {
         lease.WorkerId = workerId;
         lease.WorkerAddress = address;
@@ -19,6 +21,9 @@ public sealed class GrantLeaseActivity(TimeProvider clock, PoolHistory history, 
         lease.ExpiresAt = expiresAt;
     }
 
+    public static void Choose(LeaseState lease, WorkerLeased leased)
+        => Choose(lease, leased.WorkerId, leased.Address, leased.AgentThumbprint, leased.Reused, leased.ExpiresAt);
+
     protected override Task Execute(BehaviorContext<LeaseState> context)
     {
         var lease = context.Saga;
@@ -26,7 +31,8 @@ public sealed class GrantLeaseActivity(TimeProvider clock, PoolHistory history, 
         var now = Allocator.WholeMilliseconds(clock.GetUtcNow());
         lease.GrantedAt = now;
         var path = lease.Reused ? LeaseWaitPaths.Reuse : lease.Waited ? LeaseWaitPaths.Cold : LeaseWaitPaths.Hot;
-        DwTelemetry.LeaseWait.Record((now - lease.ReceivedAt).TotalSeconds, new("pool", lease.Pool), new(LeaseWaitPaths.Tag, path));
+        DwTelemetry.LeaseWait.Record((now - lease.ReceivedAt).TotalSeconds,
+            new("pool", lease.Pool), new(LeaseWaitPaths.Tag, path));
         history.RecordLeaseWait(lease.Pool, path, now - lease.ReceivedAt);
         logger.LogInformation(
             "Lease {LeaseId} of {InstanceId} granted worker {WorkerId} ({Path}, {Wait:0.###} s)",

@@ -3,14 +3,15 @@ using MassTransit;
 
 namespace DynamicWorkers.LeaseSaga.Leases;
 
-/// <summary>The answers a lease gives its instance, built from the stored row so a repeat is the very same answer.</summary>
+/// <summary>A lease's answers, built from its stored row so that a repeat is the very same answer.</summary>
 public static class LeaseAnswers
 {
-    public const string LeaseIdConflictDetail = "this LeaseId belongs to another instance's lease; choose a new LeaseId";
+    public const string LeaseIdConflictDetail =
+        "this LeaseId belongs to another instance's lease; choose a new LeaseId";
 
     public static LeaseGranted GrantOf(LeaseState lease)
-        => new(lease.CorrelationId, lease.InstanceId, lease.WorkerId!.Value, lease.WorkerAddress!, lease.WorkerThumbprint!,
-            lease.Reused, lease.GrantedAt!.Value, lease.ExpiresAt!.Value);
+        => new(lease.CorrelationId, lease.InstanceId, lease.WorkerId!.Value, lease.WorkerAddress!,
+            lease.WorkerThumbprint!, lease.Reused, lease.GrantedAt!.Value, lease.ExpiresAt!.Value);
 
     public static LeaseRejected RejectionOf(LeaseState lease)
         => new(lease.CorrelationId, lease.InstanceId, lease.RejectReason ?? LeaseRejectionReasons.NoCapacity,
@@ -21,7 +22,8 @@ public static class LeaseAnswers
         => new(lease.CorrelationId, lease.InstanceId, lease.WorkerId ?? Guid.Empty, lease.RevokeReason!);
 
     /// <summary>Answers go to the request's response address when there is one, and are always published.</summary>
-    public static async Task Answer(BehaviorContext<LeaseState> context, object answer, Uri? responseAddress, Guid? requestId)
+    public static async Task Answer(
+        BehaviorContext<LeaseState> context, object answer, Uri? responseAddress, Guid? requestId)
     {
         await context.Publish(answer, answer.GetType());
         if (responseAddress is not null)

@@ -10,43 +10,18 @@ public static class LeaseBinderExtensions
 {
     static readonly Uri TrustQueue = CloudQueues.Address(CloudQueues.TrustWorker);
 
-    /// <summary>Grants the worker chosen for the lease and answers the instance.</summary>
-    public static EventActivityBinder<LeaseState, T> Grant<T>(this EventActivityBinder<LeaseState, T> binder)
-        where T : class
-        => binder.Activity(x => x.OfInstanceType<GrantLeaseActivity>());
-
-    /// <summary>Grants the worker that trusted the instance for this lease.</summary>
-    public static EventActivityBinder<LeaseState, WorkerLeased> GrantLeasedWorker(
-        this EventActivityBinder<LeaseState, WorkerLeased> binder)
-        => binder
-            .Then(c => GrantLeaseActivity.Choose(c.Saga, c.Message.WorkerId, c.Message.Address, c.Message.AgentThumbprint,
-                c.Message.Reused, c.Message.ExpiresAt))
-            .Grant();
-
-    /// <summary>Rejects the lease for the reason already chosen and answers the instance.</summary>
-    public static EventActivityBinder<LeaseState, T> Reject<T>(this EventActivityBinder<LeaseState, T> binder)
-        where T : class
-        => binder.Activity(x => x.OfInstanceType<RejectLeaseActivity>());
-
-    public static EventActivityBinder<LeaseState, RejectWaitingLease> RejectAsAsked(
-        this EventActivityBinder<LeaseState, RejectWaitingLease> binder)
-        => binder
-            .Then(c => (c.Saga.RejectReason, c.Saga.RejectDetail) = (c.Message.Reason, c.Message.Detail))
-            .Reject();
-
-    public static EventActivityBinder<LeaseState, T> EndLease<T>(this EventActivityBinder<LeaseState, T> binder)
-        where T : class
-        => binder.Activity(x => x.OfInstanceType<EndLeaseActivity>());
-
-    public static EventActivityBinder<LeaseState, T> AnswerGrantAgain<T>(this EventActivityBinder<LeaseState, T> binder)
+    public static EventActivityBinder<LeaseState, T> AnswerGrantAgain<T>(
+        this EventActivityBinder<LeaseState, T> binder)
         where T : class
         => binder.ThenAsync(c => LeaseAnswers.AnswerClient(c, LeaseAnswers.GrantOf(c.Saga)));
 
-    public static EventActivityBinder<LeaseState, T> AnswerRejectionAgain<T>(this EventActivityBinder<LeaseState, T> binder)
+    public static EventActivityBinder<LeaseState, T> AnswerRejectionAgain<T>(
+        this EventActivityBinder<LeaseState, T> binder)
         where T : class
         => binder.ThenAsync(c => LeaseAnswers.AnswerClient(c, LeaseAnswers.RejectionOf(c.Saga)));
 
-    public static EventActivityBinder<LeaseState, T> PublishRevocationAgain<T>(this EventActivityBinder<LeaseState, T> binder)
+    public static EventActivityBinder<LeaseState, T> PublishRevocationAgain<T>(
+        this EventActivityBinder<LeaseState, T> binder)
         where T : class
         => binder.Publish(c => LeaseAnswers.RevocationOf(c.Saga));
 
@@ -58,7 +33,7 @@ public static class LeaseBinderExtensions
                 LeaseAnswers.LeaseIdConflictDetail),
             c.ResponseAddress, c.RequestId));
 
-    /// <summary>The recorded outcome once more; nothing is re-run. A lease still being allocated answers when it is.</summary>
+    /// <summary>The recorded outcome once more, nothing re-run; a lease being allocated answers when it is.</summary>
     public static EventActivityBinder<LeaseState, LeaseRequested> AnswerAgain(
         this EventActivityBinder<LeaseState, LeaseRequested> binder)
         => binder

@@ -33,7 +33,8 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                 r.Intervals(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15));
                 r.OnRedeliveryLimitReached(n => n.ExecuteAsync(c =>
                 {
-                    _logger.LogInformation("Ignored release of an unknown lease {LeaseId} from {InstanceId}", c.Message.LeaseId, c.Message.InstanceId);
+                    _logger.LogInformation("Ignored release of an unknown lease {LeaseId} from {InstanceId}",
+                        c.Message.LeaseId, c.Message.InstanceId);
                     return Task.CompletedTask;
                 }));
             }));
@@ -42,10 +43,12 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         Event(() => WorkerLeased, e => Existing(e, m => m.LeaseId, "worker for an unknown lease"));
         Event(() => RevokeLease, e => Existing(e, m => m.LeaseId, "revocation of an unknown lease"));
         Event(() => RejectWaitingLease, e => Existing(e, m => m.LeaseId, "rejection of an unknown waiting lease"));
-        Schedule(() => AllocationTimeout, x => x.AllocationTimeoutToken, s => s.Received = e => e.CorrelateById(m => m.Message.LeaseId));
+        Schedule(() => AllocationTimeout, x => x.AllocationTimeoutToken,
+            s => s.Received = e => e.CorrelateById(m => m.Message.LeaseId));
         OnUnhandledEvent(c =>
         {
-            _logger.LogInformation("Lease {LeaseId} in {State} ignores {Event}", c.Saga.CorrelationId, c.Saga.CurrentState, c.Event.Name);
+            _logger.LogInformation("Lease {LeaseId} in {State} ignores {Event}",
+                c.Saga.CorrelationId, c.Saga.CurrentState, c.Event.Name);
             return Task.CompletedTask;
         });
 
@@ -53,13 +56,17 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             When(LeaseRequested)
                 .Activity(x => x.OfType<RecordLeaseRequestActivity>())
                 .If(c => c.Saga.RejectReason is null, valid => valid.Activity(x => x.OfType<AllocateLeaseActivity>()))
-                .If(c => c.Saga.Outcome == AllocationOutcome.Reused, reused => reused.Grant().TransitionTo(Granted))
+                .If(c => c.Saga.Outcome == AllocationOutcome.Reused, reused => reused
+                    .Activity(x => x.OfInstanceType<GrantLeaseActivity>())
+                    .TransitionTo(Granted))
                 .If(c => c.Saga.Outcome == AllocationOutcome.Trusting, trusting => trusting.TransitionTo(Allocating))
                 // The allocation timer runs only while the lease waits in line: most leases are served at once,
                 // and a timer set and cancelled within milliseconds is two trips through the scheduler for nothing.
                 .If(c => c.Saga.Outcome == AllocationOutcome.Waiting, waiting => ScheduleAllocationTimeout(waiting)
                     .TransitionTo(WaitingForWorker))
-                .If(c => c.Saga.RejectReason is not null, rejected => rejected.Reject().TransitionTo(Rejected)));
+                .If(c => c.Saga.RejectReason is not null, rejected => rejected
+                    .Activity(x => x.OfInstanceType<RejectLeaseActivity>())
+                    .TransitionTo(Rejected)));
 
         During(Allocating, WaitingForWorker,
             // Its worker failed: back in line by its arrival time, with the deadline it got on arrival.
@@ -69,30 +76,31 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                 .TransitionTo(WaitingForWorker),
             When(WorkerLeased)
                 .Unschedule(AllocationTimeout)
-                .GrantLeasedWorker()
+                .Then(c => GrantLeaseActivity.Choose(c.Saga, c.Message))
+                .Activity(x => x.OfInstanceType<GrantLeaseActivity>())
                 .TransitionTo(Granted)
-                .If(c => c.Saga.ReleaseRequested, released => released.EndLease().TransitionTo(Released)),
+                .If(c => c.Saga.ReleaseRequested, EndLease),
             When(LeaseReleased, c => c.Message.InstanceId == c.Saga.InstanceId)
                 .Then(c =>
                 {
                     c.Saga.ReleaseRequested = true;
-                    _logger.LogInformation("Lease {LeaseId} released before it was granted; it ends once granted", c.Saga.CorrelationId);
+                    _logger.LogInformation("Lease {LeaseId} released before it was granted; it ends once granted",
+                        c.Saga.CorrelationId);
                 }),
-            // Out of line by its state; a worker already trusting for it goes idle for the instance when it arrives.
+            // Out of line by its state; a worker already trusting for it goes idle for the instance when it comes.
             GiveUp(When(AllocationTimeout.Received)),
-            // From the sweep: the deadline of a lease with no timer passed (a lease served at once whose worker never came).
+            // From the sweep: the deadline of a lease with no timer passed (served at once, its worker never came).
             GiveUp(When(AllocationTimeout.AnyReceived,
                 c => c.GetSchedulingTokenId() is null && c.Saga.AllocationTimeoutToken is null)),
-            // Its pool was removed: a lease still in line ends now; one whose worker is already trusting is granted as usual.
+            // Its pool was removed: a lease still in line ends now; one whose worker trusts is granted as usual.
             When(RejectWaitingLease, c => c.Saga.WorkerId is null)
                 .Unschedule(AllocationTimeout)
-                .RejectAsAsked()
+                .Then(c => (c.Saga.RejectReason, c.Saga.RejectDetail) = (c.Message.Reason, c.Message.Detail))
+                .Activity(x => x.OfInstanceType<RejectLeaseActivity>())
                 .TransitionTo(Rejected));
 
         During(Granted,
-            When(LeaseReleased, c => c.Message.InstanceId == c.Saga.InstanceId)
-                .EndLease()
-                .TransitionTo(Released),
+            EndLease(When(LeaseReleased, c => c.Message.InstanceId == c.Saga.InstanceId)),
             // Redelivered: the process that granted may have died after saving and before publishing the grant.
             When(WorkerLeased, c => c.Message.WorkerId == c.Saga.WorkerId)
                 .AnswerGrantAgain(),
@@ -148,7 +156,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
 
     public Schedule<LeaseState, LeaseAllocationTimedOut> AllocationTimeout { get; private set; } = null!;
 
-    /// <summary>When a lease still without a worker gets <c>NoCapacity</c>: its pool's allocation timeout after it arrived.</summary>
+    /// <summary>When a lease still without a worker gets <c>NoCapacity</c>: its timeout after arrival.</summary>
     public static DateTimeOffset AllocationDeadline(LeaseState lease) => lease.ReceivedAt + lease.AllocationTimeout;
 
     EventActivityBinder<LeaseState, T> ScheduleAllocationTimeout<T>(EventActivityBinder<LeaseState, T> binder)
@@ -157,17 +165,25 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             c => AllocationDeadline(c.Saga) - _clock.GetUtcNow());
 
     /// <summary>The deadline passed: the lease is granted the worker that already serves it, else rejected.</summary>
-    EventActivityBinder<LeaseState, LeaseAllocationTimedOut> GiveUp(EventActivityBinder<LeaseState, LeaseAllocationTimedOut> due)
+    EventActivityBinder<LeaseState, LeaseAllocationTimedOut> GiveUp(
+        EventActivityBinder<LeaseState, LeaseAllocationTimedOut> due)
         => due
             .Activity(x => x.OfType<GiveUpLeaseActivity>())
             .IfElse(c => c.Saga.RejectReason is null,
                 served => served
-                    .Grant()
+                    .Activity(x => x.OfInstanceType<GrantLeaseActivity>())
                     .TransitionTo(Granted)
-                    .If(c => c.Saga.ReleaseRequested, released => released.EndLease().TransitionTo(Released)),
+                    .If(c => c.Saga.ReleaseRequested, EndLease),
                 unserved => unserved
-                    .Reject()
+                    .Activity(x => x.OfInstanceType<RejectLeaseActivity>())
                     .TransitionTo(Rejected));
+
+    /// <summary>The instance released the lease: its worker goes idle, or to its instance's next lease in line.</summary>
+    EventActivityBinder<LeaseState, T> EndLease<T>(EventActivityBinder<LeaseState, T> released)
+        where T : class
+        => released
+            .Activity(x => x.OfInstanceType<EndLeaseActivity>())
+            .TransitionTo(Released);
 
     void Existing<T>(IEventCorrelationConfigurator<LeaseState, T> e, Func<T, Guid> id, string what)
         where T : class

@@ -19,9 +19,12 @@ public sealed class RecordLeaseRequestActivity(
         var request = context.Message;
         var lease = context.Saga;
         lease.InstanceId = LeaseRequestValidation.Clip(request.InstanceId, LeaseRequestValidation.MaxInstanceIdLength);
-        lease.ServerThumbprint = LeaseRequestValidation.Clip(request.ServerThumbprint, LeaseRequestValidation.MaxThumbprintLength);
+        lease.ServerThumbprint =
+            LeaseRequestValidation.Clip(request.ServerThumbprint, LeaseRequestValidation.MaxThumbprintLength);
         lease.Pool = LeaseRequestValidation.Clip(request.Pool, LeaseRequestValidation.MaxPoolLength).ToLowerInvariant();
-        lease.TaskId = request.TaskId is null ? null : LeaseRequestValidation.Clip(request.TaskId, LeaseRequestValidation.MaxTaskIdLength);
+        lease.TaskId = request.TaskId is null
+            ? null
+            : LeaseRequestValidation.Clip(request.TaskId, LeaseRequestValidation.MaxTaskIdLength);
         lease.RequestedAt = request.RequestedAt;
         lease.ReceivedAt = clock.GetUtcNow();
         lease.ResponseAddress = context.ResponseAddress;

@@ -4,7 +4,8 @@ using Microsoft.Extensions.Logging;
 namespace DynamicWorkers.LeaseSaga.Leases;
 
 /// <summary>Ends the lease with the rejection chosen for it and answers.</summary>
-public sealed class RejectLeaseActivity(TimeProvider clock, ILogger<LeaseStateMachine> logger) : InstanceActivity<LeaseState>
+public sealed class RejectLeaseActivity(TimeProvider clock, ILogger<LeaseStateMachine> logger)
+    : InstanceActivity<LeaseState>
 {
     protected override Task Execute(BehaviorContext<LeaseState> context)
     {

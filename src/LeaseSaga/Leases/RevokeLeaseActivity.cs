@@ -13,7 +13,8 @@ public sealed class RevokeLeaseActivity(TimeProvider clock, ILogger<LeaseStateMa
         var lease = context.Saga;
         lease.RevokeReason = context.Message.Reason;
         lease.EndedAt = clock.GetUtcNow();
-        logger.LogInformation("Lease {LeaseId} of {InstanceId} revoked: {Reason}", lease.CorrelationId, lease.InstanceId, lease.RevokeReason);
+        logger.LogInformation("Lease {LeaseId} of {InstanceId} revoked: {Reason}",
+            lease.CorrelationId, lease.InstanceId, lease.RevokeReason);
         return context.Publish(LeaseAnswers.RevocationOf(lease));
     }
 }

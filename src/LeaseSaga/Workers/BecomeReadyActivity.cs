@@ -22,13 +22,15 @@ public sealed class BecomeReadyActivity(Allocator allocator, IOptionsMonitor<Lif
         worker.AgentThumbprint = provisioned.AgentThumbprint;
         worker.ProvisionedAt = provisioned.ProvisionedAt;
         worker.MaxAgeDeadline = provisioned.ProvisionedAt + lifecycle.CurrentValue.MaxWorkerAge;
-        DwTelemetry.ProvisionDuration.Record((provisioned.ProvisionedAt - worker.CreatedAt).TotalSeconds, WorkerSteps.PoolTag(worker));
+        DwTelemetry.ProvisionDuration.Record(
+            (provisioned.ProvisionedAt - worker.CreatedAt).TotalSeconds, WorkerSteps.PoolTag(worker));
 
         var pool = await allocator.LockPoolAsync(worker.Pool, context.CancellationToken);
         pool.ConsecutiveFailures = 0;
         worker.CurrentState = WorkerStates.Ready;
         // A removed pool's line is being rejected: the worker serves none of it and the rebalance deletes it.
-        if (!allocator.IsDraining(worker.Pool) && await allocator.ClaimWaitingAsync(worker.Pool, context.CancellationToken) is { } lease)
+        if (!allocator.IsDraining(worker.Pool)
+            && await allocator.ClaimWaitingAsync(worker.Pool, context.CancellationToken) is { } lease)
         {
             await allocator.AssignAsync(context, worker, lease);
         }

@@ -6,8 +6,9 @@ using Microsoft.Extensions.Logging;
 
 namespace DynamicWorkers.LeaseSaga.Workers;
 
-/// <summary>The worker trusts its instance: from now on the instance's own limits apply, and its lease starts.</summary>
-public sealed class BeginLeaseActivity(InstanceLifecycles lifecycles, TimeProvider clock, ILogger<WorkerStateMachine> logger)
+/// <summary>The worker trusts its instance: from now on the instance's own limits apply; its lease starts.</summary>
+public sealed class BeginLeaseActivity(
+    InstanceLifecycles lifecycles, TimeProvider clock, ILogger<WorkerStateMachine> logger)
     : MessageActivity<WorkerState, WorkerTrusted>
 {
     protected override async Task Execute(BehaviorContext<WorkerState, WorkerTrusted> context)

@@ -6,7 +6,8 @@ using MassTransit;
 namespace DynamicWorkers.LeaseSaga.Workers;
 
 /// <summary>The cloud could not create the VM: the worker is deleted and counted as a failure.</summary>
-public sealed class ProvisioningFailedActivity(Allocator allocator) : MessageActivity<WorkerState, WorkerProvisioningFailed>
+public sealed class ProvisioningFailedActivity(Allocator allocator)
+    : MessageActivity<WorkerState, WorkerProvisioningFailed>
 {
     protected override Task Execute(BehaviorContext<WorkerState, WorkerProvisioningFailed> context)
     {

@@ -5,7 +5,7 @@ using MassTransit;
 
 namespace DynamicWorkers.LeaseSaga.Workers;
 
-/// <summary>The worker's agent would not trust the instance: the worker is deleted and its lease goes back in line.</summary>
+/// <summary>Its agent would not trust the instance: the worker is deleted and its lease goes back in line.</summary>
 public sealed class TrustFailedActivity(Allocator allocator) : MessageActivity<WorkerState, WorkerTrustFailed>
 {
     protected override Task Execute(BehaviorContext<WorkerState, WorkerTrustFailed> context)

@@ -13,7 +13,8 @@ namespace DynamicWorkers.LeaseSaga.Workers;
 /// starts deleting it, else arm the timer for the earliest one left (a timer that stood through a later deadline
 /// re-arms for the rest).
 /// </summary>
-public sealed class WorkerDeadlinesActivity(Allocator allocator, IOptionsMonitor<LifecycleOptions> lifecycle, TimeProvider clock)
+public sealed class WorkerDeadlinesActivity(
+    Allocator allocator, IOptionsMonitor<LifecycleOptions> lifecycle, TimeProvider clock)
     : InstanceActivity<WorkerState>
 {
     protected override async Task Execute(BehaviorContext<WorkerState> context)
@@ -35,11 +36,13 @@ public sealed class WorkerDeadlinesActivity(Allocator allocator, IOptionsMonitor
                 await allocator.FailWorkerAsync(context, "trust timed out");
                 break;
             case WorkerStates.Leased when Passed(worker.LeaseExpiresAt):
-                await context.Publish(new RevokeLease(worker.CurrentLeaseId!.Value, worker.CorrelationId, LeaseRevocationReasons.MaxLeaseDuration));
+                await context.Publish(new RevokeLease(worker.CurrentLeaseId!.Value, worker.CorrelationId,
+                    LeaseRevocationReasons.MaxLeaseDuration));
                 await allocator.ReapWorkerAsync(context, ReapReasons.MaxLease, "the lease reached its max duration");
                 break;
             case WorkerStates.Leased when Passed(worker.MaxAgeDeadline):
-                await context.Publish(new RevokeLease(worker.CurrentLeaseId!.Value, worker.CorrelationId, LeaseRevocationReasons.MaxWorkerAge));
+                await context.Publish(new RevokeLease(worker.CurrentLeaseId!.Value, worker.CorrelationId,
+                    LeaseRevocationReasons.MaxWorkerAge));
                 await allocator.ReapWorkerAsync(context, ReapReasons.MaxAge, "max worker age reached while leased");
                 break;
             case WorkerStates.Idle when Passed(worker.MaxAgeDeadline):
@@ -57,9 +60,10 @@ public sealed class WorkerDeadlinesActivity(Allocator allocator, IOptionsMonitor
         }
     }
 
-    /// <summary>Trust's deadline is the sweep's (<see cref="TrustOverdue"/>); every other state's is the timer's.</summary>
+    /// <summary>Trust's deadline is the sweep's (<see cref="TrustOverdue"/>); any other is the timer's.</summary>
     bool DeadlinePassed(WorkerState worker, LifecycleOptions settings)
-        => worker.CurrentState != WorkerStates.Trusting && Passed(Allocator.EarliestDeadline(worker, settings.ProvisioningTimeout));
+        => worker.CurrentState != WorkerStates.Trusting
+            && Passed(Allocator.EarliestDeadline(worker, settings.ProvisioningTimeout));
 
     bool TrustOverdue(WorkerState worker, LifecycleOptions settings)
         => worker.CurrentState == WorkerStates.Trusting && Passed(worker.TrustStartedAt + settings.TrustTimeout);

@@ -7,7 +7,8 @@ using Microsoft.Extensions.Logging;
 namespace DynamicWorkers.LeaseSaga.Workers;
 
 /// <summary>
-/// One per VM: Provisioning → Ready → Trusting → Leased → Idle → Leased (re-use: no trust step) … → Reaping → gone.
+/// One per VM: Provisioning → Ready → Trusting → Leased → Idle → Leased (re-use: no trust step) … → Reaping →
+/// gone.
 /// A lease claims a Ready or Idle worker by changing its row (see <see cref="Allocator"/>); this machine runs the
 /// steps that follow and the worker's one timer, due at its earliest deadline (provisioning, max age, the lease's
 /// expiry, idle timeout). A later deadline leaves the timer standing and it re-arms for the rest when it fires; a
@@ -34,7 +35,8 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         Schedule(() => Timer, x => x.TimerToken, s => s.Received = e => e.CorrelateById(m => m.Message.WorkerId));
         OnUnhandledEvent(c =>
         {
-            _logger.LogInformation("Worker {WorkerId} in {State} ignores {Event}", c.Saga.CorrelationId, c.Saga.CurrentState, c.Event.Name);
+            _logger.LogInformation("Worker {WorkerId} in {State} ignores {Event}",
+                c.Saga.CorrelationId, c.Saga.CurrentState, c.Event.Name);
             return Task.CompletedTask;
         });
 
@@ -84,7 +86,8 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
             When(WorkerDeprovisioned)
                 .Then(c =>
                 {
-                    DwTelemetry.WorkersReaped.Add(1, new KeyValuePair<string, object?>("reason", c.Saga.ReapReason ?? ReapReasons.Failed));
+                    DwTelemetry.WorkersReaped.Add(1,
+                        new KeyValuePair<string, object?>("reason", c.Saga.ReapReason ?? ReapReasons.Failed));
                     _logger.LogStep(c.Saga, "deprovisioned");
                 })
                 .Finalize(),
@@ -121,8 +124,9 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 
     public Schedule<WorkerState, WorkerTimerDue> Timer { get; private set; } = null!;
 
-    /// <summary>The timer, or a check from a lease or the sweep: a passed deadline starts deleting a live worker.</summary>
-    EventActivities<WorkerState>[] OnDeadlines() => [OnDeadline(When(Timer.Received)), OnDeadline(When(CheckWorkerDeadlines))];
+    /// <summary>The timer, or a check from a lease or the sweep: a passed deadline starts the delete.</summary>
+    EventActivities<WorkerState>[] OnDeadlines()
+        => [OnDeadline(When(Timer.Received)), OnDeadline(When(CheckWorkerDeadlines))];
 
     EventActivityBinder<WorkerState, T> OnDeadline<T>(EventActivityBinder<WorkerState, T> due)
         where T : class

@@ -9,8 +9,12 @@ namespace DynamicWorkers.LeaseSaga.Workers;
 /// <summary>What several of the worker's activities do: delete it, and arm its one timer.</summary>
 public static class WorkerSteps
 {
-    /// <summary>Failed to start or to trust: deleted, its lease (if any) back in line, and the failure counted toward the pool's backoff.</summary>
-    public static async Task FailWorkerAsync(this Allocator allocator, BehaviorContext<WorkerState> context, string detail)
+    /// <summary>
+    /// Failed to start or to trust: deleted, its lease (if any) back in line, and the failure counted toward the
+    /// pool's backoff.
+    /// </summary>
+    public static async Task FailWorkerAsync(
+        this Allocator allocator, BehaviorContext<WorkerState> context, string detail)
     {
         var worker = context.Saga;
         var pool = await allocator.LockPoolAsync(worker.Pool, context.CancellationToken);
@@ -25,7 +29,8 @@ public static class WorkerSteps
     }
 
     /// <summary>Deleted for a deadline: the pool replaces it if it is short of workers now.</summary>
-    public static async Task ReapWorkerAsync(this Allocator allocator, BehaviorContext<WorkerState> context, string reason, string detail)
+    public static async Task ReapWorkerAsync(
+        this Allocator allocator, BehaviorContext<WorkerState> context, string reason, string detail)
     {
         var pool = await allocator.LockPoolAsync(context.Saga.Pool, context.CancellationToken);
         await allocator.ReapAsync(context, context.Saga, reason, detail);
@@ -34,7 +39,8 @@ public static class WorkerSteps
 
     /// <summary>
     /// Schedules the timer for the earliest deadline unless one stands that is due no later. A replaced timer is not
-    /// cancelled: it fires later and is ignored by its token, one delivery either way and no write to the job store now.
+    /// cancelled: it fires later and is ignored by its token, one delivery either way and no write to the job store
+    /// now.
     /// </summary>
     public static async Task ArmTimerAsync(
         this Allocator allocator, BehaviorContext<WorkerState> context, LifecycleOptions settings, TimeProvider clock)
@@ -46,13 +52,15 @@ public static class WorkerSteps
             worker.TimerToken = null;
         }
 
-        if (!allocator.NeedsTimer(worker, now) || Allocator.EarliestDeadline(worker, settings.ProvisioningTimeout) is not { } due)
+        if (!allocator.NeedsTimer(worker, now)
+            || Allocator.EarliestDeadline(worker, settings.ProvisioningTimeout) is not { } due)
         {
             return;
         }
 
         var delay = due > now ? due - now : TimeSpan.Zero;
-        var scheduled = await context.ScheduleSend(context.ReceiveContext.InputAddress, delay, new WorkerTimerDue(worker.CorrelationId));
+        var scheduled = await context.ScheduleSend(context.ReceiveContext.InputAddress, delay,
+            new WorkerTimerDue(worker.CorrelationId));
         worker.TimerToken = scheduled.TokenId;
         worker.TimerDueAt = due > now ? due : now;
     }
