@@ -178,7 +178,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                     .Activity(x => x.OfInstanceType<RejectLeaseActivity>())
                     .TransitionTo(Rejected));
 
-    /// <summary>The instance released the lease: its worker goes idle, or to its instance's next lease in line.</summary>
+    /// <summary>The instance released the lease: its worker goes idle, or to a next lease of its instance.</summary>
     EventActivityBinder<LeaseState, T> EndLease<T>(EventActivityBinder<LeaseState, T> released)
         where T : class
         => released
