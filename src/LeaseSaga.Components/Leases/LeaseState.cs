@@ -77,3 +77,18 @@ public static class LeaseStates
     /// <summary>Not granted yet: the waiting line is the leases in these states with no worker chosen.</summary>
     public static readonly string[] Waiting = [Allocating, WaitingForWorker];
 }
+
+/// <summary>The <c>path</c> tag of <c>dw_lease_wait_seconds</c>: how the granted worker was found.</summary>
+public static class LeaseWaitPaths
+{
+    public const string Tag = "path";
+
+    /// <summary>An idle worker of the instance, granted at once.</summary>
+    public const string Reuse = "reuse";
+
+    /// <summary>A hot worker that trusted the instance first.</summary>
+    public const string Hot = "hot";
+
+    /// <summary>The lease waited in line for a new worker.</summary>
+    public const string Cold = "cold";
+}

@@ -1,0 +1,74 @@
+using DynamicWorkers.Contracts.Internal;
+using DynamicWorkers.LeaseSaga.Configuration;
+using DynamicWorkers.LeaseSaga.Pools;
+using MassTransit;
+using Microsoft.Extensions.Logging;
+
+namespace DynamicWorkers.LeaseSaga.Workers;
+
+/// <summary>What several of the worker's activities do: delete it, and arm its one timer.</summary>
+public static class WorkerSteps
+{
+    /// <summary>
+    /// Failed to start or to trust: deleted, its lease (if any) back in line, and the failure counted toward the
+    /// pool's backoff.
+    /// </summary>
+    public static async Task FailWorkerAsync(
+        this Allocator allocator, BehaviorContext<WorkerState> context, string detail)
+    {
+        var worker = context.Saga;
+        var pool = await allocator.LockPoolAsync(worker.Pool, context.CancellationToken);
+        if (worker.CurrentLeaseId is { } leaseId)
+        {
+            await allocator.RequeueAsync(context, leaseId, worker.CorrelationId);
+        }
+
+        await allocator.RecordFailureAsync(context, pool);
+        await allocator.ReapAsync(context, worker, ReapReasons.Failed, detail);
+        await allocator.RebalanceAsync(context, pool);
+    }
+
+    /// <summary>Deleted for a deadline: the pool replaces it if it is short of workers now.</summary>
+    public static async Task ReapWorkerAsync(
+        this Allocator allocator, BehaviorContext<WorkerState> context, string reason, string detail)
+    {
+        var pool = await allocator.LockPoolAsync(context.Saga.Pool, context.CancellationToken);
+        await allocator.ReapAsync(context, context.Saga, reason, detail);
+        await allocator.RebalanceAsync(context, pool);
+    }
+
+    /// <summary>
+    /// Schedules the timer for the earliest deadline unless one stands that is due no later. A replaced timer is not
+    /// cancelled: it fires later and is ignored by its token, one delivery either way and no write to the job store
+    /// now.
+    /// </summary>
+    public static async Task ArmTimerAsync(
+        this Allocator allocator, BehaviorContext<WorkerState> context, LifecycleOptions settings, TimeProvider clock)
+    {
+        var worker = context.Saga;
+        var now = clock.GetUtcNow();
+        if (context.GetSchedulingTokenId() is { } fired && fired == worker.TimerToken)
+        {
+            worker.TimerToken = null;
+        }
+
+        if (!allocator.NeedsTimer(worker, now)
+            || Allocator.EarliestDeadline(worker, settings.ProvisioningTimeout) is not { } due)
+        {
+            return;
+        }
+
+        var delay = due > now ? due - now : TimeSpan.Zero;
+        var scheduled = await context.ScheduleSend(context.ReceiveContext.InputAddress, delay,
+            new WorkerTimerDue(worker.CorrelationId));
+        worker.TimerToken = scheduled.TokenId;
+        worker.TimerDueAt = due > now ? due : now;
+    }
+
+    public static KeyValuePair<string, object?> PoolTag(WorkerState worker) => new("pool", worker.Pool);
+
+    public static void LogStep(this ILogger logger, WorkerState worker, string what)
+        => logger.LogInformation(
+            "Worker {WorkerId} of {Pool} {What} (instance {InstanceId}, lease {LeaseId})",
+            worker.CorrelationId, worker.Pool, what, worker.TrustedInstanceId, worker.CurrentLeaseId);
+}
