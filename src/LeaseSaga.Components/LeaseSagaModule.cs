@@ -54,8 +54,18 @@ public static class LeaseSagaModule
 
     public static void AddLeaseSagaEndpoints(this IBusRegistrationConfigurator bus)
     {
-        bus.AddSagaStateMachine<LeaseStateMachine, LeaseState, LeaseStateDefinition>().EfCoreRepository<LeaseState, DynamicWorkersDbContext>();
-        bus.AddSagaStateMachine<WorkerStateMachine, WorkerState, WorkerStateDefinition>().EfCoreRepository<WorkerState, DynamicWorkersDbContext>();
+        bus.AddSagaStateMachine<LeaseStateMachine, LeaseState, LeaseStateDefinition>()
+            .EntityFrameworkRepository(r =>
+            {
+                r.ConcurrencyMode = ConcurrencyMode.Optimistic;
+                r.ExistingDbContext<DynamicWorkersDbContext>();
+            });
+        bus.AddSagaStateMachine<WorkerStateMachine, WorkerState, WorkerStateDefinition>()
+            .EntityFrameworkRepository(r =>
+            {
+                r.ConcurrencyMode = ConcurrencyMode.Optimistic;
+                r.ExistingDbContext<DynamicWorkersDbContext>();
+            });
         bus.AddConsumer<PoolKeeper, PoolKeeperDefinition>();
         bus.AddConsumer<SetInstanceLifecycleConsumer>();
         bus.AddConsumer<RemoveInstanceConsumer>();

@@ -154,7 +154,7 @@ public sealed class SchedulerOptions
     /// <summary>
     /// Database connections of the scheduler, in a pool of its own: its work queues on one cluster lock, and waiting
     /// schedules must not hold the connections the sagas need. A node stores one schedule fewer than this at once
-    /// (cancels go in batches, see CancelBatch).
+    /// (cancels go in batches, see SchedulerRegistration.UseSchedulerOptions).
     /// </summary>
     [Range(2, 100)]
     public int MaxConnections { get; set; } = 6;

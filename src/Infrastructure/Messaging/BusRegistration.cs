@@ -8,6 +8,7 @@ using MassTransit.RabbitMqTransport.Configuration;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using Quartz;
 
 namespace DynamicWorkers.Infrastructure.Messaging;
 
@@ -34,6 +35,7 @@ public static class BusRegistration
         services.AddDynamicWorkersTelemetry();
 
         var transport = configuration.GetValidated<TransportOptions>().Transport;
+        var scheduler = configuration.GetSection(SchedulerOptions.Section).GetValidated<SchedulerOptions>();
         var schedulerAddress = SchedulerAddress(configuration);
         if (transport == TransportKind.RabbitMq)
         {
@@ -50,7 +52,7 @@ public static class BusRegistration
             x.AddConfigureEndpointsCallback((context, _, endpoint) => ApplyEndpointDefaults(endpoint, context));
             if (hostScheduler)
             {
-                x.AddSchedulerEndpoint(configuration);
+                x.AddQuartzConsumers(o => o.UseSchedulerOptions(scheduler));
             }
 
             configure(x);
@@ -104,7 +106,13 @@ public static class BusRegistration
 
         if (hostScheduler)
         {
-            services.AddQuartzScheduler(configuration);
+            var database = configuration.GetSection(DatabaseOptions.Section).GetValidated<DatabaseOptions>(
+                o => o.ConnectionString = configuration.GetConnectionString("Default") ?? "");
+            // After MassTransit, so that Quartz stops (and drains its jobs) before the bus does.
+            services.AddQuartz(q => q.UseSchedulerOptions(scheduler, database));
+            services.AddQuartzHostedService(o => o.WaitForJobsToComplete = true);
+            // After Quartz, so that it stops first: what is held is stored while Quartz still runs.
+            services.AddHostedService<StoreHeldSchedulesOnStop>();
         }
 
         return services;

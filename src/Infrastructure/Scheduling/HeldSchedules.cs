@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using DynamicWorkers.Infrastructure.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 
@@ -9,7 +8,8 @@ namespace DynamicWorkers.Infrastructure.Scheduling;
 /// Schedules waiting, not yet stored, for a cancel. Most timers are cancelled soon after they are set (a lease's
 /// allocation timeout once it is granted, its max duration once it is released, a worker's trust timeout once it
 /// trusts), so a schedule falling due later than <see cref="StoreLead"/> is first held for up to
-/// <see cref="SchedulerOptions.HoldLimit"/>: a cancel arriving meanwhile ends both with no write to the job store.
+/// <see cref="QuartzEndpointOptions.HoldSchedulesFor"/>: a cancel arriving meanwhile ends both with no write to the job
+/// store.
 /// A held schedule's message stays unacknowledged, so a process killed meanwhile loses nothing: the broker hands the
 /// schedule to another node. Otherwise it is stored at least <see cref="StoreLead"/> before it falls due, and Quartz
 /// fires it as before. One instance per process; a cancel that reaches another node goes to the store (and its
@@ -21,19 +21,21 @@ public sealed class HeldSchedules
     public static readonly TimeSpan StoreLead = TimeSpan.FromSeconds(5);
 
     readonly ConcurrentDictionary<string, TaskCompletionSource> _held = new();
-    readonly IOptionsMonitor<SchedulerOptions> _options;
+    readonly TimeSpan _holdLimit;
+    readonly int _maxHeld;
     readonly TimeProvider _clock;
     readonly CancellationTokenSource _stop = new();
     int _count;
 
-    public HeldSchedules(IOptionsMonitor<SchedulerOptions> options, TimeProvider clock)
+    public HeldSchedules(IOptions<QuartzEndpointOptions> options, TimeProvider clock)
     {
-        _options = options;
+        _holdLimit = options.Value.HoldSchedulesFor ?? TimeSpan.Zero;
+        _maxHeld = options.Value.MaxHeld;
         _clock = clock;
-        StoreSlots = new SemaphoreSlim(options.CurrentValue.MaxConnections - 1);
+        StoreSlots = new SemaphoreSlim(options.Value.ConcurrentStoreLimit ?? int.MaxValue);
     }
 
-    /// <summary>Schedules stored at once: more than the scheduler has connections would only wait for one.</summary>
+    /// <summary>Schedules stored at once (<see cref="QuartzEndpointOptions.ConcurrentStoreLimit"/>).</summary>
     public SemaphoreSlim StoreSlots { get; }
 
     /// <summary>How many are held now.</summary>
@@ -47,14 +49,13 @@ public sealed class HeldSchedules
     /// </summary>
     public async Task<bool> CancelledWhileHeldAsync(string token, DateTimeOffset due, CancellationToken cancellationToken)
     {
-        var options = _options.CurrentValue;
-        var hold = Min(options.HoldLimit, due - _clock.GetUtcNow() - StoreLead);
+        var hold = Min(_holdLimit, due - _clock.GetUtcNow() - StoreLead);
         if (_stop.IsCancellationRequested || hold <= TimeSpan.Zero)
         {
             return false;
         }
 
-        if (Interlocked.Increment(ref _count) > options.MaxHeld)
+        if (Interlocked.Increment(ref _count) > _maxHeld)
         {
             Interlocked.Decrement(ref _count);
             return false;

@@ -94,16 +94,9 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, 
         => time.Kind == DateTimeKind.Local ? new DateTimeOffset(time.ToUniversalTime()) : new DateTimeOffset(DateTime.SpecifyKind(time, DateTimeKind.Utc));
 }
 
-/// <summary>How cancels are gathered: removing a trigger takes Quartz's cluster lock, so they are removed a batch per lock.</summary>
-internal static class CancelBatch
-{
-    public const int MessageLimit = 64;
-    public const int ConcurrencyLimit = 2;
-    public static readonly TimeSpan TimeLimit = TimeSpan.FromMilliseconds(20);
-}
-
 /// <summary>
-/// Removes the triggers of cancelled schedules, a batch under one cluster lock. Where there was none, the cancel may
+/// Removes the triggers of cancelled schedules, a batch under one cluster lock
+/// (<see cref="QuartzEndpointOptions.CancelBatchMessageLimit"/>). Where there was none, the cancel may
 /// have overtaken its schedule, so it leaves a tombstone under the token's name for an hour: the schedule, arriving
 /// later, finds the name taken and is dropped. Cancelling a schedule that already fired is harmless. A schedule still
 /// held in this process (<see cref="HeldSchedules"/>) is simply let go: neither is written.

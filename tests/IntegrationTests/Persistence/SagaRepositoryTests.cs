@@ -135,7 +135,12 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
     Task<IHost> StartHostAsync()
         => TestBus.StartAsync(
             broker.Settings.Concat(DatabaseSettings),
-            bus => bus.AddSagaStateMachine<CounterStateMachine, CounterSaga, CounterSagaDefinition>().EfCoreRepository<CounterSaga, CounterDbContext>(),
+            bus => bus.AddSagaStateMachine<CounterStateMachine, CounterSaga, CounterSagaDefinition>()
+                .EntityFrameworkRepository(r =>
+                {
+                    r.ConcurrencyMode = ConcurrencyMode.Optimistic;
+                    r.ExistingDbContext<CounterDbContext>();
+                }),
             (services, configuration) => services
                 .AddSingleton<AttemptCounter>()
                 .AddDynamicWorkersDatabase<CounterDbContext>(configuration, ContextPool<CounterDbContext>.Of<CounterDbContext>));

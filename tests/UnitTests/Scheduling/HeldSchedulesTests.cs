@@ -1,4 +1,3 @@
-using DynamicWorkers.Infrastructure.Configuration;
 using DynamicWorkers.Infrastructure.Scheduling;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
@@ -14,7 +13,10 @@ public sealed class HeldSchedulesTests
     readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 1, 5, 9, 0, 0, TimeSpan.Zero));
 
     HeldSchedules Held(int maxHeld = 10) => new(
-        new FixedOptions(new SchedulerOptions { HoldLimit = TimeSpan.FromSeconds(30), MaxHeld = maxHeld, MaxConnections = 6 }), _clock);
+        Options.Create(new QuartzEndpointOptions
+        {
+            HoldSchedulesFor = TimeSpan.FromSeconds(30), MaxHeld = maxHeld, ConcurrentStoreLimit = 5,
+        }), _clock);
 
     [Fact]
     public async Task A_schedule_cancelled_while_held_is_never_stored_and_its_cancel_needs_no_store_either()
@@ -121,18 +123,19 @@ public sealed class HeldSchedulesTests
     [Fact]
     public async Task A_hold_limit_of_zero_stores_every_schedule_at_once()
     {
-        var held = new HeldSchedules(new FixedOptions(new SchedulerOptions { HoldLimit = TimeSpan.Zero }), _clock);
+        var options = Options.Create(new QuartzEndpointOptions { HoldSchedulesFor = TimeSpan.Zero });
+        var held = new HeldSchedules(options, _clock);
 
         Assert.False(await held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddMinutes(1), CancellationToken.None));
         Assert.Equal(0, held.Count);
     }
 
-    sealed class FixedOptions(SchedulerOptions value) : IOptionsMonitor<SchedulerOptions>
+    [Fact]
+    public async Task Holding_is_off_unless_the_endpoint_turns_it_on()
     {
-        public SchedulerOptions CurrentValue => value;
+        var held = new HeldSchedules(Options.Create(new QuartzEndpointOptions()), _clock);
 
-        public SchedulerOptions Get(string? name) => value;
-
-        public IDisposable? OnChange(Action<SchedulerOptions, string?> listener) => null;
+        Assert.False(await held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddMinutes(1), CancellationToken.None));
+        Assert.Equal(0, held.Count);
     }
 }
