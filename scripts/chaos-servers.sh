@@ -22,15 +22,8 @@ PG_CLUSTER=dwchaos
 log() { printf '[chaos-servers %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 
-# wait_for DESCRIPTION SECONDS COMMAND...: polls until COMMAND succeeds or the deadline passes.
-wait_for() {
-  local what=$1 seconds=$2; shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "$what not within ${seconds}s"
-    sleep 0.5
-  done
-}
+# shellcheck source=lib/servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/servers.sh"
 
 gone() { ! kill -0 "$1" 2>/dev/null; }
 
@@ -57,13 +50,13 @@ rabbit_stop() {
   pid=$(rabbit_pid)
   [ -n "$pid" ] || return 0
   rabbitmqctl -q -n $RABBIT_NODE stop >/dev/null || die "rabbitmqctl stop of $RABBIT_NODE (pid $pid)"
-  wait_for "RabbitMQ pid $pid to exit" 60 gone "$pid"
+  wait_for "RabbitMQ pid $pid exited" 60 gone "$pid"
 }
 
 rabbit_start() {
   [ -z "$(rabbit_pid)" ] || die "RabbitMQ node $RABBIT_NODE already runs (pid $(rabbit_pid))"
   rabbit rabbitmq-server -detached >/dev/null || die "rabbitmq-server -detached for $RABBIT_NODE"
-  wait_for "RabbitMQ node $RABBIT_NODE up" 90 rabbit_running
+  wait_for "RabbitMQ node $RABBIT_NODE is up" 90 rabbit_running
 }
 
 rabbit_fresh() {
@@ -111,7 +104,7 @@ pg_start() {
     echo "listen_addresses = '127.0.0.1'" >>"/etc/postgresql/$PG_VERSION/$PG_CLUSTER/postgresql.conf"
   fi
   pg_online || pg_ctlcluster "$PG_VERSION" $PG_CLUSTER start || die "pg_ctlcluster $PG_VERSION $PG_CLUSTER start"
-  wait_for "PostgreSQL $PG_VERSION/$PG_CLUSTER ready" 60 pg_ready
+  wait_for "PostgreSQL $PG_VERSION/$PG_CLUSTER is ready" 60 pg_ready
   if [ "$(cd /tmp && runuser -u postgres -- psql -p "$PG_PORT" -tAc "SELECT 1 FROM pg_roles WHERE rolname='dw'")" != 1 ]; then
     (cd /tmp && runuser -u postgres -- psql -q -p "$PG_PORT" -c "CREATE ROLE dw LOGIN PASSWORD 'dw' CREATEDB") || die "create role dw"
   fi
@@ -123,7 +116,7 @@ pg_stop() { # MODE
   pid=$(pg_pid)
   [ -n "$pid" ] || return 0
   pg_ctlcluster "$PG_VERSION" $PG_CLUSTER stop -m "$1" || die "pg_ctlcluster $PG_VERSION $PG_CLUSTER stop -m $1"
-  wait_for "PostgreSQL pid $pid to exit" 60 gone "$pid"
+  wait_for "PostgreSQL pid $pid exited" 60 gone "$pid"
 }
 
 pg_restart() {

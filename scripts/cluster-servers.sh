@@ -22,15 +22,8 @@ die() { log "FAILED: $*"; exit 1; }
 node_name() { echo "dwquorum$1@localhost"; }
 node_port() { echo $((BASE_PORT + $1 - 1)); }
 
-# wait_for DESCRIPTION SECONDS COMMAND...: polls until COMMAND succeeds or the deadline passes.
-wait_for() {
-  local what=$1 seconds=$2; shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "$what within ${seconds}s"
-    sleep 0.5
-  done
-}
+# shellcheck source=lib/servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/servers.sh"
 
 ctl() { local n=$1; shift; rabbitmqctl -q -n "$(node_name "$n")" "$@"; }
 
@@ -65,14 +58,14 @@ start_cluster() {
   done
   chown -R rabbitmq:rabbitmq "$ROOT"
   for n in "${NODES[@]}"; do start_node "$n"; done
-  for n in "${NODES[@]}"; do wait_for "node $(node_name "$n") did not start" 120 running "$n"; done
+  for n in "${NODES[@]}"; do wait_for "node $(node_name "$n") is running" 120 running "$n"; done
   local out
   for n in 2 3; do
     # join_cluster logs harmless errors about the joining node's connection tables: shown only on failure.
     out=$(ctl "$n" stop_app 2>&1) || die "stop_app on $(node_name "$n"): $out"
     out=$(ctl "$n" join_cluster "$(node_name 1)" 2>&1) || die "join_cluster $(node_name "$n") to $(node_name 1): $out"
     out=$(ctl "$n" start_app 2>&1) || die "start_app on $(node_name "$n"): $out"
-    wait_for "node $(node_name "$n") did not come back after joining" 60 running "$n"
+    wait_for "node $(node_name "$n") is running again after joining" 60 running "$n"
   done
   local members
   members=$(ctl 1 cluster_status --formatter json | grep -o '"running_nodes":\[[^]]*\]' || true)
@@ -91,7 +84,7 @@ kill_node() {
   pid=$(node_pid "$n") || die "no pid file for node $n"
   kill -0 "$pid" 2>/dev/null || die "node $n (pid $pid) is not running"
   kill -9 "$pid"
-  wait_for "node $n's process $pid did not go away" 10 bash -c "! kill -0 $pid"
+  wait_for "node $n's process $pid is gone" 10 bash -c "! kill -0 $pid"
   log "killed $(node_name "$n") (pid $pid)"
   echo "$pid"
 }

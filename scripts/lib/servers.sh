@@ -1,16 +1,18 @@
-# Shared by scripts/test.sh and scripts/bench.sh: installs what the tests need (only if missing), starts RabbitMQ
-# and PostgreSQL on loopback and creates the dw logins. Every step checks before it acts.
+# Shared by scripts/test.sh and scripts/bench.sh (wait_for also by the chaos and cluster scripts): installs what the
+# tests need (only if missing), starts RabbitMQ and PostgreSQL on loopback and creates the dw logins. Every step
+# checks before it acts.
 # The sourcing script defines log (one line to stderr) and die (report and exit) first.
 
-# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND once a second until it succeeds or the deadline passes.
+# wait_for WHAT SECONDS COMMAND...: polls COMMAND every half second until it succeeds (then logs WHAT, a condition
+# such as "RabbitMQ is up") or the deadline passes.
 wait_for() {
   local what=$1 seconds=$2; shift 2
   local deadline=$((SECONDS + seconds))
   until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "$what did not answer within ${seconds}s"
-    sleep 1
+    ((SECONDS < deadline)) || die "not within ${seconds}s: $what"
+    sleep 0.5
   done
-  log "$what is up"
+  log "$what"
 }
 
 ensure_packages() {
@@ -53,7 +55,7 @@ start_rabbitmq() {
     # Loopback only: tests never need the broker reachable from elsewhere.
     RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 rabbitmq-server -detached >/dev/null 2>&1 || true
   fi
-  wait_for "RabbitMQ" 120 rabbitmq-diagnostics -q check_running
+  wait_for "RabbitMQ is up" 120 rabbitmq-diagnostics -q check_running
   # awk reads to the end: a `grep -q` that stops early can fail the pipeline under pipefail (SIGPIPE).
   rabbitmq-plugins list -e -m 2>/dev/null | awk '$1 == "rabbitmq_management" {found = 1} END {exit !found}' \
     || rabbitmq-plugins enable rabbitmq_management >/dev/null
@@ -67,7 +69,8 @@ start_rabbitmq() {
     | awk -v u="$DW_TEST_RABBITMQ_USER" '$1 == u && /impersonator/ {found = 1} END {exit !found}'; then
     rabbitmqctl -q set_user_tags "$DW_TEST_RABBITMQ_USER" administrator impersonator >/dev/null
   fi
-  wait_for "RabbitMQ management API" 60 curl -fsS -u "$DW_TEST_RABBITMQ_USER:$DW_TEST_RABBITMQ_PASSWORD" http://127.0.0.1:15672/api/overview
+  wait_for "RabbitMQ management API is up" 60 \
+    curl -fsS -u "$DW_TEST_RABBITMQ_USER:$DW_TEST_RABBITMQ_PASSWORD" http://127.0.0.1:15672/api/overview
 }
 
 start_postgres() {
@@ -82,13 +85,13 @@ start_postgres() {
     log "starting PostgreSQL $version"
     pg_ctlcluster "$version" main start || true
   fi
-  wait_for "PostgreSQL" 60 pg_isready -q -h 127.0.0.1 -p 5432
+  wait_for "PostgreSQL is up" 60 pg_isready -q -h 127.0.0.1 -p 5432
   # Six services plus the tests each keep a connection pool: the default 100 connections is too few.
   if [ "$(cd /tmp && runuser -u postgres -- psql -tAc "SHOW max_connections")" -lt 300 ]; then
     log "raising PostgreSQL max_connections to 300 (restart)"
     (cd /tmp && runuser -u postgres -- psql -q -c "ALTER SYSTEM SET max_connections = 300") || die "set max_connections"
     pg_ctlcluster "$version" main restart || die "restart PostgreSQL"
-    wait_for "PostgreSQL" 60 pg_isready -q -h 127.0.0.1 -p 5432
+    wait_for "PostgreSQL is up" 60 pg_isready -q -h 127.0.0.1 -p 5432
   fi
   if [ "$(cd /tmp && runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_roles WHERE rolname='dw'" 2>/dev/null)" != 1 ]; then
     log "creating PostgreSQL role dw"
