@@ -87,36 +87,18 @@ public sealed class DaySimulation : IAsyncDisposable
             [$"Pools:{Pool}:Adaptive:MaxHot"] = _strategy.MaxHot.ToString(),
             [$"Pools:{Pool}:Adaptive:TargetWaitProbability"] = _strategy.TargetWaitProbability.ToString(System.Globalization.CultureInfo.InvariantCulture),
         });
-        builder.Services.AddSingleton(_clock);
-        builder.Services.AddSingleton<TimeProvider>(_clock);
+        builder.Services.AddVirtualTimeLeaseSaga(builder.Configuration, _clock);
         builder.Services.AddSingleton(_plan);
         builder.Services.AddSingleton(_instances);
         builder.Services.AddSingleton<VirtualCloud>();
         builder.Services.AddSingleton<IWorkerCloud>(services => services.GetRequiredService<VirtualCloud>());
-        builder.Services.AddSingleton<VirtualScheduler>();
-        // The in-memory bus has no identities, so every sender is trusted.
-        builder.Services.AddSingleton(new SenderIdentity(
-            Options.Create(new TenancyOptions()), Options.Create(new TransportOptions { Transport = TransportKind.InMemory }), Options.Create(new RabbitMqOptions())));
-        builder.Services.AddLeaseSagaServices(builder.Configuration);
-        var scheduler = new Uri("queue:quartz");
-        builder.Services.AddMassTransit(x =>
+        builder.Services.AddMassTransit(x => x.AddVirtualTimeLeaseSagaEndpoints(bus =>
         {
-            x.SetKebabCaseEndpointNameFormatter();
-            x.AddMessageScheduler(scheduler);
-            x.AddConfigureEndpointsCallback((context, _, endpoint) => BusRegistration.ApplyEndpointDefaults(endpoint, context));
-            x.AddLeaseSagaEndpoints();
-            x.AddConsumer<VirtualProvisionConsumer>().Endpoint(e => e.Name = CloudQueues.ProvisionWorker);
-            x.AddConsumer<VirtualTrustConsumer>().Endpoint(e => e.Name = CloudQueues.TrustWorker);
-            x.AddConsumer<VirtualDeprovisionConsumer>().Endpoint(e => e.Name = CloudQueues.DeprovisionWorker);
-            x.AddConsumer<InstanceConsumer>().Endpoint(e => e.Name = "simulated-instances");
-            x.AddConsumer<VirtualScheduleConsumer>().Endpoint(e => e.Name = "quartz");
-            x.AddConsumer<VirtualCancelConsumer>().Endpoint(e => e.Name = "quartz");
-            x.UsingInMemory((context, cfg) =>
-            {
-                cfg.UseMessageScheduler(scheduler);
-                cfg.ConfigureEndpoints(context);
-            });
-        });
+            bus.AddConsumer<VirtualProvisionConsumer>().Endpoint(e => e.Name = CloudQueues.ProvisionWorker);
+            bus.AddConsumer<VirtualTrustConsumer>().Endpoint(e => e.Name = CloudQueues.TrustWorker);
+            bus.AddConsumer<VirtualDeprovisionConsumer>().Endpoint(e => e.Name = CloudQueues.DeprovisionWorker);
+            bus.AddConsumer<InstanceConsumer>().Endpoint(e => e.Name = "simulated-instances");
+        }));
         _host = builder.Build();
         var bus = _host.Services.GetRequiredService<IBusControl>();
         bus.ConnectReceiveObserver(_activity);

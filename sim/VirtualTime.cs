@@ -16,6 +16,8 @@ public sealed class VirtualClock(DateTimeOffset start) : TimeProvider
     public override DateTimeOffset GetUtcNow() => new(Interlocked.Read(ref _ticks), TimeSpan.Zero);
 
     public void MoveTo(DateTimeOffset at) => Interlocked.Exchange(ref _ticks, Math.Max(Interlocked.Read(ref _ticks), at.UtcTicks));
+
+    public void Advance(TimeSpan by) => Interlocked.Add(ref _ticks, by.Ticks);
 }
 
 /// <summary>
@@ -51,6 +53,24 @@ public sealed class VirtualScheduler(VirtualClock clock)
         lock (_pending)
         {
             _pending.RemoveAll(e => e.Token == token);
+        }
+    }
+
+    /// <summary>Whether a timer of this message type is armed and due by then.</summary>
+    public bool HasPending(Type messageType, DateTimeOffset dueBy)
+    {
+        lock (_pending)
+        {
+            return _pending.Any(e => e.MessageType == messageType && e.Due <= dueBy);
+        }
+    }
+
+    /// <summary>Loses every pending timer, as a scheduler with a wiped store would.</summary>
+    public void DropAll()
+    {
+        lock (_pending)
+        {
+            _pending.Clear();
         }
     }
 

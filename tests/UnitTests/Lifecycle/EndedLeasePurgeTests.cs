@@ -1,6 +1,7 @@
 using DynamicWorkers.LeaseSaga.Configuration;
 using DynamicWorkers.LeaseSaga.Leases;
 using DynamicWorkers.LeaseSaga.Persistence;
+using DynamicWorkers.Simulator;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -12,7 +13,7 @@ namespace DynamicWorkers.UnitTests.Lifecycle;
 public sealed class EndedLeasePurgeTests : IDisposable
 {
     readonly string _file = Path.Combine(Path.GetTempPath(), $"dw-purge-{Guid.NewGuid():N}.db");
-    readonly ManualClock _clock = new();
+    readonly VirtualClock _clock = new(LifecycleBed.Start);
 
     [Fact]
     public async Task Leases_ended_before_the_retention_go_in_batches_and_open_or_recent_ones_stay()

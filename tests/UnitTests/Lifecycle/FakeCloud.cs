@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using DynamicWorkers.Cloud;
 using DynamicWorkers.Contracts.Internal;
+using DynamicWorkers.Simulator;
 using MassTransit;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
@@ -56,7 +57,7 @@ public sealed class FakeCloud : IWorkerCloud
     public Task<IReadOnlyList<CloudVm>> ListAsync(CancellationToken cancellationToken) => throw new NotSupportedException("the harness has no sweep");
 }
 
-public sealed class FakeProvisionConsumer(FakeCloud cloud, ManualClock clock) : IConsumer<ProvisionWorker>
+public sealed class FakeProvisionConsumer(FakeCloud cloud, VirtualClock clock) : IConsumer<ProvisionWorker>
 {
     public async Task Consume(ConsumeContext<ProvisionWorker> context)
     {

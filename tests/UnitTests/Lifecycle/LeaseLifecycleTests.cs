@@ -11,7 +11,7 @@ using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
 
-/// <summary>The rules of DESIGN.md, one test each, on the in-memory harness with a manual clock.</summary>
+/// <summary>The rules of DESIGN.md, one test each, on the in-memory harness with a virtual clock.</summary>
 public sealed class LeaseLifecycleTests
 {
     [Theory]

@@ -9,6 +9,7 @@ using DynamicWorkers.LeaseSaga.Leases;
 using DynamicWorkers.LeaseSaga.Persistence;
 using DynamicWorkers.LeaseSaga.Pools;
 using DynamicWorkers.LeaseSaga.Workers;
+using DynamicWorkers.Simulator;
 using MassTransit;
 using MassTransit.Testing;
 using Microsoft.Data.Sqlite;
@@ -23,7 +24,7 @@ namespace DynamicWorkers.UnitTests.Lifecycle;
 
 /// <summary>
 /// The three state machines on MassTransit's in-memory test harness, persisted by the real EF Core
-/// repository (a SQLite file per test), with a manual clock driving every timeout and an instant fake cloud.
+/// repository (a SQLite file per test), with a virtual clock driving every timeout and an instant fake cloud.
 /// </summary>
 public sealed class LifecycleBed : IAsyncDisposable
 {
@@ -37,8 +38,10 @@ public sealed class LifecycleBed : IAsyncDisposable
 
     public ITestHarness Harness { get; private set; } = null!;
     public FakeCloud Cloud { get; } = new();
-    public ManualClock Clock { get; } = new();
-    public ManualScheduler Scheduler { get; private set; } = null!;
+    public static readonly DateTimeOffset Start = new(2026, 1, 5, 9, 0, 0, TimeSpan.Zero);
+
+    public VirtualClock Clock { get; } = new(Start);
+    public VirtualScheduler Scheduler { get; private set; } = null!;
     public DropPlan Drops { get; } = new();
     public ClientInbox Client { get; } = new();
 
@@ -90,42 +93,25 @@ public sealed class LifecycleBed : IAsyncDisposable
         _settings(initial);
         Settings = new ReloadableSettings(initial);
         ((IConfigurationBuilder)builder.Configuration).Add(Settings);
-        builder.Services.AddSingleton(Clock);
-        builder.Services.AddSingleton<TimeProvider>(Clock);
+        builder.Services.AddVirtualTimeLeaseSaga(builder.Configuration, Clock);
         builder.Services.AddSingleton(Cloud);
         builder.Services.AddSingleton<IWorkerCloud>(Cloud);
         builder.Services.AddSingleton(Drops);
         builder.Services.AddSingleton(Client);
-        // The endpoints' sender filter needs it; the in-memory bus has no identities, so every sender is trusted.
-        builder.Services.AddSingleton(new SenderIdentity(
-            Options.Create(new TenancyOptions()), Options.Create(new TransportOptions { Transport = TransportKind.InMemory }), Options.Create(new RabbitMqOptions())));
-        builder.Services.AddSingleton<ManualScheduler>();
-        builder.Services.AddLeaseSagaServices(builder.Configuration);
-        var scheduler = new Uri("queue:quartz");
-        builder.Services.AddMassTransitTestHarness(x =>
+        builder.Services.AddMassTransitTestHarness(x => x.AddVirtualTimeLeaseSagaEndpoints(bus =>
         {
-            x.SetKebabCaseEndpointNameFormatter();
-            x.AddMessageScheduler(scheduler);
             // First, so outermost: a dropped message is lost before the retries and the outbox see it.
-            x.AddConfigureEndpointsCallback((context, _, endpoint) => endpoint.UseFilter(new DropFilter(context.GetRequiredService<DropPlan>())));
-            x.AddConfigureEndpointsCallback((context, _, endpoint) => BusRegistration.ApplyEndpointDefaults(endpoint, context));
-            x.AddLeaseSagaEndpoints();
-            x.AddConsumer<FakeProvisionConsumer>().Endpoint(e => e.Name = CloudQueues.ProvisionWorker);
-            x.AddConsumer<FakeTrustConsumer>().Endpoint(e => e.Name = CloudQueues.TrustWorker);
-            x.AddConsumer<FakeDeprovisionConsumer>().Endpoint(e => e.Name = CloudQueues.DeprovisionWorker);
-            x.AddConsumer<FakeClientConsumer>().Endpoint(e => e.Name = "instance-client");
-            x.AddConsumer<ManualScheduleConsumer>().Endpoint(e => e.Name = "quartz");
-            x.AddConsumer<ManualCancelConsumer>().Endpoint(e => e.Name = "quartz");
-            x.UsingInMemory((context, cfg) =>
-            {
-                cfg.UseMessageScheduler(scheduler);
-                cfg.ConfigureEndpoints(context);
-            });
-        });
+            bus.AddConfigureEndpointsCallback((context, _, endpoint) =>
+                endpoint.UseFilter(new DropFilter(context.GetRequiredService<DropPlan>())));
+            bus.AddConsumer<FakeProvisionConsumer>().Endpoint(e => e.Name = CloudQueues.ProvisionWorker);
+            bus.AddConsumer<FakeTrustConsumer>().Endpoint(e => e.Name = CloudQueues.TrustWorker);
+            bus.AddConsumer<FakeDeprovisionConsumer>().Endpoint(e => e.Name = CloudQueues.DeprovisionWorker);
+            bus.AddConsumer<FakeClientConsumer>().Endpoint(e => e.Name = "instance-client");
+        }));
         _host = builder.Build();
         await _host.StartAsync();
         Harness = _host.Services.GetRequiredService<ITestHarness>();
-        Scheduler = _host.Services.GetRequiredService<ManualScheduler>();
+        Scheduler = _host.Services.GetRequiredService<VirtualScheduler>();
     }
 
     public IBus Bus => _host.Services.GetRequiredService<IBus>();
@@ -247,11 +233,12 @@ public sealed class LifecycleBed : IAsyncDisposable
     public Task UntilTimerAsync<T>(TimeSpan within)
         => Until(() => Scheduler.HasPending(typeof(T), Clock.GetUtcNow() + within), $"a {typeof(T).Name} timer due within {within}");
 
-    /// <summary>Moves the manual clock and delivers the timeouts that fell due, then lets the system settle.</summary>
+    /// <summary>Moves the virtual clock and delivers the timeouts that fell due, then lets the system settle.</summary>
     public async Task AdvanceAsync(TimeSpan by)
     {
         await SettledAsync();
-        await Scheduler.AdvanceAsync(by, Bus);
+        Clock.Advance(by);
+        await Scheduler.DeliverDueAsync(Bus);
     }
 
     static readonly TimeSpan QuietPeriod = TimeSpan.FromMilliseconds(250);
