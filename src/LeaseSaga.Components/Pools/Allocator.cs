@@ -390,21 +390,18 @@ public sealed class Allocator(
             return false;
         }
 
+        var now = clock.GetUtcNow();
         if (IsDraining(worker.Pool))
         {
-            (worker.LastLeaseId, worker.CurrentLeaseId, worker.LeaseExpiresAt, worker.LastLeaseEndedAt) = (leaseId, null, null, clock.GetUtcNow());
+            EndLease(worker, leaseId, now);
             await ReapAsync(context, worker, ReapReasons.Idle, RemovedPoolDetail(worker.Pool));
             return true;
         }
 
-        var now = clock.GetUtcNow();
         if (await IsOutdatedAsync(worker, cancellationToken))
         {
             // Image rollout: a leased worker of an older image is never interrupted, and deleted instead of going idle.
-            worker.LastLeaseId = leaseId;
-            worker.CurrentLeaseId = null;
-            worker.LeaseExpiresAt = null;
-            worker.LastLeaseEndedAt = now;
+            EndLease(worker, leaseId, now);
             await ReapAsync(context, worker, ReapReasons.Image, $"its lease ended and the pool's image is newer than {worker.Image}");
             await context.Publish(new ReconcilePool(worker.Pool));
             return true;
@@ -412,10 +409,7 @@ public sealed class Allocator(
 
         var limits = await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken);
         worker.CurrentState = WorkerStates.Idle;
-        worker.LastLeaseId = leaseId;
-        worker.CurrentLeaseId = null;
-        worker.LeaseExpiresAt = null;
-        worker.LastLeaseEndedAt = now;
+        EndLease(worker, leaseId, now);
         worker.IdleDeadline = now + limits.IdleTimeout;
         Touch(worker);
         logger.LogInformation("Worker {WorkerId} of {Pool} idle (instance {InstanceId}, lease {LeaseId})", worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, leaseId);
@@ -445,6 +439,10 @@ public sealed class Allocator(
 
         return true;
     }
+
+    static void EndLease(WorkerState worker, Guid leaseId, DateTimeOffset now)
+        => (worker.LastLeaseId, worker.CurrentLeaseId, worker.LeaseExpiresAt, worker.LastLeaseEndedAt) =
+            (leaseId, null, null, now);
 
     /// <summary>
     /// Whether the worker's image is not its pool's any more. Read without the pool's lock: a change of image meanwhile
@@ -521,7 +519,7 @@ public sealed class Allocator(
             await AssignAsync(context, ready, lease);
             waiting--;
             spare--;
-            rollout = ready.Image == pool.Image ? rollout : rollout with { OldReady = rollout.OldReady - 1, OldSpare = rollout.OldSpare - 1 };
+            rollout = ready.Image == pool.Image ? rollout : rollout.OneOldReadyGone();
         }
 
         for (var outdated = rollout.OldIdle; outdated > 0; outdated--)
@@ -549,7 +547,7 @@ public sealed class Allocator(
             live--;
             if (extra.Image != pool.Image)
             {
-                rollout = rollout with { OldReady = rollout.OldReady - 1, OldSpare = rollout.OldSpare - 1 };
+                rollout = rollout.OneOldReadyGone();
                 logger.LogInformation("Pool {Pool}: retiring hot worker {WorkerId} of image {Image}, replaced by one of {PoolImage}", pool.Name, extra.CorrelationId, extra.Image, pool.Image);
                 await ReapAsync(context, extra, ReapReasons.Image, $"hot on image {extra.Image}, the pool's is {pool.Image}");
                 continue;
@@ -590,7 +588,7 @@ public sealed class Allocator(
                 await ReapAsync(context, old, ReapReasons.Image, $"hot on image {old.Image}, making room for one of {pool.Image}");
                 spare--;
                 live--;
-                rollout = rollout with { OldReady = rollout.OldReady - 1, OldSpare = rollout.OldSpare - 1 };
+                rollout = rollout.OneOldReadyGone();
             }
         }
 
@@ -798,7 +796,11 @@ public sealed class Allocator(
     static readonly string[] ProvisioningOnly = [WorkerStates.Provisioning];
 
     /// <summary>How far an image rollout is: workers of an older image hot (ready, or spare: provisioning too) and idle, and new-image ones provisioning.</summary>
-    readonly record struct RolloutCounts(int OldReady, int OldSpare, int OldIdle, int NewProvisioning);
+    readonly record struct RolloutCounts(int OldReady, int OldSpare, int OldIdle, int NewProvisioning)
+    {
+        /// <summary>One old-image hot worker fewer: it was leased or reaped.</summary>
+        public RolloutCounts OneOldReadyGone() => this with { OldReady = OldReady - 1, OldSpare = OldSpare - 1 };
+    }
 
     /// <summary>The rollout's counts, from the index of state and image, corrected for what this transaction changed and has not saved.</summary>
     async Task<RolloutCounts> CountRolloutAsync(PoolState pool, CancellationToken cancellationToken)

@@ -18,9 +18,6 @@ public sealed class OpsQueries(DynamicWorkersDbContext db, IOptionsMonitor<Pools
     /// <summary>The most leases one answer carries: the HTTP API's largest page and every <see cref="GetLeases"/> answer.</summary>
     public const int MaxLeases = 500;
 
-    /// <summary>Lease states that still wait for a worker.</summary>
-    static readonly string[] WaitingStates = ["Allocating", "WaitingForWorker"];
-
     public async Task<IReadOnlyList<PoolSummary>> PoolsAsync(string? pool, CancellationToken cancellationToken)
     {
         // Read once: a reload in between must not drop a pool from under the loop below. A removed pool is not listed.
@@ -36,7 +33,7 @@ public sealed class OpsQueries(DynamicWorkersDbContext db, IOptionsMonitor<Pools
             .Select(g => new { g.Key.Pool, g.Key.CurrentState, g.Key.Image, Count = g.Count() })
             .ToListAsync(cancellationToken);
         var waiting = await db.Set<LeaseState>().AsNoTracking()
-            .Where(l => names.Contains(l.Pool) && WaitingStates.Contains(l.CurrentState))
+            .Where(l => names.Contains(l.Pool) && LeaseStates.Waiting.Contains(l.CurrentState))
             .GroupBy(l => l.Pool)
             .Select(g => new { Pool = g.Key, Count = g.Count() })
             .ToListAsync(cancellationToken);
