@@ -17,7 +17,7 @@ namespace DynamicWorkers.IntegrationTests.Reliability;
 /// </summary>
 public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutputHelper output) : IClassFixture<PostgresTestDatabase>
 {
-    const string Pool = "ubuntu-22.04";
+    const string Pool = ServerLossSettings.Pool;
     const int FirstPort = 5680;
     const int Instances = 8;
     static readonly TimeSpan LoadAfterKill = TimeSpan.FromSeconds(16);
@@ -42,38 +42,12 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
         var started = Stopwatch.StartNew();
         await ClusterAsync("start");
         var clusterUp = started.Elapsed;
-        var settings = new Dictionary<string, string?>
-        {
-            ["Transport"] = "RabbitMq",
-            ["RabbitMq:Host"] = "127.0.0.1",
-            ["RabbitMq:Port"] = $"{FirstPort}",
-            ["RabbitMq:VirtualHost"] = "/",
-            ["RabbitMq:Username"] = "dw",
-            ["RabbitMq:Password"] = "dw",
-            ["RabbitMq:QueueType"] = Environment.GetEnvironmentVariable("DW_CLUSTER_QUEUE_TYPE") ?? "Quorum",
-            ["Database:Provider"] = "Postgres",
-            ["ConnectionStrings:Default"] = database.ConnectionString,
-            [$"Pools:{Pool}:HotTarget"] = "4",
-            [$"Pools:{Pool}:MaxWorkers"] = "30",
-            [$"Pools:{Pool}:AllocationTimeout"] = "00:01:00",
-            ["Pools:windows-2022:HotTarget"] = "0",
-            ["Lifecycle:IdleTimeout"] = "00:00:03",
-            ["Lifecycle:MaxWorkerAge"] = "00:10:00",
-            ["Lifecycle:MaxLeaseDuration"] = "00:02:00",
-            ["Lifecycle:ProvisioningTimeout"] = "00:00:30",
-            ["Lifecycle:TrustTimeout"] = "00:00:15",
-            // A delete lost with the killed node is asked for again by the sweep within the drain's deadline.
-            ["Lifecycle:DeprovisioningTimeout"] = "00:00:15",
-            ["Scheduler:ClusterCheckinInterval"] = "00:00:01",
-            // The sweep is the design's net for a timer whose schedule was lost with the connection (the in-memory outbox sends after the saga's commit).
-            ["Reaper:SweepInterval"] = "00:00:05",
-            ["Reaper:OverdueGrace"] = "00:00:10",
-            ["Reaper:OrphanGrace"] = "00:00:30",
-            ["Cloud:Simulated:ProvisionDelay"] = "00:00:00.300",
-            ["Cloud:Simulated:TrustDelay"] = "00:00:00.100",
-            ["Cloud:Simulated:DeleteDelay"] = "00:00:00.100",
-            ["Logging:Console:TimestampFormat"] = "HH:mm:ss.fff ",
-        };
+        var settings = ServerLossSettings.For($"{FirstPort}", database.ConnectionString);
+        settings["RabbitMq:QueueType"] = Environment.GetEnvironmentVariable("DW_CLUSTER_QUEUE_TYPE") ?? "Quorum";
+        settings["Lifecycle:IdleTimeout"] = "00:00:03";
+        settings["Lifecycle:MaxLeaseDuration"] = "00:02:00";
+        settings["Cloud:Simulated:ProvisionDelay"] = "00:00:00.300";
+        settings["Cloud:Simulated:TrustDelay"] = "00:00:00.100";
 
         LifecycleCluster? cluster = null;
         try

@@ -23,7 +23,7 @@ namespace DynamicWorkers.IntegrationTests.Reliability;
 /// </summary>
 public sealed class ChaosTests(ITestOutputHelper output)
 {
-    const string Pool = "ubuntu-22.04";
+    const string Pool = ServerLossSettings.Pool;
     const string RabbitMqPort = "5673";
     const string PostgresAdmin = "Host=127.0.0.1;Port=5433;Username=dw;Password=dw;Database=postgres";
 
@@ -42,37 +42,13 @@ public sealed class ChaosTests(ITestOutputHelper output)
         await ServersAsync("start");
         var database = PostgresTestDatabase.On(PostgresAdmin);
         await database.InitializeAsync();
-        var settings = new Dictionary<string, string?>
-        {
-            ["Transport"] = "RabbitMq",
-            ["RabbitMq:Host"] = "127.0.0.1",
-            ["RabbitMq:Port"] = RabbitMqPort,
-            ["RabbitMq:VirtualHost"] = "/",
-            ["RabbitMq:Username"] = "dw",
-            ["RabbitMq:Password"] = "dw",
-            ["Database:Provider"] = "Postgres",
-            ["ConnectionStrings:Default"] = database.ConnectionString,
-            [$"Pools:{Pool}:HotTarget"] = "4",
-            [$"Pools:{Pool}:MaxWorkers"] = "30",
-            [$"Pools:{Pool}:AllocationTimeout"] = "00:01:00",
-            ["Pools:windows-2022:HotTarget"] = "0",
-            ["Lifecycle:IdleTimeout"] = "00:00:05",
-            ["Lifecycle:MaxWorkerAge"] = "00:10:00",
-            ["Lifecycle:MaxLeaseDuration"] = "00:01:00",
-            ["Lifecycle:ProvisioningTimeout"] = "00:00:30",
-            ["Lifecycle:TrustTimeout"] = "00:00:15",
-            ["Lifecycle:DeprovisioningTimeout"] = "00:00:15",
-            ["Scheduler:ClusterCheckinInterval"] = "00:00:01",
-            ["Reaper:SweepInterval"] = "00:00:05",
-            ["Reaper:OverdueGrace"] = "00:00:10",
-            ["Reaper:OrphanGrace"] = "00:00:30",
-            ["Cloud:Simulated:ProvisionDelay"] = "00:00:00.500",
-            ["Cloud:Simulated:TrustDelay"] = "00:00:00.200",
-            ["Cloud:Simulated:DeleteDelay"] = "00:00:00.100",
-            ["Cloud:Simulated:ProvisionFailureRate"] = "0.05",
-            ["Cloud:Simulated:TrustFailureRate"] = "0.05",
-            ["Logging:Console:TimestampFormat"] = "HH:mm:ss.fff ",
-        };
+        var settings = ServerLossSettings.For(RabbitMqPort, database.ConnectionString);
+        settings["Lifecycle:IdleTimeout"] = "00:00:05";
+        settings["Lifecycle:MaxLeaseDuration"] = "00:01:00";
+        settings["Cloud:Simulated:ProvisionDelay"] = "00:00:00.500";
+        settings["Cloud:Simulated:TrustDelay"] = "00:00:00.200";
+        settings["Cloud:Simulated:ProvisionFailureRate"] = "0.05";
+        settings["Cloud:Simulated:TrustFailureRate"] = "0.05";
 
         var report = new StringBuilder();
         var events = new List<string>();
