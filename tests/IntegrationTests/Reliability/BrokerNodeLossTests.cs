@@ -197,20 +197,6 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
             .Select(f => new QueueInfo(f[0], f[1], f[2] == "true", f[5].Length > 0 ? f[5] : f[6].TrimStart('<').Split('.')[0]))
             .ToList();
 
-    /// <summary>Runs <c>scripts/cluster-servers.sh</c> and returns its standard output; any failure fails the test with its output.</summary>
-    static async Task<string> ClusterAsync(string arguments)
-    {
-        var info = new ProcessStartInfo("bash", [Path.Combine(ServiceProcess.RepositoryRoot, "scripts", "cluster-servers.sh"), .. arguments.Split(' ')])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        await process.WaitForExitAsync(deadline.Token);
-        Assert.True(process.ExitCode == 0, $"cluster-servers.sh {arguments} failed ({process.ExitCode}): {await stdout}{await stderr}");
-        return await stdout;
-    }
+    /// <summary>Runs <c>scripts/cluster-servers.sh</c> and returns its standard output.</summary>
+    static Task<string> ClusterAsync(string arguments) => ServerScript.RunAsync("cluster-servers.sh", arguments.Split(' '));
 }

@@ -263,23 +263,13 @@ public sealed class ChaosTests(ITestOutputHelper output)
     /// </summary>
     static async Task<string> ServersAsync(string command, string? verifiedBy = null)
     {
-        var info = new ProcessStartInfo("bash", [Path.Combine(ServiceProcess.RepositoryRoot, "scripts", "chaos-servers.sh"), command])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        await process.WaitForExitAsync(deadline.Token);
-        Assert.True(process.ExitCode == 0, $"chaos-servers.sh {command} failed ({process.ExitCode}): {await stdout}{await stderr}");
+        var output = await ServerScript.RunAsync("chaos-servers.sh", command);
         if (verifiedBy is null)
         {
             return "";
         }
 
-        return (await stdout).Split('\n').FirstOrDefault(l => l.StartsWith(verifiedBy + " ", StringComparison.Ordinal))
-               ?? throw new InvalidOperationException($"chaos-servers.sh {command} did not report the pid change: {await stdout}{await stderr}");
+        return output.Split('\n').FirstOrDefault(l => l.StartsWith(verifiedBy + " ", StringComparison.Ordinal))
+               ?? throw new InvalidOperationException($"chaos-servers.sh {command} did not report the pid change: {output}");
     }
 }
