@@ -2,9 +2,6 @@ using System.Diagnostics;
 using DynamicWorkers.Cloud;
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
-using DynamicWorkers.Infrastructure.Configuration;
-using DynamicWorkers.Infrastructure.Messaging;
-using DynamicWorkers.LeaseSaga;
 using DynamicWorkers.LeaseSaga.Leases;
 using DynamicWorkers.LeaseSaga.Persistence;
 using DynamicWorkers.LeaseSaga.Pools;
@@ -18,7 +15,6 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Options;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
 
