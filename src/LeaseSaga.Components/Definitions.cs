@@ -16,7 +16,10 @@ public sealed class LeaseStateDefinition : SagaDefinition<LeaseState>
 
 public sealed class WorkerStateDefinition : SagaDefinition<WorkerState>
 {
-    /// <summary>The pool keeper schedules a new worker's first timer here (the exchange: sending to <c>queue:</c> would redeclare the quorum queue without its type).</summary>
+    /// <summary>
+    /// The pool keeper schedules a new worker's first timer here (the exchange: sending to <c>queue:</c> would
+    /// redeclare the quorum queue without its type).
+    /// </summary>
     public static readonly Uri Address = new("exchange:worker-state");
 
     public WorkerStateDefinition()

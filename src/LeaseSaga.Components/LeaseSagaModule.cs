@@ -16,10 +16,13 @@ using Quartz;
 
 namespace DynamicWorkers.LeaseSaga;
 
-/// <summary>What the lease-saga service adds to a host: its database, pools, lifecycle and endpoints. Standalone uses it too.</summary>
+/// <summary>
+/// What the lease-saga service adds to a host: its database, pools, lifecycle and endpoints. Standalone uses it too.
+/// </summary>
 public static class LeaseSagaModule
 {
-    public static IServiceCollection AddLeaseSagaServices(this IServiceCollection services, IConfiguration configuration)
+    public static IServiceCollection AddLeaseSagaServices(this IServiceCollection services,
+        IConfiguration configuration)
     {
         services.AddDynamicWorkersDatabase<DynamicWorkersDbContext>(configuration, DynamicWorkersDbContext.Pool);
         services.AddLeaseSagaOptions(configuration);
@@ -45,7 +48,8 @@ public static class LeaseSagaModule
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<PoolsOptions>, PoolsOptionsValidator>();
         // A bare Configure registers no change source: without it a reloaded configuration would never reach the pools.
-        services.AddSingleton<IOptionsChangeTokenSource<PoolsOptions>>(new ConfigurationChangeTokenSource<PoolsOptions>(configuration.GetSection(PoolsOptions.Section)));
+        services.AddSingleton<IOptionsChangeTokenSource<PoolsOptions>>(
+            new ConfigurationChangeTokenSource<PoolsOptions>(configuration.GetSection(PoolsOptions.Section)));
         services.AddSingleton<IOptionsMonitor<PoolsOptions>, LastValidPoolsMonitor>();
         services.AddValidatedOptions<LifecycleOptions>(configuration.GetSection(LifecycleOptions.Section));
         services.AddValidatedOptions<RetentionOptions>(configuration.GetSection(RetentionOptions.Section));

@@ -11,5 +11,6 @@ return await HostRunner.RunAsync("lease-saga", args, builder =>
     builder.Services.AddLeaseSagaServices(builder.Configuration);
     // Only to read whether an idle worker's VM still runs before it is leased again.
     builder.Services.AddWorkerCloud(builder.Configuration, healthReadsOnly: true);
-    builder.Services.AddDynamicWorkersBus(builder.Configuration, bus => bus.AddLeaseSagaEndpoints(), hostScheduler: true);
+    builder.Services.AddDynamicWorkersBus(builder.Configuration, bus => bus.AddLeaseSagaEndpoints(),
+        hostScheduler: true);
 }, app => app.MapLeaseSagaHttp());

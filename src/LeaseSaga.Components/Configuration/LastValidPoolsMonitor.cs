@@ -19,11 +19,15 @@ public sealed class LastValidPoolsMonitor : IOptionsMonitor<PoolsOptions>, IDisp
     readonly Lazy<PoolsOptions> _first;
     PoolsOptions? _reloaded;
 
-    public LastValidPoolsMonitor(IOptionsFactory<PoolsOptions> factory, IEnumerable<IOptionsChangeTokenSource<PoolsOptions>> sources, ILogger<LastValidPoolsMonitor> logger)
+    public LastValidPoolsMonitor(
+        IOptionsFactory<PoolsOptions> factory,
+        IEnumerable<IOptionsChangeTokenSource<PoolsOptions>> sources,
+        ILogger<LastValidPoolsMonitor> logger)
     {
         _factory = factory;
         _logger = logger;
-        // Created on first use, so that an invalid start-up configuration fails the start-up validation, not this constructor.
+        // Created on first use, so that an invalid start-up configuration fails the start-up validation, not this
+        // constructor.
         _first = new Lazy<PoolsOptions>(() => factory.Create(Options.DefaultName));
         foreach (var source in sources)
         {
@@ -54,7 +58,9 @@ public sealed class LastValidPoolsMonitor : IOptionsMonitor<PoolsOptions>, IDisp
         }
         catch (OptionsValidationException e)
         {
-            _logger.LogError("Pools: the reloaded configuration is invalid and is not applied, the pools stay as they were: {Failures}", string.Join("; ", e.Failures));
+            _logger.LogError("Pools: the reloaded configuration is invalid and is not applied, "
+                             + "the pools stay as they were: {Failures}",
+                string.Join("; ", e.Failures));
             return;
         }
 

@@ -4,7 +4,9 @@ using Microsoft.Extensions.Options;
 
 namespace DynamicWorkers.LeaseSaga.Configuration;
 
-/// <summary>One pool: <c>Pools:&lt;name&gt;:*</c>. Sizes are start-up values; <c>SetPoolSize</c> changes them at run time.</summary>
+/// <summary>
+/// One pool: <c>Pools:&lt;name&gt;:*</c>. Sizes are start-up values; <c>SetPoolSize</c> changes them at run time.
+/// </summary>
 public sealed class PoolOptions
 {
     /// <summary>The largest sizes configuration or <c>SetPoolSize</c> may ask for; a pool may be all hot.</summary>
@@ -21,7 +23,9 @@ public sealed class PoolOptions
     /// <summary>The longest image reference stored (a gallery image id is a resource path).</summary>
     public const int MaxImageLength = 512;
 
-    /// <summary>Marketplace reference (publisher:offer:sku:version) or gallery image id; a change at start rolls the pool out.</summary>
+    /// <summary>
+    /// Marketplace reference (publisher:offer:sku:version) or gallery image id; a change at start rolls the pool out.
+    /// </summary>
     [Required(AllowEmptyStrings = false)]
     [MaxLength(MaxImageLength)]
     public string Image { get; set; } = "";
@@ -59,7 +63,8 @@ public sealed class PoolOptions
 
     /// <summary>
     /// Fair share: leases one instance may have waiting in the pool's line; one more that would wait gets
-    /// <c>InstanceLimit</c>, so one instance's flood never fills the line other instances join. At most <c>MaxWaiting</c>.
+    /// <c>InstanceLimit</c>, so one instance's flood never fills the line other instances join. At most
+    /// <c>MaxWaiting</c>.
     /// </summary>
     [Range(1, 100000)]
     public int MaxWaitingPerInstance { get; set; } = 50;
@@ -68,7 +73,10 @@ public sealed class PoolOptions
     public AdaptiveHotTargetOptions Adaptive { get; set; } = new();
 }
 
-/// <summary><c>Pools:&lt;name&gt;:Adaptive:*</c>: the hot target follows demand (see <c>HotTargetModel</c>), re-evaluated every minute.</summary>
+/// <summary>
+/// <c>Pools:&lt;name&gt;:Adaptive:*</c>: the hot target follows demand (see <c>HotTargetModel</c>), re-evaluated every
+/// minute.
+/// </summary>
 public sealed class AdaptiveHotTargetOptions
 {
     public bool Enabled { get; set; }
@@ -77,7 +85,9 @@ public sealed class AdaptiveHotTargetOptions
     [Range(0, PoolOptions.HotTargetLimit)]
     public int MinHot { get; set; }
 
-    /// <summary>The hot target never goes above this (nor above the pool's <c>MaxWorkers</c>), however busy the pool.</summary>
+    /// <summary>
+    /// The hot target never goes above this (nor above the pool's <c>MaxWorkers</c>), however busy the pool.
+    /// </summary>
     [Range(0, PoolOptions.HotTargetLimit)]
     public int MaxHot { get; set; } = 50;
 
@@ -123,24 +133,30 @@ public sealed class PoolsOptionsValidator : IValidateOptions<PoolsOptions>
             }
 
             var results = new List<ValidationResult>();
-            Validator.TryValidateObject(definition, new ValidationContext(definition), results, validateAllProperties: true);
+            Validator.TryValidateObject(definition, new ValidationContext(definition), results,
+                validateAllProperties: true);
             failures.AddRange(results.Select(r => $"Pools:{pool}:{string.Join(",", r.MemberNames)}: {r.ErrorMessage}"));
             if (definition.HotTarget > definition.MaxWorkers)
             {
-                failures.Add($"Pools:{pool}: HotTarget ({definition.HotTarget}) exceeds MaxWorkers ({definition.MaxWorkers})");
+                failures.Add(
+                    $"Pools:{pool}: HotTarget ({definition.HotTarget}) exceeds MaxWorkers ({definition.MaxWorkers})");
             }
 
             var adaptive = new List<ValidationResult>();
-            Validator.TryValidateObject(definition.Adaptive, new ValidationContext(definition.Adaptive), adaptive, validateAllProperties: true);
-            failures.AddRange(adaptive.Select(r => $"Pools:{pool}:Adaptive:{string.Join(",", r.MemberNames)}: {r.ErrorMessage}"));
+            Validator.TryValidateObject(definition.Adaptive, new ValidationContext(definition.Adaptive), adaptive,
+                validateAllProperties: true);
+            failures.AddRange(adaptive.Select(
+                r => $"Pools:{pool}:Adaptive:{string.Join(",", r.MemberNames)}: {r.ErrorMessage}"));
             if (definition.Adaptive.MinHot > definition.Adaptive.MaxHot)
             {
-                failures.Add($"Pools:{pool}:Adaptive: MinHot ({definition.Adaptive.MinHot}) exceeds MaxHot ({definition.Adaptive.MaxHot})");
+                failures.Add($"Pools:{pool}:Adaptive: MinHot ({definition.Adaptive.MinHot}) "
+                             + $"exceeds MaxHot ({definition.Adaptive.MaxHot})");
             }
 
             if (definition.MaxWaitingPerInstance > definition.MaxWaiting)
             {
-                failures.Add($"Pools:{pool}: MaxWaitingPerInstance ({definition.MaxWaitingPerInstance}) exceeds MaxWaiting ({definition.MaxWaiting}): one instance could fill the line alone");
+                failures.Add($"Pools:{pool}: MaxWaitingPerInstance ({definition.MaxWaitingPerInstance}) "
+                             + $"exceeds MaxWaiting ({definition.MaxWaiting}): one instance could fill the line alone");
             }
         }
 
@@ -148,7 +164,9 @@ public sealed class PoolsOptionsValidator : IValidateOptions<PoolsOptions>
     }
 }
 
-/// <summary>Section <c>Lifecycle</c>: defaults that <c>SetInstanceLifecycle</c> overrides per instance, and the cloud timeouts.</summary>
+/// <summary>
+/// Section <c>Lifecycle</c>: defaults that <c>SetInstanceLifecycle</c> overrides per instance, and the cloud timeouts.
+/// </summary>
 public sealed class LifecycleOptions
 {
     public const string Section = "Lifecycle";
@@ -157,7 +175,9 @@ public sealed class LifecycleOptions
     [Range(typeof(TimeSpan), "00:00:01", "365.00:00:00")]
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(60);
 
-    /// <summary>A worker is deprovisioned this long after it was provisioned, even if leased (the lease is revoked).</summary>
+    /// <summary>
+    /// A worker is deprovisioned this long after it was provisioned, even if leased (the lease is revoked).
+    /// </summary>
     [Range(typeof(TimeSpan), "00:00:01", "365.00:00:00")]
     public TimeSpan MaxWorkerAge { get; set; } = TimeSpan.FromHours(72);
 
@@ -173,7 +193,9 @@ public sealed class LifecycleOptions
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan TrustTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
-    /// <summary>A worker whose VM is still not confirmed deleted after this has its delete asked for again (by the sweep).</summary>
+    /// <summary>
+    /// A worker whose VM is still not confirmed deleted after this has its delete asked for again (by the sweep).
+    /// </summary>
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan DeprovisioningTimeout { get; set; } = TimeSpan.FromMinutes(10);
 
@@ -195,7 +217,10 @@ public sealed class RetentionOptions
 {
     public const string Section = "Retention";
 
-    /// <summary>Released, revoked and rejected leases are deleted this long after they ended (a repeat of the request is then a new lease).</summary>
+    /// <summary>
+    /// Released, revoked and rejected leases are deleted this long after they ended (a repeat of the request is then a
+    /// new lease).
+    /// </summary>
     [Range(typeof(TimeSpan), "01:00:00", "3650.00:00:00")]
     public TimeSpan EndedLeases { get; set; } = TimeSpan.FromDays(7);
 

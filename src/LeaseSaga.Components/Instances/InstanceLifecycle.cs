@@ -21,7 +21,9 @@ public sealed class InstanceLifecycle
 /// <summary>The limits in force for one instance (or the defaults, for workers that trust no one yet).</summary>
 public sealed record EffectiveLifecycle(TimeSpan IdleTimeout, TimeSpan MaxWorkerAge, TimeSpan MaxLeaseDuration);
 
-/// <summary>Reads the effective limits: per-instance override, else <c>Lifecycle:*</c>. Applies from the next timer on.</summary>
+/// <summary>
+/// Reads the effective limits: per-instance override, else <c>Lifecycle:*</c>. Applies from the next timer on.
+/// </summary>
 public sealed class InstanceLifecycles(DynamicWorkersDbContext db, IOptionsMonitor<LifecycleOptions> defaults)
 {
     public async Task<EffectiveLifecycle> ForAsync(string? instanceId, CancellationToken cancellationToken)
@@ -29,7 +31,8 @@ public sealed class InstanceLifecycles(DynamicWorkersDbContext db, IOptionsMonit
         var d = defaults.CurrentValue;
         var custom = instanceId is null
             ? null
-            : await db.Set<InstanceLifecycle>().AsNoTracking().SingleOrDefaultAsync(x => x.InstanceId == instanceId, cancellationToken);
+            : await db.Set<InstanceLifecycle>().AsNoTracking()
+                .SingleOrDefaultAsync(x => x.InstanceId == instanceId, cancellationToken);
         return new EffectiveLifecycle(
             custom?.IdleTimeout ?? d.IdleTimeout,
             custom?.MaxWorkerAge ?? d.MaxWorkerAge,
@@ -37,8 +40,13 @@ public sealed class InstanceLifecycles(DynamicWorkersDbContext db, IOptionsMonit
     }
 }
 
-/// <summary>Stores <c>SetInstanceLifecycle</c>; a null field leaves that limit as it was. Absurd values go to the error queue.</summary>
-public sealed class SetInstanceLifecycleConsumer(DynamicWorkersDbContext db, TimeProvider clock, ILogger<SetInstanceLifecycleConsumer> logger)
+/// <summary>
+/// Stores <c>SetInstanceLifecycle</c>; a null field leaves that limit as it was. Absurd values go to the error queue.
+/// </summary>
+public sealed class SetInstanceLifecycleConsumer(
+    DynamicWorkersDbContext db,
+    TimeProvider clock,
+    ILogger<SetInstanceLifecycleConsumer> logger)
     : IConsumer<SetInstanceLifecycle>
 {
     static readonly TimeSpan Longest = TimeSpan.FromDays(365);
@@ -55,7 +63,8 @@ public sealed class SetInstanceLifecycleConsumer(DynamicWorkersDbContext db, Tim
         Check(nameof(m.MaxWorkerAge), m.MaxWorkerAge);
         Check(nameof(m.MaxLeaseDuration), m.MaxLeaseDuration);
 
-        var row = await db.Set<InstanceLifecycle>().SingleOrDefaultAsync(x => x.InstanceId == m.InstanceId, context.CancellationToken);
+        var row = await db.Set<InstanceLifecycle>()
+            .SingleOrDefaultAsync(x => x.InstanceId == m.InstanceId, context.CancellationToken);
         if (row is null)
         {
             row = new InstanceLifecycle { InstanceId = m.InstanceId };
@@ -68,7 +77,8 @@ public sealed class SetInstanceLifecycleConsumer(DynamicWorkersDbContext db, Tim
         row.UpdatedAt = clock.GetUtcNow();
         await db.SaveChangesAsync(context.CancellationToken);
         logger.LogInformation(
-            "Instance {InstanceId} lifecycle: idle {IdleTimeout}, max worker age {MaxWorkerAge}, max lease {MaxLeaseDuration}",
+            "Instance {InstanceId} lifecycle: idle {IdleTimeout}, max worker age {MaxWorkerAge}, "
+            + "max lease {MaxLeaseDuration}",
             m.InstanceId, row.IdleTimeout, row.MaxWorkerAge, row.MaxLeaseDuration);
     }
 
@@ -76,7 +86,8 @@ public sealed class SetInstanceLifecycleConsumer(DynamicWorkersDbContext db, Tim
     {
         if (value is { } v && (v <= TimeSpan.Zero || v > Longest))
         {
-            throw new ArgumentException($"SetInstanceLifecycle: {name} must be more than zero and at most 365 days, got {v}");
+            throw new ArgumentException(
+                $"SetInstanceLifecycle: {name} must be more than zero and at most 365 days, got {v}");
         }
     }
 }

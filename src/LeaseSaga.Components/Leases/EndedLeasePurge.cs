@@ -36,7 +36,9 @@ public sealed class EndedLeasePurge(
         }
     }
 
-    /// <summary>One round: batch after batch until a batch comes back short. Returns how many leases were deleted.</summary>
+    /// <summary>
+    /// One round: batch after batch until a batch comes back short. Returns how many leases were deleted.
+    /// </summary>
     public async Task<int> PurgeAsync(CancellationToken cancellationToken)
     {
         var retention = options.CurrentValue;
@@ -47,15 +49,19 @@ public sealed class EndedLeasePurge(
         {
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>();
-            var batch = db.Set<LeaseState>().Where(l => l.EndedAt < cutoff).OrderBy(l => l.EndedAt).Take(retention.PurgeBatch).Select(l => l.CorrelationId);
-            deleted = await db.Set<LeaseState>().Where(l => batch.Contains(l.CorrelationId)).ExecuteDeleteAsync(cancellationToken);
+            var batch = db.Set<LeaseState>().Where(l => l.EndedAt < cutoff).OrderBy(l => l.EndedAt)
+                .Take(retention.PurgeBatch).Select(l => l.CorrelationId);
+            deleted = await db.Set<LeaseState>().Where(l => batch.Contains(l.CorrelationId))
+                .ExecuteDeleteAsync(cancellationToken);
             total += deleted;
         }
         while (deleted >= retention.PurgeBatch && !cancellationToken.IsCancellationRequested);
 
         if (total > 0)
         {
-            logger.LogInformation("Deleted {Count} lease(s) that ended before {Cutoff:O} (Retention:EndedLeases {Retention})", total, cutoff, retention.EndedLeases);
+            logger.LogInformation(
+                "Deleted {Count} lease(s) that ended before {Cutoff:O} (Retention:EndedLeases {Retention})",
+                total, cutoff, retention.EndedLeases);
         }
 
         return total;

@@ -25,24 +25,28 @@ public static class LeaseRequestValidation
 
         if (request.InstanceId.Length > MaxInstanceIdLength)
         {
-            return (LeaseRejectionReasons.InvalidRequest, $"InstanceId is {request.InstanceId.Length} characters; at most {MaxInstanceIdLength} are allowed");
+            return (LeaseRejectionReasons.InvalidRequest,
+                $"InstanceId is {request.InstanceId.Length} characters; at most {MaxInstanceIdLength} are allowed");
         }
 
         if (!Thumbprint.IsValid(request.ServerThumbprint))
         {
             return (LeaseRejectionReasons.InvalidRequest,
-                "ServerThumbprint must be the SHA-1 (40) or SHA-256 (64) hex thumbprint of the instance's certificate, with no separators");
+                "ServerThumbprint must be the SHA-1 (40) or SHA-256 (64) hex thumbprint of the instance's certificate, "
+                + "with no separators");
         }
 
         if (request.TaskId is { Length: > MaxTaskIdLength })
         {
-            return (LeaseRejectionReasons.InvalidRequest, $"TaskId is {request.TaskId.Length} characters; at most {MaxTaskIdLength} are allowed");
+            return (LeaseRejectionReasons.InvalidRequest,
+                $"TaskId is {request.TaskId.Length} characters; at most {MaxTaskIdLength} are allowed");
         }
 
         if (string.IsNullOrWhiteSpace(request.Pool) || !pools.Contains(request.Pool, StringComparer.OrdinalIgnoreCase))
         {
             var known = string.Join(", ", pools.Order());
-            return (LeaseRejectionReasons.UnknownPool, $"pool '{Shorten(request.Pool)}' does not exist; known pools: {known}");
+            return (LeaseRejectionReasons.UnknownPool,
+                $"pool '{Shorten(request.Pool)}' does not exist; known pools: {known}");
         }
 
         return null;
@@ -53,7 +57,8 @@ public static class LeaseRequestValidation
     /// anyway carries a longer one, and storing it whole would fail the save (and retry it for minutes)
     /// instead of answering with the rejection.
     /// </summary>
-    public static string Clip(string? value, int maxLength) => value is null ? "" : value.Length <= maxLength ? value : value[..maxLength];
+    public static string Clip(string? value, int maxLength)
+        => value is null ? "" : value.Length <= maxLength ? value : value[..maxLength];
 
     static string Shorten(string? value) => value is null ? "" : value.Length <= 64 ? value : value[..64] + "…";
 }

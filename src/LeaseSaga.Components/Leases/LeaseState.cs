@@ -16,11 +16,15 @@ public sealed class LeaseState : SagaStateMachineInstance, ISagaVersion
     public DateTimeOffset RequestedAt { get; set; }
     public DateTimeOffset ReceivedAt { get; set; }
 
-    /// <summary>Where the latest request for this lease wants its answer (a retry may come from a new client).</summary>
+    /// <summary>
+    /// Where the latest request for this lease wants its answer (a retry may come from a new client).
+    /// </summary>
     public Uri? ResponseAddress { get; set; }
     public Guid? RequestId { get; set; }
 
-    /// <summary>The pool's allocation timeout when the lease arrived (a later configuration change does not strand it).</summary>
+    /// <summary>
+    /// The pool's allocation timeout when the lease arrived (a later configuration change does not strand it).
+    /// </summary>
     public TimeSpan AllocationTimeout { get; set; }
 
     /// <summary>The pool had no worker at once: the lease waited for one to be provisioned.</summary>
@@ -29,7 +33,9 @@ public sealed class LeaseState : SagaStateMachineInstance, ISagaVersion
     /// <summary>The instance released the lease before it was granted: it ends as soon as it is.</summary>
     public bool ReleaseRequested { get; set; }
 
-    /// <summary>The worker chosen for the lease (set while it trusts the instance, before the grant) or granted.</summary>
+    /// <summary>
+    /// The worker chosen for the lease (set while it trusts the instance, before the grant) or granted.
+    /// </summary>
     public Guid? WorkerId { get; set; }
     public string? WorkerAddress { get; set; }
     public string? WorkerThumbprint { get; set; }
@@ -60,7 +66,9 @@ public enum AllocationOutcome
     /// <summary>The instance already has <c>MaxLeasesPerInstance</c> open leases in the pool.</summary>
     InstanceAtMaxLeases,
 
-    /// <summary>The lease would wait, and the instance already has <c>MaxWaitingPerInstance</c> waiting in the pool.</summary>
+    /// <summary>
+    /// The lease would wait, and the instance already has <c>MaxWaitingPerInstance</c> waiting in the pool.
+    /// </summary>
     InstanceAtMaxWaiting,
 }
 

@@ -20,9 +20,12 @@ public class DynamicWorkersDbContext(DbContextOptions options) : DbContext(optio
     public static ContextPool<DynamicWorkersDbContext> Pool(DatabaseOptions options, ILoggerFactory? logging)
         => options.Provider switch
         {
-            DatabaseProvider.SqlServer => ContextPool<DynamicWorkersDbContext>.Of<SqlServerDynamicWorkersDbContext>(options, logging),
-            DatabaseProvider.Postgres => ContextPool<DynamicWorkersDbContext>.Of<PostgresDynamicWorkersDbContext>(options, logging),
-            DatabaseProvider.Sqlite => ContextPool<DynamicWorkersDbContext>.Of<SqliteDynamicWorkersDbContext>(options, logging),
+            DatabaseProvider.SqlServer
+                => ContextPool<DynamicWorkersDbContext>.Of<SqlServerDynamicWorkersDbContext>(options, logging),
+            DatabaseProvider.Postgres
+                => ContextPool<DynamicWorkersDbContext>.Of<PostgresDynamicWorkersDbContext>(options, logging),
+            DatabaseProvider.Sqlite
+                => ContextPool<DynamicWorkersDbContext>.Of<SqliteDynamicWorkersDbContext>(options, logging),
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Provider, "unknown database provider"),
         };
 
@@ -41,7 +44,9 @@ public sealed class PostgresDynamicWorkersDbContext(DbContextOptions options) : 
 /// <summary>Owns the SQLite migrations (Persistence/Migrations/Sqlite).</summary>
 public sealed class SqliteDynamicWorkersDbContext(DbContextOptions options) : DynamicWorkersDbContext(options)
 {
-    /// <summary>SQLite cannot compare DateTimeOffset text; as numbers (all UTC here) deadlines sort and compare in SQL.</summary>
+    /// <summary>
+    /// SQLite cannot compare DateTimeOffset text; as numbers (all UTC here) deadlines sort and compare in SQL.
+    /// </summary>
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
         configurationBuilder.Properties<DateTimeOffset>().HaveConversion<DateTimeOffsetToBinaryConverter>();

@@ -29,7 +29,8 @@ sealed class LeaseMapping : IEntityTypeConfiguration<LeaseState>
         entity.HasIndex(x => new { x.Pool, x.CurrentState, x.ReceivedAt });
         // Fair share counts one instance's open leases in one pool on every request.
         entity.HasIndex(x => new { x.InstanceId, x.Pool, x.CurrentState });
-        // The sweep reads the waiting leases of every pool; the API lists open leases, then the latest ended; retention deletes the oldest.
+        // The sweep reads the waiting leases of every pool; the API lists open leases, then the latest ended; retention
+        // deletes the oldest.
         entity.HasIndex(x => new { x.CurrentState, x.ReceivedAt });
         entity.HasIndex(x => x.EndedAt);
     }

@@ -10,8 +10,8 @@ using Microsoft.Extensions.Options;
 namespace DynamicWorkers.LeaseSaga.Pools;
 
 /// <summary>
-/// Sets an adaptive pool's hot target from its recent demand (<see cref="HotTargetModel"/>): the leases re-use could not
-/// serve over <c>Adaptive:DemandWindow</c>, and the mean provisioning time of its latest workers.
+/// Sets an adaptive pool's hot target from its recent demand (<see cref="HotTargetModel"/>): the leases re-use could
+/// not serve over <c>Adaptive:DemandWindow</c>, and the mean provisioning time of its latest workers.
 /// </summary>
 public sealed class AdaptiveHotTarget(
     DynamicWorkersDbContext db,
@@ -19,17 +19,25 @@ public sealed class AdaptiveHotTarget(
     TimeProvider clock,
     ILogger<AdaptiveHotTarget> logger)
 {
-    /// <summary>The provisioning time is the mean over this many of the pool's most recently provisioned workers.</summary>
+    /// <summary>
+    /// The provisioning time is the mean over this many of the pool's most recently provisioned workers.
+    /// </summary>
     const int ProvisioningSamples = 20;
 
     /// <summary>Every lease state, named so that the (Pool, CurrentState, ReceivedAt) index serves the count.</summary>
     static readonly string[] AnyLeaseState =
-        [LeaseStates.Allocating, LeaseStates.WaitingForWorker, LeaseStates.Granted, LeaseStates.Released, LeaseStates.Revoked, LeaseStates.Rejected];
+    [
+        LeaseStates.Allocating, LeaseStates.WaitingForWorker, LeaseStates.Granted,
+        LeaseStates.Released, LeaseStates.Revoked, LeaseStates.Rejected,
+    ];
 
     /// <summary>Whether the pool's hot target follows demand.</summary>
-    public bool IsAdaptive(string pool) => pools.CurrentValue.Pools.TryGetValue(pool, out var definition) && definition.Adaptive.Enabled;
+    public bool IsAdaptive(string pool)
+        => pools.CurrentValue.Pools.TryGetValue(pool, out var definition) && definition.Adaptive.Enabled;
 
-    /// <summary>Changes the pool's hot target (the caller holds its lock and saves it) and returns the inputs it used.</summary>
+    /// <summary>
+    /// Changes the pool's hot target (the caller holds its lock and saves it) and returns the inputs it used.
+    /// </summary>
     public async Task<HotTargetEvaluation?> EvaluateAsync(PoolState pool, CancellationToken cancellationToken)
     {
         if (!pools.CurrentValue.Pools.TryGetValue(pool.Name, out var definition) || !definition.Adaptive.Enabled)
@@ -56,16 +64,20 @@ public sealed class AdaptiveHotTarget(
 
         var rate = arrivals / adaptive.DemandWindow.TotalMinutes;
         var maxHot = Math.Min(adaptive.MaxHot, pool.MaxWorkers);
-        var required = HotTargetModel.Required(rate, provisioningTime, adaptive.TargetWaitProbability, PoolOptions.HotTargetLimit);
+        var required = HotTargetModel.Required(rate, provisioningTime, adaptive.TargetWaitProbability,
+            PoolOptions.HotTargetLimit);
         var next = HotTargetModel.Next(pool.HotTarget, required, Math.Min(adaptive.MinHot, maxHot), maxHot);
-        var evaluation = new HotTargetEvaluation(pool.HotTarget, next, arrivals, adaptive.DemandWindow, provisioningTime, provisioned.Count, required);
+        var evaluation = new HotTargetEvaluation(pool.HotTarget, next, arrivals, adaptive.DemandWindow,
+            provisioningTime, provisioned.Count, required);
         if (next != pool.HotTarget)
         {
             logger.LogInformation(
-                "Pool {Pool}: adaptive hot target {OldHotTarget} → {HotTarget} ({Arrivals} leases re-use could not serve in {DemandWindow}, {Rate:0.##}/min; "
-                + "provisioning {ProvisioningTime} over {Samples} workers; {Required} keeps P(wait) ≤ {TargetWaitProbability}; bounds {MinHot}–{MaxHot})",
-                pool.Name, pool.HotTarget, next, arrivals, adaptive.DemandWindow, rate, provisioningTime, provisioned.Count, required,
-                adaptive.TargetWaitProbability, adaptive.MinHot, maxHot);
+                "Pool {Pool}: adaptive hot target {OldHotTarget} → {HotTarget} "
+                + "({Arrivals} leases re-use could not serve in {DemandWindow}, {Rate:0.##}/min; "
+                + "provisioning {ProvisioningTime} over {Samples} workers; "
+                + "{Required} keeps P(wait) ≤ {TargetWaitProbability}; bounds {MinHot}–{MaxHot})",
+                pool.Name, pool.HotTarget, next, arrivals, adaptive.DemandWindow, rate, provisioningTime,
+                provisioned.Count, required, adaptive.TargetWaitProbability, adaptive.MinHot, maxHot);
             pool.HotTarget = next;
         }
 

@@ -70,7 +70,8 @@ public sealed class Allocator(
     }
 
     /// <summary>Why a removed pool's waiting leases are rejected and its free workers deleted.</summary>
-    public static string RemovedPoolDetail(string pool) => $"pool '{pool}' was removed from configuration (Pools:{pool})";
+    public static string RemovedPoolDetail(string pool)
+        => $"pool '{pool}' was removed from configuration (Pools:{pool})";
 
     /// <summary>
     /// A pool with a row but no longer in configuration drains: no new worker starts, its line is rejected and its
@@ -84,9 +85,9 @@ public sealed class Allocator(
             : throw new ArgumentException($"pool '{pool}' is not configured (Pools:{pool})");
 
     /// <summary>
-    /// Locks the pool's row, creating it from configuration the first time. <paramref name="shared"/>: leases that take a
-    /// ready worker or join the line hold it together, so they wait on nothing but a decision that holds it alone (a worker
-    /// turning ready, starting or retiring workers), which in turn sees every one of them committed.
+    /// Locks the pool's row, creating it from configuration the first time. <paramref name="shared"/>: leases that take
+    /// a ready worker or join the line hold it together, so they wait on nothing but a decision that holds it alone (a
+    /// worker turning ready, starting or retiring workers), which in turn sees every one of them committed.
     /// </summary>
     public async Task<PoolState> LockPoolAsync(string name, CancellationToken cancellationToken, bool shared = false)
     {
@@ -94,12 +95,14 @@ public sealed class Allocator(
         var sql = (Dialect, shared) switch
         {
             (DatabaseDialect.SqlServer, false) => """SELECT * FROM "pools" WITH (XLOCK, ROWLOCK) WHERE "Name" = {0}""",
-            (DatabaseDialect.SqlServer, true) => """SELECT * FROM "pools" WITH (HOLDLOCK, ROWLOCK) WHERE "Name" = {0}""",
+            (DatabaseDialect.SqlServer, true)
+                => """SELECT * FROM "pools" WITH (HOLDLOCK, ROWLOCK) WHERE "Name" = {0}""",
             (DatabaseDialect.Postgres, false) => """SELECT * FROM "pools" WHERE "Name" = {0} FOR UPDATE""",
             (DatabaseDialect.Postgres, true) => """SELECT * FROM "pools" WHERE "Name" = {0} FOR SHARE""",
             _ => """SELECT * FROM "pools" WHERE "Name" = {0}""",
         };
-        var pool = (await db.Set<PoolState>().FromSqlRaw(sql, name).AsTracking().ToListAsync(cancellationToken)).SingleOrDefault();
+        var pool = (await db.Set<PoolState>().FromSqlRaw(sql, name).AsTracking().ToListAsync(cancellationToken))
+            .SingleOrDefault();
         if (pool is not null)
         {
             // A removed pool has no configured image to adopt: it only drains.
@@ -114,17 +117,20 @@ public sealed class Allocator(
         var definition = Definition(name);
         pool = new PoolState
         {
-            Name = name, HotTarget = definition.HotTarget, MaxWorkers = definition.MaxWorkers, Image = definition.Image, ConfiguredImage = definition.Image,
+            Name = name, HotTarget = definition.HotTarget, MaxWorkers = definition.MaxWorkers,
+            Image = definition.Image, ConfiguredImage = definition.Image,
         };
         db.Add(pool);
-        // Inserted now so that a copy opening the same pool waits on this row (and retries on its key) instead of racing.
+        // Inserted now so that a copy opening the same pool waits on this row (and retries on its key) instead of
+        // racing.
         await db.SaveChangesAsync(cancellationToken);
         return pool;
     }
 
     /// <summary>
     /// A changed <c>Pools:&lt;name&gt;:Image</c> becomes the pool's image (and rolls out); an unchanged one leaves a
-    /// <c>SetPoolImage</c> in force. A row from before images were recorded takes the configured one, and so do its workers.
+    /// <c>SetPoolImage</c> in force. A row from before images were recorded takes the configured one, and so do its
+    /// workers.
     /// </summary>
     async Task AdoptConfiguredImageAsync(PoolState pool, CancellationToken cancellationToken)
     {
@@ -142,7 +148,8 @@ public sealed class Allocator(
         }
         else
         {
-            logger.LogInformation("Pool {Pool}: configured image {Image} (was {OldImage})", pool.Name, configured, pool.ConfiguredImage);
+            logger.LogInformation("Pool {Pool}: configured image {Image} (was {OldImage})",
+                pool.Name, configured, pool.ConfiguredImage);
             await ChangeImageAsync(pool, configured, cancellationToken);
         }
 
@@ -160,40 +167,47 @@ public sealed class Allocator(
             return;
         }
 
-        logger.LogInformation("Pool {Pool}: image {Image} (was {OldImage}); workers of the old image are replaced", pool.Name, image, pool.Image);
+        logger.LogInformation("Pool {Pool}: image {Image} (was {OldImage}); workers of the old image are replaced",
+            pool.Name, image, pool.Image);
         pool.Image = image;
-        // A release reads the image without the pool's lock: one that read the old image meanwhile fails its version check
-        // and decides again. A worker this transaction holds is decided here, on the new image, and keeps its version.
+        // A release reads the image without the pool's lock: one that read the old image meanwhile fails its version
+        // check and decides again. A worker this transaction holds is decided here, on the new image, and keeps its
+        // version.
         var deciding = db.ChangeTracker.Entries<WorkerState>().Select(e => e.Entity.CorrelationId).ToList();
-        await db.Set<WorkerState>().Where(w => w.Pool == pool.Name && w.CurrentState == WorkerStates.Leased && w.Image != image && !deciding.Contains(w.CorrelationId))
+        await db.Set<WorkerState>()
+            .Where(w => w.Pool == pool.Name && w.CurrentState == WorkerStates.Leased && w.Image != image
+                        && !deciding.Contains(w.CorrelationId))
             .ExecuteUpdateAsync(w => w.SetProperty(x => x.Version, x => x.Version + 1), cancellationToken);
     }
 
     /// <summary>
-    /// Under the shared lock: whether the pool may be short of workers (fewer spare than its hot target plus its line, and
-    /// room below <c>MaxWorkers</c>, or idle workers to retire for the line), so that the pool keeper should decide, under
-    /// the lock held alone.
+    /// Under the shared lock: whether the pool may be short of workers (fewer spare than its hot target plus its line,
+    /// and room below <c>MaxWorkers</c>, or idle workers to retire for the line), so that the pool keeper should
+    /// decide, under the lock held alone.
     /// </summary>
-    public async Task<bool> MayNeedWorkersAsync(PoolState pool, LeaseState? unsavedLease, CancellationToken cancellationToken)
+    public async Task<bool> MayNeedWorkersAsync(PoolState pool, LeaseState? unsavedLease,
+        CancellationToken cancellationToken)
     {
         var counts = await CountAsync(pool.Name, cancellationToken);
         counts = counts with { Waiting = counts.Waiting + (unsavedLease is { WorkerId: null } ? 1 : 0) };
         return !(pool.BackoffUntil > clock.GetUtcNow())
-               && (counts.Live < pool.MaxWorkers && counts.Spare < pool.HotTarget + counts.Waiting || IdleToRetire(counts) > 0);
+               && (counts.Live < pool.MaxWorkers && counts.Spare < pool.HotTarget + counts.Waiting
+                   || IdleToRetire(counts) > 0);
     }
 
     /// <summary>
-    /// The same question without the pool's lock, for a decision that took no hot worker (a worker reaped before re-use):
-    /// the pool keeper asks it again under its own lock.
+    /// The same question without the pool's lock, for a decision that took no hot worker (a worker reaped before
+    /// re-use): the pool keeper asks it again under its own lock.
     /// </summary>
     public async Task<bool> MayNeedWorkersAsync(string pool, CancellationToken cancellationToken)
-        => await db.Set<PoolState>().AsNoTracking().SingleOrDefaultAsync(p => p.Name == pool, cancellationToken) is not { } stored
+        => await db.Set<PoolState>().AsNoTracking()
+               .SingleOrDefaultAsync(p => p.Name == pool, cancellationToken) is not { } stored
            || await MayNeedWorkersAsync(stored, null, cancellationToken);
 
     /// <summary>
-    /// Leases in line that neither a spare worker nor the room left below <c>MaxWorkers</c> will serve, at most the idle
-    /// workers there are: that many idle workers must go to make room. None while the pool is above its maximum (after
-    /// <c>SetPoolSize</c> lowered it): retiring then would start no replacement.
+    /// Leases in line that neither a spare worker nor the room left below <c>MaxWorkers</c> will serve, at most the
+    /// idle workers there are: that many idle workers must go to make room. None while the pool is above its maximum
+    /// (after <c>SetPoolSize</c> lowered it): retiring then would start no replacement.
     /// </summary>
     static int IdleToRetire(PoolCounts counts)
     {
@@ -202,11 +216,13 @@ public sealed class Allocator(
     }
 
     /// <summary>
-    /// Fair share: the instance's open leases in the pool (granted, being granted or waiting) and how many of them wait,
-    /// counted under a lock of that instance in that pool held until this transaction commits, so two requests of one
-    /// instance decided at once on two copies never both take its last place. Other instances' requests never wait on it.
+    /// Fair share: the instance's open leases in the pool (granted, being granted or waiting) and how many of them
+    /// wait, counted under a lock of that instance in that pool held until this transaction commits, so two requests of
+    /// one instance decided at once on two copies never both take its last place. Other instances' requests never wait
+    /// on it.
     /// </summary>
-    public async Task<(int Open, int Waiting)> InstanceShareAsync(string pool, string instanceId, CancellationToken cancellationToken)
+    public async Task<(int Open, int Waiting)> InstanceShareAsync(string pool, string instanceId,
+        CancellationToken cancellationToken)
     {
         await BeginAsync(cancellationToken);
         var key = BitConverter.ToInt64(SHA256.HashData(Encoding.UTF8.GetBytes($"fair-share\n{pool}\n{instanceId}")));
@@ -217,7 +233,8 @@ public sealed class Allocator(
             // sp_getapplock reports a deadlock by its return value, not an error: thrown, so the message is retried.
             DatabaseDialect.SqlServer => """
                 DECLARE @lockResult int;
-                EXEC @lockResult = sp_getapplock @Resource = @resource, @LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = -1;
+                EXEC @lockResult = sp_getapplock @Resource = @resource, @LockMode = 'Exclusive',
+                    @LockOwner = 'Transaction', @LockTimeout = -1;
                 IF @lockResult < 0 THROW 51000, 'the fair-share lock was not granted', 1;
 
                 """,
@@ -227,8 +244,10 @@ public sealed class Allocator(
         await using var command = db.Database.GetDbConnection().CreateCommand();
         command.Transaction = db.Database.CurrentTransaction!.GetDbTransaction();
         command.CommandText = lockStatement + """
-            SELECT COUNT(*), COALESCE(SUM(CASE WHEN "WorkerId" IS NULL AND "CurrentState" <> @granted THEN 1 ELSE 0 END), 0)
-            FROM "leases" WHERE "InstanceId" = @instance AND "Pool" = @pool AND "CurrentState" IN (@allocating, @waiting, @granted)
+            SELECT COUNT(*),
+                COALESCE(SUM(CASE WHEN "WorkerId" IS NULL AND "CurrentState" <> @granted THEN 1 ELSE 0 END), 0)
+            FROM "leases" WHERE "InstanceId" = @instance AND "Pool" = @pool
+                AND "CurrentState" IN (@allocating, @waiting, @granted)
             """;
         AddParameter(command, "instance", instanceId);
         AddParameter(command, "pool", pool);
@@ -263,71 +282,98 @@ public sealed class Allocator(
     }
 
     /// <summary>Re-use: an idle worker that trusts this very instance and certificate.</summary>
-    public Task<WorkerState?> ClaimIdleAsync(string pool, string instanceId, string thumbprint, CancellationToken cancellationToken)
+    public Task<WorkerState?> ClaimIdleAsync(string pool, string instanceId, string thumbprint,
+        CancellationToken cancellationToken)
         => ClaimAsync<WorkerState>("workers",
-            """ "Pool" = {0} AND "TrustedInstanceId" = {1} AND "CurrentState" = {2} AND UPPER("TrustedThumbprint") = UPPER({3}) """,
+            """ "Pool" = {0} AND "TrustedInstanceId" = {1} AND "CurrentState" = {2}"""
+            + """ AND UPPER("TrustedThumbprint") = UPPER({3}) """,
             """ "LastLeaseEndedAt" DESC """, cancellationToken, pool, instanceId, WorkerStates.Idle, thumbprint);
 
     /// <summary>
-    /// An idle worker no lease at the head of the line could re-use (it trusts another instance or certificate, or a lease
-    /// of another instance has waited longer than any of its own), idle longest first: the one to give up when the pool
-    /// is at <c>MaxWorkers</c> and leases wait.
+    /// An idle worker no lease at the head of the line could re-use (it trusts another instance or certificate, or a
+    /// lease of another instance has waited longer than any of its own), idle longest first: the one to give up when
+    /// the pool is at <c>MaxWorkers</c> and leases wait.
     /// </summary>
     Task<WorkerState?> ClaimIdleToRetireAsync(string pool, CancellationToken cancellationToken)
         => ClaimAsync<WorkerState>("workers",
             """
             "Pool" = {0} AND "CurrentState" = {1} AND NOT EXISTS (SELECT 1 FROM "leases" AS "l" WHERE "l"."Pool" = {0}
-                AND "l"."CurrentState" IN ({2}, {3}) AND "l"."WorkerId" IS NULL AND "l"."InstanceId" = "workers"."TrustedInstanceId"
+                AND "l"."CurrentState" IN ({2}, {3}) AND "l"."WorkerId" IS NULL
+                AND "l"."InstanceId" = "workers"."TrustedInstanceId"
                 AND UPPER("l"."ServerThumbprint") = UPPER("workers"."TrustedThumbprint")
-                AND "l"."ReceivedAt" <= COALESCE((SELECT MIN("o"."ReceivedAt") FROM "leases" AS "o" WHERE "o"."Pool" = {0}
-                    AND "o"."CurrentState" IN ({2}, {3}) AND "o"."WorkerId" IS NULL AND "o"."InstanceId" <> "workers"."TrustedInstanceId"), "l"."ReceivedAt"))
+                AND "l"."ReceivedAt" <= COALESCE((SELECT MIN("o"."ReceivedAt") FROM "leases" AS "o"
+                    WHERE "o"."Pool" = {0} AND "o"."CurrentState" IN ({2}, {3}) AND "o"."WorkerId" IS NULL
+                    AND "o"."InstanceId" <> "workers"."TrustedInstanceId"), "l"."ReceivedAt"))
             """,
-            """ "LastLeaseEndedAt" """, cancellationToken, pool, WorkerStates.Idle, LeaseStates.Allocating, LeaseStates.WaitingForWorker);
+            """ "LastLeaseEndedAt" """, cancellationToken,
+            pool, WorkerStates.Idle, LeaseStates.Allocating, LeaseStates.WaitingForWorker);
 
-    /// <summary>A hot worker for a lease, oldest first; of <paramref name="currentImage"/>, when given, before any of an older one.</summary>
-    public Task<WorkerState?> ClaimReadyAsync(string pool, CancellationToken cancellationToken, string? currentImage = null)
+    /// <summary>
+    /// A hot worker for a lease, oldest first; of <paramref name="currentImage"/>, when given, before any of an older
+    /// one.
+    /// </summary>
+    public Task<WorkerState?> ClaimReadyAsync(string pool, CancellationToken cancellationToken,
+        string? currentImage = null)
         => currentImage is null
-            ? ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} """, """ "ProvisionedAt" """, cancellationToken, pool, WorkerStates.Ready)
+            ? ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} """,
+                """ "ProvisionedAt" """, cancellationToken, pool, WorkerStates.Ready)
             : ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} """,
-                """ CASE WHEN "Image" = {2} THEN 0 ELSE 1 END, "ProvisionedAt" """, cancellationToken, pool, WorkerStates.Ready, currentImage);
+                """ CASE WHEN "Image" = {2} THEN 0 ELSE 1 END, "ProvisionedAt" """, cancellationToken,
+                pool, WorkerStates.Ready, currentImage);
 
     /// <summary>A surplus hot worker to retire: the newest.</summary>
     Task<WorkerState?> ClaimNewestReadyAsync(string pool, CancellationToken cancellationToken)
-        => ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} """, """ "ProvisionedAt" DESC """, cancellationToken, pool, WorkerStates.Ready);
+        => ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} """,
+            """ "ProvisionedAt" DESC """, cancellationToken, pool, WorkerStates.Ready);
 
-    /// <summary>A worker in <paramref name="state"/> (hot or idle) of an image other than the pool's, the longest in that state first.</summary>
+    /// <summary>
+    /// A worker in <paramref name="state"/> (hot or idle) of an image other than the pool's, the longest in that state
+    /// first.
+    /// </summary>
     Task<WorkerState?> ClaimOutdatedAsync(PoolState pool, string state, CancellationToken cancellationToken)
         => ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} AND "Image" <> {2} """,
-            state == WorkerStates.Idle ? """ "LastLeaseEndedAt" """ : """ "ProvisionedAt" """, cancellationToken, pool.Name, state, pool.Image);
+            state == WorkerStates.Idle ? """ "LastLeaseEndedAt" """ : """ "ProvisionedAt" """, cancellationToken,
+            pool.Name, state, pool.Image);
 
     /// <summary>The lease that has waited longest for a worker (of one instance and certificate, when given).</summary>
-    public Task<LeaseState?> ClaimWaitingAsync(string pool, CancellationToken cancellationToken, string? instanceId = null, string? thumbprint = null)
+    public Task<LeaseState?> ClaimWaitingAsync(string pool, CancellationToken cancellationToken,
+        string? instanceId = null, string? thumbprint = null)
         => instanceId is null
-            ? ClaimAsync<LeaseState>("leases", """ "Pool" = {0} AND "CurrentState" IN ({1}, {2}) AND "WorkerId" IS NULL """,
+            ? ClaimAsync<LeaseState>("leases",
+                """ "Pool" = {0} AND "CurrentState" IN ({1}, {2}) AND "WorkerId" IS NULL """,
                 """ "ReceivedAt" """, cancellationToken, pool, LeaseStates.Allocating, LeaseStates.WaitingForWorker)
             : ClaimAsync<LeaseState>("leases",
-                """ "Pool" = {0} AND "CurrentState" IN ({1}, {2}) AND "WorkerId" IS NULL AND "InstanceId" = {3} AND UPPER("ServerThumbprint") = UPPER({4}) """,
-                """ "ReceivedAt" """, cancellationToken, pool, LeaseStates.Allocating, LeaseStates.WaitingForWorker, instanceId, thumbprint!);
+                """ "Pool" = {0} AND "CurrentState" IN ({1}, {2}) AND "WorkerId" IS NULL AND "InstanceId" = {3}"""
+                + """ AND UPPER("ServerThumbprint") = UPPER({4}) """,
+                """ "ReceivedAt" """, cancellationToken,
+                pool, LeaseStates.Allocating, LeaseStates.WaitingForWorker, instanceId, thumbprint!);
 
-    async Task<T?> ClaimAsync<T>(string table, string where, string order, CancellationToken cancellationToken, params object[] arguments)
+    async Task<T?> ClaimAsync<T>(string table, string where, string order, CancellationToken cancellationToken,
+        params object[] arguments)
         where T : class
     {
         await BeginAsync(cancellationToken);
-        // A row this transaction claimed is locked by it, which SKIP LOCKED does not skip, and not saved yet: left out by id.
+        // A row this transaction claimed is locked by it, which SKIP LOCKED does not skip, and not saved yet: left out
+        // by id.
         if (_claimed.Count > 0)
         {
-            where += $""" AND "CorrelationId" NOT IN ({string.Join(", ", _claimed.Select((_, i) => $"{{{arguments.Length + i}}}"))})""";
+            where += $""" AND "CorrelationId" NOT IN ({string.Join(", ",
+                _claimed.Select((_, i) => $"{{{arguments.Length + i}}}"))})""";
             arguments = [.. arguments, .. _claimed.Cast<object>()];
         }
 
         var sql = Dialect switch
         {
-            DatabaseDialect.SqlServer => $"""SELECT TOP(1) * FROM "{table}" WITH (UPDLOCK, READPAST, ROWLOCK) WHERE {where} ORDER BY {order}""",
-            DatabaseDialect.Postgres => $"""SELECT * FROM "{table}" WHERE {where} ORDER BY {order} LIMIT 1 FOR UPDATE SKIP LOCKED""",
+            DatabaseDialect.SqlServer
+                => $"""SELECT TOP(1) * FROM "{table}" WITH (UPDLOCK, READPAST, ROWLOCK)"""
+                   + $""" WHERE {where} ORDER BY {order}""",
+            DatabaseDialect.Postgres
+                => $"""SELECT * FROM "{table}" WHERE {where} ORDER BY {order} LIMIT 1 FOR UPDATE SKIP LOCKED""",
             // SQLite has one writer: the transaction began IMMEDIATE, so nobody else can claim meanwhile.
             _ => $"""SELECT * FROM "{table}" WHERE {where} ORDER BY {order} LIMIT 1""",
         };
-        var row = (await db.Set<T>().FromSqlRaw(sql, arguments).AsTracking().ToListAsync(cancellationToken)).SingleOrDefault();
+        var row = (await db.Set<T>().FromSqlRaw(sql, arguments).AsTracking().ToListAsync(cancellationToken))
+            .SingleOrDefault();
         if (row is not null)
         {
             _claimed.Add(db.Entry(row).Property<Guid>("CorrelationId").CurrentValue);
@@ -336,7 +382,10 @@ public sealed class Allocator(
         return row;
     }
 
-    /// <summary>The worker starts trusting the lease's instance for that lease (a hot worker, or a new one that just became ready).</summary>
+    /// <summary>
+    /// The worker starts trusting the lease's instance for that lease (a hot worker, or a new one that just became
+    /// ready).
+    /// </summary>
     public Task AssignAsync(ConsumeContext context, WorkerState worker, LeaseState lease)
     {
         RecordIdleTime(worker);
@@ -352,16 +401,21 @@ public sealed class Allocator(
             lease.Version++;
         }
 
-        logger.LogInformation("Pool {Pool}: lease {LeaseId} of {InstanceId} gets worker {WorkerId}", worker.Pool, lease.CorrelationId, lease.InstanceId, worker.CorrelationId);
-        return context.Send(CloudQueues.Address(CloudQueues.TrustWorker), new TrustWorker(worker.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
+        logger.LogInformation("Pool {Pool}: lease {LeaseId} of {InstanceId} gets worker {WorkerId}",
+            worker.Pool, lease.CorrelationId, lease.InstanceId, worker.CorrelationId);
+        return context.Send(CloudQueues.Address(CloudQueues.TrustWorker),
+            new TrustWorker(worker.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
     }
 
     /// <summary>The worker, if it is leased to <paramref name="leaseId"/> now.</summary>
     public Task<WorkerState?> ServingAsync(Guid workerId, Guid leaseId, CancellationToken cancellationToken)
         => db.Set<WorkerState>().AsNoTracking().SingleOrDefaultAsync(
-            w => w.CorrelationId == workerId && w.CurrentState == WorkerStates.Leased && w.CurrentLeaseId == leaseId, cancellationToken);
+            w => w.CorrelationId == workerId && w.CurrentState == WorkerStates.Leased && w.CurrentLeaseId == leaseId,
+            cancellationToken);
 
-    /// <summary>The worker serves <paramref name="leaseId"/> from now on (it already trusts the instance); returns its expiry.</summary>
+    /// <summary>
+    /// The worker serves <paramref name="leaseId"/> from now on (it already trusts the instance); returns its expiry.
+    /// </summary>
     public async Task<DateTimeOffset> LeaseAsync(WorkerState worker, Guid leaseId, CancellationToken cancellationToken)
     {
         var limits = await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken);
@@ -371,20 +425,22 @@ public sealed class Allocator(
         worker.LeaseCount++;
         worker.LeaseExpiresAt = WholeMilliseconds(clock.GetUtcNow()) + limits.MaxLeaseDuration;
         Touch(worker);
-        logger.LogInformation("Worker {WorkerId} of {Pool} leased again (instance {InstanceId}, lease {LeaseId})", worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, leaseId);
+        logger.LogInformation("Worker {WorkerId} of {Pool} leased again (instance {InstanceId}, lease {LeaseId})",
+            worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, leaseId);
         return worker.LeaseExpiresAt.Value;
     }
 
     /// <summary>
-    /// The lease <paramref name="leaseId"/> of the worker ended: it goes idle for its instance, or straight to a lease of
-    /// that instance waiting in line unless, at <c>MaxWorkers</c>, a lease of another instance has waited longer. False
-    /// when the worker no longer serves that lease (revoked or reaped meanwhile).
+    /// The lease <paramref name="leaseId"/> of the worker ended: it goes idle for its instance, or straight to a lease
+    /// of that instance waiting in line unless, at <c>MaxWorkers</c>, a lease of another instance has waited longer.
+    /// False when the worker no longer serves that lease (revoked or reaped meanwhile).
     /// </summary>
     public async Task<bool> EndLeaseAsync(ConsumeContext context, Guid workerId, Guid leaseId)
     {
         var cancellationToken = context.CancellationToken;
         await BeginAsync(cancellationToken);
-        var worker = await db.Set<WorkerState>().AsTracking().SingleOrDefaultAsync(w => w.CorrelationId == workerId, cancellationToken);
+        var worker = await db.Set<WorkerState>().AsTracking()
+            .SingleOrDefaultAsync(w => w.CorrelationId == workerId, cancellationToken);
         if (worker is null || worker.CurrentState != WorkerStates.Leased || worker.CurrentLeaseId != leaseId)
         {
             return false;
@@ -402,7 +458,8 @@ public sealed class Allocator(
         {
             // Image rollout: a leased worker of an older image is never interrupted, and deleted instead of going idle.
             EndLease(worker, leaseId, now);
-            await ReapAsync(context, worker, ReapReasons.Image, $"its lease ended and the pool's image is newer than {worker.Image}");
+            await ReapAsync(context, worker, ReapReasons.Image,
+                $"its lease ended and the pool's image is newer than {worker.Image}");
             await context.Publish(new ReconcilePool(worker.Pool));
             return true;
         }
@@ -412,11 +469,13 @@ public sealed class Allocator(
         EndLease(worker, leaseId, now);
         worker.IdleDeadline = now + limits.IdleTimeout;
         Touch(worker);
-        logger.LogInformation("Worker {WorkerId} of {Pool} idle (instance {InstanceId}, lease {LeaseId})", worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, leaseId);
+        logger.LogInformation("Worker {WorkerId} of {Pool} idle (instance {InstanceId}, lease {LeaseId})",
+            worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, leaseId);
 
-        // Fair share: at MaxWorkers a lease of another instance that waited longer goes first (the keeper retires this worker
-        // for it); a lease claimed here and not used is only unlocked at commit.
-        var next = await ClaimWaitingAsync(worker.Pool, cancellationToken, worker.TrustedInstanceId, worker.TrustedThumbprint);
+        // Fair share: at MaxWorkers a lease of another instance that waited longer goes first (the keeper retires this
+        // worker for it); a lease claimed here and not used is only unlocked at commit.
+        var next = await ClaimWaitingAsync(worker.Pool, cancellationToken,
+            worker.TrustedInstanceId, worker.TrustedThumbprint);
         var yields = next is not null && await AnotherInstanceWaitedLongerAsync(worker, cancellationToken)
                      && IdleToRetire(await CountAsync(worker.Pool, cancellationToken)) > 0;
         if (next is not null && !yields)
@@ -424,11 +483,14 @@ public sealed class Allocator(
             next.WorkerId = worker.CorrelationId;
             next.Version++;
             var expiresAt = await LeaseAsync(worker, next.CorrelationId, cancellationToken);
-            await context.Publish(new WorkerLeased(next.CorrelationId, worker.CorrelationId, worker.Address!, worker.AgentThumbprint!, Reused: true, expiresAt));
+            await context.Publish(new WorkerLeased(next.CorrelationId, worker.CorrelationId, worker.Address!,
+                worker.AgentThumbprint!, Reused: true, expiresAt));
         }
-        else if (yields || next is null && await AnyWaitingAsync(worker.Pool, cancellationToken) && IdleToRetire(await CountAsync(worker.Pool, cancellationToken)) > 0)
+        else if (yields || next is null && await AnyWaitingAsync(worker.Pool, cancellationToken)
+                 && IdleToRetire(await CountAsync(worker.Pool, cancellationToken)) > 0)
         {
-            // Leases of other instances wait at MaxWorkers: the pool keeper retires idle workers (maybe this one) for them.
+            // Leases of other instances wait at MaxWorkers: the pool keeper retires idle workers (maybe this one) for
+            // them.
             await context.Publish(new ReconcilePool(worker.Pool));
         }
 
@@ -451,7 +513,8 @@ public sealed class Allocator(
     async Task<bool> IsOutdatedAsync(WorkerState worker, CancellationToken cancellationToken)
     {
         var image = db.Set<PoolState>().Local.FirstOrDefault(p => p.Name == worker.Pool)?.Image
-                    ?? await db.Set<PoolState>().Where(p => p.Name == worker.Pool).Select(p => p.Image).SingleOrDefaultAsync(cancellationToken);
+                    ?? await db.Set<PoolState>().Where(p => p.Name == worker.Pool).Select(p => p.Image)
+                        .SingleOrDefaultAsync(cancellationToken);
         return !string.IsNullOrEmpty(image) && worker.Image.Length > 0 && worker.Image != image;
     }
 
@@ -464,7 +527,8 @@ public sealed class Allocator(
     {
         var cancellationToken = context.CancellationToken;
         await BeginAsync(cancellationToken);
-        var lease = await db.Set<LeaseState>().AsTracking().SingleOrDefaultAsync(l => l.CorrelationId == leaseId, cancellationToken);
+        var lease = await db.Set<LeaseState>().AsTracking()
+            .SingleOrDefaultAsync(l => l.CorrelationId == leaseId, cancellationToken);
         if (lease is null || lease.WorkerId != workerId || !LeaseStates.Waiting.Contains(lease.CurrentState))
         {
             return;
@@ -475,7 +539,8 @@ public sealed class Allocator(
         var image = db.Set<PoolState>().Local.FirstOrDefault(p => p.Name == lease.Pool)?.Image;
         if (IsDraining(lease.Pool))
         {
-            await context.Publish(new RejectWaitingLease(leaseId, LeaseRejectionReasons.UnknownPool, RemovedPoolDetail(lease.Pool)));
+            await context.Publish(
+                new RejectWaitingLease(leaseId, LeaseRejectionReasons.UnknownPool, RemovedPoolDetail(lease.Pool)));
         }
         else if (await ClaimReadyAsync(lease.Pool, cancellationToken, image) is { } ready)
         {
@@ -488,15 +553,17 @@ public sealed class Allocator(
     }
 
     /// <summary>
-    /// Serves waiting leases with ready workers, retires hot workers beyond the target, then starts the workers the pool
-    /// is short of: its hot target plus one per waiting lease, never above <c>MaxWorkers</c> nor while it backs off.
-    /// Image rollout: idle workers of an older image go at once; while hot ones remain, up to <c>RolloutSurge</c>
+    /// Serves waiting leases with ready workers, retires hot workers beyond the target, then starts the workers the
+    /// pool is short of: its hot target plus one per waiting lease, never above <c>MaxWorkers</c> nor while it backs
+    /// off. Image rollout: idle workers of an older image go at once; while hot ones remain, up to <c>RolloutSurge</c>
     /// new-image workers start beyond the target and each that turns ready retires an old hot one, so the hot pool
     /// never drops below its target (at <c>MaxWorkers</c>, old hot workers go first to make room).
     /// <paramref name="unsavedLease"/> is the lease deciding now, not yet saved, if it waits.
     /// </summary>
-    /// <param name="readyWorker">a worker turning ready in this transaction: its row still says provisioning, so no claim finds it</param>
-    public async Task RebalanceAsync(ConsumeContext context, PoolState pool, LeaseState? unsavedLease = null, WorkerState? readyWorker = null)
+    /// <param name="readyWorker">a worker turning ready in this transaction: its row still says provisioning, so no
+    /// claim finds it</param>
+    public async Task RebalanceAsync(ConsumeContext context, PoolState pool, LeaseState? unsavedLease = null,
+        WorkerState? readyWorker = null)
     {
         var cancellationToken = context.CancellationToken;
         if (IsDraining(pool.Name))
@@ -548,12 +615,16 @@ public sealed class Allocator(
             if (extra.Image != pool.Image)
             {
                 rollout = rollout.OneOldReadyGone();
-                logger.LogInformation("Pool {Pool}: retiring hot worker {WorkerId} of image {Image}, replaced by one of {PoolImage}", pool.Name, extra.CorrelationId, extra.Image, pool.Image);
-                await ReapAsync(context, extra, ReapReasons.Image, $"hot on image {extra.Image}, the pool's is {pool.Image}");
+                logger.LogInformation(
+                    "Pool {Pool}: retiring hot worker {WorkerId} of image {Image}, replaced by one of {PoolImage}",
+                    pool.Name, extra.CorrelationId, extra.Image, pool.Image);
+                await ReapAsync(context, extra, ReapReasons.Image,
+                    $"hot on image {extra.Image}, the pool's is {pool.Image}");
                 continue;
             }
 
-            logger.LogInformation("Pool {Pool}: retiring surplus hot worker {WorkerId} (hot target {HotTarget})", pool.Name, extra.CorrelationId, pool.HotTarget);
+            logger.LogInformation("Pool {Pool}: retiring surplus hot worker {WorkerId} (hot target {HotTarget})",
+                pool.Name, extra.CorrelationId, pool.HotTarget);
             await ReapAsync(context, extra, ReapReasons.Idle, "surplus hot worker");
         }
 
@@ -562,37 +633,49 @@ public sealed class Allocator(
             return;
         }
 
-        // Fair share: at MaxWorkers an idle worker, kept for an instance that may come back, yields to a lease that waits now.
-        for (var retire = IdleToRetire(new PoolCounts(waiting, spare, live, idle, pool.MaxWorkers)); retire > 0; retire--)
+        // Fair share: at MaxWorkers an idle worker, kept for an instance that may come back, yields to a lease that
+        // waits now.
+        for (var retire = IdleToRetire(new PoolCounts(waiting, spare, live, idle, pool.MaxWorkers));
+             retire > 0;
+             retire--)
         {
             if (await ClaimIdleToRetireAsync(pool.Name, cancellationToken) is not { } given)
             {
                 break;
             }
 
-            logger.LogInformation("Pool {Pool}: retiring idle worker {WorkerId} of {InstanceId} to make room for a waiting lease ({MaxWorkers} workers at most)",
+            logger.LogInformation("Pool {Pool}: retiring idle worker {WorkerId} of {InstanceId} "
+                                  + "to make room for a waiting lease ({MaxWorkers} workers at most)",
                 pool.Name, given.CorrelationId, given.TrustedInstanceId, pool.MaxWorkers);
             // Reason idle: an idle worker given up before its idle timeout; the metric's reasons name no closer one.
-            await ReapAsync(context, given, ReapReasons.Idle, "retired early: the pool is at MaxWorkers and a lease it cannot serve waits");
+            await ReapAsync(context, given, ReapReasons.Idle,
+                "retired early: the pool is at MaxWorkers and a lease it cannot serve waits");
             live--;
         }
 
-        // At MaxWorkers a rollout has no room to surge: old hot workers make room for their replacements, a few at a time.
+        // At MaxWorkers a rollout has no room to surge: old hot workers make room for their replacements, a few at a
+        // time.
         var makeRoom = Math.Min(surge, rollout.OldReady);
-        if (live >= pool.MaxWorkers && makeRoom > 0 && rollout.NewProvisioning == 0 && live - makeRoom < pool.MaxWorkers)
+        if (live >= pool.MaxWorkers && makeRoom > 0 && rollout.NewProvisioning == 0
+            && live - makeRoom < pool.MaxWorkers)
         {
-            for (; makeRoom > 0 && await ClaimOutdatedAsync(pool, WorkerStates.Ready, cancellationToken) is { } old; makeRoom--)
+            for (;
+                 makeRoom > 0 && await ClaimOutdatedAsync(pool, WorkerStates.Ready, cancellationToken) is { } old;
+                 makeRoom--)
             {
-                logger.LogInformation("Pool {Pool}: at {MaxWorkers} workers, retiring hot worker {WorkerId} of image {Image} to start one of {PoolImage}",
+                logger.LogInformation("Pool {Pool}: at {MaxWorkers} workers, retiring hot worker {WorkerId} "
+                                      + "of image {Image} to start one of {PoolImage}",
                     pool.Name, pool.MaxWorkers, old.CorrelationId, old.Image, pool.Image);
-                await ReapAsync(context, old, ReapReasons.Image, $"hot on image {old.Image}, making room for one of {pool.Image}");
+                await ReapAsync(context, old, ReapReasons.Image,
+                    $"hot on image {old.Image}, making room for one of {pool.Image}");
                 spare--;
                 live--;
                 rollout = rollout.OneOldReadyGone();
             }
         }
 
-        var count = Math.Max(0, Math.Min(pool.HotTarget + waiting - spare + Math.Min(surge, rollout.OldSpare), pool.MaxWorkers - live));
+        var count = Math.Max(0, Math.Min(pool.HotTarget + waiting - spare + Math.Min(surge, rollout.OldSpare),
+            pool.MaxWorkers - live));
         if (count == 0)
         {
             return;
@@ -603,23 +686,29 @@ public sealed class Allocator(
         {
             var worker = new WorkerState
             {
-                CorrelationId = NewId.NextGuid(), Pool = pool.Name, Image = pool.Image, CurrentState = WorkerStates.Provisioning, CreatedAt = clock.GetUtcNow(),
+                CorrelationId = NewId.NextGuid(), Pool = pool.Name, Image = pool.Image,
+                CurrentState = WorkerStates.Provisioning, CreatedAt = clock.GetUtcNow(),
             };
             db.Add(worker);
-            // The first timer is the provisioning deadline, the worker's earliest for a while: later ones arm nothing until it fires.
+            // The first timer is the provisioning deadline, the worker's earliest for a while: later ones arm nothing
+            // until it fires.
             var timeout = lifecycle.CurrentValue.ProvisioningTimeout;
-            var timer = await context.ScheduleSend(WorkerStateDefinition.Address, timeout, new WorkerTimerDue(worker.CorrelationId));
+            var timer = await context.ScheduleSend(WorkerStateDefinition.Address, timeout,
+                new WorkerTimerDue(worker.CorrelationId));
             (worker.TimerToken, worker.TimerDueAt) = (timer.TokenId, worker.CreatedAt + timeout);
-            await context.Send(CloudQueues.Address(CloudQueues.ProvisionWorker), new ProvisionWorker(worker.CorrelationId, pool.Name, pool.Image, definition.Size));
+            await context.Send(CloudQueues.Address(CloudQueues.ProvisionWorker),
+                new ProvisionWorker(worker.CorrelationId, pool.Name, pool.Image, definition.Size));
         }
 
-        logger.LogInformation("Pool {Pool}: starting {Count} worker(s), {Live} live of {MaxWorkers}", pool.Name, count, live + count, pool.MaxWorkers);
+        logger.LogInformation("Pool {Pool}: starting {Count} worker(s), {Live} live of {MaxWorkers}",
+            pool.Name, count, live + count, pool.MaxWorkers);
     }
 
     /// <summary>
-    /// A removed pool instead of a rebalance: its waiting leases are told to end rejected, its hot and idle workers (and
-    /// one turning ready now) are deleted, and nothing starts. Leased and trusting workers are deleted when their lease
-    /// ends, provisioning ones once they report. Reason <c>idle</c>: like a surplus hot worker, each has nothing left to do.
+    /// A removed pool instead of a rebalance: its waiting leases are told to end rejected, its hot and idle workers
+    /// (and one turning ready now) are deleted, and nothing starts. Leased and trusting workers are deleted when their
+    /// lease ends, provisioning ones once they report. Reason <c>idle</c>: like a surplus hot worker, each has nothing
+    /// left to do.
     /// </summary>
     async Task DrainAsync(ConsumeContext context, PoolState pool, WorkerState? readyWorker)
     {
@@ -646,7 +735,8 @@ public sealed class Allocator(
             reaped++;
         }
 
-        while (await ClaimAsync<WorkerState>("workers", """ "Pool" = {0} AND "CurrentState" = {1} """, """ "LastLeaseEndedAt" """,
+        while (await ClaimAsync<WorkerState>("workers",
+                   """ "Pool" = {0} AND "CurrentState" = {1} """, """ "LastLeaseEndedAt" """,
                    cancellationToken, pool.Name, WorkerStates.Idle) is { } idle)
         {
             await ReapAsync(context, idle, ReapReasons.Idle, detail);
@@ -655,7 +745,8 @@ public sealed class Allocator(
 
         if (waiting.Count > 0 || reaped > 0)
         {
-            logger.LogInformation("Pool {Pool} is not configured: draining ({Waiting} waiting lease(s) rejected, {Reaped} free worker(s) deleted)",
+            logger.LogInformation("Pool {Pool} is not configured: draining ({Waiting} waiting lease(s) rejected, "
+                                  + "{Reaped} free worker(s) deleted)",
                 pool.Name, waiting.Count, reaped);
         }
     }
@@ -664,7 +755,8 @@ public sealed class Allocator(
     /// The hot worker to retire when the pool has too many: one of an older image first (the worker turning ready if it
     /// is one), else the worker turning ready (the pool shrank while it was provisioning), else the newest.
     /// </summary>
-    async Task<WorkerState?> ClaimSurplusAsync(PoolState pool, WorkerState? readyWorker, bool anyOutdated, CancellationToken cancellationToken)
+    async Task<WorkerState?> ClaimSurplusAsync(PoolState pool, WorkerState? readyWorker, bool anyOutdated,
+        CancellationToken cancellationToken)
     {
         var turningReady = readyWorker is { CurrentState: WorkerStates.Ready } ? readyWorker : null;
         if (turningReady is not null && turningReady.Image != pool.Image)
@@ -691,11 +783,16 @@ public sealed class Allocator(
         worker.ReapReason = reason;
         worker.ReapStartedAt = clock.GetUtcNow();
         Touch(worker);
-        logger.LogInformation("Worker {WorkerId} of {Pool} is deprovisioned ({Reason}: {Detail})", worker.CorrelationId, worker.Pool, reason, detail);
-        await context.Send(CloudQueues.Address(CloudQueues.DeprovisionWorker), new DeprovisionWorker(worker.CorrelationId, reason));
+        logger.LogInformation("Worker {WorkerId} of {Pool} is deprovisioned ({Reason}: {Detail})",
+            worker.CorrelationId, worker.Pool, reason, detail);
+        await context.Send(CloudQueues.Address(CloudQueues.DeprovisionWorker),
+            new DeprovisionWorker(worker.CorrelationId, reason));
     }
 
-    /// <summary>A worker of the pool failed to start or to trust; from the third in a row the pool stops provisioning for a while.</summary>
+    /// <summary>
+    /// A worker of the pool failed to start or to trust; from the third in a row the pool stops provisioning for a
+    /// while.
+    /// </summary>
     public async Task RecordFailureAsync(ConsumeContext context, PoolState pool)
     {
         pool.ConsecutiveFailures++;
@@ -704,29 +801,36 @@ public sealed class Allocator(
         {
             var delay = BackoffDelay(pool.ConsecutiveFailures);
             pool.BackoffUntil = now + delay;
-            logger.LogWarning("Pool {Pool}: {Failures} worker failures in a row, not provisioning until {BackoffUntil:O}", pool.Name, pool.ConsecutiveFailures, pool.BackoffUntil);
+            logger.LogWarning(
+                "Pool {Pool}: {Failures} worker failures in a row, not provisioning until {BackoffUntil:O}",
+                pool.Name, pool.ConsecutiveFailures, pool.BackoffUntil);
             await context.SchedulePublish(delay, new PoolBackoffEnded(pool.Name));
         }
     }
 
     /// <summary>
-    /// The worker's earliest deadline: giving up provisioning, its max age, its lease's expiry or its idle timeout. Trust
-    /// normally takes seconds, so its deadline has no timer of its own: the sweep enforces it.
+    /// The worker's earliest deadline: giving up provisioning, its max age, its lease's expiry or its idle timeout.
+    /// Trust normally takes seconds, so its deadline has no timer of its own: the sweep enforces it.
     /// </summary>
-    public static DateTimeOffset? EarliestDeadline(WorkerState worker, TimeSpan provisioningTimeout) => worker.CurrentState switch
-    {
-        WorkerStates.Provisioning => worker.CreatedAt + provisioningTimeout,
-        WorkerStates.Ready or WorkerStates.Trusting => worker.MaxAgeDeadline,
-        WorkerStates.Leased => Earlier(worker.MaxAgeDeadline, worker.LeaseExpiresAt),
-        WorkerStates.Idle => Earlier(worker.MaxAgeDeadline, worker.IdleDeadline),
-        _ => null,
-    };
+    public static DateTimeOffset? EarliestDeadline(WorkerState worker, TimeSpan provisioningTimeout)
+        => worker.CurrentState switch
+        {
+            WorkerStates.Provisioning => worker.CreatedAt + provisioningTimeout,
+            WorkerStates.Ready or WorkerStates.Trusting => worker.MaxAgeDeadline,
+            WorkerStates.Leased => Earlier(worker.MaxAgeDeadline, worker.LeaseExpiresAt),
+            WorkerStates.Idle => Earlier(worker.MaxAgeDeadline, worker.IdleDeadline),
+            _ => null,
+        };
 
     /// <summary>No timer stands, or the one that does falls due after the earliest deadline.</summary>
     public bool NeedsTimer(WorkerState worker, DateTimeOffset now)
-        => EarliestDeadline(worker, lifecycle.CurrentValue.ProvisioningTimeout) is { } due && (worker.TimerToken is null || worker.TimerDueAt > (due > now ? due : now));
+        => EarliestDeadline(worker, lifecycle.CurrentValue.ProvisioningTimeout) is { } due
+           && (worker.TimerToken is null || worker.TimerDueAt > (due > now ? due : now));
 
-    /// <summary>Every worker a saga other than its own changes gets a new version, so a decision its own saga made meanwhile is retried.</summary>
+    /// <summary>
+    /// Every worker a saga other than its own changes gets a new version, so a decision its own saga made meanwhile is
+    /// retried.
+    /// </summary>
     void Touch(WorkerState worker)
     {
         if (db.Entry(worker).State != EntityState.Detached)
@@ -735,56 +839,75 @@ public sealed class Allocator(
         }
     }
 
-    /// <summary>A worker with no lease stops idling (it is claimed or deleted): count the time since it became ready or idle.</summary>
+    /// <summary>
+    /// A worker with no lease stops idling (it is claimed or deleted): count the time since it became ready or idle.
+    /// </summary>
     public void RecordIdleTime(WorkerState worker)
     {
         if (worker.CurrentLeaseId is null && (worker.LastLeaseEndedAt ?? worker.ProvisionedAt) is { } since)
         {
-            DwTelemetry.WorkerIdleSeconds.Add(Math.Max(0, (clock.GetUtcNow() - since).TotalSeconds), new KeyValuePair<string, object?>("pool", worker.Pool));
+            DwTelemetry.WorkerIdleSeconds.Add(Math.Max(0, (clock.GetUtcNow() - since).TotalSeconds),
+                new KeyValuePair<string, object?>("pool", worker.Pool));
         }
     }
 
-    /// <summary>Leases of the pool waiting for a worker: the rows as stored, corrected for what this transaction changed and has not saved.</summary>
+    /// <summary>
+    /// Leases of the pool waiting for a worker: the rows as stored, corrected for what this transaction changed and has
+    /// not saved.
+    /// </summary>
     public async Task<int> WaitingAsync(string pool, CancellationToken cancellationToken)
     {
         var stored = await db.Set<LeaseState>().CountAsync(
-            l => l.Pool == pool && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null, cancellationToken);
-        return stored + Unsaved<LeaseState>(e => IsWaiting(e, pool, original: false), e => IsWaiting(e, pool, original: true));
+            l => l.Pool == pool && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null,
+            cancellationToken);
+        return stored + Unsaved<LeaseState>(
+            e => IsWaiting(e, pool, original: false), e => IsWaiting(e, pool, original: true));
     }
 
     /// <summary>
-    /// Whether a lease of another instance has waited longer than every lease in line that could re-use the worker: asked
-    /// only when one could. Raw SQL: SQLite's provider compares no <see cref="DateTimeOffset"/> in LINQ.
+    /// Whether a lease of another instance has waited longer than every lease in line that could re-use the worker:
+    /// asked only when one could. Raw SQL: SQLite's provider compares no <see cref="DateTimeOffset"/> in LINQ.
     /// </summary>
     Task<bool> AnotherInstanceWaitedLongerAsync(WorkerState worker, CancellationToken cancellationToken)
         => db.Set<LeaseState>().FromSqlRaw(
             """
-            SELECT * FROM "leases" AS "o" WHERE "o"."Pool" = {0} AND "o"."CurrentState" IN ({1}, {2}) AND "o"."WorkerId" IS NULL
-                AND "o"."InstanceId" <> {3} AND "o"."ReceivedAt" < (SELECT MIN("l"."ReceivedAt") FROM "leases" AS "l" WHERE "l"."Pool" = {0}
-                    AND "l"."CurrentState" IN ({1}, {2}) AND "l"."WorkerId" IS NULL AND "l"."InstanceId" = {3} AND UPPER("l"."ServerThumbprint") = UPPER({4}))
+            SELECT * FROM "leases" AS "o"
+            WHERE "o"."Pool" = {0} AND "o"."CurrentState" IN ({1}, {2}) AND "o"."WorkerId" IS NULL
+                AND "o"."InstanceId" <> {3}
+                AND "o"."ReceivedAt" < (SELECT MIN("l"."ReceivedAt") FROM "leases" AS "l" WHERE "l"."Pool" = {0}
+                    AND "l"."CurrentState" IN ({1}, {2}) AND "l"."WorkerId" IS NULL AND "l"."InstanceId" = {3}
+                    AND UPPER("l"."ServerThumbprint") = UPPER({4}))
             """,
-            worker.Pool, LeaseStates.Allocating, LeaseStates.WaitingForWorker, worker.TrustedInstanceId!, worker.TrustedThumbprint!).AnyAsync(cancellationToken);
-
-    /// <summary>Whether any lease of the pool waits for a worker: one index seek, for a path that counts only if so.</summary>
-    Task<bool> AnyWaitingAsync(string pool, CancellationToken cancellationToken)
-        => db.Set<LeaseState>().AnyAsync(l => l.Pool == pool && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null, cancellationToken);
+            worker.Pool, LeaseStates.Allocating, LeaseStates.WaitingForWorker, worker.TrustedInstanceId!,
+            worker.TrustedThumbprint!).AnyAsync(cancellationToken);
 
     /// <summary>
-    /// The pool's waiting leases, spare workers (provisioning or ready), live and idle workers, and its stored maximum, in one
-    /// round trip (it runs under the pool's lock), corrected for what this transaction changed and has not saved.
+    /// Whether any lease of the pool waits for a worker: one index seek, for a path that counts only if so.
+    /// </summary>
+    Task<bool> AnyWaitingAsync(string pool, CancellationToken cancellationToken)
+        => db.Set<LeaseState>().AnyAsync(
+            l => l.Pool == pool && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null,
+            cancellationToken);
+
+    /// <summary>
+    /// The pool's waiting leases, spare workers (provisioning or ready), live and idle workers, and its stored maximum,
+    /// in one round trip (it runs under the pool's lock), corrected for what this transaction changed and has not
+    /// saved.
     /// </summary>
     async Task<PoolCounts> CountAsync(string pool, CancellationToken cancellationToken)
     {
         var stored = await db.Set<PoolState>().Where(p => p.Name == pool).Select(p => new
         {
             p.MaxWorkers,
-            Waiting = db.Set<LeaseState>().Count(l => l.Pool == p.Name && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null),
+            Waiting = db.Set<LeaseState>().Count(
+                l => l.Pool == p.Name && LeaseStates.Waiting.Contains(l.CurrentState) && l.WorkerId == null),
             Spare = db.Set<WorkerState>().Count(w => w.Pool == p.Name && WorkerStates.Spare.Contains(w.CurrentState)),
             Live = db.Set<WorkerState>().Count(w => w.Pool == p.Name && WorkerStates.Live.Contains(w.CurrentState)),
             Idle = db.Set<WorkerState>().Count(w => w.Pool == p.Name && w.CurrentState == WorkerStates.Idle),
         }).SingleAsync(cancellationToken);
         return new PoolCounts(
-            stored.Waiting + Unsaved<LeaseState>(e => IsWaiting(e, pool, original: false), e => IsWaiting(e, pool, original: true)),
+            stored.Waiting + Unsaved<LeaseState>(
+                e => IsWaiting(e, pool, original: false), e => IsWaiting(e, pool, original: true)),
             stored.Spare + UnsavedWorkers(pool, WorkerStates.Spare),
             stored.Live + UnsavedWorkers(pool, WorkerStates.Live),
             stored.Idle + UnsavedWorkers(pool, IdleOnly),
@@ -795,23 +918,33 @@ public sealed class Allocator(
     static readonly string[] ReadyOnly = [WorkerStates.Ready];
     static readonly string[] ProvisioningOnly = [WorkerStates.Provisioning];
 
-    /// <summary>How far an image rollout is: workers of an older image hot (ready, or spare: provisioning too) and idle, and new-image ones provisioning.</summary>
+    /// <summary>
+    /// How far an image rollout is: workers of an older image hot (ready, or spare: provisioning too) and idle, and
+    /// new-image ones provisioning.
+    /// </summary>
     readonly record struct RolloutCounts(int OldReady, int OldSpare, int OldIdle, int NewProvisioning)
     {
         /// <summary>One old-image hot worker fewer: it was leased or reaped.</summary>
         public RolloutCounts OneOldReadyGone() => this with { OldReady = OldReady - 1, OldSpare = OldSpare - 1 };
     }
 
-    /// <summary>The rollout's counts, from the index of state and image, corrected for what this transaction changed and has not saved.</summary>
+    /// <summary>
+    /// The rollout's counts, from the index of state and image, corrected for what this transaction changed and has not
+    /// saved.
+    /// </summary>
     async Task<RolloutCounts> CountRolloutAsync(PoolState pool, CancellationToken cancellationToken)
     {
         var (name, image) = (pool.Name, pool.Image);
         var stored = await db.Set<PoolState>().Where(p => p.Name == name).Select(p => new
         {
-            OldReady = db.Set<WorkerState>().Count(w => w.Pool == name && w.CurrentState == WorkerStates.Ready && w.Image != image),
-            OldSpare = db.Set<WorkerState>().Count(w => w.Pool == name && WorkerStates.Spare.Contains(w.CurrentState) && w.Image != image),
-            OldIdle = db.Set<WorkerState>().Count(w => w.Pool == name && w.CurrentState == WorkerStates.Idle && w.Image != image),
-            NewProvisioning = db.Set<WorkerState>().Count(w => w.Pool == name && w.CurrentState == WorkerStates.Provisioning && w.Image == image),
+            OldReady = db.Set<WorkerState>().Count(
+                w => w.Pool == name && w.CurrentState == WorkerStates.Ready && w.Image != image),
+            OldSpare = db.Set<WorkerState>().Count(
+                w => w.Pool == name && WorkerStates.Spare.Contains(w.CurrentState) && w.Image != image),
+            OldIdle = db.Set<WorkerState>().Count(
+                w => w.Pool == name && w.CurrentState == WorkerStates.Idle && w.Image != image),
+            NewProvisioning = db.Set<WorkerState>().Count(
+                w => w.Pool == name && w.CurrentState == WorkerStates.Provisioning && w.Image == image),
         }).SingleAsync(cancellationToken);
         return new RolloutCounts(
             stored.OldReady + UnsavedWorkers(name, ReadyOnly, i => i != image),
@@ -824,8 +957,10 @@ public sealed class Allocator(
 
     int UnsavedWorkers(string pool, string[] states, Func<string, bool>? image = null)
         => Unsaved<WorkerState>(
-            e => e.Entity.Pool == pool && states.Contains(e.Entity.CurrentState) && (image is null || image(e.Entity.Image)),
-            e => e.OriginalValues.GetValue<string>(nameof(WorkerState.Pool)) == pool && states.Contains(e.OriginalValues.GetValue<string>(nameof(WorkerState.CurrentState)))
+            e => e.Entity.Pool == pool && states.Contains(e.Entity.CurrentState)
+                 && (image is null || image(e.Entity.Image)),
+            e => e.OriginalValues.GetValue<string>(nameof(WorkerState.Pool)) == pool
+                 && states.Contains(e.OriginalValues.GetValue<string>(nameof(WorkerState.CurrentState)))
                  && (image is null || image(e.OriginalValues.GetValue<string>(nameof(WorkerState.Image)))));
 
     static bool IsWaiting(EntityEntry<LeaseState> entry, string pool, bool original)
@@ -865,8 +1000,13 @@ public sealed class Allocator(
         SqlServer,
     }
 
-    /// <summary>The database keeps less than .NET's 100 ns ticks (PostgreSQL: microseconds); a repeat answers from the stored row.</summary>
-    public static DateTimeOffset WholeMilliseconds(DateTimeOffset at) => at.AddTicks(-(at.Ticks % TimeSpan.TicksPerMillisecond));
+    /// <summary>
+    /// The database keeps less than .NET's 100 ns ticks (PostgreSQL: microseconds); a repeat answers from the stored
+    /// row.
+    /// </summary>
+    public static DateTimeOffset WholeMilliseconds(DateTimeOffset at)
+        => at.AddTicks(-(at.Ticks % TimeSpan.TicksPerMillisecond));
 
-    static DateTimeOffset? Earlier(DateTimeOffset? a, DateTimeOffset? b) => a is null ? b : b is null ? a : a < b ? a : b;
+    static DateTimeOffset? Earlier(DateTimeOffset? a, DateTimeOffset? b)
+        => a is null ? b : b is null ? a : a < b ? a : b;
 }

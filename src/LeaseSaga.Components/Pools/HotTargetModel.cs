@@ -3,12 +3,15 @@ namespace DynamicWorkers.LeaseSaga.Pools;
 /// <summary>
 /// The demand-driven hot target. Each lease that re-use cannot serve takes a hot worker, whose replacement takes one
 /// provisioning time T; with leases arriving at rate λ, the replacements under way at any moment are Poisson(λ·T)
-/// (an M/G/∞ queue, whatever the distribution of T), so a lease finds the pool empty, and waits for a VM, when H or more
-/// are under way: the target is the smallest H with P(Poisson(λ·T) ≥ H) ≤ the wanted probability.
+/// (an M/G/∞ queue, whatever the distribution of T), so a lease finds the pool empty, and waits for a VM, when H or
+/// more are under way: the target is the smallest H with P(Poisson(λ·T) ≥ H) ≤ the wanted probability.
 /// </summary>
 public static class HotTargetModel
 {
-    /// <summary>The smallest hot target that keeps the chance of a lease waiting for a VM at or below <paramref name="waitProbability"/>.</summary>
+    /// <summary>
+    /// The smallest hot target that keeps the chance of a lease waiting for a VM at or below
+    /// <paramref name="waitProbability"/>.
+    /// </summary>
     public static int Required(double arrivalsPerMinute, TimeSpan provisioningTime, double waitProbability, int limit)
     {
         var mean = Math.Max(0, arrivalsPerMinute) * Math.Max(0, provisioningTime.TotalMinutes);
@@ -50,8 +53,9 @@ public static class HotTargetModel
     }
 
     /// <summary>
-    /// The target to set now: up to what demand needs at once (a lease that waits costs minutes), down by at most a tenth
-    /// (at least one) per evaluation, so a lull between bursts does not delete VMs the next burst needs; within bounds.
+    /// The target to set now: up to what demand needs at once (a lease that waits costs minutes), down by at most a
+    /// tenth (at least one) per evaluation, so a lull between bursts does not delete VMs the next burst needs; within
+    /// bounds.
     /// </summary>
     public static int Next(int current, int required, int minHot, int maxHot)
     {

@@ -27,7 +27,8 @@ public sealed class PoolReconciler(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // One pending signal is enough: a reload reconciles every pool, however many changes came before it.
-        var changed = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+        var changed = Channel.CreateBounded<bool>(
+            new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
         using var subscription = pools.OnChange(_ => changed.Writer.TryWrite(true));
         await lifetime.WhenStartedAsync(stoppingToken);
         await ReconcileAsync(stoppingToken);
@@ -50,12 +51,14 @@ public sealed class PoolReconciler(
     {
         var configured = pools.CurrentValue.Pools.Keys.Select(p => p.ToLowerInvariant()).ToList();
         await using var scope = scopes.CreateAsyncScope();
-        var opened = await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<PoolState>().AsNoTracking()
+        var opened = await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>()
+            .Set<PoolState>().AsNoTracking()
             .Select(p => p.Name).ToListAsync(cancellationToken);
         var removed = opened.Except(configured).ToList();
         if (removed.Count > 0)
         {
-            logger.LogInformation("Pools configured: {Configured}; not configured, drained: {Removed}", string.Join(", ", configured), string.Join(", ", removed));
+            logger.LogInformation("Pools configured: {Configured}; not configured, drained: {Removed}",
+                string.Join(", ", configured), string.Join(", ", removed));
         }
 
         foreach (var pool in configured.Union(opened))

@@ -15,7 +15,9 @@ namespace DynamicWorkers.LeaseSaga.Queries;
 /// </summary>
 public sealed class OpsQueries(DynamicWorkersDbContext db, IOptionsMonitor<PoolsOptions> pools)
 {
-    /// <summary>The most leases one answer carries: the HTTP API's largest page and every <see cref="GetLeases"/> answer.</summary>
+    /// <summary>
+    /// The most leases one answer carries: the HTTP API's largest page and every <see cref="GetLeases"/> answer.
+    /// </summary>
     public const int MaxLeases = 500;
 
     public async Task<IReadOnlyList<PoolSummary>> PoolsAsync(string? pool, CancellationToken cancellationToken)
@@ -26,7 +28,8 @@ public sealed class OpsQueries(DynamicWorkersDbContext db, IOptionsMonitor<Pools
             .Where(p => pool is null || string.Equals(p, pool, StringComparison.OrdinalIgnoreCase))
             .Select(p => p.ToLowerInvariant())
             .ToList();
-        var saved = await db.Set<PoolState>().AsNoTracking().Where(p => names.Contains(p.Name)).ToListAsync(cancellationToken);
+        var saved = await db.Set<PoolState>().AsNoTracking().Where(p => names.Contains(p.Name))
+            .ToListAsync(cancellationToken);
         var counts = await db.Set<WorkerState>().AsNoTracking()
             .Where(w => names.Contains(w.Pool))
             .GroupBy(w => new { w.Pool, w.CurrentState, w.Image })
@@ -56,7 +59,8 @@ public sealed class OpsQueries(DynamicWorkersDbContext db, IOptionsMonitor<Pools
         }).ToList();
     }
 
-    public async Task<IReadOnlyList<WorkerSummary>> WorkersAsync(string? pool, string? instanceId, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<WorkerSummary>> WorkersAsync(string? pool, string? instanceId,
+        CancellationToken cancellationToken)
     {
         var query = db.Set<WorkerState>().AsNoTracking();
         if (pool is not null)
@@ -78,8 +82,12 @@ public sealed class OpsQueries(DynamicWorkersDbContext db, IOptionsMonitor<Pools
             .ToList();
     }
 
-    /// <summary>Leases still open (waiting or granted), then the most recent ended ones, newest first, up to <paramref name="limit"/>.</summary>
-    public async Task<IReadOnlyList<LeaseSummary>> LeasesAsync(string? pool, string? instanceId, int limit, CancellationToken cancellationToken)
+    /// <summary>
+    /// Leases still open (waiting or granted), then the most recent ended ones, newest first, up to
+    /// <paramref name="limit"/>.
+    /// </summary>
+    public async Task<IReadOnlyList<LeaseSummary>> LeasesAsync(string? pool, string? instanceId, int limit,
+        CancellationToken cancellationToken)
     {
         var query = db.Set<LeaseState>().AsNoTracking();
         if (pool is not null)
@@ -95,11 +103,12 @@ public sealed class OpsQueries(DynamicWorkersDbContext db, IOptionsMonitor<Pools
         var open = await query.Where(l => l.EndedAt == null).Take(limit).ToListAsync(cancellationToken);
         var ended = open.Count >= limit
             ? []
-            : await query.Where(l => l.EndedAt != null).OrderByDescending(l => l.EndedAt).Take(limit - open.Count).ToListAsync(cancellationToken);
+            : await query.Where(l => l.EndedAt != null).OrderByDescending(l => l.EndedAt).Take(limit - open.Count)
+                .ToListAsync(cancellationToken);
         return open.OrderByDescending(l => l.ReceivedAt).Concat(ended)
             .Select(l => new LeaseSummary(
-                l.CorrelationId, l.InstanceId, l.Pool, l.CurrentState, l.TaskId, l.ReceivedAt, l.Waited, l.WorkerId, l.Reused,
-                l.GrantedAt, l.ExpiresAt, l.EndedAt, l.RejectReason ?? l.RevokeReason))
+                l.CorrelationId, l.InstanceId, l.Pool, l.CurrentState, l.TaskId, l.ReceivedAt, l.Waited, l.WorkerId,
+                l.Reused, l.GrantedAt, l.ExpiresAt, l.EndedAt, l.RejectReason ?? l.RevokeReason))
             .ToList();
     }
 }

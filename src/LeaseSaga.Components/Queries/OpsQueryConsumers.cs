@@ -7,7 +7,8 @@ namespace DynamicWorkers.LeaseSaga.Queries;
 public sealed class GetPoolStatusConsumer(OpsQueries queries) : IConsumer<GetPoolStatus>
 {
     public async Task Consume(ConsumeContext<GetPoolStatus> context)
-        => await context.RespondAsync(new PoolStatus(await queries.PoolsAsync(context.Message.Pool, context.CancellationToken)));
+        => await context.RespondAsync(new PoolStatus(
+            await queries.PoolsAsync(context.Message.Pool, context.CancellationToken)));
 }
 
 /// <summary>Answers <see cref="GetWorkers"/>.</summary>
@@ -23,5 +24,6 @@ public sealed class GetLeasesConsumer(OpsQueries queries) : IConsumer<GetLeases>
 {
     public async Task Consume(ConsumeContext<GetLeases> context)
         => await context.RespondAsync(new LeaseList(
-            await queries.LeasesAsync(context.Message.Pool, context.Message.InstanceId, OpsQueries.MaxLeases, context.CancellationToken)));
+            await queries.LeasesAsync(context.Message.Pool, context.Message.InstanceId, OpsQueries.MaxLeases,
+                context.CancellationToken)));
 }

@@ -8,10 +8,10 @@ using Microsoft.Extensions.Logging;
 namespace DynamicWorkers.LeaseSaga.Queries;
 
 /// <summary>
-/// The <c>dw_workers</c>, <c>dw_leases_waiting</c> and <c>dw_pool_hot_target</c> gauges. A scrape must not hit the database, so the pool
-/// status is sampled every few seconds and the gauges report the last sample. A (pool, state) seen once keeps
-/// reporting (0 when empty), so a drained state drops to zero instead of vanishing from the dashboards. The same sample
-/// feeds <see cref="PoolHistory"/>.
+/// The <c>dw_workers</c>, <c>dw_leases_waiting</c> and <c>dw_pool_hot_target</c> gauges. A scrape must not hit the
+/// database, so the pool status is sampled every few seconds and the gauges report the last sample. A (pool, state)
+/// seen once keeps reporting (0 when empty), so a drained state drops to zero instead of vanishing from the dashboards.
+/// The same sample feeds <see cref="PoolHistory"/>.
 /// </summary>
 public sealed class PoolGauges : BackgroundService
 {
@@ -23,15 +23,18 @@ public sealed class PoolGauges : BackgroundService
     readonly HashSet<(string Pool, string State)> _seen = [];
     IReadOnlyList<PoolSummary> _latest = [];
 
-    public PoolGauges(IServiceScopeFactory scopes, IMeterFactory meters, PoolHistory history, ILogger<PoolGauges> logger)
+    public PoolGauges(IServiceScopeFactory scopes, IMeterFactory meters, PoolHistory history,
+        ILogger<PoolGauges> logger)
     {
         _scopes = scopes;
         _history = history;
         _logger = logger;
         var meter = meters.Create(DwTelemetry.Name);
         meter.CreateObservableGauge(DwTelemetry.WorkersGauge, ObserveWorkers, description: "Workers by pool and state");
-        meter.CreateObservableGauge(DwTelemetry.LeasesWaitingGauge, ObserveWaiting, description: "Leases waiting for a worker, by pool");
-        meter.CreateObservableGauge(DwTelemetry.HotTargetGauge, ObserveHotTarget, description: "The hot target in force, adaptive or set, by pool");
+        meter.CreateObservableGauge(DwTelemetry.LeasesWaitingGauge, ObserveWaiting,
+            description: "Leases waiting for a worker, by pool");
+        meter.CreateObservableGauge(DwTelemetry.HotTargetGauge, ObserveHotTarget,
+            description: "The hot target in force, adaptive or set, by pool");
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -42,7 +45,8 @@ public sealed class PoolGauges : BackgroundService
             try
             {
                 await using var scope = _scopes.CreateAsyncScope();
-                var pools = await scope.ServiceProvider.GetRequiredService<OpsQueries>().PoolsAsync(null, stoppingToken);
+                var pools = await scope.ServiceProvider.GetRequiredService<OpsQueries>()
+                    .PoolsAsync(null, stoppingToken);
                 lock (_seen)
                 {
                     _latest = pools;
@@ -79,7 +83,9 @@ public sealed class PoolGauges : BackgroundService
     {
         lock (_seen)
         {
-            return _latest.Select(p => new Measurement<long>(value(p), new KeyValuePair<string, object?>("pool", p.Pool))).ToList();
+            return _latest
+                .Select(p => new Measurement<long>(value(p), new KeyValuePair<string, object?>("pool", p.Pool)))
+                .ToList();
         }
     }
 }

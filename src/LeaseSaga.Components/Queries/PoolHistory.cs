@@ -1,13 +1,26 @@
 namespace DynamicWorkers.LeaseSaga.Queries;
 
 /// <summary>One sample of a pool's level: workers by state and leases waiting.</summary>
-public sealed record PoolLevelSample(DateTimeOffset At, IReadOnlyDictionary<string, int> WorkersByState, int WaitingLeases);
+public sealed record PoolLevelSample(
+    DateTimeOffset At,
+    IReadOnlyDictionary<string, int> WorkersByState,
+    int WaitingLeases);
 
-/// <summary>The leases this process granted in one minute by one path, with the median and 95th percentile of their waits.</summary>
-public sealed record LeaseWaitMinute(DateTimeOffset Minute, string Path, int Count, double P50Seconds, double P95Seconds);
+/// <summary>
+/// The leases this process granted in one minute by one path, with the median and 95th percentile of their waits.
+/// </summary>
+public sealed record LeaseWaitMinute(
+    DateTimeOffset Minute,
+    string Path,
+    int Count,
+    double P50Seconds,
+    double P95Seconds);
 
 /// <summary>A pool's last hour as <c>/api/history</c> and the dashboard's charts show it.</summary>
-public sealed record PoolHistoryView(string Pool, IReadOnlyList<PoolLevelSample> Levels, IReadOnlyList<LeaseWaitMinute> Waits);
+public sealed record PoolHistoryView(
+    string Pool,
+    IReadOnlyList<PoolLevelSample> Levels,
+    IReadOnlyList<LeaseWaitMinute> Waits);
 
 /// <summary>
 /// The last hour of each pool in memory: levels sampled from the gauges' own query every 15 s, and the waits of the
@@ -19,7 +32,9 @@ public sealed class PoolHistory(TimeProvider clock)
     public static readonly TimeSpan Window = TimeSpan.FromHours(1);
     public static readonly TimeSpan SampleInterval = TimeSpan.FromSeconds(15);
 
-    /// <summary>Waits kept per pool, minute and path; beyond this a new wait replaces a random kept one (a uniform sample).</summary>
+    /// <summary>
+    /// Waits kept per pool, minute and path; beyond this a new wait replaces a random kept one (a uniform sample).
+    /// </summary>
     const int MaxWaitsPerMinute = 1000;
 
     static readonly TimeSpan Minute = TimeSpan.FromMinutes(1);
@@ -46,8 +61,11 @@ public sealed class PoolHistory(TimeProvider clock)
         }
     }
 
-    /// <summary>Keeps <paramref name="pools"/> as a sample when the last one is at least <see cref="SampleInterval"/> old.</summary>
-    public void RecordLevels(IEnumerable<(string Pool, IReadOnlyDictionary<string, int> WorkersByState, int WaitingLeases)> pools)
+    /// <summary>
+    /// Keeps <paramref name="pools"/> as a sample when the last one is at least <see cref="SampleInterval"/> old.
+    /// </summary>
+    public void RecordLevels(
+        IEnumerable<(string Pool, IReadOnlyDictionary<string, int> WorkersByState, int WaitingLeases)> pools)
     {
         var now = clock.GetUtcNow();
         lock (_lock)
@@ -81,7 +99,8 @@ public sealed class PoolHistory(TimeProvider clock)
         {
             DropOlderThan(now - Window);
             levels = _levels.Where(p => Matches(p.Key)).Select(p => (p.Key, p.Value.ToArray())).ToList();
-            waits = _waits.Where(w => Matches(w.Key.Pool)).Select(w => (w.Key, w.Value.Waits.ToArray(), w.Value.Count)).ToList();
+            waits = _waits.Where(w => Matches(w.Key.Pool))
+                .Select(w => (w.Key, w.Value.Waits.ToArray(), w.Value.Count)).ToList();
         }
 
         // Percentiles are worked out here, off the lock, so a reader never holds up a grant for a sort.
@@ -91,7 +110,8 @@ public sealed class PoolHistory(TimeProvider clock)
                 levels.FirstOrDefault(l => l.Pool == name).Levels ?? [],
                 waits.Where(w => w.Key.Pool == name)
                     .OrderBy(w => w.Key.Minute).ThenBy(w => w.Key.Path, StringComparer.Ordinal)
-                    .Select(w => new LeaseWaitMinute(w.Key.Minute, w.Key.Path, w.Count, Percentile(w.Waits, 0.5), Percentile(w.Waits, 0.95)))
+                    .Select(w => new LeaseWaitMinute(w.Key.Minute, w.Key.Path, w.Count,
+                        Percentile(w.Waits, 0.5), Percentile(w.Waits, 0.95)))
                     .ToList()))
             .ToList();
 

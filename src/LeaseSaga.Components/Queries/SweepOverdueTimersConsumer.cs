@@ -16,7 +16,8 @@ namespace DynamicWorkers.LeaseSaga.Queries;
 /// The safety net behind the durable scheduler: a saga whose timer is overdue (by more than the grace) gets it again,
 /// with its token, exactly as the scheduler would have sent it; if the real timer fires too, the saga has already moved
 /// on and ignores it. Steps that normally take seconds run without a timer (trust, a lease answered at once, a worker
-/// whose start was lost with its process): once overdue the saga is told to check its deadlines. Every query here reads an index on (state, deadline) or (pool, state).
+/// whose start was lost with its process): once overdue the saga is told to check its deadlines. Every query here reads
+/// an index on (state, deadline) or (pool, state).
 /// </summary>
 public sealed class SweepOverdueTimersConsumer(
     DynamicWorkersDbContext db,
@@ -28,7 +29,8 @@ public sealed class SweepOverdueTimersConsumer(
     {
         if (context.Message.Grace <= TimeSpan.Zero)
         {
-            throw new ArgumentException($"SweepOverdueTimers: the grace must be more than zero, got {context.Message.Grace}");
+            throw new ArgumentException(
+                $"SweepOverdueTimers: the grace must be more than zero, got {context.Message.Grace}");
         }
 
         var cancellationToken = context.CancellationToken;
@@ -49,13 +51,19 @@ public sealed class SweepOverdueTimersConsumer(
 
         var stalled = await db.Set<WorkerState>().AsNoTracking()
             .Where(w => (w.CurrentState == WorkerStates.Trusting && w.TrustStartedAt < trustCutoff)
-                || (w.CurrentState == WorkerStates.Provisioning && w.TimerToken == null && w.CreatedAt < provisioningCutoff)
+                || (w.CurrentState == WorkerStates.Provisioning && w.TimerToken == null
+                    && w.CreatedAt < provisioningCutoff)
                 // Every other live worker keeps a timer: one without (its schedule lost with a process) gets one.
-                || (w.TimerToken == null && (w.CurrentState == WorkerStates.Ready || w.CurrentState == WorkerStates.Leased || w.CurrentState == WorkerStates.Idle) && w.CreatedAt < cutoff)
-                // A timer standing past a deadline that already passed: the check that would have brought it forward was lost.
+                || (w.TimerToken == null
+                    && (w.CurrentState == WorkerStates.Ready || w.CurrentState == WorkerStates.Leased
+                        || w.CurrentState == WorkerStates.Idle)
+                    && w.CreatedAt < cutoff)
+                // A timer standing past a deadline that already passed: the check that would have brought it forward
+                // was lost.
                 || (w.TimerToken != null && w.TimerDueAt >= cutoff && (
                     (w.CurrentState == WorkerStates.Idle && (w.IdleDeadline < cutoff || w.MaxAgeDeadline < cutoff))
-                    || (w.CurrentState == WorkerStates.Leased && (w.LeaseExpiresAt < cutoff || w.MaxAgeDeadline < cutoff))
+                    || (w.CurrentState == WorkerStates.Leased
+                        && (w.LeaseExpiresAt < cutoff || w.MaxAgeDeadline < cutoff))
                     || (w.CurrentState == WorkerStates.Ready && w.MaxAgeDeadline < cutoff))))
             .Select(w => w.CorrelationId).ToListAsync(cancellationToken);
         foreach (var workerId in stalled)
@@ -70,11 +78,13 @@ public sealed class SweepOverdueTimersConsumer(
         foreach (var w in deleting)
         {
             // Deleting is idempotent: a lost command or confirmation is simply repeated.
-            await context.Send(WorkerStateMachine.DeprovisionQueue, new DeprovisionWorker(w.CorrelationId, w.ReapReason ?? ReapReasons.Failed));
+            await context.Send(WorkerStateMachine.DeprovisionQueue,
+                new DeprovisionWorker(w.CorrelationId, w.ReapReason ?? ReapReasons.Failed));
             count++;
         }
 
-        var backedOff = await db.Set<PoolState>().AsNoTracking().Where(p => p.BackoffUntil < cutoff).Select(p => p.Name).ToListAsync(cancellationToken);
+        var backedOff = await db.Set<PoolState>().AsNoTracking()
+            .Where(p => p.BackoffUntil < cutoff).Select(p => p.Name).ToListAsync(cancellationToken);
         foreach (var pool in backedOff)
         {
             await context.Publish(new PoolBackoffEnded(pool));
@@ -82,20 +92,24 @@ public sealed class SweepOverdueTimersConsumer(
         }
 
         var leases = await WaitingLeases(db)
-            .Select(l => new { l.CorrelationId, l.ReceivedAt, l.AllocationTimeout, l.AllocationTimeoutToken }).ToListAsync(cancellationToken);
+            .Select(l => new { l.CorrelationId, l.ReceivedAt, l.AllocationTimeout, l.AllocationTimeoutToken })
+            .ToListAsync(cancellationToken);
         foreach (var l in leases.Where(l => l.ReceivedAt + l.AllocationTimeout < cutoff))
         {
             // A lease answered at once has no timer; one still not granted by its deadline is given up all the same.
             count += await Resend(context, new LeaseAllocationTimedOut(l.CorrelationId), l.AllocationTimeoutToken);
         }
 
-        // A granted lease whose worker no longer serves it lost the RevokeLease of a worker that went away (at the lease's
-        // max duration or the worker's max age): nothing else would ever end it, so it is revoked now. A worker that began
-        // its delete within the grace is left to its own RevokeLease, which carries the true reason.
-        var orphaned = await GrantsWithoutWorker(db, cutoff).Select(l => new { l.CorrelationId, l.WorkerId, l.ExpiresAt }).ToListAsync(cancellationToken);
+        // A granted lease whose worker no longer serves it lost the RevokeLease of a worker that went away (at the
+        // lease's max duration or the worker's max age): nothing else would ever end it, so it is revoked now. A worker
+        // that began its delete within the grace is left to its own RevokeLease, which carries the true reason.
+        var orphaned = await GrantsWithoutWorker(db, cutoff)
+            .Select(l => new { l.CorrelationId, l.WorkerId, l.ExpiresAt }).ToListAsync(cancellationToken);
         foreach (var l in orphaned)
         {
-            var reason = l.ExpiresAt < cutoff ? LeaseRevocationReasons.MaxLeaseDuration : LeaseRevocationReasons.WorkerLost;
+            var reason = l.ExpiresAt < cutoff
+                ? LeaseRevocationReasons.MaxLeaseDuration
+                : LeaseRevocationReasons.WorkerLost;
             await context.Publish(new RevokeLease(l.CorrelationId, l.WorkerId!.Value, reason));
             count++;
         }
@@ -106,16 +120,22 @@ public sealed class SweepOverdueTimersConsumer(
         }
     }
 
-    /// <summary>The leases still waiting for a worker, through the (state, arrival) index however many have ended.</summary>
+    /// <summary>
+    /// The leases still waiting for a worker, through the (state, arrival) index however many have ended.
+    /// </summary>
     public static IQueryable<LeaseState> WaitingLeases(DynamicWorkersDbContext db)
         => db.Set<LeaseState>().AsNoTracking().Where(l => LeaseStates.Waiting.Contains(l.CurrentState));
 
-    /// <summary>Granted before the cutoff, and its worker neither serves it nor began its delete since: its RevokeLease was lost.</summary>
+    /// <summary>
+    /// Granted before the cutoff, and its worker neither serves it nor began its delete since: its RevokeLease was
+    /// lost.
+    /// </summary>
     public static IQueryable<LeaseState> GrantsWithoutWorker(DynamicWorkersDbContext db, DateTimeOffset cutoff)
         => db.Set<LeaseState>().AsNoTracking()
             .Where(l => l.CurrentState == LeaseStates.Granted && l.GrantedAt < cutoff
                 && !db.Set<WorkerState>().Any(w => w.CorrelationId == l.WorkerId
-                    && ((w.CurrentState == WorkerStates.Leased && w.CurrentLeaseId == l.CorrelationId) || (w.CurrentState == WorkerStates.Reaping && w.ReapStartedAt >= cutoff))));
+                    && ((w.CurrentState == WorkerStates.Leased && w.CurrentLeaseId == l.CorrelationId)
+                        || (w.CurrentState == WorkerStates.Reaping && w.ReapStartedAt >= cutoff))));
 
     static async Task<int> Resend<T>(ConsumeContext context, T timeout, Guid? token)
         where T : class

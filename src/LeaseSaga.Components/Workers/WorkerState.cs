@@ -21,7 +21,9 @@ public sealed class WorkerState : SagaStateMachineInstance, ISagaVersion
     public string? Address { get; set; }
     public string? AgentThumbprint { get; set; }
 
-    /// <summary>Set once, when it is first claimed, and never changed: a worker trusts one instance for its whole life.</summary>
+    /// <summary>
+    /// Set once, when it is first claimed, and never changed: a worker trusts one instance for its whole life.
+    /// </summary>
     public string? TrustedInstanceId { get; set; }
     public string? TrustedThumbprint { get; set; }
 
@@ -45,7 +47,9 @@ public sealed class WorkerState : SagaStateMachineInstance, ISagaVersion
     /// <summary>Why it is being deleted (<see cref="ReapReasons"/>).</summary>
     public string? ReapReason { get; set; }
 
-    /// <summary>The one outstanding timer and when it is due; a later deadline leaves it standing, an earlier one replaces it.</summary>
+    /// <summary>
+    /// The one outstanding timer and when it is due; a later deadline leaves it standing, an earlier one replaces it.
+    /// </summary>
     public Guid? TimerToken { get; set; }
     public DateTimeOffset? TimerDueAt { get; set; }
 }

@@ -7,8 +7,8 @@ using Microsoft.Extensions.Logging;
 namespace DynamicWorkers.LeaseSaga.Workers;
 
 /// <summary>
-/// One per VM: Provisioning → Ready → Trusting → Leased → Idle → Leased (re-use: no trust step) … → Reaping →
-/// gone.
+/// One per VM: Provisioning → Ready → Trusting → Leased → Idle → Leased (re-use: no trust step)
+/// … → Reaping → gone.
 /// A lease claims a Ready or Idle worker by changing its row (see <see cref="Allocator"/>); this machine runs the
 /// steps that follow and the worker's one timer, due at its earliest deadline (provisioning, max age, the lease's
 /// expiry, idle timeout). A later deadline leaves the timer standing and it re-arms for the rest when it fires; a
