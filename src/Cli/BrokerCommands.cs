@@ -2,7 +2,9 @@ using System.CommandLine;
 
 namespace DynamicWorkers.Cli;
 
-/// <summary><c>dw broker setup</c> and <c>dw instance add|remove-user</c>: the broker's users, through its management API.</summary>
+/// <summary>
+/// <c>dw broker setup</c> and <c>dw instance add|remove-user</c>: the broker's users, through its management API.
+/// </summary>
 public static class BrokerCommands
 {
     public const string ManagementVariable = "DW_RABBITMQ_MANAGEMENT";

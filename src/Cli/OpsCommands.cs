@@ -4,7 +4,10 @@ using DynamicWorkers.Contracts;
 
 namespace DynamicWorkers.Cli;
 
-/// <summary><c>dw pool status|set-size|image</c>, <c>dw workers</c>, <c>dw leases</c>, <c>dw instance set-lifecycle|remove</c>: what an operator does.</summary>
+/// <summary>
+/// <c>dw pool status|set-size|image</c>, <c>dw workers</c>, <c>dw leases</c>, <c>dw instance set-lifecycle|remove</c>:
+/// what an operator does.
+/// </summary>
 public static class OpsCommands
 {
     /// <summary>The service's own bound on lifecycle limits.</summary>

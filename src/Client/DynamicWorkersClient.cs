@@ -50,7 +50,8 @@ public sealed class DynamicWorkersClient : IAsyncDisposable
     /// same <c>LeaseId</c> (the service answers a repeat with the lease's one outcome) until
     /// <paramref name="deadline"/> (default <see cref="DynamicWorkersClientOptions.LeaseDeadline"/>) passes.
     /// Returns <see cref="LeaseResult.Granted"/> or <see cref="LeaseResult.Rejected"/>; throws
-    /// <see cref="DynamicWorkersTimeoutException"/> (carrying the <c>LeaseId</c> to ask again with) when no answer came.
+    /// <see cref="DynamicWorkersTimeoutException"/> (carrying the <c>LeaseId</c> to ask again with) when no answer
+    /// came.
     /// </summary>
     public Task<LeaseResult> RequestLeaseAsync(
         string instanceId,
@@ -85,7 +86,9 @@ public sealed class DynamicWorkersClient : IAsyncDisposable
             cancellationToken);
     }
 
-    /// <summary>Publishes a lease request without waiting for the answer (it is published too, to whoever subscribes).</summary>
+    /// <summary>
+    /// Publishes a lease request without waiting for the answer (it is published too, to whoever subscribes).
+    /// </summary>
     public Task PublishLeaseRequestAsync(LeaseRequested request, CancellationToken cancellationToken = default)
         => _bus.Publish(request, cancellationToken);
 
@@ -112,7 +115,9 @@ public sealed class DynamicWorkersClient : IAsyncDisposable
         return new LeaseRequested(leaseId ?? NewId.NextGuid(), instanceId, serverThumbprint, pool, taskId, DateTimeOffset.UtcNow);
     }
 
-    /// <summary>The task ended: the worker goes idle, still trusting only this instance (re-used by its next lease).</summary>
+    /// <summary>
+    /// The task ended: the worker goes idle, still trusting only this instance (re-used by its next lease).
+    /// </summary>
     public Task ReleaseAsync(Guid leaseId, string instanceId, CancellationToken cancellationToken = default)
         => _bus.Publish(new LeaseReleased(leaseId, instanceId), cancellationToken);
 
@@ -124,11 +129,16 @@ public sealed class DynamicWorkersClient : IAsyncDisposable
     public Task<WorkerList> GetWorkersAsync(string? pool = null, string? instanceId = null, CancellationToken cancellationToken = default)
         => QueryAsync<GetWorkers, WorkerList>(new GetWorkers(pool, instanceId), "the worker list", cancellationToken);
 
-    /// <summary>Leases (open first, then the most recently ended), optionally of one pool and/or one instance.</summary>
+    /// <summary>
+    /// Leases (open first, then the most recently ended), optionally of one pool and/or one instance.
+    /// </summary>
     public Task<LeaseList> GetLeasesAsync(string? pool = null, string? instanceId = null, CancellationToken cancellationToken = default)
         => QueryAsync<GetLeases, LeaseList>(new GetLeases(pool, instanceId), "the lease list", cancellationToken);
 
-    /// <summary>Publishes a new size for a pool. The service applies it at once; an invalid one is refused there (see its <c>_error</c> queue).</summary>
+    /// <summary>
+    /// Publishes a new size for a pool. The service applies it at once; an invalid one is refused there (see its
+    /// <c>_error</c> queue).
+    /// </summary>
     public Task SetPoolSizeAsync(string pool, int hotTarget, int maxWorkers, CancellationToken cancellationToken = default)
         => _bus.Publish(new SetPoolSize(pool, hotTarget, maxWorkers), cancellationToken);
 
@@ -144,8 +154,8 @@ public sealed class DynamicWorkersClient : IAsyncDisposable
         => _bus.Publish(command, cancellationToken);
 
     /// <summary>
-    /// Offboards an instance: its open leases revoked, its workers deleted, its settings dropped. Safe to repeat (a repeat
-    /// answers zeros); refused unless the client connects as an operator.
+    /// Offboards an instance: its open leases revoked, its workers deleted, its settings dropped. Safe to repeat (a
+    /// repeat answers zeros); refused unless the client connects as an operator.
     /// </summary>
     public Task<InstanceRemoved> RemoveInstanceAsync(string instanceId, string? reason = null, CancellationToken cancellationToken = default)
         => QueryAsync<RemoveInstance, InstanceRemoved>(new RemoveInstance(instanceId, reason), $"removing instance {instanceId}", cancellationToken);

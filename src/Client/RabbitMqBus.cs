@@ -7,7 +7,10 @@ static class RabbitMqBus
 {
     public sealed record Settings(string Host, int Port, string VirtualHost, string Username, string Password, bool Tls);
 
-    /// <summary><c>amqp[s]://[user[:password]@]host[:port][/vhost]</c>; user and password default to guest, the vhost to <c>/</c>.</summary>
+    /// <summary>
+    /// <c>amqp[s]://[user[:password]@]host[:port][/vhost]</c>; user and password default to guest, the vhost to
+    /// <c>/</c>.
+    /// </summary>
     public static Settings Parse(Uri uri)
     {
         if (!uri.IsAbsoluteUri || uri.Scheme is not ("amqp" or "amqps") || string.IsNullOrEmpty(uri.Host))
@@ -45,7 +48,9 @@ static class RabbitMqBus
         });
     }
 
-    /// <summary>Starts the bus and waits until it is connected; a broker that does not let us in is reported as unreachable.</summary>
+    /// <summary>
+    /// Starts the bus and waits until it is connected; a broker that does not let us in is reported as unreachable.
+    /// </summary>
     public static async Task StartAsync(IBusControl bus, Uri uri, CancellationToken cancellationToken)
     {
         var where = Redacted(uri);

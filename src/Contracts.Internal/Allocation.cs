@@ -10,11 +10,15 @@ namespace DynamicWorkers.Contracts.Internal;
 [MessageUrn("DynamicWorkers.Internal:WorkerLeased")]
 public sealed record WorkerLeased(Guid LeaseId, Guid WorkerId, string Address, string AgentThumbprint, bool Reused, DateTimeOffset ExpiresAt);
 
-/// <summary>Worker → lease: the worker is going away under the lease (max lease duration, max worker age, lost).</summary>
+/// <summary>
+/// Worker → lease: the worker is going away under the lease (max lease duration, max worker age, lost).
+/// </summary>
 [MessageUrn("DynamicWorkers.Internal:RevokeLease")]
 public sealed record RevokeLease(Guid LeaseId, Guid WorkerId, string Reason);
 
-/// <summary>Worker → lease: the worker chosen for the lease failed; the lease is back in line by its arrival time.</summary>
+/// <summary>
+/// Worker → lease: the worker chosen for the lease failed; the lease is back in line by its arrival time.
+/// </summary>
 [MessageUrn("DynamicWorkers.Internal:LeaseQueued")]
 public sealed record LeaseQueued(Guid LeaseId);
 
@@ -33,13 +37,16 @@ public sealed record RejectWaitingLease(Guid LeaseId, string Reason, string Deta
 public sealed record CheckWorkerDeadlines(Guid WorkerId);
 
 /// <summary>
-/// Start-up, or a lease that took a hot worker or joined the line → pool keeper: create the pool from configuration if it
-/// is new (a persisted size is kept) and top it up.
+/// Start-up, or a lease that took a hot worker or joined the line → pool keeper: create the pool from configuration if
+/// it is new (a persisted size is kept) and top it up.
 /// </summary>
 [MessageUrn("DynamicWorkers.Internal:ReconcilePool")]
 public sealed record ReconcilePool(string Pool);
 
-/// <summary>The hot-target job (every minute, once per cluster) → pool keeper: set an adaptive pool's hot target from its demand.</summary>
+/// <summary>
+/// The hot-target job (every minute, once per cluster) → pool keeper: set an adaptive pool's hot target from its
+/// demand.
+/// </summary>
 [MessageUrn("DynamicWorkers.Internal:EvaluateHotTarget")]
 public sealed record EvaluateHotTarget(string Pool);
 

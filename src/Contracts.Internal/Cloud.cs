@@ -23,7 +23,9 @@ public static class CloudQueues
     public static Uri Address(string queue) => new($"exchange:{queue}");
 }
 
-/// <summary>Create the VM of a worker (idempotent per worker id: a redelivery finds the VM it already started).</summary>
+/// <summary>
+/// Create the VM of a worker (idempotent per worker id: a redelivery finds the VM it already started).
+/// </summary>
 [MessageUrn("DynamicWorkers.Internal:ProvisionWorker")]
 public sealed record ProvisionWorker(Guid WorkerId, string Pool, string Image, string Size);
 

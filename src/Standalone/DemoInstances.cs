@@ -60,7 +60,8 @@ public sealed class DemoInstances(IBus bus, IHostApplicationLifetime lifetime, I
                 logger.LogInformation("demo round {Round}: watch the dashboard", round);
                 if (round == 2)
                 {
-                    // Once, after the first round showed the rest: the pool card counts the workers still on the older image.
+                    // Once, after the first round showed the rest: the pool card counts the workers still on the older
+                    // image.
                     logger.LogInformation("demo: rolling {Pool} out to image {Image}", Pool, RolledOutImage);
                     await bus.Publish(new SetPoolImage(Pool, RolledOutImage), stoppingToken);
                 }

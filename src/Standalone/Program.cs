@@ -35,7 +35,8 @@ return await HostRunner.RunAsync("standalone", args, builder =>
     builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = defaults });
     if (demo)
     {
-        // appsettings.json sets production timeouts: the demo's shrunk ones go after it, still under the environment and command line.
+        // appsettings.json sets production timeouts: the demo's shrunk ones go after it, still under the environment
+        // and command line.
         var afterJson = builder.Configuration.Sources.ToList().FindLastIndex(s => s is JsonConfigurationSource) + 1;
         builder.Configuration.Sources.Insert(afterJson, new MemoryConfigurationSource { InitialData = demoSettings });
     }

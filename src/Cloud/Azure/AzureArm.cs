@@ -7,10 +7,15 @@ using global::Azure.ResourceManager;
 
 namespace DynamicWorkers.Cloud.Azure;
 
-/// <summary>Builds the one <see cref="ArmClient"/> of a process from <c>Cloud:Azure:*</c>: endpoint, credential, transport, retries.</summary>
+/// <summary>
+/// Builds the one <see cref="ArmClient"/> of a process from <c>Cloud:Azure:*</c>: endpoint, credential, transport,
+/// retries.
+/// </summary>
 public static class AzureArm
 {
-    /// <summary>The NIC is read through the generic resource API; a pinned version saves a provider lookup per call.</summary>
+    /// <summary>
+    /// The NIC is read through the generic resource API; a pinned version saves a provider lookup per call.
+    /// </summary>
     public const string NetworkInterfaceApiVersion = "2023-04-01";
 
     public static ArmClient CreateClient(AzureCloudOptions options)

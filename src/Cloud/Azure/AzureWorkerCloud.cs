@@ -353,7 +353,9 @@ public sealed class AzureWorkerCloud : IWorkerCloud
         return data;
     }
 
-    /// <summary>A marketplace reference <c>publisher:offer:sku:version</c>, or a gallery image (version) resource id.</summary>
+    /// <summary>
+    /// A marketplace reference <c>publisher:offer:sku:version</c>, or a gallery image (version) resource id.
+    /// </summary>
     public static ImageReference ParseImage(string image)
     {
         if (image.StartsWith("/subscriptions/", StringComparison.OrdinalIgnoreCase))
@@ -412,7 +414,9 @@ public sealed class AzureWorkerCloud : IWorkerCloud
     /// <summary>Creating or updating: not settled yet (the sweep never deletes such a VM).</summary>
     static bool IsProvisioning(VirtualMachineData vm) => vm.ProvisioningState is null || IsState(vm, "Creating") || IsState(vm, "Updating");
 
-    /// <summary>An answer from ARM (the SDK already retried throttling and server errors); status 0 is a network failure.</summary>
+    /// <summary>
+    /// An answer from ARM (the SDK already retried throttling and server errors); status 0 is a network failure.
+    /// </summary>
     static bool IsRefusal(RequestFailedException e) => e.Status != 0;
 
     static string ReasonOf(RequestFailedException e) => e.ErrorCode is { Length: > 0 } code ? code : $"Http{e.Status}";

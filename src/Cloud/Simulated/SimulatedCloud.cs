@@ -179,7 +179,10 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
         return vm is { ReadyAt: not null, DeletedAt: null, DeadAt: null } ? VmHealth.Running : VmHealth.NotRunning;
     }
 
-    /// <summary>The VM stops running but stays (as a crashed or deallocated VM does) until it is deleted; false if there is none.</summary>
+    /// <summary>
+    /// The VM stops running but stays (as a crashed or deallocated VM does) until it is deleted; false if there is
+    /// none.
+    /// </summary>
     public async Task<bool> MarkDeadAsync(Guid workerId, CancellationToken cancellationToken)
     {
         await EnsureSchemaAsync(cancellationToken);

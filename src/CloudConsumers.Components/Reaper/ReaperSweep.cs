@@ -24,7 +24,9 @@ public sealed class ReaperOptions
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan OverdueGrace { get; set; } = TimeSpan.FromMinutes(1);
 
-    /// <summary>A VM with no live worker is deleted only once it is at least this old (its worker may still be on its way).</summary>
+    /// <summary>
+    /// A VM with no live worker is deleted only once it is at least this old (its worker may still be on its way).
+    /// </summary>
     [Range(typeof(TimeSpan), "00:00:01", "7.00:00:00")]
     public TimeSpan OrphanGrace { get; set; } = TimeSpan.FromMinutes(10);
 }

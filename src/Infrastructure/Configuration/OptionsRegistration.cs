@@ -8,7 +8,9 @@ namespace DynamicWorkers.Infrastructure.Configuration;
 
 public static class OptionsRegistration
 {
-    /// <summary>Binds a section, validates its data annotations and fails start-up (not first use) when invalid.</summary>
+    /// <summary>
+    /// Binds a section, validates its data annotations and fails start-up (not first use) when invalid.
+    /// </summary>
     public static OptionsBuilder<T> AddValidatedOptions<T>(this IServiceCollection services, IConfiguration section)
         where T : class
     {

@@ -11,7 +11,9 @@ public static class HostRunner
     /// <summary>Exit code of a host that refused to start because its configuration is invalid.</summary>
     public const int InvalidConfiguration = 2;
 
-    /// <summary>Exit code of a host stopped by anything else, e.g. the broker going away in the middle of its start.</summary>
+    /// <summary>
+    /// Exit code of a host stopped by anything else, e.g. the broker going away in the middle of its start.
+    /// </summary>
     public const int Failed = 1;
 
     /// <summary>
@@ -75,9 +77,9 @@ public static class HostRunner
         }
         catch (Exception e)
         {
-            // The host has logged it in full. One line and a plain exit code for the orchestrator, which starts the service
-            // again, rather than an unhandled exception that aborts the process (exit 134; seen when a start met the broker's
-            // restart in the chaos run).
+            // The host has logged it in full. One line and a plain exit code for the orchestrator, which starts the
+            // service again, rather than an unhandled exception that aborts the process (exit 134; seen when a start
+            // met the broker's restart in the chaos run).
             await Console.Error.WriteLineAsync($"{name}: stopped: {e.GetType().Name}: {e.Message}");
             return Failed;
         }

@@ -67,7 +67,9 @@ public static class HttpSurface
         app.MapPrometheusScrapingEndpoint("/metrics").AllowAnonymous();
     }
 
-    /// <summary>Routing has run by now, so an endpoint marked <c>AllowAnonymous</c> (probes, the dashboard page) is known.</summary>
+    /// <summary>
+    /// Routing has run by now, so an endpoint marked <c>AllowAnonymous</c> (probes, the dashboard page) is known.
+    /// </summary>
     static bool IsOpen(HttpContext context) => context.GetEndpoint()?.Metadata.GetMetadata<IAllowAnonymous>() is not null;
 
     const string BearerScheme = "Bearer ";

@@ -7,6 +7,8 @@ namespace DynamicWorkers.Infrastructure.Hosting;
 /// </summary>
 public interface IEarlyStartupStep
 {
-    /// <summary>Starts the step; <paramref name="cancellationToken"/> stops it if the host never comes to wait for it.</summary>
+    /// <summary>
+    /// Starts the step; <paramref name="cancellationToken"/> stops it if the host never comes to wait for it.
+    /// </summary>
     void Begin(CancellationToken cancellationToken);
 }

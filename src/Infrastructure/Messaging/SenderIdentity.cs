@@ -20,7 +20,9 @@ public enum SenderKind
     Unknown,
 }
 
-/// <summary>Who sent a message, from the AMQP <c>user_id</c> RabbitMQ checked against the sending connection's user.</summary>
+/// <summary>
+/// Who sent a message, from the AMQP <c>user_id</c> RabbitMQ checked against the sending connection's user.
+/// </summary>
 public sealed record Sender(SenderKind Kind, string? User, string? InstanceId)
 {
     public static readonly Sender Trusted = new(SenderKind.Service, null, null);

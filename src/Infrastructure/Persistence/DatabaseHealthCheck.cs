@@ -31,7 +31,8 @@ public sealed class DatabaseHealthCheck(IOptions<DatabaseOptions> options) : IHe
 
     static DbConnection Open(DatabaseOptions database) => database.Provider switch
     {
-        // The same string as the sagas' context, so the probe borrows from their pool instead of keeping one of its own.
+        // The same string as the sagas' context, so the probe borrows from their pool instead of keeping one of its
+        // own.
         DatabaseProvider.Postgres => new NpgsqlConnection(PostgresConnections.Tuned(database.ConnectionString)),
         DatabaseProvider.SqlServer => new SqlConnection(database.ConnectionString),
         _ => new SqliteConnection(database.ConnectionString),

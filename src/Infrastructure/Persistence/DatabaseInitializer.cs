@@ -25,7 +25,10 @@ public sealed class DatabaseInitializer<TContext>(
 {
     Task? _schema;
 
-    /// <summary>Starts the schema step now, on another thread, instead of when the host starts (see <see cref="IEarlyStartupStep"/>).</summary>
+    /// <summary>
+    /// Starts the schema step now, on another thread, instead of when the host starts (see
+    /// <see cref="IEarlyStartupStep"/>).
+    /// </summary>
     public void Begin(CancellationToken cancellationToken)
         => _schema ??= Task.Run(() => DatabaseStartup.WhenReachableAsync(InitializeAsync, logger, cancellationToken), cancellationToken);
 

@@ -31,7 +31,9 @@ public static class DatabaseStartup
         }
     }
 
-    /// <summary>A transient database error or a refused connection anywhere in the chain; not a bad schema or bad credentials.</summary>
+    /// <summary>
+    /// A transient database error or a refused connection anywhere in the chain; not a bad schema or bad credentials.
+    /// </summary>
     public static bool IsUnreachable(Exception e)
     {
         for (Exception? inner = e; inner is not null; inner = inner.InnerException)

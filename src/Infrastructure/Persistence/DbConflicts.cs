@@ -6,7 +6,9 @@ using Npgsql;
 
 namespace DynamicWorkers.Infrastructure.Persistence;
 
-/// <summary>Recognises the database errors that mean "someone else got there first": worth an immediate retry.</summary>
+/// <summary>
+/// Recognises the database errors that mean "someone else got there first": worth an immediate retry.
+/// </summary>
 public static class DbConflicts
 {
     public static bool IsConflict(Exception e)
@@ -20,7 +22,9 @@ public static class DbConflicts
         _ => false,
     };
 
-    /// <summary>Two transactions waited on each other's row locks; the database ended one, which may simply run again.</summary>
+    /// <summary>
+    /// Two transactions waited on each other's row locks; the database ended one, which may simply run again.
+    /// </summary>
     static bool IsDeadlock(Exception e) => (e as DbException ?? e.InnerException as DbException) switch
     {
         PostgresException pg => pg.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure,

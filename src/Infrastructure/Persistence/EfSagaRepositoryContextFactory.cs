@@ -8,8 +8,8 @@ namespace DynamicWorkers.Infrastructure.Persistence;
 /// MassTransit saga repository over EF Core with optimistic concurrency: a saga is loaded without a lock
 /// and saved with <c>WHERE Version = @loaded</c>; the loser of a race gets a
 /// <see cref="DbUpdateConcurrencyException"/> and the endpoint's retry runs it again on fresh state.
-/// Resolved from the per-message scope, so <typeparamref name="TDbContext"/> is that message's context. A transaction the
-/// saga's activities began on it (row claims, see the LeaseSaga's Allocator) is committed with the saga's save.
+/// Resolved from the per-message scope, so <typeparamref name="TDbContext"/> is that message's context. A transaction
+/// the saga's activities began on it (row claims, see the LeaseSaga's Allocator) is committed with the saga's save.
 /// </summary>
 public sealed class EfSagaRepositoryContextFactory<TSaga, TDbContext>(
     TDbContext db,

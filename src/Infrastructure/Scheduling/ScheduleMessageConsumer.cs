@@ -17,7 +17,10 @@ namespace DynamicWorkers.Infrastructure.Scheduling;
 /// </summary>
 public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, HeldSchedules held) : IConsumer<ScheduleMessage>
 {
-    /// <summary>A send that fails (broker down) is retried by Quartz, from the store: 1 s doubling to 30 s, 20 attempts, about eight minutes.</summary>
+    /// <summary>
+    /// A send that fails (broker down) is retried by Quartz, from the store: 1 s doubling to 30 s, 20 attempts, about
+    /// eight minutes.
+    /// </summary>
     static readonly RetryPolicy SendRetry = RetryPolicy.Exponential(20, TimeSpan.FromSeconds(1), 2, TimeSpan.FromSeconds(30));
 
     public async Task Consume(ConsumeContext<ScheduleMessage> context)

@@ -9,7 +9,9 @@ using OpenTelemetry.Trace;
 
 namespace DynamicWorkers.Infrastructure.Telemetry;
 
-/// <summary>The service's own meter and activity source; metric names are part of the ops contract (DESIGN.md).</summary>
+/// <summary>
+/// The service's own meter and activity source; metric names are part of the ops contract (DESIGN.md).
+/// </summary>
 public static class DwTelemetry
 {
     public const string Name = "DynamicWorkers";
@@ -34,10 +36,14 @@ public static class DwTelemetry
     /// <summary>Tag <c>reason</c> = idle | max_age | max_lease | orphan | failed.</summary>
     public static readonly Counter<long> WorkersReaped = Meter.CreateCounter<long>("dw_workers_reaped_total", description: "Workers deprovisioned, by reason");
 
-    /// <summary>Idle VM time (ready and never leased, or idle between leases): the cost side of the hot pool; tag <c>pool</c>.</summary>
+    /// <summary>
+    /// Idle VM time (ready and never leased, or idle between leases): the cost side of the hot pool; tag <c>pool</c>.
+    /// </summary>
     public static readonly Counter<double> WorkerIdleSeconds = Meter.CreateCounter<double>("dw_worker_idle_seconds_total", description: "Seconds workers spent provisioned but not leased");
 
-    /// <summary>Saga saves that lost to a concurrent one (version or key) and run again: the cost of copies deciding at once.</summary>
+    /// <summary>
+    /// Saga saves that lost to a concurrent one (version or key) and run again: the cost of copies deciding at once.
+    /// </summary>
     public static readonly Counter<long> SagaConflicts = Meter.CreateCounter<long>("dw_saga_conflicts_total", description: "Saga saves that lost a race and were retried, by saga");
 
     /// <summary>Gauge names; the lease-saga host observes them from its sampled pool status.</summary>
