@@ -77,7 +77,8 @@ public sealed class RabbitMqManagement : IDisposable
 
     public RabbitMqManagement(Uri management, string username, string password)
     {
-        _http = new HttpClient { BaseAddress = new Uri(management.GetLeftPart(UriPartial.Authority) + "/api/"), Timeout = TimeSpan.FromSeconds(30) };
+        _http = new HttpClient { BaseAddress = new Uri(management.GetLeftPart(UriPartial.Authority) + "/api/"),
+            Timeout = TimeSpan.FromSeconds(30) };
         var basic = Convert.ToBase64String(Encoding.UTF8.GetBytes($"{username}:{password}"));
         _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", basic);
     }
@@ -85,7 +86,8 @@ public sealed class RabbitMqManagement : IDisposable
     /// <summary>
     /// Creates the user or sets its password and tags (idempotent), then its permissions in <paramref name="vhost"/>.
     /// </summary>
-    public async Task PutUserAsync(string vhost, string user, string password, string tags, Permissions permissions, CancellationToken cancellationToken)
+    public async Task PutUserAsync(string vhost, string user, string password, string tags, Permissions permissions,
+        CancellationToken cancellationToken)
     {
         await PutAsync($"users/{Uri.EscapeDataString(user)}", new { password, tags }, cancellationToken);
         await PutAsync(
@@ -117,7 +119,9 @@ public sealed class RabbitMqManagement : IDisposable
         if (!response.IsSuccessStatusCode)
         {
             var text = await response.Content.ReadAsStringAsync(cancellationToken);
-            throw new HttpRequestException($"RabbitMQ management API: {(int)response.StatusCode} {response.ReasonPhrase} {text}".Trim(), null, response.StatusCode);
+            throw new HttpRequestException(
+                $"RabbitMQ management API: {(int)response.StatusCode} {response.ReasonPhrase} {text}".Trim(), null,
+                response.StatusCode);
         }
     }
 

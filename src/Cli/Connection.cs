@@ -52,13 +52,15 @@ public static class Connection
     /// Connects (from --rabbitmq or DW_RABBITMQ), runs <paramref name="body"/> and maps what can go wrong to an exit
     /// code. Callers validate their own input first, so a usage error never touches the broker.
     /// </summary>
-    public static async Task<int> RunAsync(ParseResult parse, CancellationToken cancellationToken, Func<DynamicWorkersClient, Output, TimeSpan, CancellationToken, Task<int>> body)
+    public static async Task<int> RunAsync(ParseResult parse, CancellationToken cancellationToken,
+        Func<DynamicWorkersClient, Output, TimeSpan, CancellationToken, Task<int>> body)
     {
         var output = OutputOf(parse);
         var text = parse.GetValue(RabbitMq) ?? Environment.GetEnvironmentVariable(EnvironmentVariable);
         if (string.IsNullOrWhiteSpace(text))
         {
-            output.Error($"no broker: pass --rabbitmq amqp://user:password@host:5672/vhost or set {EnvironmentVariable}");
+            output.Error(
+                $"no broker: pass --rabbitmq amqp://user:password@host:5672/vhost or set {EnvironmentVariable}");
             return ExitCodes.Usage;
         }
 

@@ -19,7 +19,8 @@ public static class Durations
         foreach (var (suffix, unit) in units)
         {
             if (text.EndsWith(suffix, StringComparison.OrdinalIgnoreCase)
-                && double.TryParse(text[..^suffix.Length], NumberStyles.Float, CultureInfo.InvariantCulture, out var number)
+                && double.TryParse(text[..^suffix.Length], NumberStyles.Float, CultureInfo.InvariantCulture,
+                    out var number)
                 && double.IsFinite(number))
             {
                 value = unit(number);

@@ -17,7 +17,8 @@ public sealed class Output(TextWriter stdout, TextWriter stderr, bool json)
 
     public bool Json => json;
 
-    public void WriteJson(object value) => stdout.WriteLine(JsonSerializer.Serialize(value, value.GetType(), JsonOptions));
+    public void WriteJson(object value) => stdout.WriteLine(JsonSerializer.Serialize(value, value.GetType(),
+        JsonOptions));
 
     public void WriteLine(string text) => stdout.WriteLine(text);
 

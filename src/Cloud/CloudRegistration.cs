@@ -46,22 +46,26 @@ public static class CloudRegistration
     /// of its <c>/readyz</c>, and it leaves the simulated cloud's tables to the services that create VMs (a read before
     /// then is "unknown")
     /// </param>
-    public static IServiceCollection AddWorkerCloud(this IServiceCollection services, IConfiguration configuration, bool healthReadsOnly = false)
+    public static IServiceCollection AddWorkerCloud(this IServiceCollection services, IConfiguration configuration,
+        bool healthReadsOnly = false)
     {
         var provider = configuration.GetSection(CloudOptions.Section).GetValidated<CloudOptions>().Provider;
         if (provider == CloudProvider.Azure)
         {
             services.AddValidatedOptions<AzureCloudOptions>(configuration.GetSection(AzureCloudOptions.Section));
             // One ArmClient per process: it holds the credential's token cache and the HTTP connections.
-            services.AddSingleton(sp => AzureArm.CreateClient(sp.GetRequiredService<IOptions<AzureCloudOptions>>().Value));
-            services.AddSingleton(sp => new CloudLimits(sp.GetRequiredService<IOptions<AzureCloudOptions>>().Value.MaxConcurrentCreates));
+            services.AddSingleton(sp => AzureArm.CreateClient(sp.GetRequiredService<IOptions<AzureCloudOptions>>()
+                .Value));
+            services.AddSingleton(sp => new CloudLimits(sp.GetRequiredService<IOptions<AzureCloudOptions>>()
+                .Value.MaxConcurrentCreates));
             services.AddSingleton<IWorkerCloud, AzureWorkerCloud>();
             services.TryAddSingleton(TimeProvider.System);
             if (!healthReadsOnly)
             {
                 // A singleton, so the check's 30-second memory survives between probes.
                 services.AddSingleton<AzureHealthCheck>();
-                services.AddHealthChecks().AddCheck<AzureHealthCheck>("azure", tags: [HttpSurface.ReadyTag], timeout: TimeSpan.FromSeconds(15));
+                services.AddHealthChecks().AddCheck<AzureHealthCheck>("azure", tags: [HttpSurface.ReadyTag],
+                    timeout: TimeSpan.FromSeconds(15));
             }
 
             return services;

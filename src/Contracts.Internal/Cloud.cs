@@ -30,7 +30,8 @@ public static class CloudQueues
 public sealed record ProvisionWorker(Guid WorkerId, string Pool, string Image, string Size);
 
 [MessageUrn("DynamicWorkers.Internal:WorkerProvisioned")]
-public sealed record WorkerProvisioned(Guid WorkerId, string Address, string AgentThumbprint, DateTimeOffset ProvisionedAt);
+public sealed record WorkerProvisioned(Guid WorkerId, string Address, string AgentThumbprint,
+    DateTimeOffset ProvisionedAt);
 
 /// <summary>The VM could not be created; <see cref="Reason"/> carries the cloud's error code.</summary>
 [MessageUrn("DynamicWorkers.Internal:WorkerProvisioningFailed")]

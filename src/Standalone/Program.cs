@@ -16,7 +16,8 @@ using Microsoft.Extensions.DependencyInjection;
 // appsettings.json, environment variables and the command line override these defaults.
 var demo = args.Contains(DemoInstances.Switch);
 args = args.Where(a => a != DemoInstances.Switch).ToArray();
-var dataDirectory = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "dynamic-workers");
+var dataDirectory = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData,
+    Environment.SpecialFolderOption.Create), "dynamic-workers");
 Directory.CreateDirectory(dataDirectory);
 var defaults = new Dictionary<string, string?>
 {

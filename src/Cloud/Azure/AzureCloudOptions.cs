@@ -76,7 +76,8 @@ public sealed class AzureCloudOptions : IValidatableObject
     /// Value of the <c>dw-managed-by</c> tag: the orphan sweep only ever touches VMs carrying this exact value.
     /// </summary>
     [Required(ErrorMessage = "Cloud:Azure:ManagedBy is required")]
-    [RegularExpression("^[a-z0-9][a-z0-9-]{0,62}$", ErrorMessage = "Cloud:Azure:ManagedBy is lower-case letters, digits and '-'")]
+    [RegularExpression("^[a-z0-9][a-z0-9-]{0,62}$",
+        ErrorMessage = "Cloud:Azure:ManagedBy is lower-case letters, digits and '-'")]
     public string ManagedBy { get; set; } = "dynamic-workers";
 
     /// <summary>The port the worker's agent listens on, appended to its private address.</summary>
@@ -143,7 +144,8 @@ public sealed class AzureCloudOptions : IValidatableObject
 
         if (SubnetId.Length > 0 && !SubnetId.StartsWith("/subscriptions/", StringComparison.OrdinalIgnoreCase))
         {
-            yield return new ValidationResult("Cloud:Azure:SubnetId must be a subnet's full resource id (/subscriptions/.../subnets/...)");
+            yield return new ValidationResult(
+                "Cloud:Azure:SubnetId must be a subnet's full resource id (/subscriptions/.../subnets/...)");
         }
 
         if (string.IsNullOrEmpty(AdminPassword) && string.IsNullOrEmpty(SshPublicKey))
@@ -153,7 +155,8 @@ public sealed class AzureCloudOptions : IValidatableObject
 
         if (Endpoint is { IsAbsoluteUri: true } && Endpoint.Scheme != Uri.UriSchemeHttps)
         {
-            yield return new ValidationResult("Cloud:Azure:Endpoint must be https (the SDK refuses to send tokens over http)");
+            yield return new ValidationResult(
+                "Cloud:Azure:Endpoint must be https (the SDK refuses to send tokens over http)");
         }
 
         if (Audience.EndsWith('/'))
@@ -169,12 +172,15 @@ public sealed class AzureCloudOptions : IValidatableObject
         if (Credential == AzureCredentialKind.ClientSecret
             && (string.IsNullOrEmpty(TenantId) || string.IsNullOrEmpty(ClientId) || string.IsNullOrEmpty(ClientSecret)))
         {
-            yield return new ValidationResult("Cloud:Azure:Credential ClientSecret needs Cloud:Azure:TenantId, :ClientId and :ClientSecret");
+            yield return new ValidationResult(
+                "Cloud:Azure:Credential ClientSecret needs Cloud:Azure:TenantId, :ClientId and :ClientSecret");
         }
 
-        if (Credential == AzureCredentialKind.Emulator && Endpoint.Host.EndsWith("management.azure.com", StringComparison.OrdinalIgnoreCase))
+        if (Credential == AzureCredentialKind.Emulator
+            && Endpoint.Host.EndsWith("management.azure.com", StringComparison.OrdinalIgnoreCase))
         {
-            yield return new ValidationResult("Cloud:Azure:Credential Emulator is for the test emulator only: set Cloud:Azure:Endpoint to it");
+            yield return new ValidationResult(
+                "Cloud:Azure:Credential Emulator is for the test emulator only: set Cloud:Azure:Endpoint to it");
         }
     }
 }

@@ -42,7 +42,8 @@ public static partial class TrustScript
     {
         if (!Thumbprint.IsValid(thumbprint))
         {
-            throw new ArgumentException("only a 40- or 64-digit hex thumbprint may reach a trust script", nameof(thumbprint));
+            throw new ArgumentException("only a 40- or 64-digit hex thumbprint may reach a trust script",
+                nameof(thumbprint));
         }
 
         var script = (template ?? (os == WorkerOsType.Windows ? WindowsDefault : LinuxDefault))

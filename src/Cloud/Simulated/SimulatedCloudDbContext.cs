@@ -56,7 +56,8 @@ public sealed class SimulatedCloudDbContext(DbContextOptions<SimulatedCloudDbCon
     public DbSet<SimulatedVm> Vms => Set<SimulatedVm>();
     public DbSet<SimulatedVmTrust> Trusts => Set<SimulatedVmTrust>();
 
-    public static DbContextOptions<SimulatedCloudDbContext> CreateOptions(DatabaseOptions database, ILoggerFactory? logging = null)
+    public static DbContextOptions<SimulatedCloudDbContext> CreateOptions(DatabaseOptions database,
+        ILoggerFactory? logging = null)
     {
         var builder = new DbContextOptionsBuilder<SimulatedCloudDbContext>();
         builder.UseDynamicWorkersDatabase(database, logging);

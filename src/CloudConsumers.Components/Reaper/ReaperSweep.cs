@@ -82,14 +82,17 @@ public sealed class ReaperSweep(
         var deleted = 0;
         foreach (var vm in candidates.Where(v => !live.Contains(v.WorkerId)))
         {
-            logger.LogWarning("Deleting orphan VM of worker {WorkerId} in {Pool}, created {CreatedAt:O}: no live worker owns it", vm.WorkerId, vm.Pool, vm.CreatedAt);
+            logger.LogWarning(
+                "Deleting orphan VM of worker {WorkerId} in {Pool}, created {CreatedAt:O}: no live worker owns it",
+                vm.WorkerId, vm.Pool, vm.CreatedAt);
             try
             {
                 await cloud.DeleteAsync(vm.WorkerId, cancellationToken);
             }
             catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
-                logger.LogWarning(e, "Deleting orphan VM of worker {WorkerId} failed; the next sweep tries again", vm.WorkerId);
+                logger.LogWarning(e, "Deleting orphan VM of worker {WorkerId} failed; the next sweep tries again",
+                    vm.WorkerId);
                 continue;
             }
 

@@ -74,12 +74,14 @@ public sealed class RabbitMqOptions : IValidatableObject
     /// The nodes to connect to, in order: <see cref="ClusterNodes"/>, else <see cref="Host"/>:<see cref="Port"/>.
     /// </summary>
     public IReadOnlyList<(string Host, int Port)> Nodes()
-        => ClusterNodes is { Length: > 0 } nodes ? nodes.Select(n => ParseNode(n) ?? (n, Port)).ToList() : [(Host, Port)];
+        => ClusterNodes is { Length: > 0 } nodes ? nodes.Select(n => ParseNode(n) ?? (n, Port)).ToList()
+            : [(Host, Port)];
 
     (string Host, int Port)? ParseNode(string node) => node.Split(':') switch
     {
         [var host] when host.Trim().Length > 0 => (host.Trim(), Port),
-        [var host, var port] when host.Trim().Length > 0 && int.TryParse(port, out var p) && p is > 0 and <= 65535 => (host.Trim(), p),
+        [var host, var port] when host.Trim().Length > 0 && int.TryParse(port, out var p) && p is > 0 and <= 65535
+            => (host.Trim(), p),
         _ => null,
     };
 
@@ -111,10 +113,13 @@ public sealed class RetryOptions
     /// </summary>
     public TimeSpan[]? Redeliveries { get; set; }
 
-    public TimeSpan[] EffectiveIntervals => Intervals is { Length: > 0 } i ? i : [TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)];
+    public TimeSpan[] EffectiveIntervals => Intervals is { Length: > 0 } i
+        ? i
+        : [TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)];
 
     public TimeSpan[] EffectiveRedeliveries => Redeliveries is { Length: > 0 } r ? r
-        : [TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(2)];
+        : [TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(1),
+            TimeSpan.FromMinutes(2)];
 }
 
 /// <summary>Section <c>Database</c> plus <c>ConnectionStrings:Default</c>.</summary>
@@ -205,7 +210,7 @@ public sealed class HttpOptions
 
     /// <summary>
     /// When set, every path but <c>/healthz</c>, <c>/readyz</c>, <c>/metrics</c> and the dashboard page (which holds no
-    /// data) needs <c>Authorization: Bearer</c> this token; empty or unset leaves the API open, as before.
+    /// data) needs <c>Authorization: Bearer</c> this token; empty or unset leaves the API open.
     /// </summary>
     public string? ApiToken { get; set; }
 }
@@ -219,7 +224,7 @@ public sealed class TenancyOptions
     public const string Section = "Tenancy";
 
     /// <summary>
-    /// Check senders (RabbitMQ only: the in-memory bus has no identities). Off: every sender is trusted, as before.
+    /// Check senders (RabbitMQ only: the in-memory bus has no identities). Off: every sender is trusted.
     /// </summary>
     public bool Authenticate { get; set; } = true;
 

@@ -164,7 +164,8 @@ public static class BusRegistration
         // Quorum queues cannot be exclusive or auto-delete: temporary endpoints stay classic and die with their host.
         if (context.GetService<IOptions<RabbitMqOptions>>()?.Value.QueueType == RabbitMqQueueType.Quorum
             && endpoint is IRabbitMqReceiveEndpointConfigurator rabbit
-            && endpoint is IRabbitMqReceiveEndpointConfiguration { Settings: { Durable: true, AutoDelete: false, Exclusive: false, QueueExpiration: null } })
+            && endpoint is IRabbitMqReceiveEndpointConfiguration { Settings: { Durable: true, AutoDelete: false,
+                Exclusive: false, QueueExpiration: null } })
         {
             rabbit.SetQuorumQueue();
         }

@@ -9,7 +9,8 @@ namespace DynamicWorkers.Infrastructure.Messaging;
 /// <c>Unauthorized</c> (to the sender only, nothing is stored); anything else goes to the <c>_error</c> queue with the
 /// reason.
 /// </summary>
-public sealed class SenderFilter<T>(SenderIdentity identity, ILogger<SenderIdentity> logger) : IFilter<ConsumeContext<T>>
+public sealed class SenderFilter<T>(SenderIdentity identity, ILogger<SenderIdentity> logger)
+    : IFilter<ConsumeContext<T>>
     where T : class
 {
     public async Task Send(ConsumeContext<T> context, IPipe<ConsumeContext<T>> next)
@@ -25,7 +26,8 @@ public sealed class SenderFilter<T>(SenderIdentity identity, ILogger<SenderIdent
         {
             if (context.ResponseAddress is not null)
             {
-                await context.RespondAsync(new LeaseRejected(request.LeaseId, request.InstanceId, LeaseRejectionReasons.Unauthorized, refusal));
+                await context.RespondAsync(new LeaseRejected(request.LeaseId, request.InstanceId,
+                    LeaseRejectionReasons.Unauthorized, refusal));
             }
 
             return;

@@ -25,7 +25,8 @@ public static class DatabaseRegistration
         where TContext : DbContext
     {
         services.AddDatabaseOptions(configuration);
-        services.AddSingleton(sp => pool(sp.GetRequiredService<IOptions<DatabaseOptions>>().Value, sp.GetService<ILoggerFactory>()));
+        services.AddSingleton(sp => pool(sp.GetRequiredService<IOptions<DatabaseOptions>>().Value,
+            sp.GetService<ILoggerFactory>()));
         services.AddScoped(sp => sp.GetRequiredService<ContextPool<TContext>>().Rent());
         services.AddSingleton<DatabaseInitializer<TContext>>();
         services.AddHostedService(sp => sp.GetRequiredService<DatabaseInitializer<TContext>>());
@@ -56,7 +57,8 @@ public static class DatabaseRegistration
             DatabaseProvider.Postgres => builder.UseNpgsql(PostgresConnections.Tuned(options.ConnectionString)),
             // SQLite changes a table by rebuilding it, with foreign keys off outside the migration's transaction:
             // expected.
-            DatabaseProvider.Sqlite => builder.UseSqlite(options.ConnectionString).AddInterceptors(SqliteBusyTimeout.Instance)
+            DatabaseProvider.Sqlite => builder.UseSqlite(options.ConnectionString)
+                .AddInterceptors(SqliteBusyTimeout.Instance)
                 .ConfigureWarnings(w => w.Ignore(RelationalEventId.NonTransactionalMigrationOperationWarning)),
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Provider, "unknown database provider"),
         };

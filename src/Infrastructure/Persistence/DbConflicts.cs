@@ -12,7 +12,8 @@ namespace DynamicWorkers.Infrastructure.Persistence;
 public static class DbConflicts
 {
     public static bool IsConflict(Exception e)
-        => e is DbUpdateConcurrencyException || (e is DbUpdateException u && IsDuplicateKey(u)) || IsBusy(e) || IsDeadlock(e);
+        => e is DbUpdateConcurrencyException || (e is DbUpdateException u && IsDuplicateKey(u)) || IsBusy(e)
+            || IsDeadlock(e);
 
     public static bool IsDuplicateKey(DbUpdateException e) => e.InnerException switch
     {
@@ -27,7 +28,8 @@ public static class DbConflicts
     /// </summary>
     static bool IsDeadlock(Exception e) => (e as DbException ?? e.InnerException as DbException) switch
     {
-        PostgresException pg => pg.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure,
+        PostgresException pg
+            => pg.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure,
         SqlException sql => sql.Number == 1205,
         _ => false,
     };

@@ -49,7 +49,8 @@ public sealed class HeldSchedules
     /// copy arriving while another is held (redelivered after a lost connection, whose ack the first can no longer
     /// give) takes over the hold: the first returns true, so a cancel still meets the one copy that may be stored.
     /// </summary>
-    public async Task<bool> CancelledWhileHeldAsync(string token, DateTimeOffset due, CancellationToken cancellationToken)
+    public async Task<bool> CancelledWhileHeldAsync(string token, DateTimeOffset due,
+        CancellationToken cancellationToken)
     {
         var hold = Min(_holdLimit, due - _clock.GetUtcNow() - StoreLead);
         if (_stop.IsCancellationRequested || hold <= TimeSpan.Zero)
@@ -73,7 +74,8 @@ public sealed class HeldSchedules
             });
 
             using var timeout = new CancellationTokenSource(hold, _clock);
-            using var ended = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stop.Token, cancellationToken);
+            using var ended = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stop.Token,
+                cancellationToken);
             try
             {
                 await cancelled.Task.WaitAsync(ended.Token).ConfigureAwait(false);
