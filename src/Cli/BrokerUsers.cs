@@ -7,7 +7,9 @@ using System.Text.RegularExpressions;
 
 namespace DynamicWorkers.Cli;
 
-/// <summary>One RabbitMQ user's permissions in a virtual host: regular expressions over exchange and queue names.</summary>
+/// <summary>
+/// One RabbitMQ user's permissions in a virtual host: regular expressions over exchange and queue names.
+/// </summary>
 public sealed record Permissions(string Configure, string Write, string Read);
 
 /// <summary>
@@ -45,7 +47,9 @@ public static class BrokerUsers
     /// </summary>
     public const string ServiceTags = "impersonator";
 
-    /// <summary>The client's response queue and exchange are <c>user.&lt;32 hex&gt;</c> (see the client's identity setup).</summary>
+    /// <summary>
+    /// The client's response queue and exchange are <c>user.&lt;32 hex&gt;</c> (see the client's identity setup).
+    /// </summary>
     static string OwnQueues(string user) => Regex.Escape(user) + @"\.[0-9a-f]{32}";
 
     public static Permissions OperatorPermissions()
@@ -73,13 +77,17 @@ public sealed class RabbitMqManagement : IDisposable
 
     public RabbitMqManagement(Uri management, string username, string password)
     {
-        _http = new HttpClient { BaseAddress = new Uri(management.GetLeftPart(UriPartial.Authority) + "/api/"), Timeout = TimeSpan.FromSeconds(30) };
+        _http = new HttpClient { BaseAddress = new Uri(management.GetLeftPart(UriPartial.Authority) + "/api/"),
+            Timeout = TimeSpan.FromSeconds(30) };
         var basic = Convert.ToBase64String(Encoding.UTF8.GetBytes($"{username}:{password}"));
         _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", basic);
     }
 
-    /// <summary>Creates the user or sets its password and tags (idempotent), then its permissions in <paramref name="vhost"/>.</summary>
-    public async Task PutUserAsync(string vhost, string user, string password, string tags, Permissions permissions, CancellationToken cancellationToken)
+    /// <summary>
+    /// Creates the user or sets its password and tags (idempotent), then its permissions in <paramref name="vhost"/>.
+    /// </summary>
+    public async Task PutUserAsync(string vhost, string user, string password, string tags, Permissions permissions,
+        CancellationToken cancellationToken)
     {
         await PutAsync($"users/{Uri.EscapeDataString(user)}", new { password, tags }, cancellationToken);
         await PutAsync(
@@ -88,7 +96,9 @@ public sealed class RabbitMqManagement : IDisposable
             cancellationToken);
     }
 
-    /// <summary>Deletes the user (its connections are closed by the broker); a user already gone counts as deleted.</summary>
+    /// <summary>
+    /// Deletes the user (its connections are closed by the broker); a user already gone counts as deleted.
+    /// </summary>
     public async Task DeleteUserAsync(string user, CancellationToken cancellationToken)
     {
         using var response = await _http.DeleteAsync($"users/{Uri.EscapeDataString(user)}", cancellationToken);
@@ -109,7 +119,9 @@ public sealed class RabbitMqManagement : IDisposable
         if (!response.IsSuccessStatusCode)
         {
             var text = await response.Content.ReadAsStringAsync(cancellationToken);
-            throw new HttpRequestException($"RabbitMQ management API: {(int)response.StatusCode} {response.ReasonPhrase} {text}".Trim(), null, response.StatusCode);
+            throw new HttpRequestException(
+                $"RabbitMQ management API: {(int)response.StatusCode} {response.ReasonPhrase} {text}".Trim(), null,
+                response.StatusCode);
         }
     }
 

@@ -3,7 +3,9 @@ using DynamicWorkers.Client;
 
 namespace DynamicWorkers.Cli;
 
-/// <summary>The options every command shares, and the one way a command gets connected and turns failures into exit codes.</summary>
+/// <summary>
+/// The options every command shares, and the one way a command gets connected and turns failures into exit codes.
+/// </summary>
 public static class Connection
 {
     public const string EnvironmentVariable = "DW_RABBITMQ";
@@ -38,23 +40,27 @@ public static class Connection
         },
     };
 
-    /// <summary>How long connecting may take at most, whatever --timeout says: an unreachable broker is reported quickly.</summary>
+    /// <summary>
+    /// How long connecting may take at most, whatever --timeout says: an unreachable broker is reported quickly.
+    /// </summary>
     static readonly TimeSpan ConnectDeadline = TimeSpan.FromSeconds(10);
 
     public static Output OutputOf(ParseResult parse)
         => new(parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, parse.GetValue(Json));
 
     /// <summary>
-    /// Connects (from --rabbitmq or DW_RABBITMQ), runs <paramref name="body"/> and maps what can go wrong to an exit code.
-    /// Callers validate their own input first, so a usage error never touches the broker.
+    /// Connects (from --rabbitmq or DW_RABBITMQ), runs <paramref name="body"/> and maps what can go wrong to an exit
+    /// code. Callers validate their own input first, so a usage error never touches the broker.
     /// </summary>
-    public static async Task<int> RunAsync(ParseResult parse, CancellationToken cancellationToken, Func<DynamicWorkersClient, Output, TimeSpan, CancellationToken, Task<int>> body)
+    public static async Task<int> RunAsync(ParseResult parse, CancellationToken cancellationToken,
+        Func<DynamicWorkersClient, Output, TimeSpan, CancellationToken, Task<int>> body)
     {
         var output = OutputOf(parse);
         var text = parse.GetValue(RabbitMq) ?? Environment.GetEnvironmentVariable(EnvironmentVariable);
         if (string.IsNullOrWhiteSpace(text))
         {
-            output.Error($"no broker: pass --rabbitmq amqp://user:password@host:5672/vhost or set {EnvironmentVariable}");
+            output.Error(
+                $"no broker: pass --rabbitmq amqp://user:password@host:5672/vhost or set {EnvironmentVariable}");
             return ExitCodes.Usage;
         }
 

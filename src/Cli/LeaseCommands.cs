@@ -18,12 +18,26 @@ public static class LeaseCommands
     static Command Request()
     {
         var instance = new Option<string>("--instance") { Description = "The instance id", Required = true };
-        var thumbprint = new Option<string>("--thumbprint") { Description = "SHA-1 (40) or SHA-256 (64) hex thumbprint of the instance's certificate", Required = true };
+        var thumbprint = new Option<string>("--thumbprint")
+        {
+            Description = "SHA-1 (40) or SHA-256 (64) hex thumbprint of the instance's certificate",
+            Required = true,
+        };
         var pool = new Option<string>("--pool") { Description = "The pool, e.g. ubuntu-22.04", Required = true };
-        var leaseId = new Option<Guid?>("--lease-id") { Description = "The lease id (the idempotency key): repeat a request with the same id to get its one answer; new if omitted" };
+        var leaseId = new Option<Guid?>("--lease-id")
+        {
+            Description = "The lease id (the idempotency key): repeat a request with the same id to get its one "
+                + "answer; new if omitted",
+        };
         var task = new Option<string?>("--task") { Description = "The task id, for the logs" };
-        var wait = new Option<bool>("--wait") { Description = "Wait for the answer (up to --timeout): exit 0 granted, 3 rejected, 4 no answer yet" };
-        var command = new Command("request", "Ask for a worker that trusts the instance's certificate") { instance, thumbprint, pool, leaseId, task, wait };
+        var wait = new Option<bool>("--wait")
+        {
+            Description = "Wait for the answer (up to --timeout): exit 0 granted, 3 rejected, 4 no answer yet",
+        };
+        var command = new Command("request", "Ask for a worker that trusts the instance's certificate")
+        {
+            instance, thumbprint, pool, leaseId, task, wait,
+        };
         command.SetAction(async (parse, cancellationToken) =>
         {
             LeaseRequested request;
@@ -35,7 +49,8 @@ public static class LeaseCommands
             }
             catch (ArgumentException e)
             {
-                Connection.OutputOf(parse).Error($"invalid lease request: {e.Message.Replace($" (Parameter '{e.ParamName}')", "")}");
+                Connection.OutputOf(parse)
+                    .Error($"invalid lease request: {e.Message.Replace($" (Parameter '{e.ParamName}')", "")}");
                 return ExitCodes.Usage;
             }
 
@@ -44,7 +59,8 @@ public static class LeaseCommands
                 if (!parse.GetValue(wait))
                 {
                     await client.PublishLeaseRequestAsync(request, ct);
-                    Write(output, new { outcome = "requested", leaseId = request.LeaseId, instanceId = request.InstanceId, pool = request.Pool },
+                    Write(output, new { outcome = "requested", leaseId = request.LeaseId,
+                        instanceId = request.InstanceId, pool = request.Pool },
                         ("outcome", "requested (not waiting for the answer)"), ("lease", request.LeaseId.ToString()));
                     return ExitCodes.Success;
                 }
@@ -56,15 +72,18 @@ public static class LeaseCommands
                         case LeaseResult.Granted { Lease: var g }:
                             Write(output, new
                             {
-                                outcome = "granted", g.LeaseId, g.InstanceId, g.WorkerId, g.WorkerAddress, g.WorkerThumbprint, g.Reused, g.GrantedAt, g.ExpiresAt,
+                                outcome = "granted", g.LeaseId, g.InstanceId, g.WorkerId, g.WorkerAddress,
+                                g.WorkerThumbprint, g.Reused, g.GrantedAt, g.ExpiresAt,
                             },
-                                ("outcome", "granted"), ("lease", g.LeaseId.ToString()), ("worker", g.WorkerId.ToString()),
-                                ("address", g.WorkerAddress), ("worker thumbprint", g.WorkerThumbprint), ("reused", g.Reused ? "yes" : "no"),
+                                ("outcome", "granted"), ("lease", g.LeaseId.ToString()),
+                                ("worker", g.WorkerId.ToString()), ("address", g.WorkerAddress),
+                                ("worker thumbprint", g.WorkerThumbprint), ("reused", g.Reused ? "yes" : "no"),
                                 ("granted at", g.GrantedAt.ToString("u")), ("expires at", g.ExpiresAt.ToString("u")));
                             return ExitCodes.Success;
                         case LeaseResult.Rejected { Rejection: var r }:
                             Write(output, new { outcome = "rejected", r.LeaseId, r.InstanceId, r.Reason, r.Detail },
-                                ("outcome", "rejected"), ("lease", r.LeaseId.ToString()), ("reason", r.Reason), ("detail", r.Detail));
+                                ("outcome", "rejected"), ("lease", r.LeaseId.ToString()), ("reason", r.Reason),
+                                ("detail", r.Detail));
                             return ExitCodes.Rejected;
                         default:
                             throw new InvalidOperationException("unknown lease result");
@@ -84,9 +103,14 @@ public static class LeaseCommands
     static Command Release()
     {
         var leaseId = new Option<Guid>("--lease-id") { Description = "The lease to release", Required = true };
-        var instance = new Option<string>("--instance") { Description = "The instance that holds the lease", Required = true };
-        var command = new Command("release", "Release a lease: its worker goes idle, still trusting only that instance") { leaseId, instance };
-        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken, async (client, output, _, ct) =>
+        var instance = new Option<string>("--instance")
+        {
+            Description = "The instance that holds the lease", Required = true,
+        };
+        var command = new Command("release",
+            "Release a lease: its worker goes idle, still trusting only that instance") { leaseId, instance };
+        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken,
+            async (client, output, _, ct) =>
         {
             var released = new LeaseReleased(parse.GetValue(leaseId), parse.GetRequiredValue(instance));
             await client.ReleaseAsync(released.LeaseId, released.InstanceId, ct);

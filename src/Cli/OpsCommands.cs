@@ -4,7 +4,10 @@ using DynamicWorkers.Contracts;
 
 namespace DynamicWorkers.Cli;
 
-/// <summary><c>dw pool status|set-size|image</c>, <c>dw workers</c>, <c>dw leases</c>, <c>dw instance set-lifecycle|remove</c>: what an operator does.</summary>
+/// <summary>
+/// <c>dw pool status|set-size|image</c>, <c>dw workers</c>, <c>dw leases</c>, <c>dw instance set-lifecycle|remove</c>:
+/// what an operator does.
+/// </summary>
 public static class OpsCommands
 {
     /// <summary>The service's own bound on lifecycle limits.</summary>
@@ -22,8 +25,10 @@ public static class OpsCommands
     static Command Status()
     {
         var name = new Option<string?>("--pool") { Description = "Only this pool" };
-        var command = new Command("status", "Workers by state, sizes, waiting leases, image and tools of each pool") { name };
-        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken, async (client, output, _, ct) =>
+        var command = new Command("status",
+            "Workers by state, sizes, waiting leases, image and tools of each pool") { name };
+        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken,
+            async (client, output, _, ct) =>
         {
             var status = await client.GetPoolStatusAsync(parse.GetValue(name), ct);
             if (parse.GetValue(name) is { } wanted && status.Pools.Count == 0)
@@ -43,7 +48,9 @@ public static class OpsCommands
                     status.Pools.Select(p => (IReadOnlyList<string>)
                     [
                         p.Pool, p.HotTarget.ToString(), p.MaxWorkers.ToString(), p.WaitingLeases.ToString(),
-                        p.WorkersByState.Count == 0 ? "-" : string.Join(" ", p.WorkersByState.OrderBy(s => s.Key).Select(s => $"{s.Key}={s.Value}")),
+                        p.WorkersByState.Count == 0
+                            ? "-"
+                            : string.Join(" ", p.WorkersByState.OrderBy(s => s.Key).Select(s => $"{s.Key}={s.Value}")),
                         p.Image, p.OutdatedWorkers.ToString(), string.Join(", ", p.Tools),
                     ]));
             }
@@ -56,9 +63,19 @@ public static class OpsCommands
     static Command SetSize()
     {
         var name = new Option<string>("--pool") { Description = "The pool", Required = true };
-        var hotTarget = new Option<int>("--hot-target") { Description = "Workers kept ready, trusting no one", Required = true };
-        var maxWorkers = new Option<int>("--max-workers") { Description = "Live workers never above this", Required = true };
-        var command = new Command("set-size", "Change a pool's size at run time (persisted); waits until the service applied it") { name, hotTarget, maxWorkers };
+        var hotTarget = new Option<int>("--hot-target")
+        {
+            Description = "Workers kept ready, trusting no one", Required = true,
+        };
+        var maxWorkers = new Option<int>("--max-workers")
+        {
+            Description = "Live workers never above this", Required = true,
+        };
+        var command = new Command("set-size",
+            "Change a pool's size at run time (persisted); waits until the service applied it")
+        {
+            name, hotTarget, maxWorkers,
+        };
         command.Validators.Add(result =>
         {
             var hot = result.GetValue(hotTarget);
@@ -68,7 +85,8 @@ public static class OpsCommands
                 result.AddError($"sizes must be 0 <= --hot-target <= --max-workers (got {hot} and {max})");
             }
         });
-        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken, async (client, output, timeout, ct) =>
+        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken,
+            async (client, output, timeout, ct) =>
         {
             var pool = parse.GetRequiredValue(name);
             var (hot, max) = (parse.GetValue(hotTarget), parse.GetValue(maxWorkers));
@@ -89,7 +107,8 @@ public static class OpsCommands
                 {
                     if (output.Json)
                     {
-                        output.WriteJson(new { pool = current.Pool, hotTarget = hot, maxWorkers = max, applied = true });
+                        output.WriteJson(new { pool = current.Pool, hotTarget = hot, maxWorkers = max,
+                            applied = true });
                     }
                     else
                     {
@@ -101,11 +120,13 @@ public static class OpsCommands
 
                 if (elapsed.Elapsed > timeout)
                 {
-                    output.Error($"pool {pool} still shows hot target {current.HotTarget}, max workers {current.MaxWorkers} after {timeout.TotalSeconds:0.#} s");
+                    output.Error($"pool {pool} still shows hot target {current.HotTarget}, "
+                        + $"max workers {current.MaxWorkers} after {timeout.TotalSeconds:0.#} s");
                     return ExitCodes.TimedOut;
                 }
 
-                await Task.Delay(TimeSpan.FromMilliseconds(200), ct); // polling the service's status: there is no acknowledgement message
+                // Polling the service's status: there is no acknowledgement message.
+                await Task.Delay(TimeSpan.FromMilliseconds(200), ct);
             }
         }));
         return command;
@@ -114,12 +135,18 @@ public static class OpsCommands
     static Command SetImage()
     {
         var name = new Argument<string>("pool") { Description = "The pool" };
-        var image = new Argument<string>("image") { Description = "The new image: marketplace reference (publisher:offer:sku:version) or gallery image id" };
-        var command = new Command("image", "Roll a pool out to another image (persisted): hot and idle workers replaced within the pool's surge, leased ones after their lease; waits until the service applied it")
+        var image = new Argument<string>("image")
+        {
+            Description = "The new image: marketplace reference (publisher:offer:sku:version) or gallery image id",
+        };
+        var command = new Command("image",
+            "Roll a pool out to another image (persisted): hot and idle workers replaced within the pool's surge, "
+            + "leased ones after their lease; waits until the service applied it")
         {
             name, image,
         };
-        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken, async (client, output, timeout, ct) =>
+        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken,
+            async (client, output, timeout, ct) =>
         {
             var pool = parse.GetRequiredValue(name);
             var wanted = parse.GetRequiredValue(image);
@@ -140,11 +167,13 @@ public static class OpsCommands
                 {
                     if (output.Json)
                     {
-                        output.WriteJson(new { pool = current.Pool, image = wanted, outdatedWorkers = current.OutdatedWorkers, applied = true });
+                        output.WriteJson(new { pool = current.Pool, image = wanted,
+                            outdatedWorkers = current.OutdatedWorkers, applied = true });
                     }
                     else
                     {
-                        output.WriteLine($"pool {current.Pool}: image {wanted} (applied); {current.OutdatedWorkers} worker(s) on an older image being replaced ('dw pool status' shows the progress)");
+                        output.WriteLine($"pool {current.Pool}: image {wanted} (applied); {current.OutdatedWorkers} "
+                            + "worker(s) on an older image being replaced ('dw pool status' shows the progress)");
                     }
 
                     return ExitCodes.Success;
@@ -156,7 +185,8 @@ public static class OpsCommands
                     return ExitCodes.TimedOut;
                 }
 
-                await Task.Delay(TimeSpan.FromMilliseconds(200), ct); // polling the service's status: there is no acknowledgement message
+                // Polling the service's status: there is no acknowledgement message.
+                await Task.Delay(TimeSpan.FromMilliseconds(200), ct);
             }
         }));
         return command;
@@ -166,8 +196,10 @@ public static class OpsCommands
     {
         var pool = new Option<string?>("--pool") { Description = "Only workers of this pool" };
         var instance = new Option<string?>("--instance") { Description = "Only workers trusting this instance" };
-        var command = new Command("workers", "List the workers: state, the instance each trusts, its current lease") { pool, instance };
-        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken, async (client, output, _, ct) =>
+        var command = new Command("workers",
+            "List the workers: state, the instance each trusts, its current lease") { pool, instance };
+        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken,
+            async (client, output, _, ct) =>
         {
             var list = await client.GetWorkersAsync(parse.GetValue(pool), parse.GetValue(instance), ct);
             if (output.Json)
@@ -180,8 +212,9 @@ public static class OpsCommands
                     ["worker", "pool", "state", "instance", "lease", "provisioned", "last released", "leases"],
                     list.Workers.Select(w => (IReadOnlyList<string>)
                     [
-                        w.WorkerId.ToString(), w.Pool, w.State, w.TrustedInstanceId ?? "-", w.CurrentLeaseId?.ToString() ?? "-",
-                        w.ProvisionedAt.ToString("u"), w.LastLeaseEndedAt?.ToString("u") ?? "-", w.LeaseCount.ToString(),
+                        w.WorkerId.ToString(), w.Pool, w.State, w.TrustedInstanceId ?? "-",
+                        w.CurrentLeaseId?.ToString() ?? "-", w.ProvisionedAt.ToString("u"),
+                        w.LastLeaseEndedAt?.ToString("u") ?? "-", w.LeaseCount.ToString(),
                     ]));
             }
 
@@ -193,9 +226,17 @@ public static class OpsCommands
     public static Command Leases()
     {
         var pool = new Option<string?>("--pool") { Description = "Only leases of this pool" };
-        var instance = new Option<string?>("--instance") { Description = "Only leases of this instance (an instance user must give its own)" };
-        var command = new Command("leases", "List leases, open first, then the most recently ended: state, worker, how it was served") { pool, instance };
-        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken, async (client, output, _, ct) =>
+        var instance = new Option<string?>("--instance")
+        {
+            Description = "Only leases of this instance (an instance user must give its own)",
+        };
+        var command = new Command("leases",
+            "List leases, open first, then the most recently ended: state, worker, how it was served")
+        {
+            pool, instance,
+        };
+        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken,
+            async (client, output, _, ct) =>
         {
             var list = await client.GetLeasesAsync(parse.GetValue(pool), parse.GetValue(instance), ct);
             if (output.Json)
@@ -218,7 +259,8 @@ public static class OpsCommands
         return command;
 
         // The same three paths as the dw_lease_wait_seconds histogram's "path" tag.
-        static string Path(LeaseSummary lease) => lease.GrantedAt is null ? "-" : lease.Reused ? "reuse" : lease.Waited ? "cold" : "hot";
+        static string Path(LeaseSummary lease)
+            => lease.GrantedAt is null ? "-" : lease.Reused ? "reuse" : lease.Waited ? "cold" : "hot";
     }
 
     /// <summary><c>dw instance remove</c>: offboarding; the broker user, if any, is removed separately.</summary>
@@ -226,17 +268,24 @@ public static class OpsCommands
     {
         var id = new Option<string>("--instance") { Description = "The instance id", Required = true };
         var reason = new Option<string?>("--reason") { Description = "Why, for the service's log" };
-        var command = new Command("remove", "Offboard an instance: revoke its open leases (InstanceRemoved), delete its workers, drop its settings") { id, reason };
-        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken, async (client, output, _, ct) =>
+        var command = new Command("remove",
+            "Offboard an instance: revoke its open leases (InstanceRemoved), delete its workers, drop its settings")
+        {
+            id, reason,
+        };
+        command.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken,
+            async (client, output, _, ct) =>
         {
             var removed = await client.RemoveInstanceAsync(parse.GetRequiredValue(id), parse.GetValue(reason), ct);
             if (output.Json)
             {
-                output.WriteJson(new { outcome = "removed", removed.InstanceId, removed.LeasesRevoked, removed.WorkersDeleted });
+                output.WriteJson(new { outcome = "removed", removed.InstanceId, removed.LeasesRevoked,
+                    removed.WorkersDeleted });
             }
             else
             {
-                output.WriteLine($"instance {removed.InstanceId} removed: {removed.LeasesRevoked} lease(s) revoked, {removed.WorkersDeleted} worker(s) deleted");
+                output.WriteLine($"instance {removed.InstanceId} removed: {removed.LeasesRevoked} lease(s) revoked, "
+                    + $"{removed.WorkersDeleted} worker(s) deleted");
             }
 
             return ExitCodes.Success;
@@ -249,9 +298,14 @@ public static class OpsCommands
         var instance = new Command("instance", "Per-instance settings");
         var id = new Option<string>("--instance") { Description = "The instance id", Required = true };
         var idle = LifecycleOption("--idle-timeout", "Delete the instance's idle workers after this");
-        var maxAge = LifecycleOption("--max-worker-age", "Delete the instance's workers this long after provisioning (revoking a lease)");
+        var maxAge = LifecycleOption("--max-worker-age",
+            "Delete the instance's workers this long after provisioning (revoking a lease)");
         var maxLease = LifecycleOption("--max-lease-duration", "Revoke a lease never released after this");
-        var setLifecycle = new Command("set-lifecycle", "Override an instance's lifecycle limits (an option left out stays as it is)") { id, idle, maxAge, maxLease };
+        var setLifecycle = new Command("set-lifecycle",
+            "Override an instance's lifecycle limits (an option left out stays as it is)")
+        {
+            id, idle, maxAge, maxLease,
+        };
         setLifecycle.Validators.Add(result =>
         {
             if (result.GetValue(idle) is null && result.GetValue(maxAge) is null && result.GetValue(maxLease) is null)
@@ -259,18 +313,22 @@ public static class OpsCommands
                 result.AddError("give at least one of --idle-timeout, --max-worker-age, --max-lease-duration");
             }
         });
-        setLifecycle.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken, async (client, output, _, ct) =>
+        setLifecycle.SetAction((parse, cancellationToken) => Connection.RunAsync(parse, cancellationToken,
+            async (client, output, _, ct) =>
         {
-            var command = new SetInstanceLifecycle(parse.GetRequiredValue(id), parse.GetValue(idle), parse.GetValue(maxAge), parse.GetValue(maxLease));
+            var command = new SetInstanceLifecycle(parse.GetRequiredValue(id), parse.GetValue(idle),
+                parse.GetValue(maxAge), parse.GetValue(maxLease));
             await client.SetInstanceLifecycleAsync(command, ct);
             if (output.Json)
             {
-                output.WriteJson(new { outcome = "published", command.InstanceId, command.IdleTimeout, command.MaxWorkerAge, command.MaxLeaseDuration });
+                output.WriteJson(new { outcome = "published", command.InstanceId, command.IdleTimeout,
+                    command.MaxWorkerAge, command.MaxLeaseDuration });
             }
             else
             {
-                output.WriteLine($"lifecycle of {command.InstanceId} published: idle timeout {Show(command.IdleTimeout)}, "
-                    + $"max worker age {Show(command.MaxWorkerAge)}, max lease duration {Show(command.MaxLeaseDuration)}");
+                output.WriteLine($"lifecycle of {command.InstanceId} published: "
+                    + $"idle timeout {Show(command.IdleTimeout)}, max worker age {Show(command.MaxWorkerAge)}, "
+                    + $"max lease duration {Show(command.MaxLeaseDuration)}");
             }
 
             return ExitCodes.Success;

@@ -4,7 +4,9 @@ using System.Text.Json.Serialization;
 
 namespace DynamicWorkers.Cli;
 
-/// <summary>Human tables by default, one JSON document with <c>--json</c>. Results go to stdout, errors to stderr.</summary>
+/// <summary>
+/// Human tables by default, one JSON document with <c>--json</c>. Results go to stdout, errors to stderr.
+/// </summary>
 public sealed class Output(TextWriter stdout, TextWriter stderr, bool json)
 {
     static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
@@ -15,7 +17,8 @@ public sealed class Output(TextWriter stdout, TextWriter stderr, bool json)
 
     public bool Json => json;
 
-    public void WriteJson(object value) => stdout.WriteLine(JsonSerializer.Serialize(value, value.GetType(), JsonOptions));
+    public void WriteJson(object value) => stdout.WriteLine(JsonSerializer.Serialize(value, value.GetType(),
+        JsonOptions));
 
     public void WriteLine(string text) => stdout.WriteLine(text);
 

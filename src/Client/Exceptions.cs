@@ -10,4 +10,5 @@ public sealed class DynamicWorkersTimeoutException(string message, Guid? leaseId
 }
 
 /// <summary>The broker could not be reached (refused, unknown host, bad credentials or virtual host).</summary>
-public sealed class DynamicWorkersUnreachableException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class DynamicWorkersUnreachableException(string message, Exception? inner = null)
+    : Exception(message, inner);

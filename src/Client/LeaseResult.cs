@@ -2,7 +2,9 @@ using DynamicWorkers.Contracts;
 
 namespace DynamicWorkers.Client;
 
-/// <summary>The service's answer to a lease request: <see cref="Granted"/> or <see cref="Rejected"/>, nothing else.</summary>
+/// <summary>
+/// The service's answer to a lease request: <see cref="Granted"/> or <see cref="Rejected"/>, nothing else.
+/// </summary>
 public abstract record LeaseResult
 {
     LeaseResult()
@@ -11,7 +13,10 @@ public abstract record LeaseResult
 
     public abstract Guid LeaseId { get; }
 
-    /// <summary>A worker now trusts the instance; release it with <see cref="DynamicWorkersClient.ReleaseAsync"/> when the task ends.</summary>
+    /// <summary>
+    /// A worker now trusts the instance; release it with <see cref="DynamicWorkersClient.ReleaseAsync"/> when the task
+    /// ends.
+    /// </summary>
     public sealed record Granted(LeaseGranted Lease) : LeaseResult
     {
         public override Guid LeaseId => Lease.LeaseId;

@@ -5,14 +5,19 @@ namespace DynamicWorkers.Client;
 /// <summary>A client-only MassTransit bus on RabbitMQ from one AMQP URI: no consumers, just a response queue.</summary>
 static class RabbitMqBus
 {
-    public sealed record Settings(string Host, int Port, string VirtualHost, string Username, string Password, bool Tls);
+    public sealed record Settings(string Host, int Port, string VirtualHost, string Username, string Password,
+        bool Tls);
 
-    /// <summary><c>amqp[s]://[user[:password]@]host[:port][/vhost]</c>; user and password default to guest, the vhost to <c>/</c>.</summary>
+    /// <summary>
+    /// <c>amqp[s]://[user[:password]@]host[:port][/vhost]</c>; user and password default to guest, the vhost to
+    /// <c>/</c>.
+    /// </summary>
     public static Settings Parse(Uri uri)
     {
         if (!uri.IsAbsoluteUri || uri.Scheme is not ("amqp" or "amqps") || string.IsNullOrEmpty(uri.Host))
         {
-            throw new ArgumentException($"'{uri}' is not an AMQP URI like amqp://user:password@host:5672/vhost", nameof(uri));
+            throw new ArgumentException($"'{uri}' is not an AMQP URI like amqp://user:password@host:5672/vhost",
+                nameof(uri));
         }
 
         var tls = uri.Scheme == "amqps";
@@ -45,7 +50,9 @@ static class RabbitMqBus
         });
     }
 
-    /// <summary>Starts the bus and waits until it is connected; a broker that does not let us in is reported as unreachable.</summary>
+    /// <summary>
+    /// Starts the bus and waits until it is connected; a broker that does not let us in is reported as unreachable.
+    /// </summary>
     public static async Task StartAsync(IBusControl bus, Uri uri, CancellationToken cancellationToken)
     {
         var where = Redacted(uri);
@@ -64,7 +71,9 @@ static class RabbitMqBus
         catch (Exception e) when (e is not DynamicWorkersUnreachableException)
         {
             await StopQuietlyAsync(bus);
-            var reason = e is OperationCanceledException ? "no connection before the deadline" : e.GetBaseException().Message;
+            var reason = e is OperationCanceledException
+                ? "no connection before the deadline"
+                : e.GetBaseException().Message;
             throw new DynamicWorkersUnreachableException($"RabbitMQ at {where} is unreachable: {reason}", e);
         }
     }
@@ -73,7 +82,8 @@ static class RabbitMqBus
     public static string Redacted(Uri uri)
     {
         var settings = Parse(uri);
-        return $"{uri.Scheme}://{settings.Username}@{settings.Host}:{settings.Port}/{Uri.EscapeDataString(settings.VirtualHost)}";
+        return $"{uri.Scheme}://{settings.Username}@{settings.Host}:{settings.Port}/"
+            + $"{Uri.EscapeDataString(settings.VirtualHost)}";
     }
 
     static async Task StopQuietlyAsync(IBusControl bus)

@@ -10,7 +10,8 @@ public static class ServiceCollectionExtensions
     /// For apps that already run a MassTransit bus: registers <see cref="DynamicWorkersClient"/> over that bus's
     /// <c>IBus</c>. The bus needs nothing else (responses come back on its own response queue).
     /// </summary>
-    public static IServiceCollection AddDynamicWorkersClient(this IServiceCollection services, Action<DynamicWorkersClientOptions>? configure = null)
+    public static IServiceCollection AddDynamicWorkersClient(this IServiceCollection services,
+        Action<DynamicWorkersClientOptions>? configure = null)
     {
         var options = services.AddOptions<DynamicWorkersClientOptions>();
         if (configure is not null)

@@ -24,7 +24,10 @@ public sealed class CloudOptions
     public CloudProvider Provider { get; set; } = CloudProvider.Simulated;
 }
 
-/// <summary>How many creates the chosen cloud takes at once per process; the Provisioner consumes that many <c>ProvisionWorker</c> at a time.</summary>
+/// <summary>
+/// How many creates the chosen cloud takes at once per process; the Provisioner consumes that many
+/// <c>ProvisionWorker</c> at a time.
+/// </summary>
 public sealed record CloudLimits(int ConcurrentCreates)
 {
     /// <summary>The simulated cloud has no cap of its own: the consumer limit it always had.</summary>
@@ -39,25 +42,30 @@ public static class CloudRegistration
     /// <c>ConnectionStrings:Default</c>) and creates its tables at start, beside whatever else the database holds.
     /// </summary>
     /// <param name="healthReadsOnly">
-    /// true for a host that only reads VM health (the lease service): it works on while ARM is away, so ARM stays out of its
-    /// <c>/readyz</c>, and it leaves the simulated cloud's tables to the services that create VMs (a read before then is "unknown")
+    /// true for a host that only reads VM health (the lease service): it works on while ARM is away, so ARM stays out
+    /// of its <c>/readyz</c>, and it leaves the simulated cloud's tables to the services that create VMs (a read before
+    /// then is "unknown")
     /// </param>
-    public static IServiceCollection AddWorkerCloud(this IServiceCollection services, IConfiguration configuration, bool healthReadsOnly = false)
+    public static IServiceCollection AddWorkerCloud(this IServiceCollection services, IConfiguration configuration,
+        bool healthReadsOnly = false)
     {
         var provider = configuration.GetSection(CloudOptions.Section).GetValidated<CloudOptions>().Provider;
         if (provider == CloudProvider.Azure)
         {
             services.AddValidatedOptions<AzureCloudOptions>(configuration.GetSection(AzureCloudOptions.Section));
             // One ArmClient per process: it holds the credential's token cache and the HTTP connections.
-            services.AddSingleton(sp => AzureArm.CreateClient(sp.GetRequiredService<IOptions<AzureCloudOptions>>().Value));
-            services.AddSingleton(sp => new CloudLimits(sp.GetRequiredService<IOptions<AzureCloudOptions>>().Value.MaxConcurrentCreates));
+            services.AddSingleton(sp => AzureArm.CreateClient(sp.GetRequiredService<IOptions<AzureCloudOptions>>()
+                .Value));
+            services.AddSingleton(sp => new CloudLimits(sp.GetRequiredService<IOptions<AzureCloudOptions>>()
+                .Value.MaxConcurrentCreates));
             services.AddSingleton<IWorkerCloud, AzureWorkerCloud>();
             services.TryAddSingleton(TimeProvider.System);
             if (!healthReadsOnly)
             {
                 // A singleton, so the check's 30-second memory survives between probes.
                 services.AddSingleton<AzureHealthCheck>();
-                services.AddHealthChecks().AddCheck<AzureHealthCheck>("azure", tags: [HttpSurface.ReadyTag], timeout: TimeSpan.FromSeconds(15));
+                services.AddHealthChecks().AddCheck<AzureHealthCheck>("azure", tags: [HttpSurface.ReadyTag],
+                    timeout: TimeSpan.FromSeconds(15));
             }
 
             return services;

@@ -10,13 +10,17 @@ public interface IWorkerCloud
     /// <summary>Creates (or finds, if it already exists) the VM of a worker; returns it once it runs.</summary>
     Task<CloudVm> CreateAsync(Guid workerId, VmSpec spec, CancellationToken cancellationToken);
 
-    /// <summary>Makes the worker's agent trust exactly one instance's thumbprint; returns the agent's own thumbprint.</summary>
+    /// <summary>
+    /// Makes the worker's agent trust exactly one instance's thumbprint; returns the agent's own thumbprint.
+    /// </summary>
     Task<string> TrustAsync(Guid workerId, string instanceId, string thumbprint, CancellationToken cancellationToken);
 
     /// <summary>Deletes the VM; deleting one that is already gone succeeds.</summary>
     Task DeleteAsync(Guid workerId, CancellationToken cancellationToken);
 
-    /// <summary>Every VM this service created that still exists (the reaper's sweep compares it with the live workers).</summary>
+    /// <summary>
+    /// Every VM this service created that still exists (the reaper's sweep compares it with the live workers).
+    /// </summary>
     Task<IReadOnlyList<CloudVm>> ListAsync(CancellationToken cancellationToken);
 
     /// <summary>

@@ -23,12 +23,15 @@ public static class CloudQueues
     public static Uri Address(string queue) => new($"exchange:{queue}");
 }
 
-/// <summary>Create the VM of a worker (idempotent per worker id: a redelivery finds the VM it already started).</summary>
+/// <summary>
+/// Create the VM of a worker (idempotent per worker id: a redelivery finds the VM it already started).
+/// </summary>
 [MessageUrn("DynamicWorkers.Internal:ProvisionWorker")]
 public sealed record ProvisionWorker(Guid WorkerId, string Pool, string Image, string Size);
 
 [MessageUrn("DynamicWorkers.Internal:WorkerProvisioned")]
-public sealed record WorkerProvisioned(Guid WorkerId, string Address, string AgentThumbprint, DateTimeOffset ProvisionedAt);
+public sealed record WorkerProvisioned(Guid WorkerId, string Address, string AgentThumbprint,
+    DateTimeOffset ProvisionedAt);
 
 /// <summary>The VM could not be created; <see cref="Reason"/> carries the cloud's error code.</summary>
 [MessageUrn("DynamicWorkers.Internal:WorkerProvisioningFailed")]

@@ -4,7 +4,9 @@ namespace DynamicWorkers.Contracts;
 
 // The wire names are pinned by [MessageUrn] so that renaming a type never changes the contract.
 
-/// <summary>An instance asks for a worker. <see cref="LeaseId"/> is chosen by the instance and is the idempotency key.</summary>
+/// <summary>
+/// An instance asks for a worker. <see cref="LeaseId"/> is chosen by the instance and is the idempotency key.
+/// </summary>
 [MessageUrn("DynamicWorkers.Contracts:LeaseRequested")]
 public sealed record LeaseRequested(
     Guid LeaseId,
@@ -14,7 +16,9 @@ public sealed record LeaseRequested(
     string? TaskId,
     DateTimeOffset RequestedAt);
 
-/// <summary>A worker now trusts the instance's thumbprint and is the instance's until released, revoked or expired.</summary>
+/// <summary>
+/// A worker now trusts the instance's thumbprint and is the instance's until released, revoked or expired.
+/// </summary>
 [MessageUrn("DynamicWorkers.Contracts:LeaseGranted")]
 public sealed record LeaseGranted(
     Guid LeaseId,
@@ -40,7 +44,10 @@ public sealed record LeaseReleased(
     Guid LeaseId,
     string InstanceId);
 
-/// <summary>The service ended a lease the instance did not release; <see cref="Reason"/> is one of <see cref="LeaseRevocationReasons"/>.</summary>
+/// <summary>
+/// The service ended a lease the instance did not release; <see cref="Reason"/> is one of
+/// <see cref="LeaseRevocationReasons"/>.
+/// </summary>
 [MessageUrn("DynamicWorkers.Contracts:LeaseRevoked")]
 public sealed record LeaseRevoked(
     Guid LeaseId,
@@ -58,7 +65,10 @@ public static class LeaseRejectionReasons
     /// <summary>The request's <c>InstanceId</c> is not the sender's authenticated identity.</summary>
     public const string Unauthorized = nameof(Unauthorized);
 
-    /// <summary>The instance is at its fair share of the pool: <c>MaxLeasesPerInstance</c> open leases or <c>MaxWaitingPerInstance</c> waiting.</summary>
+    /// <summary>
+    /// The instance is at its fair share of the pool: <c>MaxLeasesPerInstance</c> open leases or
+    /// <c>MaxWaitingPerInstance</c> waiting.
+    /// </summary>
     public const string InstanceLimit = nameof(InstanceLimit);
 }
 
@@ -68,6 +78,9 @@ public static class LeaseRevocationReasons
     public const string MaxWorkerAge = nameof(MaxWorkerAge);
     public const string WorkerLost = nameof(WorkerLost);
 
-    /// <summary>The operator offboarded the instance (<c>RemoveInstance</c>); a lease not yet granted carries an empty <c>WorkerId</c>.</summary>
+    /// <summary>
+    /// The operator offboarded the instance (<c>RemoveInstance</c>); a lease not yet granted carries an empty
+    /// <c>WorkerId</c>.
+    /// </summary>
     public const string InstanceRemoved = nameof(InstanceRemoved);
 }

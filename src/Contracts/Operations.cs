@@ -12,7 +12,8 @@ public sealed record SetInstanceLifecycle(
 
 /// <summary>
 /// Offboards an instance: every open lease of it is revoked (<see cref="LeaseRevocationReasons.InstanceRemoved"/>), its
-/// workers are deleted and its lifecycle settings dropped. Idempotent; answered and published as <see cref="InstanceRemoved"/>.
+/// workers are deleted and its lifecycle settings dropped. Idempotent; answered and published as
+/// <see cref="InstanceRemoved"/>.
 /// </summary>
 [MessageUrn("DynamicWorkers.Contracts:RemoveInstance")]
 public sealed record RemoveInstance(string InstanceId, string? Reason);
@@ -30,12 +31,16 @@ public sealed record SetPoolSize(
 
 /// <summary>
 /// Changes a pool's image at run time (persisted): its hot and idle workers of another image are replaced within the
-/// pool's rollout surge, leased ones once their lease ends, never interrupting one. Progress is in <see cref="PoolSummary.OutdatedWorkers"/>.
+/// pool's rollout surge, leased ones once their lease ends, never interrupting one. Progress is in
+/// <see cref="PoolSummary.OutdatedWorkers"/>.
 /// </summary>
 [MessageUrn("DynamicWorkers.Contracts:SetPoolImage")]
 public sealed record SetPoolImage(string Pool, string Image);
 
-/// <summary>Asks for the status of one pool, or of all pools when <see cref="Pool"/> is null. Answered with <see cref="PoolStatus"/>.</summary>
+/// <summary>
+/// Asks for the status of one pool, or of all pools when <see cref="Pool"/> is null. Answered with
+/// <see cref="PoolStatus"/>.
+/// </summary>
 [MessageUrn("DynamicWorkers.Contracts:GetPoolStatus")]
 public sealed record GetPoolStatus(string? Pool);
 
@@ -43,7 +48,8 @@ public sealed record GetPoolStatus(string? Pool);
 public sealed record PoolStatus(IReadOnlyList<PoolSummary> Pools);
 
 /// <param name="Image">the image new workers get</param>
-/// <param name="OutdatedWorkers">live workers of an older image, still to be replaced: 0 once a rollout finished</param>
+/// <param name="OutdatedWorkers">live workers of an older image, still to be replaced: 0 once a rollout
+/// finished</param>
 public sealed record PoolSummary(
     string Pool,
     IReadOnlyDictionary<string, int> WorkersByState,
@@ -54,7 +60,9 @@ public sealed record PoolSummary(
     IReadOnlyList<string> Tools,
     int OutdatedWorkers);
 
-/// <summary>Lists workers, optionally of one pool and/or trusting one instance. Answered with <see cref="WorkerList"/>.</summary>
+/// <summary>
+/// Lists workers, optionally of one pool and/or trusting one instance. Answered with <see cref="WorkerList"/>.
+/// </summary>
 [MessageUrn("DynamicWorkers.Contracts:GetWorkers")]
 public sealed record GetWorkers(string? Pool, string? InstanceId);
 
@@ -72,8 +80,8 @@ public sealed record WorkerSummary(
     int LeaseCount);
 
 /// <summary>
-/// Lists leases, optionally of one pool and/or one instance: open ones first, then the most recently ended. Answered with
-/// <see cref="LeaseList"/>; an instance may list only its own.
+/// Lists leases, optionally of one pool and/or one instance: open ones first, then the most recently ended. Answered
+/// with <see cref="LeaseList"/>; an instance may list only its own.
 /// </summary>
 [MessageUrn("DynamicWorkers.Contracts:GetLeases")]
 public sealed record GetLeases(string? Pool, string? InstanceId);

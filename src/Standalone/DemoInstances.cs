@@ -14,7 +14,8 @@ namespace DynamicWorkers.Standalone;
 /// (leases wait while it refills: cold grants), idle workers deleted after the compressed idle timeout, and in the
 /// second round an image rollout (hot workers replaced a surge at a time, leased ones when released).
 /// </summary>
-public sealed class DemoInstances(IBus bus, IHostApplicationLifetime lifetime, ILogger<DemoInstances> logger) : BackgroundService
+public sealed class DemoInstances(IBus bus, IHostApplicationLifetime lifetime, ILogger<DemoInstances> logger)
+    : BackgroundService
 {
     public const string Switch = "--demo";
 
@@ -60,7 +61,8 @@ public sealed class DemoInstances(IBus bus, IHostApplicationLifetime lifetime, I
                 logger.LogInformation("demo round {Round}: watch the dashboard", round);
                 if (round == 2)
                 {
-                    // Once, after the first round showed the rest: the pool card counts the workers still on the older image.
+                    // Once, after the first round showed the rest: the pool card counts the workers still on the older
+                    // image.
                     logger.LogInformation("demo: rolling {Pool} out to image {Image}", Pool, RolledOutImage);
                     await bus.Publish(new SetPoolImage(Pool, RolledOutImage), stoppingToken);
                 }
@@ -73,7 +75,8 @@ public sealed class DemoInstances(IBus bus, IHostApplicationLifetime lifetime, I
                 var leaseId = NewId.NextGuid();
                 var first = await RequestAsync(client, globex, leaseId, "deploy-1", stoppingToken);
                 var again = await RequestAsync(client, globex, leaseId, "deploy-1", stoppingToken);
-                logger.LogInformation("demo: globex repeated lease {LeaseId}: {Same}", leaseId, SameAnswer(first, again) ? "same answer" : "DIFFERENT answer");
+                logger.LogInformation("demo: globex repeated lease {LeaseId}: {Same}", leaseId,
+                    SameAnswer(first, again) ? "same answer" : "DIFFERENT answer");
                 await ReleaseAsync(globex, first, stoppingToken);
 
                 // A malformed request is rejected with a reason; nothing else notices.
@@ -89,7 +92,8 @@ public sealed class DemoInstances(IBus bus, IHostApplicationLifetime lifetime, I
                 }
 
                 // Idle workers are deleted after the (compressed) idle timeout; the pool refills to its hot target.
-                logger.LogInformation("demo: pausing 30 s — idle workers of acme and globex are reaped after 20 s idle");
+                logger.LogInformation(
+                    "demo: pausing 30 s — idle workers of acme and globex are reaped after 20 s idle");
                 await Task.Delay(TimeSpan.FromSeconds(30), stoppingToken);
             }
         }
@@ -98,16 +102,19 @@ public sealed class DemoInstances(IBus bus, IHostApplicationLifetime lifetime, I
         }
     }
 
-    async Task RunLeaseAsync(IRequestClient<LeaseRequested> client, Instance instance, string task, CancellationToken cancellationToken)
+    async Task RunLeaseAsync(IRequestClient<LeaseRequested> client, Instance instance, string task,
+        CancellationToken cancellationToken)
     {
         var answer = await RequestAsync(client, instance, NewId.NextGuid(), task, cancellationToken);
         await Task.Delay(Hold, cancellationToken);
         await ReleaseAsync(instance, answer, cancellationToken);
     }
 
-    async Task<object> RequestAsync(IRequestClient<LeaseRequested> client, Instance instance, Guid leaseId, string task, CancellationToken cancellationToken)
+    async Task<object> RequestAsync(IRequestClient<LeaseRequested> client, Instance instance, Guid leaseId, string task,
+        CancellationToken cancellationToken)
     {
-        logger.LogInformation("demo: {InstanceId} asks for a {Pool} worker (lease {LeaseId}, task {TaskId})", instance.Id, Pool, leaseId, task);
+        logger.LogInformation("demo: {InstanceId} asks for a {Pool} worker (lease {LeaseId}, task {TaskId})",
+            instance.Id, Pool, leaseId, task);
         var request = new LeaseRequested(leaseId, instance.Id, instance.Thumbprint, Pool, task, DateTimeOffset.UtcNow);
         var response = await client.GetResponse<LeaseGranted, LeaseRejected>(request, cancellationToken);
         if (response.Is(out Response<LeaseGranted>? granted))
@@ -115,13 +122,15 @@ public sealed class DemoInstances(IBus bus, IHostApplicationLifetime lifetime, I
             var grant = granted.Message;
             logger.LogInformation(
                 "demo: {InstanceId} got worker {WorkerId} at {Address}{Reused} after {Wait:0.0} s",
-                instance.Id, grant.WorkerId, grant.WorkerAddress, grant.Reused ? " (re-used)" : "", (grant.GrantedAt - request.RequestedAt).TotalSeconds);
+                instance.Id, grant.WorkerId, grant.WorkerAddress, grant.Reused ? " (re-used)" : "",
+                (grant.GrantedAt - request.RequestedAt).TotalSeconds);
             return grant;
         }
 
         response.Is(out Response<LeaseRejected>? refused);
         var rejected = refused!.Message;
-        logger.LogInformation("demo: {InstanceId} was refused: {Reason} ({Detail})", instance.Id, rejected.Reason, rejected.Detail);
+        logger.LogInformation("demo: {InstanceId} was refused: {Reason} ({Detail})", instance.Id, rejected.Reason,
+            rejected.Detail);
         return rejected;
     }
 

@@ -16,7 +16,8 @@ using Microsoft.Extensions.DependencyInjection;
 // appsettings.json, environment variables and the command line override these defaults.
 var demo = args.Contains(DemoInstances.Switch);
 args = args.Where(a => a != DemoInstances.Switch).ToArray();
-var dataDirectory = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "dynamic-workers");
+var dataDirectory = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData,
+    Environment.SpecialFolderOption.Create), "dynamic-workers");
 Directory.CreateDirectory(dataDirectory);
 var defaults = new Dictionary<string, string?>
 {
@@ -35,7 +36,8 @@ return await HostRunner.RunAsync("standalone", args, builder =>
     builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = defaults });
     if (demo)
     {
-        // appsettings.json sets production timeouts: the demo's shrunk ones go after it, still under the environment and command line.
+        // appsettings.json sets production timeouts: the demo's shrunk ones go after it, still under the environment
+        // and command line.
         var afterJson = builder.Configuration.Sources.ToList().FindLastIndex(s => s is JsonConfigurationSource) + 1;
         builder.Configuration.Sources.Insert(afterJson, new MemoryConfigurationSource { InitialData = demoSettings });
     }

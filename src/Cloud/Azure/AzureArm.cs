@@ -7,10 +7,15 @@ using global::Azure.ResourceManager;
 
 namespace DynamicWorkers.Cloud.Azure;
 
-/// <summary>Builds the one <see cref="ArmClient"/> of a process from <c>Cloud:Azure:*</c>: endpoint, credential, transport, retries.</summary>
+/// <summary>
+/// Builds the one <see cref="ArmClient"/> of a process from <c>Cloud:Azure:*</c>: endpoint, credential, transport,
+/// retries.
+/// </summary>
 public static class AzureArm
 {
-    /// <summary>The NIC is read through the generic resource API; a pinned version saves a provider lookup per call.</summary>
+    /// <summary>
+    /// The NIC is read through the generic resource API; a pinned version saves a provider lookup per call.
+    /// </summary>
     public const string NetworkInterfaceApiVersion = "2023-04-01";
 
     public static ArmClient CreateClient(AzureCloudOptions options)
@@ -33,14 +38,19 @@ public static class AzureArm
         return new ArmClient(CreateCredential(options, handler), options.SubscriptionId, armOptions);
     }
 
-    static TokenCredential CreateCredential(AzureCloudOptions options, HttpMessageHandler? handler) => options.Credential switch
+    static TokenCredential CreateCredential(AzureCloudOptions options, HttpMessageHandler? handler)
+        => options.Credential switch
     {
-        AzureCredentialKind.ClientSecret => new ClientSecretCredential(options.TenantId, options.ClientId, options.ClientSecret),
+        AzureCredentialKind.ClientSecret => new ClientSecretCredential(options.TenantId, options.ClientId,
+            options.ClientSecret),
         AzureCredentialKind.ManagedIdentity => new ManagedIdentityCredential(string.IsNullOrEmpty(options.ClientId)
             ? ManagedIdentityId.SystemAssigned
             : ManagedIdentityId.FromUserAssignedClientId(options.ClientId)),
         AzureCredentialKind.Emulator => new EmulatorCredential(options.Endpoint, handler ?? new SocketsHttpHandler()),
-        _ => new DefaultAzureCredential(new DefaultAzureCredentialOptions { TenantId = string.IsNullOrEmpty(options.TenantId) ? null : options.TenantId }),
+        _ => new DefaultAzureCredential(new DefaultAzureCredentialOptions
+        {
+            TenantId = string.IsNullOrEmpty(options.TenantId) ? null : options.TenantId,
+        }),
     };
 
     /// <summary>
@@ -63,7 +73,8 @@ public static class AzureArm
                     errors == SslPolicyErrors.None
                     || (certificate is not null
                         && (string.Equals(certificate.GetCertHashString(), pinned, StringComparison.OrdinalIgnoreCase)
-                            || string.Equals(certificate.GetCertHashString(HashAlgorithmName.SHA256), pinned, StringComparison.OrdinalIgnoreCase))),
+                            || string.Equals(certificate.GetCertHashString(HashAlgorithmName.SHA256), pinned,
+                                StringComparison.OrdinalIgnoreCase))),
             },
         };
     }

@@ -5,7 +5,9 @@ namespace DynamicWorkers.Cloud.Azure;
 
 public enum AzureCredentialKind
 {
-    /// <summary><c>DefaultAzureCredential</c>: environment, workload identity, managed identity, then developer logins.</summary>
+    /// <summary>
+    /// <c>DefaultAzureCredential</c>: environment, workload identity, managed identity, then developer logins.
+    /// </summary>
     Default,
 
     /// <summary>A service principal: <c>TenantId</c>, <c>ClientId</c>, <c>ClientSecret</c>.</summary>
@@ -14,7 +16,9 @@ public enum AzureCredentialKind
     /// <summary>The host's managed identity: system-assigned, or user-assigned when <c>ClientId</c> is set.</summary>
     ManagedIdentity,
 
-    /// <summary>Tests only: a token from the ARM emulator's own token endpoint (<c>{Endpoint}/emulator/token</c>).</summary>
+    /// <summary>
+    /// Tests only: a token from the ARM emulator's own token endpoint (<c>{Endpoint}/emulator/token</c>).
+    /// </summary>
     Emulator,
 }
 
@@ -27,14 +31,21 @@ public enum WorkerOsType
 /// <summary>Per pool (a pool is one image): <c>Cloud:Azure:Pools:&lt;pool&gt;:*</c>.</summary>
 public sealed class AzurePoolOptions
 {
-    /// <summary>Decides the Run Command shell and the OS profile; unset, Windows when the image's publisher says Windows.</summary>
+    /// <summary>
+    /// Decides the Run Command shell and the OS profile; unset, Windows when the image's publisher says Windows.
+    /// </summary>
     public WorkerOsType? OsType { get; set; }
 
-    /// <summary>The trust script template; <c>{thumbprint}</c> is replaced by the validated instance thumbprint. Unset: the Tentacle-style default.</summary>
+    /// <summary>
+    /// The trust script template; <c>{thumbprint}</c> is replaced by the validated instance thumbprint. Unset: the
+    /// Tentacle-style default.
+    /// </summary>
     public string? TrustScript { get; set; }
 }
 
-/// <summary>Section <c>Cloud:Azure</c>: where worker VMs go and how the service signs in to Azure Resource Manager.</summary>
+/// <summary>
+/// Section <c>Cloud:Azure</c>: where worker VMs go and how the service signs in to Azure Resource Manager.
+/// </summary>
 public sealed class AzureCloudOptions : IValidatableObject
 {
     public const string Section = "Cloud:Azure";
@@ -61,9 +72,12 @@ public sealed class AzureCloudOptions : IValidatableObject
     /// <summary>Linux pools: the admin's SSH public key (password sign-in is then disabled).</summary>
     public string? SshPublicKey { get; set; }
 
-    /// <summary>Value of the <c>dw-managed-by</c> tag: the orphan sweep only ever touches VMs carrying this exact value.</summary>
+    /// <summary>
+    /// Value of the <c>dw-managed-by</c> tag: the orphan sweep only ever touches VMs carrying this exact value.
+    /// </summary>
     [Required(ErrorMessage = "Cloud:Azure:ManagedBy is required")]
-    [RegularExpression("^[a-z0-9][a-z0-9-]{0,62}$", ErrorMessage = "Cloud:Azure:ManagedBy is lower-case letters, digits and '-'")]
+    [RegularExpression("^[a-z0-9][a-z0-9-]{0,62}$",
+        ErrorMessage = "Cloud:Azure:ManagedBy is lower-case letters, digits and '-'")]
     public string ManagedBy { get; set; } = "dynamic-workers";
 
     /// <summary>The port the worker's agent listens on, appended to its private address.</summary>
@@ -92,11 +106,16 @@ public sealed class AzureCloudOptions : IValidatableObject
     /// </summary>
     public string? TrustedCertificateThumbprint { get; set; }
 
-    /// <summary>Create calls in flight at once from this process (VM creates count against the subscription's ARM write limits).</summary>
+    /// <summary>
+    /// Create calls in flight at once from this process (VM creates count against the subscription's ARM write limits).
+    /// </summary>
     [Range(1, 1000)]
     public int MaxConcurrentCreates { get; set; } = 10;
 
-    /// <summary>A create still not finished after this is given up (<c>ProvisioningTimedOut</c>), so a stuck VM cannot hold a create slot forever.</summary>
+    /// <summary>
+    /// A create still not finished after this is given up (<c>ProvisioningTimedOut</c>), so a stuck VM cannot hold a
+    /// create slot forever.
+    /// </summary>
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan CreateTimeout { get; set; } = TimeSpan.FromMinutes(30);
 
@@ -104,7 +123,9 @@ public sealed class AzureCloudOptions : IValidatableObject
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan RunCommandTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
-    /// <summary>SDK retries of a throttled (429, honouring <c>Retry-After</c>) or failed (5xx, network) request.</summary>
+    /// <summary>
+    /// SDK retries of a throttled (429, honouring <c>Retry-After</c>) or failed (5xx, network) request.
+    /// </summary>
     [Range(0, 20)]
     public int MaxRetries { get; set; } = 3;
 
@@ -123,7 +144,8 @@ public sealed class AzureCloudOptions : IValidatableObject
 
         if (SubnetId.Length > 0 && !SubnetId.StartsWith("/subscriptions/", StringComparison.OrdinalIgnoreCase))
         {
-            yield return new ValidationResult("Cloud:Azure:SubnetId must be a subnet's full resource id (/subscriptions/.../subnets/...)");
+            yield return new ValidationResult(
+                "Cloud:Azure:SubnetId must be a subnet's full resource id (/subscriptions/.../subnets/...)");
         }
 
         if (string.IsNullOrEmpty(AdminPassword) && string.IsNullOrEmpty(SshPublicKey))
@@ -133,7 +155,8 @@ public sealed class AzureCloudOptions : IValidatableObject
 
         if (Endpoint is { IsAbsoluteUri: true } && Endpoint.Scheme != Uri.UriSchemeHttps)
         {
-            yield return new ValidationResult("Cloud:Azure:Endpoint must be https (the SDK refuses to send tokens over http)");
+            yield return new ValidationResult(
+                "Cloud:Azure:Endpoint must be https (the SDK refuses to send tokens over http)");
         }
 
         if (Audience.EndsWith('/'))
@@ -149,12 +172,15 @@ public sealed class AzureCloudOptions : IValidatableObject
         if (Credential == AzureCredentialKind.ClientSecret
             && (string.IsNullOrEmpty(TenantId) || string.IsNullOrEmpty(ClientId) || string.IsNullOrEmpty(ClientSecret)))
         {
-            yield return new ValidationResult("Cloud:Azure:Credential ClientSecret needs Cloud:Azure:TenantId, :ClientId and :ClientSecret");
+            yield return new ValidationResult(
+                "Cloud:Azure:Credential ClientSecret needs Cloud:Azure:TenantId, :ClientId and :ClientSecret");
         }
 
-        if (Credential == AzureCredentialKind.Emulator && Endpoint.Host.EndsWith("management.azure.com", StringComparison.OrdinalIgnoreCase))
+        if (Credential == AzureCredentialKind.Emulator
+            && Endpoint.Host.EndsWith("management.azure.com", StringComparison.OrdinalIgnoreCase))
         {
-            yield return new ValidationResult("Cloud:Azure:Credential Emulator is for the test emulator only: set Cloud:Azure:Endpoint to it");
+            yield return new ValidationResult(
+                "Cloud:Azure:Credential Emulator is for the test emulator only: set Cloud:Azure:Endpoint to it");
         }
     }
 }

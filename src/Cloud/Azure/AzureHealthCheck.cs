@@ -13,14 +13,16 @@ namespace DynamicWorkers.Cloud.Azure;
 /// endpoint, subscription, resource group and sign-in together. The answer is kept for 30 s so probes do not
 /// spend the subscription's ARM read budget.
 /// </summary>
-public sealed class AzureHealthCheck(ArmClient arm, IOptions<AzureCloudOptions> options, TimeProvider clock) : IHealthCheck
+public sealed class AzureHealthCheck(ArmClient arm, IOptions<AzureCloudOptions> options, TimeProvider clock)
+    : IHealthCheck
 {
     static readonly TimeSpan KeepFor = TimeSpan.FromSeconds(30);
 
     // One reference, swapped whole: concurrent probes never see half an answer.
     volatile Answer? _last;
 
-    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context,
+        CancellationToken cancellationToken = default)
     {
         if (_last is { } last && clock.GetUtcNow() - last.At < KeepFor)
         {
@@ -39,13 +41,18 @@ public sealed class AzureHealthCheck(ArmClient arm, IOptions<AzureCloudOptions> 
         var o = options.Value;
         try
         {
-            var group = await arm.GetResourceGroupResource(ResourceGroupResource.CreateResourceIdentifier(o.SubscriptionId, o.ResourceGroup))
+            var group = await arm
+                .GetResourceGroupResource(
+                    ResourceGroupResource.CreateResourceIdentifier(o.SubscriptionId, o.ResourceGroup))
                 .GetAsync(cancellationToken);
-            return HealthCheckResult.Healthy($"resource group {group.Value.Data.Name} in {group.Value.Data.Location} readable");
+            return HealthCheckResult.Healthy(
+                $"resource group {group.Value.Data.Name} in {group.Value.Data.Location} readable");
         }
         catch (RequestFailedException e)
         {
-            return HealthCheckResult.Unhealthy($"Azure Resource Manager: {(e.ErrorCode is { Length: > 0 } code ? code : $"HTTP {e.Status}")} reading resource group {o.ResourceGroup}", e);
+            return HealthCheckResult.Unhealthy(
+                $"Azure Resource Manager: {(e.ErrorCode is { Length: > 0 } code ? code : $"HTTP {e.Status}")} "
+                + $"reading resource group {o.ResourceGroup}", e);
         }
         catch (AuthenticationFailedException e)
         {

@@ -54,7 +54,8 @@ public sealed class AzureWorkerCloud : IWorkerCloud
         _logger = logger;
         _creates = new SemaphoreSlim(_options.MaxConcurrentCreates);
         // Sends nothing: the resource group is only a path prefix here.
-        _resourceGroup = arm.GetResourceGroupResource(ResourceGroupResource.CreateResourceIdentifier(_options.SubscriptionId, _options.ResourceGroup));
+        _resourceGroup = arm.GetResourceGroupResource(
+            ResourceGroupResource.CreateResourceIdentifier(_options.SubscriptionId, _options.ResourceGroup));
     }
 
     /// <summary>Stable per worker: a redelivered create finds the VM the first one started.</summary>
@@ -78,18 +79,21 @@ public sealed class AzureWorkerCloud : IWorkerCloud
             // The agent's own thumbprint comes back from the trust script; until then it is unknown.
             return created with { Address = $"{address}:{_options.AgentPort}", AgentThumbprint = "" };
         }
-        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested
+            && !cancellationToken.IsCancellationRequested)
         {
             throw new WorkerCloudException(ProvisioningTimedOut);
         }
         catch (RequestFailedException e) when (IsRefusal(e))
         {
-            _logger.LogWarning("Creating the VM of worker {WorkerId} failed: {Status} {Code} {Message}", workerId, e.Status, e.ErrorCode, e.Message);
+            _logger.LogWarning("Creating the VM of worker {WorkerId} failed: {Status} {Code} {Message}", workerId,
+                e.Status, e.ErrorCode, e.Message);
             throw new WorkerCloudException(ReasonOf(e), e);
         }
     }
 
-    public async Task<string> TrustAsync(Guid workerId, string instanceId, string thumbprint, CancellationToken cancellationToken)
+    public async Task<string> TrustAsync(Guid workerId, string instanceId, string thumbprint,
+        CancellationToken cancellationToken)
     {
         // Checked here too, not only by the consumer: this value ends up in a script run as root on the worker.
         if (!Thumbprint.IsValid(thumbprint))
@@ -111,7 +115,8 @@ public sealed class AzureWorkerCloud : IWorkerCloud
             var pool = vm.Data.Tags.TryGetValue(PoolTag, out var p) ? p : "";
             var poolOptions = _options.Pools.GetValueOrDefault(pool);
             var os = poolOptions?.OsType
-                     ?? (vm.Data.StorageProfile?.OSDisk?.OSType == SupportedOperatingSystemType.Windows ? WorkerOsType.Windows : WorkerOsType.Linux);
+                     ?? (vm.Data.StorageProfile?.OSDisk?.OSType == SupportedOperatingSystemType.Windows
+                         ? WorkerOsType.Windows : WorkerOsType.Linux);
             var input = TrustScript.Build(os, poolOptions?.TrustScript, thumbprint);
 
             var result = (await vm.RunCommandAsync(WaitUntil.Completed, input, timeout.Token)).Value;
@@ -119,21 +124,25 @@ public sealed class AzureWorkerCloud : IWorkerCloud
             if (agentThumbprint is null)
             {
                 _logger.LogWarning(
-                    "The trust script on worker {WorkerId} (instance {InstanceId}) printed no agent thumbprint; stderr: {StdErr}",
+                    "The trust script on worker {WorkerId} (instance {InstanceId}) printed no agent thumbprint; "
+                    + "stderr: {StdErr}",
                     workerId, instanceId, TrustScript.StdErr(result.Value));
                 throw new WorkerCloudException(NoAgentThumbprint);
             }
 
-            _logger.LogInformation("Worker {WorkerId} trusts instance {InstanceId}; agent thumbprint {AgentThumbprint}", workerId, instanceId, agentThumbprint);
+            _logger.LogInformation("Worker {WorkerId} trusts instance {InstanceId}; agent thumbprint {AgentThumbprint}",
+                workerId, instanceId, agentThumbprint);
             return agentThumbprint;
         }
-        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested
+            && !cancellationToken.IsCancellationRequested)
         {
             throw new WorkerCloudException(TrustTimedOut);
         }
         catch (RequestFailedException e) when (IsRefusal(e))
         {
-            _logger.LogWarning("Trusting instance {InstanceId} on worker {WorkerId} failed: {Status} {Code} {Message}", instanceId, workerId, e.Status, e.ErrorCode, e.Message);
+            _logger.LogWarning("Trusting instance {InstanceId} on worker {WorkerId} failed: {Status} {Code} {Message}",
+                instanceId, workerId, e.Status, e.ErrorCode, e.Message);
             throw new WorkerCloudException(ReasonOf(e), e);
         }
     }
@@ -142,7 +151,8 @@ public sealed class AzureWorkerCloud : IWorkerCloud
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_options.CreateTimeout);
-        var vm = _arm.GetVirtualMachineResource(VirtualMachineResource.CreateResourceIdentifier(_options.SubscriptionId, _options.ResourceGroup, VmName(workerId)));
+        var vm = _arm.GetVirtualMachineResource(VirtualMachineResource.CreateResourceIdentifier(_options.SubscriptionId,
+            _options.ResourceGroup, VmName(workerId)));
         try
         {
             // The NIC and the OS disk were created with deleteOption Delete: ARM removes them with the VM.
@@ -152,10 +162,12 @@ public sealed class AzureWorkerCloud : IWorkerCloud
         {
             // Already gone: a redelivered or repeated delete.
         }
-        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested
+            && !cancellationToken.IsCancellationRequested)
         {
             // Not a refusal: the bus retries, and the reaper's sweep repeats the delete later.
-            throw new TimeoutException($"deleting the VM of worker {workerId} did not finish within {_options.CreateTimeout}");
+            throw new TimeoutException(
+                $"deleting the VM of worker {workerId} did not finish within {_options.CreateTimeout}");
         }
     }
 
@@ -166,7 +178,8 @@ public sealed class AzureWorkerCloud : IWorkerCloud
     public async Task<IReadOnlyList<CloudVm>> ListAsync(CancellationToken cancellationToken)
     {
         var vms = new List<CloudVm>();
-        await foreach (var vm in _resourceGroup.GetVirtualMachines().GetAllAsync(filter: null, expand: null, cancellationToken))
+        await foreach (var vm in _resourceGroup.GetVirtualMachines().GetAllAsync(filter: null, expand: null,
+            cancellationToken))
         {
             if (ToCloudVm(vm.Data) is { } managed)
             {
@@ -184,7 +197,8 @@ public sealed class AzureWorkerCloud : IWorkerCloud
     /// </summary>
     public async Task<VmHealth> CheckAsync(Guid workerId, CancellationToken cancellationToken)
     {
-        var vm = _arm.GetVirtualMachineResource(VirtualMachineResource.CreateResourceIdentifier(_options.SubscriptionId, _options.ResourceGroup, VmName(workerId)));
+        var vm = _arm.GetVirtualMachineResource(VirtualMachineResource.CreateResourceIdentifier(_options.SubscriptionId,
+            _options.ResourceGroup, VmName(workerId)));
         VirtualMachineInstanceView view;
         try
         {
@@ -207,13 +221,15 @@ public sealed class AzureWorkerCloud : IWorkerCloud
             return VmHealth.NotRunning;
         }
 
-        throw new InvalidOperationException($"the VM of worker {workerId} reports no settled power state ({string.Join(", ", codes)})");
+        throw new InvalidOperationException(
+            $"the VM of worker {workerId} reports no settled power state ({string.Join(", ", codes)})");
     }
 
     /// <summary>Azure adds the error code after it, e.g. <c>ProvisioningState/failed/AllocationFailed</c>.</summary>
     const string FailedProvisioning = "ProvisioningState/failed";
 
-    static readonly string[] NotRunningPowerStates = ["PowerState/stopped", "PowerState/stopping", "PowerState/deallocated", "PowerState/deallocating"];
+    static readonly string[] NotRunningPowerStates = ["PowerState/stopped", "PowerState/stopping",
+        "PowerState/deallocated", "PowerState/deallocating"];
 
     /// <summary>
     /// Records on the VM, as tags, whom it trusts before the script runs, and refuses a VM already claimed by
@@ -221,13 +237,15 @@ public sealed class AzureWorkerCloud : IWorkerCloud
     /// (and what an operator sees in the portal). A repeat for the same instance re-runs the script, which is
     /// idempotent. Two different instances racing within one PATCH are not caught here (ARM has no tag ETag).
     /// </summary>
-    async Task<VirtualMachineResource> ClaimAsync(VirtualMachineResource vm, string instanceId, string thumbprint, CancellationToken cancellationToken)
+    async Task<VirtualMachineResource> ClaimAsync(VirtualMachineResource vm, string instanceId, string thumbprint,
+        CancellationToken cancellationToken)
     {
         if (vm.Data.Tags.TryGetValue(TrustedInstanceTag, out var trustedInstance))
         {
             var sameThumbprint = vm.Data.Tags.TryGetValue(TrustedThumbprintTag, out var trusted)
                                  && string.Equals(trusted, thumbprint, StringComparison.OrdinalIgnoreCase);
-            return trustedInstance == instanceId && sameThumbprint ? vm : throw new WorkerCloudException(AlreadyTrustsAnotherInstance);
+            return trustedInstance == instanceId && sameThumbprint ? vm
+                : throw new WorkerCloudException(AlreadyTrustsAnotherInstance);
         }
 
         var patch = new VirtualMachinePatch();
@@ -245,7 +263,8 @@ public sealed class AzureWorkerCloud : IWorkerCloud
     {
         try
         {
-            return (await _resourceGroup.GetVirtualMachines().GetAsync(VmName(workerId), expand: null, cancellationToken)).Value;
+            return (await _resourceGroup.GetVirtualMachines().GetAsync(VmName(workerId), expand: null,
+                cancellationToken)).Value;
         }
         catch (RequestFailedException e) when (e.Status == 404)
         {
@@ -259,9 +278,11 @@ public sealed class AzureWorkerCloud : IWorkerCloud
         await _creates.WaitAsync(cancellationToken);
         try
         {
-            _logger.LogInformation("Creating VM {VmName} for worker {WorkerId} in pool {Pool} ({Image}, {Size})", VmName(workerId), workerId, spec.Pool, spec.Image, spec.Size);
+            _logger.LogInformation("Creating VM {VmName} for worker {WorkerId} in pool {Pool} ({Image}, {Size})",
+                VmName(workerId), workerId, spec.Pool, spec.Image, spec.Size);
             // Polls the Azure-AsyncOperation (or the VM's provisioningState) as the SDK does, then GETs the VM.
-            var operation = await _resourceGroup.GetVirtualMachines().CreateOrUpdateAsync(WaitUntil.Completed, VmName(workerId), data, cancellationToken);
+            var operation = await _resourceGroup.GetVirtualMachines().CreateOrUpdateAsync(WaitUntil.Completed,
+                VmName(workerId), data, cancellationToken);
             return operation.Value;
         }
         catch (RequestFailedException e) when (e.Status == 409)
@@ -276,7 +297,8 @@ public sealed class AzureWorkerCloud : IWorkerCloud
     }
 
     /// <summary>A VM found mid-creation (a redelivery) is waited for, polling its state with a growing pause.</summary>
-    async Task<VirtualMachineResource> WaitWhileProvisioningAsync(VirtualMachineResource vm, CancellationToken cancellationToken)
+    async Task<VirtualMachineResource> WaitWhileProvisioningAsync(VirtualMachineResource vm,
+        CancellationToken cancellationToken)
     {
         var pause = TimeSpan.FromSeconds(1);
         while (IsProvisioning(vm.Data))
@@ -294,7 +316,8 @@ public sealed class AzureWorkerCloud : IWorkerCloud
         var poolOptions = _options.Pools.GetValueOrDefault(spec.Pool);
         var image = ParseImage(spec.Image);
         var os = poolOptions?.OsType
-                 ?? (image.Publisher?.Contains("Windows", StringComparison.OrdinalIgnoreCase) == true ? WorkerOsType.Windows : WorkerOsType.Linux);
+                 ?? (image.Publisher?.Contains("Windows", StringComparison.OrdinalIgnoreCase) == true
+                     ? WorkerOsType.Windows : WorkerOsType.Linux);
 
         var osProfile = new VirtualMachineOSProfile
         {
@@ -340,10 +363,16 @@ public sealed class AzureWorkerCloud : IWorkerCloud
             StorageProfile = new VirtualMachineStorageProfile
             {
                 ImageReference = image,
-                OSDisk = new VirtualMachineOSDisk(DiskCreateOptionType.FromImage) { DeleteOption = DiskDeleteOptionType.Delete },
+                OSDisk = new VirtualMachineOSDisk(DiskCreateOptionType.FromImage)
+                {
+                    DeleteOption = DiskDeleteOptionType.Delete,
+                },
             },
             OSProfile = osProfile,
-            NetworkProfile = new VirtualMachineNetworkProfile { NetworkApiVersion = NetworkApiVersion.TwoThousandTwenty1101 },
+            NetworkProfile = new VirtualMachineNetworkProfile
+            {
+                NetworkApiVersion = NetworkApiVersion.TwoThousandTwenty1101,
+            },
         };
         data.NetworkProfile.NetworkInterfaceConfigurations.Add(nic);
         data.Tags[ManagedByTag] = _options.ManagedBy;
@@ -353,7 +382,9 @@ public sealed class AzureWorkerCloud : IWorkerCloud
         return data;
     }
 
-    /// <summary>A marketplace reference <c>publisher:offer:sku:version</c>, or a gallery image (version) resource id.</summary>
+    /// <summary>
+    /// A marketplace reference <c>publisher:offer:sku:version</c>, or a gallery image (version) resource id.
+    /// </summary>
     public static ImageReference ParseImage(string image)
     {
         if (image.StartsWith("/subscriptions/", StringComparison.OrdinalIgnoreCase))
@@ -400,19 +431,25 @@ public sealed class AzureWorkerCloud : IWorkerCloud
 
         // Without a readable creation time the VM counts as new, so the sweep leaves it alone.
         var createdAt = vm.Tags.TryGetValue(CreatedAtTag, out var at)
-                        && DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var parsed)
+                        && DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind,
+                            out var parsed)
             ? parsed
             : DateTimeOffset.UtcNow;
         var pool = vm.Tags.TryGetValue(PoolTag, out var p) ? p : "";
-        return new CloudVm(workerId, pool, "", "", createdAt, IsProvisioning(vm), vm.Tags.TryGetValue(TrustedInstanceTag, out var trusted) ? trusted : null);
+        return new CloudVm(workerId, pool, "", "", createdAt, IsProvisioning(vm),
+            vm.Tags.TryGetValue(TrustedInstanceTag, out var trusted) ? trusted : null);
     }
 
-    static bool IsState(VirtualMachineData vm, string state) => string.Equals(vm.ProvisioningState, state, StringComparison.OrdinalIgnoreCase);
+    static bool IsState(VirtualMachineData vm, string state)
+        => string.Equals(vm.ProvisioningState, state, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Creating or updating: not settled yet (the sweep never deletes such a VM).</summary>
-    static bool IsProvisioning(VirtualMachineData vm) => vm.ProvisioningState is null || IsState(vm, "Creating") || IsState(vm, "Updating");
+    static bool IsProvisioning(VirtualMachineData vm) => vm.ProvisioningState is null || IsState(vm, "Creating")
+        || IsState(vm, "Updating");
 
-    /// <summary>An answer from ARM (the SDK already retried throttling and server errors); status 0 is a network failure.</summary>
+    /// <summary>
+    /// An answer from ARM (the SDK already retried throttling and server errors); status 0 is a network failure.
+    /// </summary>
     static bool IsRefusal(RequestFailedException e) => e.Status != 0;
 
     static string ReasonOf(RequestFailedException e) => e.ErrorCode is { Length: > 0 } code ? code : $"Http{e.Status}";

@@ -15,7 +15,8 @@ public sealed class EmulatorCredential(Uri endpoint, HttpMessageHandler handler)
     public override AccessToken GetToken(TokenRequestContext requestContext, CancellationToken cancellationToken)
         => GetTokenAsync(requestContext, cancellationToken).AsTask().GetAwaiter().GetResult();
 
-    public override async ValueTask<AccessToken> GetTokenAsync(TokenRequestContext requestContext, CancellationToken cancellationToken)
+    public override async ValueTask<AccessToken> GetTokenAsync(TokenRequestContext requestContext,
+        CancellationToken cancellationToken)
     {
         using var response = await _http.PostAsync("emulator/token", null, cancellationToken);
         response.EnsureSuccessStatusCode();

@@ -12,7 +12,10 @@ public static partial class TrustScript
 {
     public const string Placeholder = "{thumbprint}";
 
-    /// <summary>Tentacle-style default for Linux images: reset trust, trust one thumbprint, restart, print the agent's own thumbprint.</summary>
+    /// <summary>
+    /// Tentacle-style default for Linux images: reset trust, trust one thumbprint, restart, print the agent's own
+    /// thumbprint.
+    /// </summary>
     public const string LinuxDefault = """
         set -e
         TENTACLE=/opt/octopus/tentacle/Tentacle
@@ -32,12 +35,15 @@ public static partial class TrustScript
         & $tentacle show-thumbprint --instance Tentacle --nologo --console
         """;
 
-    /// <summary>The Run Command for one thumbprint; throws <see cref="ArgumentException"/> for anything but 40 or 64 hex digits.</summary>
+    /// <summary>
+    /// The Run Command for one thumbprint; throws <see cref="ArgumentException"/> for anything but 40 or 64 hex digits.
+    /// </summary>
     public static RunCommandInput Build(WorkerOsType os, string? template, string thumbprint)
     {
         if (!Thumbprint.IsValid(thumbprint))
         {
-            throw new ArgumentException("only a 40- or 64-digit hex thumbprint may reach a trust script", nameof(thumbprint));
+            throw new ArgumentException("only a 40- or 64-digit hex thumbprint may reach a trust script",
+                nameof(thumbprint));
         }
 
         var script = (template ?? (os == WorkerOsType.Windows ? WindowsDefault : LinuxDefault))

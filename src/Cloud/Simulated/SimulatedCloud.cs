@@ -11,7 +11,8 @@ namespace DynamicWorkers.Cloud.Simulated;
 /// Provisioner, Trust and Reaper processes act on the same cloud. Every state change is a conditional
 /// update, so concurrent or redelivered calls for one worker agree on a single outcome.
 /// </summary>
-public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbOptions, IOptions<SimulatedCloudOptions> options) : IWorkerCloud
+public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbOptions,
+    IOptions<SimulatedCloudOptions> options) : IWorkerCloud
 {
     public const string ProvisioningFailure = "SimulatedProvisioningFailure";
     public const string TrustFailure = "SimulatedTrustFailure";
@@ -57,7 +58,8 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
                 await pending.ExecuteUpdateAsync(s => s.SetProperty(v => v.ReadyAt, now), cancellationToken);
             }
 
-            vm = await FindAsync(workerId, cancellationToken) ?? throw new InvalidOperationException($"simulated VM {workerId} vanished");
+            vm = await FindAsync(workerId, cancellationToken)
+                ?? throw new InvalidOperationException($"simulated VM {workerId} vanished");
         }
 
         if (vm.DeletedAt is not null)
@@ -68,12 +70,14 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
         return ToCloudVm(vm);
     }
 
-    public async Task<string> TrustAsync(Guid workerId, string instanceId, string thumbprint, CancellationToken cancellationToken)
+    public async Task<string> TrustAsync(Guid workerId, string instanceId, string thumbprint,
+        CancellationToken cancellationToken)
     {
         await EnsureSchemaAsync(cancellationToken);
 
         // Logged before it is judged: a command for a second instance is a service bug even when refused here.
-        var attempt = new SimulatedVmTrust { WorkerId = workerId, InstanceId = instanceId, Thumbprint = thumbprint, At = DateTimeOffset.UtcNow };
+        var attempt = new SimulatedVmTrust { WorkerId = workerId, InstanceId = instanceId, Thumbprint = thumbprint,
+            At = DateTimeOffset.UtcNow };
         await using (var db = NewContext())
         {
             db.Trusts.Add(attempt);
@@ -96,10 +100,12 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
     async Task RecordOutcomeAsync(long attemptId, string outcome, CancellationToken cancellationToken)
     {
         await using var db = NewContext();
-        await db.Trusts.Where(t => t.Id == attemptId).ExecuteUpdateAsync(s => s.SetProperty(t => t.Outcome, outcome), cancellationToken);
+        await db.Trusts.Where(t => t.Id == attemptId).ExecuteUpdateAsync(s => s.SetProperty(t => t.Outcome, outcome),
+            cancellationToken);
     }
 
-    async Task<string> JudgeTrustAsync(Guid workerId, string instanceId, string thumbprint, CancellationToken cancellationToken)
+    async Task<string> JudgeTrustAsync(Guid workerId, string instanceId, string thumbprint,
+        CancellationToken cancellationToken)
     {
         var vm = await FindAsync(workerId, cancellationToken);
         if (vm is null || vm.DeletedAt is not null)
@@ -114,7 +120,8 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
 
         if (vm.TrustedInstanceId is not null)
         {
-            return SameTrust(vm, instanceId, thumbprint) ? vm.AgentThumbprint : throw new WorkerCloudException(AlreadyTrustsAnotherInstance);
+            return SameTrust(vm, instanceId, thumbprint) ? vm.AgentThumbprint
+                : throw new WorkerCloudException(AlreadyTrustsAnotherInstance);
         }
 
         await Task.Delay(Options.TrustDelay, cancellationToken);
@@ -129,7 +136,8 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
             var won = await db.Vms
                 .Where(v => v.WorkerId == workerId && v.TrustedInstanceId == null && v.DeletedAt == null)
                 .ExecuteUpdateAsync(
-                    s => s.SetProperty(v => v.TrustedInstanceId, instanceId).SetProperty(v => v.TrustedThumbprint, thumbprint),
+                    s => s.SetProperty(v => v.TrustedInstanceId, instanceId)
+                        .SetProperty(v => v.TrustedThumbprint, thumbprint),
                     cancellationToken);
             if (won == 1)
             {
@@ -143,7 +151,8 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
             throw new WorkerCloudException(VmNotFound);
         }
 
-        return SameTrust(vm, instanceId, thumbprint) ? vm.AgentThumbprint : throw new WorkerCloudException(AlreadyTrustsAnotherInstance);
+        return SameTrust(vm, instanceId, thumbprint) ? vm.AgentThumbprint
+            : throw new WorkerCloudException(AlreadyTrustsAnotherInstance);
     }
 
     public async Task DeleteAsync(Guid workerId, CancellationToken cancellationToken)
@@ -179,7 +188,10 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
         return vm is { ReadyAt: not null, DeletedAt: null, DeadAt: null } ? VmHealth.Running : VmHealth.NotRunning;
     }
 
-    /// <summary>The VM stops running but stays (as a crashed or deallocated VM does) until it is deleted; false if there is none.</summary>
+    /// <summary>
+    /// The VM stops running but stays (as a crashed or deallocated VM does) until it is deleted; false if there is
+    /// none.
+    /// </summary>
     public async Task<bool> MarkDeadAsync(Guid workerId, CancellationToken cancellationToken)
     {
         await EnsureSchemaAsync(cancellationToken);
@@ -227,7 +239,8 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
                 }
             }
 
-            await AddColumnIfMissingAsync(db, TrustTable, nameof(SimulatedVmTrust.Outcome), _ => "varchar(100)", cancellationToken);
+            await AddColumnIfMissingAsync(db, TrustTable, nameof(SimulatedVmTrust.Outcome), _ => "varchar(100)",
+                cancellationToken);
             await AddColumnIfMissingAsync(db, VmTable, nameof(SimulatedVm.DeadAt), TimestampType, cancellationToken);
             _schemaReady = true;
         }
@@ -241,7 +254,8 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
     /// A column a database made by an older version lacks (Standalone keeps its SQLite file): the trust log's outcome,
     /// the VM's dead mark. Both are nullable, so rows already there need no value.
     /// </summary>
-    static async Task AddColumnIfMissingAsync(SimulatedCloudDbContext db, string table, string column, Func<string, string> typeOf, CancellationToken cancellationToken)
+    static async Task AddColumnIfMissingAsync(SimulatedCloudDbContext db, string table, string column,
+        Func<string, string> typeOf, CancellationToken cancellationToken)
     {
         var probe = $"SELECT COUNT(*) AS \"Value\" FROM {table} WHERE \"{column}\" IS NULL AND 1 = 0";
         try
@@ -256,7 +270,8 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
 
         var provider = db.Database.ProviderName ?? "";
         // Names and types are the constants above, never input.
-        var alter = $"ALTER TABLE {table} {(provider == SqlServerProvider ? "ADD" : "ADD COLUMN")} \"{column}\" {typeOf(provider)} NULL";
+        var alter = $"ALTER TABLE {table} {(provider == SqlServerProvider ? "ADD" : "ADD COLUMN")} "
+            + $"\"{column}\" {typeOf(provider)} NULL";
         try
         {
             await db.Database.ExecuteSqlRawAsync(alter, cancellationToken);
@@ -279,9 +294,13 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
     {
         var sql = db.Database.ProviderName switch
         {
-            "Microsoft.EntityFrameworkCore.Sqlite" => $"SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name = '{VmTable}'",
-            PostgresProvider => $"SELECT COUNT(*)::int AS \"Value\" FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '{VmTable}'",
-            _ => $"SELECT COUNT(*) AS [Value] FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = SCHEMA_NAME() AND TABLE_NAME = '{VmTable}'",
+            "Microsoft.EntityFrameworkCore.Sqlite"
+                => $"SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name = '{VmTable}'",
+            PostgresProvider
+                => "SELECT COUNT(*)::int AS \"Value\" FROM information_schema.tables "
+                    + $"WHERE table_schema = current_schema() AND table_name = '{VmTable}'",
+            _ => "SELECT COUNT(*) AS [Value] FROM INFORMATION_SCHEMA.TABLES "
+                + $"WHERE TABLE_SCHEMA = SCHEMA_NAME() AND TABLE_NAME = '{VmTable}'",
         };
         return await db.Database.SqlQueryRaw<int>(sql).SingleAsync(cancellationToken) > 0;
     }
@@ -327,8 +346,10 @@ public sealed class SimulatedCloud(DbContextOptions<SimulatedCloudDbContext> dbO
     SimulatedCloudDbContext NewContext() => new(dbOptions);
 
     static bool SameTrust(SimulatedVm vm, string instanceId, string thumbprint)
-        => vm.TrustedInstanceId == instanceId && string.Equals(vm.TrustedThumbprint, thumbprint, StringComparison.OrdinalIgnoreCase);
+        => vm.TrustedInstanceId == instanceId && string.Equals(vm.TrustedThumbprint, thumbprint,
+            StringComparison.OrdinalIgnoreCase);
 
     static CloudVm ToCloudVm(SimulatedVm vm)
-        => new(vm.WorkerId, vm.Pool, vm.Address, vm.AgentThumbprint, vm.CreatedAt, vm.ReadyAt is null, vm.TrustedInstanceId);
+        => new(vm.WorkerId, vm.Pool, vm.Address, vm.AgentThumbprint, vm.CreatedAt, vm.ReadyAt is null,
+            vm.TrustedInstanceId);
 }

@@ -5,7 +5,9 @@ using Microsoft.Extensions.Logging;
 
 namespace DynamicWorkers.Cloud.Simulated;
 
-/// <summary>A simulated VM. Kept in the shared database so every process (and any test or operator) sees the same cloud.</summary>
+/// <summary>
+/// A simulated VM. Kept in the shared database so every process (and any test or operator) sees the same cloud.
+/// </summary>
 public sealed class SimulatedVm
 {
     public Guid WorkerId { get; set; }
@@ -20,7 +22,10 @@ public sealed class SimulatedVm
     public DateTimeOffset? ReadyAt { get; set; }
     public DateTimeOffset? DeletedAt { get; set; }
 
-    /// <summary>When a test or an operator declared the VM dead (<see cref="SimulatedCloud.MarkDeadAsync"/>): it exists but no longer runs.</summary>
+    /// <summary>
+    /// When a test or an operator declared the VM dead (<see cref="SimulatedCloud.MarkDeadAsync"/>): it exists but no
+    /// longer runs.
+    /// </summary>
     public DateTimeOffset? DeadAt { get; set; }
 }
 
@@ -51,7 +56,8 @@ public sealed class SimulatedCloudDbContext(DbContextOptions<SimulatedCloudDbCon
     public DbSet<SimulatedVm> Vms => Set<SimulatedVm>();
     public DbSet<SimulatedVmTrust> Trusts => Set<SimulatedVmTrust>();
 
-    public static DbContextOptions<SimulatedCloudDbContext> CreateOptions(DatabaseOptions database, ILoggerFactory? logging = null)
+    public static DbContextOptions<SimulatedCloudDbContext> CreateOptions(DatabaseOptions database,
+        ILoggerFactory? logging = null)
     {
         var builder = new DbContextOptionsBuilder<SimulatedCloudDbContext>();
         builder.UseDynamicWorkersDatabase(database, logging);

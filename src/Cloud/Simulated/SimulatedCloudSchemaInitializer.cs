@@ -5,9 +5,11 @@ using Microsoft.Extensions.Logging;
 namespace DynamicWorkers.Cloud.Simulated;
 
 /// <summary>Creates the simulated cloud's tables before the bus starts delivering commands that need them.</summary>
-sealed class SimulatedCloudSchemaInitializer(SimulatedCloud cloud, ILogger<SimulatedCloudSchemaInitializer> logger) : IHostedLifecycleService
+sealed class SimulatedCloudSchemaInitializer(SimulatedCloud cloud, ILogger<SimulatedCloudSchemaInitializer> logger)
+    : IHostedLifecycleService
 {
-    public Task StartingAsync(CancellationToken cancellationToken) => DatabaseStartup.WhenReachableAsync(cloud.EnsureSchemaAsync, logger, cancellationToken);
+    public Task StartingAsync(CancellationToken cancellationToken)
+        => DatabaseStartup.WhenReachableAsync(cloud.EnsureSchemaAsync, logger, cancellationToken);
 
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;

@@ -13,7 +13,8 @@ public sealed class ProvisionWorkerConsumer(IWorkerCloud cloud) : IConsumer<Prov
         CloudVm vm;
         try
         {
-            vm = await cloud.CreateAsync(message.WorkerId, new VmSpec(message.Pool, message.Image, message.Size), context.CancellationToken);
+            vm = await cloud.CreateAsync(message.WorkerId, new VmSpec(message.Pool, message.Image, message.Size),
+                context.CancellationToken);
         }
         catch (WorkerCloudException e)
         {
@@ -21,7 +22,8 @@ public sealed class ProvisionWorkerConsumer(IWorkerCloud cloud) : IConsumer<Prov
             return;
         }
 
-        await context.Publish(new WorkerProvisioned(vm.WorkerId, vm.Address, vm.AgentThumbprint, DateTimeOffset.UtcNow), context.CancellationToken);
+        await context.Publish(new WorkerProvisioned(vm.WorkerId, vm.Address, vm.AgentThumbprint, DateTimeOffset.UtcNow),
+            context.CancellationToken);
     }
 }
 

@@ -7,7 +7,9 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace DynamicWorkers.Reaper;
 
-/// <summary>What the reaper adds to a host (its own, or Standalone): the <c>DeprovisionWorker</c> endpoint and the sweep.</summary>
+/// <summary>
+/// What the reaper adds to a host (its own, or Standalone): the <c>DeprovisionWorker</c> endpoint and the sweep.
+/// </summary>
 public static class ReaperModule
 {
     public static IServiceCollection AddReaperServices(this IServiceCollection services, IConfiguration configuration)

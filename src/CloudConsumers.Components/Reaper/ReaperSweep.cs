@@ -24,7 +24,9 @@ public sealed class ReaperOptions
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan OverdueGrace { get; set; } = TimeSpan.FromMinutes(1);
 
-    /// <summary>A VM with no live worker is deleted only once it is at least this old (its worker may still be on its way).</summary>
+    /// <summary>
+    /// A VM with no live worker is deleted only once it is at least this old (its worker may still be on its way).
+    /// </summary>
     [Range(typeof(TimeSpan), "00:00:01", "7.00:00:00")]
     public TimeSpan OrphanGrace { get; set; } = TimeSpan.FromMinutes(10);
 }
@@ -80,14 +82,17 @@ public sealed class ReaperSweep(
         var deleted = 0;
         foreach (var vm in candidates.Where(v => !live.Contains(v.WorkerId)))
         {
-            logger.LogWarning("Deleting orphan VM of worker {WorkerId} in {Pool}, created {CreatedAt:O}: no live worker owns it", vm.WorkerId, vm.Pool, vm.CreatedAt);
+            logger.LogWarning(
+                "Deleting orphan VM of worker {WorkerId} in {Pool}, created {CreatedAt:O}: no live worker owns it",
+                vm.WorkerId, vm.Pool, vm.CreatedAt);
             try
             {
                 await cloud.DeleteAsync(vm.WorkerId, cancellationToken);
             }
             catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
-                logger.LogWarning(e, "Deleting orphan VM of worker {WorkerId} failed; the next sweep tries again", vm.WorkerId);
+                logger.LogWarning(e, "Deleting orphan VM of worker {WorkerId} failed; the next sweep tries again",
+                    vm.WorkerId);
                 continue;
             }
 

@@ -16,22 +16,26 @@ public sealed class TrustWorkerConsumer(IWorkerCloud cloud) : IConsumer<TrustWor
         if (!Thumbprint.IsValid(message.Thumbprint))
         {
             // It would end up in a command run on the worker: refuse rather than pass it on.
-            await context.Publish(new WorkerTrustFailed(message.WorkerId, message.InstanceId, InvalidThumbprint), context.CancellationToken);
+            await context.Publish(new WorkerTrustFailed(message.WorkerId, message.InstanceId, InvalidThumbprint),
+                context.CancellationToken);
             return;
         }
 
         string agentThumbprint;
         try
         {
-            agentThumbprint = await cloud.TrustAsync(message.WorkerId, message.InstanceId, message.Thumbprint, context.CancellationToken);
+            agentThumbprint = await cloud.TrustAsync(message.WorkerId, message.InstanceId, message.Thumbprint,
+                context.CancellationToken);
         }
         catch (WorkerCloudException e)
         {
-            await context.Publish(new WorkerTrustFailed(message.WorkerId, message.InstanceId, e.Reason), context.CancellationToken);
+            await context.Publish(new WorkerTrustFailed(message.WorkerId, message.InstanceId, e.Reason),
+                context.CancellationToken);
             return;
         }
 
-        await context.Publish(new WorkerTrusted(message.WorkerId, message.InstanceId, agentThumbprint), context.CancellationToken);
+        await context.Publish(new WorkerTrusted(message.WorkerId, message.InstanceId, agentThumbprint),
+            context.CancellationToken);
     }
 }
 

@@ -8,7 +8,9 @@ namespace DynamicWorkers.Infrastructure.Configuration;
 
 public static class OptionsRegistration
 {
-    /// <summary>Binds a section, validates its data annotations and fails start-up (not first use) when invalid.</summary>
+    /// <summary>
+    /// Binds a section, validates its data annotations and fails start-up (not first use) when invalid.
+    /// </summary>
     public static OptionsBuilder<T> AddValidatedOptions<T>(this IServiceCollection services, IConfiguration section)
         where T : class
     {
@@ -19,14 +21,16 @@ public static class OptionsRegistration
     }
 
     /// <summary>The root <c>Transport</c> key.</summary>
-    public static OptionsBuilder<TransportOptions> AddTransportOptions(this IServiceCollection services, IConfiguration configuration)
+    public static OptionsBuilder<TransportOptions> AddTransportOptions(this IServiceCollection services,
+        IConfiguration configuration)
         => services.AddValidatedOptions<TransportOptions>(configuration);
 
     /// <summary>
     /// <c>Database:Provider</c> and <c>ConnectionStrings:Default</c>. Registered once per container: several
     /// modules of one host (Standalone) need it, and a second registration would repeat every failure line.
     /// </summary>
-    public static OptionsBuilder<DatabaseOptions> AddDatabaseOptions(this IServiceCollection services, IConfiguration configuration)
+    public static OptionsBuilder<DatabaseOptions> AddDatabaseOptions(this IServiceCollection services,
+        IConfiguration configuration)
     {
         if (services.Any(d => d.ServiceType == typeof(IValidateOptions<DatabaseOptions>)))
         {
@@ -34,7 +38,8 @@ public static class OptionsRegistration
         }
 
         // Every host that uses the database is ready only while it answers.
-        services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: [HttpSurface.ReadyTag], timeout: TimeSpan.FromSeconds(5));
+        services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: [HttpSurface.ReadyTag],
+            timeout: TimeSpan.FromSeconds(5));
         return services.AddValidatedOptions<DatabaseOptions>(configuration.GetSection(DatabaseOptions.Section))
             .Configure(o => o.ConnectionString = configuration.GetConnectionString("Default") ?? "");
     }

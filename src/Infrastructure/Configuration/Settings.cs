@@ -24,10 +24,14 @@ public sealed class TransportOptions
 /// <summary>How the services' durable queues are declared.</summary>
 public enum RabbitMqQueueType
 {
-    /// <summary>Replicated on every cluster node (a Raft majority must be up): losing one node loses no message.</summary>
+    /// <summary>
+    /// Replicated on every cluster node (a Raft majority must be up): losing one node loses no message.
+    /// </summary>
     Quorum,
 
-    /// <summary>On one node only: for a single broker, or queues declared classic before (see docs/operations.md).</summary>
+    /// <summary>
+    /// On one node only: for a single broker, or queues declared classic before (see docs/operations.md).
+    /// </summary>
     Classic,
 }
 
@@ -55,7 +59,9 @@ public sealed class RabbitMqOptions : IValidatableObject
     [Range(1, 1000)]
     public int PrefetchCount { get; set; } = 32;
 
-    /// <summary>The type of every durable queue the services declare; temporary (auto-delete, exclusive) queues stay classic.</summary>
+    /// <summary>
+    /// The type of every durable queue the services declare; temporary (auto-delete, exclusive) queues stay classic.
+    /// </summary>
     public RabbitMqQueueType QueueType { get; set; } = RabbitMqQueueType.Quorum;
 
     /// <summary>
@@ -64,14 +70,18 @@ public sealed class RabbitMqOptions : IValidatableObject
     /// </summary>
     public string[]? ClusterNodes { get; set; }
 
-    /// <summary>The nodes to connect to, in order: <see cref="ClusterNodes"/>, else <see cref="Host"/>:<see cref="Port"/>.</summary>
+    /// <summary>
+    /// The nodes to connect to, in order: <see cref="ClusterNodes"/>, else <see cref="Host"/>:<see cref="Port"/>.
+    /// </summary>
     public IReadOnlyList<(string Host, int Port)> Nodes()
-        => ClusterNodes is { Length: > 0 } nodes ? nodes.Select(n => ParseNode(n) ?? (n, Port)).ToList() : [(Host, Port)];
+        => ClusterNodes is { Length: > 0 } nodes ? nodes.Select(n => ParseNode(n) ?? (n, Port)).ToList()
+            : [(Host, Port)];
 
     (string Host, int Port)? ParseNode(string node) => node.Split(':') switch
     {
         [var host] when host.Trim().Length > 0 => (host.Trim(), Port),
-        [var host, var port] when host.Trim().Length > 0 && int.TryParse(port, out var p) && p is > 0 and <= 65535 => (host.Trim(), p),
+        [var host, var port] when host.Trim().Length > 0 && int.TryParse(port, out var p) && p is > 0 and <= 65535
+            => (host.Trim(), p),
         _ => null,
     };
 
@@ -98,13 +108,18 @@ public sealed class RetryOptions
     /// <summary>Retries in place, right after a failure (default 0.2 s, 1 s, 3 s).</summary>
     public TimeSpan[]? Intervals { get; set; }
 
-    /// <summary>Then redeliveries later, through the durable scheduler (default 5 s, 15 s, 30 s, 1 min, 2 min).</summary>
+    /// <summary>
+    /// Then redeliveries later, through the durable scheduler (default 5 s, 15 s, 30 s, 1 min, 2 min).
+    /// </summary>
     public TimeSpan[]? Redeliveries { get; set; }
 
-    public TimeSpan[] EffectiveIntervals => Intervals is { Length: > 0 } i ? i : [TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)];
+    public TimeSpan[] EffectiveIntervals => Intervals is { Length: > 0 } i
+        ? i
+        : [TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)];
 
     public TimeSpan[] EffectiveRedeliveries => Redeliveries is { Length: > 0 } r ? r
-        : [TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(2)];
+        : [TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(1),
+            TimeSpan.FromMinutes(2)];
 }
 
 /// <summary>Section <c>Database</c> plus <c>ConnectionStrings:Default</c>.</summary>
@@ -139,7 +154,9 @@ public sealed class SchedulerOptions
 
     public SchedulerStore Store { get; set; } = SchedulerStore.Database;
 
-    /// <summary>How often a clustered node checks in; a dead node's timers are taken over after about this plus 7.5 s.</summary>
+    /// <summary>
+    /// How often a clustered node checks in; a dead node's timers are taken over after about this plus 7.5 s.
+    /// </summary>
     [Range(typeof(TimeSpan), "00:00:00.5", "00:10:00")]
     public TimeSpan ClusterCheckinInterval { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -160,18 +177,22 @@ public sealed class SchedulerOptions
     public int MaxConnections { get; set; } = 6;
 
     /// <summary>
-    /// How long a schedule waits, not yet stored, for its cancel (most timers are cancelled within a second of being set):
-    /// one cancelled meanwhile is never written. Zero stores every schedule at once. See HeldSchedules.
+    /// How long a schedule waits, not yet stored, for its cancel (most timers are cancelled within a second of being
+    /// set): one cancelled meanwhile is never written. Zero stores every schedule at once. See HeldSchedules.
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:00", "00:05:00")]
     public TimeSpan HoldLimit { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Schedules held at once per node (each an unacknowledged message of a few kilobytes); beyond, stored at once.</summary>
+    /// <summary>
+    /// Schedules held at once per node (each an unacknowledged message of a few kilobytes); beyond, stored at once.
+    /// </summary>
     [Range(0, 20000)]
     public int MaxHeld { get; set; } = 1000;
 }
 
-/// <summary>Section <c>Http</c>: the one port serving health, metrics (and, on the lease-saga host, the API and dashboard).</summary>
+/// <summary>
+/// Section <c>Http</c>: the one port serving health, metrics (and, on the lease-saga host, the API and dashboard).
+/// </summary>
 public sealed class HttpOptions
 {
     public const string Section = "Http";
@@ -180,13 +201,16 @@ public sealed class HttpOptions
     [Range(0, 65535)]
     public int Port { get; set; } = 8080;
 
-    /// <summary>Interface to listen on: loopback unless asked, so nothing is offered to the network by accident (compose sets 0.0.0.0).</summary>
+    /// <summary>
+    /// Interface to listen on: loopback unless asked, so nothing is offered to the network by accident (compose sets
+    /// 0.0.0.0).
+    /// </summary>
     [Required(AllowEmptyStrings = false)]
     public string Host { get; set; } = "127.0.0.1";
 
     /// <summary>
     /// When set, every path but <c>/healthz</c>, <c>/readyz</c>, <c>/metrics</c> and the dashboard page (which holds no
-    /// data) needs <c>Authorization: Bearer</c> this token; empty or unset leaves the API open, as before.
+    /// data) needs <c>Authorization: Bearer</c> this token; empty or unset leaves the API open.
     /// </summary>
     public string? ApiToken { get; set; }
 }
@@ -199,13 +223,17 @@ public sealed class TenancyOptions
 {
     public const string Section = "Tenancy";
 
-    /// <summary>Check senders (RabbitMQ only: the in-memory bus has no identities). Off: every sender is trusted, as before.</summary>
+    /// <summary>
+    /// Check senders (RabbitMQ only: the in-memory bus has no identities). Off: every sender is trusted.
+    /// </summary>
     public bool Authenticate { get; set; } = true;
 
     [Required(AllowEmptyStrings = false)]
     public string InstanceUserPrefix { get; set; } = "instance-";
 
-    /// <summary>The services' own users (this host's <c>RabbitMq:Username</c> always counts): they may send anything.</summary>
+    /// <summary>
+    /// The services' own users (this host's <c>RabbitMq:Username</c> always counts): they may send anything.
+    /// </summary>
     public List<string> ServiceUsers { get; set; } = ["dw-lease-saga", "dw-provisioner", "dw-trust", "dw-reaper"];
 
     /// <summary>Users that may send the public contract's operator commands and queries, for any instance.</summary>

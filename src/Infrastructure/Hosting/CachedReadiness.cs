@@ -31,7 +31,8 @@ public sealed class CachedReadiness(HealthCheckService checks, TimeProvider cloc
 
     async Task<HealthReport> EvaluateAsync()
     {
-        // Not the probe's token: one probe that hangs up must not cancel the run the others wait for (each check has its own timeout).
+        // Not the probe's token: one probe that hangs up must not cancel the run the others wait for (each check has
+        // its own timeout).
         var report = await checks.CheckHealthAsync(c => c.Tags.Contains(HttpSurface.ReadyTag), CancellationToken.None);
         lock (_gate)
         {

@@ -8,7 +8,8 @@ public static class HostLifetime
     /// Completes once every hosted service has started, the bus included (they start together, see
     /// <see cref="HostRunner"/>): a background service that publishes waits for it.
     /// </summary>
-    public static async Task WhenStartedAsync(this IHostApplicationLifetime lifetime, CancellationToken cancellationToken)
+    public static async Task WhenStartedAsync(this IHostApplicationLifetime lifetime,
+        CancellationToken cancellationToken)
     {
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using (lifetime.ApplicationStarted.Register(() => started.TrySetResult()))

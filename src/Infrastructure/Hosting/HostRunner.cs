@@ -11,7 +11,9 @@ public static class HostRunner
     /// <summary>Exit code of a host that refused to start because its configuration is invalid.</summary>
     public const int InvalidConfiguration = 2;
 
-    /// <summary>Exit code of a host stopped by anything else, e.g. the broker going away in the middle of its start.</summary>
+    /// <summary>
+    /// Exit code of a host stopped by anything else, e.g. the broker going away in the middle of its start.
+    /// </summary>
     public const int Failed = 1;
 
     /// <summary>
@@ -25,11 +27,12 @@ public static class HostRunner
     {
         try
         {
-            var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
-            // Hosted services start together once the schema is up to date (the StartingAsync step, before any start):
-            // the bus connecting, Quartz reading its tables and Kestrel binding overlap, and LeaseSaga is ready about
-            // 0.2 s sooner. Nothing acts early: Quartz fires and the pool reconciler publishes only once the host has
-            // started, the bus included. They still stop one at a time in reverse order (Quartz before the bus).
+            var builder = WebApplication.CreateBuilder(
+                new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+            // Hosted services start together once the schema is up to date (the StartingAsync step, before any start)
+            // so the bus connecting, Quartz reading its tables and Kestrel binding overlap; nothing acts early, since
+            // Quartz fires and the pool reconciler publishes only once the host (bus included) has started, and they
+            // still stop one at a time in reverse order (Quartz before the bus).
             builder.Services.Configure<HostOptions>(o => o.ServicesStartConcurrently = true);
             configure(builder);
             // After configure: a host may add configuration defaults (Standalone's transport and database).
@@ -70,14 +73,14 @@ public static class HostRunner
         }
         catch (IOException e) when (e.InnerException is AddressInUseException)
         {
-            await Console.Error.WriteLineAsync($"{name}: cannot serve HTTP: {e.Message} (set Http:Port to a free port)");
+            await Console.Error.WriteLineAsync(
+                $"{name}: cannot serve HTTP: {e.Message} (set Http:Port to a free port)");
             return InvalidConfiguration;
         }
         catch (Exception e)
         {
-            // The host has logged it in full. One line and a plain exit code for the orchestrator, which starts the service
-            // again, rather than an unhandled exception that aborts the process (exit 134; seen when a start met the broker's
-            // restart in the chaos run).
+            // The host has logged it in full, so the orchestrator that starts the service again gets one line and a
+            // plain exit code rather than an unhandled exception that aborts the process.
             await Console.Error.WriteLineAsync($"{name}: stopped: {e.GetType().Name}: {e.Message}");
             return Failed;
         }

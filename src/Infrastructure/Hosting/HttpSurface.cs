@@ -35,7 +35,8 @@ public static class HttpSurface
         var http = builder.Configuration.GetSection(HttpOptions.Section).GetValidated<HttpOptions>();
         if (!IPAddress.TryParse(http.Host, out var address))
         {
-            throw new OptionsValidationException(HttpOptions.Section, typeof(HttpOptions), [$"Http:Host must be an IP address, not '{http.Host}'"]);
+            throw new OptionsValidationException(HttpOptions.Section, typeof(HttpOptions),
+                [$"Http:Host must be an IP address, not '{http.Host}'"]);
         }
 
         // The one listening address; ASPNETCORE_URLS and launch profiles do not apply.
@@ -52,27 +53,35 @@ public static class HttpSurface
         // bus has started, /readyz answers 503 "Starting" without running the checks, which would log the bus as a
         // failed check on every probe of a normal start. Once it has, the checks decide, as they do from then on.
         var bus = app.Services.GetService<IBusControl>();
-        bool Starting() => bus is not null && !app.Lifetime.ApplicationStarted.IsCancellationRequested && bus.CheckHealth().Status != BusHealthStatus.Healthy;
+        bool Starting() => bus is not null && !app.Lifetime.ApplicationStarted.IsCancellationRequested
+            && bus.CheckHealth().Status != BusHealthStatus.Healthy;
         var token = app.Configuration.GetSection(HttpOptions.Section).GetValidated<HttpOptions>().ApiToken;
         if (!string.IsNullOrEmpty(token))
         {
             // Hashed so the comparison below takes the same time whatever the presented token's length.
             var expected = SHA256.HashData(Encoding.UTF8.GetBytes(token));
-            app.Use((context, next) => IsOpen(context) || CarriesToken(context, expected) ? next(context) : WriteChallenge(context));
+            app.Use((context, next) => IsOpen(context) || CarriesToken(context, expected) ? next(context)
+                : WriteChallenge(context));
         }
 
-        app.Use((context, next) => context.Request.Path == "/readyz" && Starting() ? WriteStarting(context) : next(context));
-        app.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteJson }).AllowAnonymous();
+        app.Use((context, next) => context.Request.Path == "/readyz" && Starting() ? WriteStarting(context)
+            : next(context));
+        app.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteJson })
+            .AllowAnonymous();
         app.Map("/readyz", WriteReadiness).AllowAnonymous();
         app.MapPrometheusScrapingEndpoint("/metrics").AllowAnonymous();
     }
 
-    /// <summary>Routing has run by now, so an endpoint marked <c>AllowAnonymous</c> (probes, the dashboard page) is known.</summary>
-    static bool IsOpen(HttpContext context) => context.GetEndpoint()?.Metadata.GetMetadata<IAllowAnonymous>() is not null;
+    /// <summary>
+    /// Routing has run by now, so an endpoint marked <c>AllowAnonymous</c> (probes, the dashboard page) is known.
+    /// </summary>
+    static bool IsOpen(HttpContext context)
+        => context.GetEndpoint()?.Metadata.GetMetadata<IAllowAnonymous>() is not null;
 
     const string BearerScheme = "Bearer ";
 
-    static bool PresentsBearer(HttpContext context) => context.Request.Headers.Authorization.ToString().StartsWith(BearerScheme, StringComparison.OrdinalIgnoreCase);
+    static bool PresentsBearer(HttpContext context) => context.Request.Headers.Authorization.ToString()
+        .StartsWith(BearerScheme, StringComparison.OrdinalIgnoreCase);
 
     static bool CarriesToken(HttpContext context, byte[] expectedHash)
     {
@@ -82,22 +91,26 @@ public static class HttpSurface
         }
 
         var presented = context.Request.Headers.Authorization.ToString()[BearerScheme.Length..].Trim();
-        return CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), expectedHash);
+        return CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)),
+            expectedHash);
     }
 
     static Task WriteChallenge(HttpContext context)
     {
         context.Response.StatusCode = StatusCodes.Status401Unauthorized;
         // RFC 6750: a bearer token that was presented but is wrong is named as such; otherwise one is only asked for.
-        context.Response.Headers.WWWAuthenticate = PresentsBearer(context) ? "Bearer error=\"invalid_token\"" : "Bearer";
+        context.Response.Headers.WWWAuthenticate = PresentsBearer(context) ? "Bearer error=\"invalid_token\""
+            : "Bearer";
         return Task.CompletedTask;
     }
 
     static async Task WriteReadiness(HttpContext context)
     {
-        var report = await context.RequestServices.GetRequiredService<CachedReadiness>().GetAsync(context.RequestAborted);
+        var report = await context.RequestServices.GetRequiredService<CachedReadiness>()
+            .GetAsync(context.RequestAborted);
         // A bus still connecting reports Degraded: not ready for traffic yet.
-        context.Response.StatusCode = report.Status == HealthStatus.Healthy ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
+        context.Response.StatusCode = report.Status == HealthStatus.Healthy ? StatusCodes.Status200OK
+            : StatusCodes.Status503ServiceUnavailable;
         context.Response.Headers.CacheControl = "no-store, no-cache";
         await WriteJson(context, report);
     }
@@ -118,7 +131,10 @@ public static class HttpSurface
             status = report.Status.ToString(),
             checks = report.Entries.ToDictionary(
                 e => e.Key,
-                e => new { status = e.Value.Status.ToString(), description = e.Value.Description ?? e.Value.Exception?.Message }),
+                e => new
+                {
+                    status = e.Value.Status.ToString(), description = e.Value.Description ?? e.Value.Exception?.Message,
+                }),
         }));
     }
 }

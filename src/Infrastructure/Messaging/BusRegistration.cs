@@ -76,7 +76,8 @@ public static class BusRegistration
                             h.Password(rabbit.Password);
                             if (rabbit.ClusterNodes is { Length: > 0 })
                             {
-                                // A lost connection is made again to the next node in the list, so one node's loss only moves the host.
+                                // A lost connection is made again to the next node in the list, so one node's loss only
+                                // moves the host.
                                 h.UseCluster(c =>
                                 {
                                     foreach (var (host, port) in rabbit.Nodes())
@@ -119,9 +120,9 @@ public static class BusRegistration
     }
 
     /// <summary>
-    /// The scheduler endpoint every host sends <c>ScheduleMessage</c>/<c>CancelScheduledMessage</c> to: its exchange, since a
-    /// <c>queue:</c> address would make every sender declare the queue without its queue type (<see cref="SendQueueDeclarer"/>
-    /// declares it properly before the bus starts).
+    /// The scheduler endpoint every host sends <c>ScheduleMessage</c>/<c>CancelScheduledMessage</c> to: its exchange,
+    /// since a <c>queue:</c> address would make every sender declare the queue without its queue type
+    /// (<see cref="SendQueueDeclarer"/> declares it properly before the bus starts).
     /// </summary>
     public static Uri SchedulerAddress(IConfiguration configuration)
         => new($"exchange:{SchedulerQueueName(configuration)}");
@@ -163,7 +164,8 @@ public static class BusRegistration
         // Quorum queues cannot be exclusive or auto-delete: temporary endpoints stay classic and die with their host.
         if (context.GetService<IOptions<RabbitMqOptions>>()?.Value.QueueType == RabbitMqQueueType.Quorum
             && endpoint is IRabbitMqReceiveEndpointConfigurator rabbit
-            && endpoint is IRabbitMqReceiveEndpointConfiguration { Settings: { Durable: true, AutoDelete: false, Exclusive: false, QueueExpiration: null } })
+            && endpoint is IRabbitMqReceiveEndpointConfiguration { Settings: { Durable: true, AutoDelete: false,
+                Exclusive: false, QueueExpiration: null } })
         {
             rabbit.SetQuorumQueue();
         }
@@ -187,7 +189,9 @@ public static class BusRegistration
         }
     }
 
-    /// <summary>Bad input does not get better by trying again (MassTransit wraps a saga activity's exception, so look inside).</summary>
+    /// <summary>
+    /// Bad input does not get better by trying again (MassTransit wraps a saga activity's exception, so look inside).
+    /// </summary>
     static bool IsBadInput(Exception e)
     {
         for (Exception? inner = e; inner is not null; inner = inner.InnerException)

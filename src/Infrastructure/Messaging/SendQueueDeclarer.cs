@@ -14,13 +14,15 @@ namespace DynamicWorkers.Infrastructure.Messaging;
 /// MassTransit would declare a <c>queue:</c> address's queue on first send with no arguments, which RabbitMQ refuses
 /// for a quorum queue (inequivalent arg 'x-queue-type'); so hosts send to the exchange and this runs first.
 /// </summary>
-public sealed class SendQueueDeclarer(IOptions<RabbitMqOptions> options, IConfiguration configuration, ILogger<SendQueueDeclarer> logger)
+public sealed class SendQueueDeclarer(IOptions<RabbitMqOptions> options, IConfiguration configuration,
+    ILogger<SendQueueDeclarer> logger)
     : IHostedService
 {
     /// <summary>As long as MassTransit's own start may take (<c>MassTransitHostOptions.StartTimeout</c>).</summary>
     static readonly TimeSpan Deadline = TimeSpan.FromMinutes(2);
 
-    public IReadOnlyList<string> Queues { get; } = [BusRegistration.SchedulerQueueName(configuration), .. CloudQueues.All];
+    public IReadOnlyList<string> Queues { get; } = [BusRegistration.SchedulerQueueName(configuration),
+        .. CloudQueues.All];
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -46,8 +48,10 @@ public sealed class SendQueueDeclarer(IOptions<RabbitMqOptions> options, IConfig
                 await using var channel = await connection.CreateChannelAsync(cancellationToken: deadline.Token);
                 foreach (var queue in Queues)
                 {
-                    await channel.ExchangeDeclareAsync(queue, ExchangeType.Fanout, durable: true, autoDelete: false, cancellationToken: deadline.Token);
-                    await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments, cancellationToken: deadline.Token);
+                    await channel.ExchangeDeclareAsync(queue, ExchangeType.Fanout, durable: true, autoDelete: false,
+                        cancellationToken: deadline.Token);
+                    await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false,
+                        arguments, cancellationToken: deadline.Token);
                     await channel.QueueBindAsync(queue, queue, "", cancellationToken: deadline.Token);
                 }
 
@@ -56,7 +60,8 @@ public sealed class SendQueueDeclarer(IOptions<RabbitMqOptions> options, IConfig
             catch (RabbitMQ.Client.Exceptions.OperationInterruptedException e) when (e.ShutdownReason?.ReplyCode == 406)
             {
                 throw new InvalidOperationException(
-                    $"{e.ShutdownReason.ReplyText}: the queue was declared with another type than RabbitMq:QueueType={rabbit.QueueType} (see docs/operations.md on changing it)", e);
+                    $"{e.ShutdownReason.ReplyText}: the queue was declared with another type than "
+                    + $"RabbitMq:QueueType={rabbit.QueueType} (see docs/operations.md on changing it)", e);
             }
             catch (Exception e) when (!deadline.IsCancellationRequested && e is not OperationCanceledException)
             {

@@ -20,7 +20,9 @@ public enum SenderKind
     Unknown,
 }
 
-/// <summary>Who sent a message, from the AMQP <c>user_id</c> RabbitMQ checked against the sending connection's user.</summary>
+/// <summary>
+/// Who sent a message, from the AMQP <c>user_id</c> RabbitMQ checked against the sending connection's user.
+/// </summary>
 public sealed record Sender(SenderKind Kind, string? User, string? InstanceId)
 {
     public static readonly Sender Trusted = new(SenderKind.Service, null, null);
@@ -28,7 +30,8 @@ public sealed record Sender(SenderKind Kind, string? User, string? InstanceId)
     public override string ToString() => Kind switch
     {
         SenderKind.Instance => $"instance '{InstanceId}'",
-        SenderKind.Unknown => User is null ? "a sender without user_id" : $"user '{User}' (no instance, operator or service user)",
+        SenderKind.Unknown => User is null ? "a sender without user_id"
+            : $"user '{User}' (no instance, operator or service user)",
         _ => $"{Kind.ToString().ToLowerInvariant()} user '{User}'",
     };
 }
@@ -41,7 +44,8 @@ public sealed class SenderIdentity
     readonly HashSet<string> _serviceUsers;
     readonly HashSet<string> _operatorUsers;
 
-    public SenderIdentity(IOptions<TenancyOptions> tenancy, IOptions<TransportOptions> transport, IOptions<RabbitMqOptions> rabbitMq)
+    public SenderIdentity(IOptions<TenancyOptions> tenancy, IOptions<TransportOptions> transport,
+        IOptions<RabbitMqOptions> rabbitMq)
     {
         _tenancy = tenancy.Value;
         _enforced = _tenancy.Authenticate && transport.Value.Transport == TransportKind.RabbitMq;
@@ -60,7 +64,8 @@ public sealed class SenderIdentity
         }
 
         // A payload, not a cast: the outbox and retry wrap the transport's receive context.
-        var user = context.ReceiveContext.TryGetPayload(out RabbitMqBasicConsumeContext? rabbit) && rabbit.Properties.IsUserIdPresent() ? rabbit.Properties.UserId : null;
+        var user = context.ReceiveContext.TryGetPayload(out RabbitMqBasicConsumeContext? rabbit)
+            && rabbit.Properties.IsUserIdPresent() ? rabbit.Properties.UserId : null;
         return Classify(user);
     }
 
@@ -81,7 +86,8 @@ public sealed class SenderIdentity
             return new Sender(SenderKind.Operator, user, null);
         }
 
-        return user.StartsWith(_tenancy.InstanceUserPrefix, StringComparison.Ordinal) && user.Length > _tenancy.InstanceUserPrefix.Length
+        return user.StartsWith(_tenancy.InstanceUserPrefix, StringComparison.Ordinal)
+            && user.Length > _tenancy.InstanceUserPrefix.Length
             ? new Sender(SenderKind.Instance, user, user[_tenancy.InstanceUserPrefix.Length..])
             : new Sender(SenderKind.Unknown, user, null);
     }
@@ -102,13 +108,18 @@ public sealed class SenderIdentity
         return sender.Kind switch
         {
             SenderKind.Operator => null,
-            SenderKind.Unknown => $"{message.GetType().Name} from {sender}: only instance, operator and service users may send",
+            SenderKind.Unknown
+                => $"{message.GetType().Name} from {sender}: only instance, operator and service users may send",
             _ => message switch
             {
                 LeaseRequested m => Own(m.InstanceId, sender),
                 LeaseReleased m => Own(m.InstanceId, sender),
-                GetWorkers m => m.InstanceId is null ? $"an instance lists only its own workers: GetWorkers needs InstanceId '{sender.InstanceId}'" : Own(m.InstanceId, sender),
-                GetLeases m => m.InstanceId is null ? $"an instance lists only its own leases: GetLeases needs InstanceId '{sender.InstanceId}'" : Own(m.InstanceId, sender),
+                GetWorkers m => m.InstanceId is null
+                    ? $"an instance lists only its own workers: GetWorkers needs InstanceId '{sender.InstanceId}'"
+                    : Own(m.InstanceId, sender),
+                GetLeases m => m.InstanceId is null
+                    ? $"an instance lists only its own leases: GetLeases needs InstanceId '{sender.InstanceId}'"
+                    : Own(m.InstanceId, sender),
                 _ => $"{message.GetType().Name} is an operator command; {sender} may not send it",
             },
         };

@@ -28,7 +28,8 @@ public sealed class ConflictsAtDebug(ILoggerFactory host) : ILoggerFactory
 
         public bool IsEnabled(LogLevel logLevel) => inner.IsEnabled(logLevel);
 
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception,
+            Func<TState, Exception?, string> formatter)
         {
             if (logLevel > LogLevel.Debug && exception is not null && DbConflicts.IsConflict(exception))
             {

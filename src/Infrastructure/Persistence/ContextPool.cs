@@ -7,9 +7,8 @@ namespace DynamicWorkers.Infrastructure.Persistence;
 
 /// <summary>
 /// Contexts of <typeparamref name="TContext"/> rented from EF Core's context pool: a disposed one is reset and kept
-/// for the next message instead of built again. Each message needs a context, and building a new one each time (EF
-/// Core's own service scope, its change tracker) cost about a fifth of LeaseSaga's allocation per lease lifecycle
-/// (docs/benchmark-rounds.md, thirteenth round).
+/// for the next message instead of built again, since each message needs a context and building a new one each time
+/// (EF Core's own service scope, its change tracker) is a large share of LeaseSaga's allocation.
 /// </summary>
 public sealed class ContextPool<TContext>
     where TContext : DbContext

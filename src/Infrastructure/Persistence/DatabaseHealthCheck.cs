@@ -11,7 +11,8 @@ namespace DynamicWorkers.Infrastructure.Persistence;
 /// <summary>Readiness: the configured database accepts a connection and answers a query.</summary>
 public sealed class DatabaseHealthCheck(IOptions<DatabaseOptions> options) : IHealthCheck
 {
-    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context,
+        CancellationToken cancellationToken = default)
     {
         var database = options.Value;
         try
@@ -23,7 +24,8 @@ public sealed class DatabaseHealthCheck(IOptions<DatabaseOptions> options) : IHe
             await command.ExecuteScalarAsync(cancellationToken);
             return HealthCheckResult.Healthy($"{database.Provider} answers");
         }
-        catch (Exception e) when (e is DbException or InvalidOperationException or TimeoutException or OperationCanceledException)
+        catch (Exception e)
+            when (e is DbException or InvalidOperationException or TimeoutException or OperationCanceledException)
         {
             return HealthCheckResult.Unhealthy($"{database.Provider}: {e.Message}", e);
         }
@@ -31,7 +33,8 @@ public sealed class DatabaseHealthCheck(IOptions<DatabaseOptions> options) : IHe
 
     static DbConnection Open(DatabaseOptions database) => database.Provider switch
     {
-        // The same string as the sagas' context, so the probe borrows from their pool instead of keeping one of its own.
+        // The same string as the sagas' context, so the probe borrows from their pool instead of keeping one of its
+        // own.
         DatabaseProvider.Postgres => new NpgsqlConnection(PostgresConnections.Tuned(database.ConnectionString)),
         DatabaseProvider.SqlServer => new SqlConnection(database.ConnectionString),
         _ => new SqliteConnection(database.ConnectionString),

@@ -25,9 +25,13 @@ public sealed class DatabaseInitializer<TContext>(
 {
     Task? _schema;
 
-    /// <summary>Starts the schema step now, on another thread, instead of when the host starts (see <see cref="IEarlyStartupStep"/>).</summary>
+    /// <summary>
+    /// Starts the schema step now, on another thread, instead of when the host starts (see
+    /// <see cref="IEarlyStartupStep"/>).
+    /// </summary>
     public void Begin(CancellationToken cancellationToken)
-        => _schema ??= Task.Run(() => DatabaseStartup.WhenReachableAsync(InitializeAsync, logger, cancellationToken), cancellationToken);
+        => _schema ??= Task.Run(() => DatabaseStartup.WhenReachableAsync(InitializeAsync, logger, cancellationToken),
+            cancellationToken);
 
     public Task StartingAsync(CancellationToken cancellationToken)
     {
@@ -42,7 +46,7 @@ public sealed class DatabaseInitializer<TContext>(
         var db = scope.ServiceProvider.GetRequiredService<TContext>();
         if (options.Value.Provider == DatabaseProvider.Sqlite)
         {
-            // Readers no longer wait for the writer.
+            // In WAL mode readers do not wait for the writer.
             await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
         }
 
@@ -53,10 +57,10 @@ public sealed class DatabaseInitializer<TContext>(
                 await PrepareOnPostgresAsync(db, cancellationToken);
             }
 
-            // The usual start finds every migration applied: one read of the history table says so. MigrateAsync would
-            // also take the migration lock (copies starting together would wait on each other) and check the model
-            // against the snapshot (scripts/test.sh does that): about 0.1 s of a start. A database that does not exist
-            // yet has no migration applied, and MigrateAsync creates it (on PostgreSQL it was created above).
+            // The usual start finds every migration applied, which one read of the history table says, whereas
+            // MigrateAsync would also take the migration lock (copies starting together would wait on each other) and
+            // check the model against the snapshot (scripts/test.sh does that); a database that does not exist yet has
+            // no migration applied, and MigrateAsync creates it (on PostgreSQL it was created above).
             if ((await db.Database.GetPendingMigrationsAsync(cancellationToken)).Any())
             {
                 await db.Database.MigrateAsync(cancellationToken);
@@ -67,7 +71,8 @@ public sealed class DatabaseInitializer<TContext>(
             await db.Database.EnsureCreatedAsync(cancellationToken);
         }
 
-        logger.LogInformation("Database schema of {Context} is up to date ({Provider})", typeof(TContext).Name, options.Value.Provider);
+        logger.LogInformation("Database schema of {Context} is up to date ({Provider})", typeof(TContext).Name,
+            options.Value.Provider);
     }
 
     /// <summary>

@@ -6,14 +6,14 @@ namespace DynamicWorkers.Infrastructure.Persistence;
 
 /// <summary>
 /// Start-up steps that need the database wait for it: a process started while the database restarts (or
-/// starts up alongside it) would otherwise exit at once. Found by the chaos run, where a killed service was
-/// started again during a PostgreSQL restart and failed with "the database system is not yet accepting connections".
+/// starts up alongside it) would otherwise exit at once.
 /// </summary>
 public static class DatabaseStartup
 {
     static readonly TimeSpan Patience = TimeSpan.FromMinutes(2);
 
-    public static async Task WhenReachableAsync(Func<CancellationToken, Task> step, ILogger logger, CancellationToken cancellationToken)
+    public static async Task WhenReachableAsync(Func<CancellationToken, Task> step, ILogger logger,
+        CancellationToken cancellationToken)
     {
         var until = DateTime.UtcNow + Patience;
         for (var attempt = 1; ; attempt++)
@@ -23,15 +23,19 @@ public static class DatabaseStartup
                 await step(cancellationToken);
                 return;
             }
-            catch (Exception e) when (IsUnreachable(e) && DateTime.UtcNow < until && !cancellationToken.IsCancellationRequested)
+            catch (Exception e) when (IsUnreachable(e) && DateTime.UtcNow < until
+                && !cancellationToken.IsCancellationRequested)
             {
-                logger.LogWarning("Database not reachable at start-up (attempt {Attempt}): {Error}; trying again", attempt, e.GetBaseException().Message);
+                logger.LogWarning("Database not reachable at start-up (attempt {Attempt}): {Error}; trying again",
+                    attempt, e.GetBaseException().Message);
                 await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
             }
         }
     }
 
-    /// <summary>A transient database error or a refused connection anywhere in the chain; not a bad schema or bad credentials.</summary>
+    /// <summary>
+    /// A transient database error or a refused connection anywhere in the chain; not a bad schema or bad credentials.
+    /// </summary>
     public static bool IsUnreachable(Exception e)
     {
         for (Exception? inner = e; inner is not null; inner = inner.InnerException)

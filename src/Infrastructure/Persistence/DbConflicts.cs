@@ -6,11 +6,14 @@ using Npgsql;
 
 namespace DynamicWorkers.Infrastructure.Persistence;
 
-/// <summary>Recognises the database errors that mean "someone else got there first": worth an immediate retry.</summary>
+/// <summary>
+/// Recognises the database errors that mean "someone else got there first": worth an immediate retry.
+/// </summary>
 public static class DbConflicts
 {
     public static bool IsConflict(Exception e)
-        => e is DbUpdateConcurrencyException || (e is DbUpdateException u && IsDuplicateKey(u)) || IsBusy(e) || IsDeadlock(e);
+        => e is DbUpdateConcurrencyException || (e is DbUpdateException u && IsDuplicateKey(u)) || IsBusy(e)
+            || IsDeadlock(e);
 
     public static bool IsDuplicateKey(DbUpdateException e) => e.InnerException switch
     {
@@ -20,10 +23,13 @@ public static class DbConflicts
         _ => false,
     };
 
-    /// <summary>Two transactions waited on each other's row locks; the database ended one, which may simply run again.</summary>
+    /// <summary>
+    /// Two transactions waited on each other's row locks; the database ended one, which may simply run again.
+    /// </summary>
     static bool IsDeadlock(Exception e) => (e as DbException ?? e.InnerException as DbException) switch
     {
-        PostgresException pg => pg.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure,
+        PostgresException pg
+            => pg.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure,
         SqlException sql => sql.Number == 1205,
         _ => false,
     };

@@ -19,7 +19,8 @@ public sealed class EfSagaRepositoryContext<TSaga, TMessage> :
     readonly ConsumeContext<TMessage> consumeContext;
     readonly ISagaConsumeContextFactory<DbContext, TSaga> factory;
 
-    internal EfSagaRepositoryContext(DbContext db, ConsumeContext<TMessage> consumeContext, ISagaConsumeContextFactory<DbContext, TSaga> factory)
+    internal EfSagaRepositoryContext(DbContext db, ConsumeContext<TMessage> consumeContext,
+        ISagaConsumeContextFactory<DbContext, TSaga> factory)
         : base(consumeContext, db)
     {
         this.db = db;
@@ -53,7 +54,9 @@ public sealed class EfSagaRepositoryContext<TSaga, TMessage> :
     {
         var instance = await db.Set<TSaga>().AsTracking()
             .SingleOrDefaultAsync(x => x.CorrelationId == correlationId, CancellationToken);
-        return instance is null ? null! : await factory.CreateSagaConsumeContext(db, consumeContext, instance, SagaConsumeContextMode.Load);
+        return instance is null
+            ? null!
+            : await factory.CreateSagaConsumeContext(db, consumeContext, instance, SagaConsumeContextMode.Load);
     }
 
     /// <summary>A new saga: a racing insert of the same id fails on the primary key and is retried as a load.</summary>
@@ -98,12 +101,14 @@ public sealed class EfSagaRepositoryContext<TSaga, TMessage> :
 
     public Task Undo(SagaConsumeContext<TSaga> context)
     {
-        var entry = db.ChangeTracker.Entries<TSaga>().FirstOrDefault(x => x.Entity.CorrelationId == context.Saga.CorrelationId);
+        var entry = db.ChangeTracker.Entries<TSaga>()
+            .FirstOrDefault(x => x.Entity.CorrelationId == context.Saga.CorrelationId);
         entry?.State = EntityState.Unchanged;
         return Task.CompletedTask;
     }
 
-    public Task<SagaConsumeContext<TSaga, T>> CreateSagaConsumeContext<T>(ConsumeContext<T> consumeContext, TSaga instance, SagaConsumeContextMode mode)
+    public Task<SagaConsumeContext<TSaga, T>> CreateSagaConsumeContext<T>(ConsumeContext<T> consumeContext,
+        TSaga instance, SagaConsumeContextMode mode)
         where T : class
         => factory.CreateSagaConsumeContext(db, consumeContext, instance, mode);
 }
@@ -116,9 +121,11 @@ public sealed class EfSagaQueryContext<TSaga>(DbContext db, CancellationToken ca
     where TSaga : class, ISaga
 {
     public Task<TSaga> Load(Guid correlationId)
-        => db.Set<TSaga>().AsNoTracking().SingleOrDefaultAsync(x => x.CorrelationId == correlationId, CancellationToken)!;
+        => db.Set<TSaga>().AsNoTracking().SingleOrDefaultAsync(x => x.CorrelationId == correlationId,
+            CancellationToken)!;
 
-    public async Task<SagaRepositoryQueryContext<TSaga>> Query(ISagaQuery<TSaga> query, CancellationToken cancellationToken = default)
+    public async Task<SagaRepositoryQueryContext<TSaga>> Query(ISagaQuery<TSaga> query,
+        CancellationToken cancellationToken = default)
     {
         var ids = await db.Set<TSaga>().AsNoTracking().Where(query.FilterExpression)
             .Select(x => x.CorrelationId).ToListAsync(cancellationToken);

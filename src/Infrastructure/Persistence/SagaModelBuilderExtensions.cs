@@ -6,7 +6,9 @@ namespace DynamicWorkers.Infrastructure.Persistence;
 
 public static class SagaModelBuilderExtensions
 {
-    /// <summary>Maps a saga: key = correlation id (never generated), <c>Version</c> = optimistic concurrency token.</summary>
+    /// <summary>
+    /// Maps a saga: key = correlation id (never generated), <c>Version</c> = optimistic concurrency token.
+    /// </summary>
     public static EntityTypeBuilder<TSaga> MapSaga<TSaga>(this ModelBuilder modelBuilder, string table)
         where TSaga : class, ISagaVersion
         => modelBuilder.Entity<TSaga>().MapSaga(table);

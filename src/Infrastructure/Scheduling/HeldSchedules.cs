@@ -17,7 +17,9 @@ namespace DynamicWorkers.Infrastructure.Scheduling;
 /// </summary>
 public sealed class HeldSchedules
 {
-    /// <summary>A held schedule is stored at least this long before it falls due: time for Quartz to take it up.</summary>
+    /// <summary>
+    /// A held schedule is stored at least this long before it falls due: time for Quartz to take it up.
+    /// </summary>
     public static readonly TimeSpan StoreLead = TimeSpan.FromSeconds(5);
 
     readonly ConcurrentDictionary<string, TaskCompletionSource> _held = new();
@@ -43,11 +45,12 @@ public sealed class HeldSchedules
 
     /// <summary>
     /// Holds the schedule named <paramref name="token"/> until it is cancelled (true: store nothing) or its hold ends
-    /// (false: store it). Returns false at once when it is due too soon, the hold is full or the host is stopping. A copy
-    /// arriving while another is held (redelivered after a lost connection, whose ack the first can no longer give) takes
-    /// over the hold: the first returns true, so a cancel still meets the one copy that may be stored.
+    /// (false: store it). Returns false at once when it is due too soon, the hold is full or the host is stopping. A
+    /// copy arriving while another is held (redelivered after a lost connection, whose ack the first can no longer
+    /// give) takes over the hold: the first returns true, so a cancel still meets the one copy that may be stored.
     /// </summary>
-    public async Task<bool> CancelledWhileHeldAsync(string token, DateTimeOffset due, CancellationToken cancellationToken)
+    public async Task<bool> CancelledWhileHeldAsync(string token, DateTimeOffset due,
+        CancellationToken cancellationToken)
     {
         var hold = Min(_holdLimit, due - _clock.GetUtcNow() - StoreLead);
         if (_stop.IsCancellationRequested || hold <= TimeSpan.Zero)
@@ -71,7 +74,8 @@ public sealed class HeldSchedules
             });
 
             using var timeout = new CancellationTokenSource(hold, _clock);
-            using var ended = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stop.Token, cancellationToken);
+            using var ended = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stop.Token,
+                cancellationToken);
             try
             {
                 await cancelled.Task.WaitAsync(ended.Token).ConfigureAwait(false);
@@ -79,7 +83,8 @@ public sealed class HeldSchedules
             }
             catch (OperationCanceledException)
             {
-                // Whoever takes the entry out owns the outcome: a cancel or a newer copy that came in the same instant has it.
+                // Whoever takes the entry out owns the outcome: a cancel or a newer copy that came in the same instant
+                // has it.
                 return !_held.TryRemove(new KeyValuePair<string, TaskCompletionSource>(token, cancelled));
             }
         }
@@ -89,7 +94,9 @@ public sealed class HeldSchedules
         }
     }
 
-    /// <summary>True when the schedule was held here: it is then never stored, and the cancel needs no write either.</summary>
+    /// <summary>
+    /// True when the schedule was held here: it is then never stored, and the cancel needs no write either.
+    /// </summary>
     public bool TryCancel(string token)
     {
         if (!_held.TryRemove(token, out var cancelled))

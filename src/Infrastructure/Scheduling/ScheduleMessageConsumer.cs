@@ -15,10 +15,15 @@ namespace DynamicWorkers.Infrastructure.Scheduling;
 /// that overtook it (both are in the queue at once, and consumers run concurrently). A schedule not due soon is first
 /// held for its cancel (<see cref="HeldSchedules"/>): one cancelled meanwhile is never stored.
 /// </summary>
-public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, HeldSchedules held) : IConsumer<ScheduleMessage>
+public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, HeldSchedules held)
+    : IConsumer<ScheduleMessage>
 {
-    /// <summary>A send that fails (broker down) is retried by Quartz, from the store: 1 s doubling to 30 s, 20 attempts, about eight minutes.</summary>
-    static readonly RetryPolicy SendRetry = RetryPolicy.Exponential(20, TimeSpan.FromSeconds(1), 2, TimeSpan.FromSeconds(30));
+    /// <summary>
+    /// A send that fails (broker down) is retried by Quartz, from the store: 1 s doubling to 30 s, 20 attempts, about
+    /// eight minutes.
+    /// </summary>
+    static readonly RetryPolicy SendRetry = RetryPolicy.Exponential(20, TimeSpan.FromSeconds(1), 2,
+        TimeSpan.FromSeconds(30));
 
     public async Task Consume(ConsumeContext<ScheduleMessage> context)
     {
@@ -39,11 +44,13 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, 
             .WithIdentity(new TriggerKey(token))
             .ForJob(new JobKey(Keys.JobName))
             .StartAt(due)
-            .WithSchedule(SimpleScheduleBuilder.Create().WithMisfireInstruction(SimpleTriggerMisfireInstruction.FireNow))
+            .WithSchedule(SimpleScheduleBuilder.Create()
+                .WithMisfireInstruction(SimpleTriggerMisfireInstruction.FireNow))
             .WithRetryPolicy(SendRetry)
             .UsingJobData(Keys.Destination, message.Destination.ToString())
             .UsingJobData(Keys.Body, body.GetString())
-            .UsingJobData(Keys.ContentType, context.ReceiveContext.ContentType?.ToString() ?? SystemTextJsonMessageSerializer.JsonContentType.ToString())
+            .UsingJobData(Keys.ContentType, context.ReceiveContext.ContentType?.ToString()
+                ?? SystemTextJsonMessageSerializer.JsonContentType.ToString())
             .UsingJobData(Keys.TokenId, token);
 
         void Add(string key, object? value)
@@ -68,7 +75,8 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, 
         var headers = context.Headers.GetAll().ToDictionary(x => x.Key, x => x.Value);
         if (headers.Count > 0)
         {
-            trigger.UsingJobData(Keys.Headers, JsonSerializer.Serialize(headers, SystemTextJsonMessageSerializer.Options));
+            trigger.UsingJobData(Keys.Headers, JsonSerializer.Serialize(headers,
+                SystemTextJsonMessageSerializer.Options));
         }
 
         var scheduler = await schedulerFactory.GetScheduler(context.CancellationToken);
@@ -91,7 +99,8 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, 
 
     /// <summary>MassTransit sends UTC; an unspecified kind must not be read as local time.</summary>
     static DateTimeOffset AsUtc(DateTime time)
-        => time.Kind == DateTimeKind.Local ? new DateTimeOffset(time.ToUniversalTime()) : new DateTimeOffset(DateTime.SpecifyKind(time, DateTimeKind.Utc));
+        => time.Kind == DateTimeKind.Local ? new DateTimeOffset(time.ToUniversalTime())
+            : new DateTimeOffset(DateTime.SpecifyKind(time, DateTimeKind.Utc));
 }
 
 /// <summary>
@@ -101,7 +110,8 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, 
 /// later, finds the name taken and is dropped. Cancelling a schedule that already fired is harmless. A schedule still
 /// held in this process (<see cref="HeldSchedules"/>) is simply let go: neither is written.
 /// </summary>
-public sealed class CancelScheduledMessageConsumer(ISchedulerFactory schedulerFactory, HeldSchedules held) : IConsumer<Batch<CancelScheduledMessage>>
+public sealed class CancelScheduledMessageConsumer(ISchedulerFactory schedulerFactory, HeldSchedules held)
+    : IConsumer<Batch<CancelScheduledMessage>>
 {
     static readonly TimeSpan TombstoneLifetime = TimeSpan.FromHours(1);
 
@@ -124,7 +134,8 @@ public sealed class CancelScheduledMessageConsumer(ISchedulerFactory schedulerFa
                 .WithIdentity(key)
                 .ForJob(new JobKey(ScheduledMessageData.TombstoneJobName))
                 .StartAt(DateTimeOffset.UtcNow + TombstoneLifetime)
-                .WithSchedule(SimpleScheduleBuilder.Create().WithMisfireInstruction(SimpleTriggerMisfireInstruction.FireNow))
+                .WithSchedule(SimpleScheduleBuilder.Create()
+                    .WithMisfireInstruction(SimpleTriggerMisfireInstruction.FireNow))
                 .Build();
             try
             {
@@ -142,5 +153,6 @@ public sealed class CancelScheduledMessageConsumer(ISchedulerFactory schedulerFa
 /// <summary>What a cancel tombstone fires when it expires: nothing (Quartz then deletes the trigger).</summary>
 public sealed class CancelledScheduleJob : IJob
 {
-    public ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+    public ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken = default)
+        => ValueTask.CompletedTask;
 }

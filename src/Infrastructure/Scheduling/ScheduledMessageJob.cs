@@ -22,12 +22,14 @@ public sealed class ScheduledMessageJob(IBus bus) : IJob
         var endpoint = await bus.GetSendEndpoint(destination);
         try
         {
-            await endpoint.Send(new SerializedMessageBody(), new ForwardPipe(context, data, destination), cancellationToken);
+            await endpoint.Send(new SerializedMessageBody(), new ForwardPipe(context, data, destination),
+                cancellationToken);
         }
         catch (Exception e)
         {
             // Quartz retries the trigger with its retry policy (broker restarting, say).
-            throw new JobExecutionException($"sending scheduled message {data.GetString(Keys.TokenId)} to {destination} failed", e);
+            throw new JobExecutionException(
+                $"sending scheduled message {data.GetString(Keys.TokenId)} to {destination} failed", e);
         }
     }
 
@@ -38,7 +40,8 @@ public sealed class ScheduledMessageJob(IBus bus) : IJob
             var headers = Headers();
             var contentType = new ContentType(data.GetString(Keys.ContentType)!);
             var deserializer = context.Serialization.GetMessageDeserializer(contentType);
-            var serializerContext = deserializer.Deserialize(deserializer.GetMessageBody(data.GetString(Keys.Body)!), headers, destination);
+            var serializerContext = deserializer.Deserialize(deserializer.GetMessageBody(data.GetString(Keys.Body)!),
+                headers, destination);
 
             context.MessageId = GuidOf(Keys.MessageId) ?? context.MessageId;
             context.RequestId = GuidOf(Keys.RequestId);
@@ -50,7 +53,8 @@ public sealed class ScheduledMessageJob(IBus bus) : IJob
             context.FaultAddress = UriOf(Keys.FaultAddress);
             if (data.TryGetString(Keys.ExpirationTime, out var expiration) && expiration is not null)
             {
-                var at = DateTime.Parse(expiration, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind).ToUniversalTime();
+                var at = DateTime.Parse(expiration, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind)
+                    .ToUniversalTime();
                 context.TimeToLive = at - DateTime.UtcNow;
             }
 
@@ -70,7 +74,8 @@ public sealed class ScheduledMessageJob(IBus bus) : IJob
             var headers = new DictionarySendHeaders();
             if (data.TryGetString(Keys.Headers, out var json) && !string.IsNullOrEmpty(json))
             {
-                foreach (var (key, value) in JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(json, SystemTextJsonMessageSerializer.Options)!)
+                foreach (var (key, value) in JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(json,
+                    SystemTextJsonMessageSerializer.Options)!)
                 {
                     headers.Set(key, value.ValueKind switch
                     {

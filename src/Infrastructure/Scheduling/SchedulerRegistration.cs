@@ -7,7 +7,9 @@ namespace DynamicWorkers.Infrastructure.Scheduling;
 
 public static class SchedulerRegistration
 {
-    /// <summary>The scheduler's own connection pool (and how its sessions show in the database's activity view).</summary>
+    /// <summary>
+    /// The scheduler's own connection pool (and how its sessions show in the database's activity view).
+    /// </summary>
     const string PoolName = "dynamic-workers-scheduler";
 
     /// <summary>
