@@ -31,7 +31,6 @@ public sealed class Allocator(
     DynamicWorkersDbContext db,
     InstanceLifecycles lifecycles,
     IOptionsMonitor<PoolsOptions> pools,
-    IOptionsMonitor<LifecycleOptions> lifecycle,
     TimeProvider clock,
     ILogger<Allocator> logger)
 {
@@ -689,13 +688,8 @@ public sealed class Allocator(
                 CorrelationId = NewId.NextGuid(), Pool = pool.Name, Image = pool.Image,
                 CurrentState = WorkerStates.Provisioning, CreatedAt = clock.GetUtcNow(),
             };
+            // No timer while provisioning: the sweep enforces its deadline, and the first timer is armed once it is ready.
             db.Add(worker);
-            // The first timer is the provisioning deadline, the worker's earliest for a while: later ones arm nothing
-            // until it fires.
-            var timeout = lifecycle.CurrentValue.ProvisioningTimeout;
-            var timer = await context.ScheduleSend(WorkerStateDefinition.Address, timeout,
-                new WorkerTimerDue(worker.CorrelationId));
-            (worker.TimerToken, worker.TimerDueAt) = (timer.TokenId, worker.CreatedAt + timeout);
             await context.Send(CloudQueues.Address(CloudQueues.ProvisionWorker),
                 new ProvisionWorker(worker.CorrelationId, pool.Name, pool.Image, definition.Size));
         }
@@ -809,13 +803,12 @@ public sealed class Allocator(
     }
 
     /// <summary>
-    /// The worker's earliest deadline: giving up provisioning, its max age, its lease's expiry or its idle timeout.
-    /// Trust normally takes seconds, so its deadline has no timer of its own: the sweep enforces it.
+    /// The worker's earliest deadline for its timer: its max age, its lease's expiry or its idle timeout. Provisioning
+    /// and trust have no timer of their own (each would only fire stale and re-arm): the sweep enforces their deadlines.
     /// </summary>
-    public static DateTimeOffset? EarliestDeadline(WorkerState worker, TimeSpan provisioningTimeout)
+    public static DateTimeOffset? EarliestDeadline(WorkerState worker)
         => worker.CurrentState switch
         {
-            WorkerStates.Provisioning => worker.CreatedAt + provisioningTimeout,
             WorkerStates.Ready or WorkerStates.Trusting => worker.MaxAgeDeadline,
             WorkerStates.Leased => Earlier(worker.MaxAgeDeadline, worker.LeaseExpiresAt),
             WorkerStates.Idle => Earlier(worker.MaxAgeDeadline, worker.IdleDeadline),
@@ -824,7 +817,7 @@ public sealed class Allocator(
 
     /// <summary>No timer stands, or the one that does falls due after the earliest deadline.</summary>
     public bool NeedsTimer(WorkerState worker, DateTimeOffset now)
-        => EarliestDeadline(worker, lifecycle.CurrentValue.ProvisioningTimeout) is { } due
+        => EarliestDeadline(worker) is { } due
            && (worker.TimerToken is null || worker.TimerDueAt > (due > now ? due : now));
 
     /// <summary>

@@ -43,7 +43,7 @@ public static class WorkerSteps
     /// now.
     /// </summary>
     public static async Task ArmTimerAsync(
-        this Allocator allocator, BehaviorContext<WorkerState> context, LifecycleOptions settings, TimeProvider clock)
+        this Allocator allocator, BehaviorContext<WorkerState> context, TimeProvider clock)
     {
         var worker = context.Saga;
         var now = clock.GetUtcNow();
@@ -53,7 +53,7 @@ public static class WorkerSteps
         }
 
         if (!allocator.NeedsTimer(worker, now)
-            || Allocator.EarliestDeadline(worker, settings.ProvisioningTimeout) is not { } due)
+            || Allocator.EarliestDeadline(worker) is not { } due)
         {
             return;
         }

@@ -94,8 +94,8 @@ public sealed class DropRecoveryTests
         Rejected,
 
         /// <summary>
-        /// As <see cref="Hot"/>, with a worker past its first timer (the provisioning deadline): its timer then stands at its
-        /// max age or lease expiry, and the release has to bring it forward to the idle timeout.
+        /// As <see cref="Hot"/>, half an hour later: its timer stands at its max age, and the lease and the release have
+        /// to bring it forward to the lease's expiry and then the idle timeout.
         /// </summary>
         OldHot,
 
