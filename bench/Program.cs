@@ -691,6 +691,11 @@ try
 
     var errors = (await vhost.QueueDepthsAsync()).Where(q => q.Key.EndsWith("_error", StringComparison.Ordinal)).Sum(q => q.Value);
     report.Errors(errors);
+    foreach (var sample in errors > 0 ? await vhost.ErrorSamplesAsync() : [])
+    {
+        report.Note($"in an _error queue at the end: {sample}");
+    }
+
     await client.StopAsync();
 }
 finally

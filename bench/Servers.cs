@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using DynamicWorkers.Infrastructure.Configuration;
 using DynamicWorkers.Testing;
 using Npgsql;
@@ -102,6 +103,40 @@ public sealed class BenchVirtualHost : IAsyncDisposable
         }
 
         return delivered;
+    }
+
+    /// <summary>
+    /// What each <c>_error</c> queue holds, a few messages each (left in place): the message type and MassTransit's
+    /// fault headers, so that a run with errors says which.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> ErrorSamplesAsync(int perQueue = 3)
+    {
+        var samples = new List<string>();
+        foreach (var (queue, depth) in await QueueDepthsAsync())
+        {
+            if (depth == 0 || !queue.EndsWith("_error", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var request = new StringContent(
+                $$"""{"count":{{perQueue}},"ackmode":"ack_requeue_true","encoding":"auto","truncate":4000}""",
+                Encoding.UTF8, "application/json");
+            var response = await _http.PostAsync(
+                $"/api/queues/{Uri.EscapeDataString(Name)}/{Uri.EscapeDataString(queue)}/get", request);
+            using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            foreach (var message in json.RootElement.EnumerateArray())
+            {
+                var headers = message.GetProperty("properties").TryGetProperty("headers", out var h) ? h : default;
+                string Header(string name) => headers.ValueKind == JsonValueKind.Object
+                    && headers.TryGetProperty(name, out var v) ? v.ToString() : "?";
+                var payload = message.TryGetProperty("payload", out var p) ? p.GetString() ?? "" : "";
+                var type = Regex.Match(payload, "\"(urn:message:[^\"]+)\"") is { Success: true } m ? m.Groups[1].Value : "?";
+                samples.Add($"{queue}: {type}: {Header("MT-Fault-ExceptionType")}: {Header("MT-Fault-Message")}");
+            }
+        }
+
+        return samples;
     }
 
     public async ValueTask DisposeAsync()
