@@ -50,10 +50,7 @@ public sealed class AllocateLeaseActivity(
             }
 
             var expiresAt = await allocator.LeaseAsync(idle, lease.CorrelationId, cancellationToken);
-            if (allocator.NeedsTimer(idle, clock.GetUtcNow()))
-            {
-                await context.Publish(new CheckWorkerDeadlines(idle.CorrelationId));
-            }
+            await allocator.ArmTimerAsync(context, idle);
 
             lease.Outcome = AllocationOutcome.Reused;
             GrantLeaseActivity.Choose(lease, idle.CorrelationId, idle.Address!, idle.AgentThumbprint!, reused: true,

@@ -438,9 +438,18 @@ public sealed class Allocator(
     {
         var cancellationToken = context.CancellationToken;
         await BeginAsync(cancellationToken);
-        var worker = await db.Set<WorkerState>().AsTracking()
-            .SingleOrDefaultAsync(w => w.CorrelationId == workerId, cancellationToken);
-        if (worker is null || worker.CurrentState != WorkerStates.Leased || worker.CurrentLeaseId != leaseId)
+        // The pool's image comes with the worker, in one round trip, read without the pool's lock: a change of image
+        // meanwhile bumps the worker's version (see ChangeImageAsync), so this release is retried rather than saved.
+        var read = await db.Set<WorkerState>().AsTracking()
+            .Where(w => w.CorrelationId == workerId)
+            .Select(w => new
+            {
+                Worker = w,
+                PoolImage = db.Set<PoolState>().Where(p => p.Name == w.Pool).Select(p => p.Image).FirstOrDefault(),
+            })
+            .SingleOrDefaultAsync(cancellationToken);
+        if (read?.Worker is not { } worker || worker.CurrentState != WorkerStates.Leased
+            || worker.CurrentLeaseId != leaseId)
         {
             return false;
         }
@@ -453,7 +462,8 @@ public sealed class Allocator(
             return true;
         }
 
-        if (await IsOutdatedAsync(worker, cancellationToken))
+        var poolImage = db.Set<PoolState>().Local.FirstOrDefault(p => p.Name == worker.Pool)?.Image ?? read.PoolImage;
+        if (!string.IsNullOrEmpty(poolImage) && worker.Image.Length > 0 && worker.Image != poolImage)
         {
             // Image rollout: a leased worker of an older image is never interrupted, and deleted instead of going idle.
             EndLease(worker, leaseId, now);
@@ -493,29 +503,13 @@ public sealed class Allocator(
             await context.Publish(new ReconcilePool(worker.Pool));
         }
 
-        if (NeedsTimer(worker, now))
-        {
-            await context.Publish(new CheckWorkerDeadlines(worker.CorrelationId));
-        }
-
+        await ArmTimerAsync(context, worker);
         return true;
     }
 
     static void EndLease(WorkerState worker, Guid leaseId, DateTimeOffset now)
         => (worker.LastLeaseId, worker.CurrentLeaseId, worker.LeaseExpiresAt, worker.LastLeaseEndedAt) =
             (leaseId, null, null, now);
-
-    /// <summary>
-    /// Whether the worker's image is not its pool's any more. Read without the pool's lock: a change of image meanwhile
-    /// bumps the worker's version (<see cref="ChangeImageAsync"/>), so this release is retried rather than saved.
-    /// </summary>
-    async Task<bool> IsOutdatedAsync(WorkerState worker, CancellationToken cancellationToken)
-    {
-        var image = db.Set<PoolState>().Local.FirstOrDefault(p => p.Name == worker.Pool)?.Image
-                    ?? await db.Set<PoolState>().Where(p => p.Name == worker.Pool).Select(p => p.Image)
-                        .SingleOrDefaultAsync(cancellationToken);
-        return !string.IsNullOrEmpty(image) && worker.Image.Length > 0 && worker.Image != image;
-    }
 
     /// <summary>
     /// The worker chosen for a lease failed: the lease gets a ready worker at once if there is one, else it goes back
@@ -688,7 +682,7 @@ public sealed class Allocator(
                 CorrelationId = NewId.NextGuid(), Pool = pool.Name, Image = pool.Image,
                 CurrentState = WorkerStates.Provisioning, CreatedAt = clock.GetUtcNow(),
             };
-            // No timer while provisioning: the sweep enforces its deadline, and the first timer is armed once it is ready.
+            // No timer while provisioning: the sweep enforces its deadline; the first timer is armed once it is ready.
             db.Add(worker);
             await context.Send(CloudQueues.Address(CloudQueues.ProvisionWorker),
                 new ProvisionWorker(worker.CorrelationId, pool.Name, pool.Image, definition.Size));
@@ -804,7 +798,7 @@ public sealed class Allocator(
 
     /// <summary>
     /// The worker's earliest deadline for its timer: its max age, its lease's expiry or its idle timeout. Provisioning
-    /// and trust have no timer of their own (each would only fire stale and re-arm): the sweep enforces their deadlines.
+    /// and trust have no timer of their own (it would mostly fire stale and re-arm): the sweep enforces theirs.
     /// </summary>
     public static DateTimeOffset? EarliestDeadline(WorkerState worker)
         => worker.CurrentState switch
@@ -815,10 +809,25 @@ public sealed class Allocator(
             _ => null,
         };
 
-    /// <summary>No timer stands, or the one that does falls due after the earliest deadline.</summary>
-    public bool NeedsTimer(WorkerState worker, DateTimeOffset now)
-        => EarliestDeadline(worker) is { } due
-           && (worker.TimerToken is null || worker.TimerDueAt > (due > now ? due : now));
+    /// <summary>
+    /// Schedules the worker's timer for its earliest deadline unless one stands that is due no later, from whichever
+    /// saga changed the worker. A replaced timer is not cancelled: it fires later and is ignored by its token, one
+    /// delivery either way and no write to the job store now.
+    /// </summary>
+    public async Task ArmTimerAsync(ConsumeContext context, WorkerState worker)
+    {
+        var now = clock.GetUtcNow();
+        if (EarliestDeadline(worker) is not { } due
+            || worker.TimerToken is not null && worker.TimerDueAt <= (due > now ? due : now))
+        {
+            return;
+        }
+
+        var at = due > now ? due : now;
+        var scheduled = await context.ScheduleSend(WorkerStateDefinition.Address, at - now,
+            new WorkerTimerDue(worker.CorrelationId));
+        (worker.TimerToken, worker.TimerDueAt) = (scheduled.TokenId, at);
+    }
 
     /// <summary>
     /// Every worker a saga other than its own changes gets a new version, so a decision its own saga made meanwhile is

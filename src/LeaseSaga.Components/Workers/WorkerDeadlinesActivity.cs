@@ -55,13 +55,13 @@ public sealed class WorkerDeadlinesActivity(
         // Also after a deadline acted: a fired timer's token is spent either way.
         if (!DeadlinePassed(worker) && !StepOverdue(worker, settings))
         {
-            await allocator.ArmTimerAsync(context, clock);
+            await allocator.ArmTimerAsync(context);
         }
     }
 
     bool DeadlinePassed(WorkerState worker) => Passed(Allocator.EarliestDeadline(worker));
 
-    /// <summary>Provisioning and trust have no timer of their own: the sweep asks for a check once they are overdue.</summary>
+    /// <summary>Provisioning and trust have no timer of their own: the sweep asks for a check once overdue.</summary>
     bool StepOverdue(WorkerState worker, LifecycleOptions settings) => worker.CurrentState switch
     {
         WorkerStates.Provisioning => Passed(worker.CreatedAt + settings.ProvisioningTimeout),

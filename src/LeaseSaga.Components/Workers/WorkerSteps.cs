@@ -1,5 +1,4 @@
 using DynamicWorkers.Contracts.Internal;
-using DynamicWorkers.LeaseSaga.Configuration;
 using DynamicWorkers.LeaseSaga.Pools;
 using MassTransit;
 using Microsoft.Extensions.Logging;
@@ -37,32 +36,15 @@ public static class WorkerSteps
         await allocator.RebalanceAsync(context, pool);
     }
 
-    /// <summary>
-    /// Schedules the timer for the earliest deadline unless one stands that is due no later. A replaced timer is not
-    /// cancelled: it fires later and is ignored by its token, one delivery either way and no write to the job store
-    /// now.
-    /// </summary>
-    public static async Task ArmTimerAsync(
-        this Allocator allocator, BehaviorContext<WorkerState> context, TimeProvider clock)
+    /// <summary>Arms the worker's one timer (<see cref="Allocator.ArmTimerAsync"/>); a timer that fired is spent.</summary>
+    public static Task ArmTimerAsync(this Allocator allocator, BehaviorContext<WorkerState> context)
     {
-        var worker = context.Saga;
-        var now = clock.GetUtcNow();
-        if (context.GetSchedulingTokenId() is { } fired && fired == worker.TimerToken)
+        if (context.GetSchedulingTokenId() is { } fired && fired == context.Saga.TimerToken)
         {
-            worker.TimerToken = null;
+            context.Saga.TimerToken = null;
         }
 
-        if (!allocator.NeedsTimer(worker, now)
-            || Allocator.EarliestDeadline(worker) is not { } due)
-        {
-            return;
-        }
-
-        var delay = due > now ? due - now : TimeSpan.Zero;
-        var scheduled = await context.ScheduleSend(context.ReceiveContext.InputAddress, delay,
-            new WorkerTimerDue(worker.CorrelationId));
-        worker.TimerToken = scheduled.TokenId;
-        worker.TimerDueAt = due > now ? due : now;
+        return allocator.ArmTimerAsync(context, context.Saga);
     }
 
     public static KeyValuePair<string, object?> PoolTag(WorkerState worker) => new("pool", worker.Pool);

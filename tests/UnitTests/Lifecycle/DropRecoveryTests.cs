@@ -65,7 +65,7 @@ public sealed class DropRecoveryTests
         [Scenario.Revoke] = [nameof(RevokeLease), nameof(LeaseRevoked), nameof(DeprovisionWorker), nameof(WorkerDeprovisioned), nameof(WorkerTimerDue)],
         [Scenario.TrustFails] = [nameof(WorkerTrustFailed), nameof(LeaseQueued), nameof(DeprovisionWorker), nameof(WorkerDeprovisioned), nameof(TrustWorker)],
         [Scenario.Rejected] = [nameof(LeaseRejected)],
-        [Scenario.OldHot] = [nameof(CheckWorkerDeadlines), nameof(WorkerTimerDue), "WorkerTimerDue (schedule)"],
+        [Scenario.OldHot] = [nameof(WorkerTimerDue), "WorkerTimerDue (schedule)"],
         [Scenario.HotAskedOnce] = [nameof(TrustWorker), nameof(WorkerTrusted), nameof(WorkerLeased)],
         [Scenario.ColdAskedOnce] = [nameof(ProvisionWorker), nameof(WorkerProvisioned), nameof(WorkerLeased)],
     };
