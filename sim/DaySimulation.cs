@@ -14,7 +14,8 @@ using Microsoft.Extensions.Logging;
 
 namespace DynamicWorkers.Simulator;
 
-/// <summary>What is simulated besides the trace: the cloud's provisioning times, its outage, the pool's bounds.</summary>
+/// <summary>What is simulated besides the trace: the cloud's provisioning times, its outage, the pool's
+/// bounds.</summary>
 public sealed record SimulationPlan(
     TimeSpan Length,
     TimeSpan OutageStart,
@@ -30,14 +31,16 @@ public sealed record SimulationPlan(
 }
 
 /// <summary>How the pool's hot target is chosen: fixed, or adaptive within bounds.</summary>
-public sealed record PoolStrategy(string Name, int HotTarget, bool Adaptive = false, int MinHot = 0, int MaxHot = 50, double TargetWaitProbability = 0.05)
+public sealed record PoolStrategy(string Name, int HotTarget, bool Adaptive = false, int MinHot = 0, int MaxHot = 50,
+    double TargetWaitProbability = 0.05)
 {
     public static PoolStrategy Fixed(int hotTarget) => new($"fixed {hotTarget}", hotTarget);
 }
 
 /// <summary>
 /// One day of a trace against one pool strategy: the LeaseSaga's own state machines, allocation and pool keeper on the
-/// in-memory bus with SQLite, a virtual clock that jumps to the next thing that happens, and a <see cref="VirtualCloud"/>.
+/// in-memory bus with SQLite, a virtual clock that jumps to the next thing that happens, and a
+/// <see cref="VirtualCloud"/>.
 /// </summary>
 public sealed class DaySimulation : IAsyncDisposable
 {
@@ -58,7 +61,8 @@ public sealed class DaySimulation : IAsyncDisposable
         _strategy = strategy;
     }
 
-    public static async Task<DayResult> RunAsync(IReadOnlyList<TraceLease> trace, SimulationPlan plan, PoolStrategy strategy, CancellationToken cancellationToken)
+    public static async Task<DayResult> RunAsync(IReadOnlyList<TraceLease> trace, SimulationPlan plan,
+        PoolStrategy strategy, CancellationToken cancellationToken)
     {
         await using var simulation = new DaySimulation(plan, strategy);
         await simulation.StartAsync();
@@ -81,7 +85,8 @@ public sealed class DaySimulation : IAsyncDisposable
             [$"Pools:{Pool}:Adaptive:Enabled"] = _strategy.Adaptive.ToString(),
             [$"Pools:{Pool}:Adaptive:MinHot"] = _strategy.MinHot.ToString(),
             [$"Pools:{Pool}:Adaptive:MaxHot"] = _strategy.MaxHot.ToString(),
-            [$"Pools:{Pool}:Adaptive:TargetWaitProbability"] = _strategy.TargetWaitProbability.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            [$"Pools:{Pool}:Adaptive:TargetWaitProbability"] =
+                _strategy.TargetWaitProbability.ToString(System.Globalization.CultureInfo.InvariantCulture),
         });
         builder.Services.AddVirtualTimeLeaseSaga(builder.Configuration, _clock);
         builder.Services.AddSingleton(_plan);
@@ -134,13 +139,17 @@ public sealed class DaySimulation : IAsyncDisposable
                 break;
             }
 
-            // Whole seconds: a timer's delay crosses the real clock on its way (a fraction of a millisecond early), and a
-            // deadline must have passed when its timer fires, or the machine re-arms it for the rest, again and again.
-            _clock.MoveTo(new DateTimeOffset((next.UtcTicks + TimeSpan.TicksPerSecond - 1) / TimeSpan.TicksPerSecond * TimeSpan.TicksPerSecond, TimeSpan.Zero));
+            // Whole seconds: a timer's delay crosses the real clock on its way (a fraction of a millisecond early), and
+            // a deadline must have passed when its timer fires, or the machine re-arms it for the rest, again and
+            // again.
+            _clock.MoveTo(new DateTimeOffset(
+                (next.UtcTicks + TimeSpan.TicksPerSecond - 1) / TimeSpan.TicksPerSecond * TimeSpan.TicksPerSecond,
+                TimeSpan.Zero));
             var now = _clock.GetUtcNow();
             if (++steps % 200 == 0 && Environment.GetEnvironmentVariable("DW_SIMULATION_PROGRESS") is not null)
             {
-                Console.Error.WriteLine($"{_strategy.Name}: step {steps} at {now - SimulationPlan.Start} after {wall.Elapsed}");
+                Console.Error.WriteLine(
+                    $"{_strategy.Name}: step {steps} at {now - SimulationPlan.Start} after {wall.Elapsed}");
             }
 
             while (arrivals.TryPeek(out var due) && SimulationPlan.Start + due.At <= now)
@@ -148,7 +157,8 @@ public sealed class DaySimulation : IAsyncDisposable
                 arrivals.Dequeue();
                 var leaseId = NewId.NextGuid();
                 _instances.Requested(leaseId, due);
-                await bus.Publish(new LeaseRequested(leaseId, due.InstanceId, Thumbprint, Pool, null, now), cancellationToken);
+                await bus.Publish(new LeaseRequested(leaseId, due.InstanceId, Thumbprint, Pool, null, now),
+                    cancellationToken);
             }
 
             foreach (var release in _instances.DueReleases(now))
@@ -186,10 +196,12 @@ public sealed class DaySimulation : IAsyncDisposable
         return (Of(WorkerStates.Ready, WorkerStates.Idle), Of(WorkerStates.Ready), Of(WorkerStates.Live));
     }
 
-    async Task<DayResult> ResultAsync(IdleAccount account, TimeSpan? bufferLasted, int created, CancellationToken cancellationToken)
+    async Task<DayResult> ResultAsync(IdleAccount account, TimeSpan? bufferLasted, int created,
+        CancellationToken cancellationToken)
     {
         await using var scope = _host.Services.CreateAsyncScope();
-        var leases = await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<LeaseState>().AsNoTracking().ToListAsync(cancellationToken);
+        var leases = await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<LeaseState>()
+            .AsNoTracking().ToListAsync(cancellationToken);
         var granted = leases.Where(l => l.GrantedAt is not null).ToList();
         var waits = granted.Select(l => l.GrantedAt!.Value - l.ReceivedAt).ToList();
         return new DayResult(
@@ -198,7 +210,8 @@ public sealed class DaySimulation : IAsyncDisposable
             granted.Count,
             leases.Count(l => l.RejectReason is not null),
             granted.Count(l => l.Reused),
-            // Served by a new VM: waited in line and not by an idle worker of its own instance that came free meanwhile.
+            // Served by a new VM: waited in line and not by an idle worker of its own instance that came free
+            // meanwhile.
             granted.Count(l => l.Waited && !l.Reused),
             Percentile(waits, 0.50),
             Percentile(waits, 0.95),
@@ -208,7 +221,8 @@ public sealed class DaySimulation : IAsyncDisposable
             created);
     }
 
-    /// <summary>Nearest rank: the smallest value with at least <paramref name="fraction"/> of the values at or below it.</summary>
+    /// <summary>Nearest rank: the smallest value with at least <paramref name="fraction"/> of the values at or below
+    /// it.</summary>
     public static TimeSpan Percentile(IReadOnlyList<TimeSpan> values, double fraction)
     {
         if (values.Count == 0)
@@ -233,7 +247,8 @@ public sealed class DaySimulation : IAsyncDisposable
     }
 }
 
-/// <summary>The simulated instances: each grant is released once its task's duration has passed on the virtual clock.</summary>
+/// <summary>The simulated instances: each grant is released once its task's duration has passed on the virtual
+/// clock.</summary>
 public sealed class Instances
 {
     public sealed record Release(Guid LeaseId, string InstanceId);
@@ -282,7 +297,8 @@ public sealed class Instances
     }
 }
 
-public sealed class InstanceConsumer(Instances instances, VirtualClock clock) : IConsumer<LeaseGranted>, IConsumer<LeaseRejected>
+public sealed class InstanceConsumer(Instances instances, VirtualClock clock) : IConsumer<LeaseGranted>,
+    IConsumer<LeaseRejected>
 {
     public Task Consume(ConsumeContext<LeaseGranted> context)
     {
@@ -307,7 +323,8 @@ public sealed class IdleAccount(DateTimeOffset start)
     public double IdleVmHours { get; private set; }
     public double VmHours { get; private set; }
 
-    /// <summary>From now on <paramref name="idle"/> VMs idle (hot or idle for their instance) out of <paramref name="live"/>.</summary>
+    /// <summary>From now on <paramref name="idle"/> VMs idle (hot or idle for their instance) out of
+    /// <paramref name="live"/>.</summary>
     public void Record(DateTimeOffset now, int idle, int live)
     {
         var hours = (now - _since).TotalHours;

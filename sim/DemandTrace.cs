@@ -20,7 +20,8 @@ public static class DemandTrace
         var leases = new List<TraceLease>();
         foreach (var (line, number) in File.ReadLines(path).Select((l, i) => (l.Trim(), i + 1)))
         {
-            if (line.Length == 0 || line.StartsWith('#') || line.StartsWith("offset", StringComparison.OrdinalIgnoreCase))
+            if (line.Length == 0 || line.StartsWith('#')
+                || line.StartsWith("offset", StringComparison.OrdinalIgnoreCase))
             {
                 continue;
             }
@@ -28,12 +29,15 @@ public static class DemandTrace
             var fields = line.Split(',');
             if (!TimeSpan.TryParse(fields[0], CultureInfo.InvariantCulture, out var at) || at < TimeSpan.Zero)
             {
-                throw new FormatException($"{path}:{number}: '{fields[0]}' is no offset (hh:mm:ss from the trace's start)");
+                throw new FormatException(
+                    $"{path}:{number}: '{fields[0]}' is no offset (hh:mm:ss from the trace's start)");
             }
 
-            var instance = fields.Length > 1 && fields[1].Trim().Length > 0 ? fields[1].Trim() : $"instance-{leases.Count % 50}";
+            var instance = fields.Length > 1 && fields[1].Trim().Length > 0
+                ? fields[1].Trim() : $"instance-{leases.Count % 50}";
             var duration = DefaultDuration;
-            if (fields.Length > 2 && fields[2].Trim().Length > 0 && (!TimeSpan.TryParse(fields[2], CultureInfo.InvariantCulture, out duration) || duration <= TimeSpan.Zero))
+            if (fields.Length > 2 && fields[2].Trim().Length > 0 && (
+                !TimeSpan.TryParse(fields[2], CultureInfo.InvariantCulture, out duration) || duration <= TimeSpan.Zero))
             {
                 throw new FormatException($"{path}:{number}: '{fields[2]}' is no duration (hh:mm:ss)");
             }
@@ -70,7 +74,8 @@ public static class DemandTrace
 
             var instance = (int)(120 * Math.Pow(random.NextDouble(), 2));
             var minutes = Math.Clamp(-Math.Log(1 - random.NextDouble()) * 12, 1, 90);
-            leases.Add(new TraceLease(TimeSpan.FromMinutes(Math.Round(at, 2)), $"instance-{instance}", TimeSpan.FromMinutes(Math.Round(minutes, 1))));
+            leases.Add(new TraceLease(TimeSpan.FromMinutes(Math.Round(at, 2)), $"instance-{instance}",
+                TimeSpan.FromMinutes(Math.Round(minutes, 1))));
         }
 
         return leases;
@@ -98,7 +103,8 @@ public static class DemandTrace
         text.AppendLine("offset,instance,duration");
         foreach (var lease in leases)
         {
-            text.AppendLine(CultureInfo.InvariantCulture, $"{lease.At:hh\\:mm\\:ss},{lease.InstanceId},{lease.Duration:hh\\:mm\\:ss}");
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"{lease.At:hh\\:mm\\:ss},{lease.InstanceId},{lease.Duration:hh\\:mm\\:ss}");
         }
 
         File.WriteAllText(path, text.ToString());

@@ -25,37 +25,46 @@ public sealed class VirtualCloud(VirtualClock clock, SimulationPlan plan) : IWor
         var now = clock.GetUtcNow();
         if (plan.InOutage(now))
         {
-            Answer(now + FailedCreateTime, new WorkerProvisioningFailed(command.WorkerId, "simulated outage: the cloud refuses to create VMs"));
+            Answer(now + FailedCreateTime,
+                new WorkerProvisioningFailed(command.WorkerId, "simulated outage: the cloud refuses to create VMs"));
             return;
         }
 
         double minutes;
         lock (_random)
         {
-            minutes = plan.ProvisioningMinMinutes + _random.NextDouble() * (plan.ProvisioningMaxMinutes - plan.ProvisioningMinMinutes);
+            minutes = plan.ProvisioningMinMinutes
+                + _random.NextDouble() * (plan.ProvisioningMaxMinutes - plan.ProvisioningMinMinutes);
         }
 
         var ready = now + TimeSpan.FromMinutes(minutes);
         var number = Interlocked.Increment(ref _created);
-        Answer(ready, new WorkerProvisioned(command.WorkerId, $"10.{number / 65536 % 256}.{number / 256 % 256}.{number % 256}:10933", new string('A', 40), ready));
+        Answer(ready, new WorkerProvisioned(command.WorkerId,
+            $"10.{number / 65536 % 256}.{number / 256 % 256}.{number % 256}:10933", new string('A', 40), ready));
     }
 
     public void Trust(TrustWorker command)
-        => Answer(clock.GetUtcNow() + TrustTime, new WorkerTrusted(command.WorkerId, command.InstanceId, new string('B', 40)));
+        => Answer(clock.GetUtcNow() + TrustTime,
+            new WorkerTrusted(command.WorkerId, command.InstanceId, new string('B', 40)));
 
-    public void Delete(DeprovisionWorker command) => Answer(clock.GetUtcNow() + DeleteTime, new WorkerDeprovisioned(command.WorkerId));
+    public void Delete(DeprovisionWorker command)
+        => Answer(clock.GetUtcNow() + DeleteTime, new WorkerDeprovisioned(command.WorkerId));
 
     /// <summary>The lease service's health read before a re-use: no simulated VM dies.</summary>
-    public Task<VmHealth> CheckAsync(Guid workerId, CancellationToken cancellationToken) => Task.FromResult(VmHealth.Running);
+    public Task<VmHealth> CheckAsync(Guid workerId, CancellationToken cancellationToken)
+        => Task.FromResult(VmHealth.Running);
 
     // The simulation drives VMs with the cloud consumers' messages; only the health read is called directly.
-    public Task<CloudVm> CreateAsync(Guid workerId, VmSpec spec, CancellationToken cancellationToken) => throw new NotSupportedException();
+    public Task<CloudVm> CreateAsync(Guid workerId, VmSpec spec, CancellationToken cancellationToken)
+        => throw new NotSupportedException();
 
-    public Task<string> TrustAsync(Guid workerId, string instanceId, string thumbprint, CancellationToken cancellationToken) => throw new NotSupportedException();
+    public Task<string> TrustAsync(Guid workerId, string instanceId, string thumbprint,
+        CancellationToken cancellationToken) => throw new NotSupportedException();
 
     public Task DeleteAsync(Guid workerId, CancellationToken cancellationToken) => throw new NotSupportedException();
 
-    public Task<IReadOnlyList<CloudVm>> ListAsync(CancellationToken cancellationToken) => throw new NotSupportedException();
+    public Task<IReadOnlyList<CloudVm>> ListAsync(CancellationToken cancellationToken)
+        => throw new NotSupportedException();
 
     void Answer(DateTimeOffset at, object message)
     {

@@ -8,14 +8,16 @@ using MassTransit.Serialization;
 
 namespace DynamicWorkers.Simulator;
 
-/// <summary>The simulation's clock: it moves only when the simulation moves it, to the next thing that happens.</summary>
+/// <summary>The simulation's clock: it moves only when the simulation moves it, to the next thing that
+/// happens.</summary>
 public sealed class VirtualClock(DateTimeOffset start) : TimeProvider
 {
     long _ticks = start.UtcTicks;
 
     public override DateTimeOffset GetUtcNow() => new(Interlocked.Read(ref _ticks), TimeSpan.Zero);
 
-    public void MoveTo(DateTimeOffset at) => Interlocked.Exchange(ref _ticks, Math.Max(Interlocked.Read(ref _ticks), at.UtcTicks));
+    public void MoveTo(DateTimeOffset at)
+        => Interlocked.Exchange(ref _ticks, Math.Max(Interlocked.Read(ref _ticks), at.UtcTicks));
 
     public void Advance(TimeSpan by) => Interlocked.Add(ref _ticks, by.Ticks);
 }
@@ -36,7 +38,8 @@ public sealed class VirtualScheduler(VirtualClock clock)
 
     readonly List<Entry> _pending = [];
 
-    /// <param name="sentAt">when the schedule was sent, on the real clock MassTransit turned its delay into a time with</param>
+    /// <param name="sentAt">when the schedule was sent, on the real clock MassTransit turned its delay into a time
+    /// with</param>
     public void Add(ScheduleMessage message, DateTime sentAt)
     {
         var delay = DateTime.SpecifyKind(message.ScheduledTime, DateTimeKind.Utc) - sentAt;
@@ -44,7 +47,8 @@ public sealed class VirtualScheduler(VirtualClock clock)
         lock (_pending)
         {
             _pending.RemoveAll(e => e.Token == message.CorrelationId);
-            _pending.Add(new Entry(message.CorrelationId, clock.GetUtcNow() + delay, message.Destination, type, (JsonElement)message.Payload));
+            _pending.Add(new Entry(message.CorrelationId, clock.GetUtcNow() + delay, message.Destination, type,
+                (JsonElement)message.Payload));
         }
     }
 
@@ -99,7 +103,8 @@ public sealed class VirtualScheduler(VirtualClock clock)
         {
             var message = entry.Payload.Deserialize(entry.MessageType, SystemTextJsonMessageSerializer.Options)!;
             var endpoint = await sender.GetSendEndpoint(entry.Destination);
-            await endpoint.Send(message, entry.MessageType, Pipe.Execute<SendContext>(c => c.Headers.Set(MessageHeaders.SchedulingTokenId, entry.Token.ToString("N"))));
+            await endpoint.Send(message, entry.MessageType, Pipe.Execute<SendContext>(
+                c => c.Headers.Set(MessageHeaders.SchedulingTokenId, entry.Token.ToString("N"))));
         }
     }
 }
@@ -137,7 +142,8 @@ public sealed class BusActivity : IReceiveObserver, ISendObserver, IPublishObser
     public async Task SettledAsync(CancellationToken cancellationToken)
     {
         var deadline = _clock.Elapsed + TimeSpan.FromMinutes(1);
-        while (Volatile.Read(ref _receiving) > 0 || _clock.Elapsed.Ticks - Interlocked.Read(ref _lastActivity) < Quiet.Ticks)
+        while (Volatile.Read(ref _receiving) > 0
+            || _clock.Elapsed.Ticks - Interlocked.Read(ref _lastActivity) < Quiet.Ticks)
         {
             if (_clock.Elapsed > deadline)
             {

@@ -13,15 +13,17 @@ using Microsoft.Extensions.Logging;
 
 namespace DynamicWorkers.ArmEmulator;
 
-/// <summary>One request as the emulator received it, with the status it answered: <see cref="At"/> when answered, <see cref="ReceivedAt"/> when it came in.</summary>
-public sealed record RecordedRequest(DateTimeOffset At, string Method, string Path, string Query, string Body, int Status, DateTimeOffset ReceivedAt);
+/// <summary>One request as the emulator received it, with the status it answered: <see cref="At"/> when answered,
+/// <see cref="ReceivedAt"/> when it came in.</summary>
+public sealed record RecordedRequest(DateTimeOffset At, string Method, string Path, string Query, string Body,
+    int Status, DateTimeOffset ReceivedAt);
 
 /// <summary>
 /// Just enough Azure Resource Manager for the Azure adapter, over HTTPS on 127.0.0.1 with a self-signed
-/// certificate made at start: VM PUT/PATCH/GET/DELETE/list with async operations, the instance view, Run Command, NIC GET,
-/// resource group GET, the generic resource list with ARM's tag filter, and a token endpoint for the test credential. Paths match case-insensitively, as ARM
-/// does. It records every request and takes faults (<see cref="Faults"/>). Start it in-process, or as its own
-/// process (<c>Program.cs</c>).
+/// certificate made at start: VM PUT/PATCH/GET/DELETE/list with async operations, the instance view, Run Command, NIC
+/// GET, resource group GET, the generic resource list with ARM's tag filter, and a token endpoint for the test
+/// credential. Paths match case-insensitively, as ARM does. It records every request and takes faults
+/// (<see cref="Faults"/>). Start it in-process, or as its own process (<c>Program.cs</c>).
 /// </summary>
 public sealed partial class ArmEmulatorServer : IAsyncDisposable
 {
@@ -39,10 +41,12 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
     /// <summary>The base address, e.g. <c>https://127.0.0.1:43817/</c>.</summary>
     public Uri Uri { get; }
 
-    /// <summary>SHA-256 of the self-signed server certificate, for <c>Cloud:Azure:TrustedCertificateThumbprint</c>.</summary>
+    /// <summary>SHA-256 of the self-signed server certificate, for
+    /// <c>Cloud:Azure:TrustedCertificateThumbprint</c>.</summary>
     public string CertificateThumbprint { get; }
 
-    /// <summary>The only bearer token ARM requests are accepted with; handed out by <c>POST /emulator/token</c>.</summary>
+    /// <summary>The only bearer token ARM requests are accepted with; handed out by <c>POST
+    /// /emulator/token</c>.</summary>
     public string Token { get; } = "emulator-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(16));
 
     public EmulatorFaults Faults { get; } = new();
@@ -56,19 +60,22 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
         var certificate = CreateCertificate();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, port, listen => listen.UseHttps(certificate)));
+        builder.WebHost.ConfigureKestrel(
+            k => k.Listen(IPAddress.Loopback, port, listen => listen.UseHttps(certificate)));
         var app = builder.Build();
 
         ArmEmulatorServer? server = null;
         app.Run(context => server!.HandleAsync(context));
         await app.StartAsync();
 
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        var address =
+            app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
         server = new ArmEmulatorServer(app, certificate, new Uri(address.TrimEnd('/') + "/"));
         return server;
     }
 
-    /// <summary>Until the process is told to stop (Ctrl+C, SIGTERM): the host's console lifetime handles both.</summary>
+    /// <summary>Until the process is told to stop (Ctrl+C, SIGTERM): the host's console lifetime handles
+    /// both.</summary>
     public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();
 
     public void ClearRequests()
@@ -92,10 +99,12 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
         var path = request.Path.Value ?? "/";
         var body = await new StreamReader(request.Body).ReadToEndAsync(context.RequestAborted);
 
-        var response = await AnswerAsync(request.Method, path, request.Query["$filter"].ToString(), request.Headers.Authorization.ToString(), body, context.RequestAborted);
+        var response = await AnswerAsync(request.Method, path, request.Query["$filter"].ToString(),
+            request.Headers.Authorization.ToString(), body, context.RequestAborted);
         lock (_requests)
         {
-            _requests.Add(new RecordedRequest(DateTimeOffset.UtcNow, request.Method, path, request.QueryString.Value ?? "", body, response.Status, receivedAt));
+            _requests.Add(new RecordedRequest(DateTimeOffset.UtcNow, request.Method, path,
+                request.QueryString.Value ?? "", body, response.Status, receivedAt));
         }
 
         context.Response.StatusCode = response.Status;
@@ -112,11 +121,13 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
         }
     }
 
-    async Task<ArmResponse> AnswerAsync(string method, string path, string filter, string authorization, string body, CancellationToken cancellationToken)
+    async Task<ArmResponse> AnswerAsync(string method, string path, string filter, string authorization, string body,
+        CancellationToken cancellationToken)
     {
         if (path.Equals("/emulator/token", StringComparison.OrdinalIgnoreCase) && method == "POST")
         {
-            return new ArmResponse(200, new JsonObject { ["access_token"] = Token, ["expires_in"] = 3600, ["token_type"] = "Bearer" });
+            return new ArmResponse(200,
+                new JsonObject { ["access_token"] = Token, ["expires_in"] = 3600, ["token_type"] = "Bearer" });
         }
 
         if (path.Equals("/emulator/state", StringComparison.OrdinalIgnoreCase) && method == "GET")
@@ -136,8 +147,10 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
 
         if (Faults.Take(method, path) is { } fault)
         {
-            var headers = fault.RetryAfterSeconds is { } seconds ? new Dictionary<string, string> { ["Retry-After"] = seconds.ToString() } : null;
-            var code = fault.Status == 429 ? "TooManyRequests" : fault.Status >= 500 ? "InternalServerError" : "InjectedFault";
+            var headers = fault.RetryAfterSeconds is { } seconds
+                ? new Dictionary<string, string> { ["Retry-After"] = seconds.ToString() } : null;
+            var code = fault.Status == 429 ? "TooManyRequests" : fault.Status >= 500
+                ? "InternalServerError" : "InjectedFault";
             return ArmResponse.Error(fault.Status, code, "Injected by the emulator.") with { Headers = headers };
         }
 
@@ -178,7 +191,8 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
 
         if (RunCommandPath().Match(path) is { Success: true } run && method == "POST")
         {
-            return State.RunCommand(baseUri, run.Groups["sub"].Value, run.Groups["rg"].Value, run.Groups["name"].Value, json);
+            return State.RunCommand(baseUri, run.Groups["sub"].Value, run.Groups["rg"].Value, run.Groups["name"].Value,
+                json);
         }
 
         if (NicPath().Match(path) is { Success: true } nic && method == "GET")
@@ -217,30 +231,36 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
     static X509Certificate2 CreateCertificate()
     {
         using var key = RSA.Create(2048);
-        var request = new CertificateRequest("CN=DynamicWorkers ARM emulator", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        var request = new CertificateRequest("CN=DynamicWorkers ARM emulator", key, HashAlgorithmName.SHA256,
+            RSASignaturePadding.Pkcs1);
         var names = new SubjectAlternativeNameBuilder();
         names.AddIpAddress(IPAddress.Loopback);
         names.AddDnsName("localhost");
         request.CertificateExtensions.Add(names.Build());
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], critical: false));
+        request.CertificateExtensions.Add(
+            new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], critical: false));
         return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
     }
 
     const string ResourceGroupPrefix = "^/subscriptions/(?<sub>[^/]+)/resourcegroups/(?<rg>[^/]+)/providers/";
 
-    [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.compute/virtualmachines/(?<name>[^/]+)$", RegexOptions.IgnoreCase)]
+    [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.compute/virtualmachines/(?<name>[^/]+)$",
+        RegexOptions.IgnoreCase)]
     private static partial Regex VmPath();
 
     [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.compute/virtualmachines/?$", RegexOptions.IgnoreCase)]
     private static partial Regex VmListPath();
 
-    [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.compute/virtualmachines/(?<name>[^/]+)/runcommand$", RegexOptions.IgnoreCase)]
+    [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.compute/virtualmachines/(?<name>[^/]+)/runcommand$",
+        RegexOptions.IgnoreCase)]
     private static partial Regex RunCommandPath();
 
-    [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.compute/virtualmachines/(?<name>[^/]+)/instanceview$", RegexOptions.IgnoreCase)]
+    [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.compute/virtualmachines/(?<name>[^/]+)/instanceview$",
+        RegexOptions.IgnoreCase)]
     private static partial Regex InstanceViewPath();
 
-    [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.network/networkinterfaces/(?<name>[^/]+)$", RegexOptions.IgnoreCase)]
+    [GeneratedRegex(ResourceGroupPrefix + @"microsoft\.network/networkinterfaces/(?<name>[^/]+)$",
+        RegexOptions.IgnoreCase)]
     private static partial Regex NicPath();
 
     [GeneratedRegex(@"^/subscriptions/(?<sub>[^/]+)/resourcegroups/(?<rg>[^/]+)/resources/?$", RegexOptions.IgnoreCase)]
@@ -249,6 +269,8 @@ public sealed partial class ArmEmulatorServer : IAsyncDisposable
     [GeneratedRegex(@"^/subscriptions/(?<sub>[^/]+)/resourcegroups/(?<rg>[^/]+)$", RegexOptions.IgnoreCase)]
     private static partial Regex ResourceGroupPath();
 
-    [GeneratedRegex(@"^/subscriptions/[^/]+/providers/microsoft\.compute/locations/[^/]+/(?<kind>operations|operationresults)/(?<id>[^/]+)$", RegexOptions.IgnoreCase)]
+    [GeneratedRegex(
+        @"^/subscriptions/[^/]+/providers/microsoft\.compute/locations/[^/]+/(?<kind>operations|operationresults)/(?<id>[^/]+)$",
+        RegexOptions.IgnoreCase)]
     private static partial Regex OperationPath();
 }

@@ -11,7 +11,8 @@ public sealed record ArmResponse(int Status, JsonNode? Body = null, IReadOnlyDic
         => new(status, new JsonObject { ["error"] = new JsonObject { ["code"] = code, ["message"] = message } });
 }
 
-/// <summary>A VM as the emulator holds it; kept after deletion (<see cref="Deleted"/>) so tests can read the whole history.</summary>
+/// <summary>A VM as the emulator holds it; kept after deletion (<see cref="Deleted"/>) so tests can read the whole
+/// history.</summary>
 public sealed class EmulatedVm
 {
     public required string Subscription { get; init; }
@@ -28,20 +29,24 @@ public sealed class EmulatedVm
     public required string? OsDiskDeleteOption { get; init; }
     public string ProvisioningState { get; set; } = "Creating";
 
-    /// <summary>The power state the instance view reports once provisioned (<c>running</c>, <c>stopped</c>, <c>deallocated</c>…).</summary>
+    /// <summary>The power state the instance view reports once provisioned (<c>running</c>, <c>stopped</c>,
+    /// <c>deallocated</c>…).</summary>
     public string PowerState { get; set; } = ArmState.Running;
     public bool Deleted { get; set; }
     public string? FailureCode { get; set; }
     public List<string> TrustedThumbprints { get; } = [];
     public string VmId { get; } = Guid.NewGuid().ToString();
 
-    public string Id => $"/subscriptions/{Subscription}/resourceGroups/{ResourceGroup}/providers/Microsoft.Compute/virtualMachines/{Name}";
+    public string Id => $"/subscriptions/{Subscription}/resourceGroups/{ResourceGroup}/providers/Microsoft.Compute"
+        + $"/virtualMachines/{Name}";
 
-    public Guid? WorkerId => Tags.TryGetValue("dw-worker-id", out var id) && Guid.TryParse(id, out var workerId) ? workerId : null;
+    public Guid? WorkerId
+        => Tags.TryGetValue("dw-worker-id", out var id) && Guid.TryParse(id, out var workerId) ? workerId : null;
 }
 
 /// <summary>One Run Command the emulator received.</summary>
-public sealed record RunCommandRecord(string VmName, Guid? WorkerId, string CommandId, IReadOnlyList<string> Script, DateTimeOffset At);
+public sealed record RunCommandRecord(string VmName, Guid? WorkerId, string CommandId, IReadOnlyList<string> Script,
+    DateTimeOffset At);
 
 /// <summary>
 /// The emulator's resources in memory: VMs, their inline NICs, async operations. Operations finish when their
@@ -71,18 +76,22 @@ public sealed partial class ArmState(EmulatorFaults faults)
 
     public IReadOnlyList<RunCommandRecord> RunCommands { get { lock (_gate) { return _runCommands.ToList(); } } }
 
-    /// <summary>Puts a VM straight into a state, as if created earlier by someone else (e.g. a provisioner that crashed).</summary>
-    public EmulatedVm Seed(string subscription, string resourceGroup, string name, IReadOnlyDictionary<string, string> tags, string provisioningState)
+    /// <summary>Puts a VM straight into a state, as if created earlier by someone else (e.g. a provisioner that
+    /// crashed).</summary>
+    public EmulatedVm Seed(string subscription, string resourceGroup, string name,
+        IReadOnlyDictionary<string, string> tags, string provisioningState)
     {
         lock (_gate)
         {
-            var vm = NewVm(subscription, resourceGroup, name, "westeurope", new JsonObject { ["properties"] = new JsonObject() }, tags.ToDictionary());
+            var vm = NewVm(subscription, resourceGroup, name, "westeurope",
+                new JsonObject { ["properties"] = new JsonObject() }, tags.ToDictionary());
             vm.ProvisioningState = provisioningState;
             return vm;
         }
     }
 
-    /// <summary>A JSON view for a test that runs the emulator as a separate process (<c>GET /emulator/state</c>).</summary>
+    /// <summary>A JSON view for a test that runs the emulator as a separate process (<c>GET
+    /// /emulator/state</c>).</summary>
     public JsonObject Snapshot()
     {
         lock (_gate)
@@ -112,7 +121,8 @@ public sealed partial class ArmState(EmulatorFaults faults)
             Settle();
             if (body?["location"]?.GetValue<string>() is not { Length: > 0 } location)
             {
-                return ArmResponse.Error(400, "LocationRequired", "The location property is required for this definition.");
+                return ArmResponse.Error(400, "LocationRequired",
+                    "The location property is required for this definition.");
             }
 
             if (_vms.TryGetValue(Key(subscription, resourceGroup, name), out var existing))
@@ -126,9 +136,11 @@ public sealed partial class ArmState(EmulatorFaults faults)
                 return new ArmResponse(200, VmJson(existing));
             }
 
-            var tags = body["tags"] is JsonObject tagNode ? tagNode.ToDictionary(t => t.Key, t => t.Value?.GetValue<string>() ?? "") : [];
+            var tags = body["tags"] is JsonObject tagNode
+                ? tagNode.ToDictionary(t => t.Key, t => t.Value?.GetValue<string>() ?? "") : [];
             var vm = NewVm(subscription, resourceGroup, name, location, body, tags);
-            var completesAt = faults.CreatesNeverFinish ? (DateTimeOffset?)null : DateTimeOffset.UtcNow + faults.CreateDuration;
+            var completesAt = faults.CreatesNeverFinish
+                ? (DateTimeOffset?)null : DateTimeOffset.UtcNow + faults.CreateDuration;
             var operation = Start(OperationKind.Create, vm, completesAt, faults.CreateFailureCode);
             return new ArmResponse(201, VmJson(vm), OperationHeaders(baseUri, vm, operation, location: false));
         }
@@ -183,17 +195,20 @@ public sealed partial class ArmState(EmulatorFaults faults)
             var provisioning = vm.ProvisioningState == "Failed"
                 ? $"ProvisioningState/failed/{vm.FailureCode ?? "InternalError"}"
                 : $"ProvisioningState/{vm.ProvisioningState.ToLowerInvariant()}";
-            var statuses = new JsonArray(new JsonObject { ["code"] = provisioning, ["level"] = "Info", ["displayStatus"] = vm.ProvisioningState });
+            var statuses = new JsonArray(new JsonObject { ["code"] = provisioning, ["level"] = "Info",
+                ["displayStatus"] = vm.ProvisioningState });
             if (vm.ProvisioningState is "Succeeded" or "Deleting")
             {
-                statuses.Add(new JsonObject { ["code"] = $"PowerState/{vm.PowerState}", ["level"] = "Info", ["displayStatus"] = $"VM {vm.PowerState}" });
+                statuses.Add(new JsonObject { ["code"] = $"PowerState/{vm.PowerState}", ["level"] = "Info",
+                    ["displayStatus"] = $"VM {vm.PowerState}" });
             }
 
             return new ArmResponse(200, new JsonObject { ["computerName"] = vm.Name, ["statuses"] = statuses });
         }
     }
 
-    /// <summary>As if the VM was stopped, deallocated or crashed behind the service's back: its instance view reports <paramref name="powerState"/>.</summary>
+    /// <summary>As if the VM was stopped, deallocated or crashed behind the service's back: its instance view reports
+    /// <paramref name="powerState"/>.</summary>
     public void SetPowerState(Guid workerId, string powerState)
     {
         lock (_gate)
@@ -229,7 +244,8 @@ public sealed partial class ArmState(EmulatorFaults faults)
                 .SelectMany(v => new[]
                 {
                     (Id: v.Id, Type: "Microsoft.Compute/virtualMachines", v.Location, v.Tags),
-                    (Id: v.NicId, Type: "Microsoft.Network/networkInterfaces", v.Location, Tags: new Dictionary<string, string>()),
+                    (Id: v.NicId, Type: "Microsoft.Network/networkInterfaces", v.Location,
+                        Tags: new Dictionary<string, string>()),
                 })
                 .Where(r => _nics.ContainsKey(r.Id) || r.Type == "Microsoft.Compute/virtualMachines")
                 .ToList();
@@ -240,17 +256,21 @@ public sealed partial class ArmState(EmulatorFaults faults)
                 {
                     var name = tag.Groups["name"].Value;
                     var value = tag.Groups["value"];
-                    resources = resources.Where(r => r.Tags.Any(t => string.Equals(t.Key, name, StringComparison.OrdinalIgnoreCase)
-                                                                     && (!value.Success || t.Value == value.Value))).ToList();
+                    resources = resources.Where(
+                        r => r.Tags.Any(t => string.Equals(t.Key, name, StringComparison.OrdinalIgnoreCase)
+                                                                     && (!value.Success || t.Value == value.Value)))
+                                                                         .ToList();
                     withTags = false;
                 }
                 else if (TypeFilter().Match(filter) is { Success: true } type)
                 {
-                    resources = resources.Where(r => string.Equals(r.Type, type.Groups["type"].Value, StringComparison.OrdinalIgnoreCase)).ToList();
+                    resources = resources.Where(r => string.Equals(r.Type, type.Groups["type"].Value,
+                        StringComparison.OrdinalIgnoreCase)).ToList();
                 }
                 else
                 {
-                    return ArmResponse.Error(400, "NotEmulated", $"The $filter '{filter}' is not part of the emulator.");
+                    return ArmResponse.Error(400, "NotEmulated",
+                        $"The $filter '{filter}' is not part of the emulator.");
                 }
             }
 
@@ -266,7 +286,8 @@ public sealed partial class ArmState(EmulatorFaults faults)
                 };
                 if (withTags)
                 {
-                    item["tags"] = new JsonObject(resource.Tags.Select(t => KeyValuePair.Create(t.Key, (JsonNode?)t.Value)));
+                    item["tags"] =
+                        new JsonObject(resource.Tags.Select(t => KeyValuePair.Create(t.Key, (JsonNode?)t.Value)));
                 }
 
                 list.Add(item);
@@ -298,7 +319,8 @@ public sealed partial class ArmState(EmulatorFaults faults)
         }
     }
 
-    public ArmResponse RunCommand(string baseUri, string subscription, string resourceGroup, string name, JsonObject? body)
+    public ArmResponse RunCommand(string baseUri, string subscription, string resourceGroup, string name,
+        JsonObject? body)
     {
         lock (_gate)
         {
@@ -310,11 +332,13 @@ public sealed partial class ArmState(EmulatorFaults faults)
 
             if (vm.ProvisioningState != "Succeeded")
             {
-                return ArmResponse.Error(409, "OperationNotAllowed", $"Run Command is not allowed while the VM is {vm.ProvisioningState}.");
+                return ArmResponse.Error(409, "OperationNotAllowed",
+                    $"Run Command is not allowed while the VM is {vm.ProvisioningState}.");
             }
 
             var commandId = body?["commandId"]?.GetValue<string>() ?? "";
-            var script = body?["script"] is JsonArray lines ? lines.Select(l => l?.GetValue<string>() ?? "").ToList() : [];
+            var script = body?["script"] is JsonArray lines
+                ? lines.Select(l => l?.GetValue<string>() ?? "").ToList() : [];
             _runCommands.Add(new RunCommandRecord(vm.Name, vm.WorkerId, commandId, script, DateTimeOffset.UtcNow));
 
             // The emulated agent: trusts the hex thumbprints the script names, then prints its own.
@@ -322,8 +346,10 @@ public sealed partial class ArmState(EmulatorFaults faults)
             var stderr = "Tentacle: configure failed (exit code 1)";
             if (!faults.TrustScriptsFail)
             {
-                vm.TrustedThumbprints.AddRange(HexWord().Matches(string.Join("\n", script)).Select(m => m.Value.ToUpperInvariant()).Distinct());
-                stdout = $"Trust reset.\nTrusting the thumbprint.\nService restarted.\nThe thumbprint of this Tentacle is: {vm.AgentThumbprint}\n";
+                vm.TrustedThumbprints.AddRange(
+                    HexWord().Matches(string.Join("\n", script)).Select(m => m.Value.ToUpperInvariant()).Distinct());
+                stdout = $"Trust reset.\nTrusting the thumbprint.\nService restarted.\nThe thumbprint of this Tentacle "
+                    + $"is: {vm.AgentThumbprint}\n";
                 stderr = "";
             }
 
@@ -338,13 +364,15 @@ public sealed partial class ArmState(EmulatorFaults faults)
         lock (_gate)
         {
             Settle();
-            var id = $"/subscriptions/{subscription}/resourceGroups/{resourceGroup}/providers/Microsoft.Network/networkInterfaces/{name}";
+            var id = $"/subscriptions/{subscription}/resourceGroups/{resourceGroup}/providers/Microsoft.Network"
+                + $"/networkInterfaces/{name}";
             if (!_nics.TryGetValue(id, out var vm))
             {
                 return NotFound("Microsoft.Network/networkInterfaces", name, resourceGroup);
             }
 
-            var subnet = vm.Body["properties"]?["networkProfile"]?["networkInterfaceConfigurations"]?[0]?["properties"]?["ipConfigurations"]?[0]?["properties"]?["subnet"]?["id"]?.GetValue<string>();
+            var subnet = vm.Body["properties"]?["networkProfile"]?["networkInterfaceConfigurations"]?[0]?[
+                "properties"]?["ipConfigurations"]?[0]?["properties"]?["subnet"]?["id"]?.GetValue<string>();
             return new ArmResponse(200, new JsonObject
             {
                 ["id"] = vm.NicId,
@@ -379,10 +407,12 @@ public sealed partial class ArmState(EmulatorFaults faults)
                 return ArmResponse.Error(404, "OperationNotFound", $"Operation {id} not found.");
             }
 
-            var status = new JsonObject { ["name"] = id, ["status"] = operation.Status, ["startTime"] = operation.StartedAt.ToString("O") };
+            var status = new JsonObject { ["name"] = id, ["status"] = operation.Status,
+                ["startTime"] = operation.StartedAt.ToString("O") };
             if (operation.Status == "Failed")
             {
-                status["error"] = new JsonObject { ["code"] = operation.FailureCode, ["message"] = $"The operation failed: {operation.FailureCode}." };
+                status["error"] = new JsonObject { ["code"] = operation.FailureCode,
+                    ["message"] = $"The operation failed: {operation.FailureCode}." };
             }
 
             return new ArmResponse(200, status);
@@ -411,12 +441,15 @@ public sealed partial class ArmState(EmulatorFaults faults)
     IEnumerable<EmulatedVm> LiveVms(string subscription, string resourceGroup)
         => _history.Where(v => string.Equals(v.Subscription, subscription, StringComparison.OrdinalIgnoreCase)
                                && string.Equals(v.ResourceGroup, resourceGroup, StringComparison.OrdinalIgnoreCase)
-                               && _vms.TryGetValue(Key(v.Subscription, v.ResourceGroup, v.Name), out var live) && live == v);
+                               && _vms.TryGetValue(Key(v.Subscription, v.ResourceGroup, v.Name), out var live)
+                                   && live == v);
 
-    EmulatedVm NewVm(string subscription, string resourceGroup, string name, string location, JsonObject body, Dictionary<string, string> tags)
+    EmulatedVm NewVm(string subscription, string resourceGroup, string name, string location, JsonObject body,
+        Dictionary<string, string> tags)
     {
         var n = _addresses++;
-        var publisher = body["properties"]?["storageProfile"]?["imageReference"]?["publisher"]?.GetValue<string>() ?? "";
+        var publisher = body["properties"]?["storageProfile"]?["imageReference"]?["publisher"]?.GetValue<string>()
+            ?? "";
         var nicConfiguration = body["properties"]?["networkProfile"]?["networkInterfaceConfigurations"]?[0];
         var stored = (JsonObject)body.DeepClone();
         // ARM never returns the admin password.
@@ -431,7 +464,8 @@ public sealed partial class ArmState(EmulatorFaults faults)
             Tags = tags,
             OsType = publisher.Contains("Windows", StringComparison.OrdinalIgnoreCase) ? "Windows" : "Linux",
             AgentThumbprint = Convert.ToHexString(RandomNumberGenerator.GetBytes(20)),
-            NicId = $"/subscriptions/{subscription}/resourceGroups/{resourceGroup}/providers/Microsoft.Network/networkInterfaces/{name}-{nicConfiguration?["name"]?.GetValue<string>() ?? "nic"}",
+            NicId = $"/subscriptions/{subscription}/resourceGroups/{resourceGroup}/providers/Microsoft.Network"
+                + $"/networkInterfaces/{name}-{nicConfiguration?["name"]?.GetValue<string>() ?? "nic"}",
             PrivateIp = $"10.0.{n / 250 % 256}.{n % 250 + 4}",
             NicDeleteOption = nicConfiguration?["properties"]?["deleteOption"]?.GetValue<string>(),
             OsDiskDeleteOption = body["properties"]?["storageProfile"]?["osDisk"]?["deleteOption"]?.GetValue<string>(),
@@ -444,7 +478,8 @@ public sealed partial class ArmState(EmulatorFaults faults)
 
     Operation Start(OperationKind kind, EmulatedVm vm, DateTimeOffset? completesAt, string? failureCode)
     {
-        var operation = new Operation(Guid.NewGuid().ToString(), kind, vm, DateTimeOffset.UtcNow, completesAt, failureCode);
+        var operation =
+            new Operation(Guid.NewGuid().ToString(), kind, vm, DateTimeOffset.UtcNow, completesAt, failureCode);
         _operations[operation.Id] = operation;
         Settle();
         return operation;
@@ -519,14 +554,17 @@ public sealed partial class ArmState(EmulatorFaults faults)
             ? new JsonArray(
                 Status("ComponentStatus/StdOut/succeeded", stdout),
                 Status("ComponentStatus/StdErr/succeeded", stderr))
-            : new JsonArray(Status("ProvisioningState/succeeded", $"Enable succeeded: \n[stdout]\n{stdout}\n[stderr]\n{stderr}"));
+            : new JsonArray(
+                Status("ProvisioningState/succeeded", $"Enable succeeded: \n[stdout]\n{stdout}\n[stderr]\n{stderr}"));
         return new JsonObject { ["value"] = value };
 
         static JsonObject Status(string code, string message)
-            => new() { ["code"] = code, ["level"] = "Info", ["displayStatus"] = "Provisioning succeeded", ["message"] = message };
+            => new() { ["code"] = code, ["level"] = "Info", ["displayStatus"] = "Provisioning succeeded",
+                ["message"] = message };
     }
 
-    static Dictionary<string, string> OperationHeaders(string baseUri, EmulatedVm vm, Operation operation, bool location)
+    static Dictionary<string, string> OperationHeaders(string baseUri, EmulatedVm vm, Operation operation,
+        bool location)
     {
         var prefix = $"{baseUri}subscriptions/{vm.Subscription}/providers/Microsoft.Compute/locations/{vm.Location}";
         var headers = new Dictionary<string, string>
@@ -542,14 +580,17 @@ public sealed partial class ArmState(EmulatorFaults faults)
     }
 
     static ArmResponse NotFound(string type, string name, string resourceGroup)
-        => ArmResponse.Error(404, "ResourceNotFound", $"The Resource '{type}/{name}' under resource group '{resourceGroup}' was not found.");
+        => ArmResponse.Error(404, "ResourceNotFound",
+            $"The Resource '{type}/{name}' under resource group '{resourceGroup}' was not found.");
 
-    static string Key(string subscription, string resourceGroup, string name) => $"{subscription}/{resourceGroup}/{name}";
+    static string Key(string subscription, string resourceGroup, string name)
+        => $"{subscription}/{resourceGroup}/{name}";
 
     [GeneratedRegex(@"\b(?:[0-9A-Fa-f]{64}|[0-9A-Fa-f]{40})\b")]
     private static partial Regex HexWord();
 
-    [GeneratedRegex(@"^\s*tagName eq '(?<name>[^']*)'(?:\s+and\s+tagValue eq '(?<value>[^']*)')?\s*$", RegexOptions.IgnoreCase)]
+    [GeneratedRegex(@"^\s*tagName eq '(?<name>[^']*)'(?:\s+and\s+tagValue eq '(?<value>[^']*)')?\s*$",
+        RegexOptions.IgnoreCase)]
     private static partial Regex TagFilter();
 
     [GeneratedRegex(@"^\s*resourceType eq '(?<type>[^']*)'\s*$", RegexOptions.IgnoreCase)]
@@ -562,7 +603,8 @@ public sealed partial class ArmState(EmulatorFaults faults)
         RunCommand,
     }
 
-    sealed record Operation(string Id, OperationKind Kind, EmulatedVm Vm, DateTimeOffset StartedAt, DateTimeOffset? CompletesAt, string? FailureCode)
+    sealed record Operation(string Id, OperationKind Kind, EmulatedVm Vm, DateTimeOffset StartedAt,
+        DateTimeOffset? CompletesAt, string? FailureCode)
     {
         public string Status { get; set; } = "InProgress";
         public JsonObject? Result { get; set; }

@@ -19,7 +19,8 @@ public sealed class EmulatorFaults
     /// <summary>Creates end <c>Failed</c> with this ARM error code (e.g. <c>AllocationFailed</c>).</summary>
     public string? CreateFailureCode { get; set; }
 
-    /// <summary>Every resource group answers 404 <c>ResourceGroupNotFound</c> (as when the setting names the wrong one).</summary>
+    /// <summary>Every resource group answers 404 <c>ResourceGroupNotFound</c> (as when the setting names the wrong
+    /// one).</summary>
     public bool ResourceGroupsMissing { get; set; }
 
     /// <summary>
@@ -94,8 +95,10 @@ public sealed class EmulatorFaults
         lock (_gate)
         {
             var fault = _injected.FirstOrDefault(f => f.Remaining > 0
-                                                      && string.Equals(f.Method, method, StringComparison.OrdinalIgnoreCase)
-                                                      && path.Contains(f.PathContains, StringComparison.OrdinalIgnoreCase));
+                                                      && string.Equals(f.Method, method,
+                                                          StringComparison.OrdinalIgnoreCase)
+                                                      && path.Contains(f.PathContains,
+                                                          StringComparison.OrdinalIgnoreCase));
             if (fault is not null)
             {
                 fault.Remaining--;

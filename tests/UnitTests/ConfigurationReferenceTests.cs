@@ -7,10 +7,12 @@ using DynamicWorkers.Reaper;
 
 namespace DynamicWorkers.UnitTests;
 
-/// <summary>The configuration reference (docs/configuration.md) and the options classes name the same keys, both ways.</summary>
+/// <summary>The configuration reference (docs/configuration.md) and the options classes name the same keys, both
+/// ways.</summary>
 public sealed partial class ConfigurationReferenceTests
 {
-    static readonly Assembly[] Modules = [typeof(DatabaseOptions).Assembly, typeof(CloudOptions).Assembly, typeof(PoolsOptions).Assembly, typeof(ReaperOptions).Assembly];
+    static readonly Assembly[] Modules = [typeof(DatabaseOptions).Assembly, typeof(CloudOptions).Assembly,
+        typeof(PoolsOptions).Assembly, typeof(ReaperOptions).Assembly];
 
     [Fact]
     public void Every_setting_the_code_binds_is_documented()
@@ -25,23 +27,28 @@ public sealed partial class ConfigurationReferenceTests
     {
         var bound = BoundKeys();
         var unknown = DocumentedKeys().Except(bound).Order().ToList();
-        Assert.True(unknown.Count == 0, "in docs/configuration.md but bound by no options class: " + string.Join(", ", unknown));
+        Assert.True(unknown.Count == 0,
+            "in docs/configuration.md but bound by no options class: " + string.Join(", ", unknown));
     }
 
-    /// <summary>Section:Property of every options class with a <c>Section</c> constant, plus the keys bound by hand.</summary>
+    /// <summary>Section:Property of every options class with a <c>Section</c> constant, plus the keys bound by
+    /// hand.</summary>
     static HashSet<string> BoundKeys()
     {
         // AllowedHosts is read by ASP.NET Core's host filtering, which every host's WebApplication puts first.
-        var keys = new HashSet<string>(StringComparer.Ordinal) { "Transport", "ConnectionStrings:Default", "AllowedHosts" };
+        var keys =
+            new HashSet<string>(StringComparer.Ordinal) { "Transport", "ConnectionStrings:Default", "AllowedHosts" };
         foreach (var type in Modules.SelectMany(a => a.GetExportedTypes()))
         {
-            var section = type.GetField("Section", BindingFlags.Public | BindingFlags.Static)?.GetRawConstantValue() as string;
+            var section =
+                type.GetField("Section", BindingFlags.Public | BindingFlags.Static)?.GetRawConstantValue() as string;
             if (section is null || type == typeof(PoolsOptions))
             {
                 continue;
             }
 
-            keys.UnionWith(Settable(type).Where(p => !(type == typeof(DatabaseOptions) && p.Name == nameof(DatabaseOptions.ConnectionString)))
+            keys.UnionWith(Settable(type)
+                .Where(p => !(type == typeof(DatabaseOptions) && p.Name == nameof(DatabaseOptions.ConnectionString)))
                 .SelectMany(p => KeysOf($"{section}:{p.Name}", p.PropertyType)));
         }
 
@@ -51,16 +58,19 @@ public sealed partial class ConfigurationReferenceTests
         return keys;
     }
 
-    /// <summary>A per-name map of settings (e.g. <c>Cloud:Azure:Pools</c>) is documented as <c>Key:&lt;name&gt;:Property</c>.</summary>
+    /// <summary>A per-name map of settings (e.g. <c>Cloud:Azure:Pools</c>) is documented as
+    /// <c>Key:&lt;name&gt;:Property</c>.</summary>
     static IEnumerable<string> KeysOf(string key, Type type)
-        => type.IsGenericType && type.GetGenericTypeDefinition() == typeof(Dictionary<,>) && type.GetGenericArguments()[1] is { IsClass: true } value && value != typeof(string)
+        => type.IsGenericType && type.GetGenericTypeDefinition() == typeof(Dictionary<,>)
+            && type.GetGenericArguments()[1] is { IsClass: true } value && value != typeof(string)
             ? Settable(value).Select(p => $"{key}:<name>:{p.Name}")
             : [key];
 
     static IEnumerable<PropertyInfo> Settable(Type type)
         => type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.SetMethod?.IsPublic == true);
 
-    /// <summary>First-column keys of the Keys table in docs/configuration.md; <c>`A:B`, `:C`</c> means A:B and A:C.</summary>
+    /// <summary>First-column keys of the Keys table in docs/configuration.md; <c>`A:B`, `:C`</c> means A:B and
+    /// A:C.</summary>
     static HashSet<string> DocumentedKeys()
     {
         var reference = File.ReadAllText(Path.Combine(RepositoryFiles.Root, "docs", "configuration.md"));

@@ -11,7 +11,8 @@ public sealed class ContextPoolTests
     {
         var services = new ServiceCollection();
         services.AddLogging();
-        services.AddDynamicWorkersDatabase<RowsContext>(InMemorySqlite.Settings(), ContextPool<RowsContext>.Of<RowsContext>);
+        services.AddDynamicWorkersDatabase<RowsContext>(InMemorySqlite.Settings(),
+            ContextPool<RowsContext>.Of<RowsContext>);
         await using var provider = services.BuildServiceProvider();
 
         RowsContext first;

@@ -31,11 +31,13 @@ public sealed class DatabaseLoggingTests
 
         foreach (var db in contexts)
         {
-            await Assert.ThrowsAnyAsync<DbException>(() => db.Database.SqlQueryRaw<int>("SELECT 1 AS \"Value\" FROM no_such_table").ToListAsync());
+            await Assert.ThrowsAnyAsync<DbException>(
+                () => db.Database.SqlQueryRaw<int>("SELECT 1 AS \"Value\" FROM no_such_table").ToListAsync());
         }
 
         // EF Core logs the failed query itself, with its exception, as it would a lost connection: an operator sees it.
-        var failed = capture.Records.Where(r => r.Category == "Microsoft.EntityFrameworkCore.Query" && r.Level == LogLevel.Error);
+        var failed = capture.Records.Where(
+            r => r.Category == "Microsoft.EntityFrameworkCore.Query" && r.Level == LogLevel.Error);
         Assert.Equal(2, failed.Count(r => r.Message.Contains("no_such_table", StringComparison.Ordinal)));
         await contexts[1].DisposeAsync();
     }
@@ -46,7 +48,8 @@ public sealed class DatabaseLoggingTests
         var capture = new LogCapture();
         var services = new ServiceCollection();
         services.AddLogging(logging => logging.AddProvider(capture).SetMinimumLevel(LogLevel.Debug));
-        services.AddDynamicWorkersDatabase<RowsContext>(InMemorySqlite.Settings(), ContextPool<RowsContext>.Of<RowsContext>);
+        services.AddDynamicWorkersDatabase<RowsContext>(InMemorySqlite.Settings(),
+            ContextPool<RowsContext>.Of<RowsContext>);
         await using var provider = services.BuildServiceProvider();
         await using var scope = provider.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<RowsContext>();
@@ -60,9 +63,11 @@ public sealed class DatabaseLoggingTests
         var race = await Assert.ThrowsAsync<DbUpdateException>(() => db.SaveChangesAsync());
 
         Assert.True(DbConflicts.IsConflict(race));
-        var efCore = capture.Records.Where(r => r.Category.StartsWith("Microsoft.EntityFrameworkCore", StringComparison.Ordinal)).ToList();
+        var efCore = capture.Records.Where(
+            r => r.Category.StartsWith("Microsoft.EntityFrameworkCore", StringComparison.Ordinal)).ToList();
         Assert.DoesNotContain(efCore, r => r.Level >= LogLevel.Warning);
-        Assert.Contains(efCore, r => r.Category == "Microsoft.EntityFrameworkCore.Database.Command" && r.Level == LogLevel.Debug
+        Assert.Contains(efCore,
+            r => r.Category == "Microsoft.EntityFrameworkCore.Database.Command" && r.Level == LogLevel.Debug
             && r.Message.Contains("Failed executing DbCommand", StringComparison.Ordinal));
         Assert.Contains(efCore, r => r.Category == "Microsoft.EntityFrameworkCore.Update" && r.Level == LogLevel.Debug);
     }

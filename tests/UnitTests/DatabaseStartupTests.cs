@@ -12,7 +12,8 @@ public sealed class DatabaseStartupTests
         var attempts = 0;
 
         await DatabaseStartup.WhenReachableAsync(
-            _ => ++attempts < 3 ? throw new InvalidOperationException("transient", new SocketException((int)SocketError.ConnectionRefused)) : Task.CompletedTask,
+            _ => ++attempts < 3 ? throw new InvalidOperationException("transient",
+                new SocketException((int)SocketError.ConnectionRefused)) : Task.CompletedTask,
             NullLogger.Instance,
             CancellationToken.None);
 

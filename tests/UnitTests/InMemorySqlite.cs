@@ -3,11 +3,13 @@ using Microsoft.Extensions.Configuration;
 
 namespace DynamicWorkers.UnitTests;
 
-/// <summary>Settings for the database registration on a SQLite database in memory, and a context of one table for it.</summary>
+/// <summary>Settings for the database registration on a SQLite database in memory, and a context of one table for
+/// it.</summary>
 static class InMemorySqlite
 {
     /// <summary>Each connection gets a database of its own, which lives as long as the connection is open.</summary>
-    public static IConfiguration Settings() => new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+    public static IConfiguration Settings()
+        => new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
     {
         ["Database:Provider"] = "Sqlite",
         ["ConnectionStrings:Default"] = "Data Source=:memory:",

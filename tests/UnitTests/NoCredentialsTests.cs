@@ -3,10 +3,10 @@ using System.Text.RegularExpressions;
 namespace DynamicWorkers.UnitTests;
 
 /// <summary>
-/// Operational security: the repository's configuration, deployment files and scripts hold no credentials. The only passwords in it are RabbitMQ's built-in
-/// <c>guest</c> (which the broker accepts on loopback only) and the test logins <c>dw</c>/<c>dw</c> that
-/// <c>scripts/test.sh</c> creates on the loopback servers; anything else must come from the environment
-/// (<c>Section__Key</c>, <c>${VAR}</c> in compose) or user secrets.
+/// Operational security: the repository's configuration, deployment files and scripts hold no credentials. The only
+/// passwords in it are RabbitMQ's built-in <c>guest</c> (which the broker accepts on loopback only) and the test logins
+/// <c>dw</c>/<c>dw</c> that <c>scripts/test.sh</c> creates on the loopback servers; anything else must come from the
+/// environment (<c>Section__Key</c>, <c>${VAR}</c> in compose) or user secrets.
 /// </summary>
 public sealed partial class NoCredentialsTests
 {
@@ -17,7 +17,8 @@ public sealed partial class NoCredentialsTests
     {
         var root = RepositoryFiles.Root;
         var findings = new List<string>();
-        foreach (var file in Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories).Where(IsScanned).Where(f => Path.GetFileName(f) != "NoCredentialsTests.cs"))
+        foreach (var file in Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories).Where(IsScanned)
+            .Where(f => Path.GetFileName(f) != "NoCredentialsTests.cs"))
         {
             var text = File.ReadAllText(file);
             var where = Path.GetRelativePath(root, file);
@@ -36,7 +37,9 @@ public sealed partial class NoCredentialsTests
             }
         }
 
-        Assert.True(findings.Count == 0, "credentials in the repository (take them from the environment or user secrets):\n" + string.Join("\n", findings));
+        Assert.True(findings.Count == 0,
+            "credentials in the repository (take them from the environment or user secrets):\n" + string.Join("\n",
+            findings));
     }
 
     [Theory]
@@ -50,10 +53,12 @@ public sealed partial class NoCredentialsTests
         Assert.True(m.Success && !AllowedPasswords.Contains(m.Groups["value"].Value.Trim('"', '\'')));
     }
 
-    /// <summary>A placeholder (<c>change-me…</c>) or a value taken from elsewhere: <c>${VAR}</c>, <c>$VAR</c>, <c>%VAR%</c>, a <c>&lt;placeholder&gt;</c>, or code (a variable or a call).</summary>
+    /// <summary>A placeholder (<c>change-me…</c>) or a value taken from elsewhere: <c>${VAR}</c>, <c>$VAR</c>,
+    /// <c>%VAR%</c>, a <c>&lt;placeholder&gt;</c>, or code (a variable or a call).</summary>
     static bool IsReference(string value)
         => value.Contains("change-me", StringComparison.OrdinalIgnoreCase) // a placeholder (.env.example)
-           || value[0] is '$' or '%' or '<' or '{' || value.Contains('(') || value.Contains('.') && !value.Contains(' ') && char.IsUpper(value[0]) && value.All(c => char.IsLetterOrDigit(c) || c == '.');
+           || value[0] is '$' or '%' or '<' or '{' || value.Contains('(') || value.Contains('.') && !value.Contains(' ')
+               && char.IsUpper(value[0]) && value.All(c => char.IsLetterOrDigit(c) || c == '.');
 
     static bool IsScanned(string path)
     {
@@ -65,14 +70,18 @@ public sealed partial class NoCredentialsTests
 
         // Where credentials would live: configuration, deployment files and scripts (code and documentation
         // name settings and test fixtures make up fake ones; those are not credentials).
-        return Path.GetExtension(path) is ".json" or ".yml" or ".yaml" or ".sh" or ".env" or ".example" or ".config" or ".xml" or ".props" or ".sql" or ".ini" or ".conf"
+        return Path.GetExtension(path) is ".json" or ".yml" or ".yaml" or ".sh" or ".env" or ".example" or ".config"
+            or ".xml" or ".props" or ".sql" or ".ini" or ".conf"
                || Path.GetFileName(path).StartsWith("Dockerfile", StringComparison.Ordinal);
     }
 
-    // "Password": "x" (JSON), Password=x; (connection strings), PASSWORD: x / _PASS=x (compose, env, shell), PASSWORD 'x' (SQL).
-    [GeneratedRegex("""(?i)(?:password|passwd|_pass|pwd)["']?\s*[:=](?![=>])\s*(?<value>"[^"\r\n]*"|N?'[^'\r\n]*'|[^\s;,"'\r\n]+)|PASSWORD\s+'(?<value>[^'\r\n]*)'""")]
+    // "Password": "x" (JSON), Password=x; (connection strings), PASSWORD: x / _PASS=x (compose, env, shell), PASSWORD
+    // 'x' (SQL).
+    [GeneratedRegex(
+        """(?i)(?:password|passwd|_pass|pwd)["']?\s*[:=](?![=>])\s*(?<value>"[^"\r\n]*"|N?'[^'\r\n]*'|[^\s;,"'\r\n]+)|PASSWORD\s+'(?<value>[^'\r\n]*)'""")]
     private static partial Regex PasswordValue();
 
-    [GeneratedRegex("""-----BEGIN [A-Z ]*PRIVATE KEY-----|AccountKey=[A-Za-z0-9+/=]{20,}|SharedAccessKey=[A-Za-z0-9+/=]{20,}|(?:AKIA|ASIA)[A-Z0-9]{16}""")]
+    [GeneratedRegex(
+        """-----BEGIN [A-Z ]*PRIVATE KEY-----|AccountKey=[A-Za-z0-9+/=]{20,}|SharedAccessKey=[A-Za-z0-9+/=]{20,}|(?:AKIA|ASIA)[A-Z0-9]{16}""")]
     private static partial Regex SecretMaterial();
 }

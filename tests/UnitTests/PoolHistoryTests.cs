@@ -3,7 +3,8 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace DynamicWorkers.UnitTests;
 
-/// <summary>The dashboard's hour in memory: per-minute wait percentiles by path, level samples, and nothing older than the hour.</summary>
+/// <summary>The dashboard's hour in memory: per-minute wait percentiles by path, level samples, and nothing older than
+/// the hour.</summary>
 public sealed class PoolHistoryTests
 {
     const string Pool = "linux";
@@ -29,7 +30,8 @@ public sealed class PoolHistoryTests
         var view = Assert.Single(history.Read(Pool));
         Assert.Equal(
             [("cold", 20, 10.0, 19.0, 0), ("hot", 1, 0.5, 0.5, 0), ("hot", 1, 2.0, 2.0, 1)],
-            view.Waits.Select(w => (w.Path, w.Count, w.P50Seconds, w.P95Seconds, (w.Minute - view.Waits[0].Minute).Minutes)));
+            view.Waits.Select(
+                w => (w.Path, w.Count, w.P50Seconds, w.P95Seconds, (w.Minute - view.Waits[0].Minute).Minutes)));
         Assert.Empty(history.Read("other-pool"));
     }
 
@@ -44,7 +46,8 @@ public sealed class PoolHistoryTests
         _clock.Advance(PoolHistory.SampleInterval);
         history.RecordLevels([Level(ready: 0, waiting: 4)]);
 
-        Assert.Equal([(2, 0), (0, 4)], Assert.Single(history.Read(Pool)).Levels.Select(l => (l.WorkersByState["Ready"], l.WaitingLeases)));
+        Assert.Equal([(2, 0), (0, 4)],
+            Assert.Single(history.Read(Pool)).Levels.Select(l => (l.WorkersByState["Ready"], l.WaitingLeases)));
 
         // An hour on, only the last sample is young enough; the grant's minute, begun 20 s before it, is still in part.
         _clock.Advance(PoolHistory.Window);

@@ -8,7 +8,8 @@ public sealed class PostgresConnectionsTests
     [Fact]
     public void A_connection_string_gets_no_reset_on_close_and_auto_prepare_by_default()
     {
-        var tuned = new NpgsqlConnectionStringBuilder(PostgresConnections.Tuned("Host=db;Username=dw;Password=dw;Database=dw"));
+        var tuned =
+            new NpgsqlConnectionStringBuilder(PostgresConnections.Tuned("Host=db;Username=dw;Password=dw;Database=dw"));
 
         Assert.True(tuned.NoResetOnClose);
         Assert.Equal(PostgresConnections.MaxAutoPrepare, tuned.MaxAutoPrepare);
@@ -21,7 +22,8 @@ public sealed class PostgresConnectionsTests
     [InlineData("Host=db;NoResetOnClose=false;MaxAutoPrepare=0")]
     public void What_the_connection_string_names_itself_wins(string connectionString)
     {
-        var tuned = new NpgsqlConnectionStringBuilder(PostgresConnections.Tuned(connectionString, c => c.ApplicationName = "scheduler"));
+        var tuned = new NpgsqlConnectionStringBuilder(
+            PostgresConnections.Tuned(connectionString, c => c.ApplicationName = "scheduler"));
 
         Assert.False(tuned.NoResetOnClose);
         Assert.Equal(0, tuned.MaxAutoPrepare);

@@ -6,7 +6,8 @@ using Microsoft.Extensions.Options;
 
 namespace DynamicWorkers.UnitTests;
 
-/// <summary>The broker settings of a cluster: the node list, its validation, the queue type, and addresses that never redeclare a queue.</summary>
+/// <summary>The broker settings of a cluster: the node list, its validation, the queue type, and addresses that never
+/// redeclare a queue.</summary>
 public sealed class RabbitMqOptionsTests
 {
     [Fact]
@@ -48,8 +49,10 @@ public sealed class RabbitMqOptionsTests
     [Fact]
     public void Hosts_send_to_the_exchanges_of_the_queues_they_declare_themselves()
     {
-        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Scheduler:QueueName"] = "timers" }).Build();
-        var declarer = new SendQueueDeclarer(Options.Create(new RabbitMqOptions()), configuration, Microsoft.Extensions.Logging.Abstractions.NullLogger<SendQueueDeclarer>.Instance);
+        var configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["Scheduler:QueueName"] = "timers" }).Build();
+        var declarer = new SendQueueDeclarer(Options.Create(new RabbitMqOptions()), configuration,
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<SendQueueDeclarer>.Instance);
 
         Assert.Equal(new Uri("exchange:timers"), BusRegistration.SchedulerAddress(configuration));
         Assert.All(CloudQueues.All, q => Assert.Equal(new Uri($"exchange:{q}"), CloudQueues.Address(q)));
@@ -57,5 +60,6 @@ public sealed class RabbitMqOptionsTests
     }
 
     static RabbitMqOptions Bind(Dictionary<string, string?> settings)
-        => new ConfigurationBuilder().AddInMemoryCollection(settings).Build().GetSection(RabbitMqOptions.Section).GetValidated<RabbitMqOptions>();
+        => new ConfigurationBuilder().AddInMemoryCollection(settings).Build().GetSection(RabbitMqOptions.Section)
+            .GetValidated<RabbitMqOptions>();
 }

@@ -7,7 +7,8 @@ public static class RepositoryFiles
 
     static string FindRoot()
     {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory =
+            directory.Parent)
         {
             if (File.Exists(Path.Combine(directory.FullName, "DynamicWorkers.sln")))
             {

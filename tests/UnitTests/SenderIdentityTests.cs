@@ -14,7 +14,8 @@ public sealed class SenderIdentityTests
         Options.Create(new TransportOptions { Transport = TransportKind.RabbitMq }),
         Options.Create(new RabbitMqOptions { Username = "dw-lease-saga" }));
 
-    static readonly LeaseRequested RequestOfA = new(Guid.NewGuid(), "a", new string('a', 40), "pool", null, DateTimeOffset.UtcNow);
+    static readonly LeaseRequested RequestOfA =
+        new(Guid.NewGuid(), "a", new string('a', 40), "pool", null, DateTimeOffset.UtcNow);
 
     [Theory]
     [InlineData("dw-lease-saga", SenderKind.Service, null)]
@@ -59,7 +60,8 @@ public sealed class SenderIdentityTests
         Assert.Null(SenderIdentity.Refusal(trusted, Identity.Classify("dw-trust")));
         Assert.NotNull(SenderIdentity.Refusal(trusted, Identity.Classify("dw-operator")));
         Assert.NotNull(SenderIdentity.Refusal(trusted, Identity.Classify("instance-a")));
-        Assert.NotNull(SenderIdentity.Refusal(new SweepOverdueTimers(TimeSpan.FromMinutes(-1)), Identity.Classify(null)));
+        Assert.NotNull(
+            SenderIdentity.Refusal(new SweepOverdueTimers(TimeSpan.FromMinutes(-1)), Identity.Classify(null)));
     }
 
     [Fact]
@@ -85,8 +87,10 @@ public sealed class SenderIdentityTests
     [Fact]
     public void Without_authentication_every_sender_is_trusted()
     {
-        var off = new SenderIdentity(Options.Create(new TenancyOptions { Authenticate = false }), Options.Create(new TransportOptions()), Options.Create(new RabbitMqOptions()));
-        var inMemory = new SenderIdentity(Options.Create(new TenancyOptions()), Options.Create(new TransportOptions { Transport = TransportKind.InMemory }), Options.Create(new RabbitMqOptions()));
+        var off = new SenderIdentity(Options.Create(new TenancyOptions { Authenticate = false }),
+            Options.Create(new TransportOptions()), Options.Create(new RabbitMqOptions()));
+        var inMemory = new SenderIdentity(Options.Create(new TenancyOptions()), Options.Create(
+            new TransportOptions { Transport = TransportKind.InMemory }), Options.Create(new RabbitMqOptions()));
         Assert.False(off.Enforced);
         Assert.False(inMemory.Enforced);
         Assert.True(Identity.Enforced);

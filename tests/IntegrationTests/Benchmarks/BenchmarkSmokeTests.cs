@@ -12,7 +12,8 @@ public sealed class BenchmarkSmokeTests
     [Fact]
     public async Task Smoke_run_measures_every_section_and_answers_every_lease()
     {
-        var dll = Path.Combine(ServiceProcess.RepositoryRoot, "bench", "bin", ServiceProcess.BuildConfiguration, "net10.0", "DynamicWorkers.Bench.dll");
+        var dll = Path.Combine(ServiceProcess.RepositoryRoot, "bench", "bin", ServiceProcess.BuildConfiguration,
+            "net10.0", "DynamicWorkers.Bench.dll");
         Assert.True(File.Exists(dll), $"{dll} is missing: build the solution first");
         var report = Path.Combine(Path.GetTempPath(), $"dw-bench-smoke-{Guid.NewGuid():N}.md");
         var info = new ProcessStartInfo("dotnet", [dll, "--smoke", "--out", report])
@@ -49,8 +50,10 @@ public sealed class BenchmarkSmokeTests
             var table = await File.ReadAllTextAsync(report);
             foreach (var section in new[]
                      {
-                         "raw limit", "raw lifecycle", "hot lease latency", "deliveries per hot lease", "re-use lease latency", "lifecycle ceiling",
-                         "messages per lifecycle", "database writes per lifecycle", "lifecycle hold", "sustained lifecycle throughput", "pools",
+                         "raw limit", "raw lifecycle", "hot lease latency", "deliveries per hot lease",
+                             "re-use lease latency", "lifecycle ceiling",
+                         "messages per lifecycle", "database writes per lifecycle", "lifecycle hold",
+                         "sustained lifecycle throughput", "pools",
                          "footprint", "scale-out", "pool size",
                      })
             {

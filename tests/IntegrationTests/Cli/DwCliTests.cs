@@ -20,7 +20,8 @@ public sealed class DwCliTests(DwSystem system)
     public async Task A_lease_is_granted_shown_in_pool_status_and_workers_then_released()
     {
         var leaseId = Guid.NewGuid().ToString();
-        var request = await Dw("lease", "request", "--instance", "instance-a", "--thumbprint", Thumbprint, "--pool", DwSystem.Pool,
+        var request = await Dw("lease", "request", "--instance", "instance-a", "--thumbprint", Thumbprint, "--pool",
+            DwSystem.Pool,
             "--lease-id", leaseId, "--wait", "--json", "--timeout", "30s");
         Assert.True(request.ExitCode == 0, $"{request}\n{system.Diagnostics()}");
         var grant = request.Json;
@@ -28,15 +29,18 @@ public sealed class DwCliTests(DwSystem system)
         Assert.Equal(leaseId, grant.GetProperty("leaseId").GetString());
         var workerId = grant.GetProperty("workerId").GetString();
 
-        // The same lease id again: the same answer, nothing re-run (and --rabbitmq instead of the environment variable).
-        var repeat = await CliRun.RunAsync(null, "lease", "request", "--instance", "instance-a", "--thumbprint", Thumbprint, "--pool", DwSystem.Pool,
+        // The same lease id again: the same answer, nothing re-run (and --rabbitmq instead of the environment
+        // variable).
+        var repeat = await CliRun.RunAsync(null, "lease", "request", "--instance", "instance-a", "--thumbprint",
+            Thumbprint, "--pool", DwSystem.Pool,
             "--lease-id", leaseId, "--wait", "--json", "--rabbitmq", system.RabbitMqUri);
         Assert.True(repeat.ExitCode == 0, repeat.ToString());
         Assert.Equal(workerId, repeat.Json.GetProperty("workerId").GetString());
 
         var status = await Dw("pool", "status", "--json");
         Assert.True(status.ExitCode == 0, status.ToString());
-        var pool = status.Json.GetProperty("pools").EnumerateArray().Single(p => p.GetProperty("pool").GetString() == DwSystem.Pool);
+        var pool = status.Json.GetProperty("pools").EnumerateArray()
+            .Single(p => p.GetProperty("pool").GetString() == DwSystem.Pool);
         // Other tests of the collection may hold leases of this pool at the same time.
         Assert.True(pool.GetProperty("workersByState").GetProperty("Leased").GetInt32() >= 1, status.Stdout);
         Assert.NotEmpty(pool.GetProperty("tools").EnumerateArray());
@@ -58,7 +62,8 @@ public sealed class DwCliTests(DwSystem system)
         var release = await Dw("lease", "release", "--lease-id", leaseId, "--instance", "instance-a");
         Assert.True(release.ExitCode == 0, release.ToString());
         await Eventually.True(
-            async () => (await Dw("workers", "--instance", "instance-a", "--json")).Json.GetProperty("workers")[0].GetProperty("state").GetString() == "Idle",
+            async () => (await Dw("workers", "--instance", "instance-a", "--json"))
+                .Json.GetProperty("workers")[0].GetProperty("state").GetString() == "Idle",
             TimeSpan.FromSeconds(20),
             "the released worker to go idle",
             system.Diagnostics);
@@ -68,20 +73,23 @@ public sealed class DwCliTests(DwSystem system)
     public async Task Leases_lists_one_instance_s_leases_with_how_each_was_served()
     {
         var leaseId = Guid.NewGuid().ToString();
-        var request = await Dw("lease", "request", "--instance", "instance-l", "--thumbprint", Thumbprint, "--pool", DwSystem.Pool,
+        var request = await Dw("lease", "request", "--instance", "instance-l", "--thumbprint", Thumbprint, "--pool",
+            DwSystem.Pool,
             "--lease-id", leaseId, "--wait", "--json", "--timeout", "30s");
         Assert.True(request.ExitCode == 0, $"{request}\n{system.Diagnostics()}");
 
         var mine = await Dw("leases", "--instance", "instance-l", "--json");
         Assert.True(mine.ExitCode == 0, mine.ToString());
         var lease = Assert.Single(mine.Json.GetProperty("leases").EnumerateArray());
-        Assert.Equal((leaseId, "Granted", DwSystem.Pool), (lease.GetProperty("leaseId").GetString(), lease.GetProperty("state").GetString(), lease.GetProperty("pool").GetString()));
+        Assert.Equal((leaseId, "Granted", DwSystem.Pool), (lease.GetProperty("leaseId").GetString(),
+            lease.GetProperty("state").GetString(), lease.GetProperty("pool").GetString()));
         Assert.Equal(request.Json.GetProperty("workerId").GetString(), lease.GetProperty("workerId").GetString());
 
         var table = await Dw("leases", "--pool", DwSystem.Pool);
         Assert.True(table.ExitCode == 0, table.ToString());
         Assert.StartsWith("LEASE", table.Stdout);
-        Assert.Contains(table.Stdout.Split('\n'), line => line.StartsWith(leaseId) && line.Contains("instance-l") && line.Contains("Granted"));
+        Assert.Contains(table.Stdout.Split('\n'),
+            line => line.StartsWith(leaseId) && line.Contains("instance-l") && line.Contains("Granted"));
         Assert.DoesNotContain("instance-l", (await Dw("leases", "--instance", "instance-nobody")).Stdout);
 
         await Dw("lease", "release", "--lease-id", leaseId, "--instance", "instance-l");
@@ -90,7 +98,8 @@ public sealed class DwCliTests(DwSystem system)
     [Fact]
     public async Task Set_size_takes_effect_and_set_lifecycle_is_accepted()
     {
-        var resize = await Dw("pool", "set-size", "--pool", DwSystem.SizedPool, "--hot-target", "1", "--max-workers", "4", "--json");
+        var resize = await Dw("pool", "set-size", "--pool", DwSystem.SizedPool, "--hot-target", "1", "--max-workers",
+            "4", "--json");
         Assert.True(resize.ExitCode == 0, resize.ToString());
         Assert.True(resize.Json.GetProperty("applied").GetBoolean());
 
@@ -98,16 +107,20 @@ public sealed class DwCliTests(DwSystem system)
         Assert.Equal((1, 4), (status.GetProperty("hotTarget").GetInt32(), status.GetProperty("maxWorkers").GetInt32()));
         // The new hot target is acted on: a worker is provisioned for the pool.
         await Eventually.True(
-            async () => (await Dw("workers", "--pool", DwSystem.SizedPool, "--json")).Json.GetProperty("workers").GetArrayLength() == 1,
+            async () => (await Dw("workers", "--pool", DwSystem.SizedPool, "--json")).Json.GetProperty("workers")
+                .GetArrayLength() == 1,
             TimeSpan.FromSeconds(20),
             "a hot worker in the resized pool",
             system.Diagnostics);
 
-        var lifecycle = await Dw("instance", "set-lifecycle", "--instance", "instance-b", "--idle-timeout", "30m", "--max-lease-duration", "2h");
+        var lifecycle = await Dw("instance", "set-lifecycle", "--instance", "instance-b", "--idle-timeout", "30m",
+            "--max-lease-duration", "2h");
         Assert.True(lifecycle.ExitCode == 0, lifecycle.ToString());
         await Eventually.True(
             async () => await system.Database.ScalarAsync(
-                "SELECT count(*) FROM instance_lifecycles WHERE \"InstanceId\" = 'instance-b' AND \"IdleTimeout\" = interval '30 minutes' AND \"MaxLeaseDuration\" = interval '2 hours' AND \"MaxWorkerAge\" IS NULL") == 1,
+                "SELECT count(*) FROM instance_lifecycles WHERE \"InstanceId\" = 'instance-b' AND \"IdleTimeout\" = "
+                    + "interval '30 minutes' AND \"MaxLeaseDuration\" = interval '2 hours' AND \"MaxWorkerAge\" IS "
+                    + "NULL") == 1,
             TimeSpan.FromSeconds(20),
             "the service to store instance-b's lifecycle",
             system.Diagnostics);
@@ -118,12 +131,14 @@ public sealed class DwCliTests(DwSystem system)
     {
         const string newImage = DwSystem.RolloutImage + "-v2";
         await Eventually.True(
-            async () => await system.Database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"Pool\" = '{DwSystem.RolloutPool}' AND \"CurrentState\" = 'Ready'") == 2,
+            async () => await system.Database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"Pool\" = "
+                + $"'{DwSystem.RolloutPool}' AND \"CurrentState\" = 'Ready'") == 2,
             TimeSpan.FromSeconds(30),
             "two hot workers of the configured image",
             system.Diagnostics);
         // One of them leased: it keeps its lease through the rollout and is replaced when released.
-        var lease = await Dw("lease", "request", "--instance", "instance-g", "--thumbprint", Thumbprint, "--pool", DwSystem.RolloutPool, "--wait", "--json");
+        var lease = await Dw("lease", "request", "--instance", "instance-g", "--thumbprint", Thumbprint, "--pool",
+            DwSystem.RolloutPool, "--wait", "--json");
         Assert.True(lease.ExitCode == 0, lease.ToString());
         var leasedWorker = lease.Json.GetProperty("workerId").GetString();
 
@@ -133,24 +148,31 @@ public sealed class DwCliTests(DwSystem system)
         Assert.True(rollout.Json.GetProperty("applied").GetBoolean());
         Assert.Equal(newImage, rollout.Json.GetProperty("image").GetString());
         await Eventually.True(
-            async () => await system.Database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"Pool\" = '{DwSystem.RolloutPool}' AND \"CurrentState\" = 'Ready' AND \"Image\" = '{newImage}'") == 2,
+            async () => await system.Database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"Pool\" = "
+                + $"'{DwSystem.RolloutPool}' AND \"CurrentState\" = 'Ready' AND \"Image\" = '{newImage}'") == 2,
             TimeSpan.FromSeconds(30),
             "two hot workers of the new image",
             system.Diagnostics);
-        var during = (await Dw("pool", "status", "--pool", DwSystem.RolloutPool, "--json")).Json.GetProperty("pools")[0];
-        Assert.Equal((newImage, 1), (during.GetProperty("image").GetString(), during.GetProperty("outdatedWorkers").GetInt32()));
-        Assert.Equal(1L, await system.Database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{leasedWorker}' AND \"CurrentState\" = 'Leased'"));
+        var during =
+            (await Dw("pool", "status", "--pool", DwSystem.RolloutPool, "--json")).Json.GetProperty("pools")[0];
+        Assert.Equal((newImage, 1),
+            (during.GetProperty("image").GetString(), during.GetProperty("outdatedWorkers").GetInt32()));
+        Assert.Equal(1L, await system.Database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = "
+            + $"'{leasedWorker}' AND \"CurrentState\" = 'Leased'"));
 
-        var release = await Dw("lease", "release", "--lease-id", lease.Json.GetProperty("leaseId").GetString()!, "--instance", "instance-g");
+        var release = await Dw("lease", "release", "--lease-id", lease.Json.GetProperty("leaseId").GetString()!,
+            "--instance", "instance-g");
         Assert.True(release.ExitCode == 0, release.ToString());
 
         await Eventually.True(
-            async () => (await Dw("pool", "status", "--pool", DwSystem.RolloutPool, "--json")).Json.GetProperty("pools")[0].GetProperty("outdatedWorkers").GetInt32() == 0,
+            async () => (await Dw("pool", "status", "--pool", DwSystem.RolloutPool, "--json"))
+                .Json.GetProperty("pools")[0].GetProperty("outdatedWorkers").GetInt32() == 0,
             TimeSpan.FromSeconds(30),
             "no worker left on the old image",
             system.Diagnostics);
         Assert.Equal(0L, await system.Database.ScalarAsync(
-            $"SELECT count(*) FROM workers WHERE \"Pool\" = '{DwSystem.RolloutPool}' AND \"Image\" <> '{newImage}' AND \"CurrentState\" <> 'Reaping'"));
+            $"SELECT count(*) FROM workers WHERE \"Pool\" = '{DwSystem.RolloutPool}' AND \"Image\" <> '{newImage}' AND "
+                + $"\"CurrentState\" <> 'Reaping'"));
         Assert.Contains(newImage, (await Dw("pool", "status", "--pool", DwSystem.RolloutPool)).Stdout);
         Assert.Empty(await system.Broker.NonEmptyErrorQueuesAsync());
         Assert.Equal(3, (await Dw("pool", "image", "no-such-pool", newImage)).ExitCode);
@@ -159,15 +181,18 @@ public sealed class DwCliTests(DwSystem system)
     [Fact]
     public async Task Instance_remove_revokes_the_instance_s_lease_and_deletes_its_worker()
     {
-        var granted = await Dw("lease", "request", "--instance", "instance-e", "--thumbprint", Thumbprint, "--pool", DwSystem.Pool, "--wait", "--json");
+        var granted = await Dw("lease", "request", "--instance", "instance-e", "--thumbprint", Thumbprint, "--pool",
+            DwSystem.Pool, "--wait", "--json");
         Assert.True(granted.ExitCode == 0, granted.ToString());
         var workerId = granted.Json.GetProperty("workerId").GetString();
 
         var removed = await Dw("instance", "remove", "--instance", "instance-e", "--reason", "test", "--json");
         Assert.True(removed.ExitCode == 0, removed.ToString());
-        Assert.Equal((1, 1), (removed.Json.GetProperty("leasesRevoked").GetInt32(), removed.Json.GetProperty("workersDeleted").GetInt32()));
+        Assert.Equal((1, 1), (removed.Json.GetProperty("leasesRevoked").GetInt32(),
+            removed.Json.GetProperty("workersDeleted").GetInt32()));
         await Eventually.True(
-            async () => await system.Database.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{workerId}'") == 0,
+            async () => await system.Database.ScalarAsync(
+                $"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{workerId}'") == 0,
             TimeSpan.FromSeconds(20),
             "instance-e's worker deleted",
             system.Diagnostics);
@@ -180,11 +205,14 @@ public sealed class DwCliTests(DwSystem system)
     [Fact]
     public async Task An_unknown_pool_is_rejected_with_its_own_exit_code()
     {
-        var request = await Dw("lease", "request", "--instance", "instance-c", "--thumbprint", Thumbprint, "--pool", "no-such-pool", "--wait", "--json");
+        var request = await Dw("lease", "request", "--instance", "instance-c", "--thumbprint", Thumbprint, "--pool",
+            "no-such-pool", "--wait", "--json");
         Assert.True(request.ExitCode == 3, request.ToString());
-        Assert.Equal(("rejected", "UnknownPool"), (request.Json.GetProperty("outcome").GetString(), request.Json.GetProperty("reason").GetString()));
+        Assert.Equal(("rejected", "UnknownPool"),
+            (request.Json.GetProperty("outcome").GetString(), request.Json.GetProperty("reason").GetString()));
 
-        var human = await Dw("lease", "request", "--instance", "instance-c", "--thumbprint", Thumbprint, "--pool", "no-such-pool", "--wait");
+        var human = await Dw("lease", "request", "--instance", "instance-c", "--thumbprint", Thumbprint, "--pool",
+            "no-such-pool", "--wait");
         Assert.True(human.ExitCode == 3, human.ToString());
         Assert.Contains("UnknownPool", human.Stdout);
 
@@ -197,13 +225,15 @@ public sealed class DwCliTests(DwSystem system)
     [Fact]
     public async Task Without_wait_the_request_is_only_published_and_its_lease_id_printed()
     {
-        var request = await Dw("lease", "request", "--instance", "instance-d", "--thumbprint", Thumbprint, "--pool", DwSystem.Pool, "--json");
+        var request = await Dw("lease", "request", "--instance", "instance-d", "--thumbprint", Thumbprint, "--pool",
+            DwSystem.Pool, "--json");
         Assert.True(request.ExitCode == 0, request.ToString());
         Assert.Equal("requested", request.Json.GetProperty("outcome").GetString());
         var leaseId = request.Json.GetProperty("leaseId").GetString();
 
         // The service got it: asking again with --wait and the same id gets the lease's one answer.
-        var answer = await Dw("lease", "request", "--instance", "instance-d", "--thumbprint", Thumbprint, "--pool", DwSystem.Pool, "--lease-id", leaseId!, "--wait", "--json");
+        var answer = await Dw("lease", "request", "--instance", "instance-d", "--thumbprint", Thumbprint, "--pool",
+            DwSystem.Pool, "--lease-id", leaseId!, "--wait", "--json");
         Assert.True(answer.ExitCode == 0, answer.ToString());
         Assert.Equal(leaseId, answer.Json.GetProperty("leaseId").GetString());
         Assert.True(
@@ -215,7 +245,8 @@ public sealed class DwCliTests(DwSystem system)
     public async Task A_bad_thumbprint_is_a_usage_error_before_anything_is_sent()
     {
         // The broker given is unreachable: reaching it would exit 5, so exit 2 proves nothing was attempted.
-        var run = await CliRun.RunAsync(null, "lease", "request", "--instance", "instance-e", "--thumbprint", "abc; rm -rf /", "--pool", DwSystem.Pool,
+        var run = await CliRun.RunAsync(null, "lease", "request", "--instance", "instance-e", "--thumbprint",
+            "abc; rm -rf /", "--pool", DwSystem.Pool,
             "--rabbitmq", "amqp://dw:dw@127.0.0.1:1/");
         Assert.True(run.ExitCode == 2, run.ToString());
         Assert.Contains("thumbprint", run.Stderr);
@@ -230,14 +261,16 @@ public sealed class DwCliTests(DwSystem system)
     [Fact]
     public async Task An_unreachable_broker_has_its_own_exit_code_quickly()
     {
-        var run = await CliRun.RunAsync(null, "pool", "status", "--rabbitmq", $"amqp://dw:dw@{TestServers.RabbitMqHost}:1/");
+        var run =
+            await CliRun.RunAsync(null, "pool", "status", "--rabbitmq", $"amqp://dw:dw@{TestServers.RabbitMqHost}:1/");
 
         Assert.True(run.ExitCode == 5, run.ToString());
         Assert.Contains("unreachable", run.Stderr);
         // Quickly: well before the 10 s connect deadline (the margin is for a cold start on a loaded machine).
         Assert.True(run.Elapsed < TimeSpan.FromSeconds(9), run.ToString());
 
-        var wrongPassword = await CliRun.RunAsync(null, "workers", "--rabbitmq", $"amqp://{TestServers.RabbitMqUser}:wrong-password@{TestServers.RabbitMqHost}:5672/");
+        var wrongPassword = await CliRun.RunAsync(null, "workers", "--rabbitmq",
+            $"amqp://{TestServers.RabbitMqUser}:wrong-password@{TestServers.RabbitMqHost}:5672/");
         Assert.True(wrongPassword.ExitCode == 5, wrongPassword.ToString());
         Assert.DoesNotContain("wrong-password", wrongPassword.Stderr);
     }
@@ -250,13 +283,16 @@ public sealed class DwCliTests(DwSystem system)
         await empty.InitializeAsync();
         try
         {
-            var uri = $"amqp://{TestServers.RabbitMqUser}:{TestServers.RabbitMqPassword}@{TestServers.RabbitMqHost}:5672/{Uri.EscapeDataString(empty.Name)}";
+            var uri = $"amqp://{TestServers.RabbitMqUser}:{TestServers.RabbitMqPassword}"
+                + $"@{TestServers.RabbitMqHost}:5672/{Uri.EscapeDataString(empty.Name)}";
             var leaseId = Guid.NewGuid().ToString();
-            var run = await CliRun.RunAsync(null, "lease", "request", "--instance", "instance-f", "--thumbprint", Thumbprint, "--pool", DwSystem.Pool,
+            var run = await CliRun.RunAsync(null, "lease", "request", "--instance", "instance-f", "--thumbprint",
+                Thumbprint, "--pool", DwSystem.Pool,
                 "--lease-id", leaseId, "--wait", "--json", "--timeout", "5s", "--rabbitmq", uri);
 
             Assert.True(run.ExitCode == 4, run.ToString());
-            Assert.Equal(("timedOut", leaseId), (run.Json.GetProperty("outcome").GetString(), run.Json.GetProperty("leaseId").GetString()));
+            Assert.Equal(("timedOut", leaseId),
+                (run.Json.GetProperty("outcome").GetString(), run.Json.GetProperty("leaseId").GetString()));
         }
         finally
         {

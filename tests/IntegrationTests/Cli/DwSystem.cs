@@ -10,15 +10,17 @@ public sealed class RunningSystemCollection : ICollectionFixture<DwSystem>
 }
 
 /// <summary>
-/// A running system for the <c>dw</c> and wire-format tests, started once for the collection: LeaseSaga, Provisioner, Trust and Reaper
-/// as OS processes on their own RabbitMQ virtual host and PostgreSQL database, simulated cloud without delays.
+/// A running system for the <c>dw</c> and wire-format tests, started once for the collection: LeaseSaga, Provisioner,
+/// Trust and Reaper as OS processes on their own RabbitMQ virtual host and PostgreSQL database, simulated cloud without
+/// delays.
 /// </summary>
 public sealed class DwSystem : IAsyncLifetime
 {
     public const string Pool = "ubuntu-22.04";
     public const string SizedPool = "windows-2022";
 
-    /// <summary>A pool of its own for the image rollout, so that no other test's workers are replaced under it.</summary>
+    /// <summary>A pool of its own for the image rollout, so that no other test's workers are replaced under
+    /// it.</summary>
     public const string RolloutPool = "rollout";
     public const string RolloutImage = "Canonical:ubuntu-24_04-lts:server:24.04.202612010";
 
@@ -28,9 +30,13 @@ public sealed class DwSystem : IAsyncLifetime
     public PostgresTestDatabase Database { get; } = new();
 
     /// <summary>What <c>dw</c> is given: <c>--rabbitmq</c> of the test's virtual host.</summary>
-    public string RabbitMqUri => $"amqp://{Uri.EscapeDataString(TestServers.RabbitMqUser)}:{Uri.EscapeDataString(TestServers.RabbitMqPassword)}@{TestServers.RabbitMqHost}:5672/{Uri.EscapeDataString(Broker.Name)}";
+    public string RabbitMqUri
+        => $"amqp://{Uri.EscapeDataString(TestServers.RabbitMqUser)}"
+            + $":{Uri.EscapeDataString(TestServers.RabbitMqPassword)}"
+            + $"@{TestServers.RabbitMqHost}:5672/{Uri.EscapeDataString(Broker.Name)}";
 
-    IReadOnlyDictionary<string, string?> Settings => Broker.Settings.Concat(Database.Settings).Concat(new Dictionary<string, string?>
+    IReadOnlyDictionary<string, string?> Settings
+        => Broker.Settings.Concat(Database.Settings).Concat(new Dictionary<string, string?>
     {
         [$"Pools:{Pool}:HotTarget"] = "1",
         [$"Pools:{Pool}:MaxWorkers"] = "5",
@@ -55,7 +61,8 @@ public sealed class DwSystem : IAsyncLifetime
         await Task.WhenAll(StartAsync("Provisioner"), StartAsync("Trust"), StartAsync("Reaper"));
     }
 
-    public string Diagnostics() => string.Join("\n", _services.SelectMany(s => s.Output.Split('\n')).Where(l => l.StartsWith("fail:") || l.Contains("Exception")).Distinct().Take(20));
+    public string Diagnostics() => string.Join("\n", _services.SelectMany(s => s.Output.Split('\n'))
+        .Where(l => l.StartsWith("fail:") || l.Contains("Exception")).Distinct().Take(20));
 
     public async Task DisposeAsync()
     {

@@ -14,7 +14,8 @@ namespace DynamicWorkers.IntegrationTests.Cloud;
 /// Everything as separate processes: the ARM emulator on its own, and Provisioner, Trust and Reaper with
 /// <c>Cloud:Provider = Azure</c> pointed at it. The test reads the emulator's state over HTTPS, as an operator could.
 /// </summary>
-public sealed partial class ArmEmulatorProcessTests(RabbitMqTestVirtualHost broker) : IClassFixture<RabbitMqTestVirtualHost>, IAsyncLifetime
+public sealed partial class ArmEmulatorProcessTests(RabbitMqTestVirtualHost broker)
+    : IClassFixture<RabbitMqTestVirtualHost>, IAsyncLifetime
 {
     static readonly TimeSpan Deadline = TimeSpan.FromSeconds(90);
 
@@ -28,12 +29,14 @@ public sealed partial class ArmEmulatorProcessTests(RabbitMqTestVirtualHost brok
     public async Task InitializeAsync()
     {
         _emulator = ServiceProcess.StartFrom("tests", "ArmEmulator", []);
-        await Eventually.True(() => Listening().Success || _emulator.HasExited, Deadline, "the emulator to listen", () => _emulator.Output);
+        await Eventually.True(() => Listening().Success || _emulator.HasExited, Deadline, "the emulator to listen",
+            () => _emulator.Output);
         var endpoint = new Uri(Listening().Groups["uri"].Value);
         var thumbprint = Listening().Groups["thumbprint"].Value;
         _state = new HttpClient(new SocketsHttpHandler
         {
-            SslOptions = { RemoteCertificateValidationCallback = (_, certificate, _, _) => certificate?.GetCertHashString(HashAlgorithmName.SHA256) == thumbprint },
+            SslOptions = { RemoteCertificateValidationCallback =
+                (_, certificate, _, _) => certificate?.GetCertHashString(HashAlgorithmName.SHA256) == thumbprint },
         }) { BaseAddress = endpoint };
 
         var settings = broker.Settings.Concat(ArmEmulatorFixture.SettingsFor(endpoint, thumbprint)).ToList();
@@ -73,7 +76,8 @@ public sealed partial class ArmEmulatorProcessTests(RabbitMqTestVirtualHost brok
             Assert.Equal("Healthy", (string?)JsonNode.Parse(ready)!["checks"]!["azure"]!["status"]);
         }
 
-        await SendAsync("provision-worker", new ProvisionWorker(workerId, "ubuntu-22.04", "Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:latest", "Standard_D2s_v5"));
+        await SendAsync("provision-worker", new ProvisionWorker(workerId, "ubuntu-22.04",
+            "Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:latest", "Standard_D2s_v5"));
         var provisioned = await EventAsync<WorkerProvisioned>(e => e.WorkerId == workerId);
         Assert.Matches(@"^10\.0\.\d{1,3}\.\d{1,3}:10933$", provisioned.Address);
         Assert.Equal("Succeeded", (string?)(await VmAsync(workerId))["provisioningState"]);
@@ -84,7 +88,8 @@ public sealed partial class ArmEmulatorProcessTests(RabbitMqTestVirtualHost brok
         await SendAsync("trust-worker", new TrustWorker(workerId, "instance-1", instanceThumbprint));
         var trusted = await EventAsync<WorkerTrusted>(e => e.WorkerId == workerId);
         Assert.Matches("^[0-9A-F]{40}$", trusted.AgentThumbprint);
-        Assert.Equal([instanceThumbprint], (await VmAsync(workerId))["trustedThumbprints"]!.AsArray().Select(t => (string?)t));
+        Assert.Equal([instanceThumbprint],
+            (await VmAsync(workerId))["trustedThumbprints"]!.AsArray().Select(t => (string?)t));
 
         await SendAsync("deprovision-worker", new DeprovisionWorker(workerId, "test"));
         await EventAsync<WorkerDeprovisioned>(e => e.WorkerId == workerId);
@@ -97,7 +102,8 @@ public sealed partial class ArmEmulatorProcessTests(RabbitMqTestVirtualHost brok
     async Task<JsonObject> StateAsync() => (await _state.GetFromJsonAsync<JsonObject>("emulator/state"))!;
 
     async Task<JsonObject> VmAsync(Guid workerId)
-        => (await StateAsync())["vms"]!.AsArray().Single(v => (string?)v!["workerId"] == workerId.ToString())!.AsObject();
+        => (await StateAsync())["vms"]!.AsArray()
+            .Single(v => (string?)v!["workerId"] == workerId.ToString())!.AsObject();
 
     async Task SendAsync<T>(string queue, T message) where T : class
     {
@@ -108,7 +114,8 @@ public sealed partial class ArmEmulatorProcessTests(RabbitMqTestVirtualHost brok
     async Task<T> EventAsync<T>(Func<T, bool> match) where T : class
     {
         await Eventually.True(() => Events.Find(match) is not null, TimeSpan.FromSeconds(30), $"a {typeof(T).Name}",
-            () => $"events: {string.Join(", ", Events.All)}\n" + string.Join("\n", _services.Append(_emulator).Select(s => s.Output)));
+            () => $"events: {string.Join(", ", Events.All)}\n"
+                + string.Join("\n", _services.Append(_emulator).Select(s => s.Output)));
         return Events.Find(match)!;
     }
 

@@ -36,10 +36,12 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         var cloud = _emulator.CreateCloud();
         var workerId = Guid.NewGuid();
 
-        var vm = await cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None);
+        var vm = await cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"),
+            CancellationToken.None);
 
         var put = Assert.Single(ArmRequests("PUT"));
-        Assert.EndsWith($"/virtualMachines/{AzureWorkerCloud.VmName(workerId)}", put.Path, StringComparison.OrdinalIgnoreCase);
+        Assert.EndsWith($"/virtualMachines/{AzureWorkerCloud.VmName(workerId)}", put.Path,
+            StringComparison.OrdinalIgnoreCase);
         var body = JsonNode.Parse(put.Body)!;
         var properties = body["properties"]!;
         Assert.Equal("westeurope", (string?)body["location"]);
@@ -51,16 +53,20 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         Assert.Equal("Delete", (string?)properties["storageProfile"]!["osDisk"]!["deleteOption"]);
         var nic = properties["networkProfile"]!["networkInterfaceConfigurations"]![0]!;
         Assert.Equal("Delete", (string?)nic["properties"]!["deleteOption"]);
-        Assert.Equal(ArmEmulatorFixture.SubnetId, (string?)nic["properties"]!["ipConfigurations"]![0]!["properties"]!["subnet"]!["id"]);
+        Assert.Equal(ArmEmulatorFixture.SubnetId,
+            (string?)nic["properties"]!["ipConfigurations"]![0]!["properties"]!["subnet"]!["id"]);
         var tags = body["tags"]!.AsObject();
         Assert.Equal("dynamic-workers", (string?)tags["dw-managed-by"]);
         Assert.Equal(workerId.ToString(), (string?)tags["dw-worker-id"]);
         Assert.Equal("ubuntu-22.04", (string?)tags["dw-pool"]);
-        Assert.True(DateTimeOffset.TryParse((string?)tags["dw-created-at"], out var createdAt) && createdAt > DateTimeOffset.UtcNow.AddMinutes(-1));
+        Assert.True(DateTimeOffset.TryParse((string?)tags["dw-created-at"], out var createdAt)
+            && createdAt > DateTimeOffset.UtcNow.AddMinutes(-1));
 
         // The SDK followed the Azure-AsyncOperation header to the end, then read the VM and its NIC.
-        Assert.Contains(ArmRequests("GET"), r => r.Path.Contains("/operations/", StringComparison.OrdinalIgnoreCase) && r.Status == 200);
-        Assert.Contains(ArmRequests("GET"), r => r.Path.Contains("/networkInterfaces/", StringComparison.OrdinalIgnoreCase) && r.Query.Contains("api-version=2023-04-01"));
+        Assert.Contains(ArmRequests("GET"),
+            r => r.Path.Contains("/operations/", StringComparison.OrdinalIgnoreCase) && r.Status == 200);
+        Assert.Contains(ArmRequests("GET"), r => r.Path.Contains("/networkInterfaces/",
+            StringComparison.OrdinalIgnoreCase) && r.Query.Contains("api-version=2023-04-01"));
         var emulated = Assert.Single(Server.State.Vms, v => v.WorkerId == workerId);
         Assert.Equal("Succeeded", emulated.ProvisioningState);
         Assert.Equal($"{emulated.PrivateIp}:10933", vm.Address);
@@ -97,10 +103,12 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         var workerId = Guid.NewGuid();
         Server.Faults.CreateDuration = TimeSpan.FromSeconds(1.5);
 
-        var vm = await cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None);
+        var vm = await cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"),
+            CancellationToken.None);
 
         var put = Assert.Single(ArmRequests("PUT"));
-        var polls = ArmRequests("GET").Where(r => r.Path.Contains("/operations/", StringComparison.OrdinalIgnoreCase)).ToList();
+        var polls =
+            ArmRequests("GET").Where(r => r.Path.Contains("/operations/", StringComparison.OrdinalIgnoreCase)).ToList();
         Assert.True(polls.Count > 1, $"{polls.Count} poll(s) of the async operation");
         // Polled while the VM was still Creating, and again once it had finished.
         Assert.Contains(polls, p => p.At < put.At + Server.Faults.CreateDuration);
@@ -115,14 +123,16 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     public async Task No_more_vm_puts_are_in_flight_at_once_than_MaxConcurrentCreates()
     {
         const int cap = 2;
-        var cloud = _emulator.CreateCloud(new Dictionary<string, string?> { ["Cloud:Azure:MaxConcurrentCreates"] = cap.ToString() });
-        // PUTs wait for each other in groups of the cap, so creates let through together overlap even on a busy machine;
-        // every answer takes a while, so one let through beyond the cap overlaps them too.
+        var cloud = _emulator.CreateCloud(
+            new Dictionary<string, string?> { ["Cloud:Azure:MaxConcurrentCreates"] = cap.ToString() });
+        // PUTs wait for each other in groups of the cap, so creates let through together overlap even on a busy
+        // machine; every answer takes a while, so one let through beyond the cap overlaps them too.
         Server.Faults.VmPutsMeetInGroupsOf = cap;
         Server.Faults.Latency = TimeSpan.FromMilliseconds(300);
 
         await Task.WhenAll(Enumerable.Range(0, 3 * cap).Select(_ =>
-            cloud.CreateAsync(Guid.NewGuid(), new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None)));
+            cloud.CreateAsync(Guid.NewGuid(), new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"),
+                CancellationToken.None)));
 
         var puts = ArmRequests("PUT");
         Assert.Equal(3 * cap, puts.Count);
@@ -134,11 +144,14 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     public async Task A_gallery_image_id_is_sent_as_the_image_reference_id()
     {
         var cloud = _emulator.CreateCloud();
-        var gallery = $"/subscriptions/{ArmEmulatorFixture.SubscriptionId}/resourceGroups/images/providers/Microsoft.Compute/galleries/dw/images/ubuntu-tools/versions/1.0.3";
+        var gallery = $"/subscriptions/{ArmEmulatorFixture.SubscriptionId}/resourceGroups/images/providers"
+            + $"/Microsoft.Compute/galleries/dw/images/ubuntu-tools/versions/1.0.3";
 
-        await cloud.CreateAsync(Guid.NewGuid(), new VmSpec("ubuntu-tools", gallery, "Standard_D4s_v5"), CancellationToken.None);
+        await cloud.CreateAsync(Guid.NewGuid(), new VmSpec("ubuntu-tools", gallery, "Standard_D4s_v5"),
+            CancellationToken.None);
 
-        var image = JsonNode.Parse(Assert.Single(ArmRequests("PUT")).Body)!["properties"]!["storageProfile"]!["imageReference"]!;
+        var image = JsonNode.Parse(Assert.Single(ArmRequests("PUT")).Body)!["properties"]!["storageProfile"]![
+            "imageReference"]!;
         Assert.Equal(gallery, (string?)image["id"], StringComparer.OrdinalIgnoreCase);
         Assert.Null(image["publisher"]);
     }
@@ -147,10 +160,12 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     public async Task A_429_is_retried_after_its_Retry_After()
     {
         // The SDK's own back-off is cut to 50 ms: a retry 2 s later can only come from the Retry-After header.
-        var cloud = _emulator.CreateCloud(new Dictionary<string, string?> { ["Cloud:Azure:RetryDelay"] = "00:00:00.050" });
+        var cloud =
+            _emulator.CreateCloud(new Dictionary<string, string?> { ["Cloud:Azure:RetryDelay"] = "00:00:00.050" });
         Server.Faults.Inject("PUT", "/virtualMachines/", 429, count: 1, retryAfterSeconds: 2);
 
-        await cloud.CreateAsync(Guid.NewGuid(), new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None);
+        await cloud.CreateAsync(Guid.NewGuid(), new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"),
+            CancellationToken.None);
 
         var puts = ArmRequests("PUT");
         Assert.Equal([429, 201], puts.Select(p => p.Status));
@@ -158,18 +173,21 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         // The first timestamp is taken before the 429 is sent, so the pause measured includes the whole Retry-After,
         // less the few milliseconds a timer may fire early by the wall clock (a clean-clone run measured 1.998 s).
         // Anything near 2 s is still 40 times the SDK's own 50 ms back-off.
-        Assert.True(pause >= TimeSpan.FromSeconds(1.9) && pause < TimeSpan.FromSeconds(5), $"retried after {pause.TotalSeconds:0.000} s");
+        Assert.True(pause >= TimeSpan.FromSeconds(1.9) && pause < TimeSpan.FromSeconds(5),
+            $"retried after {pause.TotalSeconds:0.000} s");
     }
 
     [Fact]
     public async Task A_500_that_outlasts_the_retries_fails_cleanly_with_the_arm_error_code_and_no_vm()
     {
-        var cloud = _emulator.CreateCloud(new Dictionary<string, string?> { ["Cloud:Azure:MaxRetries"] = "2", ["Cloud:Azure:RetryDelay"] = "00:00:00.050" });
+        var cloud = _emulator.CreateCloud(new Dictionary<string, string?> { ["Cloud:Azure:MaxRetries"] = "2",
+            ["Cloud:Azure:RetryDelay"] = "00:00:00.050" });
         var workerId = Guid.NewGuid();
         Server.Faults.Inject("PUT", "/virtualMachines/", 500, count: 10);
 
         var failure = await Assert.ThrowsAsync<WorkerCloudException>(
-            () => cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None));
+            () => cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"),
+                CancellationToken.None));
 
         Assert.Equal("InternalServerError", failure.Reason);
         Assert.Equal(3, ArmRequests("PUT").Count);
@@ -183,7 +201,8 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         Server.Faults.CreateFailureCode = "AllocationFailed";
 
         var failure = await Assert.ThrowsAsync<WorkerCloudException>(
-            () => cloud.CreateAsync(Guid.NewGuid(), new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None));
+            () => cloud.CreateAsync(Guid.NewGuid(), new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"),
+                CancellationToken.None));
 
         Assert.Equal("AllocationFailed", failure.Reason);
     }
@@ -191,13 +210,15 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     [Fact]
     public async Task A_vm_that_never_finishes_is_given_up_after_the_create_timeout_and_counts_as_provisioning()
     {
-        var cloud = _emulator.CreateCloud(new Dictionary<string, string?> { ["Cloud:Azure:CreateTimeout"] = "00:00:03" });
+        var cloud =
+            _emulator.CreateCloud(new Dictionary<string, string?> { ["Cloud:Azure:CreateTimeout"] = "00:00:03" });
         var workerId = Guid.NewGuid();
         Server.Faults.CreatesNeverFinish = true;
         var clock = Stopwatch.StartNew();
 
         var failure = await Assert.ThrowsAsync<WorkerCloudException>(
-            () => cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None));
+            () => cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"),
+                CancellationToken.None));
 
         Assert.Equal(AzureWorkerCloud.ProvisioningTimedOut, failure.Reason);
         // Timers may fire a millisecond early against the stopwatch: the bound allows for it.
@@ -216,16 +237,19 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         Server.Faults.Latency = TimeSpan.FromMilliseconds(300);
         var clock = Stopwatch.StartNew();
 
-        await cloud.CreateAsync(Guid.NewGuid(), new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None);
+        await cloud.CreateAsync(Guid.NewGuid(), new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"),
+            CancellationToken.None);
 
         // A timer may fire a millisecond or two early, so each call is allowed 290 ms of its 300.
-        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(290) * ArmRequests().Count, $"{ArmRequests().Count} calls in {clock.Elapsed}");
+        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(290) * ArmRequests().Count,
+            $"{ArmRequests().Count} calls in {clock.Elapsed}");
     }
 
     [Theory]
     [InlineData("ubuntu-22.04", Ubuntu, "RunShellScript")]
     [InlineData("windows-2022", Windows, "RunPowerShellScript")]
-    public async Task Trust_runs_the_pool_script_with_the_thumbprint_and_returns_the_agent_thumbprint_it_printed(string pool, string image, string commandId)
+    public async Task Trust_runs_the_pool_script_with_the_thumbprint_and_returns_the_agent_thumbprint_it_printed(
+        string pool, string image, string commandId)
     {
         var cloud = _emulator.CreateCloud();
         var workerId = Guid.NewGuid();
@@ -240,8 +264,10 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         var command = Assert.Single(Server.State.RunCommands, c => c.WorkerId == workerId);
         Assert.Equal(commandId, command.CommandId);
         Assert.Contains(command.Script, line => line.Contains("--reset-trust", StringComparison.Ordinal));
-        Assert.Contains(command.Script, line => line.Contains($"--trust {thumbprint.ToUpperInvariant()}", StringComparison.Ordinal)
-                                                || line.Contains($"--trust '{thumbprint.ToUpperInvariant()}'", StringComparison.Ordinal));
+        Assert.Contains(command.Script,
+            line => line.Contains($"--trust {thumbprint.ToUpperInvariant()}", StringComparison.Ordinal)
+                                                || line.Contains($"--trust '{thumbprint.ToUpperInvariant()}'",
+                                                    StringComparison.Ordinal));
         Assert.DoesNotContain(command.Script, line => line.Contains("{thumbprint}", StringComparison.Ordinal));
     }
 
@@ -250,13 +276,17 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     {
         var cloud = _emulator.CreateCloud();
         var workerId = Guid.NewGuid();
-        await cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None);
+        await cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"),
+            CancellationToken.None);
         var thumbprint = new string('e', 40);
 
         var first = await cloud.TrustAsync(workerId, "instance-1", thumbprint, CancellationToken.None);
-        var again = await cloud.TrustAsync(workerId, "instance-1", thumbprint.ToUpperInvariant(), CancellationToken.None);
-        var other = await Assert.ThrowsAsync<WorkerCloudException>(() => cloud.TrustAsync(workerId, "instance-2", new string('f', 40), CancellationToken.None));
-        var otherThumbprint = await Assert.ThrowsAsync<WorkerCloudException>(() => cloud.TrustAsync(workerId, "instance-1", new string('f', 40), CancellationToken.None));
+        var again =
+            await cloud.TrustAsync(workerId, "instance-1", thumbprint.ToUpperInvariant(), CancellationToken.None);
+        var other = await Assert.ThrowsAsync<WorkerCloudException>(
+            () => cloud.TrustAsync(workerId, "instance-2", new string('f', 40), CancellationToken.None));
+        var otherThumbprint = await Assert.ThrowsAsync<WorkerCloudException>(
+            () => cloud.TrustAsync(workerId, "instance-1", new string('f', 40), CancellationToken.None));
 
         Assert.Equal(first, again);
         Assert.Equal(AzureWorkerCloud.AlreadyTrustsAnotherInstance, other.Reason);
@@ -268,7 +298,8 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         Assert.Equal([thumbprint.ToUpperInvariant()], emulated.TrustedThumbprints.Distinct());
         Assert.Equal(2, Server.State.RunCommands.Count(c => c.WorkerId == workerId));
         Assert.Single(ArmRequests("PATCH"));
-        Assert.Equal("instance-1", (await cloud.ListAsync(CancellationToken.None)).Single(v => v.WorkerId == workerId).TrustedInstanceId);
+        Assert.Equal("instance-1",
+            (await cloud.ListAsync(CancellationToken.None)).Single(v => v.WorkerId == workerId).TrustedInstanceId);
     }
 
     [Fact]
@@ -296,11 +327,13 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     [InlineData("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA; ls")]
     [InlineData("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA$")]
     [InlineData("")]
-    public async Task A_thumbprint_with_shell_or_powershell_metacharacters_is_rejected_before_any_call(string thumbprint)
+    public async Task A_thumbprint_with_shell_or_powershell_metacharacters_is_rejected_before_any_call(
+        string thumbprint)
     {
         var cloud = _emulator.CreateCloud();
 
-        var failure = await Assert.ThrowsAsync<WorkerCloudException>(() => cloud.TrustAsync(Guid.NewGuid(), "instance-evil", thumbprint, CancellationToken.None));
+        var failure = await Assert.ThrowsAsync<WorkerCloudException>(
+            () => cloud.TrustAsync(Guid.NewGuid(), "instance-evil", thumbprint, CancellationToken.None));
 
         Assert.Equal(AzureWorkerCloud.InvalidThumbprint, failure.Reason);
         Assert.Empty(Server.Requests);
@@ -312,10 +345,12 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     {
         var cloud = _emulator.CreateCloud();
         var workerId = Guid.NewGuid();
-        await cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None);
+        await cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"),
+            CancellationToken.None);
         Server.Faults.TrustScriptsFail = true;
 
-        var failure = await Assert.ThrowsAsync<WorkerCloudException>(() => cloud.TrustAsync(workerId, "instance-1", new string('c', 40), CancellationToken.None));
+        var failure = await Assert.ThrowsAsync<WorkerCloudException>(
+            () => cloud.TrustAsync(workerId, "instance-1", new string('c', 40), CancellationToken.None));
 
         Assert.Equal(AzureWorkerCloud.NoAgentThumbprint, failure.Reason);
     }
@@ -325,7 +360,8 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     {
         var cloud = _emulator.CreateCloud();
 
-        var failure = await Assert.ThrowsAsync<WorkerCloudException>(() => cloud.TrustAsync(Guid.NewGuid(), "instance-1", new string('c', 40), CancellationToken.None));
+        var failure = await Assert.ThrowsAsync<WorkerCloudException>(
+            () => cloud.TrustAsync(Guid.NewGuid(), "instance-1", new string('c', 40), CancellationToken.None));
 
         Assert.Equal(AzureWorkerCloud.VmNotFound, failure.Reason);
     }
@@ -350,7 +386,8 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         Seed(ours, "dynamic-workers", "Succeeded");
         Seed(creating, "dynamic-workers", "Creating");
         Seed(theirs, "someone-else", "Succeeded");
-        Server.State.Seed(ArmEmulatorFixture.SubscriptionId, ArmEmulatorFixture.ResourceGroup, "untagged-vm", new Dictionary<string, string>(), "Succeeded");
+        Server.State.Seed(ArmEmulatorFixture.SubscriptionId, ArmEmulatorFixture.ResourceGroup, "untagged-vm",
+            new Dictionary<string, string>(), "Succeeded");
 
         var listed = await cloud.ListAsync(CancellationToken.None);
 
@@ -358,7 +395,8 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         Assert.True(listed.Single(v => v.WorkerId == creating).Provisioning);
         Assert.DoesNotContain(listed, v => v.WorkerId == theirs);
         Assert.Equal("pool-a", listed.Single(v => v.WorkerId == ours).Pool);
-        Assert.Equal(DateTimeOffset.UtcNow.AddHours(-1), listed.Single(v => v.WorkerId == ours).CreatedAt, TimeSpan.FromMinutes(1));
+        Assert.Equal(DateTimeOffset.UtcNow.AddHours(-1), listed.Single(v => v.WorkerId == ours).CreatedAt,
+            TimeSpan.FromMinutes(1));
     }
 
     [Fact]
@@ -369,24 +407,31 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
         Seed(ours, "dynamic-workers", "Succeeded");
         Seed(theirs, "someone-else", "Succeeded");
         var resourceGroup = AzureArm.CreateClient(_emulator.CreateOptions())
-            .GetResourceGroupResource(ResourceGroupResource.CreateResourceIdentifier(ArmEmulatorFixture.SubscriptionId, ArmEmulatorFixture.ResourceGroup));
+            .GetResourceGroupResource(ResourceGroupResource.CreateResourceIdentifier(ArmEmulatorFixture.SubscriptionId,
+                ArmEmulatorFixture.ResourceGroup));
 
         var all = await resourceGroup.GetGenericResourcesAsync().ToListAsync();
-        var tagged = await resourceGroup.GetGenericResourcesAsync(filter: "tagName eq 'dw-managed-by' and tagValue eq 'dynamic-workers'").ToListAsync();
+        var tagged = await resourceGroup.GetGenericResourcesAsync(
+            filter: "tagName eq 'dw-managed-by' and tagValue eq 'dynamic-workers'").ToListAsync();
         var named = await resourceGroup.GetGenericResourcesAsync(filter: "tagName eq 'DW-MANAGED-BY'").ToListAsync();
-        var wrongCase = await resourceGroup.GetGenericResourcesAsync(filter: "tagName eq 'dw-managed-by' and tagValue eq 'Dynamic-Workers'").ToListAsync();
+        var wrongCase = await resourceGroup.GetGenericResourcesAsync(
+            filter: "tagName eq 'dw-managed-by' and tagValue eq 'Dynamic-Workers'").ToListAsync();
 
         var ourVm = AzureWorkerCloud.VmName(ours);
         var theirVm = AzureWorkerCloud.VmName(theirs);
         Assert.Contains(all, r => r.Data.Name == ourVm && r.Data.Tags["dw-managed-by"] == "dynamic-workers");
-        Assert.Contains(all, r => r.Data.ResourceType == "Microsoft.Network/networkInterfaces" && r.Data.Name.StartsWith(ourVm, StringComparison.Ordinal));
-        Assert.Contains(tagged, r => r.Data.Name == ourVm && r.Data.ResourceType == "Microsoft.Compute/virtualMachines");
-        Assert.DoesNotContain(tagged, r => r.Data.Name == theirVm || r.Data.ResourceType != "Microsoft.Compute/virtualMachines");
+        Assert.Contains(all, r => r.Data.ResourceType == "Microsoft.Network/networkInterfaces"
+            && r.Data.Name.StartsWith(ourVm, StringComparison.Ordinal));
+        Assert.Contains(tagged,
+            r => r.Data.Name == ourVm && r.Data.ResourceType == "Microsoft.Compute/virtualMachines");
+        Assert.DoesNotContain(tagged,
+            r => r.Data.Name == theirVm || r.Data.ResourceType != "Microsoft.Compute/virtualMachines");
         Assert.All(tagged, r => Assert.Empty(r.Data.Tags));
         Assert.Contains(named, r => r.Data.Name == ourVm);
         Assert.Contains(named, r => r.Data.Name == theirVm);
         Assert.Empty(wrongCase);
-        Assert.All(ArmRequests("GET").Where(r => r.Path.EndsWith("/resources", StringComparison.OrdinalIgnoreCase)), r => Assert.Equal(200, r.Status));
+        Assert.All(ArmRequests("GET").Where(r => r.Path.EndsWith("/resources", StringComparison.OrdinalIgnoreCase)),
+            r => Assert.Equal(200, r.Status));
     }
 
     [Fact]
@@ -394,14 +439,17 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     {
         var options = _emulator.CreateOptions();
 
-        var healthy = await new AzureHealthCheck(AzureArm.CreateClient(options), Options.Create(options), TimeProvider.System).CheckHealthAsync(new HealthCheckContext());
+        var healthy = await new AzureHealthCheck(AzureArm.CreateClient(options), Options.Create(options),
+            TimeProvider.System).CheckHealthAsync(new HealthCheckContext());
         Server.Faults.ResourceGroupsMissing = true;
-        var missing = await new AzureHealthCheck(AzureArm.CreateClient(options), Options.Create(options), TimeProvider.System).CheckHealthAsync(new HealthCheckContext());
+        var missing = await new AzureHealthCheck(AzureArm.CreateClient(options), Options.Create(options),
+            TimeProvider.System).CheckHealthAsync(new HealthCheckContext());
 
         Assert.Equal(HealthStatus.Healthy, healthy.Status);
         Assert.Equal(HealthStatus.Unhealthy, missing.Status);
         Assert.Contains("ResourceGroupNotFound", missing.Description);
-        Assert.All(ArmRequests("GET"), r => Assert.EndsWith($"/resourceGroups/{ArmEmulatorFixture.ResourceGroup}", r.Path, StringComparison.OrdinalIgnoreCase));
+        Assert.All(ArmRequests("GET"), r => Assert.EndsWith($"/resourceGroups/{ArmEmulatorFixture.ResourceGroup}",
+            r.Path, StringComparison.OrdinalIgnoreCase));
     }
 
     void Seed(Guid workerId, string managedBy, string state) => Server.State.Seed(
@@ -423,13 +471,15 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     {
         var cloud = _emulator.CreateCloud(new Dictionary<string, string?> { ["Cloud:Azure:MaxRetries"] = "0" });
         var workerId = Guid.NewGuid();
-        await cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"), CancellationToken.None);
+        await cloud.CreateAsync(workerId, new VmSpec("ubuntu-22.04", Ubuntu, "Standard_D2s_v5"),
+            CancellationToken.None);
         Server.ClearRequests();
 
         Assert.Equal(VmHealth.Running, await cloud.CheckAsync(workerId, CancellationToken.None));
         var read = Assert.Single(ArmRequests());
         Assert.Equal("GET", read.Method);
-        Assert.EndsWith($"/virtualMachines/{AzureWorkerCloud.VmName(workerId)}/instanceView", read.Path, StringComparison.OrdinalIgnoreCase);
+        Assert.EndsWith($"/virtualMachines/{AzureWorkerCloud.VmName(workerId)}/instanceView", read.Path,
+            StringComparison.OrdinalIgnoreCase);
 
         Server.State.SetPowerState(workerId, "stopped");
         Assert.Equal(VmHealth.NotRunning, await cloud.CheckAsync(workerId, CancellationToken.None));
@@ -449,5 +499,6 @@ public sealed class AzureCloudTests : IClassFixture<ArmEmulatorFixture>
     }
 
     IReadOnlyList<RecordedRequest> ArmRequests(string? method = null)
-        => Server.Requests.Where(r => !r.Path.StartsWith("/emulator/", StringComparison.OrdinalIgnoreCase) && (method is null || r.Method == method)).ToList();
+        => Server.Requests.Where(r => !r.Path.StartsWith("/emulator/", StringComparison.OrdinalIgnoreCase)
+            && (method is null || r.Method == method)).ToList();
 }

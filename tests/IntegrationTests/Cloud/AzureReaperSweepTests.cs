@@ -4,15 +4,19 @@ using DynamicWorkers.IntegrationTests.Support;
 
 namespace DynamicWorkers.IntegrationTests.Cloud;
 
-/// <summary>The Reaper's orphan sweep as a process with <c>Cloud:Provider = Azure</c>, against the ARM emulator.</summary>
-public sealed partial class AzureReaperSweepTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database, ArmEmulatorFixture emulator)
-    : IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>, IClassFixture<ArmEmulatorFixture>, IAsyncLifetime
+/// <summary>The Reaper's orphan sweep as a process with <c>Cloud:Provider = Azure</c>, against the ARM
+/// emulator.</summary>
+public sealed partial class AzureReaperSweepTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database,
+    ArmEmulatorFixture emulator)
+    : IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>, IClassFixture<ArmEmulatorFixture>,
+        IAsyncLifetime
 {
     readonly List<ServiceProcess> _services = [];
 
     public async Task InitializeAsync()
     {
-        var settings = broker.Settings.Concat(database.Settings).Concat(emulator.Settings).Concat(new Dictionary<string, string?>
+        var settings =
+            broker.Settings.Concat(database.Settings).Concat(emulator.Settings).Concat(new Dictionary<string, string?>
         {
             // One worker that stays Provisioning (no Provisioner runs): the live worker record of a VM to spare.
             ["Pools:ubuntu-22.04:HotTarget"] = "0",
@@ -43,7 +47,8 @@ public sealed partial class AzureReaperSweepTests(RabbitMqTestVirtualHost broker
     {
         string? liveWorker = null;
         await Eventually.True(
-            async () => (liveWorker = (await database.RowsAsync("SELECT \"CorrelationId\"::text FROM workers")).SingleOrDefault()) is not null,
+            async () => (liveWorker = (await database.RowsAsync("SELECT \"CorrelationId\"::text FROM workers"))
+                .SingleOrDefault()) is not null,
             TimeSpan.FromSeconds(60),
             "the pool's worker record",
             () => _services[0].Output);
@@ -63,9 +68,11 @@ public sealed partial class AzureReaperSweepTests(RabbitMqTestVirtualHost broker
             "the orphan VM to be deleted",
             () => string.Join("\n----\n", _services.Select(s => s.Output)));
         // The failing VM's DELETE of a later sweep: the sweep that deleted the orphan has looked at every VM.
-        var orphanDeleted = emulator.Server.Requests.Last(r => r.Method == "DELETE" && r.Path.EndsWith(AzureWorkerCloud.VmName(orphan), StringComparison.OrdinalIgnoreCase)).At;
+        var orphanDeleted = emulator.Server.Requests.Last(r => r.Method == "DELETE"
+            && r.Path.EndsWith(AzureWorkerCloud.VmName(orphan), StringComparison.OrdinalIgnoreCase)).At;
         await Eventually.True(
-            () => emulator.Server.Requests.Any(r => r.Method == "DELETE" && r.Path.EndsWith(AzureWorkerCloud.VmName(failing), StringComparison.OrdinalIgnoreCase) && r.ReceivedAt > orphanDeleted),
+            () => emulator.Server.Requests.Any(r => r.Method == "DELETE" && r.Path.EndsWith(
+                AzureWorkerCloud.VmName(failing), StringComparison.OrdinalIgnoreCase) && r.ReceivedAt > orphanDeleted),
             TimeSpan.FromSeconds(30),
             "a later sweep to try the failing delete again");
 
@@ -77,9 +84,11 @@ public sealed partial class AzureReaperSweepTests(RabbitMqTestVirtualHost broker
         Assert.Contains("Deleting orphan VM of worker " + orphan, _services[1].Output);
         Assert.Contains($"Deleting orphan VM of worker {failing} failed", _services[1].Output);
         var deletes = emulator.Server.Requests.Where(r => r.Method == "DELETE").ToList();
-        Assert.Single(deletes, r => r.Path.EndsWith(AzureWorkerCloud.VmName(orphan), StringComparison.OrdinalIgnoreCase));
+        Assert.Single(deletes,
+            r => r.Path.EndsWith(AzureWorkerCloud.VmName(orphan), StringComparison.OrdinalIgnoreCase));
         Assert.All(deletes, r => Assert.True(
-            r.Path.EndsWith(AzureWorkerCloud.VmName(orphan), StringComparison.OrdinalIgnoreCase) || r.Path.EndsWith(AzureWorkerCloud.VmName(failing), StringComparison.OrdinalIgnoreCase),
+            r.Path.EndsWith(AzureWorkerCloud.VmName(orphan), StringComparison.OrdinalIgnoreCase)
+                || r.Path.EndsWith(AzureWorkerCloud.VmName(failing), StringComparison.OrdinalIgnoreCase),
             $"DELETE {r.Path}"));
         // Only the VM actually deleted is counted, not the one whose delete failed.
         using var http = new HttpClient();

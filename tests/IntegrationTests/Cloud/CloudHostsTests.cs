@@ -97,20 +97,23 @@ public sealed class CloudHostsTests(RabbitMqTestVirtualHost broker, PostgresTest
         var provisioned = await EventAsync<WorkerProvisioned>(e => e.WorkerId == workerId);
         Assert.Matches(@"^10\.77\.\d{1,3}\.\d{1,3}:10933$", provisioned.Address);
         Assert.Equal(1, await database.ScalarAsync(
-            $"SELECT COUNT(*) FROM simulated_vms WHERE \"WorkerId\" = '{workerId}' AND \"ReadyAt\" IS NOT NULL AND \"AgentThumbprint\" = '{provisioned.AgentThumbprint}'"));
+            $"SELECT COUNT(*) FROM simulated_vms WHERE \"WorkerId\" = '{workerId}' AND \"ReadyAt\" IS NOT NULL AND "
+                + $"\"AgentThumbprint\" = '{provisioned.AgentThumbprint}'"));
 
         await SendAsync("trust-worker", new TrustWorker(workerId, "instance-1", instanceThumbprint));
         var trusted = await EventAsync<WorkerTrusted>(e => e.WorkerId == workerId);
         Assert.Equal(("instance-1", provisioned.AgentThumbprint), (trusted.InstanceId, trusted.AgentThumbprint));
         Assert.Equal(1, await database.ScalarAsync(
-            $"SELECT COUNT(*) FROM simulated_vms WHERE \"WorkerId\" = '{workerId}' AND \"TrustedInstanceId\" = 'instance-1' AND \"TrustedThumbprint\" = '{instanceThumbprint}'"));
+            $"SELECT COUNT(*) FROM simulated_vms WHERE \"WorkerId\" = '{workerId}' AND \"TrustedInstanceId\" = "
+                + $"'instance-1' AND \"TrustedThumbprint\" = '{instanceThumbprint}'"));
         Assert.Equal(1, await TrustRowsAsync(workerId));
 
         await SendAsync("deprovision-worker", new DeprovisionWorker(workerId, "test"));
         await EventAsync<WorkerDeprovisioned>(e => e.WorkerId == workerId);
         Assert.Equal(1, await database.ScalarAsync(
             $"SELECT COUNT(*) FROM simulated_vms WHERE \"WorkerId\" = '{workerId}' AND \"DeletedAt\" IS NOT NULL"));
-        Assert.Equal(1, await database.ScalarAsync($"SELECT COUNT(*) FROM simulated_vms WHERE \"WorkerId\" = '{workerId}'"));
+        Assert.Equal(1,
+            await database.ScalarAsync($"SELECT COUNT(*) FROM simulated_vms WHERE \"WorkerId\" = '{workerId}'"));
     }
 
     [Fact]
@@ -121,7 +124,8 @@ public sealed class CloudHostsTests(RabbitMqTestVirtualHost broker, PostgresTest
         await EventAsync<WorkerProvisioned>(e => e.WorkerId == workerId);
 
         await SendAsync("trust-worker", new TrustWorker(workerId, "instance-evil", "abc; rm -rf /"));
-        var invalid = await EventAsync<WorkerTrustFailed>(e => e.WorkerId == workerId && e.InstanceId == "instance-evil");
+        var invalid =
+            await EventAsync<WorkerTrustFailed>(e => e.WorkerId == workerId && e.InstanceId == "instance-evil");
         Assert.Equal("InvalidThumbprint", invalid.Reason);
         Assert.Equal(0, await TrustRowsAsync(workerId));
         Assert.Equal(1, await database.ScalarAsync(
@@ -134,7 +138,8 @@ public sealed class CloudHostsTests(RabbitMqTestVirtualHost broker, PostgresTest
         Assert.Equal("AlreadyTrustsAnotherInstance", refused.Reason);
         // The log keeps every trust command that reached the cloud, the refused one too; one was carried out.
         Assert.Equal(2, await TrustRowsAsync(workerId));
-        Assert.Equal(1, await database.ScalarAsync($"SELECT COUNT(*) FROM simulated_vm_trusts WHERE \"WorkerId\" = '{workerId}' AND \"Outcome\" = 'Trusted'"));
+        Assert.Equal(1, await database.ScalarAsync(
+            $"SELECT COUNT(*) FROM simulated_vm_trusts WHERE \"WorkerId\" = '{workerId}' AND \"Outcome\" = 'Trusted'"));
     }
 
     async Task SendAsync<T>(string queue, T message) where T : class
@@ -163,7 +168,8 @@ public sealed class CloudProviderConfigurationTests
     [InlineData("Provisioner", "Azure", "Cloud:Azure:SubscriptionId is required")]
     [InlineData("Trust", "Oracle", "Provider")]
     [InlineData("Reaper", "Azure", "Cloud:Azure:SubnetId is required")]
-    public async Task An_unknown_or_unconfigured_cloud_provider_stops_start_up_with_one_clear_line(string project, string provider, string expected)
+    public async Task An_unknown_or_unconfigured_cloud_provider_stops_start_up_with_one_clear_line(string project,
+        string provider, string expected)
     {
         var settings = new Dictionary<string, string?>
         {

@@ -40,7 +40,8 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
         var cloud = NewCloud();
         var workerId = Guid.NewGuid();
 
-        var vms = await Task.WhenAll(Enumerable.Range(0, 5).Select(_ => cloud.CreateAsync(workerId, Spec, CancellationToken.None)));
+        var vms = await Task.WhenAll(
+            Enumerable.Range(0, 5).Select(_ => cloud.CreateAsync(workerId, Spec, CancellationToken.None)));
 
         Assert.Single(vms.Select(v => (v.Address, v.AgentThumbprint)).Distinct());
         var vm = vms[0];
@@ -59,11 +60,13 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
 
         var first = cloud.CreateAsync(workerId, Spec, CancellationToken.None);
         await Eventually.True(
-            async () => (await cloud.ListAsync(CancellationToken.None)).Any(v => v.WorkerId == workerId && v.Provisioning),
+            async ()
+                => (await cloud.ListAsync(CancellationToken.None)).Any(v => v.WorkerId == workerId && v.Provisioning),
             TimeSpan.FromSeconds(10),
             "the VM to be listed as provisioning");
         // A second consumer (a redelivery) in another process: its own cloud object.
-        var second = await NewCloud(new SimulatedCloudOptions { ProvisionDelay = TimeSpan.FromSeconds(2) }).CreateAsync(workerId, Spec, CancellationToken.None);
+        var second = await NewCloud(new SimulatedCloudOptions { ProvisionDelay = TimeSpan.FromSeconds(2) })
+            .CreateAsync(workerId, Spec, CancellationToken.None);
 
         Assert.Equal((await first).AgentThumbprint, second.AgentThumbprint);
         Assert.False(second.Provisioning);
@@ -79,8 +82,10 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
         var vm = await cloud.CreateAsync(workerId, Spec, CancellationToken.None);
         var thumbprint = new string('A', 40);
 
-        Assert.Equal(vm.AgentThumbprint, await cloud.TrustAsync(workerId, "instance-a", thumbprint, CancellationToken.None));
-        Assert.Equal(vm.AgentThumbprint, await cloud.TrustAsync(workerId, "instance-a", thumbprint, CancellationToken.None));
+        Assert.Equal(vm.AgentThumbprint,
+            await cloud.TrustAsync(workerId, "instance-a", thumbprint, CancellationToken.None));
+        Assert.Equal(vm.AgentThumbprint,
+            await cloud.TrustAsync(workerId, "instance-a", thumbprint, CancellationToken.None));
         var refused = await Assert.ThrowsAsync<WorkerCloudException>(
             () => cloud.TrustAsync(workerId, "instance-b", new string('B', 40), CancellationToken.None));
 
@@ -88,11 +93,14 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
         await using var db = NewContext(Settings);
         var row = await db.Vms.SingleAsync(v => v.WorkerId == workerId);
         Assert.Equal(("instance-a", thumbprint), (row.TrustedInstanceId, row.TrustedThumbprint));
-        var log = await db.Trusts.Where(t => t.WorkerId == workerId).OrderBy(t => t.Id).Select(t => new { t.InstanceId, t.Outcome }).ToListAsync();
+        var log = await db.Trusts.Where(t => t.WorkerId == workerId).OrderBy(t => t.Id)
+            .Select(t => new { t.InstanceId, t.Outcome }).ToListAsync();
         Assert.Equal(
-            [("instance-a", SimulatedVmTrust.Trusted), ("instance-a", SimulatedVmTrust.Trusted), ("instance-b", SimulatedCloud.AlreadyTrustsAnotherInstance)],
+            [("instance-a", SimulatedVmTrust.Trusted), ("instance-a", SimulatedVmTrust.Trusted),
+                ("instance-b", SimulatedCloud.AlreadyTrustsAnotherInstance)],
             log.Select(t => (t.InstanceId, t.Outcome)));
-        Assert.Contains(await cloud.ListAsync(CancellationToken.None), v => v.WorkerId == workerId && v.TrustedInstanceId == "instance-a");
+        Assert.Contains(await cloud.ListAsync(CancellationToken.None),
+            v => v.WorkerId == workerId && v.TrustedInstanceId == "instance-a");
     }
 
     [Fact]
@@ -106,7 +114,8 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
         {
             try
             {
-                await NewCloud().TrustAsync(workerId, $"instance-{i}", new string((char)('A' + i), 40), CancellationToken.None);
+                await NewCloud()
+                    .TrustAsync(workerId, $"instance-{i}", new string((char)('A' + i), 40), CancellationToken.None);
                 return true;
             }
             catch (WorkerCloudException e) when (e.Reason == SimulatedCloud.AlreadyTrustsAnotherInstance)
@@ -118,7 +127,8 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
         Assert.Single(attempts, won => won);
         await using var db = NewContext(Settings);
         Assert.Equal(6, await db.Trusts.CountAsync(t => t.WorkerId == workerId));
-        Assert.Equal(1, await db.Trusts.CountAsync(t => t.WorkerId == workerId && t.Outcome == SimulatedVmTrust.Trusted));
+        Assert.Equal(1,
+            await db.Trusts.CountAsync(t => t.WorkerId == workerId && t.Outcome == SimulatedVmTrust.Trusted));
     }
 
     [Fact]
@@ -127,7 +137,8 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
         var cloud = NewCloud();
         var kept = Guid.NewGuid();
         var deleted = Guid.NewGuid();
-        await Task.WhenAll(cloud.CreateAsync(kept, Spec, CancellationToken.None), cloud.CreateAsync(deleted, Spec, CancellationToken.None));
+        await Task.WhenAll(cloud.CreateAsync(kept, Spec, CancellationToken.None),
+            cloud.CreateAsync(deleted, Spec, CancellationToken.None));
 
         await cloud.DeleteAsync(deleted, CancellationToken.None);
         await cloud.DeleteAsync(deleted, CancellationToken.None);
@@ -152,8 +163,10 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
         });
         var workerId = Guid.NewGuid();
 
-        var create = await Assert.ThrowsAsync<WorkerCloudException>(() => failing.CreateAsync(workerId, Spec, CancellationToken.None));
-        var again = await Assert.ThrowsAsync<WorkerCloudException>(() => failing.CreateAsync(workerId, Spec, CancellationToken.None));
+        var create = await Assert.ThrowsAsync<WorkerCloudException>(
+            () => failing.CreateAsync(workerId, Spec, CancellationToken.None));
+        var again = await Assert.ThrowsAsync<WorkerCloudException>(
+            () => failing.CreateAsync(workerId, Spec, CancellationToken.None));
 
         Assert.Equal(SimulatedCloud.ProvisioningFailure, create.Reason);
         Assert.Equal(SimulatedCloud.ProvisioningFailure, again.Reason);
@@ -234,16 +247,19 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
         var first = NewCloud(settings: settings);
         var second = NewCloud(settings: settings);
 
-        await Task.WhenAll(first.EnsureSchemaAsync(CancellationToken.None), second.EnsureSchemaAsync(CancellationToken.None));
+        await Task.WhenAll(first.EnsureSchemaAsync(CancellationToken.None),
+            second.EnsureSchemaAsync(CancellationToken.None));
         var a = Guid.NewGuid();
         var b = Guid.NewGuid();
-        await Task.WhenAll(first.CreateAsync(a, Spec, CancellationToken.None), second.CreateAsync(b, Spec, CancellationToken.None));
+        await Task.WhenAll(first.CreateAsync(a, Spec, CancellationToken.None),
+            second.CreateAsync(b, Spec, CancellationToken.None));
 
         var listed = (await first.ListAsync(CancellationToken.None)).Select(v => v.WorkerId).ToHashSet();
         Assert.True(listed.SetEquals([a, b]));
     }
 
-    SimulatedCloud NewCloud(SimulatedCloudOptions? options = null, IReadOnlyDictionary<string, string?>? settings = null)
+    SimulatedCloud NewCloud(SimulatedCloudOptions? options = null,
+        IReadOnlyDictionary<string, string?>? settings = null)
         => new(SimulatedCloudDbContext.CreateOptions(Database(settings ?? Settings)), Options.Create(options ?? Fast));
 
     static SimulatedCloudDbContext NewContext(IReadOnlyDictionary<string, string?> settings)
@@ -259,11 +275,13 @@ public abstract class SimulatedCloudTests : IAsyncLifetime
     {
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
         return configuration.GetSection(DatabaseOptions.Section)
-            .GetValidated<DatabaseOptions>(o => o.ConnectionString = configuration.GetConnectionString("Default") ?? "");
+            .GetValidated<DatabaseOptions>(
+                o => o.ConnectionString = configuration.GetConnectionString("Default") ?? "");
     }
 }
 
-public sealed class PostgresSimulatedCloudTests(PostgresTestDatabase database) : SimulatedCloudTests, IClassFixture<PostgresTestDatabase>
+public sealed class PostgresSimulatedCloudTests(PostgresTestDatabase database) : SimulatedCloudTests,
+    IClassFixture<PostgresTestDatabase>
 {
     protected override IReadOnlyDictionary<string, string?> Settings => database.Settings;
 
@@ -275,14 +293,16 @@ public sealed class PostgresSimulatedCloudTests(PostgresTestDatabase database) :
     }
 }
 
-public sealed class SqliteSimulatedCloudTests(SqliteTestDatabase database) : SimulatedCloudTests, IClassFixture<SqliteTestDatabase>
+public sealed class SqliteSimulatedCloudTests(SqliteTestDatabase database) : SimulatedCloudTests,
+    IClassFixture<SqliteTestDatabase>
 {
     protected override IReadOnlyDictionary<string, string?> Settings => database.Settings;
 
     protected override Task<(IReadOnlyDictionary<string, string?>, IAsyncDisposable)> NewDatabaseAsync()
     {
         var fresh = new SqliteTestDatabase();
-        return Task.FromResult<(IReadOnlyDictionary<string, string?>, IAsyncDisposable)>((fresh.Settings, new Owner(() =>
+        return Task.FromResult<(IReadOnlyDictionary<string, string?>,
+            IAsyncDisposable)>((fresh.Settings, new Owner(() =>
         {
             fresh.Dispose();
             return Task.CompletedTask;

@@ -21,7 +21,8 @@ public sealed class WireNameTests(RabbitMqTestVirtualHost broker) : IClassFixtur
         object[] messages =
         [
             new LeaseRequested(Guid.NewGuid(), "instance", new string('a', 40), "pool", null, DateTimeOffset.UtcNow),
-            new LeaseGranted(Guid.NewGuid(), "instance", Guid.NewGuid(), "10.0.0.4:10933", new string('b', 40), false, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow),
+            new LeaseGranted(Guid.NewGuid(), "instance", Guid.NewGuid(), "10.0.0.4:10933", new string('b', 40), false,
+                DateTimeOffset.UtcNow, DateTimeOffset.UtcNow),
             new LeaseRejected(Guid.NewGuid(), "instance", LeaseRejectionReasons.NoCapacity, "detail"),
             new LeaseReleased(Guid.NewGuid(), "instance"),
             new LeaseRevoked(Guid.NewGuid(), "instance", Guid.NewGuid(), LeaseRevocationReasons.WorkerLost),
@@ -36,7 +37,8 @@ public sealed class WireNameTests(RabbitMqTestVirtualHost broker) : IClassFixtur
 
         foreach (var message in messages)
         {
-            Assert.True(await broker.ExchangeExistsAsync($"DynamicWorkers.Contracts:{message.GetType().Name}"), message.GetType().Name);
+            Assert.True(await broker.ExchangeExistsAsync($"DynamicWorkers.Contracts:{message.GetType().Name}"),
+                message.GetType().Name);
         }
 
         await host.StopAsync();

@@ -43,7 +43,8 @@ public sealed class ComposeFileTests
     {
         await Task.WhenAll(Secrets.Keys.Select(async name =>
         {
-            var (exit, _, stderr) = await ComposeAsync(Secrets.Where(s => s.Key != name).ToDictionary(), "config", "-q");
+            var (exit, _, stderr) =
+                await ComposeAsync(Secrets.Where(s => s.Key != name).ToDictionary(), "config", "-q");
             Assert.True(exit != 0, $"{name} missing, yet config succeeded");
             Assert.Contains($"set {name} in .env", stderr);
         }));
@@ -69,15 +70,18 @@ public sealed class ComposeFileTests
             Assert.Equal(Root, Path.GetFullPath((string)build["context"]));
             Assert.True(File.Exists(Path.Combine(Root, (string)build["dockerfile"])), $"{name}: Dockerfile missing");
             var project = (string)Map(build, "args")["PROJECT"];
-            Assert.True(File.Exists(Path.Combine(Root, "src", project, $"{project}.csproj")), $"{name}: src/{project} is not a project");
+            Assert.True(File.Exists(Path.Combine(Root, "src", project, $"{project}.csproj")),
+                $"{name}: src/{project} is not a project");
 
             var env = Map(service, "environment");
             Assert.Equal("SqlServer", env["Database__Provider"]);
             Assert.StartsWith("Server=sqlserver,1433;", (string)env["ConnectionStrings__Default"]);
-            Assert.Contains("User Id=dw_service;Password=Db-secret-from-env-1;", (string)env["ConnectionStrings__Default"]);
+            Assert.Contains("User Id=dw_service;Password=Db-secret-from-env-1;",
+                (string)env["ConnectionStrings__Default"]);
             // Each service is its own broker user (Tenancy), never the broker's administrator.
             Assert.Equal(("RabbitMq", "rabbitmq", $"dw-{name}", $"{name}-secret-from-env"),
-                ((string)env["Transport"], (string)env["RabbitMq__Host"], (string)env["RabbitMq__Username"], (string)env["RabbitMq__Password"]));
+                ((string)env["Transport"], (string)env["RabbitMq__Host"], (string)env["RabbitMq__Username"],
+                    (string)env["RabbitMq__Password"]));
             Assert.Equal("Simulated", env["Cloud__Provider"]);
             // The hosts' own default is loopback, unreachable through the container's network.
             Assert.Equal("0.0.0.0", env["Http__Host"]);
@@ -95,17 +99,19 @@ public sealed class ComposeFileTests
         Assert.Equal(["broker", "setup"], ((List<object>)setup["command"]).Cast<string>());
         var setupEnv = Map(setup, "environment");
         Assert.Equal(("http://rabbitmq:15672", "ops-user", "rabbit-secret-from-env"),
-            ((string)setupEnv["DW_RABBITMQ_MANAGEMENT"], (string)setupEnv["DW_RABBITMQ_MANAGEMENT_USER"], (string)setupEnv["DW_RABBITMQ_MANAGEMENT_PASSWORD"]));
+            ((string)setupEnv["DW_RABBITMQ_MANAGEMENT"], (string)setupEnv["DW_RABBITMQ_MANAGEMENT_USER"],
+                (string)setupEnv["DW_RABBITMQ_MANAGEMENT_PASSWORD"]));
         Assert.Equal("service_healthy", Map(Map(setup, "depends_on"), "rabbitmq")["condition"]);
 
         Assert.Equal("service_healthy", Map(Map(services["lease-saga"], "depends_on"), "sqlserver")["condition"]);
-        // The young generation's budget the benchmark measured (docs/benchmark-rounds.md, eleventh round): LeaseSaga's own,
-        // the Dockerfile's default for the rest.
+        // The young generation's budget the benchmark measured (docs/benchmark-rounds.md, eleventh round): LeaseSaga's
+        // own, the Dockerfile's default for the rest.
         Assert.Equal("0x1000000", Map(Map(services["lease-saga"], "build"), "args")["GC_GEN0SIZE"]);
         Assert.Equal("service_healthy", Map(Map(services["db-init"], "depends_on"), "sqlserver")["condition"]);
         foreach (var name in Scalable)
         {
-            Assert.False(Map(Map(services[name], "build"), "args").ContainsKey("GC_GEN0SIZE"), $"{name} sets GC_GEN0SIZE");
+            Assert.False(Map(Map(services[name], "build"), "args").ContainsKey("GC_GEN0SIZE"),
+                $"{name} sets GC_GEN0SIZE");
             Assert.Equal("service_healthy", Map(Map(services[name], "depends_on"), "lease-saga")["condition"]);
             // --scale needs both: a fixed container name or host port would collide on the second copy.
             Assert.False(services[name].ContainsKey("container_name"), $"{name} has a container_name");
@@ -113,7 +119,8 @@ public sealed class ComposeFileTests
         }
 
         var rabbit = Map(services["rabbitmq"], "environment");
-        Assert.Equal(("ops-user", "rabbit-secret-from-env"), ((string)rabbit["RABBITMQ_DEFAULT_USER"], (string)rabbit["RABBITMQ_DEFAULT_PASS"]));
+        Assert.Equal(("ops-user", "rabbit-secret-from-env"),
+            ((string)rabbit["RABBITMQ_DEFAULT_USER"], (string)rabbit["RABBITMQ_DEFAULT_PASS"]));
     }
 
     [Fact]
@@ -156,14 +163,16 @@ public sealed class ComposeFileTests
             Assert.Equal("rabbitmq:3-management", Text(services[node], "image"));
             Assert.Equal("cookie-from-env", Map(services[node], "environment")["RABBITMQ_ERLANG_COOKIE"]);
             // Classic config peer discovery names the three nodes; every node reads it.
-            Assert.Contains(((List<object>)services[node]["volumes"]).Cast<string>(), v => v.EndsWith(":/etc/rabbitmq/conf.d/20-cluster.conf:ro", StringComparison.Ordinal));
+            Assert.Contains(((List<object>)services[node]["volumes"]).Cast<string>(),
+                v => v.EndsWith(":/etc/rabbitmq/conf.d/20-cluster.conf:ro", StringComparison.Ordinal));
         }
 
         var peers = File.ReadAllText(Path.Combine(Root, "deploy", "rabbitmq", "cluster.conf"));
         Assert.Contains("cluster_formation.peer_discovery_backend = classic_config", peers);
         Assert.All(nodes, n => Assert.Contains($"= rabbit@{n}\n", peers.Replace("\r", "")));
         Assert.Equal(["rabbitmq-2", "rabbitmq-3"], nodes.Skip(1).Select(n => Text(services[n], "hostname")));
-        Assert.All(nodes.Skip(1), n => Assert.Equal("service_healthy", Map(Map(services[n], "depends_on"), "rabbitmq")["condition"]));
+        Assert.All(nodes.Skip(1),
+            n => Assert.Equal("service_healthy", Map(Map(services[n], "depends_on"), "rabbitmq")["condition"]));
 
         var firstNodes = new HashSet<string>();
         foreach (var name in Deployables)
@@ -173,7 +182,8 @@ public sealed class ComposeFileTests
             Assert.Equal(nodes.Select(n => $"{n}:5672").Order(), list.Order());
             firstNodes.Add(list[0]);
             // A quorum queue's members are the nodes up when it is declared: the services wait for all three.
-            Assert.All(nodes, n => Assert.Equal("service_healthy", Map(Map(services[name], "depends_on"), n)["condition"]));
+            Assert.All(nodes,
+                n => Assert.Equal("service_healthy", Map(Map(services[name], "depends_on"), n)["condition"]));
         }
 
         Assert.Equal(3, firstNodes.Count);
@@ -181,12 +191,14 @@ public sealed class ComposeFileTests
         var (exit, _, stderr) = await ComposeAsync(Secrets, Cluster, "config", "-q");
         Assert.True(exit != 0, "RABBITMQ_ERLANG_COOKIE missing, yet config succeeded");
         Assert.Contains("set RABBITMQ_ERLANG_COOKIE in .env", stderr);
-        Assert.Matches(new Regex("^RABBITMQ_ERLANG_COOKIE=", RegexOptions.Multiline), File.ReadAllText(Path.Combine(Root, ".env.example")));
+        Assert.Matches(new Regex("^RABBITMQ_ERLANG_COOKIE=", RegexOptions.Multiline),
+            File.ReadAllText(Path.Combine(Root, ".env.example")));
     }
 
     static readonly string[] Cluster = ["docker-compose.cluster.yml"];
 
-    static async Task<Dictionary<string, Dictionary<object, object>>> RenderedServicesAsync(IReadOnlyDictionary<string, string>? secrets = null, string[]? overrides = null)
+    static async Task<Dictionary<string, Dictionary<object, object>>> RenderedServicesAsync(
+        IReadOnlyDictionary<string, string>? secrets = null, string[]? overrides = null)
     {
         var (exit, stdout, stderr) = await ComposeAsync(secrets ?? Secrets, overrides ?? [], "config");
         Assert.True(exit == 0, stderr);
@@ -201,7 +213,8 @@ public sealed class ComposeFileTests
 
     static string Text(Dictionary<object, object> parent, string key) => (string)parent[key];
 
-    /// <summary>An empty env file, so an operator's own .env in the repository root cannot change what is tested.</summary>
+    /// <summary>An empty env file, so an operator's own .env in the repository root cannot change what is
+    /// tested.</summary>
     static readonly string NoEnvFile = CreateEmptyFile();
 
     static string CreateEmptyFile()
@@ -211,14 +224,19 @@ public sealed class ComposeFileTests
         return path;
     }
 
-    /// <summary>Runs docker-compose in the repository root with exactly the given variables (no .env, no inherited ones).</summary>
-    static Task<(int Exit, string Stdout, string Stderr)> ComposeAsync(IReadOnlyDictionary<string, string> variables, params string[] args)
+    /// <summary>Runs docker-compose in the repository root with exactly the given variables (no .env, no inherited
+    /// ones).</summary>
+    static Task<(int Exit, string Stdout, string Stderr)> ComposeAsync(IReadOnlyDictionary<string, string> variables,
+        params string[] args)
         => ComposeAsync(variables, [], args);
 
-    /// <summary>The same on docker-compose.yml and the given override files (e.g. docker-compose.cluster.yml), in order.</summary>
-    static async Task<(int Exit, string Stdout, string Stderr)> ComposeAsync(IReadOnlyDictionary<string, string> variables, string[] overrides, params string[] args)
+    /// <summary>The same on docker-compose.yml and the given override files (e.g. docker-compose.cluster.yml), in
+    /// order.</summary>
+    static async Task<(int Exit, string Stdout, string Stderr)> ComposeAsync(
+        IReadOnlyDictionary<string, string> variables, string[] overrides, params string[] args)
     {
-        var files = new[] { "docker-compose.yml" }.Concat(overrides).SelectMany(f => new[] { "-f", Path.Combine(Root, f) });
+        var files =
+            new[] { "docker-compose.yml" }.Concat(overrides).SelectMany(f => new[] { "-f", Path.Combine(Root, f) });
         var info = new ProcessStartInfo("docker-compose", [.. files, "--env-file", NoEnvFile, .. args])
         {
             WorkingDirectory = Root,
@@ -241,7 +259,8 @@ public sealed class ComposeFileTests
         }
         catch (System.ComponentModel.Win32Exception e)
         {
-            throw new InvalidOperationException("docker-compose is not installed: apt-get install -y --no-install-recommends docker-compose (scripts/test.sh does)", e);
+            throw new InvalidOperationException("docker-compose is not installed: apt-get install -y "
+                + "--no-install-recommends docker-compose (scripts/test.sh does)", e);
         }
 
         using (process)

@@ -18,7 +18,8 @@ public sealed class HostStartupTests
 
     [Theory]
     [MemberData(nameof(BadSettings))]
-    public async Task A_bad_setting_stops_start_up_with_one_clear_line(string project, string key, string value, string expected)
+    public async Task A_bad_setting_stops_start_up_with_one_clear_line(string project, string key, string value,
+        string expected)
     {
         var settings = new Dictionary<string, string?>
         {
@@ -33,7 +34,8 @@ public sealed class HostStartupTests
         Assert.Equal(2, service.ExitCode);
         var lines = service.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         var line = Assert.Single(lines);
-        Assert.StartsWith($"{project.ToLowerInvariant().Replace("leasesaga", "lease-saga")}: invalid configuration: ", line);
+        Assert.StartsWith($"{project.ToLowerInvariant().Replace("leasesaga", "lease-saga")}: invalid configuration: ",
+            line);
         Assert.Contains(expected, line);
     }
 }

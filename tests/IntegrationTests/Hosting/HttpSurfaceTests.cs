@@ -38,22 +38,29 @@ public sealed class HttpSurfaceTests(RabbitMqTestVirtualHost broker, PostgresTes
 
         // The pool keeper's gauges appear once it sampled the pools.
         await Eventually.True(
-            async () => (await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics"))).Contains("dw_leases_waiting{", StringComparison.Ordinal),
+            async () => (await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics")))
+                .Contains("dw_leases_waiting{", StringComparison.Ordinal),
             TimeSpan.FromSeconds(30),
             "the dw_leases_waiting gauge on /metrics");
-        Assert.Contains("dw_pool_hot_target{", await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics")), StringComparison.Ordinal);
+        Assert.Contains("dw_pool_hot_target{", await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics")),
+            StringComparison.Ordinal);
         // The adaptive pools' minute job lives in the clustered store, so one copy fires it each minute.
-        Assert.Equal(1L, await database.ScalarAsync("SELECT count(*) FROM qrtz_triggers WHERE trigger_name = 'adaptive-hot-target'"));
+        Assert.Equal(1L, await database.ScalarAsync(
+            "SELECT count(*) FROM qrtz_triggers WHERE trigger_name = 'adaptive-hot-target'"));
 
         using var pools = JsonDocument.Parse(await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/api/pools")));
         Assert.Contains(pools.RootElement.EnumerateArray(), p => p.GetProperty("pool").GetString() == "ubuntu-22.04");
-        using var workers = JsonDocument.Parse(await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/api/workers?pool=ubuntu-22.04")));
+        using var workers = JsonDocument.Parse(
+            await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/api/workers?pool=ubuntu-22.04")));
         Assert.Equal(JsonValueKind.Array, workers.RootElement.ValueKind);
-        using var leases = JsonDocument.Parse(await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/api/leases?limit=10")));
+        using var leases =
+            JsonDocument.Parse(await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/api/leases?limit=10")));
         Assert.Equal(JsonValueKind.Array, leases.RootElement.ValueKind);
-        Assert.Equal(HttpStatusCode.BadRequest, (await Http.GetAsync(new Uri(leaseSaga.HttpAddress, "/api/leases?limit=0"))).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest,
+            (await Http.GetAsync(new Uri(leaseSaga.HttpAddress, "/api/leases?limit=0"))).StatusCode);
         // The gauges' first sample is also the first point of the pool's hour.
-        using var history = JsonDocument.Parse(await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/api/history?pool=ubuntu-22.04")));
+        using var history = JsonDocument.Parse(
+            await Http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/api/history?pool=ubuntu-22.04")));
         Assert.NotEmpty(Assert.Single(history.RootElement.EnumerateArray()).GetProperty("levels").EnumerateArray());
 
         var page = await Http.GetAsync(leaseSaga.HttpAddress);
@@ -94,7 +101,8 @@ public sealed class HttpSurfaceTests(RabbitMqTestVirtualHost broker, PostgresTes
         await broker.DropAsync();
 
         await Eventually.True(
-            async () => (await Http.GetAsync(new Uri(provisioner.HttpAddress, "/readyz"))).StatusCode == HttpStatusCode.ServiceUnavailable,
+            async () => (await Http.GetAsync(new Uri(provisioner.HttpAddress, "/readyz")))
+                .StatusCode == HttpStatusCode.ServiceUnavailable,
             TimeSpan.FromSeconds(30),
             "/readyz to report the lost broker",
             () => provisioner.Output);
@@ -105,12 +113,14 @@ public sealed class HttpSurfaceTests(RabbitMqTestVirtualHost broker, PostgresTes
     [Fact]
     public async Task Readiness_answers_starting_while_the_bus_is_still_starting_and_runs_no_check()
     {
-        // A broker port nothing listens on: the bus keeps trying to start while Kestrel, started beside it, already serves.
+        // A broker port nothing listens on: the bus keeps trying to start while Kestrel, started beside it, already
+        // serves.
         using var closed = new TcpListener(IPAddress.Loopback, 0);
         closed.Start();
         var port = ((IPEndPoint)closed.LocalEndpoint).Port;
         closed.Stop();
-        await using var reaper = ServiceProcess.Start("Reaper", Settings.Concat([new("RabbitMq:Port", port.ToString())]));
+        await using var reaper =
+            ServiceProcess.Start("Reaper", Settings.Concat([new("RabbitMq:Port", port.ToString())]));
 
         await Eventually.True(
             () => reaper.Output.Contains("Now listening on", StringComparison.Ordinal) || reaper.HasExited,
@@ -134,7 +144,8 @@ public sealed class HttpSurfaceTests(RabbitMqTestVirtualHost broker, PostgresTes
         using var taken = new TcpListener(IPAddress.Loopback, 0);
         taken.Start();
         var port = ((IPEndPoint)taken.LocalEndpoint).Port;
-        await using var service = ServiceProcess.Start("Provisioner", Settings.Concat([new("Http:Port", port.ToString())]));
+        await using var service =
+            ServiceProcess.Start("Provisioner", Settings.Concat([new("Http:Port", port.ToString())]));
 
         await service.WaitForExitAsync(TimeSpan.FromSeconds(60));
 

@@ -39,12 +39,16 @@ public sealed class TelemetryTests(RabbitMqTestVirtualHost broker, PostgresTestD
         await leaseSaga.WaitUntilStartedAsync(TimeSpan.FromSeconds(90));
         await using var provisioner = ServiceProcess.Start("Provisioner", settings);
         await using var trust = ServiceProcess.Start("Trust", settings);
-        await Task.WhenAll(provisioner.WaitUntilStartedAsync(TimeSpan.FromSeconds(90)), trust.WaitUntilStartedAsync(TimeSpan.FromSeconds(90)));
+        await Task.WhenAll(provisioner.WaitUntilStartedAsync(TimeSpan.FromSeconds(90)),
+            trust.WaitUntilStartedAsync(TimeSpan.FromSeconds(90)));
         var grants = new TracedGrants();
-        using var client = await TestBus.StartAsync(broker.Settings, bus => bus.AddConsumer<TracedGrants>(), (services, _) => services.AddSingleton(grants));
+        using var client = await TestBus.StartAsync(broker.Settings, bus => bus.AddConsumer<TracedGrants>(),
+            (services, _) => services.AddSingleton(grants));
         using var http = new HttpClient();
         await Eventually.True(
-            async () => (await http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics"))).Contains($"dw_workers{{otel_scope_name=\"DynamicWorkers\",pool=\"{Pool}\",state=\"Ready\"}} 2", StringComparison.Ordinal),
+            async () => (await http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics")))
+                .Contains($"dw_workers{{otel_scope_name=\"DynamicWorkers\",pool=\"{Pool}\",state=\"Ready\"}} 2",
+                StringComparison.Ordinal),
             TimeSpan.FromSeconds(60),
             "two hot workers ready (dw_workers gauge)",
             () => leaseSaga.Output);
@@ -53,19 +57,24 @@ public sealed class TelemetryTests(RabbitMqTestVirtualHost broker, PostgresTestD
         using var parent = new Activity("instance-task");
         parent.ActivityTraceFlags = ActivityTraceFlags.Recorded;
         parent.Start();
-        var lease = new LeaseRequested(NewId.NextGuid(), "traced-instance", new string('a', 40), Pool, "task", DateTimeOffset.UtcNow);
+        var lease = new LeaseRequested(NewId.NextGuid(), "traced-instance", new string('a', 40), Pool, "task",
+            DateTimeOffset.UtcNow);
         await client.Services.GetRequiredService<IBus>().Publish(lease);
         parent.Stop();
 
-        await Eventually.True(() => grants.ActivityIds.ContainsKey(lease.LeaseId), TimeSpan.FromSeconds(60), "the grant", () => leaseSaga.Output);
+        await Eventually.True(() => grants.ActivityIds.ContainsKey(lease.LeaseId), TimeSpan.FromSeconds(60),
+            "the grant", () => leaseSaga.Output);
         var header = grants.ActivityIds[lease.LeaseId];
-        Assert.True(header?.Contains(parent.TraceId.ToHexString()) == true, $"grant trace header {header} does not continue trace {parent.TraceId}");
+        Assert.True(header?.Contains(parent.TraceId.ToHexString()) == true,
+            $"grant trace header {header} does not continue trace {parent.TraceId}");
 
         // The exporter may answer from a scrape cached a moment before the grant: read until the grant shows.
-        var expected = $"dw_lease_wait_seconds_count{{otel_scope_name=\"DynamicWorkers\",path=\"hot\",pool=\"{Pool}\"}} 1";
+        var expected =
+            $"dw_lease_wait_seconds_count{{otel_scope_name=\"DynamicWorkers\",path=\"hot\",pool=\"{Pool}\"}} 1";
         var metrics = "";
         await Eventually.True(
-            async () => (metrics = await http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics"))).Contains(expected, StringComparison.Ordinal),
+            async () => (metrics = await http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics")))
+                .Contains(expected, StringComparison.Ordinal),
             TimeSpan.FromSeconds(10),
             "the hot grant measured (dw_lease_wait_seconds)",
             () => metrics);

@@ -7,8 +7,10 @@ namespace DynamicWorkers.IntegrationTests.Lifecycle;
 /// the ARM emulator in this test process through the real SDK. Whom a VM trusted is read from the Run Commands
 /// the emulator received (the thumbprints each script named), mapped back to the instances that lease with them.
 /// </summary>
-public sealed class AzureLeaseLifecycleTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database, ArmEmulatorFixture emulator)
-    : LifecycleRun(broker, database), IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>, IClassFixture<ArmEmulatorFixture>
+public sealed class AzureLeaseLifecycleTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database,
+    ArmEmulatorFixture emulator)
+    : LifecycleRun(broker, database), IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>,
+        IClassFixture<ArmEmulatorFixture>
 {
     protected override IReadOnlyDictionary<string, string?> CloudSettings => emulator.Settings;
 
@@ -24,13 +26,15 @@ public sealed class AzureLeaseLifecycleTests(RabbitMqTestVirtualHost broker, Pos
 
     protected override Task<IReadOnlyList<CloudRecord>> CloudAsync()
     {
-        var instanceByThumbprint = Ledger.Requests.GroupBy(r => r.ServerThumbprint.ToUpperInvariant()).ToDictionary(g => g.Key, g => g.First().InstanceId);
+        var instanceByThumbprint = Ledger.Requests.GroupBy(r => r.ServerThumbprint.ToUpperInvariant())
+            .ToDictionary(g => g.Key, g => g.First().InstanceId);
         IReadOnlyList<CloudRecord> records = emulator.Server.State.AllVms
             .Where(v => v.WorkerId is not null)
             .Select(v => new CloudRecord(
                 v.WorkerId!.Value,
                 v.Deleted,
-                v.TrustedThumbprints.Select(t => new TrustAttempt(instanceByThumbprint.GetValueOrDefault(t, $"unknown thumbprint {t}"), Accepted: true)).ToList()))
+                v.TrustedThumbprints.Select(t => new TrustAttempt(
+                    instanceByThumbprint.GetValueOrDefault(t, $"unknown thumbprint {t}"), Accepted: true)).ToList()))
             .ToList();
         return Task.FromResult(records);
     }

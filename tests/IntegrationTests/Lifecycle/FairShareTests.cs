@@ -14,7 +14,8 @@ namespace DynamicWorkers.IntegrationTests.Lifecycle;
 /// trust) and a margin for the messages between; without fair share B would wait behind A's line, or for A's idle
 /// timeout, until its allocation timeout.
 /// </summary>
-public sealed class FairShareTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database, ITestOutputHelper output)
+public sealed class FairShareTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database,
+    ITestOutputHelper output)
     : IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>, IAsyncLifetime
 {
     const string Pool = "ubuntu-22.04";
@@ -25,7 +26,8 @@ public sealed class FairShareTests(RabbitMqTestVirtualHost broker, PostgresTestD
     static readonly TimeSpan ProvisionDelay = TimeSpan.FromMilliseconds(500);
     static readonly TimeSpan TrustDelay = TimeSpan.FromMilliseconds(100);
 
-    /// <summary>Messages and database work between the request, the cloud's answers and the grant, on a busy machine.</summary>
+    /// <summary>Messages and database work between the request, the cloud's answers and the grant, on a busy
+    /// machine.</summary>
     static readonly TimeSpan Margin = TimeSpan.FromSeconds(4);
 
     /// <summary>The pool's normal time for a lease that needs a new worker.</summary>
@@ -36,7 +38,8 @@ public sealed class FairShareTests(RabbitMqTestVirtualHost broker, PostgresTestD
 
     LifecycleCluster _cluster = null!;
 
-    IReadOnlyDictionary<string, string?> Settings => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
+    IReadOnlyDictionary<string, string?> Settings
+        => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
     {
         [$"Pools:{Pool}:HotTarget"] = "1",
         [$"Pools:{Pool}:MaxWorkers"] = $"{MaxWorkers}",
@@ -52,7 +55,8 @@ public sealed class FairShareTests(RabbitMqTestVirtualHost broker, PostgresTestD
     }).ToDictionary();
 
     public async Task InitializeAsync()
-        => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString, ["LeaseSaga", "Provisioner", "Trust", "Reaper"]);
+        => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString,
+            ["LeaseSaga", "Provisioner", "Trust", "Reaper"]);
 
     public async Task DisposeAsync() => await _cluster.DisposeAsync();
 
@@ -63,38 +67,47 @@ public sealed class FairShareTests(RabbitMqTestVirtualHost broker, PostgresTestD
         // Warm-up: A leases once and releases, so the services have run each step once (as a running deployment has).
         var warmUp = Request("instance-a", "warm-up");
         await _cluster.Bus.Publish(warmUp);
-        await Eventually.True(() => ledger.OutcomesOf(warmUp.LeaseId).FirstOrDefault() is LeaseGranted, TimeSpan.FromSeconds(30), "the warm-up grant", _cluster.Diagnostics);
+        await Eventually.True(() => ledger.OutcomesOf(warmUp.LeaseId).FirstOrDefault() is LeaseGranted,
+            TimeSpan.FromSeconds(30), "the warm-up grant", _cluster.Diagnostics);
         ledger.Released(warmUp.LeaseId);
         await _cluster.Bus.Publish(new LeaseReleased(warmUp.LeaseId, "instance-a"));
-        await Eventually.True(async () => await _cluster.ScalarAsync("SELECT count(*) FROM workers WHERE \"CurrentState\" IN ('Ready', 'Idle')") == 2,
+        await Eventually.True(async () => await _cluster.ScalarAsync(
+            "SELECT count(*) FROM workers WHERE \"CurrentState\" IN ('Ready', 'Idle')") == 2,
             TimeSpan.FromSeconds(30), "A's idle worker and a hot one", _cluster.Diagnostics);
 
         // A's flood, published all at once: the LeaseSaga decides many of them side by side.
         var flood = Enumerable.Range(0, Flood).Select(i => Request("instance-a", $"flood-{i}")).ToList();
         await Task.WhenAll(flood.Select(r => _cluster.Bus.Publish(r)));
         var first = await GrantWithinNormalTimeAsync("instance-b", "while A floods");
-        await Eventually.True(() => flood.All(r => ledger.OutcomesOf(r.LeaseId).Count > 0), AllocationTimeout, "an answer to each of A's requests", _cluster.Diagnostics);
+        await Eventually.True(() => flood.All(r => ledger.OutcomesOf(r.LeaseId).Count > 0), AllocationTimeout,
+            "an answer to each of A's requests", _cluster.Diagnostics);
         var answers = flood.Select(r => ledger.OutcomesOf(r.LeaseId)[0]).ToList();
         var held = answers.OfType<LeaseGranted>().ToList();
         Assert.True(held.Count == MaxLeasesPerInstance, Describe(answers));
-        Assert.True(answers.OfType<LeaseRejected>().All(r => r.Reason == LeaseRejectionReasons.InstanceLimit), Describe(answers));
+        Assert.True(answers.OfType<LeaseRejected>().All(r => r.Reason == LeaseRejectionReasons.InstanceLimit),
+            Describe(answers));
 
-        // A's tasks end: the pool is at MaxWorkers, two of its workers idle for A. B's next lease gets room all the same.
+        // A's tasks end: the pool is at MaxWorkers, two of its workers idle for A. B's next lease gets room all the
+        // same.
         foreach (var grant in held)
         {
             ledger.Released(grant.LeaseId);
             await _cluster.Bus.Publish(new LeaseReleased(grant.LeaseId, grant.InstanceId));
         }
 
-        await Eventually.True(async () => await _cluster.ScalarAsync("SELECT count(*) FROM workers WHERE \"CurrentState\" = 'Idle'") == MaxLeasesPerInstance,
+        await Eventually.True(async () => await _cluster.ScalarAsync(
+            "SELECT count(*) FROM workers WHERE \"CurrentState\" = 'Idle'") == MaxLeasesPerInstance,
             TimeSpan.FromSeconds(30), "A's workers idle", _cluster.Diagnostics);
-        var idle = await _cluster.RowsAsync("SELECT \"CorrelationId\"::text FROM workers WHERE \"CurrentState\" = 'Idle' ORDER BY \"LastLeaseEndedAt\"");
+        var idle = await _cluster.RowsAsync("SELECT \"CorrelationId\"::text FROM workers WHERE \"CurrentState\" = "
+            + "'Idle' ORDER BY \"LastLeaseEndedAt\"");
         var second = await GrantWithinNormalTimeAsync("instance-b", "with A's workers idle at MaxWorkers");
 
         Assert.DoesNotContain(second.WorkerId, held.Select(g => g.WorkerId));
-        await Eventually.True(async () => await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{idle[0]}'") == 0,
+        await Eventually.True(async () => await _cluster.ScalarAsync(
+            $"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{idle[0]}'") == 0,
             TimeSpan.FromSeconds(30), "A's worker idle longest retired and deleted", _cluster.Diagnostics);
-        Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{idle[1]}' AND \"CurrentState\" = 'Idle'"));
+        Assert.Equal(1, await _cluster.ScalarAsync(
+            $"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{idle[1]}' AND \"CurrentState\" = 'Idle'"));
         Assert.NotEqual(first.WorkerId, second.WorkerId);
         var cloud = await _cluster.CloudAsync();
         var violations = InvariantChecker.Check(ledger, cloud, await _cluster.ServiceAsync(), expectAllDeleted: false);
@@ -103,7 +116,8 @@ public sealed class FairShareTests(RabbitMqTestVirtualHost broker, PostgresTestD
 
     LeaseRequested Request(string instance, string task)
     {
-        var request = new LeaseRequested(NewId.NextGuid(), instance, LifecycleCluster.ThumbprintOf(instance), Pool, task, DateTimeOffset.UtcNow);
+        var request = new LeaseRequested(NewId.NextGuid(), instance, LifecycleCluster.ThumbprintOf(instance), Pool,
+            task, DateTimeOffset.UtcNow);
         _cluster.Ledger.Requested(request);
         return request;
     }
@@ -114,15 +128,20 @@ public sealed class FairShareTests(RabbitMqTestVirtualHost broker, PostgresTestD
         var sentAt = DateTime.UtcNow;
         await _cluster.Bus.Publish(request);
         // Waiting longer would only tell how late: a lease kept from its share is answered at the allocation timeout.
-        await Eventually.True(() => _cluster.Ledger.OutcomesOf(request.LeaseId).Count > 0, NormalGrantTime, $"{instance}'s outcome {when}, within the pool's normal time", _cluster.Diagnostics);
+        await Eventually.True(() => _cluster.Ledger.OutcomesOf(request.LeaseId).Count > 0, NormalGrantTime,
+            $"{instance}'s outcome {when}, within the pool's normal time", _cluster.Diagnostics);
         var (outcome, at) = _cluster.Ledger.Outcomes.First(o => LeaseLedger.LeaseIdOf(o.Outcome) == request.LeaseId);
         var waited = at - sentAt;
-        output.WriteLine($"{instance} {when}: {outcome.GetType().Name} after {waited.TotalSeconds:0.000} s (normal time {NormalGrantTime.TotalSeconds:0.0} s)");
-        var grant = outcome as LeaseGranted ?? throw new Xunit.Sdk.XunitException($"{instance} {when}: {outcome}\n{_cluster.Diagnostics()}");
-        Assert.True(waited <= NormalGrantTime, $"{instance} {when}: granted after {waited.TotalSeconds:0.000} s, beyond the pool's normal {NormalGrantTime.TotalSeconds:0.0} s");
+        output.WriteLine($"{instance} {when}: {outcome.GetType().Name} after {waited.TotalSeconds:0.000} s (normal "
+            + $"time {NormalGrantTime.TotalSeconds:0.0} s)");
+        var grant = outcome as LeaseGranted
+            ?? throw new Xunit.Sdk.XunitException($"{instance} {when}: {outcome}\n{_cluster.Diagnostics()}");
+        Assert.True(waited <= NormalGrantTime, $"{instance} {when}: granted after {waited.TotalSeconds:0.000} s, "
+            + $"beyond the pool's normal {NormalGrantTime.TotalSeconds:0.0} s");
         return grant;
     }
 
     static string Describe(IEnumerable<object> answers)
-        => "A's answers: " + string.Join(", ", answers.GroupBy(a => a is LeaseRejected r ? r.Reason : a.GetType().Name).Select(g => $"{g.Count()} {g.Key}"));
+        => "A's answers: " + string.Join(", ", answers.GroupBy(a => a is LeaseRejected r ? r.Reason : a.GetType().Name)
+            .Select(g => $"{g.Count()} {g.Key}"));
 }

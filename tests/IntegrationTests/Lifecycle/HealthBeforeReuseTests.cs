@@ -21,7 +21,8 @@ public sealed class HealthBeforeReuseTests(RabbitMqTestVirtualHost broker, Postg
 
     LifecycleCluster _cluster = null!;
 
-    IReadOnlyDictionary<string, string?> Settings => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
+    IReadOnlyDictionary<string, string?> Settings
+        => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
     {
         [$"Pools:{Pool}:HotTarget"] = "1",
         [$"Pools:{Pool}:MaxWorkers"] = "3",
@@ -35,7 +36,8 @@ public sealed class HealthBeforeReuseTests(RabbitMqTestVirtualHost broker, Postg
     }).ToDictionary();
 
     public async Task InitializeAsync()
-        => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString, ["LeaseSaga", "Provisioner", "Trust", "Reaper"]);
+        => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString,
+            ["LeaseSaga", "Provisioner", "Trust", "Reaper"]);
 
     public async Task DisposeAsync() => await _cluster.DisposeAsync();
 
@@ -45,7 +47,8 @@ public sealed class HealthBeforeReuseTests(RabbitMqTestVirtualHost broker, Postg
         var first = await LeaseAsync();
         await _cluster.PublishWithRetryAsync(new LeaseReleased(first.LeaseId, Instance));
         await Eventually.True(
-            async () => await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{first.WorkerId}' AND \"CurrentState\" = 'Idle'") == 1,
+            async () => await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = "
+                + $"'{first.WorkerId}' AND \"CurrentState\" = 'Idle'") == 1,
             Deadline, "the first worker idle", _cluster.Diagnostics);
         Assert.True(await SimulatedCloud().MarkDeadAsync(first.WorkerId, CancellationToken.None));
 
@@ -55,7 +58,8 @@ public sealed class HealthBeforeReuseTests(RabbitMqTestVirtualHost broker, Postg
         Assert.False(second.Reused);
         await Eventually.True(
             async () => (await _cluster.CloudAsync()).Any(v => v.WorkerId == first.WorkerId && v.Deleted)
-                        && await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{first.WorkerId}'") == 0,
+                        && await _cluster.ScalarAsync(
+                            $"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{first.WorkerId}'") == 0,
             Deadline, "the dead worker's VM deleted and its saga finished", _cluster.Diagnostics);
 
         using var http = new HttpClient();
@@ -63,20 +67,24 @@ public sealed class HealthBeforeReuseTests(RabbitMqTestVirtualHost broker, Postg
         var metrics = "";
         await Eventually.True(
             async () => (metrics = await http.GetStringAsync(new Uri(leaseSaga.HttpAddress, "/metrics")))
-                .Contains("dw_workers_reaped_total{otel_scope_name=\"DynamicWorkers\",reason=\"unhealthy\"} 1", StringComparison.Ordinal),
+                .Contains("dw_workers_reaped_total{otel_scope_name=\"DynamicWorkers\",reason=\"unhealthy\"} 1",
+                    StringComparison.Ordinal),
             TimeSpan.FromSeconds(30), "dw_workers_reaped_total{reason=\"unhealthy\"} 1", () => metrics);
     }
 
     async Task<LeaseGranted> LeaseAsync()
     {
-        var request = new LeaseRequested(NewId.NextGuid(), Instance, LifecycleCluster.ThumbprintOf(Instance), Pool, "task", DateTimeOffset.UtcNow);
+        var request = new LeaseRequested(NewId.NextGuid(), Instance, LifecycleCluster.ThumbprintOf(Instance), Pool,
+            "task", DateTimeOffset.UtcNow);
         _cluster.Ledger.Requested(request);
         await _cluster.PublishWithRetryAsync(request);
-        await Eventually.True(() => _cluster.Ledger.OutcomesOf(request.LeaseId).Count > 0, Deadline, $"an outcome for lease {request.LeaseId}", _cluster.Diagnostics);
+        await Eventually.True(() => _cluster.Ledger.OutcomesOf(request.LeaseId).Count > 0, Deadline,
+            $"an outcome for lease {request.LeaseId}", _cluster.Diagnostics);
         return Assert.IsType<LeaseGranted>(_cluster.Ledger.OutcomesOf(request.LeaseId)[0]);
     }
 
     SimulatedCloud SimulatedCloud()
-        => new(SimulatedCloudDbContext.CreateOptions(new DatabaseOptions { Provider = DatabaseProvider.Postgres, ConnectionString = database.ConnectionString }),
+        => new(SimulatedCloudDbContext.CreateOptions(
+            new DatabaseOptions { Provider = DatabaseProvider.Postgres, ConnectionString = database.ConnectionString }),
             Options.Create(new SimulatedCloudOptions()));
 }

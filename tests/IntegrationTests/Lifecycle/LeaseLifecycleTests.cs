@@ -2,7 +2,8 @@ using DynamicWorkers.IntegrationTests.Support;
 
 namespace DynamicWorkers.IntegrationTests.Lifecycle;
 
-/// <summary>The lifecycle run (<see cref="LifecycleRun"/>) on the simulated cloud, which records its VMs and trusts in the shared database.</summary>
+/// <summary>The lifecycle run (<see cref="LifecycleRun"/>) on the simulated cloud, which records its VMs and trusts in
+/// the shared database.</summary>
 public sealed class LeaseLifecycleTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database)
     : LifecycleRun(broker, database), IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>
 {
@@ -18,5 +19,6 @@ public sealed class LeaseLifecycleTests(RabbitMqTestVirtualHost broker, Postgres
     public Task Two_hundred_leases_from_twenty_instances_keep_every_invariant_and_leave_no_vm_behind()
         => PlayAndCheckAsync(instances: 20, leasesPerInstance: 10);
 
-    protected override Task<IReadOnlyList<CloudRecord>> CloudAsync() => ServiceRecords.ReadSimulatedCloudAsync(Database.ConnectionString);
+    protected override Task<IReadOnlyList<CloudRecord>> CloudAsync()
+        => ServiceRecords.ReadSimulatedCloudAsync(Database.ConnectionString);
 }

@@ -7,7 +7,8 @@ namespace DynamicWorkers.IntegrationTests.Lifecycle;
 /// The whole lifecycle across separate OS processes on the real broker and database: two LeaseSaga, two
 /// Provisioner, one Trust and one Reaper (<see cref="LifecycleCluster"/>), with timeouts in seconds. Instances
 /// publish <c>LeaseRequested</c> (every third twice) and <c>LeaseReleased</c> exactly as a product instance would.
-/// Each instance holds several leases at once. A subclass picks the cloud (its settings, and how to read back every VM it ever made and whom each trusted).
+/// Each instance holds several leases at once. A subclass picks the cloud (its settings, and how to read back every VM
+/// it ever made and whom each trusted).
 /// </summary>
 public abstract class LifecycleRun(RabbitMqTestVirtualHost broker, PostgresTestDatabase database) : IAsyncLifetime
 {
@@ -26,7 +27,8 @@ public abstract class LifecycleRun(RabbitMqTestVirtualHost broker, PostgresTestD
     /// <summary>Every VM the cloud ever created, deleted or not, with the instances it was told to trust.</summary>
     protected abstract Task<IReadOnlyList<CloudRecord>> CloudAsync();
 
-    IReadOnlyDictionary<string, string?> Settings => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
+    IReadOnlyDictionary<string, string?> Settings
+        => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
     {
         [$"Pools:{Pool}:HotTarget"] = "5",
         [$"Pools:{Pool}:MaxWorkers"] = $"{MaxWorkers}",
@@ -40,7 +42,8 @@ public abstract class LifecycleRun(RabbitMqTestVirtualHost broker, PostgresTestD
         ["Scheduler:ClusterCheckinInterval"] = "00:00:01",
     }).Concat(CloudSettings).ToDictionary();
 
-    public async Task InitializeAsync() => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString);
+    public async Task InitializeAsync()
+        => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString);
 
     public async Task DisposeAsync() => await _cluster.DisposeAsync();
 
@@ -54,17 +57,21 @@ public abstract class LifecycleRun(RabbitMqTestVirtualHost broker, PostgresTestD
         // lane leasing one after another, every third request published twice, each released after use.
         var lanes = Math.Min(3, leasesPerInstance);
         await Task.WhenAll(Enumerable.Range(0, instances * lanes).Select(l => _cluster.PlayInstanceAsync(
-            $"instance-{l / lanes:00}", Pool, (leasesPerInstance + lanes - 1 - l % lanes) / lanes, n => n % 3 == 0, TimeSpan.FromSeconds(120), seed: l)));
+            $"instance-{l / lanes:00}", Pool, (leasesPerInstance + lanes - 1 - l % lanes) / lanes, n => n % 3 == 0,
+            TimeSpan.FromSeconds(120), seed: l)));
 
         // Re-use in the play above depends on timing (a release races the next request); here it is certain: once the
         // first lease's worker is idle and nothing waits, the instance's next lease must get that worker again.
         const string again = "instance-again";
-        await _cluster.PlayInstanceAsync(again, Pool, 1, _ => false, TimeSpan.FromSeconds(120), seed: instances * lanes);
+        await _cluster.PlayInstanceAsync(again, Pool, 1, _ => false, TimeSpan.FromSeconds(120),
+            seed: instances * lanes);
         await Eventually.True(
             async () => await database.ScalarAsync(
-                $"SELECT count(*) FROM workers WHERE \"TrustedInstanceId\" = '{again}' AND \"CurrentState\" = 'Idle'") == 1,
+                $"SELECT count(*) FROM workers WHERE \"TrustedInstanceId\" = '{again}' AND \"CurrentState\" = "
+                    + $"'Idle'") == 1,
             TimeSpan.FromSeconds(30), $"{again}'s worker idle after its release", _cluster.Diagnostics);
-        await _cluster.PlayInstanceAsync(again, Pool, 1, _ => false, TimeSpan.FromSeconds(120), seed: instances * lanes + 1);
+        await _cluster.PlayInstanceAsync(again, Pool, 1, _ => false, TimeSpan.FromSeconds(120),
+            seed: instances * lanes + 1);
 
         var grants = Ledger.Outcomes.Select(o => o.Outcome).OfType<LeaseGranted>().DistinctBy(g => g.LeaseId).ToList();
         var rejections = Ledger.Outcomes.Select(o => o.Outcome).OfType<LeaseRejected>().ToList();
@@ -76,12 +83,14 @@ public abstract class LifecycleRun(RabbitMqTestVirtualHost broker, PostgresTestD
         // Drain the hot pool too, then every VM the cloud created must be deleted.
         await _cluster.Bus.Publish(new SetPoolSize(Pool, 0, MaxWorkers));
         await Eventually.True(
-            async () => (await CloudAsync()).All(v => v.Deleted) && await database.ScalarAsync("SELECT count(*) FROM workers") == 0,
+            async () => (await CloudAsync()).All(v => v.Deleted)
+                && await database.ScalarAsync("SELECT count(*) FROM workers") == 0,
             TimeSpan.FromSeconds(120),
             "every VM deleted and every worker gone after the idle timeout",
             _cluster.Diagnostics);
 
-        var violations = InvariantChecker.Check(Ledger, await CloudAsync(), await ServiceRecords.ReadAsync(database.ConnectionString), expectAllDeleted: true);
+        var violations = InvariantChecker.Check(Ledger, await CloudAsync(),
+            await ServiceRecords.ReadAsync(database.ConnectionString), expectAllDeleted: true);
         Assert.True(violations.Count == 0, string.Join("\n", violations));
     }
 

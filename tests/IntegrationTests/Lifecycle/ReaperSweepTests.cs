@@ -13,7 +13,8 @@ public sealed class ReaperSweepTests(RabbitMqTestVirtualHost broker, PostgresTes
 {
     readonly List<ServiceProcess> _services = [];
 
-    IReadOnlyDictionary<string, string?> Settings => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
+    IReadOnlyDictionary<string, string?> Settings
+        => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
     {
         ["Pools:ubuntu-22.04:HotTarget"] = "0",
         ["Pools:windows-2022:HotTarget"] = "0",
@@ -43,14 +44,17 @@ public sealed class ReaperSweepTests(RabbitMqTestVirtualHost broker, PostgresTes
     [Fact]
     public async Task A_vm_with_no_live_worker_is_deleted_and_one_still_provisioning_is_spared()
     {
-        var options = SimulatedCloudDbContext.CreateOptions(new DatabaseOptions { Provider = DatabaseProvider.Postgres, ConnectionString = database.ConnectionString });
-        var cloud = new SimulatedCloud(options, Options.Create(new SimulatedCloudOptions { ProvisionDelay = TimeSpan.Zero }));
+        var options = SimulatedCloudDbContext.CreateOptions(
+            new DatabaseOptions { Provider = DatabaseProvider.Postgres, ConnectionString = database.ConnectionString });
+        var cloud =
+            new SimulatedCloud(options, Options.Create(new SimulatedCloudOptions { ProvisionDelay = TimeSpan.Zero }));
         var orphan = Guid.NewGuid();
         await cloud.CreateAsync(orphan, new VmSpec("ubuntu-22.04", "image", "size"), CancellationToken.None);
         var provisioning = Guid.NewGuid();
         await using (var db = new SimulatedCloudDbContext(options))
         {
-            db.Vms.Add(new SimulatedVm { WorkerId = provisioning, Pool = "ubuntu-22.04", CreatedAt = DateTimeOffset.UtcNow.AddHours(-1) });
+            db.Vms.Add(new SimulatedVm { WorkerId = provisioning, Pool = "ubuntu-22.04",
+                CreatedAt = DateTimeOffset.UtcNow.AddHours(-1) });
             await db.SaveChangesAsync();
         }
 
@@ -62,7 +66,8 @@ public sealed class ReaperSweepTests(RabbitMqTestVirtualHost broker, PostgresTes
 
         Assert.Contains(await cloud.ListAsync(CancellationToken.None), v => v.WorkerId == provisioning);
         // The log line travels through the process's console writer and pipe, a moment behind the delete itself.
-        await Eventually.True(() => _services[1].Output.Contains("Deleting orphan VM of worker " + orphan, StringComparison.Ordinal),
+        await Eventually.True(
+            () => _services[1].Output.Contains("Deleting orphan VM of worker " + orphan, StringComparison.Ordinal),
             TimeSpan.FromSeconds(10), "the reaper to log the orphan's deletion", () => _services[1].Output);
     }
 }

@@ -19,7 +19,8 @@ namespace DynamicWorkers.IntegrationTests.Lifecycle;
 /// figures, and every such lease with when it entered the pool's line, go to the test output and
 /// <c>artifacts/scale-out-report.txt</c>.
 /// </summary>
-public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database, ITestOutputHelper output)
+public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, PostgresTestDatabase database,
+    ITestOutputHelper output)
     : IClassFixture<RabbitMqTestVirtualHost>, IClassFixture<PostgresTestDatabase>, IAsyncLifetime
 {
     const string Pool = "ubuntu-22.04";
@@ -34,20 +35,24 @@ public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, Post
 
     static readonly TimeSpan SampleEvery = TimeSpan.FromMilliseconds(250);
 
-    /// <summary>Grants this close together count as one instant: the last steps to each (trust, the grant) run in different processes.</summary>
+    /// <summary>Grants this close together count as one instant: the last steps to each (trust, the grant) run in
+    /// different processes.</summary>
     static readonly TimeSpan SameInstant = TimeSpan.FromMilliseconds(500);
 
     /// <summary>
     /// Leases received this close together count as arriving together: a LeaseSaga process handles up to 32 requests at
-    /// once, so such leases reach the pool in no set order (one LeaseSaga alone puts them in line up to 0.3 s out of order).
+    /// once, so such leases reach the pool in no set order (one LeaseSaga alone puts them in line up to 0.3 s out of
+    /// order).
     /// </summary>
     static readonly TimeSpan SameArrival = TimeSpan.FromSeconds(1);
 
-    static readonly string[] Services = ["LeaseSaga", "LeaseSaga", "LeaseSaga", "Provisioner", "Provisioner", "Trust", "Trust", "Reaper", "Reaper"];
+    static readonly string[] Services =
+        ["LeaseSaga", "LeaseSaga", "LeaseSaga", "Provisioner", "Provisioner", "Trust", "Trust", "Reaper", "Reaper"];
 
     LifecycleCluster _cluster = null!;
 
-    IReadOnlyDictionary<string, string?> Settings => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
+    IReadOnlyDictionary<string, string?> Settings
+        => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
     {
         [$"Pools:{Pool}:HotTarget"] = $"{HotTarget}",
         [$"Pools:{Pool}:MaxWorkers"] = $"{MaxWorkers}",
@@ -71,7 +76,8 @@ public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, Post
         ["Logging:Console:FormatterOptions:TimestampFormat"] = "HH:mm:ss.fff ",
     }).ToDictionary();
 
-    public async Task InitializeAsync() => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString, Services);
+    public async Task InitializeAsync()
+        => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString, Services);
 
     public async Task DisposeAsync() => await _cluster.DisposeAsync();
 
@@ -81,7 +87,8 @@ public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, Post
         var clock = Stopwatch.StartNew();
         var ledger = _cluster.Ledger;
 
-        // From the first request until the pool is drained: the live workers, and when each lease first stood in the pool's line.
+        // From the first request until the pool is drained: the live workers, and when each lease first stood in the
+        // pool's line.
         using var stopSampling = new CancellationTokenSource();
         var samples = new List<LiveSample>();
         var enteredLine = new Dictionary<Guid, (DateTimeOffset At, int Position)>();
@@ -115,7 +122,8 @@ public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, Post
             // Drain the hot pool too: then every worker must go and every VM the cloud created must be deleted.
             await _cluster.Bus.Publish(new SetPoolSize(Pool, 0, MaxWorkers));
             await Eventually.True(
-                async () => await _cluster.ScalarAsync("SELECT count(*) FROM workers") == 0 && (await _cluster.CloudAsync()).All(v => v.Deleted),
+                async () => await _cluster.ScalarAsync("SELECT count(*) FROM workers") == 0
+                    && (await _cluster.CloudAsync()).All(v => v.Deleted),
                 TimeSpan.FromSeconds(60),
                 "every worker gone and every VM deleted after the idle timeout",
                 _cluster.Diagnostics);
@@ -138,28 +146,38 @@ public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, Post
         var widestGap = samples.Zip(samples.Skip(1), (a, b) => b.At - a.At).DefaultIfEmpty().Max();
         var maxLive = samples.Max(s => s.Live);
 
-        // A lease that re-used its instance's idle worker may pass the line (that worker serves no one else); the others
-        // are served first come, first served.
+        // A lease that re-used its instance's idle worker may pass the line (that worker serves no one else); the
+        // others are served first come, first served.
         var arrivals = await ArrivalsAsync(grants.Where(g => !g.Reused).ToList(), enteredLine);
         var overtaken = OvertakenLeases(arrivals);
 
         var report = new StringBuilder();
-        report.AppendLine($"scale-out run: {Instances} instances x {LeasesPerInstance} leases, {LeasesHeldAtOnce} held at once by each, every request published twice; "
-                          + $"pool MaxWorkers {MaxWorkers}, HotTarget {HotTarget}; {string.Join(", ", Services.GroupBy(s => s).Select(g => $"{g.Count()} {g.Key}"))}");
+        report.AppendLine($"scale-out run: {Instances} instances x {LeasesPerInstance} leases, {LeasesHeldAtOnce} held "
+            + $"at once by each, every request published twice; "
+                          + $"pool MaxWorkers {MaxWorkers}, HotTarget {HotTarget}; "
+                          + $"{string.Join(", ", Services.GroupBy(s => s).Select(g => $"{g.Count()} {g.Key}"))}");
         report.AppendLine($"load {loadTime.TotalSeconds:0.0} s, drained at {drainTime.TotalSeconds:0.0} s");
-        report.AppendLine($"leases: {requested.Count} requested, {grants.Count} granted ({grants.Count(g => g.Reused)} re-used an idle worker), {rejections.Count} rejections, "
-                          + $"{outcomes.Values.Count(o => o.Count == 0)} unanswered, {outcomes.Values.Count(o => o.Count > 1)} answered twice");
+        report.AppendLine($"leases: {requested.Count} requested, {grants.Count} granted ({grants.Count(g => g.Reused)} "
+            + $"re-used an idle worker), {rejections.Count} rejections, "
+                          + $"{outcomes.Values.Count(o => o.Count == 0)} unanswered, "
+                          + $"{outcomes.Values.Count(o => o.Count > 1)} answered twice");
         report.AppendLine($"VMs: {cloud.Count} created, {cloud.Count(v => v.Deleted)} deleted");
-        report.AppendLine($"live workers: {samples.Count} samples over {sampledFor.TotalSeconds:0.0} s (widest gap {widestGap.TotalMilliseconds:0} ms); at most {maxLive} "
-                          + $"(rows not reaping), {samples.Max(s => s.Rows)} worker rows with those reaping, {samples.Max(s => s.Vms)} VMs not deleted; "
+        report.AppendLine($"live workers: {samples.Count} samples over {sampledFor.TotalSeconds:0.0} s (widest gap "
+            + $"{widestGap.TotalMilliseconds:0} ms); at most {maxLive} "
+                          + $"(rows not reaping), {samples.Max(s => s.Rows)} worker rows with those reaping, "
+                          + $"{samples.Max(s => s.Vms)} VMs not deleted; "
                           + $"longest line {samples.Max(s => s.Waiting)}");
-        report.AppendLine($"arrival order: {arrivals.Count} leases granted without re-use; {overtaken.Count} of them overtaken by a lease received more than "
-                          + $"{SameArrival.TotalSeconds:0.#} s later and granted more than {SameInstant.TotalMilliseconds:0} ms earlier");
+        report.AppendLine($"arrival order: {arrivals.Count} leases granted without re-use; {overtaken.Count} of them "
+            + $"overtaken by a lease received more than "
+                          + $"{SameArrival.TotalSeconds:0.#} s later and granted more than "
+                          + $"{SameInstant.TotalMilliseconds:0} ms earlier");
         foreach (var (lease, by) in overtaken.Take(20))
         {
             var first = by.MinBy(b => b.GrantedAt)!;
-            report.AppendLine($"  {lease} overtaken by {by.Count} lease(s) received up to {(by.Max(b => b.ReceivedAt) - lease.ReceivedAt).TotalSeconds:0.0} s later, "
-                              + $"granted up to {(lease.GrantedAt - first.GrantedAt).TotalSeconds:0.0} s earlier, e.g. {first}");
+            report.AppendLine($"  {lease} overtaken by {by.Count} lease(s) received up to "
+                + $"{(by.Max(b => b.ReceivedAt) - lease.ReceivedAt).TotalSeconds:0.0} s later, "
+                              + $"granted up to {(lease.GrantedAt - first.GrantedAt).TotalSeconds:0.0} s earlier, e.g. "
+                              + $"{first}");
         }
 
         report.AppendLine($"invariant violations: {violations.Count}");
@@ -176,16 +194,17 @@ public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, Post
 
         output.WriteLine(report.ToString());
         Directory.CreateDirectory(Path.Combine(ServiceProcess.RepositoryRoot, "artifacts"));
-        await File.WriteAllTextAsync(Path.Combine(ServiceProcess.RepositoryRoot, "artifacts", "scale-out-report.txt"), report.ToString());
+        await File.WriteAllTextAsync(Path.Combine(ServiceProcess.RepositoryRoot, "artifacts", "scale-out-report.txt"),
+            report.ToString());
 
         // Every lease answered by a grant (nothing waits out a timeout this long), a repeat with the same answer.
         Assert.True(grants.Count == Instances * LeasesPerInstance && rejections.Count == 0, report.ToString());
         Assert.True(outcomes.Values.All(o => o.Distinct().Count() == 1), report.ToString());
         Assert.True(violations.Count == 0, report.ToString());
 
-        // Sampled all along (on average at least once a second: on a loaded machine one gap may last seconds) while leases
-        // had to wait, and never above the maximum. A worker being reaped no longer counts: the pool lets it go when the
-        // delete starts.
+        // Sampled all along (on average at least once a second: on a loaded machine one gap may last seconds) while
+        // leases had to wait, and never above the maximum. A worker being reaped no longer counts: the pool lets it go
+        // when the delete starts.
         Assert.True(samples.Count >= sampledFor.TotalSeconds, report.ToString());
         Assert.True(samples.Max(s => s.Waiting) > MaxWorkers, report.ToString());
         Assert.True(maxLive <= MaxWorkers, report.ToString());
@@ -205,11 +224,13 @@ public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, Post
         {
             for (var n = Interlocked.Increment(ref next); n <= LeasesPerInstance; n = Interlocked.Increment(ref next))
             {
-                var request = new LeaseRequested(NewId.NextGuid(), instance, LifecycleCluster.ThumbprintOf(instance), Pool, $"task-{n}", DateTimeOffset.UtcNow);
+                var request = new LeaseRequested(NewId.NextGuid(), instance, LifecycleCluster.ThumbprintOf(instance),
+                    Pool, $"task-{n}", DateTimeOffset.UtcNow);
                 _cluster.Ledger.Requested(request);
                 await _cluster.PublishWithRetryAsync(request);
                 await _cluster.PublishWithRetryAsync(request);
-                await Eventually.True(() => _cluster.Ledger.OutcomesOf(request.LeaseId).Count > 0, AllocationTimeout + TimeSpan.FromSeconds(30),
+                await Eventually.True(() => _cluster.Ledger.OutcomesOf(request.LeaseId).Count > 0,
+                    AllocationTimeout + TimeSpan.FromSeconds(30),
                     $"an outcome for {instance}'s lease {n}", _cluster.Diagnostics);
                 if (_cluster.Ledger.OutcomesOf(request.LeaseId)[0] is LeaseGranted)
                 {
@@ -271,8 +292,10 @@ public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, Post
         return (new LiveSample(at, takenAt, live, rows, vms, line.Count), line);
     }
 
-    /// <summary>Each granted lease with when the service received it (the lease row's <c>ReceivedAt</c>) and when it first stood in the pool's line.</summary>
-    async Task<IReadOnlyList<ArrivedLease>> ArrivalsAsync(IReadOnlyList<LeaseGranted> grants, IReadOnlyDictionary<Guid, (DateTimeOffset At, int Position)> enteredLine)
+    /// <summary>Each granted lease with when the service received it (the lease row's <c>ReceivedAt</c>) and when it
+    /// first stood in the pool's line.</summary>
+    async Task<IReadOnlyList<ArrivedLease>> ArrivalsAsync(IReadOnlyList<LeaseGranted> grants,
+        IReadOnlyDictionary<Guid, (DateTimeOffset At, int Position)> enteredLine)
     {
         await using var connection = new NpgsqlConnection(database.ConnectionString);
         await connection.OpenAsync();
@@ -290,23 +313,26 @@ public sealed class ScaleOutAllocationTests(RabbitMqTestVirtualHost broker, Post
     }
 
     /// <summary>
-    /// Grants must follow arrival: each lease with the leases received more than <see cref="SameArrival"/> after it that
-    /// were granted more than <see cref="SameInstant"/> before it.
+    /// Grants must follow arrival: each lease with the leases received more than <see cref="SameArrival"/> after it
+    /// that were granted more than <see cref="SameInstant"/> before it.
     /// </summary>
     static List<(ArrivedLease Lease, List<ArrivedLease> By)> OvertakenLeases(IReadOnlyList<ArrivedLease> leases)
         => leases
             .OrderBy(l => l.ReceivedAt)
-            .Select(lease => (Lease: lease, By: leases.Where(later => later.ReceivedAt > lease.ReceivedAt + SameArrival && later.GrantedAt < lease.GrantedAt - SameInstant).ToList()))
+            .Select(lease => (Lease: lease, By: leases.Where(later => later.ReceivedAt > lease.ReceivedAt + SameArrival
+                && later.GrantedAt < lease.GrantedAt - SameInstant).ToList()))
             .Where(o => o.By.Count > 0)
             .ToList();
 
     sealed record LiveSample(TimeSpan At, DateTimeOffset TakenAt, long Live, long Rows, long Vms, int Waiting);
 
-    sealed record ArrivedLease(Guid LeaseId, string InstanceId, Guid WorkerId, DateTimeOffset ReceivedAt, DateTimeOffset GrantedAt, (DateTimeOffset At, int Position)? EnteredLine)
+    sealed record ArrivedLease(Guid LeaseId, string InstanceId, Guid WorkerId, DateTimeOffset ReceivedAt,
+        DateTimeOffset GrantedAt, (DateTimeOffset At, int Position)? EnteredLine)
     {
         public override string ToString()
             => $"lease {LeaseId} of {InstanceId}: received {ReceivedAt:HH:mm:ss.fff}, "
-               + (EnteredLine is { } line ? $"in line by {line.At:HH:mm:ss.fff} (#{line.Position}), " : "never seen in line, ")
+               + (EnteredLine is { } line
+                   ? $"in line by {line.At:HH:mm:ss.fff} (#{line.Position}), " : "never seen in line, ")
                + $"granted {GrantedAt:HH:mm:ss.fff} worker {WorkerId}";
     }
 }

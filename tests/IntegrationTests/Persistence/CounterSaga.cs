@@ -20,7 +20,8 @@ public sealed record Increment(Guid CounterId);
 
 public sealed record CreateCounter(Guid CounterId);
 
-/// <summary>Adds a thousand, then fails as bad input: none of it may ever be saved, nor undo a decision saved with it.</summary>
+/// <summary>Adds a thousand, then fails as bad input: none of it may ever be saved, nor undo a decision saved with
+/// it.</summary>
 public sealed record PoisonedIncrement(Guid CounterId);
 
 /// <summary>Changes nothing: behind a gate, it must write nothing.</summary>
@@ -68,7 +69,8 @@ public sealed class CounterStateMachine : MassTransitStateMachine<CounterSaga>
     public Event<PoisonedIncrement> Poisoned { get; private set; } = null!;
 }
 
-/// <summary>Many messages for one saga at once, on purpose: no partitioning, so only the version check stands between them.</summary>
+/// <summary>Many messages for one saga at once, on purpose: no partitioning, so only the version check stands between
+/// them.</summary>
 public sealed class CounterSagaDefinition : SagaDefinition<CounterSaga>
 {
     public CounterSagaDefinition() => ConcurrentMessageLimit = 16;

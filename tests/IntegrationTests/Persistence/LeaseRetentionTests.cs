@@ -44,7 +44,8 @@ public sealed class LeaseRetentionTests(ITestOutputHelper output) : IAsyncLifeti
     public async Task Every_lease_query_uses_an_index_among_a_million_ended_leases_and_retention_deletes_only_the_old()
     {
         var seed = Stopwatch.StartNew();
-        // Ended yesterday (kept), ended eight days ago (past the default retention), and a few open: granted and waiting.
+        // Ended yesterday (kept), ended eight days ago (past the default retention), and a few open: granted and
+        // waiting.
         await ExecuteAsync($"""
             INSERT INTO leases ("CorrelationId", "CurrentState", "InstanceId", "ServerThumbprint", "Pool", "ReceivedAt", "RequestedAt",
                 "AllocationTimeout", "EndedAt", "ReleaseRequested", "Reused", "Waited", "Version")
@@ -63,27 +64,36 @@ public sealed class LeaseRetentionTests(ITestOutputHelper output) : IAsyncLifeti
         output.WriteLine($"seeded {Ended:N0} ended and 20 open leases in {seed.Elapsed.TotalSeconds:0.0} s");
 
         await using var services = Services();
-        await TimedAsync(services, "/api/leases (open, then latest ended)", sp => sp.GetRequiredService<OpsQueries>().LeasesAsync(null, null, 200, default));
-        await TimedAsync(services, "/api/leases?pool=", sp => sp.GetRequiredService<OpsQueries>().LeasesAsync(Pool, null, 200, default));
-        await TimedAsync(services, "/api/leases?instance=", sp => sp.GetRequiredService<OpsQueries>().LeasesAsync(null, "instance-7", 200, default));
-        await TimedAsync(services, "/api/pools (waiting count)", sp => sp.GetRequiredService<OpsQueries>().PoolsAsync(null, default));
-        await TimedAsync(services, "sweep: waiting leases", sp => SweepOverdueTimersConsumer.WaitingLeases(sp.GetRequiredService<DynamicWorkersDbContext>()).ToListAsync());
+        await TimedAsync(services, "/api/leases (open, then latest ended)",
+            sp => sp.GetRequiredService<OpsQueries>().LeasesAsync(null, null, 200, default));
+        await TimedAsync(services, "/api/leases?pool=",
+            sp => sp.GetRequiredService<OpsQueries>().LeasesAsync(Pool, null, 200, default));
+        await TimedAsync(services, "/api/leases?instance=",
+            sp => sp.GetRequiredService<OpsQueries>().LeasesAsync(null, "instance-7", 200, default));
+        await TimedAsync(services, "/api/pools (waiting count)",
+            sp => sp.GetRequiredService<OpsQueries>().PoolsAsync(null, default));
+        await TimedAsync(services, "sweep: waiting leases", sp => SweepOverdueTimersConsumer.WaitingLeases(
+            sp.GetRequiredService<DynamicWorkersDbContext>()).ToListAsync());
         await TimedAsync(services, "sweep: granted leases without their worker", sp =>
-            SweepOverdueTimersConsumer.GrantsWithoutWorker(sp.GetRequiredService<DynamicWorkersDbContext>(), DateTimeOffset.UtcNow).ToListAsync());
+            SweepOverdueTimersConsumer.GrantsWithoutWorker(sp.GetRequiredService<DynamicWorkersDbContext>(),
+                DateTimeOffset.UtcNow).ToListAsync());
 
         await using (var scope = services.CreateAsyncScope())
         {
-            var listed = await scope.ServiceProvider.GetRequiredService<OpsQueries>().LeasesAsync(null, null, 200, default);
+            var listed =
+                await scope.ServiceProvider.GetRequiredService<OpsQueries>().LeasesAsync(null, null, 200, default);
             Assert.Equal(20, listed.Count(l => l.EndedAt is null));
         }
 
         var purge = ActivatorUtilities.CreateInstance<EndedLeasePurge>(services);
         var timer = Stopwatch.StartNew();
         var deleted = await purge.PurgeAsync(default);
-        output.WriteLine($"retention: deleted {deleted:N0} leases in {timer.ElapsedMilliseconds} ms (batches of 1,000)");
+        output.WriteLine(
+            $"retention: deleted {deleted:N0} leases in {timer.ElapsedMilliseconds} ms (batches of 1,000)");
         Assert.Equal(PastRetention, deleted);
         Assert.Equal(Ended - PastRetention + 20, await _database.ScalarAsync("SELECT count(*) FROM leases"));
-        Assert.Equal(0, await _database.ScalarAsync("SELECT count(*) FROM leases WHERE \"EndedAt\" < now() - interval '7 days'"));
+        Assert.Equal(0,
+            await _database.ScalarAsync("SELECT count(*) FROM leases WHERE \"EndedAt\" < now() - interval '7 days'"));
         Assert.Equal(0, await purge.PurgeAsync(default));
 
         // The plans of every command those ran, as PostgreSQL would run them now.
@@ -93,7 +103,8 @@ public sealed class LeaseRetentionTests(ITestOutputHelper output) : IAsyncLifeti
         {
             var plan = await ExplainAsync(command);
             output.WriteLine($"{command.Text}\n{plan}\n");
-            Assert.False(plan.Contains("Seq Scan on leases", StringComparison.Ordinal), $"a sequential scan of leases:\n{command.Text}\n{plan}");
+            Assert.False(plan.Contains("Seq Scan on leases", StringComparison.Ordinal),
+                $"a sequential scan of leases:\n{command.Text}\n{plan}");
         }
     }
 
@@ -119,14 +130,17 @@ public sealed class LeaseRetentionTests(ITestOutputHelper output) : IAsyncLifeti
         services.AddSingleton(TimeProvider.System);
         services.AddScoped<DynamicWorkersDbContext>(_ => Context());
         services.AddScoped<OpsQueries>();
-        services.AddSingleton<IOptionsMonitor<PoolsOptions>>(new StaticOptions<PoolsOptions>(new PoolsOptions { Pools = { [Pool] = new PoolOptions { Image = "img" } } }));
-        services.AddSingleton<IOptionsMonitor<RetentionOptions>>(new StaticOptions<RetentionOptions>(new RetentionOptions()));
+        services.AddSingleton<IOptionsMonitor<PoolsOptions>>(new StaticOptions<PoolsOptions>(
+            new PoolsOptions { Pools = { [Pool] = new PoolOptions { Image = "img" } } }));
+        services.AddSingleton<IOptionsMonitor<RetentionOptions>>(
+            new StaticOptions<RetentionOptions>(new RetentionOptions()));
         return services.BuildServiceProvider();
     }
 
     DynamicWorkersDbContext Context()
         => new PostgresDynamicWorkersDbContext(new DbContextOptionsBuilder<DynamicWorkersDbContext>()
-            .UseDynamicWorkersDatabase(new DatabaseOptions { Provider = DatabaseProvider.Postgres, ConnectionString = _database.ConnectionString }, NullLoggerFactory.Instance)
+            .UseDynamicWorkersDatabase(new DatabaseOptions { Provider = DatabaseProvider.Postgres,
+                ConnectionString = _database.ConnectionString }, NullLoggerFactory.Instance)
             .AddInterceptors(_commands)
             .Options);
 
@@ -179,14 +193,16 @@ public sealed class LeaseRetentionTests(ITestOutputHelper output) : IAsyncLifeti
         }
 
         public override ValueTask<InterceptionResult<DbDataReader>> ReaderExecutingAsync(
-            DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result, CancellationToken cancellationToken = default)
+            DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result,
+            CancellationToken cancellationToken = default)
         {
             Capture(command);
             return base.ReaderExecutingAsync(command, eventData, result, cancellationToken);
         }
 
         public override ValueTask<InterceptionResult<int>> NonQueryExecutingAsync(
-            DbCommand command, CommandEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
+            DbCommand command, CommandEventData eventData, InterceptionResult<int> result,
+            CancellationToken cancellationToken = default)
         {
             Capture(command);
             return base.NonQueryExecutingAsync(command, eventData, result, cancellationToken);

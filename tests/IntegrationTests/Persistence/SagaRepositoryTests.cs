@@ -26,7 +26,8 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
 
     public async Task InitializeAsync()
     {
-        // dw_saga_conflicts_total of this saga type (the integration tests run one at a time: no other test's sagas count here).
+        // dw_saga_conflicts_total of this saga type (the integration tests run one at a time: no other test's sagas
+        // count here).
         _conflicts.InstrumentPublished = (instrument, listener) =>
         {
             if (instrument.Meter.Name == DwTelemetry.Name && instrument.Name == "dw_saga_conflicts_total")
@@ -64,7 +65,8 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
     {
         var id = NewId.NextGuid();
 
-        await Task.WhenAll(_hosts.Select(host => PublishAsync(host, Enumerable.Range(0, 500).Select(_ => new Increment(id)))));
+        await Task.WhenAll(
+            _hosts.Select(host => PublishAsync(host, Enumerable.Range(0, 500).Select(_ => new Increment(id)))));
 
         CounterSaga? saga = null;
         await Eventually.True(
@@ -78,9 +80,11 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
         Assert.Equal(1000, saga!.Count);
         Assert.Equal(0, await broker.QueueDepthAsync("counter_error"));
         // The race did happen: some attempts lost on the version check (or the first insert) and ran again.
-        Assert.True(Attempts > 1000, $"expected optimistic-concurrency retries, saw {Attempts} attempts for 1,000 messages");
+        Assert.True(Attempts > 1000,
+            $"expected optimistic-concurrency retries, saw {Attempts} attempts for 1,000 messages");
         // Each save that lost on the version is counted for ops (dw_saga_conflicts_total, tag saga).
-        Assert.True(Interlocked.Read(ref _conflictCount) > 0, $"expected dw_saga_conflicts_total to count the lost saves, saw none in {Attempts} attempts");
+        Assert.True(Interlocked.Read(ref _conflictCount) > 0,
+            $"expected dw_saga_conflicts_total to count the lost saves, saw none in {Attempts} attempts");
     }
 
     [Fact]
@@ -88,26 +92,31 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
     {
         var id = NewId.NextGuid();
         await PublishAsync(_hosts[0], [new Increment(id)]);
-        await Eventually.True(async () => await LoadAsync(id) is not null, TimeSpan.FromSeconds(30), "the saga created");
+        await Eventually.True(async () => await LoadAsync(id) is not null, TimeSpan.FromSeconds(30),
+            "the saga created");
 
         // Poison among the increments, so that behind a gate it lands in the middle of groups.
-        var messages = Enumerable.Range(0, 300).Select(i => i % 15 == 7 ? (object)new PoisonedIncrement(id) : new Increment(id)).ToList();
+        var messages = Enumerable.Range(0, 300)
+            .Select(i => i % 15 == 7 ? (object)new PoisonedIncrement(id) : new Increment(id)).ToList();
         var increments = 1 + messages.Count(m => m is Increment);
         await Task.WhenAll(messages.Select(m => _hosts[0].Services.GetRequiredService<IBus>().Publish(m)));
 
         CounterSaga? saga = null;
         long errors = 0;
         await Eventually.True(
-            async () => (errors = await broker.QueueDepthAsync("counter_error")) == messages.Count - (increments - 1) && await IdleAsync(),
+            async () => (errors = await broker.QueueDepthAsync("counter_error")) == messages.Count - (increments - 1)
+                && await IdleAsync(),
             TimeSpan.FromSeconds(120),
             "every poisoned increment in counter_error and the queue drained",
             () => $"counter_error {errors}");
         await Eventually.True(
-            async () => (saga = await LoadAsync(id))!.Count == increments, TimeSpan.FromSeconds(30), $"a count of {increments}", () => $"count {saga?.Count}");
+            async () => (saga = await LoadAsync(id))!.Count == increments, TimeSpan.FromSeconds(30),
+            $"a count of {increments}", () => $"count {saga?.Count}");
 
         // The other tests of the class share the queues.
         await broker.PurgeAsync("counter_error");
-        await Eventually.True(async () => await broker.QueueDepthAsync("counter_error") == 0, TimeSpan.FromSeconds(30), "counter_error purged");
+        await Eventually.True(async () => await broker.QueueDepthAsync("counter_error") == 0, TimeSpan.FromSeconds(30),
+            "counter_error purged");
     }
 
     [Fact]
@@ -115,7 +124,8 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
     {
         var id = NewId.NextGuid();
 
-        await Task.WhenAll(_hosts.Select(host => PublishAsync(host, Enumerable.Range(0, 25).Select(_ => new CreateCounter(id)))));
+        await Task.WhenAll(
+            _hosts.Select(host => PublishAsync(host, Enumerable.Range(0, 25).Select(_ => new CreateCounter(id)))));
 
         CounterSaga? saga = null;
         await Eventually.True(
@@ -143,7 +153,8 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
                 }),
             (services, configuration) => services
                 .AddSingleton<AttemptCounter>()
-                .AddDynamicWorkersDatabase<CounterDbContext>(configuration, ContextPool<CounterDbContext>.Of<CounterDbContext>));
+                .AddDynamicWorkersDatabase<CounterDbContext>(configuration,
+                    ContextPool<CounterDbContext>.Of<CounterDbContext>));
 
     static async Task PublishAsync<T>(IHost host, IEnumerable<T> messages)
         where T : class
@@ -162,7 +173,8 @@ public abstract class SagaRepositoryTests(RabbitMqTestVirtualHost broker) : IAsy
     async Task<int> CountAsync(Guid id)
     {
         await using var scope = _hosts[0].Services.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Set<CounterSaga>().CountAsync(x => x.CorrelationId == id);
+        return await scope.ServiceProvider.GetRequiredService<CounterDbContext>().Set<CounterSaga>()
+            .CountAsync(x => x.CorrelationId == id);
     }
 
     async Task<bool> IdleAsync() => await broker.QueueDepthAsync("counter") == 0;

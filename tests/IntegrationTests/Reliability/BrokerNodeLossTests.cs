@@ -15,7 +15,8 @@ namespace DynamicWorkers.IntegrationTests.Reliability;
 /// find nothing. <c>DW_CLUSTER_QUEUE_TYPE</c> (e.g. <c>Classic</c>) and <c>DW_CLUSTER_NO_NODE_LIST=1</c> plant the
 /// faults this test must catch.
 /// </summary>
-public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutputHelper output) : IClassFixture<PostgresTestDatabase>
+public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutputHelper output)
+    : IClassFixture<PostgresTestDatabase>
 {
     const string Pool = ServerLossSettings.Pool;
     const int FirstPort = 5680;
@@ -24,7 +25,8 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
 
     static string NodeName(int node) => $"dwquorum{node}@localhost";
 
-    /// <summary>Start <paramref name="start"/> (the test's bus is -1) connects first to node start mod 3, then the next ones.</summary>
+    /// <summary>Start <paramref name="start"/> (the test's bus is -1) connects first to node start mod 3, then the next
+    /// ones.</summary>
     static IReadOnlyDictionary<string, string?> NodesFor(int start)
     {
         var first = ((start % 3) + 3) % 3;
@@ -33,7 +35,8 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
             return new Dictionary<string, string?> { ["RabbitMq:Port"] = $"{FirstPort + first}" };
         }
 
-        return Enumerable.Range(0, 3).ToDictionary(i => $"RabbitMq:ClusterNodes:{i}", i => (string?)$"127.0.0.1:{FirstPort + (first + i) % 3}");
+        return Enumerable.Range(0, 3)
+            .ToDictionary(i => $"RabbitMq:ClusterNodes:{i}", i => (string?)$"127.0.0.1:{FirstPort + (first + i) % 3}");
     }
 
     [Fact]
@@ -54,7 +57,8 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
         {
             cluster = await LifecycleCluster.StartAsync(settings, database.ConnectionString, perService: NodesFor);
             var servicesUp = started.Elapsed;
-            output.WriteLine($"cluster up in {clusterUp.TotalSeconds:0}s, services in {(servicesUp - clusterUp).TotalSeconds:0}s");
+            output.WriteLine(
+                $"cluster up in {clusterUp.TotalSeconds:0}s, services in {(servicesUp - clusterUp).TotalSeconds:0}s");
 
             // The load: instances lease and release one lease after another until stopped.
             using var stopLoad = new CancellationTokenSource();
@@ -67,7 +71,8 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
                 {
                     try
                     {
-                        await cluster.PlayInstanceAsync($"node-loss-{i}", Pool, 1, _ => false, TimeSpan.FromSeconds(90), seed: i * 1000 + Interlocked.Increment(ref leases));
+                        await cluster.PlayInstanceAsync($"node-loss-{i}", Pool, 1, _ => false, TimeSpan.FromSeconds(90),
+                            seed: i * 1000 + Interlocked.Increment(ref leases));
                     }
                     catch (TimeoutException e)
                     {
@@ -82,7 +87,8 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
             })));
 
             // Under load, kill the node that leads (or, for classic queues, holds) the most of the services' queues.
-            await Eventually.True(() => Grants(cluster).Count >= Instances, TimeSpan.FromSeconds(60), $"{Instances} leases granted", cluster.Diagnostics);
+            await Eventually.True(() => Grants(cluster).Count >= Instances, TimeSpan.FromSeconds(60),
+                $"{Instances} leases granted", cluster.Diagnostics);
             var queues = await QueuesAsync();
             var victim = Enumerable.Range(1, 3).MaxBy(n => queues.Count(q => q.Leader == NodeName(n)));
             var led = queues.Count(q => q.Leader == NodeName(victim));
@@ -90,7 +96,8 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
             var pid = int.Parse((await ClusterAsync($"kill {victim}")).Trim());
             var killedAt = DateTime.UtcNow;
             Assert.False(ProcessExists(pid), $"node {victim}'s process {pid} is still there after kill -9");
-            output.WriteLine($"{started.Elapsed.TotalSeconds:0.0}s killed {NodeName(victim)} (pid {pid}), leader of {led} of {queues.Count} queues, after {grantsBeforeKill} grants");
+            output.WriteLine($"{started.Elapsed.TotalSeconds:0.0}s killed {NodeName(victim)} (pid {pid}), leader of "
+                + $"{led} of {queues.Count} queues, after {grantsBeforeKill} grants");
 
             stopLoad.CancelAfter(LoadAfterKill);
             await load;
@@ -109,12 +116,14 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
                             await Readiness.AssertBothHealthyAsync(service.HttpAddress);
                             return true;
                         }
-                        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or Xunit.Sdk.XunitException)
+                        catch (Exception e) when (e is HttpRequestException or TaskCanceledException
+                            or Xunit.Sdk.XunitException)
                         {
                             return false;
                         }
                     },
-                    TimeSpan.FromSeconds(60), $"{service.Project} (pid {service.Id}) ready, its bus connected", cluster.Diagnostics);
+                    TimeSpan.FromSeconds(60), $"{service.Project} (pid {service.Id}) ready, its bus connected",
+                    cluster.Diagnostics);
             }
 
             var grants = Grants(cluster);
@@ -122,19 +131,24 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
 
             await cluster.PublishWithRetryAsync(new SetPoolSize(Pool, 0, 30));
             await Eventually.True(
-                async () => await cluster.ScalarAsync("SELECT count(*) FROM workers") == 0 && (await cluster.CloudAsync()).All(v => v.Deleted),
+                async () => await cluster.ScalarAsync("SELECT count(*) FROM workers") == 0
+                    && (await cluster.CloudAsync()).All(v => v.Deleted),
                 TimeSpan.FromSeconds(90), "every worker gone and every VM deleted", cluster.Diagnostics);
 
-            var violations = InvariantChecker.Check(cluster.Ledger, await cluster.CloudAsync(), await cluster.ServiceAsync(), expectAllDeleted: true).ToList();
+            var violations = InvariantChecker.Check(cluster.Ledger, await cluster.CloudAsync(),
+                await cluster.ServiceAsync(), expectAllDeleted: true).ToList();
             violations.AddRange(unanswered.Select(u => "unanswered: " + u));
             var requested = cluster.Ledger.Requests.Select(r => r.LeaseId).Distinct().Count();
             var logs = cluster.Services.Concat(cluster.Stopped).Select(s => s.Output).ToList();
-            output.WriteLine($"{requested} leases requested by {Instances} instances over about {loadTime.TotalSeconds:0}s, {grants.Count} granted "
+            output.WriteLine($"{requested} leases requested by {Instances} instances over about "
+                + $"{loadTime.TotalSeconds:0}s, {grants.Count} granted "
                              + $"({grantsAfterKill} after the kill), {requested - grants.Count} rejected; "
-                             + $"sweep re-deliveries logged: {logs.Sum(o => CountOf(o, "Sweep re-delivered"))}; total {started.Elapsed.TotalSeconds:0}s");
+                             + $"sweep re-deliveries logged: {logs.Sum(o => CountOf(o, "Sweep re-delivered"))}; total "
+                             + $"{started.Elapsed.TotalSeconds:0}s");
 
             // Every durable queue the services declared is a quorum queue (only the temporary ones are classic).
-            var classic = (await QueuesAsync()).Where(q => q.Durable && q.Type != "quorum").Select(q => q.Name).ToList();
+            var classic =
+                (await QueuesAsync()).Where(q => q.Durable && q.Type != "quorum").Select(q => q.Name).ToList();
             if (settings["RabbitMq:QueueType"] == "Quorum" && classic.Count > 0)
             {
                 violations.Add("durable classic queues: " + string.Join(", ", classic));
@@ -166,7 +180,8 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
     static int CountOf(string text, string what)
     {
         var count = 0;
-        for (var i = text.IndexOf(what, StringComparison.Ordinal); i >= 0; i = text.IndexOf(what, i + what.Length, StringComparison.Ordinal))
+        for (var i = text.IndexOf(what, StringComparison.Ordinal); i >= 0; i =
+            text.IndexOf(what, i + what.Length, StringComparison.Ordinal))
         {
             count++;
         }
@@ -194,9 +209,11 @@ public sealed class BrokerNodeLossTests(PostgresTestDatabase database, ITestOutp
         => (await ClusterAsync("queues")).Split('\n', StringSplitOptions.RemoveEmptyEntries)
             .Select(line => line.Split('\t'))
             .Where(f => f.Length >= 7)
-            .Select(f => new QueueInfo(f[0], f[1], f[2] == "true", f[5].Length > 0 ? f[5] : f[6].TrimStart('<').Split('.')[0]))
+            .Select(f => new QueueInfo(f[0], f[1], f[2] == "true",
+                f[5].Length > 0 ? f[5] : f[6].TrimStart('<').Split('.')[0]))
             .ToList();
 
     /// <summary>Runs <c>scripts/cluster-servers.sh</c> and returns its standard output.</summary>
-    static Task<string> ClusterAsync(string arguments) => ServerScript.RunAsync("cluster-servers.sh", arguments.Split(' '));
+    static Task<string> ClusterAsync(string arguments)
+        => ServerScript.RunAsync("cluster-servers.sh", arguments.Split(' '));
 }

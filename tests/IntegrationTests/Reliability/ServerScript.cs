@@ -9,7 +9,8 @@ static class ServerScript
     /// <summary>Runs it and returns its standard output; any failure fails the test with all its output.</summary>
     public static async Task<string> RunAsync(string script, params string[] arguments)
     {
-        var info = new ProcessStartInfo("bash", [Path.Combine(ServiceProcess.RepositoryRoot, "scripts", script), .. arguments])
+        var info =
+            new ProcessStartInfo("bash", [Path.Combine(ServiceProcess.RepositoryRoot, "scripts", script), .. arguments])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

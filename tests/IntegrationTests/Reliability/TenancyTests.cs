@@ -25,7 +25,8 @@ public sealed class TenancyTests(RabbitMqTestVirtualHost broker, PostgresTestDat
     readonly List<string> _users = [];
     LifecycleCluster _cluster = null!;
 
-    IReadOnlyDictionary<string, string?> Settings => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
+    IReadOnlyDictionary<string, string?> Settings
+        => broker.Settings.Concat(database.Settings).Concat(new Dictionary<string, string?>
     {
         [$"Pools:{Pool}:HotTarget"] = "2",
         [$"Pools:{Pool}:MaxWorkers"] = "4",
@@ -37,7 +38,8 @@ public sealed class TenancyTests(RabbitMqTestVirtualHost broker, PostgresTestDat
     }).ToDictionary();
 
     public async Task InitializeAsync()
-        => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString, ["LeaseSaga", "Provisioner", "Trust"]);
+        => _cluster = await LifecycleCluster.StartAsync(Settings, database.ConnectionString,
+            ["LeaseSaga", "Provisioner", "Trust"]);
 
     public async Task DisposeAsync()
     {
@@ -54,19 +56,23 @@ public sealed class TenancyTests(RabbitMqTestVirtualHost broker, PostgresTestDat
     {
         await using var a = await DynamicWorkersClient.ConnectAsync(await AddInstanceAsync(_a));
         await using var b = await DynamicWorkersClient.ConnectAsync(await AddInstanceAsync(_b));
-        var granted = Assert.IsType<LeaseResult.Granted>(await b.RequestLeaseAsync(_b, LifecycleCluster.ThumbprintOf(_b), Pool, deadline: TimeSpan.FromSeconds(30)));
+        var granted = Assert.IsType<LeaseResult.Granted>(
+            await b.RequestLeaseAsync(_b, LifecycleCluster.ThumbprintOf(_b), Pool, deadline: TimeSpan.FromSeconds(30)));
         var bLease = granted.Lease;
 
         // A asks in B's name: Unauthorized, to A alone, and no lease is stored under that id.
         var forged = DynamicWorkersClient.NewLeaseRequest(_b, LifecycleCluster.ThumbprintOf(_a), Pool);
         var rejected = Assert.IsType<LeaseResult.Rejected>(await a.RequestLeaseAsync(forged, TimeSpan.FromSeconds(30)));
         Assert.Equal(LeaseRejectionReasons.Unauthorized, rejected.Rejection.Reason);
-        Assert.Equal(0, await _cluster.ScalarAsync($"SELECT count(*) FROM leases WHERE \"CorrelationId\" = '{forged.LeaseId}'"));
+        Assert.Equal(0,
+            await _cluster.ScalarAsync($"SELECT count(*) FROM leases WHERE \"CorrelationId\" = '{forged.LeaseId}'"));
 
         // A releases B's lease in B's name: refused with the reason in the error queue; B still holds its worker.
         await a.ReleaseAsync(bLease.LeaseId, _b);
-        await Eventually.True(async () => await broker.QueueDepthAsync("lease-state_error") == 1, TimeSpan.FromSeconds(30), "the forged release in lease-state_error", _cluster.Diagnostics);
-        Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM leases WHERE \"CorrelationId\" = '{bLease.LeaseId}' AND \"CurrentState\" = 'Granted'"));
+        await Eventually.True(async () => await broker.QueueDepthAsync("lease-state_error") == 1,
+            TimeSpan.FromSeconds(30), "the forged release in lease-state_error", _cluster.Diagnostics);
+        Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM leases WHERE \"CorrelationId\" = "
+            + $"'{bLease.LeaseId}' AND \"CurrentState\" = 'Granted'"));
 
         // A lists B's workers, or everyone's: refused; its own: only its own.
         await Assert.ThrowsAsync<RequestFaultException>(() => a.GetWorkersAsync(Pool, _b));
@@ -82,7 +88,8 @@ public sealed class TenancyTests(RabbitMqTestVirtualHost broker, PostgresTestDat
 
         // B's own release still works.
         await b.ReleaseAsync(bLease.LeaseId, _b);
-        await Eventually.True(async () => await _cluster.ScalarAsync($"SELECT count(*) FROM leases WHERE \"CorrelationId\" = '{bLease.LeaseId}' AND \"CurrentState\" = 'Released'") == 1,
+        await Eventually.True(async () => await _cluster.ScalarAsync($"SELECT count(*) FROM leases WHERE "
+            + $"\"CorrelationId\" = '{bLease.LeaseId}' AND \"CurrentState\" = 'Released'") == 1,
             TimeSpan.FromSeconds(30), "B's release", _cluster.Diagnostics);
     }
 
@@ -107,14 +114,17 @@ public sealed class TenancyTests(RabbitMqTestVirtualHost broker, PostgresTestDat
         foreach (var (exchange, queue) in targets)
         {
             await using var connection = await Factory(uri).CreateConnectionAsync();
-            await using var channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
+            await using var channel = await connection.CreateChannelAsync(new CreateChannelOptions(
+                publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
             var refused = await Assert.ThrowsAnyAsync<Exception>(async () =>
             {
-                await channel.BasicPublishAsync(exchange, queue, false, new BasicProperties { UserId = uri.UserInfo.Split(':')[0] }, Encoding.UTF8.GetBytes("{}"));
+                await channel.BasicPublishAsync(exchange, queue, false,
+                    new BasicProperties { UserId = uri.UserInfo.Split(':')[0] }, Encoding.UTF8.GetBytes("{}"));
                 await Task.Delay(TimeSpan.FromSeconds(5));
                 throw new InvalidOperationException($"the broker took a publish to '{exchange}'/'{queue}'");
             });
-            Assert.True(refused is AlreadyClosedException or OperationInterruptedException or RabbitMQ.Client.Exceptions.PublishException, refused.ToString());
+            Assert.True(refused is AlreadyClosedException or OperationInterruptedException
+                or RabbitMQ.Client.Exceptions.PublishException, refused.ToString());
             Assert.Contains("ACCESS_REFUSED", channel.CloseReason?.ReplyText ?? refused.Message);
         }
 
@@ -122,7 +132,8 @@ public sealed class TenancyTests(RabbitMqTestVirtualHost broker, PostgresTestDat
         await using (var connection = await Factory(uri).CreateConnectionAsync())
         await using (var channel = await connection.CreateChannelAsync())
         {
-            var refused = await Assert.ThrowsAnyAsync<OperationInterruptedException>(() => channel.BasicGetAsync("lease-state", autoAck: true));
+            var refused = await Assert.ThrowsAnyAsync<OperationInterruptedException>(
+                () => channel.BasicGetAsync("lease-state", autoAck: true));
             Assert.Contains("ACCESS_REFUSED", refused.Message);
         }
 
@@ -137,25 +148,34 @@ public sealed class TenancyTests(RabbitMqTestVirtualHost broker, PostgresTestDat
         var uri = new Uri(await AddInstanceAsync(_a));
         using (var http = ManagementClient())
         {
-            var everything = new StringContent("""{"configure":".*","write":".*","read":".*"}""", Encoding.UTF8, "application/json");
-            (await http.PutAsync($"/api/permissions/{Uri.EscapeDataString(broker.Name)}/{Uri.EscapeDataString("instance-" + _a)}", everything)).EnsureSuccessStatusCode();
+            var everything =
+                new StringContent("""{"configure":".*","write":".*","read":".*"}""", Encoding.UTF8, "application/json");
+            (await http.PutAsync(
+                $"/api/permissions/{Uri.EscapeDataString(broker.Name)}/{Uri.EscapeDataString("instance-" + _a)}",
+                everything)).EnsureSuccessStatusCode();
         }
 
-        var victim = await _cluster.Bus.CreateRequestClient<LeaseRequested>(RequestTimeout.After(s: 30)).GetResponse<LeaseGranted>(
-            new LeaseRequested(NewId.NextGuid(), _b, LifecycleCluster.ThumbprintOf(_b), Pool, null, DateTimeOffset.UtcNow));
+        var victim = await _cluster.Bus.CreateRequestClient<LeaseRequested>(RequestTimeout.After(s: 30))
+            .GetResponse<LeaseGranted>(
+            new LeaseRequested(NewId.NextGuid(), _b, LifecycleCluster.ThumbprintOf(_b), Pool, null,
+                DateTimeOffset.UtcNow));
         var revoke = RawAmqp.Envelope(Guid.NewGuid().ToString(), "urn:message:DynamicWorkers.Internal:RevokeLease",
             $$"""{"leaseId":"{{victim.Message.LeaseId}}","workerId":"{{victim.Message.WorkerId}}","reason":"WorkerLost"}""");
         await using (var connection = await Factory(uri).CreateConnectionAsync())
         await using (var channel = await connection.CreateChannelAsync())
         {
-            var properties = new BasicProperties { ContentType = RawAmqp.MassTransitJson, UserId = "instance-" + _a, Persistent = true };
-            await channel.BasicPublishAsync("DynamicWorkers.Contracts.Internal:RevokeLease", "", false, properties, Encoding.UTF8.GetBytes(revoke));
+            var properties = new BasicProperties { ContentType = RawAmqp.MassTransitJson, UserId = "instance-" + _a,
+                Persistent = true };
+            await channel.BasicPublishAsync("DynamicWorkers.Contracts.Internal:RevokeLease", "", false, properties,
+                Encoding.UTF8.GetBytes(revoke));
         }
 
-        await Eventually.True(async () => await broker.QueueDepthAsync("lease-state_error") == 1, TimeSpan.FromSeconds(30), "the forged revocation in lease-state_error", _cluster.Diagnostics);
+        await Eventually.True(async () => await broker.QueueDepthAsync("lease-state_error") == 1,
+            TimeSpan.FromSeconds(30), "the forged revocation in lease-state_error", _cluster.Diagnostics);
         var leaseSaga = _cluster.Services.Single(s => s.Project == "LeaseSaga");
         Assert.Contains("Refused RevokeLease", leaseSaga.Output);
-        Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM leases WHERE \"CorrelationId\" = '{victim.Message.LeaseId}' AND \"CurrentState\" = 'Granted'"));
+        Assert.Equal(1, await _cluster.ScalarAsync($"SELECT count(*) FROM leases WHERE \"CorrelationId\" = "
+            + $"'{victim.Message.LeaseId}' AND \"CurrentState\" = 'Granted'"));
     }
 
     [Fact]
@@ -170,32 +190,39 @@ public sealed class TenancyTests(RabbitMqTestVirtualHost broker, PostgresTestDat
             ["DW_REAPER_PASSWORD"] = Env("DW_REAPER_PASSWORD", "dw-reaper"),
             ["DW_OPERATOR_PASSWORD"] = Env("DW_OPERATOR_PASSWORD", "dw-operator"),
         };
-        var setup = await CliRun.RunAsync(passwords, "broker", "setup", "--management", ManagementUri(), "--vhost", broker.Name);
+        var setup = await CliRun.RunAsync(passwords, "broker", "setup", "--management", ManagementUri(), "--vhost",
+            broker.Name);
         Assert.True(setup.ExitCode == 0, setup.ToString());
 
-        var operatorUri = $"amqp://dw-operator:{Uri.EscapeDataString(passwords["DW_OPERATOR_PASSWORD"])}@{TestServers.RabbitMqHost}:5672/{Uri.EscapeDataString(broker.Name)}";
+        var operatorUri = $"amqp://dw-operator:{Uri.EscapeDataString(passwords["DW_OPERATOR_PASSWORD"])}"
+            + $"@{TestServers.RabbitMqHost}:5672/{Uri.EscapeDataString(broker.Name)}";
         await using (var ops = await DynamicWorkersClient.ConnectAsync(operatorUri))
         {
             await ops.SetPoolSizeAsync(Pool, 3, 4);
-            await Eventually.True(async () => (await ops.GetPoolStatusAsync(Pool)).Pools.Single().HotTarget == 3, TimeSpan.FromSeconds(30), "the operator's new size", _cluster.Diagnostics);
+            await Eventually.True(async () => (await ops.GetPoolStatusAsync(Pool)).Pools.Single().HotTarget == 3,
+                TimeSpan.FromSeconds(30), "the operator's new size", _cluster.Diagnostics);
         }
 
-        // The broker refuses an instance's pool query outright (its exchange is not the instance's to write): no answer comes.
+        // The broker refuses an instance's pool query outright (its exchange is not the instance's to write): no answer
+        // comes.
         await using var a = await DynamicWorkersClient.ConnectAsync(await AddInstanceAsync(_a));
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => a.GetPoolStatusAsync(Pool, deadline.Token));
     }
 
-    static string Env(string name, string fallback) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : fallback;
+    static string Env(string name, string fallback)
+        => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : fallback;
 
     static string ManagementUri()
-        => new UriBuilder(TestServers.RabbitMqManagement) { UserName = TestServers.RabbitMqUser, Password = TestServers.RabbitMqPassword }.Uri.ToString();
+        => new UriBuilder(TestServers.RabbitMqManagement) { UserName = TestServers.RabbitMqUser,
+            Password = TestServers.RabbitMqPassword }.Uri.ToString();
 
     /// <summary><c>dw instance add</c> against the test's virtual host; returns the AMQP URI it printed.</summary>
     async Task<string> AddInstanceAsync(string instanceId)
     {
         _users.Add("instance-" + instanceId);
-        var run = await CliRun.RunAsync(null, "instance", "add", "--instance", instanceId, "--management", ManagementUri(), "--vhost", broker.Name);
+        var run = await CliRun.RunAsync(null, "instance", "add", "--instance", instanceId, "--management",
+            ManagementUri(), "--vhost", broker.Name);
         Assert.True(run.ExitCode == 0, run.ToString());
         var uri = run.Stdout.Trim();
         Assert.StartsWith($"amqp://instance-{instanceId}:", uri);
@@ -219,7 +246,8 @@ public sealed class TenancyTests(RabbitMqTestVirtualHost broker, PostgresTestDat
     {
         var http = new HttpClient { BaseAddress = new Uri(TestServers.RabbitMqManagement) };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue(
-            "Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{TestServers.RabbitMqUser}:{TestServers.RabbitMqPassword}")));
+            "Basic", Convert.ToBase64String(
+                Encoding.UTF8.GetBytes($"{TestServers.RabbitMqUser}:{TestServers.RabbitMqPassword}")));
         return http;
     }
 }

@@ -8,7 +8,8 @@ using Microsoft.Extensions.Logging;
 
 namespace DynamicWorkers.IntegrationTests.Scheduling;
 
-/// <summary>Standalone's arrangement: in-memory transport, the scheduler in the same process, Quartz's store in a SQLite file.</summary>
+/// <summary>Standalone's arrangement: in-memory transport, the scheduler in the same process, Quartz's store in a
+/// SQLite file.</summary>
 public sealed class EmbeddedSchedulerTests(SqliteTestDatabase database) : IClassFixture<SqliteTestDatabase>
 {
     [Fact]
@@ -24,11 +25,14 @@ public sealed class EmbeddedSchedulerTests(SqliteTestDatabase database) : IClass
         var queue = new Uri("queue:probe");
 
         // The cancel must be handled before the first message falls due: a few seconds of slack for a loaded machine.
-        var cancelled = await scheduler.ScheduleSend(queue, DateTime.UtcNow.AddSeconds(4), new Probe(NewId.NextGuid(), "cancelled"));
+        var cancelled = await scheduler.ScheduleSend(queue, DateTime.UtcNow.AddSeconds(4),
+            new Probe(NewId.NextGuid(), "cancelled"));
         await scheduler.CancelScheduledSend(queue, cancelled.TokenId);
-        var kept = await scheduler.ScheduleSend(queue, DateTime.UtcNow.AddSeconds(5), new Probe(NewId.NextGuid(), "kept"));
+        var kept =
+            await scheduler.ScheduleSend(queue, DateTime.UtcNow.AddSeconds(5), new Probe(NewId.NextGuid(), "kept"));
 
-        await Eventually.True(() => arrivals.CountOf(kept.Payload.Id) > 0, TimeSpan.FromSeconds(30), "the kept message");
+        await Eventually.True(() => arrivals.CountOf(kept.Payload.Id) > 0, TimeSpan.FromSeconds(30),
+            "the kept message");
         Assert.Equal(0, arrivals.CountOf(cancelled.Payload.Id));
         Assert.Equal(kept.TokenId, arrivals.All.Single(a => a.Id == kept.Payload.Id).TokenId);
         await host.StopAsync();

@@ -24,7 +24,8 @@ public sealed class ProbeConsumer(ProbeArrivals arrivals) : IConsumer<Probe>
 {
     public Task Consume(ConsumeContext<Probe> context)
     {
-        arrivals.All.Enqueue(new ProbeArrival(context.Message.Id, context.Message.Label, context.GetSchedulingTokenId(), DateTime.UtcNow));
+        arrivals.All.Enqueue(new ProbeArrival(context.Message.Id, context.Message.Label, context.GetSchedulingTokenId(),
+            DateTime.UtcNow));
         return Task.CompletedTask;
     }
 }
@@ -76,7 +77,8 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
         var arrival = await ArrivalAsync(handle.Payload.Id, TimeSpan.FromSeconds(30));
         await DrainedAsync();
         Assert.Equal(1, Arrivals.CountOf(handle.Payload.Id));
-        Assert.True(arrival.ReceivedAt >= due.AddMilliseconds(-50), $"arrived {(due - arrival.ReceivedAt).TotalMilliseconds:0} ms early");
+        Assert.True(arrival.ReceivedAt >= due.AddMilliseconds(-50),
+            $"arrived {(due - arrival.ReceivedAt).TotalMilliseconds:0} ms early");
         Assert.Equal(handle.TokenId, arrival.TokenId);
     }
 
@@ -104,11 +106,13 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
         // Due far enough ahead that the kill comes before it even when storing the trigger is slow.
         var due = DateTime.UtcNow.AddSeconds(10);
         var handle = await ScheduleAsync(due, "survivor");
-        await Eventually.True(async () => await TriggersAsync() == 1, TimeSpan.FromSeconds(30), "the trigger to be stored", () => first.Output);
+        await Eventually.True(async () => await TriggersAsync() == 1, TimeSpan.FromSeconds(30),
+            "the trigger to be stored", () => first.Output);
 
         first.KillHard();
         // Let it fall due while no scheduler runs at all.
-        await Eventually.True(() => DateTime.UtcNow > due.AddSeconds(1), TimeSpan.FromSeconds(60), "the due time to pass");
+        await Eventually.True(() => DateTime.UtcNow > due.AddSeconds(1), TimeSpan.FromSeconds(60),
+            "the due time to pass");
         Assert.Equal(0, Arrivals.CountOf(handle.Payload.Id));
 
         await StartSchedulerAsync();
@@ -138,7 +142,8 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
 
         Assert.Equal(1, Arrivals.CountOf(handle.Payload.Id));
         Assert.Equal(handle.TokenId, arrival.TokenId);
-        Assert.True(arrival.ReceivedAt >= due.AddMilliseconds(-50), $"arrived {(due - arrival.ReceivedAt).TotalMilliseconds:0} ms early");
+        Assert.True(arrival.ReceivedAt >= due.AddMilliseconds(-50),
+            $"arrived {(due - arrival.ReceivedAt).TotalMilliseconds:0} ms early");
     }
 
     [Fact]
@@ -148,19 +153,22 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
         await StartSchedulerAsync();
         await StartSchedulerAsync();
         var start = DateTime.UtcNow.AddSeconds(2);
-        var handles = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => ScheduleAsync(start.AddMilliseconds(100 * i), $"pair-{i}")));
+        var handles = await Task.WhenAll(
+            Enumerable.Range(0, 20).Select(i => ScheduleAsync(start.AddMilliseconds(100 * i), $"pair-{i}")));
 
         await Eventually.True(
             () => handles.All(h => Arrivals.CountOf(h.Payload.Id) > 0),
             TimeSpan.FromSeconds(60),
             "all 20 messages",
-            () => $"{handles.Count(h => Arrivals.CountOf(h.Payload.Id) > 0)} arrived\n{string.Join("\n----\n", _schedulers.Select(s => s.Output))}");
+            () => $"{handles.Count(h => Arrivals.CountOf(h.Payload.Id) > 0)} "
+                + $"arrived\n{string.Join("\n----\n", _schedulers.Select(s => s.Output))}");
         await DrainedAsync();
 
         Assert.All(handles, h => Assert.Equal(1, Arrivals.CountOf(h.Payload.Id)));
     }
 
-    IMessageScheduler Scheduler => _client.Services.CreateScope().ServiceProvider.GetRequiredService<IMessageScheduler>();
+    IMessageScheduler Scheduler
+        => _client.Services.CreateScope().ServiceProvider.GetRequiredService<IMessageScheduler>();
 
     Task<ScheduledMessage<Probe>> ScheduleAsync(DateTime due, string label)
         => Scheduler.ScheduleSend(ProbeQueue, due, new Probe(NewId.NextGuid(), label));
@@ -186,7 +194,8 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
 
     async Task<ProbeArrival> ArrivalAsync(Guid id, TimeSpan deadline)
     {
-        await Eventually.True(() => Arrivals.CountOf(id) > 0, deadline, $"message {id}", () => string.Join("\n----\n", _schedulers.Select(s => s.Output)));
+        await Eventually.True(() => Arrivals.CountOf(id) > 0, deadline, $"message {id}",
+            () => string.Join("\n----\n", _schedulers.Select(s => s.Output)));
         return Arrivals.All.First(a => a.Id == id);
     }
 
@@ -196,13 +205,15 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
     /// </summary>
     async Task DrainedAsync()
     {
-        await Eventually.True(async () => await TriggersAsync() == 0 && await FiringAsync() == 0, TimeSpan.FromSeconds(60), "every trigger to finish");
+        await Eventually.True(async () => await TriggersAsync() == 0 && await FiringAsync() == 0,
+            TimeSpan.FromSeconds(60), "every trigger to finish");
         var sentinel = new Probe(NewId.NextGuid(), "sentinel");
         await (await _client.Services.GetRequiredService<IBus>().GetSendEndpoint(ProbeQueue)).Send(sentinel);
         await ArrivalAsync(sentinel.Id, TimeSpan.FromSeconds(30));
     }
 
-    Task<long> TriggersAsync() => database.ScalarAsync("SELECT count(*) FROM qrtz_triggers WHERE job_name = 'dw-send-scheduled-message'");
+    Task<long> TriggersAsync()
+        => database.ScalarAsync("SELECT count(*) FROM qrtz_triggers WHERE job_name = 'dw-send-scheduled-message'");
 
     Task<long> FiringAsync() => database.ScalarAsync("SELECT count(*) FROM qrtz_fired_triggers");
 }

@@ -20,7 +20,8 @@ public sealed class DashboardTokenTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _standalone = ServiceProcess.Start("Standalone", [new("XDG_DATA_HOME", _dataHome), new("Http:ApiToken", Token)]);
+        _standalone =
+            ServiceProcess.Start("Standalone", [new("XDG_DATA_HOME", _dataHome), new("Http:ApiToken", Token)]);
         await _standalone.WaitUntilStartedAsync(TimeSpan.FromSeconds(90));
     }
 
@@ -30,19 +31,22 @@ public sealed class DashboardTokenTests : IAsyncLifetime
         Directory.Delete(_dataHome, recursive: true);
     }
 
-    static string Status(IJavaScriptExecutor browser) => browser.ExecuteScript("return document.getElementById('status').textContent;") as string ?? "";
+    static string Status(IJavaScriptExecutor browser)
+        => browser.ExecuteScript("return document.getElementById('status').textContent;") as string ?? "";
 
     [Fact]
     public async Task The_dashboard_asks_for_the_token_then_takes_it_once_from_its_fragment()
     {
         var pools = new Uri(_standalone.HttpAddress, "/api/pools");
         Assert.Equal(HttpStatusCode.Unauthorized, (await Http.GetAsync(pools)).StatusCode);
-        using (var authorized = new HttpRequestMessage(HttpMethod.Get, pools) { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", Token) } })
+        using (var authorized = new HttpRequestMessage(HttpMethod.Get,
+            pools) { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", Token) } })
         {
             Assert.Equal(HttpStatusCode.OK, (await Http.SendAsync(authorized)).StatusCode);
         }
 
-        Assert.Equal(HttpStatusCode.Unauthorized, (await Http.GetAsync(new Uri(_standalone.HttpAddress, "/api/history"))).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized,
+            (await Http.GetAsync(new Uri(_standalone.HttpAddress, "/api/history"))).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await Http.GetAsync(new Uri(_standalone.HttpAddress, "/readyz"))).StatusCode);
 
         using var browser = StandaloneDemoTests.StartChromium();

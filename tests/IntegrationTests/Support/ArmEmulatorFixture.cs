@@ -11,7 +11,8 @@ public sealed class ArmEmulatorFixture : IAsyncLifetime
 {
     public const string SubscriptionId = "00000000-0000-0000-0000-00000000d0d0";
     public const string ResourceGroup = "dw-workers";
-    public const string SubnetId = $"/subscriptions/{SubscriptionId}/resourceGroups/dw-network/providers/Microsoft.Network/virtualNetworks/dw-vnet/subnets/workers";
+    public const string SubnetId = $"/subscriptions/{SubscriptionId}/resourceGroups/dw-network/providers"
+        + $"/Microsoft.Network/virtualNetworks/dw-vnet/subnets/workers";
 
     public ArmEmulatorServer Server { get; private set; } = null!;
 
@@ -22,7 +23,8 @@ public sealed class ArmEmulatorFixture : IAsyncLifetime
     public IReadOnlyDictionary<string, string?> Settings => SettingsFor(Server.Uri, Server.CertificateThumbprint);
 
     /// <summary>The same for an emulator anywhere (e.g. running as its own process).</summary>
-    public static IReadOnlyDictionary<string, string?> SettingsFor(Uri endpoint, string certificateThumbprint) => new Dictionary<string, string?>
+    public static IReadOnlyDictionary<string, string?> SettingsFor(Uri endpoint, string certificateThumbprint)
+        => new Dictionary<string, string?>
     {
         ["Cloud:Provider"] = "Azure",
         ["Cloud:Azure:SubscriptionId"] = SubscriptionId,
@@ -36,21 +38,26 @@ public sealed class ArmEmulatorFixture : IAsyncLifetime
         ["Cloud:Azure:TrustedCertificateThumbprint"] = certificateThumbprint,
     };
 
-    /// <summary>The adapter in this process, built from <see cref="Settings"/> plus overrides, through the real SDK.</summary>
+    /// <summary>The adapter in this process, built from <see cref="Settings"/> plus overrides, through the real
+    /// SDK.</summary>
     public AzureWorkerCloud CreateCloud(IReadOnlyDictionary<string, string?>? overrides = null)
     {
         var options = CreateOptions(overrides);
-        return new AzureWorkerCloud(AzureArm.CreateClient(options), Options.Create(options), NullLogger<AzureWorkerCloud>.Instance);
+        return new AzureWorkerCloud(AzureArm.CreateClient(options), Options.Create(options),
+            NullLogger<AzureWorkerCloud>.Instance);
     }
 
-    /// <summary><c>Cloud:Azure</c> as a host would bind and validate it from <see cref="Settings"/> plus overrides.</summary>
+    /// <summary><c>Cloud:Azure</c> as a host would bind and validate it from <see cref="Settings"/> plus
+    /// overrides.</summary>
     public AzureCloudOptions CreateOptions(IReadOnlyDictionary<string, string?>? overrides = null)
     {
-        var configuration = new ConfigurationBuilder().AddInMemoryCollection(Settings).AddInMemoryCollection(overrides ?? new Dictionary<string, string?>()).Build();
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(Settings)
+            .AddInMemoryCollection(overrides ?? new Dictionary<string, string?>()).Build();
         var options = configuration.GetSection(AzureCloudOptions.Section).Get<AzureCloudOptions>()!;
         var results = new List<System.ComponentModel.DataAnnotations.ValidationResult>();
         Assert.True(
-            System.ComponentModel.DataAnnotations.Validator.TryValidateObject(options, new(options), results, validateAllProperties: true),
+            System.ComponentModel.DataAnnotations.Validator.TryValidateObject(options, new(options), results,
+                validateAllProperties: true),
             string.Join("; ", results.Select(r => r.ErrorMessage)));
         return options;
     }

@@ -31,7 +31,8 @@ public sealed class OutcomeRecorder(LeaseLedger ledger) : IConsumer<LeaseGranted
 /// </summary>
 public sealed class LifecycleCluster : IAsyncDisposable
 {
-    public static readonly string[] AllServices = ["LeaseSaga", "LeaseSaga", "Provisioner", "Provisioner", "Trust", "Reaper"];
+    public static readonly string[] AllServices =
+        ["LeaseSaga", "LeaseSaga", "Provisioner", "Provisioner", "Trust", "Reaper"];
 
     readonly List<ServiceProcess> _services = [];
     readonly List<ServiceProcess> _stopped = [];
@@ -42,7 +43,8 @@ public sealed class LifecycleCluster : IAsyncDisposable
     int _starts;
     IHost _client = null!;
 
-    LifecycleCluster(IReadOnlyDictionary<string, string?> settings, string connectionString, Func<int, IReadOnlyDictionary<string, string?>>? perService)
+    LifecycleCluster(IReadOnlyDictionary<string, string?> settings, string connectionString,
+        Func<int, IReadOnlyDictionary<string, string?>>? perService)
     {
         _settings = settings;
         _connectionString = connectionString;
@@ -61,8 +63,8 @@ public sealed class LifecycleCluster : IAsyncDisposable
     /// included. The cloud services go first, so their queues are bound before the first LeaseSaga fills the hot
     /// pool (a command published to an exchange with no queue bound yet is dropped by the broker: on a fresh
     /// broker the first ProvisionWorkers would only be recovered by the provisioning timeout); then one LeaseSaga
-    /// alone, since it migrates the database; then the other LeaseSagas. <paramref name="perService"/> overrides settings
-    /// per start, by its number in start order (0, 1, …; the test's own bus is -1), e.g. a broker node each.
+    /// alone, since it migrates the database; then the other LeaseSagas. <paramref name="perService"/> overrides
+    /// settings per start, by its number in start order (0, 1, …; the test's own bus is -1), e.g. a broker node each.
     /// </summary>
     public static async Task<LifecycleCluster> StartAsync(
         IReadOnlyDictionary<string, string?> settings, string connectionString, IReadOnlyList<string>? services = null,
@@ -75,14 +77,16 @@ public sealed class LifecycleCluster : IAsyncDisposable
         await cluster.StartAsync(sagas[0]);
         await Task.WhenAll(sagas.Skip(1).Select(cluster.StartAsync));
         cluster._client = await TestBus.StartAsync(
-            cluster.SettingsFor(-1).Where(s => s.Key.StartsWith("RabbitMq:", StringComparison.Ordinal) || s.Key == "Transport"),
+            cluster.SettingsFor(-1)
+                .Where(s => s.Key.StartsWith("RabbitMq:", StringComparison.Ordinal) || s.Key == "Transport"),
             bus => bus.AddConsumer<OutcomeRecorder>(),
             (s, _) => s.AddSingleton(cluster.Ledger));
         return cluster;
     }
 
     IReadOnlyDictionary<string, string?> SettingsFor(int start)
-        => _perService is null ? _settings : _settings.Concat(_perService(start)).GroupBy(s => s.Key).ToDictionary(g => g.Key, g => g.Last().Value);
+        => _perService is null ? _settings
+            : _settings.Concat(_perService(start)).GroupBy(s => s.Key).ToDictionary(g => g.Key, g => g.Last().Value);
 
     public async Task<ServiceProcess> StartAsync(string project)
     {
@@ -98,7 +102,8 @@ public sealed class LifecycleCluster : IAsyncDisposable
         return service;
     }
 
-    /// <summary>kill -9 the service and start the same project again at once; returns the new process (still starting).</summary>
+    /// <summary>kill -9 the service and start the same project again at once; returns the new process (still
+    /// starting).</summary>
     public ServiceProcess KillAndStart(ServiceProcess service)
     {
         service.KillHard();
@@ -127,12 +132,14 @@ public sealed class LifecycleCluster : IAsyncDisposable
     /// One instance playing leases one after another: publishes each request (twice when <paramref name="twice"/>
     /// says so), waits for its outcome, holds a granted worker for a moment and releases it.
     /// </summary>
-    public async Task PlayInstanceAsync(string instance, string pool, int leases, Func<int, bool> twice, TimeSpan outcomeDeadline, int seed)
+    public async Task PlayInstanceAsync(string instance, string pool, int leases, Func<int, bool> twice,
+        TimeSpan outcomeDeadline, int seed)
     {
         var random = new Random(seed);
         for (var n = 0; n < leases; n++)
         {
-            var request = new LeaseRequested(NewId.NextGuid(), instance, ThumbprintOf(instance), pool, $"task-{n}", DateTimeOffset.UtcNow);
+            var request = new LeaseRequested(NewId.NextGuid(), instance, ThumbprintOf(instance), pool, $"task-{n}",
+                DateTimeOffset.UtcNow);
             Ledger.Requested(request);
             await PublishWithRetryAsync(request);
             if (twice(n))
@@ -140,7 +147,8 @@ public sealed class LifecycleCluster : IAsyncDisposable
                 await PublishWithRetryAsync(request);
             }
 
-            await Eventually.True(() => Ledger.OutcomesOf(request.LeaseId).Count > 0, outcomeDeadline, $"an outcome for {instance}'s lease {n}", Diagnostics);
+            await Eventually.True(() => Ledger.OutcomesOf(request.LeaseId).Count > 0, outcomeDeadline,
+                $"an outcome for {instance}'s lease {n}", Diagnostics);
             if (Ledger.OutcomesOf(request.LeaseId)[0] is LeaseGranted)
             {
                 await Task.Delay(random.Next(0, 150)); // the task runs
@@ -170,13 +178,16 @@ public sealed class LifecycleCluster : IAsyncDisposable
     }
 
     public static string ThumbprintOf(string instance)
-        => Convert.ToHexString(System.Security.Cryptography.SHA1.HashData(System.Text.Encoding.UTF8.GetBytes(instance)));
+        => Convert.ToHexString(
+            System.Security.Cryptography.SHA1.HashData(System.Text.Encoding.UTF8.GetBytes(instance)));
 
-    /// <summary>Every VM the simulated cloud created, whether it is deleted, and every trust command it received.</summary>
+    /// <summary>Every VM the simulated cloud created, whether it is deleted, and every trust command it
+    /// received.</summary>
     public Task<IReadOnlyList<CloudRecord>> CloudAsync() => ServiceRecords.ReadSimulatedCloudAsync(_connectionString);
 
     /// <summary>The service's own lease and worker rows (and, when given, the consumers seen on its queues).</summary>
-    public Task<ServiceRecord> ServiceAsync(IReadOnlyDictionary<string, uint>? consumersByQueue = null) => ServiceRecords.ReadAsync(_connectionString, consumersByQueue);
+    public Task<ServiceRecord> ServiceAsync(IReadOnlyDictionary<string, uint>? consumersByQueue = null)
+        => ServiceRecords.ReadAsync(_connectionString, consumersByQueue);
 
     public Task<long> ScalarAsync(string sql) => PostgresQueries.ScalarAsync(_connectionString, sql);
 
@@ -185,14 +196,20 @@ public sealed class LifecycleCluster : IAsyncDisposable
     /// <summary>What a failed wait prints: unanswered leases, live saga rows, the services' errors.</summary>
     public string Diagnostics()
     {
-        var unanswered = Ledger.Requests.Select(r => r.LeaseId).Distinct().Where(id => Ledger.OutcomesOf(id).Count == 0).Take(50).ToList();
+        var unanswered = Ledger.Requests.Select(r => r.LeaseId).Distinct().Where(id => Ledger.OutcomesOf(id).Count == 0)
+            .Take(50).ToList();
         IReadOnlyList<string> rows;
         try
         {
             rows = RowsAsync(
-                "SELECT 'lease ' || \"CorrelationId\" || ' ' || \"CurrentState\" || ' worker ' || coalesce(\"WorkerId\"::text, '-') FROM leases WHERE \"CurrentState\" NOT IN ('Released', 'Rejected', 'Revoked') "
-                + "UNION ALL SELECT 'worker ' || \"CorrelationId\" || ' ' || \"CurrentState\" || ' ' || coalesce(\"TrustedInstanceId\", '-') || ' lease ' || coalesce(\"CurrentLeaseId\"::text, '-') FROM workers "
-                + "UNION ALL SELECT 'pool ' || \"Name\" || ' hot ' || \"HotTarget\" || ' max ' || \"MaxWorkers\" || ' failures ' || \"ConsecutiveFailures\" FROM pools").GetAwaiter().GetResult();
+                "SELECT 'lease ' || \"CorrelationId\" || ' ' || \"CurrentState\" || ' worker ' "
+                    + "|| coalesce(\"WorkerId\"::text, '-') FROM leases WHERE \"CurrentState\" NOT IN ('Released', "
+                    + "'Rejected', 'Revoked') "
+                + "UNION ALL SELECT 'worker ' || \"CorrelationId\" || ' ' || \"CurrentState\" || ' ' || "
+                + "coalesce(\"TrustedInstanceId\", '-') || ' lease ' || coalesce(\"CurrentLeaseId\"::text, '-') FROM "
+                + "workers "
+                + "UNION ALL SELECT 'pool ' || \"Name\" || ' hot ' || \"HotTarget\" || ' max ' || \"MaxWorkers\" || ' "
+                + "failures ' || \"ConsecutiveFailures\" FROM pools").GetAwaiter().GetResult();
         }
         catch (Exception e)
         {
@@ -205,8 +222,10 @@ public sealed class LifecycleCluster : IAsyncDisposable
             all = [.. _services, .. _stopped];
         }
 
-        var errors = all.SelectMany(s => s.Output.Split('\n')).Where(l => l.Contains("fail:") || l.Contains("Exception:")).Distinct().Take(20);
-        return $"{Ledger.Outcomes.Count} outcomes for {Ledger.Requests.Count} requests; unanswered: {string.Join(", ", unanswered)}\n"
+        var errors = all.SelectMany(s => s.Output.Split('\n'))
+            .Where(l => l.Contains("fail:") || l.Contains("Exception:")).Distinct().Take(20);
+        return $"{Ledger.Outcomes.Count} outcomes for {Ledger.Requests.Count} requests; unanswered: "
+            + $"{string.Join(", ", unanswered)}\n"
                + string.Join("\n", rows.Take(200)) + "\n" + string.Join("\n", errors);
     }
 

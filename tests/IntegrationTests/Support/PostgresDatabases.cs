@@ -2,7 +2,8 @@ using Npgsql;
 
 namespace DynamicWorkers.Testing;
 
-/// <summary>Shared by the tests and the benchmark (linked into <c>bench/</c>): removing a database of their own.</summary>
+/// <summary>Shared by the tests and the benchmark (linked into <c>bench/</c>): removing a database of their
+/// own.</summary>
 public static class PostgresDatabases
 {
     public static async Task DropAsync(string adminConnectionString, string name)
@@ -22,8 +23,8 @@ public static class PostgresDatabases
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
         {
-            // FORCE may not end another role's session: an autovacuum worker busy in the database (a clean-clone run failed
-            // on it). A plain drop ends autovacuum workers itself.
+            // FORCE may not end another role's session: an autovacuum worker busy in the database (a clean-clone run
+            // failed on it). A plain drop ends autovacuum workers itself.
             await DropAsync("");
         }
     }

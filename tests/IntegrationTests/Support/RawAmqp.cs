@@ -40,14 +40,18 @@ public sealed class RawAmqp : IAsyncDisposable
     /// Publishes <paramref name="body"/> as it is to an exchange (or, with <paramref name="toQueue"/>, straight
     /// to a queue through the default exchange), persistent, with the given message id and content type.
     /// </summary>
-    public async Task PublishAsync(string exchangeOrQueue, string body, string messageId, bool toQueue = false, string contentType = MassTransitJson)
+    public async Task PublishAsync(string exchangeOrQueue, string body, string messageId, bool toQueue = false,
+        string contentType = MassTransitJson)
     {
         // user_id: the services take the sender from it (Tenancy); RabbitMQ checks it is this connection's user.
-        var properties = new BasicProperties { ContentType = contentType, MessageId = messageId, Persistent = true, UserId = TestServers.RabbitMqUser };
-        await _channel.BasicPublishAsync(toQueue ? "" : exchangeOrQueue, toQueue ? exchangeOrQueue : "", false, properties, Encoding.UTF8.GetBytes(body));
+        var properties = new BasicProperties { ContentType = contentType, MessageId = messageId, Persistent = true,
+            UserId = TestServers.RabbitMqUser };
+        await _channel.BasicPublishAsync(toQueue ? "" : exchangeOrQueue, toQueue ? exchangeOrQueue : "", false,
+            properties, Encoding.UTF8.GetBytes(body));
     }
 
-    /// <summary>A MassTransit envelope around <paramref name="message"/> (raw JSON) with the given message type URN.</summary>
+    /// <summary>A MassTransit envelope around <paramref name="message"/> (raw JSON) with the given message type
+    /// URN.</summary>
     public static string Envelope(string messageId, string messageTypeUrn, string message)
         => $$"""{"messageId":"{{messageId}}","messageType":["{{messageTypeUrn}}"],"sentTime":"{{DateTime.UtcNow:O}}","message":{{message}}}""";
 
@@ -66,7 +70,8 @@ public sealed class RawAmqp : IAsyncDisposable
                         null => "",
                         var other => other.ToString() ?? "",
                     });
-                messages.Add(new RawMessage(result.BasicProperties.MessageId, headers, Encoding.UTF8.GetString(result.Body.Span)));
+                messages.Add(new RawMessage(result.BasicProperties.MessageId, headers,
+                    Encoding.UTF8.GetString(result.Body.Span)));
             }
         }
         catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)

@@ -7,7 +7,8 @@ public static class Readiness
 {
     static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(10) };
 
-    /// <summary><c>/readyz</c> answers 200 and its report names both dependencies healthy: the database and the bus.</summary>
+    /// <summary><c>/readyz</c> answers 200 and its report names both dependencies healthy: the database and the
+    /// bus.</summary>
     public static async Task AssertBothHealthyAsync(Uri host)
     {
         var ready = await Http.GetAsync(new Uri(host, "/readyz"));

@@ -45,11 +45,13 @@ public sealed partial class ServiceProcess : IAsyncDisposable
     /// <c>RabbitMq:Host</c>) and command-line arguments. It serves HTTP on a free loopback port unless the
     /// settings say otherwise; <see cref="HttpAddress"/> tells which.
     /// </summary>
-    public static ServiceProcess Start(string project, IEnumerable<KeyValuePair<string, string?>> settings, params string[] args)
+    public static ServiceProcess Start(string project, IEnumerable<KeyValuePair<string, string?>> settings,
+        params string[] args)
         => StartFrom("src", project, settings, args);
 
     /// <summary>The same for the build output of <c>{folder}/{project}</c>, e.g. <c>tests/ArmEmulator</c>.</summary>
-    public static ServiceProcess StartFrom(string folder, string project, IEnumerable<KeyValuePair<string, string?>> settings, params string[] args)
+    public static ServiceProcess StartFrom(string folder, string project,
+        IEnumerable<KeyValuePair<string, string?>> settings, params string[] args)
     {
         var directory = Path.Combine(RepositoryRoot, folder, project, "bin", BuildConfiguration, "net10.0");
         var dll = Path.Combine(directory, $"DynamicWorkers.{project}.dll");
@@ -85,7 +87,8 @@ public sealed partial class ServiceProcess : IAsyncDisposable
         return service;
     }
 
-    /// <summary>Waits until the host logged that it started (schema ready, bus connected), or fails with its output.</summary>
+    /// <summary>Waits until the host logged that it started (schema ready, bus connected), or fails with its
+    /// output.</summary>
     public async Task WaitUntilStartedAsync(TimeSpan deadline)
     {
         await Eventually.True(
@@ -105,7 +108,8 @@ public sealed partial class ServiceProcess : IAsyncDisposable
         get
         {
             var match = ListeningLine().Match(Output);
-            return match.Success ? new Uri(match.Groups[1].Value) : throw new InvalidOperationException($"the service has not logged its HTTP address:\n{Output}");
+            return match.Success ? new Uri(match.Groups[1].Value)
+                : throw new InvalidOperationException($"the service has not logged its HTTP address:\n{Output}");
         }
     }
 
@@ -164,7 +168,8 @@ public sealed partial class ServiceProcess : IAsyncDisposable
 
     static string FindRepositoryRoot()
     {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory =
+            directory.Parent)
         {
             if (File.Exists(Path.Combine(directory.FullName, "DynamicWorkers.sln")))
             {

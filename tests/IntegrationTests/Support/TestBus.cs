@@ -7,7 +7,8 @@ using Microsoft.Extensions.Logging;
 
 namespace DynamicWorkers.IntegrationTests.Support;
 
-/// <summary>The test's own side of the bus: a host with the product's bus setup, the given settings and endpoints.</summary>
+/// <summary>The test's own side of the bus: a host with the product's bus setup, the given settings and
+/// endpoints.</summary>
 public static class TestBus
 {
     public static async Task<IHost> StartAsync(

@@ -16,7 +16,8 @@ public sealed class FakeLeaseService
     public ConcurrentQueue<(LeaseRequested Message, Guid? RequestId, Uri? ResponseAddress)> Attempts { get; } = new();
 }
 
-public sealed class FakeLeaseServiceConsumer(FakeLeaseService service) : IConsumer<LeaseRequested>, IConsumer<GetPoolStatus>, IConsumer<GetWorkers>
+public sealed class FakeLeaseServiceConsumer(FakeLeaseService service) : IConsumer<LeaseRequested>,
+    IConsumer<GetPoolStatus>, IConsumer<GetWorkers>
 {
     public async Task Consume(ConsumeContext<LeaseRequested> context)
     {
@@ -28,10 +29,12 @@ public sealed class FakeLeaseServiceConsumer(FakeLeaseService service) : IConsum
     }
 
     public Task Consume(ConsumeContext<GetPoolStatus> context)
-        => context.RespondAsync(new PoolStatus([new PoolSummary(context.Message.Pool ?? "ubuntu-22.04", new Dictionary<string, int> { ["Ready"] = 2 }, 2, 10, 0, "image", ["kubectl"], 0)]));
+        => context.RespondAsync(new PoolStatus([new PoolSummary(context.Message.Pool ?? "ubuntu-22.04",
+            new Dictionary<string, int> { ["Ready"] = 2 }, 2, 10, 0, "image", ["kubectl"], 0)]));
 
     public Task Consume(ConsumeContext<GetWorkers> context)
-        => context.RespondAsync(new WorkerList([new WorkerSummary(Guid.NewGuid(), "ubuntu-22.04", "Leased", context.Message.InstanceId, Guid.NewGuid(), DateTimeOffset.UtcNow, null, 1)]));
+        => context.RespondAsync(new WorkerList([new WorkerSummary(Guid.NewGuid(), "ubuntu-22.04", "Leased",
+            context.Message.InstanceId, Guid.NewGuid(), DateTimeOffset.UtcNow, null, 1)]));
 }
 
 /// <summary>
@@ -50,7 +53,8 @@ public sealed class DynamicWorkersClientTests : IAsyncLifetime
     DynamicWorkersClient Client => _provider.GetRequiredService<DynamicWorkersClient>();
 
     /// <summary>Tiny attempts, for the retry and deadline tests.</summary>
-    DynamicWorkersClient Impatient => new(_harness.Bus, new DynamicWorkersClientOptions { AttemptTimeout = TimeSpan.FromMilliseconds(100) });
+    DynamicWorkersClient Impatient
+        => new(_harness.Bus, new DynamicWorkersClientOptions { AttemptTimeout = TimeSpan.FromMilliseconds(100) });
 
     public async Task InitializeAsync()
     {
@@ -75,7 +79,8 @@ public sealed class DynamicWorkersClientTests : IAsyncLifetime
     }
 
     static LeaseGranted GrantFor(LeaseRequested r)
-        => new(r.LeaseId, r.InstanceId, Guid.NewGuid(), "10.0.0.4:10933", new string('B', 40), false, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddHours(1));
+        => new(r.LeaseId, r.InstanceId, Guid.NewGuid(), "10.0.0.4:10933", new string('B', 40), false,
+            DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddHours(1));
 
     [Fact]
     public async Task A_grant_is_returned_from_one_request_published_with_a_response_address()
@@ -89,14 +94,17 @@ public sealed class DynamicWorkersClientTests : IAsyncLifetime
         Assert.Equal(attempt.Message.LeaseId, granted.LeaseId);
         Assert.Equal("10.0.0.4:10933", granted.Lease.WorkerAddress);
         Assert.NotNull(attempt.ResponseAddress);
-        Assert.Equal(("instance-1", "ubuntu-22.04", "task-1"), (attempt.Message.InstanceId, attempt.Message.Pool, attempt.Message.TaskId));
-        Assert.True(await _harness.Published.Any<LeaseRequested>(), "the request is published, so the service needs no queue name");
+        Assert.Equal(("instance-1", "ubuntu-22.04", "task-1"),
+            (attempt.Message.InstanceId, attempt.Message.Pool, attempt.Message.TaskId));
+        Assert.True(await _harness.Published.Any<LeaseRequested>(),
+            "the request is published, so the service needs no queue name");
     }
 
     [Fact]
     public async Task A_rejection_is_returned_typed_with_its_reason()
     {
-        _service.Answer = (r, _) => new LeaseRejected(r.LeaseId, r.InstanceId, LeaseRejectionReasons.UnknownPool, "pool 'nope' does not exist");
+        _service.Answer = (r, _) => new LeaseRejected(r.LeaseId, r.InstanceId, LeaseRejectionReasons.UnknownPool,
+            "pool 'nope' does not exist");
 
         var result = await Client.RequestLeaseAsync("instance-1", Thumbprint, "nope");
 
@@ -110,7 +118,8 @@ public sealed class DynamicWorkersClientTests : IAsyncLifetime
         var leaseId = Guid.NewGuid();
         _service.Answer = (r, attempt) => attempt < 3 ? null : GrantFor(r);
 
-        var result = await Impatient.RequestLeaseAsync("instance-1", Thumbprint, "ubuntu-22.04", leaseId, deadline: TimeSpan.FromSeconds(20));
+        var result = await Impatient.RequestLeaseAsync("instance-1", Thumbprint, "ubuntu-22.04", leaseId,
+            deadline: TimeSpan.FromSeconds(20));
 
         Assert.Equal(leaseId, Assert.IsType<LeaseResult.Granted>(result).LeaseId);
         var attempts = _service.Attempts.ToList();
@@ -127,10 +136,12 @@ public sealed class DynamicWorkersClientTests : IAsyncLifetime
         var leaseId = Guid.NewGuid();
 
         var e = await Assert.ThrowsAsync<DynamicWorkersTimeoutException>(
-            () => Impatient.RequestLeaseAsync("instance-1", Thumbprint, "ubuntu-22.04", leaseId, deadline: TimeSpan.FromSeconds(3)));
+            () => Impatient.RequestLeaseAsync("instance-1", Thumbprint, "ubuntu-22.04", leaseId,
+                deadline: TimeSpan.FromSeconds(3)));
 
         Assert.Equal(leaseId, e.LeaseId);
-        Assert.True(_service.Attempts.Count >= 2, $"{_service.Attempts.Count} attempts: the request should have been repeated");
+        Assert.True(_service.Attempts.Count >= 2,
+            $"{_service.Attempts.Count} attempts: the request should have been repeated");
         Assert.All(_service.Attempts, a => Assert.Equal(leaseId, a.Message.LeaseId));
     }
 
@@ -140,7 +151,8 @@ public sealed class DynamicWorkersClientTests : IAsyncLifetime
     [InlineData("AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01")]
     public async Task A_bad_thumbprint_fails_locally_and_nothing_is_published(string thumbprint)
     {
-        await Assert.ThrowsAsync<ArgumentException>(() => Client.RequestLeaseAsync("instance-1", thumbprint, "ubuntu-22.04"));
+        await Assert.ThrowsAsync<ArgumentException>(
+            () => Client.RequestLeaseAsync("instance-1", thumbprint, "ubuntu-22.04"));
 
         Assert.Empty(_service.Attempts);
         Assert.False(_harness.Published.Select<LeaseRequested>().Any());
@@ -153,14 +165,19 @@ public sealed class DynamicWorkersClientTests : IAsyncLifetime
         await Client.ReleaseAsync(leaseId, "instance-1");
         await Client.SetPoolSizeAsync("ubuntu-22.04", 3, 12);
         await Client.SetPoolImageAsync("ubuntu-22.04", "image-2");
-        await Client.SetInstanceLifecycleAsync(new SetInstanceLifecycle("instance-1", TimeSpan.FromMinutes(5), null, null));
+        await Client.SetInstanceLifecycleAsync(
+            new SetInstanceLifecycle("instance-1", TimeSpan.FromMinutes(5), null, null));
         var status = await Client.GetPoolStatusAsync("windows-2022");
         var workers = await Client.GetWorkersAsync(instanceId: "instance-1");
 
-        Assert.True(await _harness.Published.Any<LeaseReleased>(m => m.Context.Message == new LeaseReleased(leaseId, "instance-1")));
-        Assert.True(await _harness.Published.Any<SetPoolSize>(m => m.Context.Message == new SetPoolSize("ubuntu-22.04", 3, 12)));
-        Assert.True(await _harness.Published.Any<SetPoolImage>(m => m.Context.Message == new SetPoolImage("ubuntu-22.04", "image-2")));
-        Assert.True(await _harness.Published.Any<SetInstanceLifecycle>(m => m.Context.Message.IdleTimeout == TimeSpan.FromMinutes(5)));
+        Assert.True(await _harness.Published.Any<LeaseReleased>(
+            m => m.Context.Message == new LeaseReleased(leaseId, "instance-1")));
+        Assert.True(await _harness.Published.Any<SetPoolSize>(
+            m => m.Context.Message == new SetPoolSize("ubuntu-22.04", 3, 12)));
+        Assert.True(await _harness.Published.Any<SetPoolImage>(
+            m => m.Context.Message == new SetPoolImage("ubuntu-22.04", "image-2")));
+        Assert.True(await _harness.Published.Any<SetInstanceLifecycle>(
+            m => m.Context.Message.IdleTimeout == TimeSpan.FromMinutes(5)));
         Assert.Equal("windows-2022", Assert.Single(status.Pools).Pool);
         Assert.Equal("instance-1", Assert.Single(workers.Workers).TrustedInstanceId);
     }
@@ -174,8 +191,10 @@ public sealed class RabbitMqUriTests
     [InlineData("amqp://dw:dw@127.0.0.1:5672/", "127.0.0.1", 5672, "/", "dw", "dw", false)]
     [InlineData("amqp://dw:p%40ss@rabbit/%2F", "rabbit", 5672, "/", "dw", "p@ss", false)]
     [InlineData("amqps://dw:dw@rabbit/prod", "rabbit", 5671, "prod", "dw", "dw", true)]
-    public void An_amqp_uri_gives_the_connection_settings(string uri, string host, int port, string vhost, string user, string password, bool tls)
-        => Assert.Equal(new RabbitMqBus.Settings(host, port, vhost, user, password, tls), RabbitMqBus.Parse(new Uri(uri)));
+    public void An_amqp_uri_gives_the_connection_settings(string uri, string host, int port, string vhost, string user,
+        string password, bool tls)
+        => Assert.Equal(new RabbitMqBus.Settings(host, port, vhost, user, password, tls),
+            RabbitMqBus.Parse(new Uri(uri)));
 
     [Theory]
     [InlineData("http://rabbit:5672/")]

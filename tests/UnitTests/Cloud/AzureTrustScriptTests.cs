@@ -14,7 +14,8 @@ public sealed class AzureTrustScriptTests
     {
         var statuses = new[]
         {
-            Status("ProvisioningState/succeeded", $"Enable succeeded: \n[stdout]\nTrusting {new string('A', 40)}\nThe thumbprint of this Tentacle is: {Agent.ToLowerInvariant()}\n\n[stderr]\n{new string('F', 40)}\n"),
+            Status("ProvisioningState/succeeded", $"Enable succeeded: \n[stdout]\nTrusting {new string('A', 40)}\nThe "
+                + $"thumbprint of this Tentacle is: {Agent.ToLowerInvariant()}\n\n[stderr]\n{new string('F', 40)}\n"),
         };
 
         Assert.Equal(Agent, TrustScript.AgentThumbprint(statuses));
@@ -36,8 +37,10 @@ public sealed class AzureTrustScriptTests
     [Fact]
     public void No_hex_word_in_stdout_means_no_thumbprint()
     {
-        Assert.Null(TrustScript.AgentThumbprint([Status("ProvisioningState/succeeded", "Enable succeeded: \n[stdout]\n\n[stderr]\nTentacle: not found\n")]));
-        Assert.Null(TrustScript.AgentThumbprint([Status("ProvisioningState/succeeded", $"[stdout]\n{new string('A', 39)} {new string('B', 41)}\n")]));
+        Assert.Null(TrustScript.AgentThumbprint([
+            Status("ProvisioningState/succeeded", "Enable succeeded: \n[stdout]\n\n[stderr]\nTentacle: not found\n")]));
+        Assert.Null(TrustScript.AgentThumbprint(
+            [Status("ProvisioningState/succeeded", $"[stdout]\n{new string('A', 39)} {new string('B', 41)}\n")]));
     }
 
     [Fact]
@@ -50,12 +53,15 @@ public sealed class AzureTrustScriptTests
         Assert.Equal("RunPowerShellScript", windows.CommandId);
         Assert.Single(linux.Script, l => l.Contains(new string('C', 64), StringComparison.Ordinal));
         Assert.Single(windows.Script, l => l.Contains(new string('C', 40), StringComparison.Ordinal));
-        Assert.DoesNotContain(linux.Script.Concat(windows.Script), l => l.Contains(TrustScript.Placeholder, StringComparison.Ordinal));
+        Assert.DoesNotContain(linux.Script.Concat(windows.Script),
+            l => l.Contains(TrustScript.Placeholder, StringComparison.Ordinal));
     }
 
     [Theory]
     [InlineData("Canonical:ubuntu-24_04-lts:server:latest", "Canonical", null)]
-    [InlineData("/subscriptions/x/resourceGroups/g/providers/Microsoft.Compute/galleries/dw/images/ubuntu/versions/1.0.0", null, "/subscriptions/x/resourceGroups/g/providers/Microsoft.Compute/galleries/dw/images/ubuntu/versions/1.0.0")]
+    [InlineData(
+        "/subscriptions/x/resourceGroups/g/providers/Microsoft.Compute/galleries/dw/images/ubuntu/versions/1.0.0", null,
+        "/subscriptions/x/resourceGroups/g/providers/Microsoft.Compute/galleries/dw/images/ubuntu/versions/1.0.0")]
     public void An_image_is_a_marketplace_reference_or_a_gallery_id(string image, string? publisher, string? id)
     {
         var reference = AzureWorkerCloud.ParseImage(image);
@@ -70,7 +76,8 @@ public sealed class AzureTrustScriptTests
     [InlineData("a:b:c:d:e")]
     public void Anything_else_is_an_invalid_image(string image)
     {
-        Assert.Equal(AzureWorkerCloud.InvalidImage, Assert.Throws<WorkerCloudException>(() => AzureWorkerCloud.ParseImage(image)).Reason);
+        Assert.Equal(AzureWorkerCloud.InvalidImage,
+            Assert.Throws<WorkerCloudException>(() => AzureWorkerCloud.ParseImage(image)).Reason);
     }
 
     static InstanceViewStatus Status(string code, string message)

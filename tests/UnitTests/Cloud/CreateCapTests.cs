@@ -6,7 +6,8 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace DynamicWorkers.UnitTests.Cloud;
 
-/// <summary>The Provisioner takes as many <c>ProvisionWorker</c> at once as the cloud's create cap, so the cap is what bounds it.</summary>
+/// <summary>The Provisioner takes as many <c>ProvisionWorker</c> at once as the cloud's create cap, so the cap is what
+/// bounds it.</summary>
 public sealed class CreateCapTests
 {
     [Theory]
@@ -21,7 +22,8 @@ public sealed class CreateCapTests
             ["Cloud:Azure:SubscriptionId"] = "00000000-0000-0000-0000-00000000d0d0",
             ["Cloud:Azure:ResourceGroup"] = "dw-workers",
             ["Cloud:Azure:Location"] = "westeurope",
-            ["Cloud:Azure:SubnetId"] = "/subscriptions/00000000-0000-0000-0000-00000000d0d0/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/v/subnets/s",
+            ["Cloud:Azure:SubnetId"] = "/subscriptions/00000000-0000-0000-0000-00000000d0d0/resourceGroups/net"
+                + "/providers/Microsoft.Network/virtualNetworks/v/subnets/s",
             ["Cloud:Azure:AdminPassword"] = "Unit-Test-Passw0rd!",
         };
         if (cap is not null)
@@ -35,7 +37,8 @@ public sealed class CreateCapTests
     [Fact]
     public void The_simulated_cloud_keeps_its_limit()
     {
-        Assert.Equal(CloudLimits.Simulated.ConcurrentCreates, ConsumerLimit(new Dictionary<string, string?> { ["Cloud:Provider"] = "Simulated" }));
+        Assert.Equal(CloudLimits.Simulated.ConcurrentCreates,
+            ConsumerLimit(new Dictionary<string, string?> { ["Cloud:Provider"] = "Simulated" }));
     }
 
     /// <summary>The definition as MassTransit gets it: from the container the Provisioner builds.</summary>

@@ -31,20 +31,24 @@ public sealed partial class DeployMonitoringTests
         using var dashboard = JsonDocument.Parse(File.ReadAllText(Dashboard));
         var panels = dashboard.RootElement.GetProperty("panels").EnumerateArray().ToList();
         Assert.NotEmpty(panels);
-        var queries = panels.SelectMany(p => p.GetProperty("targets").EnumerateArray().Select(t => t.GetProperty("expr").GetString() ?? "")).ToList();
+        var queries = panels.SelectMany(p => p.GetProperty("targets").EnumerateArray()
+            .Select(t => t.GetProperty("expr").GetString() ?? "")).ToList();
         Assert.All(queries, q => Assert.False(string.IsNullOrWhiteSpace(q)));
 
         var exported = ExportedMetrics();
-        var rules = string.Join('\n', File.ReadLines(Path.Combine(Prometheus, "alerts.yml")).Where(l => !l.TrimStart().StartsWith('#')));
+        var rules = string.Join('\n',
+            File.ReadLines(Path.Combine(Prometheus, "alerts.yml")).Where(l => !l.TrimStart().StartsWith('#')));
         var read = MetricNames(rules).Concat(queries.SelectMany(MetricNames)).ToHashSet();
         Assert.Empty(read.Except(exported).Except(BrokerMetrics));
         Assert.Empty(exported.Except(queries.SelectMany(MetricNames)));
     }
 
-    /// <summary>The service meter's instruments as Prometheus names them (a histogram's series end in _bucket, _sum, _count).</summary>
+    /// <summary>The service meter's instruments as Prometheus names them (a histogram's series end in _bucket, _sum,
+    /// _count).</summary>
     static HashSet<string> ExportedMetrics()
     {
-        var names = new HashSet<string> { DwTelemetry.WorkersGauge, DwTelemetry.LeasesWaitingGauge, DwTelemetry.HotTargetGauge };
+        var names = new HashSet<string> { DwTelemetry.WorkersGauge, DwTelemetry.LeasesWaitingGauge,
+            DwTelemetry.HotTargetGauge };
         using var listener = new MeterListener
         {
             InstrumentPublished = (instrument, _) =>
@@ -69,7 +73,8 @@ public sealed partial class DeployMonitoringTests
 
     static async Task<string> PromtoolAsync(params string[] arguments)
     {
-        var start = new ProcessStartInfo("promtool") { WorkingDirectory = Prometheus, RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo("promtool") { WorkingDirectory = Prometheus, RedirectStandardOutput = true,
+            RedirectStandardError = true };
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
@@ -82,7 +87,8 @@ public sealed partial class DeployMonitoringTests
         }
         catch (System.ComponentModel.Win32Exception e)
         {
-            throw new InvalidOperationException("promtool not found: scripts/test.sh installs Debian's prometheus package, which has it", e);
+            throw new InvalidOperationException(
+                "promtool not found: scripts/test.sh installs Debian's prometheus package, which has it", e);
         }
 
         using (process)
@@ -91,7 +97,8 @@ public sealed partial class DeployMonitoringTests
             var error = process.StandardError.ReadToEndAsync();
             await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
             var text = await output + await error;
-            Assert.True(process.ExitCode == 0, $"promtool {string.Join(' ', arguments)} exited {process.ExitCode}:\n{text}");
+            Assert.True(process.ExitCode == 0,
+                $"promtool {string.Join(' ', arguments)} exited {process.ExitCode}:\n{text}");
             return text;
         }
     }

@@ -11,7 +11,8 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace DynamicWorkers.UnitTests.Hosting;
 
-/// <summary>The HTTP surface of a host run through <see cref="HostRunner"/>, as every deployable is: bind address, host filtering, the API token, readiness.</summary>
+/// <summary>The HTTP surface of a host run through <see cref="HostRunner"/>, as every deployable is: bind address, host
+/// filtering, the API token, readiness.</summary>
 public sealed class HttpSurfaceTests
 {
     const string Token = "a-long-enough-test-token-0123456789";
@@ -27,7 +28,8 @@ public sealed class HttpSurfaceTests
         /// <summary>Where to send requests: loopback on that port, whatever the host listens on.</summary>
         public Uri Address => new($"http://127.0.0.1:{ListeningOn.Port}");
 
-        public static async Task<RunningHost> StartAsync(string[] args, Action<WebApplicationBuilder>? configure = null, Action<WebApplication>? map = null)
+        public static async Task<RunningHost> StartAsync(string[] args, Action<WebApplicationBuilder>? configure = null,
+            Action<WebApplication>? map = null)
         {
             var started = new TaskCompletionSource<WebApplication>(TaskCreationOptions.RunContinuationsAsynchronously);
             var run = HostRunner.RunAsync(
@@ -54,7 +56,8 @@ public sealed class HttpSurfaceTests
         }
     }
 
-    static Task<HttpResponseMessage> GetAsync(Uri address, string path, string? authorization = null, string? host = null)
+    static Task<HttpResponseMessage> GetAsync(Uri address, string path, string? authorization = null,
+        string? host = null)
     {
         var request = new HttpRequestMessage(HttpMethod.Get, new Uri(address, path));
         if (authorization is not null)
@@ -70,7 +73,8 @@ public sealed class HttpSurfaceTests
         return Http.SendAsync(request);
     }
 
-    /// <summary>A stand-in for an API route, and the real lease-saga routes (their queries are never reached here).</summary>
+    /// <summary>A stand-in for an API route, and the real lease-saga routes (their queries are never reached
+    /// here).</summary>
     static void MapApi(WebApplication app)
     {
         app.MapGet("/api/ping", () => "pong");
@@ -97,7 +101,8 @@ public sealed class HttpSurfaceTests
     {
         await using var host = await RunningHost.StartAsync(["--AllowedHosts=dw.example.com;localhost"]);
 
-        Assert.Equal(HttpStatusCode.BadRequest, (await GetAsync(host.Address, "/healthz", host: "elsewhere.example.com")).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest,
+            (await GetAsync(host.Address, "/healthz", host: "elsewhere.example.com")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await GetAsync(host.Address, "/healthz", host: "dw.example.com")).StatusCode);
     }
 
@@ -106,7 +111,8 @@ public sealed class HttpSurfaceTests
     {
         await using var host = await RunningHost.StartAsync([]);
 
-        Assert.Equal(HttpStatusCode.OK, (await GetAsync(host.Address, "/healthz", host: "elsewhere.example.com")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK,
+            (await GetAsync(host.Address, "/healthz", host: "elsewhere.example.com")).StatusCode);
     }
 
     [Fact]
@@ -125,10 +131,12 @@ public sealed class HttpSurfaceTests
             Assert.Equal("Bearer error=\"invalid_token\"", Assert.Single(wrong.Headers.WwwAuthenticate).ToString());
 
             // A prefix of the token is no token.
-            Assert.Equal(HttpStatusCode.Unauthorized, (await GetAsync(host.Address, path, $"Bearer {Token[..^1]}")).StatusCode);
+            Assert.Equal(HttpStatusCode.Unauthorized,
+                (await GetAsync(host.Address, path, $"Bearer {Token[..^1]}")).StatusCode);
         }
 
-        Assert.Equal(HttpStatusCode.Unauthorized, (await GetAsync(host.Address, "/api/ping", $"Basic {Token}")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized,
+            (await GetAsync(host.Address, "/api/ping", $"Basic {Token}")).StatusCode);
         var granted = await GetAsync(host.Address, "/api/ping", $"Bearer {Token}");
         Assert.Equal(HttpStatusCode.OK, granted.StatusCode);
         Assert.Equal("pong", await granted.Content.ReadAsStringAsync());
@@ -195,7 +203,8 @@ public sealed class HttpSurfaceTests
     public async Task Readiness_answers_503_while_a_check_fails()
     {
         await using var host = await RunningHost.StartAsync([], builder =>
-            builder.Services.AddHealthChecks().AddCheck("failing", () => HealthCheckResult.Degraded("still connecting"), tags: [HttpSurface.ReadyTag]));
+            builder.Services.AddHealthChecks().AddCheck("failing", () => HealthCheckResult.Degraded("still connecting"),
+                tags: [HttpSurface.ReadyTag]));
 
         var ready = await GetAsync(host.Address, "/readyz");
 

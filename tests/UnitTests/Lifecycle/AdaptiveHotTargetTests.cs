@@ -24,9 +24,11 @@ public sealed class AdaptiveHotTargetTests
     [InlineData(0.0, 10, 0.05, 0)]
     // Poisson(0.5): P(N ≥ 1) = 0.39, P(N ≥ 2) = 0.090, P(N ≥ 3) = 0.014.
     [InlineData(0.05, 10, 0.05, 3)]
-    public void The_target_is_the_smallest_that_keeps_the_chance_of_waiting_at_or_below_the_goal(double perMinute, int minutes, double goal, int expected)
+    public void The_target_is_the_smallest_that_keeps_the_chance_of_waiting_at_or_below_the_goal(double perMinute,
+        int minutes, double goal, int expected)
     {
-        var target = HotTargetModel.Required(perMinute, TimeSpan.FromMinutes(minutes), goal, PoolOptions.HotTargetLimit);
+        var target =
+            HotTargetModel.Required(perMinute, TimeSpan.FromMinutes(minutes), goal, PoolOptions.HotTargetLimit);
 
         Assert.Equal(expected, target);
         if (target > 0)
@@ -40,8 +42,10 @@ public sealed class AdaptiveHotTargetTests
     public void A_large_demand_stays_finite_and_stops_at_the_limit()
     {
         // Poisson(500): about 500 + 1.645 × √500 = 537 keeps P(wait) at 5 %.
-        Assert.InRange(HotTargetModel.Required(25, TimeSpan.FromMinutes(20), 0.05, PoolOptions.HotTargetLimit), 530, 545);
-        Assert.Equal(PoolOptions.HotTargetLimit, HotTargetModel.Required(1000, TimeSpan.FromMinutes(20), 0.05, PoolOptions.HotTargetLimit));
+        Assert.InRange(HotTargetModel.Required(25, TimeSpan.FromMinutes(20), 0.05, PoolOptions.HotTargetLimit), 530,
+            545);
+        Assert.Equal(PoolOptions.HotTargetLimit,
+            HotTargetModel.Required(1000, TimeSpan.FromMinutes(20), 0.05, PoolOptions.HotTargetLimit));
     }
 
     [Theory]
@@ -51,7 +55,8 @@ public sealed class AdaptiveHotTargetTests
     [InlineData(40, 0, 38, 50, 38)]
     [InlineData(4, 60, 0, 50, 50)]
     [InlineData(0, 0, 2, 50, 2)]
-    public void The_target_rises_at_once_and_falls_by_a_tenth_at_most_within_bounds(int current, int required, int min, int max, int expected)
+    public void The_target_rises_at_once_and_falls_by_a_tenth_at_most_within_bounds(int current, int required, int min,
+        int max, int expected)
         => Assert.Equal(expected, HotTargetModel.Next(current, required, min, max));
 
     [Fact]
@@ -63,7 +68,8 @@ public sealed class AdaptiveHotTargetTests
 
         await bed.Bus.Publish(new EvaluateHotTarget(Pool));
 
-        // 15 in 15 minutes over a 10-minute provisioning time: Poisson(10), 16 keeps P(wait) ≤ 5 %. Re-used and turned-away leases are no demand.
+        // 15 in 15 minutes over a 10-minute provisioning time: Poisson(10), 16 keeps P(wait) ≤ 5 %. Re-used and
+        // turned-away leases are no demand.
         await Until(async () => (await bed.PoolAsync())!.HotTarget == 16, "hot target 16");
         await bed.UntilWorkersAsync(WorkerStates.Ready, 16);
     }
@@ -71,7 +77,8 @@ public sealed class AdaptiveHotTargetTests
     [Fact]
     public async Task Without_demand_the_target_falls_step_by_step_to_its_floor_and_surplus_hot_workers_go()
     {
-        await using var bed = await StartAsync(hotTarget: 12, maxWorkers: 40, settings: Adaptive(minHot: 10, maxHot: 30));
+        await using var bed =
+            await StartAsync(hotTarget: 12, maxWorkers: 40, settings: Adaptive(minHot: 10, maxHot: 30));
         await bed.UntilWorkersAsync(WorkerStates.Ready, 12);
 
         await bed.Bus.Publish(new EvaluateHotTarget(Pool));
@@ -124,7 +131,8 @@ public sealed class AdaptiveHotTargetTests
         settings[$"Pools:{Pool}:Adaptive:DemandWindow"] = "00:15:00";
     };
 
-    /// <summary>Leases of the last quarter hour as rows, and every worker so far taking ten minutes to provision.</summary>
+    /// <summary>Leases of the last quarter hour as rows, and every worker so far taking ten minutes to
+    /// provision.</summary>
     static async Task SeedDemandAsync(LifecycleBed bed, int hotArrivals, int reused, int turnedAway)
     {
         await using var scope = bed.Services.CreateAsyncScope();
@@ -133,12 +141,15 @@ public sealed class AdaptiveHotTargetTests
         LeaseState Lease(int i, bool isReused, string? rejected) => new()
         {
             CorrelationId = NewId.NextGuid(), InstanceId = $"instance-{i}", ServerThumbprint = ThumbprintA, Pool = Pool,
-            CurrentState = rejected is null ? LeaseStates.Released : LeaseStates.Rejected, Reused = isReused, RejectReason = rejected,
-            RequestedAt = now - TimeSpan.FromMinutes(i % 14), ReceivedAt = now - TimeSpan.FromMinutes(i % 14), EndedAt = now,
+            CurrentState = rejected is null ? LeaseStates.Released : LeaseStates.Rejected, Reused = isReused,
+            RejectReason = rejected,
+            RequestedAt = now - TimeSpan.FromMinutes(i % 14), ReceivedAt = now - TimeSpan.FromMinutes(i % 14),
+            EndedAt = now,
         };
         db.AddRange(Enumerable.Range(0, hotArrivals).Select(i => Lease(i, isReused: false, rejected: null)));
         db.AddRange(Enumerable.Range(0, reused).Select(i => Lease(i, isReused: true, rejected: null)));
-        db.AddRange(Enumerable.Range(0, turnedAway).Select(i => Lease(i, isReused: false, rejected: LeaseRejectionReasons.InstanceLimit)));
+        db.AddRange(Enumerable.Range(0, turnedAway)
+            .Select(i => Lease(i, isReused: false, rejected: LeaseRejectionReasons.InstanceLimit)));
         // An hour ago, out of the window: no demand now.
         var old = Lease(0, isReused: false, rejected: null);
         old.ReceivedAt = now - TimeSpan.FromHours(1);

@@ -50,20 +50,25 @@ public sealed class DropRecoveryTests
     {
         [Scenario.Hot] =
         [
-            nameof(ProvisionWorker), nameof(WorkerProvisioned), nameof(TrustWorker), nameof(WorkerTrusted), nameof(WorkerLeased),
+            nameof(ProvisionWorker), nameof(WorkerProvisioned), nameof(TrustWorker), nameof(WorkerTrusted),
+                nameof(WorkerLeased),
             nameof(LeaseGranted), nameof(ReconcilePool), nameof(DeprovisionWorker),
             nameof(WorkerDeprovisioned), nameof(WorkerTimerDue), "WorkerTimerDue (schedule)",
         ],
         [Scenario.Cold] =
         [
-            nameof(ProvisionWorker), nameof(WorkerProvisioned), nameof(TrustWorker), nameof(WorkerTrusted), nameof(WorkerLeased),
-            nameof(LeaseGranted), nameof(ReconcilePool), "LeaseAllocationTimedOut (schedule)", nameof(CancelScheduledMessage),
+            nameof(ProvisionWorker), nameof(WorkerProvisioned), nameof(TrustWorker), nameof(WorkerTrusted),
+                nameof(WorkerLeased),
+            nameof(LeaseGranted), nameof(ReconcilePool), "LeaseAllocationTimedOut (schedule)",
+            nameof(CancelScheduledMessage),
             "WorkerTimerDue (schedule)",
         ],
         [Scenario.Reuse] = ["LeaseGranted (re-use)"],
         [Scenario.Handover] = [nameof(WorkerLeased), "LeaseGranted (re-use)"],
-        [Scenario.Revoke] = [nameof(RevokeLease), nameof(LeaseRevoked), nameof(DeprovisionWorker), nameof(WorkerDeprovisioned), nameof(WorkerTimerDue)],
-        [Scenario.TrustFails] = [nameof(WorkerTrustFailed), nameof(LeaseQueued), nameof(DeprovisionWorker), nameof(WorkerDeprovisioned), nameof(TrustWorker)],
+        [Scenario.Revoke] = [nameof(RevokeLease), nameof(LeaseRevoked), nameof(DeprovisionWorker),
+            nameof(WorkerDeprovisioned), nameof(WorkerTimerDue)],
+        [Scenario.TrustFails] = [nameof(WorkerTrustFailed), nameof(LeaseQueued), nameof(DeprovisionWorker),
+            nameof(WorkerDeprovisioned), nameof(TrustWorker)],
         [Scenario.Rejected] = [nameof(LeaseRejected)],
         [Scenario.OldHot] = [nameof(WorkerTimerDue), "WorkerTimerDue (schedule)"],
         [Scenario.HotAskedOnce] = [nameof(TrustWorker), nameof(WorkerTrusted), nameof(WorkerLeased)],
@@ -94,15 +99,17 @@ public sealed class DropRecoveryTests
         Rejected,
 
         /// <summary>
-        /// As <see cref="Hot"/>, half an hour later: its timer stands at its max age, and the lease and the release have
-        /// to bring it forward to the lease's expiry and then the idle timeout.
+        /// As <see cref="Hot"/>, half an hour later: its timer stands at its max age, and the lease and the release
+        /// have to bring it forward to the lease's expiry and then the idle timeout.
         /// </summary>
         OldHot,
 
-        /// <summary>As <see cref="Hot"/>, by an instance that publishes its request once and never asks again.</summary>
+        /// <summary>As <see cref="Hot"/>, by an instance that publishes its request once and never asks
+        /// again.</summary>
         HotAskedOnce,
 
-        /// <summary>As <see cref="Cold"/>, by an instance that publishes its request once and never asks again.</summary>
+        /// <summary>As <see cref="Cold"/>, by an instance that publishes its request once and never asks
+        /// again.</summary>
         ColdAskedOnce,
     }
 
@@ -144,7 +151,8 @@ public sealed class DropRecoveryTests
             // Its max duration passed long before the instance released: the service revoked it, and said so.
             var lease = (await bed.LeaseAsync(client.Leases.Single()))!;
             Assert.Equal(LeaseStates.Revoked, lease.CurrentState);
-            Assert.Equal(LeaseRevocationReasons.MaxLeaseDuration, Assert.Single(bed.Client.Revocations(lease.CorrelationId).Distinct()).Reason);
+            Assert.Equal(LeaseRevocationReasons.MaxLeaseDuration,
+                Assert.Single(bed.Client.Revocations(lease.CorrelationId).Distinct()).Reason);
         }
     }
 
@@ -158,7 +166,8 @@ public sealed class DropRecoveryTests
                 await bed.AdvanceAsync(TimeSpan.FromMinutes(31));
                 await client.LeaseAndReleaseAsync();
                 break;
-            case Scenario.Hot or Scenario.Cold or Scenario.TrustFails or Scenario.HotAskedOnce or Scenario.ColdAskedOnce:
+            case Scenario.Hot or Scenario.Cold or Scenario.TrustFails or Scenario.HotAskedOnce
+                or Scenario.ColdAskedOnce:
                 await client.LeaseAndReleaseAsync();
                 break;
             case Scenario.Reuse:
@@ -201,7 +210,8 @@ public sealed class DropRecoveryTests
         }
     }
 
-    /// <summary>The hot pool set to nothing, then the clock moves on in half hours, with a sweep each, until every worker is gone.</summary>
+    /// <summary>The hot pool set to nothing, then the clock moves on in half hours, with a sweep each, until every
+    /// worker is gone.</summary>
     static async Task DrainAsync(LifecycleBed bed, Client client, int maxWorkers)
     {
         await bed.Bus.Publish(new SetPoolSize(Pool, 0, maxWorkers));
@@ -210,7 +220,8 @@ public sealed class DropRecoveryTests
             await bed.AdvanceAsync(TimeSpan.FromMinutes(30));
             await SweepAsync(bed);
             await bed.SettledAsync();
-            if ((await bed.WorkersAsync()).Count == 0 && bed.Cloud.Provisioned.All(p => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == p.WorkerId)))
+            if ((await bed.WorkersAsync()).Count == 0
+                && bed.Cloud.Provisioned.All(p => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == p.WorkerId)))
             {
                 return;
             }
@@ -229,7 +240,8 @@ public sealed class DropRecoveryTests
             var lease = (await bed.LeaseAsync(leaseId))!;
             leases.Add(lease);
             // No lease stuck: each one ended, and a revoked one's instance was told, always with the same reason.
-            Assert.Contains(lease.CurrentState, new[] { LeaseStates.Released, LeaseStates.Revoked, LeaseStates.Rejected });
+            Assert.Contains(lease.CurrentState,
+                new[] { LeaseStates.Released, LeaseStates.Revoked, LeaseStates.Rejected });
             if (lease.CurrentState == LeaseStates.Revoked)
             {
                 Assert.Single(bed.Client.Revocations(leaseId).Distinct());
@@ -242,12 +254,14 @@ public sealed class DropRecoveryTests
             var ordered = served.OrderBy(l => l.GrantedAt).ToList();
             for (var i = 1; i < ordered.Count; i++)
             {
-                Assert.True(ordered[i - 1].EndedAt <= ordered[i].GrantedAt, $"worker {served.Key} granted to {ordered[i].CorrelationId} while serving {ordered[i - 1].CorrelationId}");
+                Assert.True(ordered[i - 1].EndedAt <= ordered[i].GrantedAt, $"worker {served.Key} granted to "
+                    + $"{ordered[i].CorrelationId} while serving {ordered[i - 1].CorrelationId}");
             }
         }
 
         // 2: a worker trusts one instance.
-        Assert.All(bed.Cloud.Trusted.GroupBy(t => t.WorkerId), t => Assert.Single(t.Select(x => x.InstanceId).Distinct()));
+        Assert.All(bed.Cloud.Trusted.GroupBy(t => t.WorkerId),
+            t => Assert.Single(t.Select(x => x.InstanceId).Distinct()));
 
         // 3: every VM created is deleted, and no worker is left.
         Assert.Empty(await bed.WorkersAsync());
@@ -260,7 +274,8 @@ public sealed class DropRecoveryTests
         await bed.SettledAsync();
     }
 
-    /// <summary>One instance as the client library behaves (<paramref name="resends"/>), or one that asks only once.</summary>
+    /// <summary>One instance as the client library behaves (<paramref name="resends"/>), or one that asks only
+    /// once.</summary>
     sealed class Client(LifecycleBed bed, bool resends)
     {
         public List<Guid> Leases { get; } = [];

@@ -47,7 +47,8 @@ public sealed class DropPlan
         where T : class
         => c => c.HasMessageType(typeof(T));
 
-    /// <summary>The schedule of a timer of type <typeparamref name="T"/> as it reaches the scheduler: the timer is never stored.</summary>
+    /// <summary>The schedule of a timer of type <typeparamref name="T"/> as it reaches the scheduler: the timer is
+    /// never stored.</summary>
     public static Func<ConsumeContext, bool> ScheduleOf<T>()
         where T : class
     {
@@ -59,7 +60,8 @@ public sealed class DropPlan
 /// <summary>Outermost on every endpoint of the bed: loses the message the <see cref="DropPlan"/> names.</summary>
 public sealed class DropFilter(DropPlan plan) : IFilter<ConsumeContext>
 {
-    public Task Send(ConsumeContext context, IPipe<ConsumeContext> next) => plan.ShouldDrop(context) ? Task.CompletedTask : next.Send(context);
+    public Task Send(ConsumeContext context, IPipe<ConsumeContext> next)
+        => plan.ShouldDrop(context) ? Task.CompletedTask : next.Send(context);
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("drop");
 }
@@ -70,13 +72,16 @@ public sealed class ClientInbox
     public ConcurrentQueue<object> Received { get; } = new();
 
     public List<object> Outcomes(Guid leaseId)
-        => Received.Where(m => m is LeaseGranted g && g.LeaseId == leaseId || m is LeaseRejected r && r.LeaseId == leaseId).ToList();
+        => Received.Where(
+            m => m is LeaseGranted g && g.LeaseId == leaseId || m is LeaseRejected r && r.LeaseId == leaseId).ToList();
 
-    public List<LeaseRevoked> Revocations(Guid leaseId) => Received.OfType<LeaseRevoked>().Where(r => r.LeaseId == leaseId).ToList();
+    public List<LeaseRevoked> Revocations(Guid leaseId)
+        => Received.OfType<LeaseRevoked>().Where(r => r.LeaseId == leaseId).ToList();
 }
 
 /// <summary>The instance's own queue, bound to the public answers as a client subscribes to them.</summary>
-public sealed class FakeClientConsumer(ClientInbox inbox) : IConsumer<LeaseGranted>, IConsumer<LeaseRejected>, IConsumer<LeaseRevoked>
+public sealed class FakeClientConsumer(ClientInbox inbox) : IConsumer<LeaseGranted>, IConsumer<LeaseRejected>,
+    IConsumer<LeaseRevoked>
 {
     public Task Consume(ConsumeContext<LeaseGranted> context) => Record(context.Message);
 

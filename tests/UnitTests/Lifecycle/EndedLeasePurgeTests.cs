@@ -9,7 +9,8 @@ using Microsoft.Extensions.Options;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
 
-/// <summary>Retention on SQLite (Standalone's database): only leases that ended before the cutoff go, batch after batch.</summary>
+/// <summary>Retention on SQLite (Standalone's database): only leases that ended before the cutoff go, batch after
+/// batch.</summary>
 public sealed class EndedLeasePurgeTests : IDisposable
 {
     readonly string _file = Path.Combine(Path.GetTempPath(), $"dw-purge-{Guid.NewGuid():N}.db");
@@ -18,13 +19,15 @@ public sealed class EndedLeasePurgeTests : IDisposable
     [Fact]
     public async Task Leases_ended_before_the_retention_go_in_batches_and_open_or_recent_ones_stay()
     {
-        await using var services = Services(new RetentionOptions { EndedLeases = TimeSpan.FromDays(7), PurgeBatch = 2 });
+        await using var services =
+            Services(new RetentionOptions { EndedLeases = TimeSpan.FromDays(7), PurgeBatch = 2 });
         await using (var scope = services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>();
             await db.Database.MigrateAsync();
             var now = _clock.GetUtcNow();
-            db.AddRange(Enumerable.Range(1, 5).Select(i => Lease("Released", now - TimeSpan.FromDays(8) - TimeSpan.FromMinutes(i))));
+            db.AddRange(Enumerable.Range(1, 5)
+                .Select(i => Lease("Released", now - TimeSpan.FromDays(8) - TimeSpan.FromMinutes(i))));
             db.AddRange(
                 Lease("Rejected", now - TimeSpan.FromDays(7) - TimeSpan.FromSeconds(1)),
                 Lease("Revoked", now - TimeSpan.FromDays(6)),
@@ -38,7 +41,8 @@ public sealed class EndedLeasePurgeTests : IDisposable
         Assert.Equal(6, await purge.PurgeAsync(CancellationToken.None));
         await using (var scope = services.CreateAsyncScope())
         {
-            var left = await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<LeaseState>().Select(l => l.CurrentState).ToListAsync();
+            var left = await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<LeaseState>()
+                .Select(l => l.CurrentState).ToListAsync();
             Assert.Equal(["Granted", "Revoked", "WaitingForWorker"], left.Order());
         }
 

@@ -44,7 +44,8 @@ public sealed class FailureMetricTests
         await bed.UntilWorkersAsync("Ready", 1);
         var first = (await bed.WorkersAsync()).Single().CorrelationId;
         var leaseId = Guid.NewGuid();
-        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == first), "the failed worker's deprovisioning");
 
         bed.Cloud.FailTrust = false;
@@ -65,7 +66,8 @@ public sealed class FailureMetricTests
         await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 3, cloud: c => c.HoldTrust = true);
         await bed.UntilWorkersAsync("Ready", 1);
         var leaseId = Guid.NewGuid();
-        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await Until(() => bed.Cloud.Trusted.Count == 1, "the trust request");
         bed.Cloud.HoldTrust = false;
         Assert.Equal(0, counters.Total("dw_trust_failures_total"));

@@ -4,7 +4,8 @@ using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
 
-/// <summary>DESIGN.md's fair share per pool (Tenancy, invariant 8): the per-instance caps, and idle workers yielding to a waiting lease.</summary>
+/// <summary>DESIGN.md's fair share per pool (Tenancy, invariant 8): the per-instance caps, and idle workers yielding to
+/// a waiting lease.</summary>
 public sealed class FairShareTests
 {
     [Fact]
@@ -40,16 +41,19 @@ public sealed class FairShareTests
     [Fact]
     public async Task Leases_waiting_in_line_count_toward_MaxLeasesPerInstance()
     {
-        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true, maxWaiting: 10, maxLeasesPerInstance: 2, maxWaitingPerInstance: 2);
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true,
+            maxWaiting: 10, maxLeasesPerInstance: 2, maxWaitingPerInstance: 2);
         foreach (var leaseId in new[] { Guid.NewGuid(), Guid.NewGuid() })
         {
-            await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-a", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+            await bed.Bus.Publish(
+                new LeaseRequested(leaseId, "instance-a", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
             await bed.UntilLeaseAsync(leaseId, "WaitingForWorker");
         }
 
         var limited = Assert.IsType<LeaseRejected>(await bed.RequestAsync(Guid.NewGuid(), "instance-a"));
 
-        // Granted or waiting, each is a lease the instance holds: once its waiting ones are served it holds no more than its cap.
+        // Granted or waiting, each is a lease the instance holds: once its waiting ones are served it holds no more
+        // than its cap.
         Assert.Equal(LeaseRejectionReasons.InstanceLimit, limited.Reason);
         Assert.Contains("MaxLeasesPerInstance", limited.Detail);
     }
@@ -57,11 +61,13 @@ public sealed class FairShareTests
     [Fact]
     public async Task An_instance_at_MaxWaitingPerInstance_gets_InstanceLimit_while_another_instance_still_joins_the_line()
     {
-        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true, maxWaiting: 10, maxWaitingPerInstance: 2);
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true,
+            maxWaiting: 10, maxWaitingPerInstance: 2);
         var waiting = new[] { Guid.NewGuid(), Guid.NewGuid() };
         foreach (var leaseId in waiting)
         {
-            await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-a", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+            await bed.Bus.Publish(
+                new LeaseRequested(leaseId, "instance-a", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
             await bed.UntilLeaseAsync(leaseId, "WaitingForWorker");
         }
 

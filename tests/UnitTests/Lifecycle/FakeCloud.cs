@@ -48,13 +48,17 @@ public sealed class FakeCloud : IWorkerCloud
             : Task.FromResult(Dead.ContainsKey(workerId) ? VmHealth.NotRunning : VmHealth.Running);
     }
 
-    public Task<CloudVm> CreateAsync(Guid workerId, VmSpec spec, CancellationToken cancellationToken) => throw new NotSupportedException("through FakeProvisionConsumer");
+    public Task<CloudVm> CreateAsync(Guid workerId, VmSpec spec, CancellationToken cancellationToken)
+        => throw new NotSupportedException("through FakeProvisionConsumer");
 
-    public Task<string> TrustAsync(Guid workerId, string instanceId, string thumbprint, CancellationToken cancellationToken) => throw new NotSupportedException("through FakeTrustConsumer");
+    public Task<string> TrustAsync(Guid workerId, string instanceId, string thumbprint,
+        CancellationToken cancellationToken) => throw new NotSupportedException("through FakeTrustConsumer");
 
-    public Task DeleteAsync(Guid workerId, CancellationToken cancellationToken) => throw new NotSupportedException("through FakeDeprovisionConsumer");
+    public Task DeleteAsync(Guid workerId, CancellationToken cancellationToken)
+        => throw new NotSupportedException("through FakeDeprovisionConsumer");
 
-    public Task<IReadOnlyList<CloudVm>> ListAsync(CancellationToken cancellationToken) => throw new NotSupportedException("the harness has no sweep");
+    public Task<IReadOnlyList<CloudVm>> ListAsync(CancellationToken cancellationToken)
+        => throw new NotSupportedException("the harness has no sweep");
 }
 
 public sealed class FakeProvisionConsumer(FakeCloud cloud, VirtualClock clock) : IConsumer<ProvisionWorker>
@@ -72,7 +76,8 @@ public sealed class FakeProvisionConsumer(FakeCloud cloud, VirtualClock clock) :
         }
         else
         {
-            await context.Publish(new WorkerProvisioned(context.Message.WorkerId, $"10.0.0.{cloud.Provisioned.Count}:10933", new string('A', 40), clock.GetUtcNow()));
+            await context.Publish(new WorkerProvisioned(context.Message.WorkerId,
+                $"10.0.0.{cloud.Provisioned.Count}:10933", new string('A', 40), clock.GetUtcNow()));
         }
     }
 }
@@ -88,8 +93,10 @@ public sealed class FakeTrustConsumer(FakeCloud cloud) : IConsumer<TrustWorker>
         }
 
         return cloud.FailTrust || Interlocked.Decrement(ref cloud.FailTrustTimes) >= 0
-            ? context.Publish(new WorkerTrustFailed(context.Message.WorkerId, context.Message.InstanceId, "RunCommandFailed"))
-            : context.Publish(new WorkerTrusted(context.Message.WorkerId, context.Message.InstanceId, new string('B', 40)));
+            ? context.Publish(
+                new WorkerTrustFailed(context.Message.WorkerId, context.Message.InstanceId, "RunCommandFailed"))
+            : context.Publish(
+                new WorkerTrusted(context.Message.WorkerId, context.Message.InstanceId, new string('B', 40)));
     }
 }
 
@@ -98,6 +105,7 @@ public sealed class FakeDeprovisionConsumer(FakeCloud cloud) : IConsumer<Deprovi
     public Task Consume(ConsumeContext<DeprovisionWorker> context)
     {
         cloud.Deprovisioned.Enqueue(context.Message);
-        return cloud.HoldDeprovisioning ? Task.CompletedTask : context.Publish(new WorkerDeprovisioned(context.Message.WorkerId));
+        return cloud.HoldDeprovisioning
+            ? Task.CompletedTask : context.Publish(new WorkerDeprovisioned(context.Message.WorkerId));
     }
 }

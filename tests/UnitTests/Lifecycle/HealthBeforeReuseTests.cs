@@ -27,8 +27,10 @@ public sealed class HealthBeforeReuseTests
 
         Assert.Equal(older, granted.WorkerId);
         Assert.True(granted.Reused);
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == newer && d.Reason == ReapReasons.Unhealthy), "the dead worker deleted as unhealthy");
-        await Until(async () => (await bed.WorkersAsync()).All(w => w.CorrelationId != newer), "the dead worker's saga finished");
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == newer && d.Reason == ReapReasons.Unhealthy),
+            "the dead worker deleted as unhealthy");
+        await Until(async () => (await bed.WorkersAsync()).All(w => w.CorrelationId != newer),
+            "the dead worker's saga finished");
         Assert.Contains(newer, bed.Cloud.HealthChecks);
     }
 
@@ -46,7 +48,8 @@ public sealed class HealthBeforeReuseTests
 
         Assert.NotEqual(first.WorkerId, granted.WorkerId);
         Assert.False(granted.Reused);
-        Assert.Contains(bed.Cloud.Deprovisioned, d => d.WorkerId == first.WorkerId && d.Reason == ReapReasons.Unhealthy);
+        Assert.Contains(bed.Cloud.Deprovisioned,
+            d => d.WorkerId == first.WorkerId && d.Reason == ReapReasons.Unhealthy);
     }
 
     [Fact]
@@ -107,7 +110,8 @@ public sealed class HealthBeforeReuseTests
         var first = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), Instance));
         var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), Instance));
         await bed.ReleaseAsync(first.LeaseId, Instance);
-        await Until(async () => (await bed.WorkersAsync()).Any(w => w.CorrelationId == first.WorkerId && w.CurrentState == WorkerStates.Idle), "the first worker idle");
+        await Until(async () => (await bed.WorkersAsync()).Any(
+            w => w.CorrelationId == first.WorkerId && w.CurrentState == WorkerStates.Idle), "the first worker idle");
         await bed.AdvanceAsync(TimeSpan.FromSeconds(1));
         await bed.ReleaseAsync(second.LeaseId, Instance);
         await bed.UntilWorkersAsync(WorkerStates.Idle, 2);

@@ -48,7 +48,8 @@ public sealed class IdleTimeMetricTests
         await bed.UntilWorkersAsync("Idle", 1);
         await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(60));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(60));
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId), "the idle worker's deprovisioning");
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId),
+            "the idle worker's deprovisioning");
 
         // Ten minutes hot, then sixty idle; the hot worker that replaced it has not stopped idling yet.
         Assert.Equal(600 + 3600, idleSeconds, 3);

@@ -9,7 +9,8 @@ using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
 
-/// <summary>Image rollout (<c>SetPoolImage</c>, a changed <c>Pools:&lt;name&gt;:Image</c>): workers of an older image are replaced without a gap.</summary>
+/// <summary>Image rollout (<c>SetPoolImage</c>, a changed <c>Pools:&lt;name&gt;:Image</c>): workers of an older image
+/// are replaced without a gap.</summary>
 public sealed class ImageRolloutTests
 {
     const string ConfiguredImage = "test-image";
@@ -39,8 +40,10 @@ public sealed class ImageRolloutTests
             Assert.True(bed.Cloud.Held.TryDequeue(out var held));
             Assert.Equal(NewImage, held.Image);
 
-            await bed.Bus.Publish(new WorkerProvisioned(held.WorkerId, "10.0.1.1:10933", new string('A', 40), bed.Clock.GetUtcNow()));
-            await Until(() => bed.Cloud.Deprovisioned.Count(d => d.Reason == ReapReasons.Image) == replaced + 1, "an old hot worker retired");
+            await bed.Bus.Publish(
+                new WorkerProvisioned(held.WorkerId, "10.0.1.1:10933", new string('A', 40), bed.Clock.GetUtcNow()));
+            await Until(() => bed.Cloud.Deprovisioned.Count(d => d.Reason == ReapReasons.Image) == replaced + 1,
+                "an old hot worker retired");
             await bed.SettledAsync();
             Assert.Equal(3, await bed.WorkersInAsync(WorkerStates.Ready));
         }
@@ -63,9 +66,11 @@ public sealed class ImageRolloutTests
         await Until(() => !bed.Cloud.Held.IsEmpty, "the first replacement started");
         Assert.True(bed.Cloud.Held.TryDequeue(out var first));
         // Provisioned later than the old hot workers: the oldest-first claim alone would pick an old one.
-        await bed.Bus.Publish(new WorkerProvisioned(first.WorkerId, "10.0.1.1:10933", new string('A', 40), bed.Clock.GetUtcNow() + TimeSpan.FromMinutes(1)));
+        await bed.Bus.Publish(new WorkerProvisioned(first.WorkerId, "10.0.1.1:10933", new string('A', 40),
+            bed.Clock.GetUtcNow() + TimeSpan.FromMinutes(1)));
         // Surge 1: one old hot worker is replaced, the other stays while its replacement is held.
-        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.Reason == ReapReasons.Image) == 1, "the first old hot worker replaced");
+        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.Reason == ReapReasons.Image) == 1,
+            "the first old hot worker replaced");
         await Until(() => !bed.Cloud.Held.IsEmpty, "the second replacement started");
         await bed.SettledAsync();
 
@@ -90,7 +95,8 @@ public sealed class ImageRolloutTests
             Assert.Equal(3, live.Count);
             Assert.Equal(2, live.Count(w => w.CurrentState == WorkerStates.Ready));
             Assert.True(bed.Cloud.Held.TryDequeue(out var held));
-            await bed.Bus.Publish(new WorkerProvisioned(held.WorkerId, "10.0.1.1:10933", new string('A', 40), bed.Clock.GetUtcNow()));
+            await bed.Bus.Publish(
+                new WorkerProvisioned(held.WorkerId, "10.0.1.1:10933", new string('A', 40), bed.Clock.GetUtcNow()));
             await bed.SettledAsync();
         }
 
@@ -110,20 +116,23 @@ public sealed class ImageRolloutTests
         var version = (await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId).Version;
 
         await bed.Bus.Publish(new SetPoolImage(Pool, NewImage));
-        await Until(async () => (await bed.WorkersAsync()).Any(w => w.CurrentState == WorkerStates.Ready && w.Image == NewImage), "a hot worker of the new image");
+        await Until(async () => (await bed.WorkersAsync())
+            .Any(w => w.CurrentState == WorkerStates.Ready && w.Image == NewImage), "a hot worker of the new image");
         await bed.SettledAsync();
 
         // A release deciding on the old image at that moment fails its version check and is retried on the new one.
         Assert.True((await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId).Version > version);
 
-        Assert.Equal(WorkerStates.Leased, (await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId).CurrentState);
+        Assert.Equal(WorkerStates.Leased,
+            (await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId).CurrentState);
         Assert.Equal("Granted", (await bed.LeaseAsync(granted.LeaseId))!.CurrentState);
         Assert.Empty(bed.PublishedOf<LeaseRevoked>());
         Assert.Equal(1, (await StatusAsync(bed)).OutdatedWorkers);
 
         await bed.ReleaseAsync(granted.LeaseId, "instance-1");
 
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId && d.Reason == ReapReasons.Image), "the released old worker deleted");
+        await Until(() => bed.Cloud.Deprovisioned.Any(
+            d => d.WorkerId == granted.WorkerId && d.Reason == ReapReasons.Image), "the released old worker deleted");
         await bed.SettledAsync();
         Assert.Equal("Released", (await bed.LeaseAsync(granted.LeaseId))!.CurrentState);
         Assert.DoesNotContain(await bed.WorkersAsync(), w => w.CurrentState == WorkerStates.Idle);
@@ -141,8 +150,10 @@ public sealed class ImageRolloutTests
 
         await bed.Bus.Publish(new SetPoolImage(Pool, NewImage));
 
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId && d.Reason == ReapReasons.Image), "the idle old worker deleted");
-        await Until(async () => (await bed.WorkersAsync()).All(w => w.Image == NewImage), "every worker on the new image");
+        await Until(() => bed.Cloud.Deprovisioned.Any(
+            d => d.WorkerId == granted.WorkerId && d.Reason == ReapReasons.Image), "the idle old worker deleted");
+        await Until(async () => (await bed.WorkersAsync()).All(w => w.Image == NewImage),
+            "every worker on the new image");
     }
 
     [Fact]
@@ -153,7 +164,9 @@ public sealed class ImageRolloutTests
 
         await bed.RestartAsync(2, 4, Surge(1, NewImage));
 
-        await Until(async () => (await bed.WorkersAsync()).Count(w => w.CurrentState == WorkerStates.Ready && w.Image == NewImage) == 2, "two hot workers of the configured image");
+        await Until(async () => (await bed.WorkersAsync())
+            .Count(w => w.CurrentState == WorkerStates.Ready && w.Image == NewImage) == 2,
+            "two hot workers of the configured image");
         await Until(async () => (await bed.WorkersAsync()).Count == 2, "the old ones gone");
         Assert.Equal(NewImage, (await bed.PoolAsync())!.Image);
         Assert.Equal(2, bed.Cloud.Deprovisioned.Count(d => d.Reason == ReapReasons.Image));
@@ -165,7 +178,8 @@ public sealed class ImageRolloutTests
         await using var bed = await StartAsync(hotTarget: 2, maxWorkers: 4, settings: Surge(2));
         await bed.UntilWorkersAsync(WorkerStates.Ready, 2);
         await bed.Bus.Publish(new SetPoolImage(Pool, NewImage));
-        await Until(async () => (await bed.WorkersAsync()).Count(w => w.CurrentState == WorkerStates.Ready && w.Image == NewImage) == 2, "the rollout");
+        await Until(async () => (await bed.WorkersAsync())
+            .Count(w => w.CurrentState == WorkerStates.Ready && w.Image == NewImage) == 2, "the rollout");
         await Until(async () => (await bed.WorkersAsync()).Count == 2, "the old ones gone");
         var provisioned = bed.Cloud.Provisioned.Count;
 
@@ -177,7 +191,8 @@ public sealed class ImageRolloutTests
 
         Assert.Equal(provisioned, bed.Cloud.Provisioned.Count);
         Assert.Equal(NewImage, (await bed.PoolAsync())!.Image);
-        Assert.All(await bed.WorkersAsync(), w => Assert.Equal((WorkerStates.Ready, NewImage), (w.CurrentState, w.Image)));
+        Assert.All(await bed.WorkersAsync(),
+            w => Assert.Equal((WorkerStates.Ready, NewImage), (w.CurrentState, w.Image)));
     }
 
     [Fact]
@@ -191,16 +206,19 @@ public sealed class ImageRolloutTests
         {
             // What the WorkerImages migration leaves: empty images on the pool's row and its workers.
             var db = scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>();
-            await db.Set<PoolState>().ExecuteUpdateAsync(p => p.SetProperty(x => x.Image, "").SetProperty(x => x.ConfiguredImage, ""));
+            await db.Set<PoolState>()
+                .ExecuteUpdateAsync(p => p.SetProperty(x => x.Image, "").SetProperty(x => x.ConfiguredImage, ""));
             await db.Set<WorkerState>().ExecuteUpdateAsync(w => w.SetProperty(x => x.Image, ""));
         }
 
         await bed.Bus.Publish(new ReconcilePool(Pool));
-        await Until(async () => (await bed.PoolAsync())!.ConfiguredImage == ConfiguredImage, "the pool's row to take the configured image");
+        await Until(async () => (await bed.PoolAsync())!.ConfiguredImage == ConfiguredImage,
+            "the pool's row to take the configured image");
         await bed.SettledAsync();
 
         Assert.Equal(ConfiguredImage, (await bed.PoolAsync())!.Image);
-        Assert.All(await bed.WorkersAsync(), w => Assert.Equal((WorkerStates.Ready, ConfiguredImage), (w.CurrentState, w.Image)));
+        Assert.All(await bed.WorkersAsync(),
+            w => Assert.Equal((WorkerStates.Ready, ConfiguredImage), (w.CurrentState, w.Image)));
         Assert.Equal(provisioned, bed.Cloud.Provisioned.Count);
         Assert.Empty(bed.Cloud.Deprovisioned);
     }
@@ -220,5 +238,6 @@ public sealed class ImageRolloutTests
     }
 
     static async Task<PoolSummary> StatusAsync(LifecycleBed bed)
-        => (await bed.Harness.GetRequestClient<GetPoolStatus>().GetResponse<PoolStatus>(new GetPoolStatus(Pool))).Message.Pools.Single();
+        => (await bed.Harness.GetRequestClient<GetPoolStatus>().GetResponse<PoolStatus>(new GetPoolStatus(Pool)))
+            .Message.Pools.Single();
 }

@@ -18,7 +18,8 @@ public sealed class LeaseLifecycleTests
     [InlineData("", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "InstanceId is empty")]
     [InlineData("instance-1", "abc; rm -rf /", "ServerThumbprint must be")]
     [InlineData("instance-1", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "ServerThumbprint must be")]
-    public async Task An_invalid_request_is_rejected_with_a_detail_a_person_can_act_on(string instance, string thumbprint, string detail)
+    public async Task An_invalid_request_is_rejected_with_a_detail_a_person_can_act_on(string instance,
+        string thumbprint, string detail)
     {
         await using var bed = await StartAsync(hotTarget: 0);
 
@@ -33,7 +34,8 @@ public sealed class LeaseLifecycleTests
     [InlineData(1024 * 1024, 5, 5, "InstanceId is 1048576 characters", LeaseRejectionReasons.InvalidRequest)]
     [InlineData(5, 10_000, 5, "TaskId is 10000 characters", LeaseRejectionReasons.InvalidRequest)]
     [InlineData(5, 5, 10_000, "does not exist", LeaseRejectionReasons.UnknownPool)]
-    public async Task An_oversized_field_is_rejected_and_stored_cut_to_its_column(int instanceLength, int taskLength, int poolLength, string detail, string reason)
+    public async Task An_oversized_field_is_rejected_and_stored_cut_to_its_column(int instanceLength, int taskLength,
+        int poolLength, string detail, string reason)
     {
         // PostgreSQL and SQL Server refuse a value longer than its column: storing it whole failed the save
         // (retried for minutes, then _error) instead of answering. Found by the hostile input test.
@@ -41,7 +43,8 @@ public sealed class LeaseLifecycleTests
         var leaseId = Guid.NewGuid();
 
         await bed.Bus.Publish(new LeaseRequested(
-            leaseId, new string('i', instanceLength), ThumbprintA, new string('p', poolLength), new string('t', taskLength), bed.Clock.GetUtcNow()));
+            leaseId, new string('i', instanceLength), ThumbprintA, new string('p', poolLength),
+            new string('t', taskLength), bed.Clock.GetUtcNow()));
         await Until(() => bed.Outcomes(leaseId).Count > 0, "the rejection");
 
         var outcome = Assert.IsType<LeaseRejected>(bed.Outcomes(leaseId)[0]);
@@ -57,7 +60,8 @@ public sealed class LeaseLifecycleTests
     {
         await using var bed = await StartAsync(hotTarget: 0);
 
-        var outcome = Assert.IsType<LeaseRejected>(await bed.RequestAsync(Guid.NewGuid(), "instance-1", pool: "macos-14"));
+        var outcome =
+            Assert.IsType<LeaseRejected>(await bed.RequestAsync(Guid.NewGuid(), "instance-1", pool: "macos-14"));
 
         Assert.Equal(LeaseRejectionReasons.UnknownPool, outcome.Reason);
         Assert.Contains("known pools: linux", outcome.Detail);
@@ -74,7 +78,8 @@ public sealed class LeaseLifecycleTests
 
         Assert.False(granted.Reused);
         var trust = Assert.Single(bed.Cloud.Trusted);
-        Assert.Equal((granted.WorkerId, "instance-1", ThumbprintA), (trust.WorkerId, trust.InstanceId, trust.Thumbprint));
+        Assert.Equal((granted.WorkerId, "instance-1", ThumbprintA),
+            (trust.WorkerId, trust.InstanceId, trust.Thumbprint));
         Assert.Equal(bed.Clock.GetUtcNow() + TimeSpan.FromHours(24), granted.ExpiresAt);
         // The pool refills the moment a worker leaves it.
         await bed.UntilWorkersAsync("Ready", 1);
@@ -128,7 +133,8 @@ public sealed class LeaseLifecycleTests
         Assert.Equal(LeaseRejectionReasons.LeaseIdConflict, conflict.Reason);
         Assert.Equal("instance-2", conflict.InstanceId);
         var lease = await bed.LeaseAsync(leaseId);
-        Assert.Equal(("Granted", "instance-1", granted.WorkerId), (lease!.CurrentState, lease.InstanceId, lease.WorkerId!.Value));
+        Assert.Equal(("Granted", "instance-1", granted.WorkerId),
+            (lease!.CurrentState, lease.InstanceId, lease.WorkerId!.Value));
     }
 
     [Fact]
@@ -151,7 +157,8 @@ public sealed class LeaseLifecycleTests
     public async Task A_reused_worker_keeps_its_max_age_timer_and_is_still_revoked_at_max_age()
     {
         await using var bed = await StartAsync(hotTarget: 1);
-        await bed.Bus.Publish(new SetInstanceLifecycle("instance-1", null, TimeSpan.FromHours(2), TimeSpan.FromHours(10)));
+        await bed.Bus.Publish(
+            new SetInstanceLifecycle("instance-1", null, TimeSpan.FromHours(2), TimeSpan.FromHours(10)));
         await bed.UntilWorkersAsync("Ready", 1);
         var first = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
         await bed.ReleaseAsync(first.LeaseId, "instance-1");
@@ -189,12 +196,14 @@ public sealed class LeaseLifecycleTests
         Assert.False(granted.Reused);
         Assert.Equal(1, TimerSchedules(bed));
         await bed.AdvanceAsync(TimeSpan.FromHours(72));
-        await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId), "the revocation at the default max age");
+        await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId),
+            "the revocation at the default max age");
         Assert.Equal(LeaseRevocationReasons.MaxWorkerAge, bed.PublishedOf<LeaseRevoked>().Single().Reason);
     }
 
     static int TimerSchedules(LifecycleBed bed)
-        => bed.Harness.Sent.Select<ScheduleMessage>().Count(m => m.Context.Message.PayloadType.Any(t => t.Contains(nameof(WorkerTimerDue), StringComparison.Ordinal)));
+        => bed.Harness.Sent.Select<ScheduleMessage>().Count(
+            m => m.Context.Message.PayloadType.Any(t => t.Contains(nameof(WorkerTimerDue), StringComparison.Ordinal)));
 
     [Fact]
     public async Task A_worker_that_trusted_one_instance_is_never_granted_to_another()
@@ -210,8 +219,10 @@ public sealed class LeaseLifecycleTests
 
         Assert.NotEqual(a.WorkerId, b.WorkerId);
         Assert.False(b.Reused);
-        Assert.All(await bed.WorkersAsync(), w => Assert.True(w.TrustedInstanceId is null or "instance-a" or "instance-b"));
-        Assert.Equal("instance-a", (await bed.WorkersAsync()).Single(w => w.CorrelationId == a.WorkerId).TrustedInstanceId);
+        Assert.All(await bed.WorkersAsync(),
+            w => Assert.True(w.TrustedInstanceId is null or "instance-a" or "instance-b"));
+        Assert.Equal("instance-a",
+            (await bed.WorkersAsync()).Single(w => w.CorrelationId == a.WorkerId).TrustedInstanceId);
     }
 
     [Fact]
@@ -228,7 +239,8 @@ public sealed class LeaseLifecycleTests
 
         // Max 1 worker: only one is started, and it goes to the lease that came first.
         var held = Assert.Single(bed.Cloud.Held);
-        await bed.Bus.Publish(new WorkerProvisioned(held.WorkerId, "10.0.0.9:10933", new string('C', 40), bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new WorkerProvisioned(held.WorkerId, "10.0.0.9:10933", new string('C', 40), bed.Clock.GetUtcNow()));
         await Until(() => bed.Outcomes(first).Count == 1, "the first lease's grant");
 
         Assert.IsType<LeaseGranted>(bed.Outcomes(first)[0]);
@@ -241,7 +253,8 @@ public sealed class LeaseLifecycleTests
     {
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true);
         var leaseId = Guid.NewGuid();
-        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await bed.UntilLeaseAsync(leaseId, "WaitingForWorker");
 
         await bed.UntilTimerAsync<LeaseAllocationTimedOut>(TimeSpan.FromMinutes(5));
@@ -262,7 +275,8 @@ public sealed class LeaseLifecycleTests
         await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 2, cloud: c => c.HoldProvisioning = true);
         await Until(() => bed.Cloud.Held.Count == 1, "the hot worker provisioning");
         var hotWorker = Assert.Single(bed.Cloud.Held);
-        await bed.Bus.Publish(new WorkerProvisioned(hotWorker.WorkerId, "10.0.0.1:10933", new string('A', 40), bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new WorkerProvisioned(hotWorker.WorkerId, "10.0.0.1:10933", new string('A', 40), bed.Clock.GetUtcNow()));
         await bed.UntilWorkersAsync("Ready", 1);
 
         // Served at once from the hot pool: no timer is set (nor cancelled), so the scheduler hears nothing of it.
@@ -270,15 +284,19 @@ public sealed class LeaseLifecycleTests
         await bed.SettledAsync();
         Assert.DoesNotContain(AllocationTimers(), m => Timed(m) == hot.LeaseId);
 
-        // No worker left and the next one still provisioning: this lease waits, and its timer is due 5 min after it arrived.
+        // No worker left and the next one still provisioning: this lease waits, and its timer is due 5 min after it
+        // arrived.
         var waiting = Guid.NewGuid();
-        await bed.Bus.Publish(new LeaseRequested(waiting, "instance-2", ThumbprintB, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new LeaseRequested(waiting, "instance-2", ThumbprintB, Pool, null, bed.Clock.GetUtcNow()));
         await bed.UntilLeaseAsync(waiting, "WaitingForWorker");
         await Until(() => AllocationTimers().Any(m => Timed(m) == waiting), "its allocation timer");
         var lease = (await bed.LeaseAsync(waiting))!;
         Assert.NotNull(lease.AllocationTimeoutToken);
-        Assert.True(bed.Scheduler.HasPending(typeof(LeaseAllocationTimedOut), lease.ReceivedAt + TimeSpan.FromMinutes(5)));
-        Assert.False(bed.Scheduler.HasPending(typeof(LeaseAllocationTimedOut), lease.ReceivedAt + TimeSpan.FromMinutes(5) - TimeSpan.FromSeconds(1)));
+        Assert.True(
+            bed.Scheduler.HasPending(typeof(LeaseAllocationTimedOut), lease.ReceivedAt + TimeSpan.FromMinutes(5)));
+        Assert.False(bed.Scheduler.HasPending(typeof(LeaseAllocationTimedOut),
+            lease.ReceivedAt + TimeSpan.FromMinutes(5) - TimeSpan.FromSeconds(1)));
 
         List<ScheduleMessage> AllocationTimers()
             => bed.Harness.Consumed.Select<ScheduleMessage>()
@@ -291,7 +309,8 @@ public sealed class LeaseLifecycleTests
     [Fact]
     public async Task A_lease_beyond_a_full_waiting_line_gets_NoCapacity_at_once_and_the_line_keeps_its_place()
     {
-        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true, maxWaiting: 1);
+        await using var bed =
+            await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true, maxWaiting: 1);
         var first = Guid.NewGuid();
         var second = Guid.NewGuid();
         await bed.Bus.Publish(new LeaseRequested(first, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
@@ -309,7 +328,8 @@ public sealed class LeaseLifecycleTests
 
         // The lease that waits is still served.
         var held = Assert.Single(bed.Cloud.Held);
-        await bed.Bus.Publish(new WorkerProvisioned(held.WorkerId, "10.0.0.9:10933", new string('C', 40), bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new WorkerProvisioned(held.WorkerId, "10.0.0.9:10933", new string('C', 40), bed.Clock.GetUtcNow()));
         await Until(() => bed.Outcomes(first).Count == 1, "the first lease's grant");
         Assert.IsType<LeaseGranted>(bed.Outcomes(first)[0]);
     }
@@ -318,9 +338,11 @@ public sealed class LeaseLifecycleTests
     public async Task A_flood_turned_away_warns_once_per_interval_with_a_count_not_once_per_lease()
     {
         var logs = new LogCapture();
-        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true, maxWaiting: 1, logs: logs);
+        await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true,
+            maxWaiting: 1, logs: logs);
         var waiting = Guid.NewGuid();
-        await bed.Bus.Publish(new LeaseRequested(waiting, "instance-0", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new LeaseRequested(waiting, "instance-0", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await bed.UntilLeaseAsync(waiting, "WaitingForWorker");
 
         async Task TurnAwayAsync(int count)
@@ -328,14 +350,18 @@ public sealed class LeaseLifecycleTests
             var leases = Enumerable.Range(0, count).Select(_ => Guid.NewGuid()).ToList();
             foreach (var lease in leases)
             {
-                await bed.Bus.Publish(new LeaseRequested(lease, $"instance-{lease:N}", ThumbprintB, Pool, null, bed.Clock.GetUtcNow()));
+                await bed.Bus.Publish(
+                    new LeaseRequested(lease, $"instance-{lease:N}", ThumbprintB, Pool, null, bed.Clock.GetUtcNow()));
             }
 
-            await Until(() => leases.All(l => bed.Outcomes(l).SingleOrDefault() is LeaseRejected { Reason: LeaseRejectionReasons.NoCapacity }), "every lease turned away");
+            await Until(() => leases.All(
+                l => bed.Outcomes(l).SingleOrDefault() is LeaseRejected { Reason: LeaseRejectionReasons.NoCapacity }),
+                "every lease turned away");
         }
 
         List<LogCapture.Record> Warnings() => logs.Records
-            .Where(r => r.Level == LogLevel.Warning && r.Fields.GetValueOrDefault("{OriginalFormat}") is string f && f.Contains("turned away", StringComparison.Ordinal))
+            .Where(r => r.Level == LogLevel.Warning && r.Fields.GetValueOrDefault("{OriginalFormat}") is string f
+                && f.Contains("turned away", StringComparison.Ordinal))
             .ToList();
 
         await TurnAwayAsync(5);
@@ -368,7 +394,8 @@ public sealed class LeaseLifecycleTests
         await bed.UntilWorkersAsync("Ready", 1);
 
         var leases = new[] { Guid.NewGuid(), Guid.NewGuid() };
-        await Task.WhenAll(leases.Select((id, i) => bed.Bus.Publish(new LeaseRequested(id, $"instance-{i}", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()))));
+        await Task.WhenAll(leases.Select((id, i) => bed.Bus.Publish(
+            new LeaseRequested(id, $"instance-{i}", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()))));
         await Until(() => leases.Sum(l => bed.Outcomes(l).Count) == 1, "one grant");
         await bed.SettledAsync();
 
@@ -385,7 +412,8 @@ public sealed class LeaseLifecycleTests
         await bed.UntilWorkersAsync("Idle", 1);
 
         await ReapedAsIdleAfterAsync(bed, granted.WorkerId, TimeSpan.FromMinutes(60));
-        await Until(async () => (await bed.WorkersAsync()).All(w => w.CorrelationId != granted.WorkerId), "the worker to be gone");
+        await Until(async () => (await bed.WorkersAsync()).All(w => w.CorrelationId != granted.WorkerId),
+            "the worker to be gone");
     }
 
     [Fact]
@@ -400,7 +428,8 @@ public sealed class LeaseLifecycleTests
         await bed.AdvanceAsync(TimeSpan.FromMinutes(20));
         var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
         await bed.ReleaseAsync(second.LeaseId, "instance-1");
-        await Until(async () => (await bed.WorkersAsync()).Single() is { CurrentState: "Idle", LastLeaseId: var last } && last == second.LeaseId, "the second release");
+        await Until(async () => (await bed.WorkersAsync()).Single() is { CurrentState: "Idle", LastLeaseId: var last }
+            && last == second.LeaseId, "the second release");
         await bed.SettledAsync();
 
         // A re-use and its release move no deadline earlier than the standing timer: no cancel, no new schedule.
@@ -462,7 +491,8 @@ public sealed class LeaseLifecycleTests
         Assert.Equal(bed.Clock.GetUtcNow() + TimeSpan.FromMinutes(5), second.ExpiresAt);
         await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(5));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
-        await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == second.LeaseId && r.Reason == LeaseRevocationReasons.MaxLeaseDuration), "the revocation");
+        await Until(() => bed.PublishedOf<LeaseRevoked>().Any(
+            r => r.LeaseId == second.LeaseId && r.Reason == LeaseRevocationReasons.MaxLeaseDuration), "the revocation");
     }
 
     /// <summary>A cold lease of instance-1, released: its worker idles with the default idle timer armed.</summary>
@@ -475,14 +505,16 @@ public sealed class LeaseLifecycleTests
         return granted;
     }
 
-    /// <summary>The worker's idle timer is armed for <paramref name="after"/>: a minute before, it still lives; then it is retired as idle.</summary>
+    /// <summary>The worker's idle timer is armed for <paramref name="after"/>: a minute before, it still lives; then it
+    /// is retired as idle.</summary>
     static async Task ReapedAsIdleAfterAsync(LifecycleBed bed, Guid workerId, TimeSpan after)
     {
         await bed.UntilTimerAsync<WorkerTimerDue>(after);
         await bed.AdvanceAsync(after - TimeSpan.FromMinutes(1));
         Assert.Empty(bed.Cloud.Deprovisioned);
         await bed.AdvanceAsync(TimeSpan.FromMinutes(1));
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == workerId && d.Reason == "idle"), "the idle worker's deprovisioning");
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == workerId && d.Reason == "idle"),
+            "the idle worker's deprovisioning");
     }
 
     [Fact]
@@ -497,7 +529,8 @@ public sealed class LeaseLifecycleTests
 
         await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(5));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId), "the idle worker's deprovisioning after 5 minutes");
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId),
+            "the idle worker's deprovisioning after 5 minutes");
     }
 
     [Fact]
@@ -511,7 +544,8 @@ public sealed class LeaseLifecycleTests
         await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId), "the revocation");
 
         Assert.Equal(LeaseRevocationReasons.MaxLeaseDuration, bed.PublishedOf<LeaseRevoked>().Single().Reason);
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId && d.Reason == "max_lease"), "the worker's deprovisioning");
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId && d.Reason == "max_lease"),
+            "the worker's deprovisioning");
         Assert.Equal("Revoked", (await bed.LeaseAsync(granted.LeaseId))!.CurrentState);
     }
 
@@ -519,7 +553,8 @@ public sealed class LeaseLifecycleTests
     public async Task A_leased_worker_reaching_max_age_has_its_lease_revoked()
     {
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 2);
-        await bed.Bus.Publish(new SetInstanceLifecycle("instance-1", null, TimeSpan.FromHours(2), TimeSpan.FromHours(10)));
+        await bed.Bus.Publish(
+            new SetInstanceLifecycle("instance-1", null, TimeSpan.FromHours(2), TimeSpan.FromHours(10)));
         await bed.SettledAsync();
         var granted = await GrantColdAsync(bed, "instance-1");
 
@@ -528,7 +563,8 @@ public sealed class LeaseLifecycleTests
         await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId), "the revocation");
 
         Assert.Equal(LeaseRevocationReasons.MaxWorkerAge, bed.PublishedOf<LeaseRevoked>().Single().Reason);
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId && d.Reason == "max_age"), "the worker's deprovisioning");
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId && d.Reason == "max_age"),
+            "the worker's deprovisioning");
     }
 
     [Fact]
@@ -540,8 +576,10 @@ public sealed class LeaseLifecycleTests
 
         await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromHours(72));
         await bed.AdvanceAsync(TimeSpan.FromHours(72));
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == old && d.Reason == "max_age"), "the old worker's deprovisioning");
-        await Until(async () => (await bed.WorkersAsync()).Any(w => w.CorrelationId != old && w.CurrentState == "Ready"), "a fresh hot worker");
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == old && d.Reason == "max_age"),
+            "the old worker's deprovisioning");
+        await Until(async () => (await bed.WorkersAsync())
+            .Any(w => w.CorrelationId != old && w.CurrentState == "Ready"), "a fresh hot worker");
     }
 
     [Fact]
@@ -551,7 +589,8 @@ public sealed class LeaseLifecycleTests
         await bed.UntilWorkersAsync("Ready", 1);
         var first = (await bed.WorkersAsync()).Single().CorrelationId;
         var leaseId = Guid.NewGuid();
-        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == first), "the failed worker's deprovisioning");
 
         bed.Cloud.FailTrust = false;
@@ -603,7 +642,8 @@ public sealed class LeaseLifecycleTests
         await bed.SettledAsync();
 
         Assert.Equal("Granted", (await bed.LeaseAsync(granted.LeaseId))!.CurrentState);
-        Assert.Equal("Leased", (await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId).CurrentState);
+        Assert.Equal("Leased",
+            (await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId).CurrentState);
     }
 
     [Fact]
@@ -611,13 +651,15 @@ public sealed class LeaseLifecycleTests
     {
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true);
         var leaseId = Guid.NewGuid();
-        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await bed.UntilLeaseAsync(leaseId, "WaitingForWorker");
         await bed.ReleaseAsync(leaseId, "instance-1");
         await bed.SettledAsync();
 
         var held = Assert.Single(bed.Cloud.Held);
-        await bed.Bus.Publish(new WorkerProvisioned(held.WorkerId, "10.0.0.9:10933", new string('C', 40), bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new WorkerProvisioned(held.WorkerId, "10.0.0.9:10933", new string('C', 40), bed.Clock.GetUtcNow()));
         await Until(async () => (await bed.LeaseAsync(leaseId))!.CurrentState == "Released", "the lease to end");
         // The grant is published after the saga is saved (the outbox): the saved state can be read before it is out.
         await Until(() => bed.Outcomes(leaseId).Count > 0, "the lease's outcome");
@@ -640,7 +682,8 @@ public sealed class LeaseLifecycleTests
         await bed.UntilTimerAsync<LeaseReleased>(TimeSpan.FromSeconds(1));
         await bed.AdvanceAsync(TimeSpan.FromSeconds(1));
 
-        await Until(async () => (await bed.LeaseAsync(leaseId))!.CurrentState == "Released", "the redelivered release to end the lease");
+        await Until(async () => (await bed.LeaseAsync(leaseId))!.CurrentState == "Released",
+            "the redelivered release to end the lease");
         await bed.UntilWorkersAsync("Idle", 1);
         Assert.Equal(granted.WorkerId, (await bed.WorkersAsync()).Single(w => w.CurrentState == "Idle").CorrelationId);
     }
@@ -656,7 +699,9 @@ public sealed class LeaseLifecycleTests
         Assert.Equal(bed.Clock.GetUtcNow() + TimeSpan.FromMinutes(30), granted.ExpiresAt);
         await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(30));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(30));
-        await Until(() => bed.PublishedOf<LeaseRevoked>().Any(r => r.LeaseId == granted.LeaseId && r.Reason == LeaseRevocationReasons.MaxLeaseDuration), "the revocation");
+        await Until(() => bed.PublishedOf<LeaseRevoked>()
+            .Any(r => r.LeaseId == granted.LeaseId && r.Reason == LeaseRevocationReasons.MaxLeaseDuration),
+            "the revocation");
     }
 
     [Fact]
@@ -677,8 +722,10 @@ public sealed class LeaseLifecycleTests
         await bed.AdvanceAsync(TimeSpan.FromMinutes(1.5));
         await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
 
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == stuck && d.Reason == "failed"), "the stuck VM's deletion");
-        await Until(async () => (await bed.WorkersAsync()).Any(w => w.CorrelationId != stuck && w.CurrentState == "Ready"), "a replacement");
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == stuck && d.Reason == "failed"),
+            "the stuck VM's deletion");
+        await Until(async () => (await bed.WorkersAsync())
+            .Any(w => w.CorrelationId != stuck && w.CurrentState == "Ready"), "a replacement");
     }
 
     [Fact]
@@ -690,9 +737,11 @@ public sealed class LeaseLifecycleTests
         await bed.Bus.Publish(new SetPoolSize(Pool, 0, 2));
         await Until(async () => (await bed.PoolAsync())?.HotTarget == 0, "the pool shrunk to no hot worker");
 
-        await bed.Bus.Publish(new WorkerProvisioned(late, "10.0.0.9:10933", new string('A', 40), bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new WorkerProvisioned(late, "10.0.0.9:10933", new string('A', 40), bed.Clock.GetUtcNow()));
 
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == late && d.Reason == "idle"), "the surplus worker deleted");
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == late && d.Reason == "idle"),
+            "the surplus worker deleted");
         await Until(async () => (await bed.WorkersAsync()).Count == 0, "no worker left");
     }
 
@@ -704,19 +753,25 @@ public sealed class LeaseLifecycleTests
         var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
         await bed.UntilWorkersAsync("Ready", 2);
 
-        var status = (await bed.Harness.GetRequestClient<GetPoolStatus>().GetResponse<PoolStatus>(new GetPoolStatus(Pool))).Message;
-        var workers = (await bed.Harness.GetRequestClient<GetWorkers>().GetResponse<WorkerList>(new GetWorkers(Pool, "instance-1"))).Message;
+        var status =
+            (await bed.Harness.GetRequestClient<GetPoolStatus>().GetResponse<PoolStatus>(new GetPoolStatus(Pool)))
+            .Message;
+        var workers = (await bed.Harness.GetRequestClient<GetWorkers>()
+            .GetResponse<WorkerList>(new GetWorkers(Pool, "instance-1"))).Message;
 
         var pool = Assert.Single(status.Pools);
         Assert.Equal((Pool, 2, 4, "test-image"), (pool.Pool, pool.HotTarget, pool.MaxWorkers, pool.Image));
         Assert.Equal(2, pool.WorkersByState["Ready"]);
         Assert.Equal(1, pool.WorkersByState["Leased"]);
         var mine = Assert.Single(workers.Workers);
-        Assert.Equal((granted.WorkerId, "Leased", "instance-1", granted.LeaseId, 1), (mine.WorkerId, mine.State, mine.TrustedInstanceId, mine.CurrentLeaseId!.Value, mine.LeaseCount));
+        Assert.Equal((granted.WorkerId, "Leased", "instance-1", granted.LeaseId, 1),
+            (mine.WorkerId, mine.State, mine.TrustedInstanceId, mine.CurrentLeaseId!.Value, mine.LeaseCount));
 
         var leases = bed.Harness.GetRequestClient<GetLeases>();
-        var lease = Assert.Single((await leases.GetResponse<LeaseList>(new GetLeases(Pool, "instance-1"))).Message.Leases);
-        Assert.Equal((granted.LeaseId, "Granted", granted.WorkerId, false), (lease.LeaseId, lease.State, lease.WorkerId!.Value, lease.Waited));
+        var lease =
+            Assert.Single((await leases.GetResponse<LeaseList>(new GetLeases(Pool, "instance-1"))).Message.Leases);
+        Assert.Equal((granted.LeaseId, "Granted", granted.WorkerId, false),
+            (lease.LeaseId, lease.State, lease.WorkerId!.Value, lease.Waited));
         Assert.Empty((await leases.GetResponse<LeaseList>(new GetLeases(null, "instance-2"))).Message.Leases);
     }
 
@@ -750,7 +805,8 @@ public sealed class LeaseLifecycleTests
         Assert.Empty(bed.Cloud.Deprovisioned);
         await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
 
-        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId && d.Reason == "idle"), "the sweep to reap the idle worker");
+        await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == granted.WorkerId && d.Reason == "idle"),
+            "the sweep to reap the idle worker");
     }
 
     [Fact]
@@ -759,11 +815,13 @@ public sealed class LeaseLifecycleTests
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1);
         await Until(async () => await bed.PoolAsync() is not null, "the pool");
         await bed.SettledAsync();
-        // As if the pool had started a worker and its ProvisionWorker had died with its process: the pool is at its maximum.
+        // As if the pool had started a worker and its ProvisionWorker had died with its process: the pool is at its
+        // maximum.
         var lost = await bed.AddWorkerAsync("Provisioning");
         await bed.AdvanceAsync(TimeSpan.FromMinutes(32));
         var leaseId = Guid.NewGuid();
-        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await bed.UntilLeaseAsync(leaseId, "WaitingForWorker");
         await bed.SettledAsync();
         Assert.Equal([lost], (await bed.WorkersAsync()).Select(w => w.CorrelationId));

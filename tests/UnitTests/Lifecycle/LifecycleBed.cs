@@ -42,12 +42,15 @@ public sealed class LifecycleBed : IAsyncDisposable
     public ClientInbox Client { get; } = new();
 
     /// <param name="logs">also receives every record from Information up, whatever the console shows</param>
-    /// <param name="maxWaitingPerInstance">by default the pool's default, or its whole line when that is shorter</param>
+    /// <param name="maxWaitingPerInstance">by default the pool's default, or its whole line when that is
+    /// shorter</param>
     /// <param name="drop">the one message to lose, armed before the first message flows</param>
     /// <param name="settings">further configuration keys, e.g. the pool's <c>Adaptive:*</c></param>
     public static async Task<LifecycleBed> StartAsync(
-        int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null, int maxWaiting = 1000, LogCapture? logs = null,
-        int maxLeasesPerInstance = 100, int? maxWaitingPerInstance = null, (string Target, Func<ConsumeContext, bool> Match)? drop = null,
+        int hotTarget = 1, int maxWorkers = 3, Action<FakeCloud>? cloud = null, int maxWaiting = 1000,
+        LogCapture? logs = null,
+        int maxLeasesPerInstance = 100, int? maxWaitingPerInstance = null,
+        (string Target, Func<ConsumeContext, bool> Match)? drop = null,
         Action<IDictionary<string, string?>>? settings = null)
     {
         var bed = new LifecycleBed();
@@ -58,15 +61,18 @@ public sealed class LifecycleBed : IAsyncDisposable
             bed.Drops.Arm(d.Target, d.Match);
         }
 
-        await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting, logs, maxLeasesPerInstance, maxWaitingPerInstance ?? Math.Min(50, maxWaiting));
+        await bed.StartHostAsync(hotTarget, maxWorkers, maxWaiting, logs, maxLeasesPerInstance,
+            maxWaitingPerInstance ?? Math.Min(50, maxWaiting));
         return bed;
     }
 
     async Task StartHostAsync(
-        int hotTarget, int maxWorkers, int maxWaiting, LogCapture? logs, int maxLeasesPerInstance, int maxWaitingPerInstance)
+        int hotTarget, int maxWorkers, int maxWaiting, LogCapture? logs, int maxLeasesPerInstance,
+        int maxWaitingPerInstance)
     {
         var builder = Host.CreateApplicationBuilder();
-        builder.Logging.SetMinimumLevel(Environment.GetEnvironmentVariable("DW_TEST_VERBOSE") is null ? LogLevel.Warning : LogLevel.Information);
+        builder.Logging.SetMinimumLevel(
+            Environment.GetEnvironmentVariable("DW_TEST_VERBOSE") is null ? LogLevel.Warning : LogLevel.Information);
         if (logs is not null)
         {
             // A provider-specific rule wins over the minimum level, so the console stays quiet.
@@ -129,23 +135,27 @@ public sealed class LifecycleBed : IAsyncDisposable
     public void RemovePool(string pool)
         => Settings.Change(data =>
         {
-            foreach (var key in data.Keys.Where(k => k.StartsWith($"Pools:{pool}:", StringComparison.OrdinalIgnoreCase)).ToList())
+            foreach (var key in data.Keys.Where(k => k.StartsWith($"Pools:{pool}:", StringComparison.OrdinalIgnoreCase))
+                .ToList())
             {
                 data.Remove(key);
             }
         });
 
-    /// <summary>Whether any message so far failed (even once, before a retry): a fault would end in an <c>_error</c> queue.</summary>
+    /// <summary>Whether any message so far failed (even once, before a retry): a fault would end in an <c>_error</c>
+    /// queue.</summary>
     public bool AnyMessageFailed()
         => Harness.Consumed.Select(x => x.Exception is not null).Any() || Harness.Published.Select<Fault>().Any();
 
-    /// <summary>Stops the service and starts it again on the same database, with <paramref name="settings"/> changed: a deployment.</summary>
+    /// <summary>Stops the service and starts it again on the same database, with <paramref name="settings"/> changed: a
+    /// deployment.</summary>
     public async Task RestartAsync(int hotTarget, int maxWorkers, Action<IDictionary<string, string?>> settings)
     {
         await _host.StopAsync();
         _host.Dispose();
         _settings = settings;
-        // MassTransit keeps the bus's log context in an async local: the stopped host's, whose logger factory is disposed.
+        // MassTransit keeps the bus's log context in an async local: the stopped host's, whose logger factory is
+        // disposed.
         LogContext.Current = null;
         await StartHostAsync(hotTarget, maxWorkers, 1000, null, 100, 50);
     }
@@ -156,7 +166,8 @@ public sealed class LifecycleBed : IAsyncDisposable
     public async Task<object> RequestAsync(Guid leaseId, string instance, string? thumbprint = null, string pool = Pool)
     {
         var before = Outcomes(leaseId).Count;
-        await Bus.Publish(new LeaseRequested(leaseId, instance, thumbprint ?? ThumbprintA, pool, "task-1", Clock.GetUtcNow()));
+        await Bus.Publish(
+            new LeaseRequested(leaseId, instance, thumbprint ?? ThumbprintA, pool, "task-1", Clock.GetUtcNow()));
         await Until(() => Outcomes(leaseId).Count > before, $"an outcome for lease {leaseId}");
         return Outcomes(leaseId)[before];
     }
@@ -165,7 +176,8 @@ public sealed class LifecycleBed : IAsyncDisposable
 
     /// <summary>Every LeaseGranted / LeaseRejected published for a lease, in order.</summary>
     public List<object> Outcomes(Guid leaseId)
-        => Harness.Published.Select(x => x.MessageObject is LeaseGranted g && g.LeaseId == leaseId || x.MessageObject is LeaseRejected r && r.LeaseId == leaseId)
+        => Harness.Published.Select(x => x.MessageObject is LeaseGranted g && g.LeaseId == leaseId
+            || x.MessageObject is LeaseRejected r && r.LeaseId == leaseId)
             .OrderBy(x => x.Context.SentTime)
             .Select(x => x.MessageObject)
             .ToList();
@@ -177,22 +189,26 @@ public sealed class LifecycleBed : IAsyncDisposable
     public async Task<List<WorkerState>> WorkersAsync()
     {
         await using var scope = _host.Services.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<WorkerState>().AsNoTracking().ToListAsync();
+        return await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<WorkerState>()
+            .AsNoTracking().ToListAsync();
     }
 
     public async Task<LeaseState?> LeaseAsync(Guid leaseId)
     {
         await using var scope = _host.Services.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<LeaseState>().AsNoTracking().SingleOrDefaultAsync(x => x.CorrelationId == leaseId);
+        return await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<LeaseState>()
+            .AsNoTracking().SingleOrDefaultAsync(x => x.CorrelationId == leaseId);
     }
 
     public async Task<PoolState?> PoolAsync()
     {
         await using var scope = _host.Services.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<PoolState>().AsNoTracking().SingleOrDefaultAsync(x => x.Name == Pool);
+        return await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<PoolState>().AsNoTracking()
+            .SingleOrDefaultAsync(x => x.Name == Pool);
     }
 
-    /// <summary>Changes a worker's row behind its state machine's back, as a lost message or timer would leave it.</summary>
+    /// <summary>Changes a worker's row behind its state machine's back, as a lost message or timer would leave
+    /// it.</summary>
     public async Task UpdateWorkerAsync(Guid workerId, Action<WorkerState> change)
     {
         await using var scope = _host.Services.CreateAsyncScope();
@@ -203,12 +219,14 @@ public sealed class LifecycleBed : IAsyncDisposable
         await db.SaveChangesAsync();
     }
 
-    /// <summary>A worker row as the pool keeper saves it before its ProvisionWorker goes out (or as a lost one leaves it).</summary>
+    /// <summary>A worker row as the pool keeper saves it before its ProvisionWorker goes out (or as a lost one leaves
+    /// it).</summary>
     public async Task<Guid> AddWorkerAsync(string state)
     {
         await using var scope = _host.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>();
-        var worker = new WorkerState { CorrelationId = NewId.NextGuid(), Pool = Pool, CurrentState = state, CreatedAt = Clock.GetUtcNow() };
+        var worker = new WorkerState { CorrelationId = NewId.NextGuid(), Pool = Pool, CurrentState = state,
+            CreatedAt = Clock.GetUtcNow() };
         db.Add(worker);
         await db.SaveChangesAsync();
         return worker.CorrelationId;
@@ -227,7 +245,8 @@ public sealed class LifecycleBed : IAsyncDisposable
     /// schedule travels as a message, so a saga's new state can be visible before its timer is stored.
     /// </summary>
     public Task UntilTimerAsync<T>(TimeSpan within)
-        => Until(() => Scheduler.HasPending(typeof(T), Clock.GetUtcNow() + within), $"a {typeof(T).Name} timer due within {within}");
+        => Until(() => Scheduler.HasPending(typeof(T), Clock.GetUtcNow() + within),
+            $"a {typeof(T).Name} timer due within {within}");
 
     /// <summary>Moves the virtual clock and delivers the timeouts that fell due, then lets the system settle.</summary>
     public async Task AdvanceAsync(TimeSpan by)
@@ -265,7 +284,8 @@ public sealed class LifecycleBed : IAsyncDisposable
         }
     }
 
-    int MessagesSeen() => Harness.Published.Select(_ => true).Count() + Harness.Sent.Select(_ => true).Count() + Harness.Consumed.Select(_ => true).Count();
+    int MessagesSeen() => Harness.Published.Select(_ => true).Count() + Harness.Sent.Select(_ => true).Count()
+        + Harness.Consumed.Select(_ => true).Count();
 
     public static Task Until(Func<bool> condition, string what) => Until(() => Task.FromResult(condition()), what);
 
@@ -296,7 +316,8 @@ public sealed class LifecycleBed : IAsyncDisposable
     }
 }
 
-/// <summary>An in-memory configuration source that can change and announce a reload, as a file source with reloadOnChange does.</summary>
+/// <summary>An in-memory configuration source that can change and announce a reload, as a file source with
+/// reloadOnChange does.</summary>
 public sealed class ReloadableSettings : ConfigurationProvider, IConfigurationSource
 {
     public ReloadableSettings(IDictionary<string, string?> initial)

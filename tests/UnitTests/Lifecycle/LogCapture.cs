@@ -3,7 +3,8 @@ using Microsoft.Extensions.Logging;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
 
-/// <summary>A logger provider that keeps every record with its structured state (the template's named values).</summary>
+/// <summary>A logger provider that keeps every record with its structured state (the template's named
+/// values).</summary>
 public sealed class LogCapture : ILoggerProvider
 {
     public ConcurrentQueue<Record> Records { get; } = new();
@@ -14,7 +15,8 @@ public sealed class LogCapture : ILoggerProvider
     {
     }
 
-    public sealed record Record(string Category, LogLevel Level, string Message, IReadOnlyDictionary<string, object?> Fields);
+    public sealed record Record(string Category, LogLevel Level, string Message,
+        IReadOnlyDictionary<string, object?> Fields);
 
     sealed class Logger(LogCapture capture, string category) : ILogger
     {
@@ -24,7 +26,8 @@ public sealed class LogCapture : ILoggerProvider
 
         public bool IsEnabled(LogLevel logLevel) => true;
 
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception,
+            Func<TState, Exception?, string> formatter)
         {
             // The message template's values arrive as key/value pairs; "{OriginalFormat}" is the template itself.
             var fields = state is IEnumerable<KeyValuePair<string, object?>> pairs

@@ -53,7 +53,8 @@ public sealed class PoolConfigurationTests
         await Until(() => bed.Cloud.Deprovisioned.Count == 2, "the hot and the idle worker deleted");
         Assert.Equal(new[] { hot, ended.WorkerId }.Order(), bed.Cloud.Deprovisioned.Select(d => d.WorkerId).Order());
         Assert.All(bed.Cloud.Deprovisioned, d => Assert.Equal(ReapReasons.Idle, d.Reason));
-        Assert.Equal(WorkerStates.Leased, (await bed.WorkersAsync()).Single(w => w.CorrelationId == held.WorkerId).CurrentState);
+        Assert.Equal(WorkerStates.Leased,
+            (await bed.WorkersAsync()).Single(w => w.CorrelationId == held.WorkerId).CurrentState);
         Assert.Equal("Granted", (await bed.LeaseAsync(held.LeaseId))!.CurrentState);
         Assert.DoesNotContain(Extra, await ListedPoolsAsync(bed));
 
@@ -88,7 +89,8 @@ public sealed class PoolConfigurationTests
         Guid[] waiting = [Guid.NewGuid(), Guid.NewGuid()];
         for (var i = 0; i < waiting.Length; i++)
         {
-            await bed.Bus.Publish(new LeaseRequested(waiting[i], $"instance-{i}", ThumbprintA, Extra, null, bed.Clock.GetUtcNow()));
+            await bed.Bus.Publish(
+                new LeaseRequested(waiting[i], $"instance-{i}", ThumbprintA, Extra, null, bed.Clock.GetUtcNow()));
             await bed.UntilLeaseAsync(waiting[i], "WaitingForWorker");
         }
 
@@ -107,7 +109,8 @@ public sealed class PoolConfigurationTests
 
         Assert.Empty(bed.Cloud.Deprovisioned);
         var (started, failed) = (bed.Cloud.Held.First().WorkerId, bed.Cloud.Held.Last().WorkerId);
-        await bed.Bus.Publish(new WorkerProvisioned(started, "10.0.0.9:10933", new string('A', 40), bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new WorkerProvisioned(started, "10.0.0.9:10933", new string('A', 40), bed.Clock.GetUtcNow()));
         await bed.Bus.Publish(new WorkerProvisioningFailed(failed, "QuotaExceeded"));
         await Until(() => bed.Cloud.Deprovisioned.Count == 2, "both workers deleted once they reported");
         Assert.Equal(ReapReasons.Idle, bed.Cloud.Deprovisioned.Single(d => d.WorkerId == started).Reason);
@@ -131,7 +134,8 @@ public sealed class PoolConfigurationTests
         await UntilWorkersOfAsync(bed, Extra, WorkerStates.Ready, 1);
         bed.Cloud.HoldTrust = true;
         var leaseId = Guid.NewGuid();
-        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Extra, null, bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new LeaseRequested(leaseId, "instance-1", ThumbprintA, Extra, null, bed.Clock.GetUtcNow()));
         await Until(() => !bed.Cloud.Trusted.IsEmpty, "the hot worker trusting for the lease");
         var trusting = bed.Cloud.Trusted.Single().WorkerId;
         await UntilWorkersOfAsync(bed, Extra, WorkerStates.Ready, 1);
@@ -142,7 +146,8 @@ public sealed class PoolConfigurationTests
         await bed.Bus.Publish(new WorkerTrustFailed(trusting, "instance-1", "RunCommandFailed"));
 
         await Until(() => bed.Outcomes(leaseId).Count > 0, "the lease answered");
-        Assert.Equal(LeaseRejectionReasons.UnknownPool, Assert.IsType<LeaseRejected>(Assert.Single(bed.Outcomes(leaseId))).Reason);
+        Assert.Equal(LeaseRejectionReasons.UnknownPool,
+            Assert.IsType<LeaseRejected>(Assert.Single(bed.Outcomes(leaseId))).Reason);
         await Until(async () => !(await bed.WorkersAsync()).Any(), "every worker of the removed pool deleted");
         Assert.Equal(ReapReasons.Failed, bed.Cloud.Deprovisioned.Single(d => d.WorkerId == trusting).Reason);
         Assert.Equal(2, bed.Cloud.Provisioned.Count);
@@ -182,15 +187,18 @@ public sealed class PoolConfigurationTests
     }
 
     static Task UntilWorkersOfAsync(LifecycleBed bed, string pool, string state, int count)
-        => Until(async () => (await bed.WorkersAsync()).Count(w => w.Pool == pool && w.CurrentState == state) == count, $"{count} worker(s) of {pool} {state}");
+        => Until(async () => (await bed.WorkersAsync()).Count(w => w.Pool == pool && w.CurrentState == state) == count,
+            $"{count} worker(s) of {pool} {state}");
 
     static async Task<IReadOnlyList<string>> ListedPoolsAsync(LifecycleBed bed)
-        => (await bed.Harness.GetRequestClient<GetPoolStatus>().GetResponse<PoolStatus>(new GetPoolStatus(null))).Message.Pools.Select(p => p.Pool).ToList();
+        => (await bed.Harness.GetRequestClient<GetPoolStatus>().GetResponse<PoolStatus>(new GetPoolStatus(null)))
+            .Message.Pools.Select(p => p.Pool).ToList();
 
     static async Task<(int HotTarget, int MaxWorkers)> SizeOfAsync(LifecycleBed bed, string pool)
     {
         await using var scope = bed.Services.CreateAsyncScope();
-        var row = await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<PoolState>().AsNoTracking().SingleAsync(p => p.Name == pool);
+        var row = await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<PoolState>()
+            .AsNoTracking().SingleAsync(p => p.Name == pool);
         return (row.HotTarget, row.MaxWorkers);
     }
 }

@@ -9,7 +9,8 @@ namespace DynamicWorkers.UnitTests.Lifecycle;
 /// redelivers the message that caused them to a saga that has already moved on. Each test delivers a message a
 /// second time (as the redelivery would) and checks that the step it should have triggered is sent again, and
 /// that nothing is done twice. Allocation itself sends nothing (it is part of the saga's transaction), so what is
-/// left to repeat is each saga's step after it. Found by reasoning over the chaos run's kill -9; see docs/guarantees.md.
+/// left to repeat is each saga's step after it. Found by reasoning over the chaos run's kill -9; see
+/// docs/guarantees.md.
 /// </summary>
 public sealed class RedeliveryTests
 {
@@ -25,7 +26,8 @@ public sealed class RedeliveryTests
         await bed.Bus.Publish(request);
         await bed.SettledAsync();
         var held = Assert.Single(bed.Cloud.Held);
-        await bed.Bus.Publish(new WorkerProvisioned(held.WorkerId, "10.0.0.1:10933", new string('A', 40), bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new WorkerProvisioned(held.WorkerId, "10.0.0.1:10933", new string('A', 40), bed.Clock.GetUtcNow()));
         await Until(() => bed.Outcomes(request.LeaseId).Count > 0, "the grant");
         await bed.SettledAsync();
 
@@ -52,7 +54,8 @@ public sealed class RedeliveryTests
 
         var granted = Assert.IsType<LeaseGranted>(Assert.Single(bed.Outcomes(request.LeaseId)));
         Assert.Equal(2, bed.Cloud.Trusted.Count);
-        Assert.Equal((granted.WorkerId, "instance-1"), bed.Cloud.Trusted.Select(t => (t.WorkerId, t.InstanceId)).Distinct().Single());
+        Assert.Equal((granted.WorkerId, "instance-1"),
+            bed.Cloud.Trusted.Select(t => (t.WorkerId, t.InstanceId)).Distinct().Single());
     }
 
     [Fact]
@@ -62,7 +65,8 @@ public sealed class RedeliveryTests
         // redelivered timeout (its token spent) answered nothing.
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldProvisioning = true);
         var leaseId = Guid.NewGuid();
-        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await bed.UntilTimerAsync<LeaseAllocationTimedOut>(TimeSpan.FromMinutes(5));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
         await Until(() => bed.Outcomes(leaseId).Count == 1, "the NoCapacity rejection");
@@ -107,24 +111,28 @@ public sealed class RedeliveryTests
         await bed.SettledAsync();
 
         var after = (await bed.WorkersAsync()).Single(w => w.CorrelationId == granted.WorkerId);
-        Assert.Equal(("Idle", idle.LastLeaseEndedAt, 1), (after.CurrentState, after.LastLeaseEndedAt, after.LeaseCount));
+        Assert.Equal(("Idle", idle.LastLeaseEndedAt, 1),
+            (after.CurrentState, after.LastLeaseEndedAt, after.LeaseCount));
         Assert.Equal("Released", (await bed.LeaseAsync(granted.LeaseId))!.CurrentState);
     }
 
     [Fact]
     public async Task A_redelivered_revocation_publishes_the_revocation_again()
     {
-        // The lease saved Revoked and died before its LeaseRevoked went out: the broker redelivers the worker's RevokeLease.
+        // The lease saved Revoked and died before its LeaseRevoked went out: the broker redelivers the worker's
+        // RevokeLease.
         await using var bed = await StartAsync(hotTarget: 1);
         await bed.UntilWorkersAsync("Ready", 1);
         var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
         var revoke = new RevokeLease(granted.LeaseId, granted.WorkerId, LeaseRevocationReasons.MaxWorkerAge);
         await bed.Bus.Publish(revoke);
-        await Until(() => bed.PublishedOf<LeaseRevoked>().Count(r => r.LeaseId == granted.LeaseId) == 1, "the revocation");
+        await Until(() => bed.PublishedOf<LeaseRevoked>().Count(r => r.LeaseId == granted.LeaseId) == 1,
+            "the revocation");
 
         await bed.Bus.Publish(revoke);
 
-        await Until(() => bed.PublishedOf<LeaseRevoked>().Count(r => r.LeaseId == granted.LeaseId) == 2, "the revocation published again");
+        await Until(() => bed.PublishedOf<LeaseRevoked>().Count(r => r.LeaseId == granted.LeaseId) == 2,
+            "the revocation published again");
         Assert.Single(bed.PublishedOf<LeaseRevoked>().Distinct());
         Assert.Equal("Revoked", (await bed.LeaseAsync(granted.LeaseId))!.CurrentState);
     }
@@ -135,7 +143,8 @@ public sealed class RedeliveryTests
         // The lease gave up waiting while its worker was still trusting: the worker's grant arrives to an ended lease.
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1, cloud: c => c.HoldTrust = true);
         var leaseId = Guid.NewGuid();
-        await bed.Bus.Publish(new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await bed.UntilWorkersAsync("Trusting", 1);
         await bed.AdvanceAsync(TimeSpan.FromMinutes(5));
         await Until(() => bed.Outcomes(leaseId).Count == 1, "the NoCapacity rejection");
@@ -153,10 +162,12 @@ public sealed class RedeliveryTests
     {
         // Found by the short chaos run: the trust timed out in a LeaseSaga killed right after saving the worker as
         // Reaping, so its DeprovisionWorker was lost; only a late WorkerTrusted and the spent timeout came after.
-        await using var bed = await StartAsync(hotTarget: 1, cloud: c => { c.HoldTrust = true; c.HoldDeprovisioning = true; });
+        await using var bed =
+            await StartAsync(hotTarget: 1, cloud: c => { c.HoldTrust = true; c.HoldDeprovisioning = true; });
         await bed.UntilWorkersAsync("Ready", 1);
         var worker = (await bed.WorkersAsync()).Single().CorrelationId;
-        await bed.Bus.Publish(new LeaseRequested(Guid.NewGuid(), "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new LeaseRequested(Guid.NewGuid(), "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await bed.UntilWorkersAsync("Trusting", 1);
         // Trust has no timer of its own: once it is overdue, the sweep delivers one with no token.
         await bed.AdvanceAsync(TimeSpan.FromMinutes(7));
@@ -164,9 +175,11 @@ public sealed class RedeliveryTests
         await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 1, "the first delete (lost)");
 
         await bed.Bus.Publish(new WorkerTrusted(worker, "instance-1", new string('B', 40)));
-        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 2, "the delete asked again for the late trust");
+        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 2,
+            "the delete asked again for the late trust");
         await bed.Bus.Publish(new CheckWorkerDeadlines(worker));
-        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 3, "the delete asked again for the spent timeout");
+        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 3,
+            "the delete asked again for the spent timeout");
         await bed.SettledAsync();
 
         Assert.All(bed.Cloud.Deprovisioned.Where(d => d.WorkerId == worker), d => Assert.Equal("failed", d.Reason));
@@ -192,7 +205,8 @@ public sealed class RedeliveryTests
 
         await bed.AdvanceAsync(TimeSpan.FromMinutes(7));
         await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
-        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 2, "the sweep to ask for the delete again");
+        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 2,
+            "the sweep to ask for the delete again");
         bed.Cloud.HoldDeprovisioning = false;
         await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
         await Until(async () => (await bed.WorkersAsync()).Count == 0, "the worker gone once its delete is confirmed");

@@ -8,7 +8,8 @@ using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
 
-/// <summary>Offboarding: every open lease of the instance revoked, its workers deleted, its settings dropped; others untouched.</summary>
+/// <summary>Offboarding: every open lease of the instance revoked, its workers deleted, its settings dropped; others
+/// untouched.</summary>
 public sealed class RemoveInstanceTests
 {
     [Fact]
@@ -18,25 +19,32 @@ public sealed class RemoveInstanceTests
         var held = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
         var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
         await bed.ReleaseAsync(second.LeaseId, "instance-1");
-        await Until(async () => (await bed.WorkersAsync()).Any(w => w.CorrelationId == second.WorkerId && w.CurrentState == "Idle"), "the second worker idle");
+        await Until(async () => (await bed.WorkersAsync())
+            .Any(w => w.CorrelationId == second.WorkerId && w.CurrentState == "Idle"), "the second worker idle");
         var other = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-2"));
         await bed.Bus.Publish(new SetInstanceLifecycle("instance-1", TimeSpan.FromMinutes(5), null, null));
         await Until(async () => await LifecycleRowsAsync(bed) == 1, "instance-1's settings stored");
         await bed.SettledAsync();
 
         var client = bed.Harness.GetRequestClient<RemoveInstance>();
-        var removed = (await client.GetResponse<InstanceRemoved>(new RemoveInstance("instance-1", "offboarded"))).Message;
+        var removed =
+            (await client.GetResponse<InstanceRemoved>(new RemoveInstance("instance-1", "offboarded"))).Message;
 
         Assert.Equal(new InstanceRemoved("instance-1", 1, 2), removed);
         var revoked = Assert.Single(bed.PublishedOf<LeaseRevoked>());
-        Assert.Equal(new LeaseRevoked(held.LeaseId, "instance-1", held.WorkerId, LeaseRevocationReasons.InstanceRemoved), revoked);
+        Assert.Equal(new LeaseRevoked(held.LeaseId, "instance-1", held.WorkerId,
+            LeaseRevocationReasons.InstanceRemoved), revoked);
         Assert.Equal("Revoked", (await bed.LeaseAsync(held.LeaseId))!.CurrentState);
-        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.Reason == "instance_removed") == 2, "both workers of instance-1 deleted");
-        Assert.Equal(new[] { held.WorkerId, second.WorkerId }.Order(), bed.Cloud.Deprovisioned.Where(d => d.Reason == "instance_removed").Select(d => d.WorkerId).Order());
+        await Until(() => bed.Cloud.Deprovisioned.Count(d => d.Reason == "instance_removed") == 2,
+            "both workers of instance-1 deleted");
+        Assert.Equal(new[] { held.WorkerId, second.WorkerId }.Order(),
+            bed.Cloud.Deprovisioned.Where(d => d.Reason == "instance_removed").Select(d => d.WorkerId).Order());
         Assert.Equal(0, await LifecycleRowsAsync(bed));
-        // The other instance keeps its lease; instance-1's late release of its revoked lease only gets the revocation again.
+        // The other instance keeps its lease; instance-1's late release of its revoked lease only gets the revocation
+        // again.
         await bed.ReleaseAsync(held.LeaseId, "instance-1");
-        await Until(() => bed.PublishedOf<LeaseRevoked>().Count == 2, "the revocation published again for the late release");
+        await Until(() => bed.PublishedOf<LeaseRevoked>().Count == 2,
+            "the revocation published again for the late release");
         Assert.All(bed.PublishedOf<LeaseRevoked>(), r => Assert.Equal(revoked, r));
         Assert.Equal("Revoked", (await bed.LeaseAsync(held.LeaseId))!.CurrentState);
         Assert.Equal("Granted", (await bed.LeaseAsync(other.LeaseId))!.CurrentState);
@@ -52,13 +60,16 @@ public sealed class RemoveInstanceTests
         await using var bed = await StartAsync(hotTarget: 0, maxWorkers: 1);
         var other = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-2"));
         var waiting = Guid.NewGuid();
-        await bed.Bus.Publish(new LeaseRequested(waiting, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+        await bed.Bus.Publish(
+            new LeaseRequested(waiting, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await bed.UntilLeaseAsync(waiting, "WaitingForWorker");
 
-        var removed = (await bed.Harness.GetRequestClient<RemoveInstance>().GetResponse<InstanceRemoved>(new RemoveInstance("instance-1", null))).Message;
+        var removed = (await bed.Harness.GetRequestClient<RemoveInstance>()
+            .GetResponse<InstanceRemoved>(new RemoveInstance("instance-1", null))).Message;
 
         Assert.Equal(new InstanceRemoved("instance-1", 1, 0), removed);
-        Assert.Equal(new LeaseRevoked(waiting, "instance-1", Guid.Empty, LeaseRevocationReasons.InstanceRemoved), Assert.Single(bed.PublishedOf<LeaseRevoked>()));
+        Assert.Equal(new LeaseRevoked(waiting, "instance-1", Guid.Empty, LeaseRevocationReasons.InstanceRemoved),
+            Assert.Single(bed.PublishedOf<LeaseRevoked>()));
         // Its allocation timer falls due later and changes nothing; the other instance keeps its lease.
         await bed.AdvanceAsync(TimeSpan.FromMinutes(10));
         await bed.SettledAsync();
@@ -68,7 +79,8 @@ public sealed class RemoveInstanceTests
 
         // A late release of it gets the revocation again, with no worker, and faults nothing.
         await bed.ReleaseAsync(waiting, "instance-1");
-        await Until(() => bed.PublishedOf<LeaseRevoked>().Count == 2, "the revocation published again for the late release");
+        await Until(() => bed.PublishedOf<LeaseRevoked>().Count == 2,
+            "the revocation published again for the late release");
         Assert.All(bed.PublishedOf<LeaseRevoked>(), r => Assert.Equal(Guid.Empty, r.WorkerId));
         Assert.False(await bed.Harness.Published.Any<Fault<LeaseReleased>>());
     }
@@ -76,6 +88,7 @@ public sealed class RemoveInstanceTests
     static async Task<int> LifecycleRowsAsync(LifecycleBed bed)
     {
         await using var scope = bed.Services.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<InstanceLifecycle>().CountAsync();
+        return await scope.ServiceProvider.GetRequiredService<DynamicWorkersDbContext>().Set<InstanceLifecycle>()
+            .CountAsync();
     }
 }

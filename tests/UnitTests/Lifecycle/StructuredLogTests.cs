@@ -3,7 +3,8 @@ using static DynamicWorkers.UnitTests.Lifecycle.LifecycleBed;
 
 namespace DynamicWorkers.UnitTests.Lifecycle;
 
-/// <summary>docs/operations.md promises LeaseId, WorkerId and InstanceId as fields of the state-change lines, not only in the text.</summary>
+/// <summary>docs/operations.md promises LeaseId, WorkerId and InstanceId as fields of the state-change lines, not only
+/// in the text.</summary>
 public sealed class StructuredLogTests
 {
     [Fact]
@@ -18,7 +19,8 @@ public sealed class StructuredLogTests
         await bed.UntilWorkersAsync("Idle", 1);
         await bed.SettledAsync();
 
-        var expected = new Dictionary<string, object?> { ["LeaseId"] = leaseId, ["WorkerId"] = granted.WorkerId, ["InstanceId"] = "instance-1" };
+        var expected = new Dictionary<string, object?> { ["LeaseId"] = leaseId, ["WorkerId"] = granted.WorkerId,
+            ["InstanceId"] = "instance-1" };
         foreach (var (category, template) in new[]
         {
             ("LeaseStateMachine", "Lease {LeaseId} of {InstanceId} granted worker {WorkerId}"),
@@ -28,17 +30,21 @@ public sealed class StructuredLogTests
         {
             var line = logs.Records.FirstOrDefault(r =>
                 r.Category.EndsWith(category, StringComparison.Ordinal)
-                && r.Fields.GetValueOrDefault("{OriginalFormat}") is string format && format.StartsWith(template, StringComparison.Ordinal)
+                && r.Fields.GetValueOrDefault("{OriginalFormat}") is string format
+                    && format.StartsWith(template, StringComparison.Ordinal)
                 && Equals(r.Fields.GetValueOrDefault("LeaseId"), leaseId));
-            Assert.True(line is not null, $"no line '{template}' for lease {leaseId}:\n{string.Join("\n", logs.Records.Select(r => r.Message))}");
+            Assert.True(line is not null,
+                $"no line '{template}' for lease {leaseId}:\n{string.Join("\n", logs.Records.Select(r => r.Message))}");
             foreach (var (key, value) in expected)
             {
-                Assert.True(line.Fields.TryGetValue(key, out var actual) && Equals(actual, value), $"{key} = {value} in '{line.Message}' ({string.Join(", ", line.Fields)})");
+                Assert.True(line.Fields.TryGetValue(key, out var actual) && Equals(actual, value),
+                    $"{key} = {value} in '{line.Message}' ({string.Join(", ", line.Fields)})");
             }
         }
 
         // The request line, before any worker, already names the lease and the instance.
-        var requested = Assert.Single(logs.Records, r => r.Message.StartsWith($"Lease {leaseId} requested", StringComparison.Ordinal));
+        var requested = Assert.Single(logs.Records,
+            r => r.Message.StartsWith($"Lease {leaseId} requested", StringComparison.Ordinal));
         Assert.Equal("instance-1", requested.Fields["InstanceId"]);
         Assert.Equal(leaseId, requested.Fields["LeaseId"]);
     }

@@ -63,11 +63,13 @@ public sealed class HeldSchedulesTests
     public async Task Schedules_due_soon_or_beyond_the_limit_are_stored_at_once()
     {
         var held = Held(maxHeld: 1);
-        Assert.False(await held.CancelledWhileHeldAsync("soon", _clock.GetUtcNow() + HeldSchedules.StoreLead, CancellationToken.None));
+        Assert.False(await held.CancelledWhileHeldAsync("soon", _clock.GetUtcNow() + HeldSchedules.StoreLead,
+            CancellationToken.None));
 
         var first = held.CancelledWhileHeldAsync("a", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None);
         Assert.Equal(1, held.Count);
-        Assert.False(await held.CancelledWhileHeldAsync("b", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None));
+        Assert.False(
+            await held.CancelledWhileHeldAsync("b", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None));
         Assert.Equal(1, held.Count);
 
         Assert.True(held.TryCancel("a"));
@@ -116,7 +118,8 @@ public sealed class HeldSchedulesTests
         held.StoreAll();
 
         Assert.False(await outcome);
-        Assert.False(await held.CancelledWhileHeldAsync("b", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None));
+        Assert.False(
+            await held.CancelledWhileHeldAsync("b", _clock.GetUtcNow().AddSeconds(30), CancellationToken.None));
         Assert.Equal(0, held.Count);
     }
 
