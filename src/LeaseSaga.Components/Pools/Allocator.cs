@@ -30,6 +30,7 @@ namespace DynamicWorkers.LeaseSaga.Pools;
 public sealed class Allocator(
     DynamicWorkersDbContext db,
     InstanceLifecycles lifecycles,
+    IOptionsMonitor<LifecycleOptions> lifecycle,
     IOptionsMonitor<PoolsOptions> pools,
     TimeProvider clock,
     ILogger<Allocator> logger)
@@ -682,8 +683,13 @@ public sealed class Allocator(
                 CorrelationId = NewId.NextGuid(), Pool = pool.Name, Image = pool.Image,
                 CurrentState = WorkerStates.Provisioning, CreatedAt = clock.GetUtcNow(),
             };
-            // No timer while provisioning: the sweep enforces its deadline; the first timer is armed once it is ready.
             db.Add(worker);
+            // The first timer is the provisioning deadline, the worker's earliest for a while: later ones arm nothing
+            // until it fires.
+            var timeout = lifecycle.CurrentValue.ProvisioningTimeout;
+            var timer = await context.ScheduleSend(WorkerStateDefinition.Address, timeout,
+                new WorkerTimerDue(worker.CorrelationId));
+            (worker.TimerToken, worker.TimerDueAt) = (timer.TokenId, worker.CreatedAt + timeout);
             await context.Send(CloudQueues.Address(CloudQueues.ProvisionWorker),
                 new ProvisionWorker(worker.CorrelationId, pool.Name, pool.Image, definition.Size));
         }
@@ -797,12 +803,13 @@ public sealed class Allocator(
     }
 
     /// <summary>
-    /// The worker's earliest deadline for its timer: its max age, its lease's expiry or its idle timeout. Provisioning
-    /// and trust have no timer of their own (it would mostly fire stale and re-arm): the sweep enforces theirs.
+    /// The worker's earliest deadline: giving up provisioning, its max age, its lease's expiry or its idle timeout.
+    /// Trust normally takes seconds, so its deadline has no timer of its own: the sweep enforces it.
     /// </summary>
-    public static DateTimeOffset? EarliestDeadline(WorkerState worker)
+    public static DateTimeOffset? EarliestDeadline(WorkerState worker, TimeSpan provisioningTimeout)
         => worker.CurrentState switch
         {
+            WorkerStates.Provisioning => worker.CreatedAt + provisioningTimeout,
             WorkerStates.Ready or WorkerStates.Trusting => worker.MaxAgeDeadline,
             WorkerStates.Leased => Earlier(worker.MaxAgeDeadline, worker.LeaseExpiresAt),
             WorkerStates.Idle => Earlier(worker.MaxAgeDeadline, worker.IdleDeadline),
@@ -817,7 +824,7 @@ public sealed class Allocator(
     public async Task ArmTimerAsync(ConsumeContext context, WorkerState worker)
     {
         var now = clock.GetUtcNow();
-        if (EarliestDeadline(worker) is not { } due
+        if (EarliestDeadline(worker, lifecycle.CurrentValue.ProvisioningTimeout) is not { } due
             || worker.TimerToken is not null && worker.TimerDueAt <= (due > now ? due : now))
         {
             return;

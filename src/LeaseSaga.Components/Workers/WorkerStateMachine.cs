@@ -10,10 +10,10 @@ namespace DynamicWorkers.LeaseSaga.Workers;
 /// One per VM: Provisioning → Ready → Trusting → Leased → Idle → Leased (re-use: no trust step)
 /// … → Reaping → gone.
 /// A lease claims a Ready or Idle worker by changing its row (see <see cref="Allocator"/>); this machine runs the
-/// steps that follow and the worker's one timer, due at its earliest deadline (max age, the lease's expiry, idle
-/// timeout; the sweep enforces provisioning's and trust's). A later deadline leaves the timer standing and it re-arms
-/// for the rest when it fires; a timer replaced by an earlier one is ignored by its token. A worker serves one lease
-/// at a time and trusts the instance of its first lease only, for its whole life.
+/// steps that follow and the worker's one timer, due at its earliest deadline (provisioning, max age, the lease's
+/// expiry, idle timeout). A later deadline leaves the timer standing and it re-arms for the rest when it fires; a
+/// timer replaced by an earlier one is ignored by its token. A worker serves one lease at a time and trusts the
+/// instance of its first lease only, for its whole life.
 /// </summary>
 public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 {
@@ -40,7 +40,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
             return Task.CompletedTask;
         });
 
-        // The pool keeper saved the row as Provisioning and asked the Provisioner; the first timer is armed when ready.
+        // The pool keeper saved the row as Provisioning, armed its timer and asked the Provisioner.
         During(Provisioning,
         [
             When(WorkerProvisioned)

@@ -23,10 +23,8 @@ public sealed class FailureMetricTests
         bed.Cloud.HoldProvisioning = false;
         bed.Cloud.FailProvisioning = true;
 
-        // Provisioning has no timer of its own: the sweep enforces its deadline.
-        await bed.SettledAsync();
-        await bed.AdvanceAsync(TimeSpan.FromMinutes(31.5));
-        await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
+        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(30));
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(30));
 
         // The timeout, then failed replacements until the pool backs off: every attempt failed, each counted once.
         await Until(async () => (await bed.PoolAsync())?.BackoffUntil is not null, "the pool's backoff");
