@@ -2,7 +2,7 @@ using System.Diagnostics;
 
 namespace DynamicWorkers.Bench;
 
-/// <summary>How long each section runs: the full run (11 to 14 minutes, as busy as the machine is) or the smoke run (seconds).</summary>
+/// <summary>How long each section runs: the full run (13 to 16 minutes, as busy as the machine is) or the smoke run (seconds).</summary>
 public sealed record BenchPlan(
     TimeSpan Raw,
     TimeSpan RawLifecycle,
@@ -41,6 +41,9 @@ public sealed record BenchPlan(
     public const string OnePool = "bench-pools-one";
     public const int OnePoolHotTarget = 20;
     public static string ManyPool(int n) => $"bench-pools-{n:00}";
+
+    /// <summary>The services' <c>Lifecycle:ProvisioningTimeout</c>: also when a worker's first timer fires.</summary>
+    public static readonly TimeSpan ProvisioningTimeout = TimeSpan.FromMinutes(1);
 
     /// <summary>The pool-size section: a pool per size.</summary>
     public static string SizePool(int size) => $"bench-size-{size}";

@@ -83,7 +83,8 @@ public sealed class Report(bool smoke)
     /// <summary>Broker deliveries per hot lease: its request, trust step, grant, release, and the pool's replacement of the worker it took.</summary>
     public void HotDeliveries(int rate, double perLease, int leases) => Row(
         "deliveries per hot lease",
-        $"deliveries in the vhost ÷ hot leases (broker statistics): {leases} hot leases at {rate}/s, each released, until the pool was back at its hot target and every queue empty",
+        $"deliveries in the vhost ÷ hot leases (broker statistics): {leases} hot leases at {rate}/s, each released, "
+        + "until the pool was back at its hot target, its new workers' first timers had fired and every queue was empty",
         $"{perLease:0.0}",
         $"≤ {HotDeliveriesGoal:0}",
         Met(perLease <= HotDeliveriesGoal));

@@ -3,9 +3,9 @@
 # missing), builds Release, and runs the bench console app (bench/), which starts LeaseSaga, Provisioner, Trust and
 # Reaper as separate processes on a vhost and a database of its own (both removed afterwards), with the simulated
 # cloud at zero latency. It prints one table and writes it to bench/results/latest.md. Bounded: the app skips the
-# sections it cannot start within its 15-minute budget, the run is killed after 18 minutes (with every service it
+# sections it cannot start within its 17-minute budget, the run is killed after 20 minutes (with every service it
 # started), and its vhost and database are then removed here.
-#   scripts/bench.sh            full run (11 to 14 minutes, as busy as the machine is, of which filling the pool-size
+#   scripts/bench.sh            full run (13 to 16 minutes, as busy as the machine is, of which filling the pool-size
 #                               section's pools with some 5,500 workers takes 1.5 to 3; plus the build and a ReadyToRun
 #                               publish of the services, of which LeaseSaga's composite image takes about 4 minutes on 2
 #                               cores; DW_BENCH_SERVICES=DIR runs already published ones from DIR/<Project>/ instead)
@@ -69,10 +69,10 @@ fi
 
 log "running the benchmark $*"
 status=0
-timeout -k 15 1080 dotnet "bench/bin/$CONFIGURATION/net10.0/DynamicWorkers.Bench.dll" "$@" || status=$?
+timeout -k 15 1200 dotnet "bench/bin/$CONFIGURATION/net10.0/DynamicWorkers.Bench.dll" "$@" || status=$?
 remove_leftovers
 case $status in
   0) log "done" ;;
-  124|137) die "the benchmark ran out of its 18 minutes (service logs: artifacts/bench/logs)" ;;
+  124|137) die "the benchmark ran out of its 20 minutes (service logs: artifacts/bench/logs)" ;;
   *) die "the benchmark failed with exit code $status (service logs: artifacts/bench/logs)" ;;
 esac

@@ -17,8 +17,8 @@ public sealed class LeaseStateDefinition : SagaDefinition<LeaseState>
 public sealed class WorkerStateDefinition : SagaDefinition<WorkerState>
 {
     /// <summary>
-    /// The pool keeper schedules a new worker's first timer here (the exchange: sending to <c>queue:</c> would
-    /// redeclare the quorum queue without its type).
+    /// Workers' timers are scheduled here, also from the pool keeper and the lease saga (the exchange: sending to
+    /// <c>queue:</c> would redeclare the quorum queue without its type).
     /// </summary>
     public static readonly Uri Address = new("exchange:worker-state");
 

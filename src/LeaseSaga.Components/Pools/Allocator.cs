@@ -30,8 +30,8 @@ namespace DynamicWorkers.LeaseSaga.Pools;
 public sealed class Allocator(
     DynamicWorkersDbContext db,
     InstanceLifecycles lifecycles,
-    IOptionsMonitor<LifecycleOptions> lifecycle,
     IOptionsMonitor<PoolsOptions> pools,
+    IOptionsMonitor<LifecycleOptions> lifecycle,
     TimeProvider clock,
     ILogger<Allocator> logger)
 {
