@@ -219,10 +219,12 @@ try
             "SELECT extract(epoch FROM COALESCE(max(\"CreatedAt\"), now()))::bigint FROM workers");
         var due = DateTimeOffset.FromUnixTimeSeconds(long.Parse(newest, CultureInfo.InvariantCulture))
                   + BenchPlan.ProvisioningTimeout + plan.StatsSettle;
-        if (due > DateTimeOffset.UtcNow)
+        // One reading of the clock: a wait that turned negative between two readings would make Task.Delay throw.
+        var wait = due - DateTimeOffset.UtcNow;
+        if (wait > TimeSpan.Zero)
         {
-            Say($"waiting {(due - DateTimeOffset.UtcNow).TotalSeconds:0} s for the workers' first timers before {before}");
-            await Task.Delay(due - DateTimeOffset.UtcNow);
+            Say($"waiting {wait.TotalSeconds:0} s for the workers' first timers before {before}");
+            await Task.Delay(wait);
         }
 
         await DrainAsync(before);
