@@ -45,7 +45,7 @@ public sealed class VirtualCloud(VirtualClock clock, SimulationPlan plan) : IWor
 
     public void Trust(TrustWorker command)
         => Answer(clock.GetUtcNow() + TrustTime,
-            new WorkerTrusted(command.WorkerId, command.InstanceId, new string('B', 40)));
+            new WorkerTrusted(command.WorkerId, command.LeaseId, command.InstanceId, new string('B', 40)));
 
     public void Delete(DeprovisionWorker command)
         => Answer(clock.GetUtcNow() + DeleteTime, new WorkerDeprovisioned(command.WorkerId));

@@ -37,12 +37,16 @@ public sealed record WorkerProvisioned(Guid WorkerId, string Address, string Age
 [MessageUrn("DynamicWorkers.Internal:WorkerProvisioningFailed")]
 public sealed record WorkerProvisioningFailed(Guid WorkerId, string Reason);
 
-/// <summary>Make the worker's agent trust exactly this instance's thumbprint (and no other, ever).</summary>
+/// <summary>
+/// Make the worker's agent trust exactly this instance's thumbprint (and no other, ever), for the lease
+/// <see cref="LeaseId"/>, which gets the answer.
+/// </summary>
 [MessageUrn("DynamicWorkers.Internal:TrustWorker")]
-public sealed record TrustWorker(Guid WorkerId, string InstanceId, string Thumbprint);
+public sealed record TrustWorker(Guid WorkerId, Guid LeaseId, string InstanceId, string Thumbprint);
 
+/// <summary>The trust is in place: the lease it was for is granted.</summary>
 [MessageUrn("DynamicWorkers.Internal:WorkerTrusted")]
-public sealed record WorkerTrusted(Guid WorkerId, string InstanceId, string AgentThumbprint);
+public sealed record WorkerTrusted(Guid WorkerId, Guid LeaseId, string InstanceId, string AgentThumbprint);
 
 [MessageUrn("DynamicWorkers.Internal:WorkerTrustFailed")]
 public sealed record WorkerTrustFailed(Guid WorkerId, string InstanceId, string Reason);

@@ -56,7 +56,7 @@ public sealed class SenderIdentityTests
     [Fact]
     public void Only_services_send_internal_messages()
     {
-        var trusted = new WorkerTrusted(Guid.NewGuid(), "a", "thumb");
+        var trusted = new WorkerTrusted(Guid.NewGuid(), Guid.NewGuid(), "a", "thumb");
         Assert.Null(SenderIdentity.Refusal(trusted, Identity.Classify("dw-trust")));
         Assert.NotNull(SenderIdentity.Refusal(trusted, Identity.Classify("dw-operator")));
         Assert.NotNull(SenderIdentity.Refusal(trusted, Identity.Classify("instance-a")));

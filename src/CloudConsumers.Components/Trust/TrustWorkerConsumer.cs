@@ -34,7 +34,7 @@ public sealed class TrustWorkerConsumer(IWorkerCloud cloud) : IConsumer<TrustWor
             return;
         }
 
-        await context.Publish(new WorkerTrusted(message.WorkerId, message.InstanceId, agentThumbprint),
+        await context.Publish(new WorkerTrusted(message.WorkerId, message.LeaseId, message.InstanceId, agentThumbprint),
             context.CancellationToken);
     }
 }

@@ -61,6 +61,9 @@ public enum AllocationOutcome
     Reused,
     Trusting,
     Waiting,
+
+    /// <summary>The worker chosen confirmed its trust in the instance: the lease is granted.</summary>
+    Trusted,
     LineFull,
 
     /// <summary>The instance already has <c>MaxLeasesPerInstance</c> open leases in the pool.</summary>

@@ -40,6 +40,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             }));
         });
         Event(() => LeaseQueued, e => Existing(e, m => m.LeaseId, "queued notice for an unknown lease"));
+        Event(() => WorkerTrusted, e => Existing(e, m => m.LeaseId, "trusted worker for an unknown lease"));
         Event(() => WorkerLeased, e => Existing(e, m => m.LeaseId, "worker for an unknown lease"));
         Event(() => RevokeLease, e => Existing(e, m => m.LeaseId, "revocation of an unknown lease"));
         Event(() => RejectWaitingLease, e => Existing(e, m => m.LeaseId, "rejection of an unknown waiting lease"));
@@ -74,12 +75,11 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                 .Then(c => c.Saga.Waited = true)
                 .If(c => c.Saga.AllocationTimeoutToken is null, unarmed => ScheduleAllocationTimeout(unarmed))
                 .TransitionTo(WaitingForWorker),
-            When(WorkerLeased)
-                .Unschedule(AllocationTimeout)
-                .Then(c => GrantLeaseActivity.Choose(c.Saga, c.Message))
-                .Activity(x => x.OfInstanceType<GrantLeaseActivity>())
-                .TransitionTo(Granted)
-                .If(c => c.Saga.ReleaseRequested, EndLease),
+            When(WorkerTrusted, SameInstance)
+                .Activity(x => x.OfType<BeginLeaseActivity>())
+                .If(c => c.Saga.Outcome == AllocationOutcome.Trusted, Grant),
+            // A worker that ended a lease of the same instance goes straight to this one.
+            Grant(When(WorkerLeased).Then(c => GrantLeaseActivity.Choose(c.Saga, c.Message))),
             When(LeaseReleased, c => c.Message.InstanceId == c.Saga.InstanceId)
                 .Then(c =>
                 {
@@ -102,6 +102,10 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
         During(Granted,
             EndLease(When(LeaseReleased, c => c.Message.InstanceId == c.Saga.InstanceId)),
             // Redelivered: the process that granted may have died after saving and before publishing the grant.
+            When(WorkerTrusted, c => SameInstance(c) && c.Message.WorkerId == c.Saga.WorkerId)
+                .AnswerGrantAgain(),
+            When(WorkerTrusted, c => SameInstance(c) && c.Message.WorkerId != c.Saga.WorkerId)
+                .Activity(x => x.OfType<BeginLeaseActivity>()),
             When(WorkerLeased, c => c.Message.WorkerId == c.Saga.WorkerId)
                 .AnswerGrantAgain(),
             When(WorkerLeased, c => c.Message.WorkerId != c.Saga.WorkerId)
@@ -111,6 +115,9 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                 .TransitionTo(Revoked));
 
         // A worker that arrives after the lease ended goes idle for its instance, unused.
+        During(Released, Rejected, Revoked,
+            When(WorkerTrusted, SameInstance).Activity(x => x.OfType<BeginLeaseActivity>()));
+
         During(Released,
             When(WorkerLeased).Activity(x => x.OfType<DeclineWorkerActivity>()));
 
@@ -137,7 +144,12 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             When(LeaseReleased, c => c.Message.InstanceId != c.Saga.InstanceId)
                 .Then(c => _logger.LogWarning(
                     "Lease {LeaseId} of {InstanceId}: release from {OtherInstanceId} ignored (not its lease)",
-                    c.Saga.CorrelationId, c.Saga.InstanceId, c.Message.InstanceId)));
+                    c.Saga.CorrelationId, c.Saga.InstanceId, c.Message.InstanceId)),
+            // A confirmation for another instance breaks isolation: refused loudly; no lease ever asks for one.
+            When(WorkerTrusted, c => !SameInstance(c))
+                .Then(c => _logger.LogError(
+                    "Lease {LeaseId} of {InstanceId} ignores worker {WorkerId}'s trust confirmation for {OtherInstanceId}",
+                    c.Saga.CorrelationId, c.Saga.InstanceId, c.Message.WorkerId, c.Message.InstanceId)));
     }
 
     public State Allocating { get; private set; } = null!;
@@ -150,6 +162,7 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
     public Event<LeaseRequested> LeaseRequested { get; private set; } = null!;
     public Event<LeaseReleased> LeaseReleased { get; private set; } = null!;
     public Event<LeaseQueued> LeaseQueued { get; private set; } = null!;
+    public Event<WorkerTrusted> WorkerTrusted { get; private set; } = null!;
     public Event<WorkerLeased> WorkerLeased { get; private set; } = null!;
     public Event<RevokeLease> RevokeLease { get; private set; } = null!;
     public Event<RejectWaitingLease> RejectWaitingLease { get; private set; } = null!;
@@ -177,6 +190,17 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
                 unserved => unserved
                     .Activity(x => x.OfInstanceType<RejectLeaseActivity>())
                     .TransitionTo(Rejected));
+
+    /// <summary>Its worker serves it: granted, and ended at once if the instance released it meanwhile.</summary>
+    EventActivityBinder<LeaseState, T> Grant<T>(EventActivityBinder<LeaseState, T> served)
+        where T : class
+        => served
+            .Unschedule(AllocationTimeout)
+            .Activity(x => x.OfInstanceType<GrantLeaseActivity>())
+            .TransitionTo(Granted)
+            .If(c => c.Saga.ReleaseRequested, EndLease);
+
+    static bool SameInstance(BehaviorContext<LeaseState, WorkerTrusted> c) => c.Message.InstanceId == c.Saga.InstanceId;
 
     /// <summary>The instance released the lease: its worker goes idle, or to a next lease of its instance.</summary>
     EventActivityBinder<LeaseState, T> EndLease<T>(EventActivityBinder<LeaseState, T> released)

@@ -404,7 +404,7 @@ public sealed class Allocator(
         logger.LogInformation("Pool {Pool}: lease {LeaseId} of {InstanceId} gets worker {WorkerId}",
             worker.Pool, lease.CorrelationId, lease.InstanceId, worker.CorrelationId);
         return context.Send(CloudQueues.Address(CloudQueues.TrustWorker),
-            new TrustWorker(worker.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
+            new TrustWorker(worker.CorrelationId, lease.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
     }
 
     /// <summary>The worker, if it is leased to <paramref name="leaseId"/> now.</summary>
@@ -412,6 +412,29 @@ public sealed class Allocator(
         => db.Set<WorkerState>().AsNoTracking().SingleOrDefaultAsync(
             w => w.CorrelationId == workerId && w.CurrentState == WorkerStates.Leased && w.CurrentLeaseId == leaseId,
             cancellationToken);
+
+    /// <summary>The worker's row, tracked; null once it is gone.</summary>
+    public Task<WorkerState?> WorkerAsync(Guid workerId, CancellationToken cancellationToken)
+        => db.Set<WorkerState>().AsTracking().SingleOrDefaultAsync(w => w.CorrelationId == workerId, cancellationToken);
+
+    /// <summary>
+    /// The worker confirmed its trust: it serves the lease it trusted for from now on, under its instance's limits.
+    /// Returns the lease's expiry.
+    /// </summary>
+    public async Task<DateTimeOffset> BeginLeaseAsync(WorkerState worker, string agentThumbprint,
+        CancellationToken cancellationToken)
+    {
+        var limits = await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken);
+        worker.MaxAgeDeadline = worker.ProvisionedAt + limits.MaxWorkerAge;
+        worker.AgentThumbprint = agentThumbprint;
+        worker.CurrentState = WorkerStates.Leased;
+        worker.LeaseCount++;
+        worker.LeaseExpiresAt = WholeMilliseconds(clock.GetUtcNow()) + limits.MaxLeaseDuration;
+        Touch(worker);
+        logger.LogInformation("Worker {WorkerId} of {Pool} leased (instance {InstanceId}, lease {LeaseId})",
+            worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, worker.CurrentLeaseId);
+        return worker.LeaseExpiresAt.Value;
+    }
 
     /// <summary>
     /// The worker serves <paramref name="leaseId"/> from now on (it already trusts the instance); returns its expiry.
@@ -683,13 +706,8 @@ public sealed class Allocator(
                 CorrelationId = NewId.NextGuid(), Pool = pool.Name, Image = pool.Image,
                 CurrentState = WorkerStates.Provisioning, CreatedAt = clock.GetUtcNow(),
             };
+            // No timer while provisioning: the sweep enforces its deadline; the first timer is armed once it is ready.
             db.Add(worker);
-            // The first timer is the provisioning deadline, the worker's earliest for a while: later ones arm nothing
-            // until it fires.
-            var timeout = lifecycle.CurrentValue.ProvisioningTimeout;
-            var timer = await context.ScheduleSend(WorkerStateDefinition.Address, timeout,
-                new WorkerTimerDue(worker.CorrelationId));
-            (worker.TimerToken, worker.TimerDueAt) = (timer.TokenId, worker.CreatedAt + timeout);
             await context.Send(CloudQueues.Address(CloudQueues.ProvisionWorker),
                 new ProvisionWorker(worker.CorrelationId, pool.Name, pool.Image, definition.Size));
         }
@@ -803,13 +821,12 @@ public sealed class Allocator(
     }
 
     /// <summary>
-    /// The worker's earliest deadline: giving up provisioning, its max age, its lease's expiry or its idle timeout.
-    /// Trust normally takes seconds, so its deadline has no timer of its own: the sweep enforces it.
+    /// The worker's earliest deadline for its timer: its max age, its lease's expiry or its idle timeout. Provisioning
+    /// and trust have no timer of their own (it would mostly fire stale and re-arm): the sweep enforces theirs.
     /// </summary>
-    public static DateTimeOffset? EarliestDeadline(WorkerState worker, TimeSpan provisioningTimeout)
+    public static DateTimeOffset? EarliestDeadline(WorkerState worker)
         => worker.CurrentState switch
         {
-            WorkerStates.Provisioning => worker.CreatedAt + provisioningTimeout,
             WorkerStates.Ready or WorkerStates.Trusting => worker.MaxAgeDeadline,
             WorkerStates.Leased => Earlier(worker.MaxAgeDeadline, worker.LeaseExpiresAt),
             WorkerStates.Idle => Earlier(worker.MaxAgeDeadline, worker.IdleDeadline),
@@ -819,21 +836,32 @@ public sealed class Allocator(
     /// <summary>
     /// Schedules the worker's timer for its earliest deadline unless one stands that is due no later, from whichever
     /// saga changed the worker. A replaced timer is not cancelled: it fires later and is ignored by its token, one
-    /// delivery either way and no write to the job store now.
+    /// delivery either way and no write to the job store now. A hot worker's timer is due no later than a lease granted
+    /// now would expire, so its grant moves it only for an instance whose leases are shorter than the default.
     /// </summary>
     public async Task ArmTimerAsync(ConsumeContext context, WorkerState worker)
     {
         var now = clock.GetUtcNow();
-        if (EarliestDeadline(worker, lifecycle.CurrentValue.ProvisioningTimeout) is not { } due
-            || worker.TimerToken is not null && worker.TimerDueAt <= (due > now ? due : now))
+        var due = EarliestDeadline(worker);
+        if (worker.CurrentState is WorkerStates.Ready or WorkerStates.Trusting)
+        {
+            due = Earlier(due, WholeMilliseconds(now) + lifecycle.CurrentValue.MaxLeaseDuration);
+        }
+
+        if (due is not { } deadline)
         {
             return;
         }
 
-        var at = due > now ? due : now;
-        var scheduled = await context.ScheduleSend(WorkerStateDefinition.Address, at - now,
+        var dueAt = deadline > now ? deadline : now;
+        if (worker.TimerToken is not null && worker.TimerDueAt <= dueAt)
+        {
+            return;
+        }
+
+        var scheduled = await context.ScheduleSend(WorkerStateDefinition.Address, dueAt - now,
             new WorkerTimerDue(worker.CorrelationId));
-        (worker.TimerToken, worker.TimerDueAt) = (scheduled.TokenId, at);
+        (worker.TimerToken, worker.TimerDueAt) = (scheduled.TokenId, dueAt);
     }
 
     /// <summary>

@@ -16,8 +16,9 @@ namespace DynamicWorkers.LeaseSaga.Queries;
 /// The safety net behind the durable scheduler: a saga whose timer is overdue (by more than the grace) gets it again,
 /// with its token, exactly as the scheduler would have sent it; if the real timer fires too, the saga has already moved
 /// on and ignores it. Steps that normally take seconds run without a timer (trust, a lease answered at once, a worker
-/// whose start was lost with its process): once overdue the saga is told to check its deadlines. Every query here reads
-/// an index on (state, deadline) or (pool, state).
+/// whose start was lost with its process), and so does provisioning, whose timer would mostly fire stale and re-arm:
+/// once overdue the saga is told to check its deadlines. Every query here reads an index on (state, deadline) or
+/// (pool, state).
 /// </summary>
 public sealed class SweepOverdueTimersConsumer(
     DynamicWorkersDbContext db,
@@ -51,8 +52,7 @@ public sealed class SweepOverdueTimersConsumer(
 
         var stalled = await db.Set<WorkerState>().AsNoTracking()
             .Where(w => (w.CurrentState == WorkerStates.Trusting && w.TrustStartedAt < trustCutoff)
-                || (w.CurrentState == WorkerStates.Provisioning && w.TimerToken == null
-                    && w.CreatedAt < provisioningCutoff)
+                || (w.CurrentState == WorkerStates.Provisioning && w.CreatedAt < provisioningCutoff)
                 // Every other live worker keeps a timer: one without (its schedule lost with a process) gets one.
                 || (w.TimerToken == null
                     && (w.CurrentState == WorkerStates.Ready || w.CurrentState == WorkerStates.Leased

@@ -10,15 +10,6 @@ public static class WorkerBinderExtensions
         where T : class
         => binder.Activity(x => x.OfInstanceType<ArmTimerActivity>());
 
-    /// <summary>
-    /// The grant of the current lease (again, for a redelivery: the lease saga answers a repeat with the same grant).
-    /// </summary>
-    public static EventActivityBinder<WorkerState, T> PublishWorkerLeased<T>(
-        this EventActivityBinder<WorkerState, T> binder)
-        where T : class
-        => binder.Publish(c => new WorkerLeased(c.Saga.CurrentLeaseId!.Value, c.Saga.CorrelationId, c.Saga.Address!,
-            c.Saga.AgentThumbprint!, Reused: c.Saga.LeaseCount > 1, c.Saga.LeaseExpiresAt!.Value));
-
     /// <summary>Asks for the delete again: it is idempotent, and the first may have been lost.</summary>
     public static EventActivityBinder<WorkerState, T> RepeatReap<T>(this EventActivityBinder<WorkerState, T> binder)
         where T : class

@@ -23,15 +23,14 @@ public sealed class WorkerDeadlinesActivity(
         var settings = lifecycle.CurrentValue;
         switch (worker.CurrentState)
         {
-            case WorkerStates.Provisioning when DeadlinePassed(worker, settings):
+            case WorkerStates.Provisioning when StepOverdue(worker, settings):
                 DwTelemetry.ProvisionFailures.Add(1, WorkerSteps.PoolTag(worker));
                 await allocator.FailWorkerAsync(context, "provisioning timed out");
                 break;
-            case WorkerStates.Ready when DeadlinePassed(worker, settings):
+            case WorkerStates.Ready when DeadlinePassed(worker):
                 await allocator.ReapWorkerAsync(context, ReapReasons.MaxAge, "max age reached while hot");
                 break;
-            // Trust has no timer of its own (it takes seconds): the sweep asks for a check once it is overdue.
-            case WorkerStates.Trusting when TrustOverdue(worker, settings):
+            case WorkerStates.Trusting when StepOverdue(worker, settings):
                 DwTelemetry.TrustFailures.Add(1, WorkerSteps.PoolTag(worker));
                 await allocator.FailWorkerAsync(context, "trust timed out");
                 break;
@@ -54,19 +53,21 @@ public sealed class WorkerDeadlinesActivity(
         }
 
         // Also after a deadline acted: a fired timer's token is spent either way.
-        if (!DeadlinePassed(worker, settings) && !TrustOverdue(worker, settings))
+        if (!DeadlinePassed(worker) && !StepOverdue(worker, settings))
         {
             await allocator.ArmTimerAsync(context);
         }
     }
 
-    /// <summary>Trust's deadline is the sweep's (<see cref="TrustOverdue"/>); any other is the timer's.</summary>
-    bool DeadlinePassed(WorkerState worker, LifecycleOptions settings)
-        => worker.CurrentState != WorkerStates.Trusting
-            && Passed(Allocator.EarliestDeadline(worker, settings.ProvisioningTimeout));
+    bool DeadlinePassed(WorkerState worker) => Passed(Allocator.EarliestDeadline(worker));
 
-    bool TrustOverdue(WorkerState worker, LifecycleOptions settings)
-        => worker.CurrentState == WorkerStates.Trusting && Passed(worker.TrustStartedAt + settings.TrustTimeout);
+    /// <summary>Provisioning and trust have no timer of their own: the sweep asks for a check once overdue.</summary>
+    bool StepOverdue(WorkerState worker, LifecycleOptions settings) => worker.CurrentState switch
+    {
+        WorkerStates.Provisioning => Passed(worker.CreatedAt + settings.ProvisioningTimeout),
+        WorkerStates.Trusting => Passed(worker.TrustStartedAt + settings.TrustTimeout),
+        _ => false,
+    };
 
     bool Passed(DateTimeOffset? deadline) => deadline is { } d && d <= clock.GetUtcNow();
 }

@@ -9,11 +9,11 @@ namespace DynamicWorkers.LeaseSaga.Workers;
 /// <summary>
 /// One per VM: Provisioning → Ready → Trusting → Leased → Idle → Leased (re-use: no trust step)
 /// … → Reaping → gone.
-/// A lease claims a Ready or Idle worker by changing its row (see <see cref="Allocator"/>); this machine runs the
-/// steps that follow and the worker's one timer, due at its earliest deadline (provisioning, max age, the lease's
-/// expiry, idle timeout). A later deadline leaves the timer standing and it re-arms for the rest when it fires; a
-/// timer replaced by an earlier one is ignored by its token. A worker serves one lease at a time and trusts the
-/// instance of its first lease only, for its whole life.
+/// A lease claims a Ready or Idle worker, and starts and ends its leases, by changing its row (see
+/// <see cref="Allocator"/>); this machine runs its start, its failures, its delete and its one timer, due at its earliest deadline (max age, the lease's expiry, idle
+/// timeout; the sweep enforces provisioning's and trust's). A later deadline leaves the timer standing and it re-arms
+/// for the rest when it fires; a timer replaced by an earlier one is ignored by its token. A worker serves one lease
+/// at a time and trusts the instance of its first lease only, for its whole life.
 /// </summary>
 public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 {
@@ -28,7 +28,6 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
         InstanceState(x => x.CurrentState);
         Event(() => WorkerProvisioned, e => Existing(e, m => m.WorkerId));
         Event(() => WorkerProvisioningFailed, e => Existing(e, m => m.WorkerId));
-        Event(() => WorkerTrusted, e => Existing(e, m => m.WorkerId));
         Event(() => WorkerTrustFailed, e => Existing(e, m => m.WorkerId));
         Event(() => CheckWorkerDeadlines, e => Existing(e, m => m.WorkerId));
         Event(() => WorkerDeprovisioned, e => Existing(e, m => m.WorkerId));
@@ -40,7 +39,7 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
             return Task.CompletedTask;
         });
 
-        // The pool keeper saved the row as Provisioning, armed its timer and asked the Provisioner.
+        // The pool keeper saved the row as Provisioning and asked the Provisioner; the first timer is armed when ready.
         During(Provisioning,
         [
             When(WorkerProvisioned)
@@ -57,30 +56,16 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
             .. OnDeadlines(),
         ]);
 
-        During(Ready, OnDeadlines());
-
+        // The lease it trusts for takes its WorkerTrusted, and makes it Leased.
         During(Trusting,
         [
-            When(WorkerTrusted, c => c.Message.InstanceId == c.Saga.TrustedInstanceId)
-                .Activity(x => x.OfType<BeginLeaseActivity>())
-                .PublishWorkerLeased()
-                .TransitionTo(Leased)
-                .ArmTimer(),
             When(WorkerTrustFailed)
                 .Activity(x => x.OfType<TrustFailedActivity>())
                 .TransitionTo(Reaping),
             .. OnDeadlines(),
         ]);
 
-        During(Leased,
-        [
-            // Redelivered: the grant of the first delivery may have died with its process.
-            When(WorkerTrusted, c => c.Message.InstanceId == c.Saga.TrustedInstanceId)
-                .PublishWorkerLeased(),
-            .. OnDeadlines(),
-        ]);
-
-        During(Idle, OnDeadlines());
+        During(Ready, Leased, Idle, OnDeadlines());
 
         During(Reaping,
             When(WorkerDeprovisioned)
@@ -94,16 +79,8 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
             // Anything that may have led here repeats the delete; a timer or check may be all that is left.
             When(WorkerProvisioningFailed).RepeatReap(),
             When(WorkerTrustFailed).RepeatReap(),
-            When(WorkerTrusted, c => c.Message.InstanceId == c.Saga.TrustedInstanceId).RepeatReap(),
             When(Timer.Received).RepeatReap(),
             When(CheckWorkerDeadlines).RepeatReap());
-
-        // A confirmation for another instance breaks isolation: refused loudly; no claim ever sends one.
-        DuringAny(
-            When(WorkerTrusted, c => c.Message.InstanceId != c.Saga.TrustedInstanceId)
-                .Then(c => _logger.LogError(
-                    "Worker {WorkerId} trusts {TrustedInstanceId} and ignores a trust confirmation for {InstanceId}",
-                    c.Saga.CorrelationId, c.Saga.TrustedInstanceId, c.Message.InstanceId)));
 
         SetCompletedWhenFinalized();
     }
@@ -117,7 +94,6 @@ public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 
     public Event<WorkerProvisioned> WorkerProvisioned { get; private set; } = null!;
     public Event<WorkerProvisioningFailed> WorkerProvisioningFailed { get; private set; } = null!;
-    public Event<WorkerTrusted> WorkerTrusted { get; private set; } = null!;
     public Event<WorkerTrustFailed> WorkerTrustFailed { get; private set; } = null!;
     public Event<CheckWorkerDeadlines> CheckWorkerDeadlines { get; private set; } = null!;
     public Event<WorkerDeprovisioned> WorkerDeprovisioned { get; private set; } = null!;

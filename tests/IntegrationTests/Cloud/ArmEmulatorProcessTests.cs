@@ -82,10 +82,10 @@ public sealed partial class ArmEmulatorProcessTests(RabbitMqTestVirtualHost brok
         Assert.Matches(@"^10\.0\.\d{1,3}\.\d{1,3}:10933$", provisioned.Address);
         Assert.Equal("Succeeded", (string?)(await VmAsync(workerId))["provisioningState"]);
 
-        await SendAsync("trust-worker", new TrustWorker(workerId, "instance-evil", "$(reboot)"));
+        await SendAsync("trust-worker", new TrustWorker(workerId, Guid.NewGuid(), "instance-evil", "$(reboot)"));
         Assert.Equal("InvalidThumbprint", (await EventAsync<WorkerTrustFailed>(e => e.WorkerId == workerId)).Reason);
 
-        await SendAsync("trust-worker", new TrustWorker(workerId, "instance-1", instanceThumbprint));
+        await SendAsync("trust-worker", new TrustWorker(workerId, Guid.NewGuid(), "instance-1", instanceThumbprint));
         var trusted = await EventAsync<WorkerTrusted>(e => e.WorkerId == workerId);
         Assert.Matches("^[0-9A-F]{40}$", trusted.AgentThumbprint);
         Assert.Equal([instanceThumbprint],

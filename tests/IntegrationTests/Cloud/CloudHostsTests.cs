@@ -100,9 +100,11 @@ public sealed class CloudHostsTests(RabbitMqTestVirtualHost broker, PostgresTest
             $"SELECT COUNT(*) FROM simulated_vms WHERE \"WorkerId\" = '{workerId}' AND \"ReadyAt\" IS NOT NULL AND "
                 + $"\"AgentThumbprint\" = '{provisioned.AgentThumbprint}'"));
 
-        await SendAsync("trust-worker", new TrustWorker(workerId, "instance-1", instanceThumbprint));
+        var leaseId = Guid.NewGuid();
+        await SendAsync("trust-worker", new TrustWorker(workerId, leaseId, "instance-1", instanceThumbprint));
         var trusted = await EventAsync<WorkerTrusted>(e => e.WorkerId == workerId);
-        Assert.Equal(("instance-1", provisioned.AgentThumbprint), (trusted.InstanceId, trusted.AgentThumbprint));
+        Assert.Equal((leaseId, "instance-1", provisioned.AgentThumbprint),
+            (trusted.LeaseId, trusted.InstanceId, trusted.AgentThumbprint));
         Assert.Equal(1, await database.ScalarAsync(
             $"SELECT COUNT(*) FROM simulated_vms WHERE \"WorkerId\" = '{workerId}' AND \"TrustedInstanceId\" = "
                 + $"'instance-1' AND \"TrustedThumbprint\" = '{instanceThumbprint}'"));
@@ -123,7 +125,7 @@ public sealed class CloudHostsTests(RabbitMqTestVirtualHost broker, PostgresTest
         await SendAsync("provision-worker", new ProvisionWorker(workerId, "linux", "ubuntu-24.04", "Standard_D2s_v5"));
         await EventAsync<WorkerProvisioned>(e => e.WorkerId == workerId);
 
-        await SendAsync("trust-worker", new TrustWorker(workerId, "instance-evil", "abc; rm -rf /"));
+        await SendAsync("trust-worker", new TrustWorker(workerId, Guid.NewGuid(), "instance-evil", "abc; rm -rf /"));
         var invalid =
             await EventAsync<WorkerTrustFailed>(e => e.WorkerId == workerId && e.InstanceId == "instance-evil");
         Assert.Equal("InvalidThumbprint", invalid.Reason);
@@ -131,9 +133,9 @@ public sealed class CloudHostsTests(RabbitMqTestVirtualHost broker, PostgresTest
         Assert.Equal(1, await database.ScalarAsync(
             $"SELECT COUNT(*) FROM simulated_vms WHERE \"WorkerId\" = '{workerId}' AND \"TrustedInstanceId\" IS NULL"));
 
-        await SendAsync("trust-worker", new TrustWorker(workerId, "instance-1", new string('a', 40)));
+        await SendAsync("trust-worker", new TrustWorker(workerId, Guid.NewGuid(), "instance-1", new string('a', 40)));
         await EventAsync<WorkerTrusted>(e => e.WorkerId == workerId);
-        await SendAsync("trust-worker", new TrustWorker(workerId, "instance-2", new string('b', 40)));
+        await SendAsync("trust-worker", new TrustWorker(workerId, Guid.NewGuid(), "instance-2", new string('b', 40)));
         var refused = await EventAsync<WorkerTrustFailed>(e => e.WorkerId == workerId && e.InstanceId == "instance-2");
         Assert.Equal("AlreadyTrustsAnotherInstance", refused.Reason);
         // The log keeps every trust command that reached the cloud, the refused one too; one was carried out.

@@ -51,14 +51,12 @@ public sealed class DropRecoveryTests
         [Scenario.Hot] =
         [
             nameof(ProvisionWorker), nameof(WorkerProvisioned), nameof(TrustWorker), nameof(WorkerTrusted),
-                nameof(WorkerLeased),
             nameof(LeaseGranted), nameof(ReconcilePool), nameof(DeprovisionWorker),
             nameof(WorkerDeprovisioned), nameof(WorkerTimerDue), "WorkerTimerDue (schedule)",
         ],
         [Scenario.Cold] =
         [
             nameof(ProvisionWorker), nameof(WorkerProvisioned), nameof(TrustWorker), nameof(WorkerTrusted),
-                nameof(WorkerLeased),
             nameof(LeaseGranted), nameof(ReconcilePool), "LeaseAllocationTimedOut (schedule)",
             nameof(CancelScheduledMessage),
             "WorkerTimerDue (schedule)",
@@ -71,8 +69,8 @@ public sealed class DropRecoveryTests
             nameof(WorkerDeprovisioned), nameof(TrustWorker)],
         [Scenario.Rejected] = [nameof(LeaseRejected)],
         [Scenario.OldHot] = [nameof(WorkerTimerDue), "WorkerTimerDue (schedule)"],
-        [Scenario.HotAskedOnce] = [nameof(TrustWorker), nameof(WorkerTrusted), nameof(WorkerLeased)],
-        [Scenario.ColdAskedOnce] = [nameof(ProvisionWorker), nameof(WorkerProvisioned), nameof(WorkerLeased)],
+        [Scenario.HotAskedOnce] = [nameof(TrustWorker), nameof(WorkerTrusted)],
+        [Scenario.ColdAskedOnce] = [nameof(ProvisionWorker), nameof(WorkerProvisioned), nameof(WorkerTrusted)],
     };
 
     public enum Scenario

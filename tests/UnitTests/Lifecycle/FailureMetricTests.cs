@@ -23,8 +23,10 @@ public sealed class FailureMetricTests
         bed.Cloud.HoldProvisioning = false;
         bed.Cloud.FailProvisioning = true;
 
-        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(30));
-        await bed.AdvanceAsync(TimeSpan.FromMinutes(30));
+        // Provisioning has no timer of its own: the sweep enforces its deadline.
+        await bed.SettledAsync();
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(31.5));
+        await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
 
         // The timeout, then failed replacements until the pool backs off: every attempt failed, each counted once.
         await Until(async () => (await bed.PoolAsync())?.BackoffUntil is not null, "the pool's backoff");

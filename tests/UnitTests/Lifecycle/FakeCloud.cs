@@ -96,7 +96,7 @@ public sealed class FakeTrustConsumer(FakeCloud cloud) : IConsumer<TrustWorker>
             ? context.Publish(
                 new WorkerTrustFailed(context.Message.WorkerId, context.Message.InstanceId, "RunCommandFailed"))
             : context.Publish(
-                new WorkerTrusted(context.Message.WorkerId, context.Message.InstanceId, new string('B', 40)));
+                new WorkerTrusted(context.Message.WorkerId, context.Message.LeaseId, context.Message.InstanceId, new string('B', 40)));
     }
 }
 

@@ -201,6 +201,32 @@ public sealed class LeaseLifecycleTests
         Assert.Equal(LeaseRevocationReasons.MaxWorkerAge, bed.PublishedOf<LeaseRevoked>().Single().Reason);
     }
 
+    [Fact]
+    public async Task A_hot_grant_schedules_no_timer_and_the_lease_is_still_revoked_at_its_max_duration()
+    {
+        await using var bed = await StartAsync(hotTarget: 1, maxWorkers: 1);
+        await bed.UntilWorkersAsync("Ready", 1);
+        await bed.SettledAsync();
+        var armed = TimerSchedules(bed);
+
+        // Hot for 20 h: its timer, due no later than a lease granted when it was armed would expire, still stands.
+        await bed.AdvanceAsync(TimeSpan.FromHours(20));
+        var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
+        await bed.SettledAsync();
+        Assert.Equal(armed, TimerSchedules(bed));
+        Assert.Equal(bed.Clock.GetUtcNow() + TimeSpan.FromHours(24), granted.ExpiresAt);
+
+        // It fires 4 h into the lease and re-arms for the lease's expiry, 20 h later.
+        await bed.AdvanceAsync(TimeSpan.FromHours(4));
+        await bed.SettledAsync();
+        Assert.Equal(armed + 1, TimerSchedules(bed));
+        Assert.Empty(bed.PublishedOf<LeaseRevoked>());
+        await bed.AdvanceAsync(TimeSpan.FromHours(20));
+        await Until(() => bed.PublishedOf<LeaseRevoked>()
+            .Any(r => r.LeaseId == granted.LeaseId && r.Reason == LeaseRevocationReasons.MaxLeaseDuration),
+            "the revocation at the max lease duration");
+    }
+
     static int TimerSchedules(LifecycleBed bed)
         => bed.Harness.Sent.Select<ScheduleMessage>().Count(
             m => m.Context.Message.PayloadType.Any(t => t.Contains(nameof(WorkerTimerDue), StringComparison.Ordinal)));
@@ -423,6 +449,7 @@ public sealed class LeaseLifecycleTests
         var first = await IdleAfterALeaseAsync(bed);
         await bed.SettledAsync();
         var armed = (await bed.WorkersAsync()).Single().TimerToken;
+        var schedules = TimerSchedules(bed);
 
         await bed.AdvanceAsync(TimeSpan.FromMinutes(20));
         var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
@@ -434,7 +461,7 @@ public sealed class LeaseLifecycleTests
         // A re-use and its release move no deadline earlier than the standing timer: no cancel, no new schedule.
         Assert.True(second.Reused);
         Assert.Equal(armed, (await bed.WorkersAsync()).Single().TimerToken);
-        Assert.Equal(1, TimerSchedules(bed));
+        Assert.Equal(schedules, TimerSchedules(bed));
 
         // Due 60 minutes after the first release, the timer finds the worker idle for 40: it re-arms for the other 20.
         await bed.AdvanceAsync(TimeSpan.FromMinutes(40));
@@ -710,9 +737,16 @@ public sealed class LeaseLifecycleTests
         await Until(() => bed.Cloud.Held.Count == 1, "the first provisioning");
         var stuck = bed.Cloud.Held.Single().WorkerId;
         bed.Cloud.HoldProvisioning = false;
+        await bed.SettledAsync();
+        // Provisioning has no timer of its own: the sweep enforces its deadline.
+        Assert.Null((await bed.WorkersAsync()).Single(w => w.CorrelationId == stuck).TimerToken);
 
-        await bed.UntilTimerAsync<WorkerTimerDue>(TimeSpan.FromMinutes(30));
         await bed.AdvanceAsync(TimeSpan.FromMinutes(30));
+        await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
+        await bed.SettledAsync();
+        Assert.Empty(bed.Cloud.Deprovisioned);
+        await bed.AdvanceAsync(TimeSpan.FromMinutes(1.5));
+        await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
 
         await Until(() => bed.Cloud.Deprovisioned.Any(d => d.WorkerId == stuck && d.Reason == "failed"),
             "the stuck VM's deletion");

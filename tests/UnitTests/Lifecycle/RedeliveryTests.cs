@@ -87,7 +87,7 @@ public sealed class RedeliveryTests
         await bed.UntilWorkersAsync("Ready", 1);
         var granted = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
 
-        await bed.Bus.Publish(new WorkerTrusted(granted.WorkerId, "instance-1", granted.WorkerThumbprint));
+        await bed.Bus.Publish(new WorkerTrusted(granted.WorkerId, granted.LeaseId, "instance-1", granted.WorkerThumbprint));
         await Until(() => bed.Outcomes(granted.LeaseId).Count == 2, "the grant answered again");
         await bed.SettledAsync();
 
@@ -150,7 +150,7 @@ public sealed class RedeliveryTests
         await Until(() => bed.Outcomes(leaseId).Count == 1, "the NoCapacity rejection");
         var worker = (await bed.WorkersAsync()).Single().CorrelationId;
 
-        await bed.Bus.Publish(new WorkerTrusted(worker, "instance-1", new string('B', 40)));
+        await bed.Bus.Publish(new WorkerTrusted(worker, leaseId, "instance-1", new string('B', 40)));
 
         await bed.UntilWorkersAsync("Idle", 1);
         Assert.IsType<LeaseRejected>(Assert.Single(bed.Outcomes(leaseId)));
@@ -166,15 +166,16 @@ public sealed class RedeliveryTests
             await StartAsync(hotTarget: 1, cloud: c => { c.HoldTrust = true; c.HoldDeprovisioning = true; });
         await bed.UntilWorkersAsync("Ready", 1);
         var worker = (await bed.WorkersAsync()).Single().CorrelationId;
+        var leaseId = Guid.NewGuid();
         await bed.Bus.Publish(
-            new LeaseRequested(Guid.NewGuid(), "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
+            new LeaseRequested(leaseId, "instance-1", ThumbprintA, Pool, null, bed.Clock.GetUtcNow()));
         await bed.UntilWorkersAsync("Trusting", 1);
         // Trust has no timer of its own: once it is overdue, the sweep delivers one with no token.
         await bed.AdvanceAsync(TimeSpan.FromMinutes(7));
         await bed.Bus.Publish(new SweepOverdueTimers(TimeSpan.FromMinutes(1)));
         await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 1, "the first delete (lost)");
 
-        await bed.Bus.Publish(new WorkerTrusted(worker, "instance-1", new string('B', 40)));
+        await bed.Bus.Publish(new WorkerTrusted(worker, leaseId, "instance-1", new string('B', 40)));
         await Until(() => bed.Cloud.Deprovisioned.Count(d => d.WorkerId == worker) == 2,
             "the delete asked again for the late trust");
         await bed.Bus.Publish(new CheckWorkerDeadlines(worker));

@@ -25,7 +25,8 @@ public sealed class StructuredLogTests
         {
             ("LeaseStateMachine", "Lease {LeaseId} of {InstanceId} granted worker {WorkerId}"),
             ("LeaseStateMachine", "Lease {LeaseId} of {InstanceId} released worker {WorkerId}"),
-            ("WorkerStateMachine", "Worker {WorkerId} of {Pool} {What} (instance {InstanceId}, lease {LeaseId})"),
+            ("Allocator", "Worker {WorkerId} of {Pool} leased (instance {InstanceId}, lease {LeaseId})"),
+            ("Allocator", "Worker {WorkerId} of {Pool} idle (instance {InstanceId}, lease {LeaseId})"),
         })
         {
             var line = logs.Records.FirstOrDefault(r =>
