@@ -42,9 +42,6 @@ public sealed record BenchPlan(
     public const int OnePoolHotTarget = 20;
     public static string ManyPool(int n) => $"bench-pools-{n:00}";
 
-    /// <summary>The services' <c>Lifecycle:ProvisioningTimeout</c>: also when a worker's first timer fires.</summary>
-    public static readonly TimeSpan ProvisioningTimeout = TimeSpan.FromMinutes(1);
-
     /// <summary>The pool-size section: a pool per size.</summary>
     public static string SizePool(int size) => $"bench-size-{size}";
 

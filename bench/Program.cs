@@ -116,7 +116,6 @@ var settings = vhost.Settings.Concat(new Dictionary<string, string?>
     [$"Pools:{BenchPlan.CyclePool}:MaxWorkers"] = "5000",
     // The idle timeout is left at its default (60 min), as deployed: one of 5 s, as the benchmark had before, falls due too
     // soon to be held for its cancel (HeldSchedules.StoreLead, 5 s), so every release stored a timer and every re-use deleted it.
-    ["Lifecycle:ProvisioningTimeout"] = BenchPlan.ProvisioningTimeout.ToString(),
     ["Scheduler:ClusterCheckinInterval"] = "00:00:02",
     ["Cloud:Simulated:ProvisionDelay"] = "00:00:00",
     ["Cloud:Simulated:TrustDelay"] = "00:00:00",
@@ -203,31 +202,6 @@ try
             TimeSpan.FromSeconds(240),
             $"{count} hot workers in {string.Join(", ", pools.Take(3))}{(pools.Length > 3 ? $" and {pools.Length - 3} more pools" : "")}",
             pollMilliseconds: 200);
-    }
-
-    // A worker's first timer is its provisioning deadline: it fires that long after the worker started, stale once the
-    // worker is ready, and re-arms. Waits until every worker started so far is past it, and the queues are empty again.
-    async Task WaitForFirstTimersAsync(string before)
-    {
-        if (smoke)
-        {
-            await DrainAsync(before);
-            return;
-        }
-
-        var newest = await database.ScalarAsync(
-            "SELECT extract(epoch FROM COALESCE(max(\"CreatedAt\"), now()))::bigint FROM workers");
-        var due = DateTimeOffset.FromUnixTimeSeconds(long.Parse(newest, CultureInfo.InvariantCulture))
-                  + BenchPlan.ProvisioningTimeout + plan.StatsSettle;
-        // One reading of the clock: a wait that turned negative between two readings would make Task.Delay throw.
-        var wait = due - DateTimeOffset.UtcNow;
-        if (wait > TimeSpan.Zero)
-        {
-            Say($"waiting {wait.TotalSeconds:0} s for the workers' first timers before {before}");
-            await Task.Delay(wait);
-        }
-
-        await DrainAsync(before);
     }
 
     // Waits (at most a minute) until no message is queued, so one section's backlog is not measured in the next.
@@ -363,7 +337,6 @@ try
         var countDeliveries = rate == plan.Rates[0];
         if (countDeliveries)
         {
-            await WaitForFirstTimersAsync("the count of deliveries per hot lease");
             await Task.Delay(plan.StatsSettle);
         }
 
@@ -386,9 +359,9 @@ try
         Say(Report.Describe(result));
         if (countDeliveries)
         {
+            // The replacements, each started, provisioned and given its timer, belong to the hot leases too.
             await WaitForHotWorkersAsync(BenchPlan.HotPool, plan.HotTarget);
-            // The replacements' first timers belong to the hot leases too.
-            await WaitForFirstTimersAsync("the end of the count of deliveries per hot lease");
+            await DrainAsync("the end of the count of deliveries per hot lease");
             await Task.Delay(plan.StatsSettle);
             var perLease = (await vhost.DeliveredAsync() - deliveredBefore) / (double)Math.Max(1, result.Granted);
             report.HotDeliveries(rate, perLease, result.Granted);

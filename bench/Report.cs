@@ -84,7 +84,7 @@ public sealed class Report(bool smoke)
     public void HotDeliveries(int rate, double perLease, int leases) => Row(
         "deliveries per hot lease",
         $"deliveries in the vhost ÷ hot leases (broker statistics): {leases} hot leases at {rate}/s, each released, "
-        + "until the pool was back at its hot target, its new workers' first timers had fired and every queue was empty",
+        + "until the pool was back at its hot target, its new workers had their timers and every queue was empty",
         $"{perLease:0.0}",
         $"≤ {HotDeliveriesGoal:0}",
         Met(perLease <= HotDeliveriesGoal));

@@ -8,8 +8,8 @@ namespace DynamicWorkers.LeaseSaga.Leases;
 
 /// <summary>
 /// The lease's worker trusts its instance: it serves the lease from now on, and the lease is granted
-/// (<see cref="AllocationOutcome.Trusted"/>). A lease that ended meanwhile leaves it idle for its instance; a worker that
-/// no longer trusts for this lease changes nothing, and one being deleted is asked for its delete again.
+/// (<see cref="AllocationOutcome.Trusted"/>). A lease that ended meanwhile leaves it idle for its instance; a worker
+/// that no longer trusts for this lease changes nothing, and one being deleted is asked for its delete again.
 /// </summary>
 public sealed class BeginLeaseActivity(Allocator allocator, ILogger<LeaseStateMachine> logger)
     : MessageActivity<LeaseState, WorkerTrusted>
@@ -27,9 +27,11 @@ public sealed class BeginLeaseActivity(Allocator allocator, ILogger<LeaseStateMa
             return;
         }
 
-        if (worker is null || worker.CurrentState != WorkerStates.Trusting || worker.CurrentLeaseId != lease.CorrelationId)
+        if (worker is null || worker.CurrentState != WorkerStates.Trusting
+            || worker.CurrentLeaseId != lease.CorrelationId)
         {
-            logger.LogInformation("Lease {LeaseId}: worker {WorkerId} no longer trusts for it; its confirmation is ignored",
+            logger.LogInformation(
+                "Lease {LeaseId}: worker {WorkerId} no longer trusts for it; its confirmation is ignored",
                 lease.CorrelationId, trusted.WorkerId);
             return;
         }

@@ -59,7 +59,8 @@ public static class LeaseBinderExtensions
         {
             // Still trusting: the TrustWorker may have died with the process that chose the worker (trusting the same
             // instance again is a no-op to the worker's agent).
-            await c.Send(TrustQueue, new TrustWorker(workerId, lease.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
+            await c.Send(TrustQueue,
+                new TrustWorker(workerId, lease.CorrelationId, lease.InstanceId, lease.ServerThumbprint));
         }
     }
 }

@@ -148,7 +148,8 @@ public sealed class LeaseStateMachine : MassTransitStateMachine<LeaseState>
             // A confirmation for another instance breaks isolation: refused loudly; no lease ever asks for one.
             When(WorkerTrusted, c => !SameInstance(c))
                 .Then(c => _logger.LogError(
-                    "Lease {LeaseId} of {InstanceId} ignores worker {WorkerId}'s trust confirmation for {OtherInstanceId}",
+                    "Lease {LeaseId} of {InstanceId} ignores worker {WorkerId}'s trust confirmation for "
+                    + "{OtherInstanceId}",
                     c.Saga.CorrelationId, c.Saga.InstanceId, c.Message.WorkerId, c.Message.InstanceId)));
     }
 

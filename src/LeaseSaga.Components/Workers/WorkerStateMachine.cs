@@ -10,10 +10,11 @@ namespace DynamicWorkers.LeaseSaga.Workers;
 /// One per VM: Provisioning → Ready → Trusting → Leased → Idle → Leased (re-use: no trust step)
 /// … → Reaping → gone.
 /// A lease claims a Ready or Idle worker, and starts and ends its leases, by changing its row (see
-/// <see cref="Allocator"/>); this machine runs its start, its failures, its delete and its one timer, due at its earliest deadline (max age, the lease's expiry, idle
-/// timeout; the sweep enforces provisioning's and trust's). A later deadline leaves the timer standing and it re-arms
-/// for the rest when it fires; a timer replaced by an earlier one is ignored by its token. A worker serves one lease
-/// at a time and trusts the instance of its first lease only, for its whole life.
+/// <see cref="Allocator"/>); this machine runs its start, its failures, its delete and its one timer, due at its
+/// earliest deadline (max age, the lease's expiry, idle timeout; the sweep enforces provisioning's and trust's). A
+/// later deadline leaves the timer standing and it re-arms for the rest when it fires; a timer replaced by an earlier
+/// one is ignored by its token. A worker serves one lease at a time and trusts the instance of its first lease only,
+/// for its whole life.
 /// </summary>
 public sealed class WorkerStateMachine : MassTransitStateMachine<WorkerState>
 {
