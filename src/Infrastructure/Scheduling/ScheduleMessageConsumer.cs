@@ -13,7 +13,8 @@ namespace DynamicWorkers.Infrastructure.Scheduling;
 /// named by the schedule's token id, so <see cref="CancelScheduledMessageConsumer"/> finds it. An existing
 /// trigger of that name is kept: it is either this same schedule redelivered, or the tombstone of a cancel
 /// that overtook it (both are in the queue at once, and consumers run concurrently). A schedule not due soon is first
-/// held for its cancel (<see cref="HeldSchedules"/>): one cancelled meanwhile is never stored.
+/// held for its cancel (<see cref="HeldSchedules"/>): one cancelled meanwhile is never stored. A schedule that replaces
+/// another (<see cref="ScheduleReplacement"/>) removes it first.
 /// </summary>
 public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, HeldSchedules held)
     : IConsumer<ScheduleMessage>
@@ -30,6 +31,12 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, 
         var message = context.Message;
         var token = message.CorrelationId.ToString("N");
         var due = AsUtc(message.ScheduledTime);
+        if (context.Headers.Get<string>(ScheduleReplacement.Header) is { } replaced && !held.TryCancel(replaced))
+        {
+            var store = await schedulerFactory.GetScheduler(context.CancellationToken);
+            await store.UnscheduleJob(new TriggerKey(replaced), context.CancellationToken);
+        }
+
         if (await held.CancelledWhileHeldAsync(token, due, context.CancellationToken))
         {
             return;
@@ -72,7 +79,8 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, 
         Add(Keys.ExpirationTime, context.ExpirationTime?.ToString("O"));
 
         // Headers set by the scheduling side travel on the ScheduleMessage envelope; keep them for the final message.
-        var headers = context.Headers.GetAll().ToDictionary(x => x.Key, x => x.Value);
+        var headers = context.Headers.GetAll().Where(x => x.Key != ScheduleReplacement.Header)
+            .ToDictionary(x => x.Key, x => x.Value);
         if (headers.Count > 0)
         {
             trigger.UsingJobData(Keys.Headers, JsonSerializer.Serialize(headers,

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
+using DynamicWorkers.Infrastructure.Scheduling;
 using DynamicWorkers.Infrastructure.Telemetry;
 using DynamicWorkers.LeaseSaga.Configuration;
 using DynamicWorkers.LeaseSaga.Instances;
@@ -835,8 +836,8 @@ public sealed class Allocator(
 
     /// <summary>
     /// Schedules the worker's timer for its earliest deadline unless one stands that is due no later, from whichever
-    /// saga changed the worker. A replaced timer is not cancelled: it fires later and is ignored by its token, one
-    /// delivery either way and no write to the job store now. A hot worker's timer is due no later than a lease granted
+    /// saga changed the worker; the new schedule removes the one it replaces (<see cref="ScheduleReplacement"/>), so the
+    /// worker keeps one timer and a move costs one delivery. A hot worker's timer is due no later than a lease granted
     /// now would expire, so its grant moves it only for an instance whose leases are shorter than the default.
     /// </summary>
     public async Task ArmTimerAsync(ConsumeContext context, WorkerState worker)
@@ -860,7 +861,7 @@ public sealed class Allocator(
         }
 
         var scheduled = await context.ScheduleSend(WorkerStateDefinition.Address, dueAt - now,
-            new WorkerTimerDue(worker.CorrelationId));
+            new WorkerTimerDue(worker.CorrelationId), ScheduleReplacement.Of<WorkerTimerDue>(worker.TimerToken));
         (worker.TimerToken, worker.TimerDueAt) = (scheduled.TokenId, dueAt);
     }
 

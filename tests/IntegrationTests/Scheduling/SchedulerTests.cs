@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using DynamicWorkers.Infrastructure.Messaging;
+using DynamicWorkers.Infrastructure.Scheduling;
 using DynamicWorkers.IntegrationTests.Support;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
@@ -100,6 +101,30 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
     }
 
     [Fact]
+    public async Task A_schedule_that_replaces_another_removes_it_whether_stored_or_still_held()
+    {
+        await StartSchedulerAsync();
+        var start = DateTime.UtcNow;
+        // Stored: held until 5 s before it is due, then in the job store when its replacement comes.
+        var stored = await ScheduleAsync(start.AddSeconds(12), "stored, then replaced");
+        await Eventually.True(async () => await TriggersAsync() == 1, TimeSpan.FromSeconds(30), "the first stored");
+        var storedReplacement = await ScheduleAsync(start.AddSeconds(13), "replaces the stored", stored.TokenId);
+        // Held: its replacement comes while it still waits for a cancel.
+        var held = await ScheduleAsync(DateTime.UtcNow.AddSeconds(12), "held, then replaced");
+        var heldReplacement = await ScheduleAsync(DateTime.UtcNow.AddSeconds(13), "replaces the held", held.TokenId);
+
+        // Each replaced one was due a second before its replacement: once both replacements are here, it would be too.
+        await ArrivalAsync(storedReplacement.Payload.Id, TimeSpan.FromSeconds(30));
+        await ArrivalAsync(heldReplacement.Payload.Id, TimeSpan.FromSeconds(30));
+        await DrainedAsync();
+
+        Assert.Equal(0, Arrivals.CountOf(stored.Payload.Id));
+        Assert.Equal(0, Arrivals.CountOf(held.Payload.Id));
+        Assert.Equal(1, Arrivals.CountOf(storedReplacement.Payload.Id));
+        Assert.Equal(1, Arrivals.CountOf(heldReplacement.Payload.Id));
+    }
+
+    [Fact]
     public async Task A_scheduled_message_still_arrives_after_the_scheduler_is_killed_9_and_started_again()
     {
         var first = await StartSchedulerAsync();
@@ -170,8 +195,9 @@ public sealed class SchedulerTests(RabbitMqTestVirtualHost broker, PostgresTestD
     IMessageScheduler Scheduler
         => _client.Services.CreateScope().ServiceProvider.GetRequiredService<IMessageScheduler>();
 
-    Task<ScheduledMessage<Probe>> ScheduleAsync(DateTime due, string label)
-        => Scheduler.ScheduleSend(ProbeQueue, due, new Probe(NewId.NextGuid(), label));
+    Task<ScheduledMessage<Probe>> ScheduleAsync(DateTime due, string label, Guid? replaces = null)
+        => Scheduler.ScheduleSend(ProbeQueue, due, new Probe(NewId.NextGuid(), label),
+            ScheduleReplacement.Of<Probe>(replaces));
 
     async Task<ServiceProcess> StartSchedulerAsync()
     {

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using DynamicWorkers.Contracts;
 using DynamicWorkers.Contracts.Internal;
+using DynamicWorkers.Infrastructure.Scheduling;
 using DynamicWorkers.LeaseSaga.Pools;
 using DynamicWorkers.LeaseSaga.Queries;
 using MassTransit;
@@ -494,8 +495,16 @@ public sealed class LeaseLifecycleTests
         var second = Assert.IsType<LeaseGranted>(await bed.RequestAsync(Guid.NewGuid(), "instance-1"));
         await bed.Bus.Publish(new SetInstanceLifecycle("instance-1", TimeSpan.FromMinutes(5), null, null));
         await bed.SettledAsync();
+        var standing = (await bed.WorkersAsync()).Single().TimerToken;
 
         await bed.ReleaseAsync(second.LeaseId, "instance-1");
+        await bed.SettledAsync();
+
+        // The new schedule names the one it replaces: the scheduler removes that one (SchedulerTests).
+        var replacement = bed.Harness.Sent.Select<ScheduleMessage>().Last(m =>
+            m.Context.Message.PayloadType.Any(t => t.Contains(nameof(WorkerTimerDue), StringComparison.Ordinal)));
+        Assert.Equal(standing?.ToString("N"), replacement.Context.Headers.Get<string>(ScheduleReplacement.Header));
+        Assert.Equal(replacement.Context.Message.CorrelationId, (await bed.WorkersAsync()).Single().TimerToken);
         await ReapedAsIdleAfterAsync(bed, first.WorkerId, TimeSpan.FromMinutes(5));
     }
 
