@@ -42,7 +42,8 @@ public sealed class LeaseBook
     }
 }
 
-public sealed class OutcomeConsumer(LeaseBook book) : IConsumer<LeaseGranted>, IConsumer<LeaseRejected>, IConsumer<LeaseQueued>
+public sealed class OutcomeConsumer(LeaseBook book) : IConsumer<LeaseGranted>, IConsumer<LeaseRejected>,
+    IConsumer<LeaseQueued>
 {
     public Task Consume(ConsumeContext<LeaseGranted> context)
     {
@@ -63,8 +64,10 @@ public sealed class OutcomeConsumer(LeaseBook book) : IConsumer<LeaseGranted>, I
     }
 }
 
-/// <summary>What a run of leases did: grant latencies (from the time each request was due) and what went wrong.</summary>
-public sealed record LoadResult(int Sent, IReadOnlyList<double> LatenciesMs, int Rejected, int Unanswered, int Queued, int Reused, TimeSpan Elapsed)
+/// <summary>What a run of leases did: grant latencies (from the time each request was due) and what went
+/// wrong.</summary>
+public sealed record LoadResult(int Sent, IReadOnlyList<double> LatenciesMs, int Rejected, int Unanswered, int Queued,
+    int Reused, TimeSpan Elapsed)
 {
     public int Granted => LatenciesMs.Count;
     public double Percentile(double p) => Stats.Percentile(LatenciesMs, p);
@@ -88,7 +91,8 @@ public static class Stats
     }
 }
 
-/// <summary>Plays instances against the running services: open loop (on a schedule) or closed loop (as fast as answers come).</summary>
+/// <summary>Plays instances against the running services: open loop (on a schedule) or closed loop (as fast as answers
+/// come).</summary>
 public sealed class LeaseLoad(IBus bus, LeaseBook book)
 {
     // Long enough for a busy machine; a lease still unanswered after it counts as lost.
@@ -99,16 +103,19 @@ public sealed class LeaseLoad(IBus bus, LeaseBook book)
     /// <summary>Leases sent and not answered yet (nor given up on): how far the services are behind.</summary>
     public int Outstanding => Volatile.Read(ref _outstanding);
 
-    public static string ThumbprintOf(string instance) => Convert.ToHexString(SHA1.HashData(Encoding.UTF8.GetBytes(instance)));
+    public static string ThumbprintOf(string instance)
+        => Convert.ToHexString(SHA1.HashData(Encoding.UTF8.GetBytes(instance)));
 
     /// <summary>
     /// Sends <paramref name="rate"/> requests a second for <paramref name="duration"/>, each at its due time whatever
     /// happened to the ones before (a stall shows up as latency, it does not slow the sender), the instance of the
-    /// n-th chosen by <paramref name="instanceOf"/> (and its pool by <paramref name="poolOf"/>, else <paramref name="pool"/>);
-    /// each granted lease is released at once. Sending stops early when <paramref name="stop"/> is cancelled.
+    /// n-th chosen by <paramref name="instanceOf"/> (and its pool by <paramref name="poolOf"/>, else
+    /// <paramref name="pool"/>); each granted lease is released at once. Sending stops early when
+    /// <paramref name="stop"/> is cancelled.
     /// </summary>
     public async Task<LoadResult> OpenLoopAsync(
-        string pool, double rate, TimeSpan duration, Func<int, string> instanceOf, Func<int, string>? poolOf = null, CancellationToken stop = default)
+        string pool, double rate, TimeSpan duration, Func<int, string> instanceOf, Func<int, string>? poolOf = null,
+        CancellationToken stop = default)
     {
         var count = Math.Max(1, (int)Math.Round(rate * duration.TotalSeconds));
         var interval = Stopwatch.Frequency / rate;
@@ -125,7 +132,8 @@ public sealed class LeaseLoad(IBus bus, LeaseBook book)
             }
 
             var instance = instanceOf(n);
-            var request = new LeaseRequested(NewId.NextGuid(), instance, ThumbprintOf(instance), poolOf?.Invoke(n) ?? pool, $"bench-{n}", DateTimeOffset.UtcNow);
+            var request = new LeaseRequested(NewId.NextGuid(), instance, ThumbprintOf(instance),
+                poolOf?.Invoke(n) ?? pool, $"bench-{n}", DateTimeOffset.UtcNow);
             var lease = book.Add(request.LeaseId, due);
             Interlocked.Increment(ref _outstanding);
             sends.Add(bus.Publish(request));
@@ -141,7 +149,8 @@ public sealed class LeaseLoad(IBus bus, LeaseBook book)
     /// <paramref name="instances"/> instances each request, wait for the grant and release, over and over, for
     /// <paramref name="duration"/>; with a <paramref name="pause"/> between a release and the next request.
     /// </summary>
-    public async Task<LoadResult> ClosedLoopAsync(string pool, int instances, TimeSpan duration, string prefix, TimeSpan pause = default)
+    public async Task<LoadResult> ClosedLoopAsync(string pool, int instances, TimeSpan duration, string prefix,
+        TimeSpan pause = default)
     {
         var start = Stopwatch.GetTimestamp();
         var end = start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
@@ -151,7 +160,8 @@ public sealed class LeaseLoad(IBus bus, LeaseBook book)
             var instance = $"{prefix}-{i:000}";
             while (Stopwatch.GetTimestamp() < end)
             {
-                var request = new LeaseRequested(NewId.NextGuid(), instance, ThumbprintOf(instance), pool, null, DateTimeOffset.UtcNow);
+                var request = new LeaseRequested(NewId.NextGuid(), instance, ThumbprintOf(instance), pool, null,
+                    DateTimeOffset.UtcNow);
                 var lease = book.Add(request.LeaseId, Stopwatch.GetTimestamp());
                 leases.Add(lease);
                 Interlocked.Increment(ref _outstanding);

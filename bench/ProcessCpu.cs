@@ -23,15 +23,16 @@ public static class ProcessCpu
         {
             ["RabbitMQ"] = processes.Where(p => p.Command == "beam.smp").Sum(p => p.Milliseconds),
             // The postmaster (its parent is not a postgres process) has reaped every backend that ended.
-            ["PostgreSQL"] = postgres.Sum(p => p.Milliseconds + (postgresIds.Contains(p.Parent) ? 0 : p.ChildrenMilliseconds)),
+            ["PostgreSQL"] = postgres.Sum(p => p.Milliseconds
+                + (postgresIds.Contains(p.Parent) ? 0 : p.ChildrenMilliseconds)),
             ["bench"] = Milliseconds(Environment.ProcessId),
             ["whole machine"] = MachineBusyMilliseconds(),
         };
     }
 
     /// <summary>
-    /// CPU time so far of each PostgreSQL backend connected to one database (its process title names it), by process id:
-    /// the database work of that database's clients alone, whoever else uses the server. See <see cref="Between"/>.
+    /// CPU time so far of each PostgreSQL backend connected to one database (its process title names it), by process
+    /// id: the database work of that database's clients alone, whoever else uses the server. See <see cref="Between"/>.
     /// </summary>
     public static IReadOnlyDictionary<int, long> PostgresBackends(string database)
     {
@@ -40,7 +41,8 @@ public static class ProcessCpu
         {
             try
             {
-                if (File.ReadAllText($"/proc/{process.Pid}/cmdline").Contains($" {database} ", StringComparison.Ordinal))
+                if (File.ReadAllText($"/proc/{process.Pid}/cmdline")
+                    .Contains($" {database} ", StringComparison.Ordinal))
                 {
                     backends[process.Pid] = process.Milliseconds;
                 }
@@ -55,12 +57,13 @@ public static class ProcessCpu
     }
 
     /// <summary>
-    /// CPU time the backends took between two readings: a backend that started in between counts whole (also one that got
-    /// the id of one that ended), one that ended in between (a pooled connection closed) only up to the first reading: what
-    /// it took after is not known.
+    /// CPU time the backends took between two readings: a backend that started in between counts whole (also one that
+    /// got the id of one that ended), one that ended in between (a pooled connection closed) only up to the first
+    /// reading: what it took after is not known.
     /// </summary>
     public static long Between(IReadOnlyDictionary<int, long> before, IReadOnlyDictionary<int, long> after)
-        => after.Sum(a => before.TryGetValue(a.Key, out var earlier) && earlier <= a.Value ? a.Value - earlier : a.Value);
+        => after.Sum(a => before.TryGetValue(a.Key, out var earlier) && earlier <= a.Value ? a.Value - earlier
+            : a.Value);
 
     static IEnumerable<Stat> Processes()
     {
@@ -87,8 +90,8 @@ public static class ProcessCpu
 
     sealed record Stat(int Pid, string Command, int Parent, long Milliseconds, long ChildrenMilliseconds)
     {
-        // After the command name, which is in parentheses and may hold spaces, the fields from the 3rd on: the parent is
-        // the 4th, utime and stime the 14th and 15th, the waited-for children's cutime and cstime the 16th and 17th.
+        // After the command name, which is in parentheses and may hold spaces, the fields from the 3rd on: the parent
+        // is the 4th, utime and stime the 14th and 15th, the waited-for children's cutime and cstime the 16th and 17th.
         public static Stat Read(int pid)
         {
             var stat = File.ReadAllText($"/proc/{pid}/stat");
@@ -103,10 +106,12 @@ public static class ProcessCpu
         }
     }
 
-    /// <summary>The whole machine's busy time: user + nice + system + irq + softirq + steal over all cores, from the first line of /proc/stat.</summary>
+    /// <summary>The whole machine's busy time: user + nice + system + irq + softirq + steal over all cores, from the
+    /// first line of /proc/stat.</summary>
     public static long MachineBusyMilliseconds()
     {
         var cpu = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        return (long.Parse(cpu[1]) + long.Parse(cpu[2]) + long.Parse(cpu[3]) + long.Parse(cpu[6]) + long.Parse(cpu[7]) + long.Parse(cpu[8])) * 10;
+        return (long.Parse(cpu[1]) + long.Parse(cpu[2]) + long.Parse(cpu[3]) + long.Parse(cpu[6]) + long.Parse(cpu[7])
+            + long.Parse(cpu[8])) * 10;
     }
 }

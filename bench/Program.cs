@@ -19,13 +19,20 @@ Environment.SetEnvironmentVariable("MASSTRANSIT_USAGE_TELEMETRY", "false");
 var smoke = args.Contains("--smoke");
 // --profile: only the closed-loop lifecycle run and where its cost goes (for before/after comparisons of a change).
 var profileOnly = args.Contains("--profile");
-// --only raw,raw-lifecycle,hot,reuse,lifecycle,pools,scale-out,pool-size: just those sections (quick before/after runs of one figure).
-var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+// --only raw,raw-lifecycle,hot,reuse,lifecycle,pools,scale-out,pool-size: just those sections (quick before/after runs
+// of one figure).
+var only = args.SkipWhile(a => a != "--only").Skip(1)
+    .FirstOrDefault()?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
 bool Wanted(string section) => only is null || only.Contains(section);
 var output = args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault()
-             ?? Path.Combine(Paths.RepositoryRoot, smoke ? "artifacts/bench/smoke.md" : profileOnly ? "artifacts/bench/profile.md" : only is not null ? "artifacts/bench/only.md" : "bench/results/latest.md");
+             ?? Path.Combine(Paths.RepositoryRoot,
+                 smoke ? "artifacts/bench/smoke.md"
+                 : profileOnly ? "artifacts/bench/profile.md"
+                 : only is not null ? "artifacts/bench/only.md"
+                 : "bench/results/latest.md");
 var plan = smoke ? BenchPlan.Smoke : BenchPlan.Full;
-// Sections not started by then are skipped (and reported), so scripts/bench.sh's 20-minute limit is never the one that stops the run.
+// Sections not started by then are skipped (and reported), so scripts/bench.sh's 20-minute limit is never the one that
+// stops the run.
 var budget = TimeSpan.FromMinutes(17);
 var logs = Path.Combine(Paths.RepositoryRoot, "artifacts", "bench", "logs");
 var clock = Stopwatch.StartNew();
@@ -51,8 +58,11 @@ await using var vhost = await BenchVirtualHost.CreateAsync();
 await using var database = await BenchDatabase.CreateAsync();
 report.Fact("RabbitMQ", await vhost.BrokerVersionAsync());
 report.Fact("PostgreSQL", await database.ScalarAsync("SHOW server_version"));
-report.Fact("services run from", (Paths.PublishedServices is null ? $"the {Paths.BuildConfiguration} build output (JIT)" : "a ReadyToRun publish (as the Dockerfile builds them)")
-    + $", DOTNET_GCgen0size {Service.Gen0Size("LeaseSaga")} for LeaseSaga, {Service.Gen0Size("Provisioner")} for the others");
+report.Fact("services run from",
+    (Paths.PublishedServices is null ? $"the {Paths.BuildConfiguration} build output (JIT)"
+    : "a ReadyToRun publish (as the Dockerfile builds them)")
+    + $", DOTNET_GCgen0size {Service.Gen0Size("LeaseSaga")} for LeaseSaga, {Service.Gen0Size("Provisioner")} for the "
+    + "others");
 Say($"vhost {vhost.Name}, database {database.Name}, service logs in {logs}");
 // Named for scripts/bench.sh, which removes them if the run is killed at its time limit before it can.
 var runFile = Path.Combine(Paths.RepositoryRoot, "artifacts", "bench", "run.env");
@@ -71,17 +81,20 @@ if (!profileOnly && Wanted("raw"))
     report.Raw(rawClient, rawMassTransit);
 }
 
-// The lifecycle written by hand (RabbitMQ.Client and Npgsql, no services): the denominator of the sustained-throughput goal.
+// The lifecycle written by hand (RabbitMQ.Client and Npgsql, no services): the denominator of the sustained-throughput
+// goal.
 var rawLifecycles = double.NaN;
 if (!profileOnly && Wanted("raw-lifecycle"))
 {
     Say($"raw lifecycle: {plan.ClosedLoopInstances} closed loops for {plan.RawLifecycle.TotalSeconds:0} s");
     var cpuBefore = ProcessCpu.Servers();
     var run = await RawLifecycle.RunAsync(vhost, database, plan.ClosedLoopInstances, plan.RawLifecycle);
-    report.Profile("raw lifecycle run", "CPU ms per lifecycle by process", PerUnit(cpuBefore, ProcessCpu.Servers(), run.Lifecycles, minimum: 0.01), "0.00");
+    report.Profile("raw lifecycle run", "CPU ms per lifecycle by process",
+        PerUnit(cpuBefore, ProcessCpu.Servers(), run.Lifecycles, minimum: 0.01), "0.00");
     report.RawLifecycle(run, plan.ClosedLoopInstances);
     rawLifecycles = run.PerSecond;
-    Say($"raw lifecycle: {run.Lifecycles} lifecycles, {run.PerSecond:0}/s, request → grant p99 {Stats.Percentile(run.GrantMs, 99):0.0} ms, {run.Lost} lost");
+    Say($"raw lifecycle: {run.Lifecycles} lifecycles, {run.PerSecond:0}/s, request → grant "
+        + $"p99 {Stats.Percentile(run.GrantMs, 99):0.0} ms, {run.Lost} lost");
 }
 
 // One raw run's rate, with the CPU it took per message noted.
@@ -89,7 +102,8 @@ async Task<double> RawAsync(string run, Func<Task<RawRun>> measure)
 {
     var cpuBefore = ProcessCpu.Servers();
     var result = await measure();
-    report.Profile(run, "CPU ms per message by process", PerUnit(cpuBefore, ProcessCpu.Servers(), result.Messages, minimum: 0.001), "0.000");
+    report.Profile(run, "CPU ms per message by process",
+        PerUnit(cpuBefore, ProcessCpu.Servers(), result.Messages, minimum: 0.001), "0.000");
     return result.PerSecond;
 }
 
@@ -114,8 +128,9 @@ var settings = vhost.Settings.Concat(new Dictionary<string, string?>
     [$"Pools:{BenchPlan.CyclePool}:Image"] = "bench-image",
     [$"Pools:{BenchPlan.CyclePool}:HotTarget"] = "20",
     [$"Pools:{BenchPlan.CyclePool}:MaxWorkers"] = "5000",
-    // The idle timeout is left at its default (60 min), as deployed: one of 5 s, as the benchmark had before, falls due too
-    // soon to be held for its cancel (HeldSchedules.StoreLead, 5 s), so every release stored a timer and every re-use deleted it.
+    // The idle timeout is left at its default (60 min), as deployed: one of 5 s, as the benchmark had before, falls due
+    // too soon to be held for its cancel (HeldSchedules.StoreLead, 5 s), so every release stored a timer and every
+    // re-use deleted it.
     ["Scheduler:ClusterCheckinInterval"] = "00:00:02",
     ["Cloud:Simulated:ProvisionDelay"] = "00:00:00",
     ["Cloud:Simulated:TrustDelay"] = "00:00:00",
@@ -188,7 +203,8 @@ try
     var bus = client.Services.GetRequiredService<IBus>();
     var load = new LeaseLoad(bus, book);
 
-    // Workers of these pools in these states, from the services' own table (every pool name is the bench's: no quoting needed).
+    // Workers of these pools in these states, from the services' own table (every pool name is the bench's: no quoting
+    // needed).
     async Task<int> CountWorkersAsync(IEnumerable<string> pools, params string[] states)
         => int.Parse(await database.ScalarAsync(
             $"SELECT count(*) FROM workers WHERE \"Pool\" IN ({string.Join(", ", pools.Select(p => $"'{p}'"))}) "
@@ -200,7 +216,8 @@ try
         await RawBroker.WaitForAsync(
             () => CountWorkersAsync(pools, "Ready").GetAwaiter().GetResult() >= count,
             TimeSpan.FromSeconds(240),
-            $"{count} hot workers in {string.Join(", ", pools.Take(3))}{(pools.Length > 3 ? $" and {pools.Length - 3} more pools" : "")}",
+            $"{count} hot workers in {string.Join(", ", pools.Take(3))}"
+            + $"{(pools.Length > 3 ? $" and {pools.Length - 3} more pools" : "")}",
             pollMilliseconds: 200);
     }
 
@@ -210,7 +227,8 @@ try
         try
         {
             await RawBroker.WaitForAsync(
-                () => vhost.QueueDepthsAsync().GetAwaiter().GetResult().Where(q => !q.Key.EndsWith("_error", StringComparison.Ordinal)).Sum(q => q.Value) == 0,
+                () => vhost.QueueDepthsAsync().GetAwaiter().GetResult()
+                .Where(q => !q.Key.EndsWith("_error", StringComparison.Ordinal)).Sum(q => q.Value) == 0,
                 TimeSpan.FromSeconds(60),
                 $"every queue to drain before {before}",
                 pollMilliseconds: 1000);
@@ -269,17 +287,20 @@ try
         return total;
     }
 
-    // What the broker and the database alone took: the most the machine could do even if the services took no CPU at all.
-    // Said only when both run on this machine (neither took nothing).
-    void ServersAlone(string run, string unit, Dictionary<string, long> before, Dictionary<string, long> after, int units, string? goal)
+    // What the broker and the database alone took: the most the machine could do even if the services took no CPU at
+    // all. Said only when both run on this machine (neither took nothing).
+    void ServersAlone(string run, string unit, Dictionary<string, long> before, Dictionary<string, long> after,
+        int units, string? goal)
     {
         var rabbitMq = after["RabbitMQ"] - before["RabbitMQ"];
         var postgres = after["PostgreSQL"] - before["PostgreSQL"];
         var servers = (rabbitMq + postgres) / (double)Math.Max(1, units);
         if (rabbitMq > 0 && postgres > 0)
         {
-            report.Note($"RabbitMQ and PostgreSQL alone took {servers:0.0} ms of CPU per {unit} ({run}): on {Environment.ProcessorCount} cores, "
-                        + $"at most {Environment.ProcessorCount * 1000 / servers:0} {unit}s a second even if the services took none"
+            report.Note($"RabbitMQ and PostgreSQL alone took {servers:0.0} ms of CPU per {unit} ({run}): "
+                + $"on {Environment.ProcessorCount} cores, "
+                        + $"at most {Environment.ProcessorCount * 1000 / servers:0} {unit}s a second even if the "
+                        + "services took none"
                         + (goal is null ? "." : $"; {goal}."));
         }
     }
@@ -293,7 +314,8 @@ try
         Say($"{label}: " + Report.Describe(await load.ClosedLoopAsync(BenchPlan.CyclePool, 8, warmup, prefix)));
     }
 
-    // One more LeaseSaga on the same database and queues, warmed up as the first was (for as long as the plan gives a copy).
+    // One more LeaseSaga on the same database and queues, warmed up as the first was (for as long as the plan gives a
+    // copy).
     async Task AddLeaseSagaAsync()
     {
         var name = $"LeaseSaga-{leaseSagas.Count + 1}";
@@ -318,8 +340,8 @@ try
     await WaitForPoolsAsync("the warm-up");
     await WarmUpAsync("warm-up", "warmup");
 
-    // 3. Hot-pool latency: every lease from a new instance, so it needs a hot worker and a trust step. At the first rate
-    // the broker's deliveries are counted too, up to the pool back at its hot target and every queue empty.
+    // 3. Hot-pool latency: every lease from a new instance, so it needs a hot worker and a trust step. At the first
+    // rate the broker's deliveries are counted too, up to the pool back at its hot target and every queue empty.
     LoadResult? lowerHot = null;
     foreach (var rate in profileOnly || !Wanted("hot") ? [] : plan.Rates)
     {
@@ -351,11 +373,13 @@ try
         report.Profile(run, "CPU ms per hot lease by process", PerUnit(cpuBefore, cpuAfter, result.Granted));
         if (rate == Report.HotGoalRate)
         {
-            ServersAlone(run, "hot lease", cpuBefore, cpuAfter, result.Granted, $"the goal is {rate} a second, each within {Report.HotP99GoalMs:0} ms");
+            ServersAlone(run, "hot lease", cpuBefore, cpuAfter, result.Granted,
+                $"the goal is {rate} a second, each within {Report.HotP99GoalMs:0} ms");
         }
 
         report.Note($"LeaseSaga's busiest consumers during hot leases at {rate}/s (MassTransit's consume timings): "
-                    + string.Join(", ", ConsumeTimings.Between(timingsBefore, await ConsumeTimings.ReadAsync(leaseSaga))));
+                    + string.Join(", ",
+                        ConsumeTimings.Between(timingsBefore, await ConsumeTimings.ReadAsync(leaseSaga))));
         Say(Report.Describe(result));
         if (countDeliveries)
         {
@@ -382,15 +406,18 @@ try
 
         Say($"re-use leases at {rate}/s: warming {rate} instances");
         await load.OpenLoopAsync(BenchPlan.ReusePool, rate, TimeSpan.FromSeconds(1), n => $"reuse-{rate}-{n:000}");
-        await Task.Delay(TimeSpan.FromSeconds(1)); // the warm-up releases reach the pool; not a synchronisation of the result
+        await Task.Delay(TimeSpan.FromSeconds(1)); // the warm-up releases reach the pool; not a synchronisation of the
+                                                   // result
         Say($"re-use leases at {rate}/s for {plan.Latency.TotalSeconds:0} s");
-        var result = lowerReuse = await load.OpenLoopAsync(BenchPlan.ReusePool, rate, plan.Latency, n => $"reuse-{rate}-{n % rate:000}");
+        var result = lowerReuse = await load.OpenLoopAsync(BenchPlan.ReusePool, rate, plan.Latency,
+            n => $"reuse-{rate}-{n % rate:000}");
         report.Latency("re-use", rate, result);
         Say(Report.Describe(result));
     }
 
-    // The closed loop of lifecycles, with where its cost goes: messages, commits, rows written, conflicts and CPU per lifecycle.
-    // Commits are counted only when asked (the ceiling run): they need PostgreSQL's statistics settled, 5 s more.
+    // The closed loop of lifecycles, with where its cost goes: messages, commits, rows written, conflicts and CPU per
+    // lifecycle. Commits are counted only when asked (the ceiling run): they need PostgreSQL's statistics settled, 5 s
+    // more.
     async Task<ClosedLoopProfile> ProfiledClosedLoopAsync(string prefix, string run, bool countCommits)
     {
         await Task.Delay(plan.StatsSettle);
@@ -403,17 +430,21 @@ try
         var cpuBefore = CpuByProcess();
         Say($"{run}: {plan.ClosedLoopInstances} instances in a closed loop for {plan.Closed.TotalSeconds:0} s");
         var result = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, prefix);
-        var writes = (await database.TransactionIdAsync() - transactionBefore - 1) / (double)Math.Max(1, result.Granted);
+        var writes = (await database.TransactionIdAsync() - transactionBefore - 1) / (double)Math.Max(1,
+            result.Granted);
         var conflicts = (await ConflictsAsync() - conflictsBefore) / Math.Max(1, result.Granted);
-        Say(Report.Describe(result) + $"; {conflicts:0.000} conflicts and {writes:0.00} writing transactions per lifecycle");
+        Say(Report.Describe(result)
+            + $"; {conflicts:0.000} conflicts and {writes:0.00} writing transactions per lifecycle");
         await Task.Delay(plan.StatsSettle);
         var messages = (await vhost.DeliveredAsync() - deliveredBefore) / (double)Math.Max(1, result.Granted);
         Say($"{messages:0.0} messages delivered per lifecycle");
-        report.Profile(run, "deliveries per lifecycle by queue", PerUnit(queuesBefore, await vhost.DeliveredByQueueAsync(), result.Granted));
+        report.Profile(run, "deliveries per lifecycle by queue",
+            PerUnit(queuesBefore, await vhost.DeliveredByQueueAsync(), result.Granted));
         var cpuAfter = CpuByProcess();
         report.Profile(run, "CPU ms per lifecycle by process", PerUnit(cpuBefore, cpuAfter, result.Granted));
         ServersAlone(run, "lifecycle", cpuBefore, cpuAfter, result.Granted,
-            double.IsNaN(rawLifecycles) ? null : $"the ≥ {Report.RatioGoal:P0} goal needs {Report.RatioGoal * rawLifecycles:0} a second");
+            double.IsNaN(rawLifecycles) ? null
+            : $"the ≥ {Report.RatioGoal:P0} goal needs {Report.RatioGoal * rawLifecycles:0} a second");
         var commits = double.NaN;
         if (countCommits)
         {
@@ -423,17 +454,20 @@ try
             Say($"{commits:0.0} database commits per lifecycle");
         }
 
-        report.Profile(run, "rows written per lifecycle by table", PerUnit(tablesBefore, await database.RowWritesByTableAsync(), result.Granted));
-        report.Note($"optimistic-concurrency conflicts per lifecycle ({run}): {conflicts:0.000}" + (countCommits ? $"; database commits per lifecycle: {commits:0.0}" : ""));
+        report.Profile(run, "rows written per lifecycle by table",
+            PerUnit(tablesBefore, await database.RowWritesByTableAsync(), result.Granted));
+        report.Note($"optimistic-concurrency conflicts per lifecycle ({run}): {conflicts:0.000}"
+            + (countCommits ? $"; database commits per lifecycle: {commits:0.0}" : ""));
         return new ClosedLoopProfile(result, messages, commits, writes, conflicts);
     }
 
-    // 4. Lifecycle throughput: closed loop to find the ceiling (and count messages per lifecycle), then open-loop holds.
-    // Scale-out compares with the closed loop: `--only scale-out` runs both (without the holds).
+    // 4. Lifecycle throughput: closed loop to find the ceiling (and count messages per lifecycle), then open-loop
+    // holds. Scale-out compares with the closed loop: `--only scale-out` runs both (without the holds).
     ClosedLoopProfile? ceiling = null;
     if (profileOnly || Wanted("lifecycle") || Wanted("scale-out"))
     {
-        // The earlier sections' tail (the hot pool refilling, the released workers' timers) must not be counted against this run.
+        // The earlier sections' tail (the hot pool refilling, the released workers' timers) must not be counted against
+        // this run.
         await WaitForPoolsAsync("the lifecycle run");
         ceiling = await ProfiledClosedLoopAsync("cycle", "closed-loop run", countCommits: true);
         if (profileOnly)
@@ -444,14 +478,16 @@ try
         }
     }
 
-    // The holds: first at the goal's rate (250/s in the full plan) on a pool of its own; if that does not hold, at shares of
-    // the closed-loop ceiling below it, on another pool, until one holds (the sustained throughput). Neither is the closed
-    // loop's pool, so that the instances a hold adds do not weigh on the scale-out runs.
+    // The holds: first at the goal's rate (250/s in the full plan) on a pool of its own; if that does not hold, at
+    // shares of the closed-loop ceiling below it, on another pool, until one holds (the sustained throughput). Neither
+    // is the closed loop's pool, so that the instances a hold adds do not weigh on the scale-out runs.
     HoldResult? held = null;
     if (Wanted("lifecycle"))
     {
-        var attempts = new List<(double Rate, string Pool, bool GoalRate)> { (plan.HoldRate, BenchPlan.HoldPool, true) };
-        attempts.AddRange(plan.HoldShares.Select(share => (Math.Max(1, Math.Floor(ceiling!.Result.CyclesPerSecond * share)), BenchPlan.SustainPool, false)));
+        var attempts = new List<(double Rate, string Pool, bool GoalRate)> { (plan.HoldRate, BenchPlan.HoldPool,
+            true) };
+        attempts.AddRange(plan.HoldShares.Select(share => (Math.Max(1,
+            Math.Floor(ceiling!.Result.CyclesPerSecond * share)), BenchPlan.SustainPool, false)));
         foreach (var (rate, pool, goalRate) in attempts)
         {
             if (held is not null || (!goalRate && rate >= plan.HoldRate))
@@ -466,7 +502,8 @@ try
 
             // A rate that did not hold leaves a backlog: the next, lower one must not start behind it.
             await DrainAsync($"the hold at {rate}/s");
-            var instances = HoldResult.Instances(rate, plan.ClosedLoopInstances, goalRate ? HoldResult.GoalRateSpacing : null);
+            var instances = HoldResult.Instances(rate, plan.ClosedLoopInstances,
+                goalRate ? HoldResult.GoalRateSpacing : null);
             Say($"holding {rate}/s: warming {instances} instances");
             Say("warm-up: " + Report.Describe(await HoldResult.WarmAsync(load, pool, rate, instances)));
             await WaitForHotWorkersAsync(pool, BenchPlan.HoldPoolHotTarget);
@@ -488,12 +525,14 @@ try
     }
 
     // 5. One pool against many at the same offered rate: an open loop of re-use lifecycles over the same number of
-    // instances, all in one pool, then spread evenly over the many (each instance first given an idle worker of its own).
+    // instances, all in one pool, then spread evenly over the many (each instance first given an idle worker of its
+    // own).
     if (Wanted("pools"))
     {
         var manyPools = Enumerable.Range(0, plan.PoolsCount).Select(BenchPlan.ManyPool).ToArray();
         var hotWorkers = BenchPlan.OnePoolHotTarget + 2 * plan.PoolsCount;
-        var instances = (int)Math.Ceiling(HoldResult.Instances(plan.PoolsRate, plan.ClosedLoopInstances) / (double)plan.PoolsCount) * plan.PoolsCount;
+        var instances = (int)Math.Ceiling(HoldResult.Instances(plan.PoolsRate,
+            plan.ClosedLoopInstances) / (double)plan.PoolsCount) * plan.PoolsCount;
         foreach (var pools in new[] { 1, plan.PoolsCount })
         {
             if (!TimeLeft($"the pools run with {pools} pools"))
@@ -507,13 +546,16 @@ try
             await DrainAsync($"the pools run with {pools} pools");
             Say($"pools: warming {instances} instances in {pools} pools");
             Say("warm-up: " + Report.Describe(await load.OpenLoopAsync(
-                BenchPlan.OnePool, plan.PoolsRate, TimeSpan.FromSeconds(instances / (double)plan.PoolsRate), InstanceOf, PoolOf)));
+                BenchPlan.OnePool, plan.PoolsRate, TimeSpan.FromSeconds(instances / (double)plan.PoolsRate), InstanceOf,
+                PoolOf)));
             await WaitForHotWorkersAsync(BenchPlan.OnePool, hotWorkers, manyPools);
             await DrainAsync($"the pools run with {pools} pools");
-            Say($"pools: {plan.PoolsRate}/s over {instances} instances in {pools} pools for {plan.PoolsRun.TotalSeconds:0} s");
+            Say($"pools: {plan.PoolsRate}/s over {instances} instances in {pools} pools "
+                + $"for {plan.PoolsRun.TotalSeconds:0} s");
             var cpuBefore = LeaseSagaCpu();
             var result = await load.OpenLoopAsync(BenchPlan.OnePool, plan.PoolsRate, plan.PoolsRun, InstanceOf, PoolOf);
-            report.Pools(pools, instances, plan.PoolsRate, result, (LeaseSagaCpu() - cpuBefore) / (double)Math.Max(1, result.Granted));
+            report.Pools(pools, instances, plan.PoolsRate, result,
+                (LeaseSagaCpu() - cpuBefore) / (double)Math.Max(1, result.Granted));
             Say(Report.Describe(result));
         }
     }
@@ -527,7 +569,8 @@ try
     // 6. Scale-out: more LeaseSaga copies on the same database and queues, each warmed up, the same closed loop again.
     if (Wanted("scale-out") && ceiling is not null)
     {
-        var runs = new List<(int Copies, LoadResult Result, double? Conflicts)> { (1, ceiling.Result, ceiling.Conflicts) };
+        var runs = new List<(int Copies, LoadResult Result, double? Conflicts)> { (1, ceiling.Result,
+            ceiling.Conflicts) };
         foreach (var copies in plan.ScaleOutCopies)
         {
             if (!TimeLeft($"scale-out to {copies} LeaseSaga", reserve: TimeSpan.FromMinutes(1)))
@@ -542,7 +585,8 @@ try
             }
 
             await DrainAsync($"the scale-out run with {copies} LeaseSaga");
-            var scaled = await ProfiledClosedLoopAsync($"scaled-{copies}", $"scale-out run, {copies} LeaseSaga", countCommits: false);
+            var scaled = await ProfiledClosedLoopAsync($"scaled-{copies}", $"scale-out run, {copies} LeaseSaga",
+                countCommits: false);
             runs.Add((copies, scaled.Result, scaled.Conflicts));
             var newest = leaseSagas[^1];
             report.Footprint(newest.Name + " (joins a migrated database)", newest.Memory(), newest.ReadyAfter);
@@ -551,10 +595,11 @@ try
         report.ScaleOut(runs);
     }
 
-    // 7. Pool size: CPU per lifecycle and p99 of re-use lifecycles in pools of a few, some hundred and some thousand live
-    // workers, with two LeaseSaga copies and then one. Each pool is filled once through the public contract: SetPoolSize to
-    // its size less the instances of the run (its configured hot target is 0), then each instance leases once and releases, keeping a worker idle for
-    // itself (the pool refills). Run last: several thousand workers in the database should weigh on no other section.
+    // 7. Pool size: CPU per lifecycle and p99 of re-use lifecycles in pools of a few, some hundred and some thousand
+    // live workers, with two LeaseSaga copies and then one. Each pool is filled once through the public contract:
+    // SetPoolSize to its size less the instances of the run (its configured hot target is 0), then each instance leases
+    // once and releases, keeping a worker idle for itself (the pool refills). Run last: several thousand workers in the
+    // database should weigh on no other section.
     if (Wanted("pool-size") && TimeLeft("pool size", reserve: TimeSpan.FromMinutes(1)))
     {
         while (leaseSagas.Count > 2)
@@ -574,8 +619,8 @@ try
         }
     }
 
-    // Hot workers in each size's pool, bounded by the plan's deadline and by the budget (less what the runs themselves take):
-    // a pool still filling would be measured with the filling, so past that the runs are not made (null).
+    // Hot workers in each size's pool, bounded by the plan's deadline and by the budget (less what the runs themselves
+    // take): a pool still filling would be measured with the filling, so past that the runs are not made (null).
     async Task<Dictionary<int, int>?> FillSizePoolsAsync()
     {
         var k = plan.PoolSizeInstances;
@@ -586,8 +631,10 @@ try
         }
 
         var runsTake = TimeSpan.FromSeconds(plan.PoolSizes.Length * 2 * (plan.PoolSizeRun.TotalSeconds + 10) + 30);
-        var deadline = TimeSpan.FromTicks(Math.Min(plan.PopulateDeadline.Ticks, (budget - clock.Elapsed - runsTake).Ticks));
-        Say($"pool size: {hot.Values.Sum()} hot workers to provision in {plan.PoolSizes.Length} pools (at most {deadline.TotalSeconds:0} s)");
+        var deadline = TimeSpan.FromTicks(Math.Min(plan.PopulateDeadline.Ticks,
+            (budget - clock.Elapsed - runsTake).Ticks));
+        Say($"pool size: {hot.Values.Sum()} hot workers to provision in {plan.PoolSizes.Length} pools (at "
+            + $"most {deadline.TotalSeconds:0} s)");
         var filling = Stopwatch.StartNew();
         var ready = new Dictionary<int, int>();
         var lastSaid = TimeSpan.Zero;
@@ -606,15 +653,18 @@ try
             if (filling.Elapsed - lastSaid >= TimeSpan.FromSeconds(15))
             {
                 lastSaid = filling.Elapsed;
-                Say($"pool size: {ready.Values.Sum()} of {hot.Values.Sum()} hot workers after {filling.Elapsed.TotalSeconds:0} s");
+                Say($"pool size: {ready.Values.Sum()} of {hot.Values.Sum()} hot workers "
+                    + $"after {filling.Elapsed.TotalSeconds:0} s");
             }
 
             await Task.Delay(1000);
         }
 
-        var provisioned = $"{ready.Values.Sum()} of {hot.Values.Sum()} hot workers provisioned in {filling.Elapsed.TotalSeconds:0} s";
+        var provisioned = $"{ready.Values.Sum()} of {hot.Values.Sum()} hot workers provisioned "
+            + $"in {filling.Elapsed.TotalSeconds:0} s";
         Say($"pool size: {provisioned}");
-        report.Note($"pool size: {provisioned} ({ready.Values.Sum() / filling.Elapsed.TotalSeconds:0} a second) with {leaseSagas.Count} LeaseSaga, through SetPoolSize.");
+        report.Note($"pool size: {provisioned} ({ready.Values.Sum() / filling.Elapsed.TotalSeconds:0} a second) "
+            + $"with {leaseSagas.Count} LeaseSaga, through SetPoolSize.");
         if (plan.PoolSizes.Any(size => ready[size] < hot[size]))
         {
             report.PoolSizeNotRun($"{provisioned}, all the time there was");
@@ -629,7 +679,8 @@ try
         var k = plan.PoolSizeInstances;
         foreach (var size in plan.PoolSizes)
         {
-            // One lease per instance, each taking a hot worker and a trust step, released: then every lifecycle is a re-use.
+            // One lease per instance, each taking a hot worker and a trust step, released: then every lifecycle is a
+            // re-use.
             Say($"pool size {size}: {k} instances lease once: " + Report.Describe(await load.OpenLoopAsync(
                 BenchPlan.SizePool(size), k, TimeSpan.FromSeconds(1), n => $"size-{size}-{n:000}")));
         }
@@ -657,7 +708,8 @@ try
 
                 var pool = BenchPlan.SizePool(size);
                 await DrainAsync($"pool size {size} with {copies} LeaseSaga");
-                Say($"pool size {size} with {copies} LeaseSaga: {k} instances in a closed loop for {plan.PoolSizeRun.TotalSeconds:0} s, "
+                Say($"pool size {size} with {copies} LeaseSaga: {k} instances in a closed loop "
+                    + $"for {plan.PoolSizeRun.TotalSeconds:0} s, "
                     + $"pausing {plan.PoolSizePause.TotalMilliseconds:0} ms after each release");
                 var leaseSagaBefore = LeaseSagaCpu();
                 var databaseBefore = ProcessCpu.PostgresBackends(database.Name);
@@ -665,12 +717,15 @@ try
                 var result = await load.ClosedLoopAsync(pool, k, plan.PoolSizeRun, $"size-{size}", plan.PoolSizePause);
                 var lifecycles = (double)Math.Max(1, result.Granted);
                 var leaseSagaMs = (LeaseSagaCpu() - leaseSagaBefore) / lifecycles;
-                var databaseMs = ProcessCpu.Between(databaseBefore, ProcessCpu.PostgresBackends(database.Name)) / lifecycles;
+                var databaseMs = ProcessCpu.Between(databaseBefore,
+                    ProcessCpu.PostgresBackends(database.Name)) / lifecycles;
                 var machineMs = (ProcessCpu.MachineBusyMilliseconds() - machineBefore) / lifecycles;
                 var live = await CountWorkersAsync([pool], "Ready", "Trusting", "Leased", "Idle");
                 Say($"{live} live workers: " + Report.Describe(result)
-                    + $"; CPU ms per lifecycle LeaseSaga {leaseSagaMs:0.0}, its database {databaseMs:0.0}, machine {machineMs:0.0}");
-                sized.Add(new PoolSizeRun(size, live, copies, k, plan.PoolSizePause, result, leaseSagaMs, databaseMs, machineMs));
+                    + $"; CPU ms per lifecycle LeaseSaga {leaseSagaMs:0.0}, its database {databaseMs:0.0}, "
+                    + $"machine {machineMs:0.0}");
+                sized.Add(new PoolSizeRun(size, live, copies, k, plan.PoolSizePause, result, leaseSagaMs, databaseMs,
+                    machineMs));
             }
         }
 
@@ -690,7 +745,8 @@ try
         }
     }
 
-    var errors = (await vhost.QueueDepthsAsync()).Where(q => q.Key.EndsWith("_error", StringComparison.Ordinal)).Sum(q => q.Value);
+    var errors = (await vhost.QueueDepthsAsync()).Where(q => q.Key.EndsWith("_error", StringComparison.Ordinal))
+        .Sum(q => q.Value);
     report.Errors(errors);
     foreach (var sample in errors > 0 ? await vhost.ErrorSamplesAsync() : [])
     {

@@ -40,12 +40,14 @@ public sealed class PayloadConsumer(PayloadCounter counter) : IConsumer<BenchPay
 /// <summary>Messages published and consumed in one raw run, and the rate.</summary>
 public sealed record RawRun(int Messages, double PerSecond);
 
-/// <summary>The broker's own limit on this machine, and MassTransit's on top of it: publish and consume at once, as fast as they go.</summary>
+/// <summary>The broker's own limit on this machine, and MassTransit's on top of it: publish and consume at once, as
+/// fast as they go.</summary>
 public static class RawBroker
 {
     const int BodyBytes = 600;
 
-    /// <summary>RabbitMQ.Client: persistent messages, publisher confirms (256 in flight), one durable queue, manual acks.</summary>
+    /// <summary>RabbitMQ.Client: persistent messages, publisher confirms (256 in flight), one durable queue, manual
+    /// acks.</summary>
     public static async Task<RawRun> RabbitMqClientAsync(BenchVirtualHost vhost, TimeSpan duration)
     {
         var factory = new ConnectionFactory
@@ -95,11 +97,13 @@ public static class RawBroker
             inFlight.Clear();
         }
 
-        await WaitForAsync(() => counter.Count >= published, TimeSpan.FromSeconds(60), "the raw consumer to drain the queue");
+        await WaitForAsync(() => counter.Count >= published, TimeSpan.FromSeconds(60),
+            "the raw consumer to drain the queue");
         return new RawRun(published, published / Stopwatch.GetElapsedTime(started, counter.LastAt).TotalSeconds);
     }
 
-    /// <summary>MassTransit with the services' own bus setup (retry, outbox, prefetch): publish from 64 loops, one consumer endpoint.</summary>
+    /// <summary>MassTransit with the services' own bus setup (retry, outbox, prefetch): publish from 64 loops, one
+    /// consumer endpoint.</summary>
     public static async Task<RawRun> MassTransitAsync(BenchVirtualHost vhost, TimeSpan duration)
     {
         var counter = new PayloadCounter();
@@ -125,7 +129,8 @@ public static class RawBroker
                 }
             }));
 
-            await WaitForAsync(() => counter.Count >= published, TimeSpan.FromSeconds(60), "the MassTransit consumer to drain the queue");
+            await WaitForAsync(() => counter.Count >= published, TimeSpan.FromSeconds(60),
+                "the MassTransit consumer to drain the queue");
             return new RawRun(published, published / Stopwatch.GetElapsedTime(started, counter.LastAt).TotalSeconds);
         }
         finally
@@ -134,7 +139,8 @@ public static class RawBroker
         }
     }
 
-    public static async Task WaitForAsync(Func<bool> condition, TimeSpan deadline, string what, int pollMilliseconds = 20)
+    public static async Task WaitForAsync(Func<bool> condition, TimeSpan deadline, string what,
+        int pollMilliseconds = 20)
     {
         var until = Stopwatch.GetTimestamp() + (long)(deadline.TotalSeconds * Stopwatch.Frequency);
         while (!condition())

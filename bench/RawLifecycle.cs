@@ -7,22 +7,24 @@ using RabbitMQ.Client.Events;
 
 namespace DynamicWorkers.Bench;
 
-/// <summary>What one raw lifecycle run did: lifecycles completed, their rate, and request → grant and request → release-committed times.</summary>
-public sealed record RawLifecycleRun(int Lifecycles, int Lost, TimeSpan Elapsed, IReadOnlyList<double> GrantMs, IReadOnlyList<double> LifecycleMs)
+/// <summary>What one raw lifecycle run did: lifecycles completed, their rate, and request → grant and request →
+/// release-committed times.</summary>
+public sealed record RawLifecycleRun(int Lifecycles, int Lost, TimeSpan Elapsed, IReadOnlyList<double> GrantMs,
+    IReadOnlyList<double> LifecycleMs)
 {
     public double PerSecond => Lifecycles / Math.Max(0.001, Elapsed.TotalSeconds);
 }
 
 /// <summary>
-/// The lease lifecycle written by hand, without the services, MassTransit or EF Core: the least a request → grant → release
-/// can cost on this broker and database, and so the denominator of the sustained-throughput goal. Per lifecycle three
-/// persistent, publisher-confirmed messages through durable queues of the bench's vhost (request, grant, release) and two
-/// committed PostgreSQL transactions in the bench's database, on tables of its own (<c>raw_workers</c>, <c>raw_leases</c>):
-/// at the request a worker claimed (<c>SELECT … FOR UPDATE SKIP LOCKED</c> on an index, then <c>UPDATE … RETURNING</c>)
-/// and the lease row inserted, one statement; at the release the lease ended and its worker idle again, one statement.
-/// A "service" side (its own connection, 32 messages at once per queue, 20 pooled database connections, as the services
-/// run) answers a "client" side of closed loops, each asking again as soon as its grant came and its release was confirmed,
-/// as the benchmark's closed loop of the real services does.
+/// The lease lifecycle written by hand, without the services, MassTransit or EF Core: the least a request → grant →
+/// release can cost on this broker and database, and so the denominator of the sustained-throughput goal. Per lifecycle
+/// three persistent, publisher-confirmed messages through durable queues of the bench's vhost (request, grant, release)
+/// and two committed PostgreSQL transactions in the bench's database, on tables of its own (<c>raw_workers</c>,
+/// <c>raw_leases</c>): at the request a worker claimed (<c>SELECT … FOR UPDATE SKIP LOCKED</c> on an index, then
+/// <c>UPDATE … RETURNING</c>) and the lease row inserted, one statement; at the release the lease ended and its
+/// worker idle again, one statement. A "service" side (its own connection, 32 messages at once per queue, 20 pooled
+/// database connections, as the services run) answers a "client" side of closed loops, each asking again as soon as its
+/// grant came and its release was confirmed, as the benchmark's closed loop of the real services does.
 /// </summary>
 public static class RawLifecycle
 {
@@ -32,13 +34,15 @@ public static class RawLifecycle
     const string ReleaseQueue = "raw-lease-released";
     const int ServiceConcurrency = 32;
 
-    /// <summary>Idle workers the loops take from: several per loop, so that a claim never finds the pool empty.</summary>
+    /// <summary>Idle workers the loops take from: several per loop, so that a claim never finds the pool
+    /// empty.</summary>
     const int Workers = 1000;
 
     // About the size of a lease request in MassTransit's envelope (the raw broker run's 600 bytes).
     static readonly string Padding = new('x', 420);
 
-    public sealed record RawMessage(Guid LeaseId, string InstanceId, string Pool, long? WorkerId, string? WorkerAddress, string Padding);
+    public sealed record RawMessage(Guid LeaseId, string InstanceId, string Pool, long? WorkerId, string? WorkerAddress,
+        string Padding);
 
     const string Schema = """
         CREATE TABLE raw_workers (
@@ -62,10 +66,10 @@ public static class RawLifecycle
         """;
 
     // At the request: the oldest idle worker of the pool claimed (rows locked by another claim skipped) and the lease
-    // inserted with it, one statement and so one transaction; no worker, and the lease is stored without one. The claim is
-    // a locked candidate joined to the UPDATE, not `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)`: that form
-    // claimed nothing for about 0.15 % of claims at 32 concurrent clients (pgbench on PostgreSQL 15, 20 of some 13,000 in
-    // each of four 10-second runs, spread over the run, with hundreds of workers idle), this one for none.
+    // inserted with it, one statement and so one transaction; no worker, and the lease is stored without one. The claim
+    // is a locked candidate joined to the UPDATE, not `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)`: that
+    // form claimed nothing for about 0.15 % of claims at 32 concurrent clients (pgbench on PostgreSQL 15, 20 of some
+    // 13,000 in each of four 10-second runs, spread over the run, with hundreds of workers idle), this one for none.
     const string Claim = """
         WITH candidate AS (
             SELECT id FROM raw_workers WHERE pool = $2 AND state = 'idle' ORDER BY idle_since LIMIT 1 FOR UPDATE SKIP LOCKED),
@@ -85,7 +89,8 @@ public static class RawLifecycle
         WHERE id = (SELECT worker_id FROM ended)
         """;
 
-    public static async Task<RawLifecycleRun> RunAsync(BenchVirtualHost vhost, BenchDatabase database, int loops, TimeSpan duration)
+    public static async Task<RawLifecycleRun> RunAsync(BenchVirtualHost vhost, BenchDatabase database, int loops,
+        TimeSpan duration)
     {
         var connectionString = new NpgsqlConnectionStringBuilder(database.ConnectionString(20))
         {
@@ -101,7 +106,8 @@ public static class RawLifecycle
 
         await using (var seed = dataSource.CreateCommand(
             "INSERT INTO raw_workers (id, pool, state, address, idle_since) "
-            + "SELECT g, $1, 'idle', '10.0.' || (g / 256) || '.' || (g % 256) || ':8443', now() - g * interval '1 second' FROM generate_series(1, $2) g"))
+            + "SELECT g, $1, 'idle', '10.0.' || (g / 256) || '.' || (g % 256) || ':8443', "
+            + "now() - g * interval '1 second' FROM generate_series(1, $2) g"))
         {
             seed.Parameters.Add(new NpgsqlParameter { Value = Pool });
             seed.Parameters.Add(new NpgsqlParameter { Value = Workers });
@@ -120,7 +126,8 @@ public static class RawLifecycle
             UserName = BenchServers.RabbitMqUser,
             Password = BenchServers.RabbitMqPassword,
         };
-        var confirmed = new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true);
+        var confirmed = new CreateChannelOptions(publisherConfirmationsEnabled: true,
+            publisherConfirmationTrackingEnabled: true);
         var properties = new BasicProperties { Persistent = true, ContentType = "application/json" };
 
         // The "service": consumes requests and releases, 32 at once each, and publishes grants.
@@ -132,7 +139,8 @@ public static class RawLifecycle
         }
 
         var released = new ConcurrentDictionary<Guid, TaskCompletionSource>();
-        await using var requests = await serviceConnection.CreateChannelAsync(new CreateChannelOptions(false, false, consumerDispatchConcurrency: ServiceConcurrency));
+        await using var requests = await serviceConnection.CreateChannelAsync(new CreateChannelOptions(false, false,
+            consumerDispatchConcurrency: ServiceConcurrency));
         await requests.BasicQosAsync(0, ServiceConcurrency, false);
         var requestConsumer = new AsyncEventingBasicConsumer(requests);
         requestConsumer.ReceivedAsync += async (_, delivery) =>
@@ -155,12 +163,14 @@ public static class RawLifecycle
             }
 
             var grant = request with { WorkerId = workerId, WorkerAddress = address };
-            await servicePublisher.BasicPublishAsync("", GrantQueue, mandatory: false, properties, JsonSerializer.SerializeToUtf8Bytes(grant));
+            await servicePublisher.BasicPublishAsync("", GrantQueue, mandatory: false, properties,
+                JsonSerializer.SerializeToUtf8Bytes(grant));
             await requests.BasicAckAsync(delivery.DeliveryTag, multiple: false);
         };
         await requests.BasicConsumeAsync(RequestQueue, autoAck: false, requestConsumer);
 
-        await using var releases = await serviceConnection.CreateChannelAsync(new CreateChannelOptions(false, false, consumerDispatchConcurrency: ServiceConcurrency));
+        await using var releases = await serviceConnection.CreateChannelAsync(new CreateChannelOptions(false, false,
+            consumerDispatchConcurrency: ServiceConcurrency));
         await releases.BasicQosAsync(0, ServiceConcurrency, false);
         var releaseConsumer = new AsyncEventingBasicConsumer(releases);
         releaseConsumer.ReceivedAsync += async (_, delivery) =>
@@ -211,7 +221,8 @@ public static class RawLifecycle
                 granted[leaseId] = grant;
                 await clientPublisher.BasicPublishAsync("", RequestQueue, mandatory: false, properties,
                     JsonSerializer.SerializeToUtf8Bytes(new RawMessage(leaseId, instance, Pool, null, null, Padding)));
-                if (await Task.WhenAny(grant.Task, Task.Delay(TimeSpan.FromSeconds(30))) != grant.Task || grant.Task.Result.WorkerId is null)
+                if (await Task.WhenAny(grant.Task, Task.Delay(TimeSpan.FromSeconds(30))) != grant.Task
+                    || grant.Task.Result.WorkerId is null)
                 {
                     Interlocked.Increment(ref lost);
                     granted.TryRemove(leaseId, out _);
@@ -221,8 +232,10 @@ public static class RawLifecycle
                 grantMs.Add(Stopwatch.GetElapsedTime(at).TotalMilliseconds);
                 var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 released[leaseId] = done;
-                lifecycles.Add(done.Task.ContinueWith(_ => lifecycleMs.Add(Stopwatch.GetElapsedTime(at).TotalMilliseconds), TaskScheduler.Default));
-                await clientPublisher.BasicPublishAsync("", ReleaseQueue, mandatory: false, properties, JsonSerializer.SerializeToUtf8Bytes(grant.Task.Result));
+                lifecycles.Add(done.Task.ContinueWith(
+                    _ => lifecycleMs.Add(Stopwatch.GetElapsedTime(at).TotalMilliseconds), TaskScheduler.Default));
+                await clientPublisher.BasicPublishAsync("", ReleaseQueue, mandatory: false, properties,
+                    JsonSerializer.SerializeToUtf8Bytes(grant.Task.Result));
             }
         }));
 

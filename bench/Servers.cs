@@ -8,30 +8,35 @@ using Npgsql;
 
 namespace DynamicWorkers.Bench;
 
-/// <summary>Where the servers are: the same environment variables and defaults as the tests (<c>scripts/test.sh</c>).</summary>
+/// <summary>Where the servers are: the same environment variables and defaults as the tests
+/// (<c>scripts/test.sh</c>).</summary>
 public static class BenchServers
 {
     public static string RabbitMqHost => Env("DW_TEST_RABBITMQ_HOST", "127.0.0.1");
     public static string RabbitMqUser => Env("DW_TEST_RABBITMQ_USER", "dw");
     public static string RabbitMqPassword => Env("DW_TEST_RABBITMQ_PASSWORD", "dw");
     public static string RabbitMqManagement => Env("DW_TEST_RABBITMQ_MANAGEMENT", "http://127.0.0.1:15672");
-    public static string PostgresAdmin => Env("DW_TEST_POSTGRES", "Host=127.0.0.1;Port=5432;Username=dw;Password=dw;Database=postgres;SSL Mode=Disable");
+    public static string PostgresAdmin => Env("DW_TEST_POSTGRES",
+        "Host=127.0.0.1;Port=5432;Username=dw;Password=dw;Database=postgres;SSL Mode=Disable");
 
     static string Env(string name, string fallback)
         => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : fallback;
 }
 
-/// <summary>A RabbitMQ virtual host of the run's own, deleted at the end: the run never touches anyone else's queues.</summary>
+/// <summary>A RabbitMQ virtual host of the run's own, deleted at the end: the run never touches anyone else's
+/// queues.</summary>
 public sealed class BenchVirtualHost : IAsyncDisposable
 {
-    readonly HttpClient _http = new() { BaseAddress = new Uri(BenchServers.RabbitMqManagement), Timeout = TimeSpan.FromSeconds(30) };
+    readonly HttpClient _http = new() { BaseAddress = new Uri(BenchServers.RabbitMqManagement),
+        Timeout = TimeSpan.FromSeconds(30) };
 
     public string Name { get; } = $"dw-bench-{Guid.NewGuid():N}";
 
     BenchVirtualHost()
     {
         _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue(
-            "Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{BenchServers.RabbitMqUser}:{BenchServers.RabbitMqPassword}")));
+            "Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(
+                $"{BenchServers.RabbitMqUser}:{BenchServers.RabbitMqPassword}")));
     }
 
     public static async Task<BenchVirtualHost> CreateAsync()
@@ -39,8 +44,10 @@ public sealed class BenchVirtualHost : IAsyncDisposable
         var vhost = new BenchVirtualHost();
         var name = Uri.EscapeDataString(vhost.Name);
         (await vhost._http.PutAsync($"/api/vhosts/{name}", null)).EnsureSuccessStatusCode();
-        var permissions = new StringContent("""{"configure":".*","write":".*","read":".*"}""", Encoding.UTF8, "application/json");
-        (await vhost._http.PutAsync($"/api/permissions/{name}/{Uri.EscapeDataString(BenchServers.RabbitMqUser)}", permissions)).EnsureSuccessStatusCode();
+        var permissions = new StringContent("""{"configure":".*","write":".*","read":".*"}""", Encoding.UTF8,
+            "application/json");
+        (await vhost._http.PutAsync($"/api/permissions/{name}/{Uri.EscapeDataString(BenchServers.RabbitMqUser)}",
+            permissions)).EnsureSuccessStatusCode();
         return vhost;
     }
 
@@ -61,24 +68,28 @@ public sealed class BenchVirtualHost : IAsyncDisposable
 
     /// <summary>
     /// Every queue of the vhost with its depth (ready + unacknowledged), as the management API last sampled it; of the
-    /// scheduler's queue only the ready ones: its unacknowledged messages are mostly schedules held for their cancel (up to
+    /// scheduler's queue only the ready ones: its unacknowledged messages are mostly schedules held for their cancel
+    /// (up to
     /// <c>Scheduler:HoldLimit</c>, 30 s), waiting by design, not work to wait for.
     /// </summary>
     public async Task<IReadOnlyDictionary<string, long>> QueueDepthsAsync()
     {
-        using var json = JsonDocument.Parse(await _http.GetStringAsync($"/api/queues/{Uri.EscapeDataString(Name)}?columns=name,messages,messages_ready"));
+        using var json = JsonDocument.Parse(await _http.GetStringAsync(
+            $"/api/queues/{Uri.EscapeDataString(Name)}?columns=name,messages,messages_ready"));
         var schedulerQueue = new SchedulerOptions().QueueName;
         var depths = new Dictionary<string, long>();
         foreach (var queue in json.RootElement.EnumerateArray())
         {
             var name = queue.GetProperty("name").GetString()!;
-            depths[name] = queue.TryGetProperty(name == schedulerQueue ? "messages_ready" : "messages", out var m) && m.ValueKind == JsonValueKind.Number ? m.GetInt64() : 0;
+            depths[name] = queue.TryGetProperty(name == schedulerQueue ? "messages_ready" : "messages", out var m)
+                && m.ValueKind == JsonValueKind.Number ? m.GetInt64() : 0;
         }
 
         return depths;
     }
 
-    /// <summary>Messages delivered to consumers in this vhost so far (the management API's statistics lag by a few seconds).</summary>
+    /// <summary>Messages delivered to consumers in this vhost so far (the management API's statistics lag by a few
+    /// seconds).</summary>
     public async Task<long> DeliveredAsync()
     {
         using var json = JsonDocument.Parse(await _http.GetStringAsync($"/api/vhosts/{Uri.EscapeDataString(Name)}"));
@@ -91,7 +102,8 @@ public sealed class BenchVirtualHost : IAsyncDisposable
     /// <summary>Messages delivered so far per queue: where the messages of a lifecycle go.</summary>
     public async Task<IReadOnlyDictionary<string, long>> DeliveredByQueueAsync()
     {
-        using var json = JsonDocument.Parse(await _http.GetStringAsync($"/api/queues/{Uri.EscapeDataString(Name)}?columns=name,message_stats"));
+        using var json = JsonDocument.Parse(await _http.GetStringAsync(
+            $"/api/queues/{Uri.EscapeDataString(Name)}?columns=name,message_stats"));
         var delivered = new Dictionary<string, long>();
         foreach (var queue in json.RootElement.EnumerateArray())
         {
@@ -131,7 +143,8 @@ public sealed class BenchVirtualHost : IAsyncDisposable
                 string Header(string name) => headers.ValueKind == JsonValueKind.Object
                     && headers.TryGetProperty(name, out var v) ? v.ToString() : "?";
                 var payload = message.TryGetProperty("payload", out var p) ? p.GetString() ?? "" : "";
-                var type = Regex.Match(payload, "\"(urn:message:[^\"]+)\"") is { Success: true } m ? m.Groups[1].Value : "?";
+                var type = Regex.Match(payload, "\"(urn:message:[^\"]+)\"") is { Success: true } m
+                    ? m.Groups[1].Value : "?";
                 samples.Add($"{queue}: {type}: {Header("MT-Fault-ExceptionType")}: {Header("MT-Fault-Message")}");
             }
         }
@@ -172,7 +185,8 @@ public sealed class BenchDatabase : IAsyncDisposable
     }
 
     public string ConnectionString(int maxPoolSize)
-        => new NpgsqlConnectionStringBuilder(BenchServers.PostgresAdmin) { Database = Name, MaxPoolSize = maxPoolSize }.ConnectionString;
+        => new NpgsqlConnectionStringBuilder(BenchServers.PostgresAdmin) { Database = Name,
+        MaxPoolSize = maxPoolSize }.ConnectionString;
 
     public async Task<string> ScalarAsync(string sql)
     {
@@ -182,12 +196,14 @@ public sealed class BenchDatabase : IAsyncDisposable
         return Convert.ToString(await command.ExecuteScalarAsync()) ?? "";
     }
 
-    /// <summary>Rows inserted, updated and deleted so far per table (PostgreSQL's statistics, flushed within a second or so).</summary>
+    /// <summary>Rows inserted, updated and deleted so far per table (PostgreSQL's statistics, flushed within a second
+    /// or so).</summary>
     public async Task<IReadOnlyDictionary<string, long>> RowWritesByTableAsync()
     {
         await using var connection = new NpgsqlConnection(ConnectionString(2));
         await connection.OpenAsync();
-        await using var command = new NpgsqlCommand("SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables", connection);
+        await using var command = new NpgsqlCommand("SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM "
+            + "pg_stat_user_tables", connection);
         await using var reader = await command.ExecuteReaderAsync();
         var writes = new Dictionary<string, long>();
         while (await reader.ReadAsync())
@@ -198,7 +214,8 @@ public sealed class BenchDatabase : IAsyncDisposable
         return writes;
     }
 
-    /// <summary>Transactions committed in this database so far, by every client (PostgreSQL's statistics, see <see cref="RowWritesByTableAsync"/>).</summary>
+    /// <summary>Transactions committed in this database so far, by every client (PostgreSQL's statistics, see
+    /// <see cref="RowWritesByTableAsync"/>).</summary>
     public async Task<long> CommitsAsync()
         => long.Parse(await ScalarAsync("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"));
 

@@ -17,9 +17,11 @@ public sealed partial class Service : IAsyncDisposable
 
     /// <summary>
     /// The young generation's budget a service gets: as docker-compose.yml builds its image (16 MB for LeaseSaga, the
-    /// Dockerfile's 4 MB for the others), unless the bench was started with a value of its own, which every service then gets.
+    /// Dockerfile's 4 MB for the others), unless the bench was started with a value of its own, which every service
+    /// then gets.
     /// </summary>
-    public static string Gen0Size(string project) => Gen0SizeOverride ?? (project == "LeaseSaga" ? "0x1000000" : "0x400000");
+    public static string Gen0Size(string project) => Gen0SizeOverride
+        ?? (project == "LeaseSaga" ? "0x1000000" : "0x400000");
 
     readonly Process _process;
     readonly StreamWriter _log;
@@ -39,7 +41,8 @@ public sealed partial class Service : IAsyncDisposable
     /// <summary>From process start to the first <c>/readyz</c> 200.</summary>
     public TimeSpan ReadyAfter { get; private set; }
 
-    public static Service Start(string project, string name, IEnumerable<KeyValuePair<string, string?>> settings, string logDirectory)
+    public static Service Start(string project, string name, IEnumerable<KeyValuePair<string, string?>> settings,
+        string logDirectory)
     {
         var directory = Paths.PublishedServices is { } published
             ? Path.Combine(published, project)
@@ -81,14 +84,16 @@ public sealed partial class Service : IAsyncDisposable
         return service;
     }
 
-    /// <summary>Polls <c>/readyz</c> every 10 ms until it answers 200; fails if the process exits or the deadline passes.</summary>
+    /// <summary>Polls <c>/readyz</c> every 10 ms until it answers 200; fails if the process exits or the deadline
+    /// passes.</summary>
     public async Task WaitUntilReadyAsync(TimeSpan deadline)
     {
         using var timeout = new CancellationTokenSource(deadline);
         var exited = _process.WaitForExitAsync(timeout.Token);
         var address = await Task.WhenAny(_address.Task, exited) == _address.Task
             ? await _address.Task
-            : throw new InvalidOperationException($"{Name} exited with {(_process.HasExited ? _process.ExitCode : -1)} before serving HTTP (see its log)");
+            : throw new InvalidOperationException($"{Name} exited with {(_process.HasExited ? _process.ExitCode : -1)} "
+                + "before serving HTTP (see its log)");
         var readyz = new Uri(address, "/readyz");
         while (true)
         {
@@ -117,15 +122,18 @@ public sealed partial class Service : IAsyncDisposable
     }
 
     /// <summary>Where it serves HTTP (known once it said so in its log).</summary>
-    public Uri Address => _address.Task.IsCompletedSuccessfully ? _address.Task.Result : throw new InvalidOperationException($"{Name} has not said where it listens yet");
+    public Uri Address => _address.Task.IsCompletedSuccessfully ? _address.Task.Result
+        : throw new InvalidOperationException($"{Name} has not said where it listens yet");
 
     /// <summary>Resident set size now and its parts, from /proc (Linux).</summary>
     public Rss Memory()
     {
         var status = File.ReadAllLines($"/proc/{_process.Id}/status");
         long Kilobytes(string field) =>
-            long.Parse(status.First(l => l.StartsWith(field + ":", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
-        return new Rss(Kilobytes("VmRSS") * 1024, Kilobytes("RssAnon") * 1024, Kilobytes("RssFile") * 1024, Kilobytes("RssShmem") * 1024);
+            long.Parse(status.First(l => l.StartsWith(field + ":", StringComparison.Ordinal))
+                .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+        return new Rss(Kilobytes("VmRSS") * 1024, Kilobytes("RssAnon") * 1024, Kilobytes("RssFile") * 1024,
+            Kilobytes("RssShmem") * 1024);
     }
 
     /// <summary>User plus system CPU time used so far.</summary>
@@ -182,11 +190,14 @@ public static class Paths
     /// <c>DW_BENCH_SERVICES</c>: a folder with each service published in a subfolder of its name, run instead of the
     /// build output (scripts/bench.sh publishes them ReadyToRun there for a full run, as the Dockerfile does).
     /// </summary>
-    public static string? PublishedServices { get; } = Environment.GetEnvironmentVariable("DW_BENCH_SERVICES") is { Length: > 0 } path ? path : null;
+    public static string? PublishedServices { get; } =
+        Environment.GetEnvironmentVariable("DW_BENCH_SERVICES") is { Length: > 0 } path ? path : null;
 
     static string FindRepositoryRoot()
     {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory);
+            directory is not null;
+            directory = directory.Parent)
         {
             if (File.Exists(Path.Combine(directory.FullName, "DynamicWorkers.sln")))
             {
@@ -212,8 +223,10 @@ public static partial class ConsumeTimings
         var totals = new Dictionary<string, (double Ms, double Count)>();
         foreach (Match m in Line().Matches(text))
         {
-            var labels = Label().Matches(m.Groups["labels"].Value).ToDictionary(l => l.Groups[1].Value, l => l.Groups[2].Value);
-            var key = $"{labels.GetValueOrDefault("messaging_masstransit_consumer_type")} ← {labels.GetValueOrDefault("messaging_masstransit_message_type")?.Split(':').Last()}";
+            var labels = Label().Matches(m.Groups["labels"].Value)
+                .ToDictionary(l => l.Groups[1].Value, l => l.Groups[2].Value);
+            var key = $"{labels.GetValueOrDefault("messaging_masstransit_consumer_type")} "
+                + $"← {labels.GetValueOrDefault("messaging_masstransit_message_type")?.Split(':').Last()}";
             var value = double.Parse(m.Groups["value"].Value, CultureInfo.InvariantCulture);
             var (ms, count) = totals.GetValueOrDefault(key);
             totals[key] = m.Groups["part"].Value == "sum" ? (ms + value, count) : (ms, count + value);
@@ -222,23 +235,29 @@ public static partial class ConsumeTimings
         return totals;
     }
 
-    /// <summary>Average milliseconds and messages per consumer and message type between two readings, busiest first.</summary>
-    public static IEnumerable<string> Between(IReadOnlyDictionary<string, (double Ms, double Count)> before, IReadOnlyDictionary<string, (double Ms, double Count)> after)
-        => after.Select(a => (a.Key, Ms: a.Value.Ms - before.GetValueOrDefault(a.Key).Ms, Count: a.Value.Count - before.GetValueOrDefault(a.Key).Count))
+    /// <summary>Average milliseconds and messages per consumer and message type between two readings, busiest
+    /// first.</summary>
+    public static IEnumerable<string> Between(IReadOnlyDictionary<string, (double Ms, double Count)> before,
+        IReadOnlyDictionary<string, (double Ms, double Count)> after)
+        => after.Select(a => (a.Key, Ms: a.Value.Ms - before.GetValueOrDefault(a.Key).Ms,
+            Count: a.Value.Count - before.GetValueOrDefault(a.Key).Count))
             .Where(x => x.Count > 0)
             .OrderByDescending(x => x.Ms)
             .Take(8)
             .Select(x => $"{x.Key} {x.Count:0} × {x.Ms / x.Count:0.0} ms");
 
     // Saga messages are timed as saga_duration, consumer messages as consume_duration.
-    [GeneratedRegex("""^messaging_masstransit_(?:saga|consume)_duration_milliseconds_(?<part>sum|count)\{(?<labels>[^}]*)\} (?<value>[0-9.eE+-]+)$""", RegexOptions.Multiline)]
+    [GeneratedRegex(
+        """^messaging_masstransit_(?:saga|consume)_duration_milliseconds_(?<part>sum|count)\{(?<labels>[^}]*)\} (?<value>[0-9.eE+-]+)$""",
+        RegexOptions.Multiline)]
     private static partial Regex Line();
 
     [GeneratedRegex(@"(\w+)=""([^""]*)""")]
     private static partial Regex Label();
 }
 
-/// <summary>A counter from a service's <c>/metrics</c>, summed over its series (every tag); 0 before anything incremented it.</summary>
+/// <summary>A counter from a service's <c>/metrics</c>, summed over its series (every tag); 0 before anything
+/// incremented it.</summary>
 public static class PrometheusCounter
 {
     static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
@@ -253,7 +272,8 @@ public static class PrometheusCounter
         foreach (var line in text.Split('\n'))
         {
             // name{labels} value [timestamp], or name value [timestamp]
-            if (!line.StartsWith(name, StringComparison.Ordinal) || line.Length == name.Length || line[name.Length] is not ('{' or ' '))
+            if (!line.StartsWith(name, StringComparison.Ordinal) || line.Length == name.Length
+                || line[name.Length] is not ('{' or ' '))
             {
                 continue;
             }
@@ -275,5 +295,6 @@ public readonly record struct Rss(long Total, long Anonymous, long FilePages, lo
 {
     static string Mb(long bytes) => (bytes / 1024.0 / 1024).ToString("0", CultureInfo.InvariantCulture);
 
-    public override string ToString() => $"{Mb(Total)} MB ({Mb(Anonymous)} anonymous + {Mb(FilePages)} file pages + {Mb(Shared)} JIT code)";
+    public override string ToString()
+        => $"{Mb(Total)} MB ({Mb(Anonymous)} anonymous + {Mb(FilePages)} file pages + {Mb(Shared)} JIT code)";
 }
