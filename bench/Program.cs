@@ -298,7 +298,7 @@ try
         if (rabbitMq > 0 && postgres > 0)
         {
             report.Note($"RabbitMQ and PostgreSQL alone took {servers:0.0} ms of CPU per {unit} ({run}): "
-                + $"on {Environment.ProcessorCount} cores, "
+                        + $"on {Environment.ProcessorCount} cores, "
                         + $"at most {Environment.ProcessorCount * 1000 / servers:0} {unit}s a second even if the "
                         + "services took none"
                         + (goal is null ? "." : $"; {goal}."));
@@ -430,8 +430,8 @@ try
         var cpuBefore = CpuByProcess();
         Say($"{run}: {plan.ClosedLoopInstances} instances in a closed loop for {plan.Closed.TotalSeconds:0} s");
         var result = await load.ClosedLoopAsync(BenchPlan.CyclePool, plan.ClosedLoopInstances, plan.Closed, prefix);
-        var writes = (await database.TransactionIdAsync() - transactionBefore - 1) / (double)Math.Max(1,
-            result.Granted);
+        var writes = (await database.TransactionIdAsync() - transactionBefore - 1)
+            / (double)Math.Max(1, result.Granted);
         var conflicts = (await ConflictsAsync() - conflictsBefore) / Math.Max(1, result.Granted);
         Say(Report.Describe(result)
             + $"; {conflicts:0.000} conflicts and {writes:0.00} writing transactions per lifecycle");
@@ -484,10 +484,12 @@ try
     HoldResult? held = null;
     if (Wanted("lifecycle"))
     {
-        var attempts = new List<(double Rate, string Pool, bool GoalRate)> { (plan.HoldRate, BenchPlan.HoldPool,
-            true) };
-        attempts.AddRange(plan.HoldShares.Select(share => (Math.Max(1,
-            Math.Floor(ceiling!.Result.CyclesPerSecond * share)), BenchPlan.SustainPool, false)));
+        var attempts = new List<(double Rate, string Pool, bool GoalRate)>
+        {
+            (plan.HoldRate, BenchPlan.HoldPool, true),
+        };
+        attempts.AddRange(plan.HoldShares.Select(share =>
+            (Math.Max(1, Math.Floor(ceiling!.Result.CyclesPerSecond * share)), BenchPlan.SustainPool, false)));
         foreach (var (rate, pool, goalRate) in attempts)
         {
             if (held is not null || (!goalRate && rate >= plan.HoldRate))

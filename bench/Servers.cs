@@ -27,8 +27,11 @@ public static class BenchServers
 /// queues.</summary>
 public sealed class BenchVirtualHost : IAsyncDisposable
 {
-    readonly HttpClient _http = new() { BaseAddress = new Uri(BenchServers.RabbitMqManagement),
-        Timeout = TimeSpan.FromSeconds(30) };
+    readonly HttpClient _http = new()
+    {
+        BaseAddress = new Uri(BenchServers.RabbitMqManagement),
+        Timeout = TimeSpan.FromSeconds(30),
+    };
 
     public string Name { get; } = $"dw-bench-{Guid.NewGuid():N}";
 
@@ -185,8 +188,11 @@ public sealed class BenchDatabase : IAsyncDisposable
     }
 
     public string ConnectionString(int maxPoolSize)
-        => new NpgsqlConnectionStringBuilder(BenchServers.PostgresAdmin) { Database = Name,
-        MaxPoolSize = maxPoolSize }.ConnectionString;
+        => new NpgsqlConnectionStringBuilder(BenchServers.PostgresAdmin)
+        {
+            Database = Name,
+            MaxPoolSize = maxPoolSize,
+        }.ConnectionString;
 
     public async Task<string> ScalarAsync(string sql)
     {
