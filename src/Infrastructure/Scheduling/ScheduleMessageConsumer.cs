@@ -33,8 +33,17 @@ public sealed class ScheduleMessageConsumer(ISchedulerFactory schedulerFactory, 
         var due = AsUtc(message.ScheduledTime);
         if (context.Headers.Get<string>(ScheduleReplacement.Header) is { } replaced && !held.TryCancel(replaced))
         {
+            // Within the store's slots: removing a trigger takes one of the scheduler's connections, as storing does.
             var store = await schedulerFactory.GetScheduler(context.CancellationToken);
-            await store.UnscheduleJob(new TriggerKey(replaced), context.CancellationToken);
+            await held.StoreSlots.WaitAsync(context.CancellationToken);
+            try
+            {
+                await store.UnscheduleJob(new TriggerKey(replaced), context.CancellationToken);
+            }
+            finally
+            {
+                held.StoreSlots.Release();
+            }
         }
 
         if (await held.CancelledWhileHeldAsync(token, due, context.CancellationToken))
