@@ -428,13 +428,10 @@ public sealed class Allocator(
         var limits = await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken);
         worker.MaxAgeDeadline = worker.ProvisionedAt + limits.MaxWorkerAge;
         worker.AgentThumbprint = agentThumbprint;
-        worker.CurrentState = WorkerStates.Leased;
-        worker.LeaseCount++;
-        worker.LeaseExpiresAt = WholeMilliseconds(clock.GetUtcNow()) + limits.MaxLeaseDuration;
-        Touch(worker);
+        var expiresAt = Lease(worker, worker.CurrentLeaseId!.Value, limits);
         logger.LogInformation("Worker {WorkerId} of {Pool} leased (instance {InstanceId}, lease {LeaseId})",
             worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, worker.CurrentLeaseId);
-        return worker.LeaseExpiresAt.Value;
+        return expiresAt;
     }
 
     /// <summary>
@@ -444,13 +441,20 @@ public sealed class Allocator(
     {
         var limits = await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken);
         RecordIdleTime(worker);
+        var expiresAt = Lease(worker, leaseId, limits);
+        logger.LogInformation("Worker {WorkerId} of {Pool} leased again (instance {InstanceId}, lease {LeaseId})",
+            worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, leaseId);
+        return expiresAt;
+    }
+
+    /// <summary>The worker serves <paramref name="leaseId"/>, for the instance's max lease duration from now.</summary>
+    DateTimeOffset Lease(WorkerState worker, Guid leaseId, EffectiveLifecycle limits)
+    {
         worker.CurrentState = WorkerStates.Leased;
         worker.CurrentLeaseId = leaseId;
         worker.LeaseCount++;
         worker.LeaseExpiresAt = WholeMilliseconds(clock.GetUtcNow()) + limits.MaxLeaseDuration;
         Touch(worker);
-        logger.LogInformation("Worker {WorkerId} of {Pool} leased again (instance {InstanceId}, lease {LeaseId})",
-            worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, leaseId);
         return worker.LeaseExpiresAt.Value;
     }
 
