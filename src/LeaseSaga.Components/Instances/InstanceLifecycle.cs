@@ -28,15 +28,19 @@ public sealed class InstanceLifecycles(DynamicWorkersDbContext db, IOptionsMonit
 {
     public async Task<EffectiveLifecycle> ForAsync(string? instanceId, CancellationToken cancellationToken)
     {
-        var d = defaults.CurrentValue;
         var custom = instanceId is null
             ? null
             : await db.Set<InstanceLifecycle>().AsNoTracking()
                 .SingleOrDefaultAsync(x => x.InstanceId == instanceId, cancellationToken);
+        return With(custom?.IdleTimeout, custom?.MaxWorkerAge, custom?.MaxLeaseDuration);
+    }
+
+    /// <summary>The limits of an instance whose overrides were read with something else.</summary>
+    public EffectiveLifecycle With(TimeSpan? idleTimeout, TimeSpan? maxWorkerAge, TimeSpan? maxLeaseDuration)
+    {
+        var d = defaults.CurrentValue;
         return new EffectiveLifecycle(
-            custom?.IdleTimeout ?? d.IdleTimeout,
-            custom?.MaxWorkerAge ?? d.MaxWorkerAge,
-            custom?.MaxLeaseDuration ?? d.MaxLeaseDuration);
+            idleTimeout ?? d.IdleTimeout, maxWorkerAge ?? d.MaxWorkerAge, maxLeaseDuration ?? d.MaxLeaseDuration);
     }
 }
 

@@ -49,7 +49,7 @@ public sealed class AllocateLeaseActivity(
                 continue;
             }
 
-            var expiresAt = await allocator.LeaseAsync(idle, lease.CorrelationId, cancellationToken);
+            var expiresAt = allocator.LeaseAgain(idle, lease.CorrelationId, share.Limits);
             await allocator.ArmTimerAsync(context, idle);
 
             lease.Outcome = AllocationOutcome.Reused;

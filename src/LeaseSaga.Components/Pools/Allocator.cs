@@ -220,9 +220,9 @@ public sealed class Allocator(
     /// Fair share: the instance's open leases in the pool (granted, being granted or waiting) and how many of them
     /// wait, counted under a lock of that instance in that pool held until this transaction commits, so two requests of
     /// one instance decided at once on two copies never both take its last place. Other instances' requests never wait
-    /// on it.
+    /// on it. The instance's lifecycle limits come in the same round trip.
     /// </summary>
-    public async Task<(int Open, int Waiting)> InstanceShareAsync(string pool, string instanceId,
+    public async Task<InstanceShare> InstanceShareAsync(string pool, string instanceId,
         CancellationToken cancellationToken)
     {
         await BeginAsync(cancellationToken);
@@ -248,7 +248,9 @@ public sealed class Allocator(
             SELECT COUNT(*),
                 COALESCE(SUM(CASE WHEN "WorkerId" IS NULL AND "CurrentState" <> @granted THEN 1 ELSE 0 END), 0)
             FROM "leases" WHERE "InstanceId" = @instance AND "Pool" = @pool
-                AND "CurrentState" IN (@allocating, @waiting, @granted)
+                AND "CurrentState" IN (@allocating, @waiting, @granted);
+            SELECT "IdleTimeout", "MaxWorkerAge", "MaxLeaseDuration" FROM "instance_lifecycles"
+            WHERE "InstanceId" = @instance
             """;
         AddParameter(command, "instance", instanceId);
         AddParameter(command, "pool", pool);
@@ -271,8 +273,19 @@ public sealed class Allocator(
         }
 
         await reader.ReadAsync(cancellationToken);
-        return (Convert.ToInt32(reader.GetValue(0)), Convert.ToInt32(reader.GetValue(1)));
+        var (open, waiting) = (Convert.ToInt32(reader.GetValue(0)), Convert.ToInt32(reader.GetValue(1)));
+        // The instance's lifecycle overrides come in the same round trip: a re-use needs its max lease duration.
+        await reader.NextResultAsync(cancellationToken);
+        var custom = await reader.ReadAsync(cancellationToken);
+        return new InstanceShare(open, waiting,
+            lifecycles.With(Override(reader, custom, 0), Override(reader, custom, 1), Override(reader, custom, 2)));
+
+        static TimeSpan? Override(DbDataReader reader, bool custom, int column)
+            => custom && !reader.IsDBNull(column) ? reader.GetFieldValue<TimeSpan>(column) : null;
     }
+
+    /// <summary>An instance's open leases in a pool, how many of them wait, and the limits it leases under.</summary>
+    public readonly record struct InstanceShare(int Open, int Waiting, EffectiveLifecycle Limits);
 
     static void AddParameter(DbCommand command, string name, object value)
     {
@@ -435,11 +448,11 @@ public sealed class Allocator(
     }
 
     /// <summary>
-    /// The worker serves <paramref name="leaseId"/> from now on (it already trusts the instance); returns its expiry.
+    /// The worker serves <paramref name="leaseId"/> from now on (it already trusts the instance, whose
+    /// <paramref name="limits"/> these are); returns its expiry.
     /// </summary>
-    public async Task<DateTimeOffset> LeaseAsync(WorkerState worker, Guid leaseId, CancellationToken cancellationToken)
+    public DateTimeOffset LeaseAgain(WorkerState worker, Guid leaseId, EffectiveLifecycle limits)
     {
-        var limits = await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken);
         RecordIdleTime(worker);
         var expiresAt = Lease(worker, leaseId, limits);
         logger.LogInformation("Worker {WorkerId} of {Pool} leased again (instance {InstanceId}, lease {LeaseId})",
@@ -467,14 +480,17 @@ public sealed class Allocator(
     {
         var cancellationToken = context.CancellationToken;
         await BeginAsync(cancellationToken);
-        // The pool's image comes with the worker, in one round trip, read without the pool's lock: a change of image
-        // meanwhile bumps the worker's version (see ChangeImageAsync), so this release is retried rather than saved.
+        // The pool's image and the instance's idle timeout come with the worker, in one round trip, read without the
+        // pool's lock: a change of image meanwhile bumps the worker's version (see ChangeImageAsync), so this release
+        // is retried rather than saved.
         var read = await db.Set<WorkerState>().AsTracking()
             .Where(w => w.CorrelationId == workerId)
             .Select(w => new
             {
                 Worker = w,
                 PoolImage = db.Set<PoolState>().Where(p => p.Name == w.Pool).Select(p => p.Image).FirstOrDefault(),
+                IdleTimeout = db.Set<InstanceLifecycle>().Where(l => l.InstanceId == w.TrustedInstanceId)
+                    .Select(l => l.IdleTimeout).FirstOrDefault(),
             })
             .SingleOrDefaultAsync(cancellationToken);
         if (read?.Worker is not { } worker || worker.CurrentState != WorkerStates.Leased
@@ -502,29 +518,32 @@ public sealed class Allocator(
             return true;
         }
 
-        var limits = await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken);
         worker.CurrentState = WorkerStates.Idle;
         EndLease(worker, leaseId, now);
-        worker.IdleDeadline = now + limits.IdleTimeout;
+        worker.IdleDeadline = now + lifecycles.With(read.IdleTimeout, null, null).IdleTimeout;
         Touch(worker);
         logger.LogInformation("Worker {WorkerId} of {Pool} idle (instance {InstanceId}, lease {LeaseId})",
             worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, leaseId);
 
         // Fair share: at MaxWorkers a lease of another instance that waited longer goes first (the keeper retires this
-        // worker for it); a lease claimed here and not used is only unlocked at commit.
-        var next = await ClaimWaitingAsync(worker.Pool, cancellationToken,
-            worker.TrustedInstanceId, worker.TrustedThumbprint);
+        // worker for it); a lease claimed here and not used is only unlocked at commit. With no line, one index seek.
+        var anyWaiting = await AnyWaitingAsync(worker.Pool, cancellationToken);
+        var next = anyWaiting
+            ? await ClaimWaitingAsync(worker.Pool, cancellationToken,
+                worker.TrustedInstanceId, worker.TrustedThumbprint)
+            : null;
         var yields = next is not null && await AnotherInstanceWaitedLongerAsync(worker, cancellationToken)
                      && IdleToRetire(await CountAsync(worker.Pool, cancellationToken)) > 0;
         if (next is not null && !yields)
         {
             next.WorkerId = worker.CorrelationId;
             next.Version++;
-            var expiresAt = await LeaseAsync(worker, next.CorrelationId, cancellationToken);
+            var expiresAt = LeaseAgain(worker, next.CorrelationId,
+                await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken));
             await context.Publish(new WorkerLeased(next.CorrelationId, worker.CorrelationId, worker.Address!,
                 worker.AgentThumbprint!, Reused: true, expiresAt));
         }
-        else if (yields || next is null && await AnyWaitingAsync(worker.Pool, cancellationToken)
+        else if (yields || next is null && anyWaiting
                  && IdleToRetire(await CountAsync(worker.Pool, cancellationToken)) > 0)
         {
             // Leases of other instances wait at MaxWorkers: the pool keeper retires idle workers (maybe this one) for
