@@ -36,7 +36,16 @@ public class DynamicWorkersDbContext(DbContextOptions options) : DbContext(optio
 }
 
 /// <summary>Owns the SQL Server migrations (Persistence/Migrations/SqlServer).</summary>
-public sealed class SqlServerDynamicWorkersDbContext(DbContextOptions options) : DynamicWorkersDbContext(options);
+public sealed class SqlServerDynamicWorkersDbContext(DbContextOptions options) : DynamicWorkersDbContext(options)
+{
+    /// <summary>
+    /// SQL Server's <c>time</c> holds less than a day, and lifecycle limits run to a year: durations are ticks.
+    /// </summary>
+    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
+    {
+        configurationBuilder.Properties<TimeSpan>().HaveConversion<TimeSpanToTicksConverter>();
+    }
+}
 
 /// <summary>Owns the PostgreSQL migrations (Persistence/Migrations/Postgres).</summary>
 public sealed class PostgresDynamicWorkersDbContext(DbContextOptions options) : DynamicWorkersDbContext(options);

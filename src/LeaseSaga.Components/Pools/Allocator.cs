@@ -278,10 +278,13 @@ public sealed class Allocator(
         await reader.NextResultAsync(cancellationToken);
         var custom = await reader.ReadAsync(cancellationToken);
         return new InstanceShare(open, waiting,
-            lifecycles.With(Override(reader, custom, 0), Override(reader, custom, 1), Override(reader, custom, 2)));
+            lifecycles.With(Override(custom, 0), Override(custom, 1), Override(custom, 2)));
 
-        static TimeSpan? Override(DbDataReader reader, bool custom, int column)
-            => custom && !reader.IsDBNull(column) ? reader.GetFieldValue<TimeSpan>(column) : null;
+        // SQL Server keeps durations as ticks (see SqlServerDynamicWorkersDbContext).
+        TimeSpan? Override(bool custom, int column)
+            => !custom || reader.IsDBNull(column) ? null
+                : Dialect == DatabaseDialect.SqlServer ? TimeSpan.FromTicks(reader.GetInt64(column))
+                : reader.GetFieldValue<TimeSpan>(column);
     }
 
     /// <summary>An instance's open leases in a pool, how many of them wait, and the limits it leases under.</summary>

@@ -28,14 +28,14 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
                         .HasMaxLength(200)
                         .HasColumnType("nvarchar(200)");
 
-                    b.Property<TimeSpan?>("IdleTimeout")
-                        .HasColumnType("time");
+                    b.Property<long?>("IdleTimeout")
+                        .HasColumnType("bigint");
 
-                    b.Property<TimeSpan?>("MaxLeaseDuration")
-                        .HasColumnType("time");
+                    b.Property<long?>("MaxLeaseDuration")
+                        .HasColumnType("bigint");
 
-                    b.Property<TimeSpan?>("MaxWorkerAge")
-                        .HasColumnType("time");
+                    b.Property<long?>("MaxWorkerAge")
+                        .HasColumnType("bigint");
 
                     b.Property<DateTimeOffset>("UpdatedAt")
                         .HasColumnType("datetimeoffset");
@@ -50,8 +50,8 @@ namespace DynamicWorkers.LeaseSaga.Persistence.Migrations.SqlServer
                     b.Property<Guid>("CorrelationId")
                         .HasColumnType("uniqueidentifier");
 
-                    b.Property<TimeSpan>("AllocationTimeout")
-                        .HasColumnType("time");
+                    b.Property<long>("AllocationTimeout")
+                        .HasColumnType("bigint");
 
                     b.Property<Guid?>("AllocationTimeoutToken")
                         .HasColumnType("uniqueidentifier");
