@@ -18,7 +18,7 @@ public sealed class BeginLeaseActivity(Allocator allocator, ILogger<LeaseStateMa
     {
         var lease = context.Saga;
         var trusted = context.Message;
-        var worker = await allocator.WorkerAsync(trusted.WorkerId, context.CancellationToken);
+        var (worker, limits) = await allocator.WorkerAsync(trusted.WorkerId, context.CancellationToken);
         if (worker?.CurrentState == WorkerStates.Reaping)
         {
             // Its delete may have been lost with the process that gave the trust up.
@@ -36,7 +36,7 @@ public sealed class BeginLeaseActivity(Allocator allocator, ILogger<LeaseStateMa
             return;
         }
 
-        var expiresAt = await allocator.BeginLeaseAsync(worker, trusted.AgentThumbprint, context.CancellationToken);
+        var expiresAt = allocator.BeginLease(worker, trusted.AgentThumbprint, limits);
         if (!LeaseStates.Waiting.Contains(lease.CurrentState))
         {
             logger.LogInformation(

@@ -430,18 +430,31 @@ public sealed class Allocator(
             w => w.CorrelationId == workerId && w.CurrentState == WorkerStates.Leased && w.CurrentLeaseId == leaseId,
             cancellationToken);
 
-    /// <summary>The worker's row, tracked; null once it is gone.</summary>
-    public Task<WorkerState?> WorkerAsync(Guid workerId, CancellationToken cancellationToken)
-        => db.Set<WorkerState>().AsTracking().SingleOrDefaultAsync(w => w.CorrelationId == workerId, cancellationToken);
-
     /// <summary>
-    /// The worker confirmed its trust: it serves the lease it trusted for from now on, under its instance's limits.
-    /// Returns the lease's expiry.
+    /// The worker's row, tracked (null once it is gone), with the limits of the instance it trusts, in one round trip.
     /// </summary>
-    public async Task<DateTimeOffset> BeginLeaseAsync(WorkerState worker, string agentThumbprint,
+    public async Task<(WorkerState? Worker, EffectiveLifecycle Limits)> WorkerAsync(Guid workerId,
         CancellationToken cancellationToken)
     {
-        var limits = await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken);
+        var read = await db.Set<WorkerState>().AsTracking()
+            .Where(w => w.CorrelationId == workerId)
+            .Select(w => new
+            {
+                Worker = w,
+                Custom = db.Set<InstanceLifecycle>().Where(l => l.InstanceId == w.TrustedInstanceId)
+                    .Select(l => new { l.IdleTimeout, l.MaxWorkerAge, l.MaxLeaseDuration }).FirstOrDefault(),
+            })
+            .SingleOrDefaultAsync(cancellationToken);
+        return (read?.Worker,
+            lifecycles.With(read?.Custom?.IdleTimeout, read?.Custom?.MaxWorkerAge, read?.Custom?.MaxLeaseDuration));
+    }
+
+    /// <summary>
+    /// The worker confirmed its trust: it serves the lease it trusted for from now on, under its instance's
+    /// <paramref name="limits"/>. Returns the lease's expiry.
+    /// </summary>
+    public DateTimeOffset BeginLease(WorkerState worker, string agentThumbprint, EffectiveLifecycle limits)
+    {
         worker.MaxAgeDeadline = worker.ProvisionedAt + limits.MaxWorkerAge;
         worker.AgentThumbprint = agentThumbprint;
         var expiresAt = Lease(worker, worker.CurrentLeaseId!.Value, limits);
