@@ -22,8 +22,7 @@ public sealed class BeginLeaseActivity(Allocator allocator, ILogger<LeaseStateMa
         if (worker?.CurrentState == WorkerStates.Reaping)
         {
             // Its delete may have been lost with the process that gave the trust up.
-            await context.Send(WorkerStateMachine.DeprovisionQueue,
-                new DeprovisionWorker(worker.CorrelationId, worker.ReapReason ?? ReapReasons.Failed));
+            await context.RepeatReap(worker.CorrelationId, worker.ReapReason);
             return;
         }
 

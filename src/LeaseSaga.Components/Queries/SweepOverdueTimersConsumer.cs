@@ -77,9 +77,8 @@ public sealed class SweepOverdueTimersConsumer(
             .Select(w => new { w.CorrelationId, w.ReapReason }).ToListAsync(cancellationToken);
         foreach (var w in deleting)
         {
-            // Deleting is idempotent: a lost command or confirmation is simply repeated.
-            await context.Send(WorkerStateMachine.DeprovisionQueue,
-                new DeprovisionWorker(w.CorrelationId, w.ReapReason ?? ReapReasons.Failed));
+            // A lost command or confirmation is simply repeated.
+            await context.RepeatReap(w.CorrelationId, w.ReapReason);
             count++;
         }
 

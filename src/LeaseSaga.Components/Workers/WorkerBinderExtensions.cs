@@ -10,9 +10,12 @@ public static class WorkerBinderExtensions
         where T : class
         => binder.Activity(x => x.OfInstanceType<ArmTimerActivity>());
 
-    /// <summary>Asks for the delete again: it is idempotent, and the first may have been lost.</summary>
     public static EventActivityBinder<WorkerState, T> RepeatReap<T>(this EventActivityBinder<WorkerState, T> binder)
         where T : class
-        => binder.ThenAsync(c => c.Send(WorkerStateMachine.DeprovisionQueue,
-            new DeprovisionWorker(c.Saga.CorrelationId, c.Saga.ReapReason ?? ReapReasons.Failed)));
+        => binder.ThenAsync(c => c.RepeatReap(c.Saga.CorrelationId, c.Saga.ReapReason));
+
+    /// <summary>Asks for a worker's delete again: it is idempotent, and the first may have been lost.</summary>
+    public static Task RepeatReap(this ConsumeContext context, Guid workerId, string? reapReason)
+        => context.Send(WorkerStateMachine.DeprovisionQueue,
+            new DeprovisionWorker(workerId, reapReason ?? ReapReasons.Failed));
 }
