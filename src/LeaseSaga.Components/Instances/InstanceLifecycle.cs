@@ -22,20 +22,11 @@ public sealed class InstanceLifecycle
 public sealed record EffectiveLifecycle(TimeSpan IdleTimeout, TimeSpan MaxWorkerAge, TimeSpan MaxLeaseDuration);
 
 /// <summary>
-/// Reads the effective limits: per-instance override, else <c>Lifecycle:*</c>. Applies from the next timer on.
+/// The effective limits: an instance's overrides (read with the rows a step needs anyway), else <c>Lifecycle:*</c>.
+/// Applies from the next timer on.
 /// </summary>
-public sealed class InstanceLifecycles(DynamicWorkersDbContext db, IOptionsMonitor<LifecycleOptions> defaults)
+public sealed class InstanceLifecycles(IOptionsMonitor<LifecycleOptions> defaults)
 {
-    public async Task<EffectiveLifecycle> ForAsync(string? instanceId, CancellationToken cancellationToken)
-    {
-        var custom = instanceId is null
-            ? null
-            : await db.Set<InstanceLifecycle>().AsNoTracking()
-                .SingleOrDefaultAsync(x => x.InstanceId == instanceId, cancellationToken);
-        return With(custom?.IdleTimeout, custom?.MaxWorkerAge, custom?.MaxLeaseDuration);
-    }
-
-    /// <summary>The limits of an instance whose overrides were read with something else.</summary>
     public EffectiveLifecycle With(TimeSpan? idleTimeout, TimeSpan? maxWorkerAge, TimeSpan? maxLeaseDuration)
     {
         var d = defaults.CurrentValue;

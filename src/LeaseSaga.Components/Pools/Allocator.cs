@@ -436,18 +436,38 @@ public sealed class Allocator(
     public async Task<(WorkerState? Worker, EffectiveLifecycle Limits)> WorkerAsync(Guid workerId,
         CancellationToken cancellationToken)
     {
-        var read = await db.Set<WorkerState>().AsTracking()
+        var read = await WithOverrides(workerId).SingleOrDefaultAsync(cancellationToken);
+        return (read?.Worker, Limits(read));
+    }
+
+    /// <summary>A worker's row, tracked, and the lifecycle overrides of the instance it trusts (null: none).</summary>
+    sealed class WorkerRead
+    {
+        public required WorkerState Worker { get; init; }
+        public TimeSpan? IdleTimeout { get; init; }
+        public TimeSpan? MaxWorkerAge { get; init; }
+        public TimeSpan? MaxLeaseDuration { get; init; }
+    }
+
+    IQueryable<WorkerRead> WithOverrides(Guid workerId)
+    {
+        var overrides = db.Set<InstanceLifecycle>();
+        return db.Set<WorkerState>().AsTracking()
             .Where(w => w.CorrelationId == workerId)
-            .Select(w => new
+            .Select(w => new WorkerRead
             {
                 Worker = w,
-                Custom = db.Set<InstanceLifecycle>().Where(l => l.InstanceId == w.TrustedInstanceId)
-                    .Select(l => new { l.IdleTimeout, l.MaxWorkerAge, l.MaxLeaseDuration }).FirstOrDefault(),
-            })
-            .SingleOrDefaultAsync(cancellationToken);
-        return (read?.Worker,
-            lifecycles.With(read?.Custom?.IdleTimeout, read?.Custom?.MaxWorkerAge, read?.Custom?.MaxLeaseDuration));
+                IdleTimeout = overrides.Where(l => l.InstanceId == w.TrustedInstanceId)
+                    .Select(l => l.IdleTimeout).FirstOrDefault(),
+                MaxWorkerAge = overrides.Where(l => l.InstanceId == w.TrustedInstanceId)
+                    .Select(l => l.MaxWorkerAge).FirstOrDefault(),
+                MaxLeaseDuration = overrides.Where(l => l.InstanceId == w.TrustedInstanceId)
+                    .Select(l => l.MaxLeaseDuration).FirstOrDefault(),
+            });
     }
+
+    EffectiveLifecycle Limits(WorkerRead? read)
+        => lifecycles.With(read?.IdleTimeout, read?.MaxWorkerAge, read?.MaxLeaseDuration);
 
     /// <summary>
     /// The worker confirmed its trust: it serves the lease it trusted for from now on, under its instance's
@@ -496,20 +516,18 @@ public sealed class Allocator(
     {
         var cancellationToken = context.CancellationToken;
         await BeginAsync(cancellationToken);
-        // The pool's image and the instance's idle timeout come with the worker, in one round trip, read without the
-        // pool's lock: a change of image meanwhile bumps the worker's version (see ChangeImageAsync), so this release
-        // is retried rather than saved.
-        var read = await db.Set<WorkerState>().AsTracking()
-            .Where(w => w.CorrelationId == workerId)
-            .Select(w => new
+        // The pool's image and the instance's limits come with the worker, in one round trip, read without the pool's
+        // lock: a change of image meanwhile bumps the worker's version (see ChangeImageAsync), so this release is
+        // retried rather than saved.
+        var read = await WithOverrides(workerId)
+            .Select(r => new
             {
-                Worker = w,
-                PoolImage = db.Set<PoolState>().Where(p => p.Name == w.Pool).Select(p => p.Image).FirstOrDefault(),
-                IdleTimeout = db.Set<InstanceLifecycle>().Where(l => l.InstanceId == w.TrustedInstanceId)
-                    .Select(l => l.IdleTimeout).FirstOrDefault(),
+                Read = r,
+                PoolImage = db.Set<PoolState>().Where(p => p.Name == r.Worker.Pool).Select(p => p.Image)
+                    .FirstOrDefault(),
             })
             .SingleOrDefaultAsync(cancellationToken);
-        if (read?.Worker is not { } worker || worker.CurrentState != WorkerStates.Leased
+        if (read?.Read.Worker is not { } worker || worker.CurrentState != WorkerStates.Leased
             || worker.CurrentLeaseId != leaseId)
         {
             return false;
@@ -536,7 +554,8 @@ public sealed class Allocator(
 
         worker.CurrentState = WorkerStates.Idle;
         EndLease(worker, leaseId, now);
-        worker.IdleDeadline = now + lifecycles.With(read.IdleTimeout, null, null).IdleTimeout;
+        var limits = Limits(read.Read);
+        worker.IdleDeadline = now + limits.IdleTimeout;
         Touch(worker);
         logger.LogInformation("Worker {WorkerId} of {Pool} idle (instance {InstanceId}, lease {LeaseId})",
             worker.CorrelationId, worker.Pool, worker.TrustedInstanceId, leaseId);
@@ -554,8 +573,7 @@ public sealed class Allocator(
         {
             next.WorkerId = worker.CorrelationId;
             next.Version++;
-            var expiresAt = LeaseAgain(worker, next.CorrelationId,
-                await lifecycles.ForAsync(worker.TrustedInstanceId, cancellationToken));
+            var expiresAt = LeaseAgain(worker, next.CorrelationId, limits);
             await context.Publish(new WorkerLeased(next.CorrelationId, worker.CorrelationId, worker.Address!,
                 worker.AgentThumbprint!, Reused: true, expiresAt));
         }
