@@ -10,10 +10,9 @@ using Microsoft.Extensions.Logging;
 namespace DynamicWorkers.LeaseSaga.Instances;
 
 /// <summary>
-/// Offboarding in one transaction, holding the instance's fair-share lock in every pool it uses (so no request of it
-/// takes a worker meanwhile) and then each pool's lock (the deleted workers free room): its open leases end
-/// <c>Revoked</c> (<c>InstanceRemoved</c>), its workers are deleted, its settings dropped. The leases' and workers' own
-/// sagas then find them ended and ignore what still arrives for them.
+/// Offboarding in one transaction, holding the lock of every pool the instance uses so no worker is claimed for it
+/// meanwhile: its open leases end <c>Revoked</c> (<c>InstanceRemoved</c>), its workers are deleted, its settings
+/// dropped. The leases' and workers' own sagas then find them ended and ignore what still arrives for them.
 /// </summary>
 public sealed class RemoveInstanceConsumer(
     DynamicWorkersDbContext db,
@@ -38,15 +37,8 @@ public sealed class RemoveInstanceConsumer(
                 .Where(w => w.TrustedInstanceId == instanceId && WorkerStates.Live.Contains(w.CurrentState))
                 .Select(w => w.Pool))
             .ToListAsync(cancellationToken);
-        // In the order a request takes them, the fair-share lock before the pool's, so neither waits on the other.
-        var ordered = pools.Order(StringComparer.Ordinal).ToList();
-        foreach (var pool in ordered)
-        {
-            await allocator.LockInstanceShareAsync(pool, instanceId, cancellationToken);
-        }
-
         var locked = new List<PoolState>();
-        foreach (var pool in ordered)
+        foreach (var pool in pools.Order(StringComparer.Ordinal))
         {
             locked.Add(await allocator.LockPoolAsync(pool, cancellationToken));
         }

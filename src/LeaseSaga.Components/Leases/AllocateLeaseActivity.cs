@@ -91,41 +91,20 @@ public sealed class AllocateLeaseActivity(
             return;
         }
 
-        // A hot worker is taken without the pool's lock: the claim skips rows others hold, and taking one changes
-        // neither the line nor the count of live workers, which are what the lock guards.
-        var stored = await allocator.PoolAsync(lease.Pool, cancellationToken);
-        if (await allocator.ClaimReadyAsync(lease.Pool, cancellationToken, stored?.Image) is { } hot)
-        {
-            await GrantHotAsync(context, hot, stored);
-            return;
-        }
-
-        // Shared: leases join the line side by side, and a worker turning ready, which holds the lock alone, sees them.
+        // Shared: leases take hot workers and join the line side by side; starting workers is the pool keeper's, alone.
         var pool = await allocator.LockPoolAsync(lease.Pool, cancellationToken, shared: true);
-        if (await allocator.ClaimReadyAsync(lease.Pool, cancellationToken, pool.Image) is { } ready)
+        if (await allocator.ClaimReadyAsync(lease.Pool, cancellationToken, pool.Image) is { } hot)
         {
-            await GrantHotAsync(context, ready, pool);
-            return;
+            await allocator.AssignAsync(context, hot, lease);
+            lease.Outcome = AllocationOutcome.Trusting;
+        }
+        else
+        {
+            lease.Waited = true;
+            lease.Outcome = AllocationOutcome.Waiting;
         }
 
-        lease.Waited = true;
-        lease.Outcome = AllocationOutcome.Waiting;
         if (await allocator.MayNeedWorkersAsync(pool, lease, cancellationToken))
-        {
-            await context.Publish(new ReconcilePool(lease.Pool));
-        }
-    }
-
-    /// <summary>
-    /// The hot worker starts trusting the lease's instance; the pool keeper replaces it if the pool is short.
-    /// </summary>
-    async Task GrantHotAsync(BehaviorContext<LeaseState, LeaseRequested> context, WorkerState hot, PoolState? pool)
-    {
-        var lease = context.Saga;
-        await allocator.AssignAsync(context, hot, lease);
-        lease.Outcome = AllocationOutcome.Trusting;
-        // No row yet: the pool keeper opens the pool and fills it.
-        if (pool is null || await allocator.MayNeedWorkersAsync(pool, lease, context.CancellationToken))
         {
             await context.Publish(new ReconcilePool(lease.Pool));
         }

@@ -24,10 +24,9 @@ namespace DynamicWorkers.LeaseSaga.Pools;
 /// repository commits it): a lease takes an idle worker of its instance or a ready one by locking its row (skipping
 /// rows another copy holds), a worker that becomes ready takes the oldest waiting lease the same way. Nothing is
 /// decided on a copy of the pool, so any number of LeaseSaga copies decide at once and a decision reads only the rows
-/// it takes. The pool's own row is a lock: leases that join the line hold it shared, side by side; a worker turning
-/// ready, and every decision that starts or retires workers (the pool keeper's), hold it alone, which keeps
-/// <c>MaxWorkers</c> across copies and lets no lease wait while a worker sits ready. A lease that takes a hot worker
-/// takes no lock but the worker's row.
+/// it takes. The pool's own row is a lock: leases that take a hot worker or join the line hold it shared, side by side;
+/// a worker turning ready, and every decision that starts or retires workers (the pool keeper's), hold it alone, which
+/// keeps <c>MaxWorkers</c> across copies and lets no lease wait while a worker sits ready.
 /// </summary>
 public sealed class Allocator(
     DynamicWorkersDbContext db,
@@ -182,17 +181,10 @@ public sealed class Allocator(
             .ExecuteUpdateAsync(w => w.SetProperty(x => x.Version, x => x.Version + 1), cancellationToken);
     }
 
-    /// <summary>The pool's row as last committed, without its lock; null before the pool was first opened.</summary>
-    public async Task<PoolState?> PoolAsync(string name, CancellationToken cancellationToken)
-    {
-        await BeginAsync(cancellationToken);
-        return await db.Set<PoolState>().AsNoTracking().SingleOrDefaultAsync(p => p.Name == name, cancellationToken);
-    }
-
     /// <summary>
-    /// Whether the pool may be short of workers (fewer spare than its hot target plus its line, and room below
-    /// <c>MaxWorkers</c>, or idle workers to retire for the line), so that the pool keeper should decide, under the
-    /// lock held alone.
+    /// Under the shared lock: whether the pool may be short of workers (fewer spare than its hot target plus its line,
+    /// and room below <c>MaxWorkers</c>, or idle workers to retire for the line), so that the pool keeper should
+    /// decide, under the lock held alone.
     /// </summary>
     public async Task<bool> MayNeedWorkersAsync(PoolState pool, LeaseState? unsavedLease,
         CancellationToken cancellationToken)
@@ -205,10 +197,12 @@ public sealed class Allocator(
     }
 
     /// <summary>
-    /// The same question for a decision that read no pool row (a worker reaped before re-use).
+    /// The same question without the pool's lock, for a decision that took no hot worker (a worker reaped before
+    /// re-use): the pool keeper asks it again under its own lock.
     /// </summary>
     public async Task<bool> MayNeedWorkersAsync(string pool, CancellationToken cancellationToken)
-        => await PoolAsync(pool, cancellationToken) is not { } stored
+        => await db.Set<PoolState>().AsNoTracking()
+               .SingleOrDefaultAsync(p => p.Name == pool, cancellationToken) is not { } stored
            || await MayNeedWorkersAsync(stored, null, cancellationToken);
 
     /// <summary>
@@ -231,20 +225,47 @@ public sealed class Allocator(
     public async Task<InstanceShare> InstanceShareAsync(string pool, string instanceId,
         CancellationToken cancellationToken)
     {
+        await BeginAsync(cancellationToken);
+        var key = BitConverter.ToInt64(SHA256.HashData(Encoding.UTF8.GetBytes($"fair-share\n{pool}\n{instanceId}")));
         // The lock and the count go in one batch (one round trip); each statement sees what committed before it ran.
-        await using var command = await FairShareCommandAsync(pool, instanceId, """
+        var lockStatement = Dialect switch
+        {
+            DatabaseDialect.Postgres => "SELECT pg_advisory_xact_lock(@key);\n",
+            // sp_getapplock reports a deadlock by its return value, not an error: thrown, so the message is retried.
+            DatabaseDialect.SqlServer => """
+                DECLARE @lockResult int;
+                EXEC @lockResult = sp_getapplock @Resource = @resource, @LockMode = 'Exclusive',
+                    @LockOwner = 'Transaction', @LockTimeout = -1;
+                IF @lockResult < 0 THROW 51000, 'the fair-share lock was not granted', 1;
+
+                """,
+            // SQLite has one writer: no other transaction writes until this one ends.
+            _ => "",
+        };
+        await using var command = db.Database.GetDbConnection().CreateCommand();
+        command.Transaction = db.Database.CurrentTransaction!.GetDbTransaction();
+        command.CommandText = lockStatement + """
             SELECT COUNT(*),
                 COALESCE(SUM(CASE WHEN "WorkerId" IS NULL AND "CurrentState" <> @granted THEN 1 ELSE 0 END), 0)
             FROM "leases" WHERE "InstanceId" = @instance AND "Pool" = @pool
                 AND "CurrentState" IN (@allocating, @waiting, @granted);
             SELECT "IdleTimeout", "MaxWorkerAge", "MaxLeaseDuration" FROM "instance_lifecycles"
             WHERE "InstanceId" = @instance
-            """, cancellationToken);
+            """;
         AddParameter(command, "instance", instanceId);
         AddParameter(command, "pool", pool);
         AddParameter(command, "allocating", LeaseStates.Allocating);
         AddParameter(command, "waiting", LeaseStates.WaitingForWorker);
         AddParameter(command, "granted", LeaseStates.Granted);
+        if (Dialect == DatabaseDialect.Postgres)
+        {
+            AddParameter(command, "key", key);
+        }
+        else if (Dialect == DatabaseDialect.SqlServer)
+        {
+            AddParameter(command, "resource", $"dw-fair-share-{key:x16}");
+        }
+
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         // PostgreSQL's lock answers with a result of its own (one void column) before the counts.
         while (reader.FieldCount != 2 && await reader.NextResultAsync(cancellationToken))
@@ -268,54 +289,6 @@ public sealed class Allocator(
 
     /// <summary>An instance's open leases in a pool, how many of them wait, and the limits it leases under.</summary>
     public readonly record struct InstanceShare(int Open, int Waiting, EffectiveLifecycle Limits);
-
-    /// <summary>
-    /// The instance's fair-share lock in the pool alone, held until this transaction commits: offboarding takes it so
-    /// that no request of the instance takes a worker meanwhile.
-    /// </summary>
-    public async Task LockInstanceShareAsync(string pool, string instanceId, CancellationToken cancellationToken)
-    {
-        await using var command = await FairShareCommandAsync(pool, instanceId, "SELECT 1", cancellationToken);
-        await command.ExecuteNonQueryAsync(cancellationToken);
-    }
-
-    /// <summary>
-    /// A command in this transaction that first takes the fair-share lock of an instance in a pool, then runs
-    /// <paramref name="then"/>.
-    /// </summary>
-    async Task<DbCommand> FairShareCommandAsync(string pool, string instanceId, string then,
-        CancellationToken cancellationToken)
-    {
-        await BeginAsync(cancellationToken);
-        var key = BitConverter.ToInt64(SHA256.HashData(Encoding.UTF8.GetBytes($"fair-share\n{pool}\n{instanceId}")));
-        var lockStatement = Dialect switch
-        {
-            DatabaseDialect.Postgres => "SELECT pg_advisory_xact_lock(@key);\n",
-            // sp_getapplock reports a deadlock by its return value, not an error: thrown, so the message is retried.
-            DatabaseDialect.SqlServer => """
-                DECLARE @lockResult int;
-                EXEC @lockResult = sp_getapplock @Resource = @resource, @LockMode = 'Exclusive',
-                    @LockOwner = 'Transaction', @LockTimeout = -1;
-                IF @lockResult < 0 THROW 51000, 'the fair-share lock was not granted', 1;
-
-                """,
-            // SQLite has one writer: no other transaction writes until this one ends.
-            _ => "",
-        };
-        var command = db.Database.GetDbConnection().CreateCommand();
-        command.Transaction = db.Database.CurrentTransaction!.GetDbTransaction();
-        command.CommandText = lockStatement + then;
-        if (Dialect == DatabaseDialect.Postgres)
-        {
-            AddParameter(command, "key", key);
-        }
-        else if (Dialect == DatabaseDialect.SqlServer)
-        {
-            AddParameter(command, "resource", $"dw-fair-share-{key:x16}");
-        }
-
-        return command;
-    }
 
     static void AddParameter(DbCommand command, string name, object value)
     {
