@@ -16,5 +16,8 @@ public sealed class SqlServerModelTests
         // SQL Server's time type holds less than a day; MaxWorkerAge defaults to three.
         Assert.Equal(4, durations.Count);
         Assert.All(durations, p => Assert.Equal("bigint", p.GetColumnType()));
+        // The fair-share batch reads the overrides with ADO and converts them with the model's converter.
+        Assert.All(durations, p => Assert.Equal(TimeSpan.FromDays(3),
+            p.GetTypeMapping().Converter?.ConvertFromProvider(TimeSpan.FromDays(3).Ticks)));
     }
 }

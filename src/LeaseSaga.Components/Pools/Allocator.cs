@@ -277,14 +277,25 @@ public sealed class Allocator(
         // The instance's lifecycle overrides come in the same round trip: a re-use needs its max lease duration.
         await reader.NextResultAsync(cancellationToken);
         var custom = await reader.ReadAsync(cancellationToken);
-        return new InstanceShare(open, waiting,
-            lifecycles.With(Override(custom, 0), Override(custom, 1), Override(custom, 2)));
+        return new InstanceShare(open, waiting, lifecycles.With(
+            Override(custom, 0, nameof(InstanceLifecycle.IdleTimeout)),
+            Override(custom, 1, nameof(InstanceLifecycle.MaxWorkerAge)),
+            Override(custom, 2, nameof(InstanceLifecycle.MaxLeaseDuration))));
 
-        // SQL Server keeps durations as ticks (see SqlServerDynamicWorkersDbContext).
-        TimeSpan? Override(bool custom, int column)
-            => !custom || reader.IsDBNull(column) ? null
-                : Dialect == DatabaseDialect.SqlServer ? TimeSpan.FromTicks(reader.GetInt64(column))
-                : reader.GetFieldValue<TimeSpan>(column);
+        // Read as the model stores the column (SQL Server as ticks, see SqlServerDynamicWorkersDbContext).
+        TimeSpan? Override(bool custom, int column, string property)
+        {
+            if (!custom || reader.IsDBNull(column))
+            {
+                return null;
+            }
+
+            var converter = db.Model.FindEntityType(typeof(InstanceLifecycle))!.FindProperty(property)!
+                .GetTypeMapping().Converter;
+            return converter is null
+                ? reader.GetFieldValue<TimeSpan>(column)
+                : (TimeSpan)converter.ConvertFromProvider(reader.GetValue(column))!;
+        }
     }
 
     /// <summary>An instance's open leases in a pool, how many of them wait, and the limits it leases under.</summary>
